@@ -1,0 +1,284 @@
+"""The only YAML reader: turns pipeline and devices files into validated, immutable specs.
+
+Errors name the file, the line, the key path and what was expected; nothing past this module
+touches a raw dict.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgeq.errors import ConfigError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Spec(BaseModel):
+    """Base of every config spec: unknown keys are errors, values are frozen once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records the line of every mapping key and sequence item."""
+
+
+def _key_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _key_lines(value_node, path + (key,), out)
+            # the key's own line wins over the value's first line
+            out[path + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _key_lines(item, path + (i,), out)
+    return out
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute_env(value: Any, where: str, lines: dict, path: tuple = ()) -> Any:
+    """Replace ${EDGEQ_*} in strings. Other ${...} are refused: secrets never come from YAML."""
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, where, lines, path + (k,)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, where, lines, path + (i,)) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def repl(m: re.Match) -> str:
+            name = m.group(1)
+            loc = _where(where, lines, path)
+            if not name.startswith("EDGEQ_"):
+                raise ConfigError(
+                    f"{loc}: ${{{name}}} is not allowed; only ${{EDGEQ_*}} variables are substituted",
+                    "rename the variable to start with EDGEQ_ (e.g. ${EDGEQ_PI_HOST})",
+                )
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{loc}: environment variable {name} is not set",
+                    f"export {name}=... before running edgeq",
+                )
+            return os.environ[name]
+
+        return _ENV_RE.sub(repl, value)
+    return value
+
+
+def _fmt_path(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _where(file: str, lines: dict, path: tuple) -> str:
+    probe = tuple(path)
+    while probe not in lines and probe:
+        probe = probe[:-1]
+    line = lines.get(probe, 1)
+    return f"{file}:{line}: {_fmt_path(path)}"
+
+
+def read_yaml(path: str | Path, *, substitute_env: bool = False) -> tuple[Any, dict]:
+    """Read a YAML file; return (data, {key path: line}). Raises ConfigError, never yaml errors."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found", "check the path") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}", "check the file's permissions and encoding") from None
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}{line}: YAML syntax error: {problem}", "fix the YAML syntax at that line") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: YAML nesting too deep", "simplify the file") from None
+    lines = _key_lines(node) if node is not None else {(): 1}
+    if substitute_env:
+        data = _substitute_env(data, str(p), lines)
+    return data, lines
+
+
+def _describe(err: dict) -> str:
+    t = err.get("type", "")
+    if t == "missing":
+        return "required key is missing"
+    if t == "extra_forbidden":
+        return "unknown key"
+    msg = err.get("msg", "invalid value")
+    if "input" in err and t not in ("model_type", "dict_type"):
+        inp = err["input"]
+        if not isinstance(inp, (dict, list)):
+            msg += f" (got {inp!r})"
+    return msg
+
+
+def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
+    """Validate raw YAML data against a spec; errors carry file:line and the key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}:1: expected a mapping at the top level, got {type(data).__name__}", "see README: pipeline YAML reference")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors()[:10]:
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
+            msgs.append(f"{_where(file, lines, loc)}: {_describe(err)}")
+        more = f"\n(and {len(e.errors()) - 10} more)" if len(e.errors()) > 10 else ""
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key") from None
+
+
+def load(model: type[T], path: str | Path, *, substitute_env: bool = False) -> T:
+    data, lines = read_yaml(path, substitute_env=substitute_env)
+    return validate(model, data, str(path), lines)
+
+
+# --------------------------------------------------------------------------- pipeline spec
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class DataSpec(Spec):
+    source: Literal["sklearn-digits", "idx", "npz"] = "sklearn-digits"
+    path: str | None = None  # idx: a folder; npz: a file
+    train_images: str = "train-images-idx3-ubyte.gz"
+    train_labels: str = "train-labels-idx1-ubyte.gz"
+    test_images: str = "t10k-images-idx3-ubyte.gz"
+    test_labels: str = "t10k-labels-idx1-ubyte.gz"
+    preprocess: Literal["scale", "standardize", "none"] = "scale"
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    test_split: float = Field(0.2, gt=0.0, lt=1.0)  # only for sources without a test set (sklearn-digits)
+    max_train: int | None = Field(None, ge=10)
+    max_test: int | None = Field(None, ge=10)
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "DataSpec":
+        if self.source in ("idx", "npz") and not self.path:
+            raise ValueError(f"data.path is required for source {self.source!r}")
+        return self
+
+
+class ModelSpec(Spec):
+    builtin: Literal["mlp", "cnn"] | None = None
+    hidden: list[int] = Field(default_factory=lambda: [64])  # mlp: units of each hidden Dense
+    filters: list[int] = Field(default_factory=lambda: [32, 64])  # cnn: filters per conv block
+    kernel_size: int = Field(3, ge=1, le=11)
+    dense: int = Field(128, ge=1)  # cnn: units of the dense layer after the convs
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    path: str | None = None  # a .keras file or a SavedModel directory
+    factory: str | None = None  # "package.module:function" returning a compiled-or-not Keras model
+
+    @field_validator("hidden", "filters")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(x < 1 for x in v):
+            raise ValueError("must be a non-empty list of positive integers")
+        return v
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError("must look like 'package.module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        given = [k for k in ("builtin", "path", "factory") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("set exactly one of model.builtin, model.path, model.factory" + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class EarlyStoppingSpec(Spec):
+    monitor: str = "val_loss"
+    patience: int = Field(2, ge=0)
+    restore_best_weights: bool = True
+
+
+class TrainSpec(Spec):
+    epochs: int = Field(5, ge=0, le=10000)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
+    learning_rate: float = Field(0.001, gt=0)
+    early_stopping: EarlyStoppingSpec | None = None
+
+
+VariantType = Literal["fp32", "int8", "dynamic", "float16", "int16x8"]
+
+
+class GatesSpec(Spec):
+    max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)  # in accuracy units: 0.005 = 0.5 points
+    min_accuracy: float | None = Field(None, ge=0.0, le=1.0)
+    max_size_bytes: int | None = Field(None, ge=1)
+
+
+class VariantSpec(Spec):
+    type: VariantType
+    name: str | None = Field(None, pattern=NAME_RE)
+    calibration_samples: int = Field(200, ge=1, le=100000)  # int8 / int16x8
+    io: Literal["int8", "uint8", "float"] = "int8"  # int8: model input/output type
+    gates: GatesSpec | None = None  # overrides validate.gates for this variant
+
+    @property
+    def key(self) -> str:
+        return self.name or self.type
+
+
+class QuantizeSpec(Spec):
+    variants: list[VariantSpec] = Field(default_factory=lambda: [VariantSpec(type="fp32"), VariantSpec(type="int8")])
+
+    @model_validator(mode="after")
+    def _unique(self) -> "QuantizeSpec":
+        keys = [v.key for v in self.variants]
+        dup = {k for k in keys if keys.count(k) > 1}
+        if dup:
+            raise ValueError(f"duplicate variant names {sorted(dup)}: give each a distinct 'name'")
+        if not self.variants:
+            raise ValueError("list at least one variant")
+        return self
+
+
+class ValidateSpec(Spec):
+    gates: GatesSpec = Field(default_factory=GatesSpec)
+    batch_size: int = Field(256, ge=1)
+
+
+class PipelineSpec(Spec):
+    name: str = Field(pattern=NAME_RE)
+    description: str = ""
+    seed: int = 42
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    validate_: ValidateSpec = Field(default_factory=ValidateSpec, alias="validate")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
+    """Load a pipeline YAML. Relative data/model paths resolve against the YAML's folder."""
+    spec = load(PipelineSpec, path)
+    return spec, Path(path).resolve().parent

@@ -1,0 +1,54 @@
+"""Output helpers shared by CLI modules: human tables on stdout, logs on stderr, --json documents.
+
+The core never prints; only the CLI layer uses these.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+_err: Console | None = None
+_out: Console | None = None
+
+
+def err_console() -> Console:
+    global _err
+    if _err is None:
+        _err = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _err
+
+
+def out_console() -> Console:
+    global _out
+    if _out is None:
+        _out = Console(highlight=False, soft_wrap=True)
+    return _out
+
+
+def log(message: str) -> None:
+    """A progress/log line: always stderr, so --json stdout stays one clean document."""
+    err_console().print(message, markup=False)
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    out_console().print(t)
+
+
+def progress_enabled(json_mode: bool) -> bool:
+    """Progress bars only when a person watches: stderr is a TTY and stdout is not a JSON stream."""
+    return not json_mode and sys.stderr.isatty()

@@ -1,0 +1,82 @@
+"""One error hierarchy, mapped to documented exit codes in one place (edgeq.cli)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes. Documented in README.md; never renumber a released code."""
+
+    OK = 0
+    INTERNAL = 1  # a bug in edgeq: rerun with --debug and report it
+    USAGE = 2  # bad command-line arguments (Typer/Click's own code)
+    CONFIG = 3  # pipeline or devices YAML is invalid
+    DATA = 4  # dataset missing, truncated or inconsistent
+    MODEL = 5  # model cannot be built, imported or loaded
+    QUANTIZE = 6  # a variant cannot be converted (e.g. an op with no int8 kernel)
+    GATE = 7  # a validate gate failed (accuracy, drop, size)
+    FLEET = 8  # one or more boards failed or were unreachable
+    REGRESSION = 9  # a performance/accuracy regression with --fail-on-regression
+    STORE = 10  # results store or run folder unusable (corrupt, locked, unknown run)
+    EXPORT = 11  # metrics export failed (results are still stored)
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class EdgeqError(Exception):
+    """An expected failure: a message saying what failed and where, and a hint saying what to do."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": int(self.exit_code),
+        }
+
+
+class ConfigError(EdgeqError):
+    exit_code = ExitCode.CONFIG
+
+
+class DataError(EdgeqError):
+    exit_code = ExitCode.DATA
+
+
+class ModelError(EdgeqError):
+    exit_code = ExitCode.MODEL
+
+
+class QuantizeError(EdgeqError):
+    exit_code = ExitCode.QUANTIZE
+
+
+class GateError(EdgeqError):
+    exit_code = ExitCode.GATE
+
+    def __init__(self, message: str, hint: str | None = None, result: dict | None = None):
+        super().__init__(message, hint)
+        self.result = result  # the run summary, so --json still reports what was measured
+
+
+class FleetError(EdgeqError):
+    exit_code = ExitCode.FLEET
+
+
+class RegressionError(EdgeqError):
+    exit_code = ExitCode.REGRESSION
+
+
+class StoreError(EdgeqError):
+    exit_code = ExitCode.STORE
+
+
+class ExportError(EdgeqError):
+    exit_code = ExitCode.EXPORT
