@@ -1,0 +1,187 @@
+"""Dataset sources (idx, sklearn-digits, npz) and preprocessing. numpy only: no TensorFlow here."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.config import DataSpec
+from edgeq.errors import DataError
+
+# idx dtype codes (http://yann.lecun.com/exdb/mnist/ file format)
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    norm: dict  # how inputs were preprocessed (kept in the manifest; boards need it for real inputs)
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+
+def _open(path: Path):
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (gzipped or not). Truncated or malformed files raise DataError."""
+    if not path.exists():
+        raise DataError(f"dataset file not found: {path}", "check data.path and the file names in the pipeline YAML")
+    try:
+        with _open(path) as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e}); the file is truncated or corrupt", "download or copy the file again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an idx file (bad magic number)", "idx files start with 0x00 0x00 <dtype> <ndim>")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated idx header", "download or copy the file again")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    got = len(raw) - header
+    if got != expected:
+        raise DataError(
+            f"{path}: truncated idx file: header says {dims} ({expected} bytes of data), file has {got}",
+            "download or copy the file again",
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_files(spec: DataSpec, base: Path) -> list[Path]:
+    if spec.source == "idx":
+        d = _resolve(spec.path, base)
+        return [d / spec.train_images, d / spec.train_labels, d / spec.test_images, d / spec.test_labels]
+    if spec.source == "npz":
+        return [_resolve(spec.path, base)]
+    return []
+
+
+def _resolve(p: str | None, base: Path) -> Path:
+    path = Path(p or "").expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def fingerprint(spec: DataSpec, base: Path) -> dict:
+    """Content hashes of the inputs, without decoding them: cheap enough for every cached run."""
+    if spec.source == "sklearn-digits":
+        from importlib import metadata
+
+        return {"sklearn-digits": f"scikit-learn {metadata.version('scikit-learn')}"}
+    out = {}
+    for f in source_files(spec, base):
+        if not f.exists():
+            raise DataError(f"dataset file not found: {f}", _missing_hint(spec, f))
+        out[str(f)] = _file_sha256(f)
+    return out
+
+
+def _missing_hint(spec: DataSpec, f: Path) -> str:
+    if "fashion-mnist" in str(f):
+        return "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
+    return "check data.path and the file names in the pipeline YAML"
+
+
+def _raw(spec: DataSpec, base: Path, seed: int):
+    if spec.source == "sklearn-digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = d.images.astype(np.float32)[..., None] / 16.0 * 255.0  # 8x8x1, same scale as idx images
+        y = d.target.astype(np.int64)
+        rng = np.random.default_rng(seed)
+        idx = rng.permutation(len(x))
+        n_test = int(round(len(x) * spec.test_split))
+        te, tr = idx[:n_test], idx[n_test:]
+        return x[tr], y[tr], x[te], y[te]
+    if spec.source == "idx":
+        files = source_files(spec, base)
+        for f in files:
+            if not f.exists():
+                raise DataError(f"dataset file not found: {f}", _missing_hint(spec, f))
+        xtr, ytr, xte, yte = (read_idx(f) for f in files)
+        for x, y, fx, fy in ((xtr, ytr, files[0], files[1]), (xte, yte, files[2], files[3])):
+            if len(x) != len(y):
+                raise DataError(
+                    f"{fx.name} has {len(x)} images but {fy.name} has {len(y)} labels",
+                    "image and label files must come from the same split",
+                )
+        xtr, xte = xtr.astype(np.float32), xte.astype(np.float32)
+        if xtr.ndim == 3:
+            xtr, xte = xtr[..., None], xte[..., None]
+        return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
+    path = _resolve(spec.path, base)
+    if not path.exists():
+        raise DataError(f"dataset file not found: {path}", "check data.path in the pipeline YAML")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: missing arrays {missing}", "an npz source needs x_train, y_train, x_test, y_test")
+            xtr, ytr, xte, yte = (z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    except DataError:
+        raise
+    except Exception as e:  # zipfile/pickle/value errors: all mean a bad file
+        raise DataError(f"{path}: cannot read npz ({type(e).__name__}: {e})", "write it with numpy.savez") from None
+    for x, y, name in ((xtr, ytr, "train"), (xte, yte, "test")):
+        if len(x) != len(y):
+            raise DataError(f"{path}: x_{name} has {len(x)} rows but y_{name} has {len(y)}", "rows of x and y must match")
+    return xtr.astype(np.float32), ytr.astype(np.int64).reshape(-1), xte.astype(np.float32), yte.astype(np.int64).reshape(-1)
+
+
+def load(spec: DataSpec, base: Path, seed: int) -> Dataset:
+    """Load, subset, split off validation data, and preprocess with training-set statistics."""
+    xtr, ytr, xte, yte = _raw(spec, base, seed)
+    rng = np.random.default_rng(seed)
+    if spec.max_train and len(xtr) > spec.max_train:
+        keep = np.sort(rng.choice(len(xtr), spec.max_train, replace=False))
+        xtr, ytr = xtr[keep], ytr[keep]
+    if spec.max_test and len(xte) > spec.max_test:
+        xte, yte = xte[: spec.max_test], yte[: spec.max_test]
+    perm = rng.permutation(len(xtr))
+    n_val = int(round(len(xtr) * spec.validation_split))
+    xval, yval = xtr[perm[:n_val]], ytr[perm[:n_val]]
+    xtr, ytr = xtr[perm[n_val:]], ytr[perm[n_val:]]
+    if len(xtr) == 0 or len(xte) == 0:
+        raise DataError("the dataset has no training or no test rows after splitting", "lower validation_split or raise max_train/max_test")
+
+    if spec.preprocess == "scale":
+        hi = float(xtr.max()) if xtr.size else 1.0
+        scale = 255.0 if hi > 1.0 else 1.0
+        norm = {"kind": "scale", "divide_by": scale}
+        f = lambda a: (a / scale).astype(np.float32)  # noqa: E731
+    elif spec.preprocess == "standardize":
+        mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
+        norm = {"kind": "standardize", "mean": mean, "std": std}
+        f = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+    else:
+        norm = {"kind": "none"}
+        f = lambda a: a.astype(np.float32)  # noqa: E731
+    classes = int(max(ytr.max(), yte.max())) + 1
+    return Dataset(f(xtr), ytr, f(xval), yval, f(xte), yte, classes, norm)

@@ -1,0 +1,35 @@
+"""Human rendering of core results (rich tables on stdout). JSON output bypasses this module."""
+
+from __future__ import annotations
+
+from edgeq.console import log, table
+
+
+def _pct(x) -> str:
+    return "" if x is None else f"{x * 100:.2f}%"
+
+
+def run_summary(result: dict) -> None:
+    stages = result.get("stages", {})
+    cached = []
+    if stages.get("train", {}).get("cached"):
+        cached.append("train")
+    for name in ("quantize", "validate"):
+        per = stages.get(name, {})
+        if per and all(v.get("cached") for v in per.values()):
+            cached.append(name)
+    rows = []
+    for key, v in result.get("variants", {}).items():
+        drop = v.get("accuracy_drop")
+        rows.append([
+            key, v.get("type"), _pct(v.get("accuracy")),
+            "" if drop is None else f"{drop * 100:+.2f} pts",
+            f"{v.get('size_bytes', 0):,}", "" if v.get("size_ratio") is None else f"{v['size_ratio']:.3f}",
+            "pass" if v.get("gates", {}).get("passed", True) else "FAIL",
+        ])
+    rt = result.get("runtime", {})
+    table(f"run {result['run_id']} · pipeline {result['pipeline']} · {rt.get('name', '?')} {rt.get('version', '')}",
+          ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates"], rows)
+    if cached:
+        log(f"reused from cache: {', '.join(cached)} (use --force to rerun)")
+    log(f"run folder: {result.get('run_dir')}  ({result.get('wall_seconds', 0):.1f}s)")

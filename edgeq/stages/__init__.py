@@ -1,0 +1,1 @@
+"""Pipeline stages. Each imports TensorFlow inside its functions, never at module import."""
