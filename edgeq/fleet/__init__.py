@@ -1,0 +1,30 @@
+"""Fleet: the device inventory, transports (ssh, local), deploy/rollback, check, bench and predict.
+
+Importing this package is cheap (no paramiko, no TensorFlow): `edgeq devices list` relies on it.
+The core functions return JSON-able data and never print; per-board failures are data, not raises.
+(The function names shadow their modules as package attributes: import helpers with
+`from edgeq.fleet.deploy import install_on`, which goes through sys.modules.)
+"""
+
+from __future__ import annotations
+
+from edgeq.fleet.base import BoardError, Transport
+from edgeq.fleet.bench import bench, check, predict
+from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
+from edgeq.fleet.inventory import DeviceSpec, Inventory, PowerSpec, load_inventory
+
+__all__ = [
+    "BoardError",
+    "DeviceSpec",
+    "Inventory",
+    "PowerSpec",
+    "Transport",
+    "bench",
+    "check",
+    "deploy",
+    "load_inventory",
+    "predict",
+    "raise_for_failures",
+    "rollback",
+]
+

@@ -1,0 +1,209 @@
+"""Deploy a TFLite artifact to boards, and roll back.
+
+On each board: agent in place (uploaded only if missing) -> `status` -> nothing to do, install an
+existing blob, or upload to W/tmp/*.part and `install`. The agent verifies the hash and loads the
+model before it switches `current`, so a model the board cannot run never becomes current.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from edgeq.config import NAME_RE
+from edgeq.errors import ConfigError, FleetError, ModelError
+from edgeq.fleet.base import BoardError
+from edgeq.fleet.board import AgentBundle, Board, build_agent, file_sha256
+from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
+from edgeq.fleet.inventory import DeviceSpec, Inventory
+
+_FREE_MARGIN = 1 << 20  # keep a MiB spare beyond the upload: the agent writes small state files too
+
+
+def check_tflite(artifact: Path) -> int:
+    """Refuse anything that is not a TFLite flatbuffer before it travels. Returns its size."""
+    p = Path(artifact)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ModelError(f"{p}: file not found", "pass the path of a .tflite artifact") from None
+    except IsADirectoryError:
+        raise ModelError(f"{p}: is a directory, not a TFLite model", "pass the path of a .tflite artifact") from None
+    except OSError as e:
+        raise ModelError(f"{p}: cannot read: {e.strerror}") from None
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise ModelError(f"{p}: not a TFLite model (no TFL3 flatbuffer identifier)", "deploy a .tflite file produced by `edgeq run`")
+    return size
+
+
+def model_name(artifact: Path, name: str | None) -> str:
+    n = name if name is not None else Path(artifact).stem
+    if not re.fullmatch(NAME_RE, n):
+        how = "--name" if name is not None else f"the artifact's file name ({Path(artifact).name})"
+        raise ConfigError(f"model name {n!r} (from {how}) is not valid: use letters, digits, '.', '_', '-' (max 64)", "pass --name NAME")
+    return n
+
+
+def _have(status: dict, sha: str) -> bool:
+    have = status.get("have")
+    if isinstance(have, bool):
+        return have
+    if isinstance(have, (list, tuple, set)):
+        return sha in have
+    return False
+
+
+def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, progress: ProgressFn | None = None) -> dict:
+    """Make `sha` the current version of `name` on a board. Returns the per-board fields."""
+    d = board.device
+    st = board.call("status", "--name", name, "--sha256", sha)
+    before = st.get("current")
+    out = {"previous": before, "sha256": sha, "model_bytes": 0}
+    if before == sha:
+        return {**out, "status": "ok", "action": "unchanged", "current": sha}
+    if _have(st, sha):
+        blob = f"{board.workdir}/models/{name}/{sha}.tflite"
+        action = "installed existing blob"
+    else:
+        free = st.get("free_bytes")
+        if isinstance(free, int) and free < size + _FREE_MARGIN:
+            raise BoardError(
+                d.name,
+                f"not enough disk space under {board.workdir}: {free} bytes free, {size} needed",
+                "free space on the board (old models live in W/models/NAME/)",
+                kind="disk_full",
+            )
+        if progress:
+            progress({"event": "upload", "device": d.name, "bytes": 0, "total": size})
+        cb = (lambda done, total: progress({"event": "upload", "device": d.name, "bytes": done, "total": total})) if progress else None
+        start_bytes = board.bytes_uploaded
+        blob = board.upload_tmp(artifact, ".part", cb)
+        out["model_bytes"] = board.bytes_uploaded - start_bytes
+        action = "uploaded and installed"
+    if progress:
+        progress({"event": "install", "device": d.name})
+    try:
+        res = board.call(
+            "install", "--name", name, "--blob", blob, "--sha256", sha,
+            "--threads", str(d.threads), "--delegate", d.delegate, "--lock-timeout", f"{d.lock_timeout:g}",
+        )
+    finally:
+        if blob.endswith(".part"):
+            board.t.remove(blob)  # the agent renamed it on success; on failure it must not linger
+    return {**out, "status": "changed", "action": action, "current": res.get("current", sha)}
+
+
+def deploy(
+    inventory: Inventory,
+    targets: list[str],
+    artifact: Path,
+    *,
+    name: str | None = None,
+    parallel: int = 5,
+    batches: str | list | None = None,
+    max_fail: int | None = None,
+    progress: ProgressFn | None = None,
+    transport_factory: Callable | None = None,
+    agent: AgentBundle | None = None,
+) -> dict:
+    """Deploy an artifact to the targets. Per-board failures are in the summary (ok False), not raised."""
+    size = check_tflite(artifact)
+    name = model_name(artifact, name)
+    devices = inventory.select(targets)
+    sha = file_sha256(artifact)
+    agent = agent or build_agent()
+    factory = transport_factory or _default_factory()
+    started = time.monotonic()
+
+    def job(d: DeviceSpec) -> dict:
+        t0 = time.monotonic()
+        with board_session(d, agent, factory, progress) as board:
+            try:
+                rec = install_on(board, artifact, size, sha, name, progress)
+            except BoardError as e:
+                e.extra.setdefault("bytes_uploaded", board.bytes_uploaded)
+                raise
+            rec["bytes_uploaded"] = board.bytes_uploaded  # agent bytes included: what crossed the wire
+        return {"device": d.name, "address": d.address, **rec, "error": None, "seconds": round(time.monotonic() - t0, 3)}
+
+    res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
+    return _summary("deploy", res, started, artifact=str(artifact), name=name, sha256=sha, size_bytes=size)
+
+
+def rollback(
+    inventory: Inventory,
+    targets: list[str],
+    name: str,
+    *,
+    parallel: int = 5,
+    batches: str | list | None = None,
+    max_fail: int | None = None,
+    progress: ProgressFn | None = None,
+    transport_factory: Callable | None = None,
+    agent: AgentBundle | None = None,
+) -> dict:
+    """Make each board's previous version of `name` current again (the agent checks it loads)."""
+    if not re.fullmatch(NAME_RE, name):
+        raise ConfigError(f"model name {name!r} is not valid", "use letters, digits, '.', '_', '-' (max 64)")
+    devices = inventory.select(targets)
+    agent = agent or build_agent()
+    factory = transport_factory or _default_factory()
+    started = time.monotonic()
+
+    def job(d: DeviceSpec) -> dict:
+        t0 = time.monotonic()
+        with board_session(d, agent, factory, progress) as board:
+            res = board.call("rollback", "--name", name, "--threads", str(d.threads), "--delegate", d.delegate, "--lock-timeout", f"{d.lock_timeout:g}")
+            up = board.bytes_uploaded
+        return {
+            "device": d.name,
+            "address": d.address,
+            "status": "changed",
+            "action": "rolled back",
+            "previous": res.get("previous"),
+            "current": res.get("current"),
+            "bytes_uploaded": up,
+            "error": None,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+
+    res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
+    return _summary("rollback", res, started, name=name)
+
+
+def _default_factory():
+    from edgeq.fleet.ssh import open_transport
+
+    return open_transport
+
+
+def _summary(action: str, res: dict, started: float, **fields) -> dict:
+    bad = res["counts"]["failed"] + res["counts"]["unreachable"] + res["counts"]["skipped"]
+    return {
+        "ok": bad == 0,
+        "action": action,
+        **fields,
+        **res,
+        "bytes_uploaded": sum(r.get("bytes_uploaded") or 0 for r in res["devices"]),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def raise_for_failures(summary: dict) -> None:
+    """The CLI's exit decision: FleetError (exit FLEET) naming the boards that did not succeed."""
+    if summary.get("ok", True):
+        return
+    bad = [r for r in summary["devices"] if r["status"] not in ("ok", "changed")]
+    names = ", ".join(f"{r['device']} ({r['status']})" for r in bad)
+    first = next((r for r in bad if r.get("error")), None)
+    e = FleetError(
+        f"{summary['action']} did not succeed on {len(bad)} of {len(summary['devices'])} board(s): {names}"
+        + (f"; first error: {first['error']}" if first else ""),
+        (first or {}).get("hint") or "see the per-board table above",
+    )
+    e.result = summary
+    raise e

@@ -1,0 +1,252 @@
+"""The fleet registry: devices.yaml -> validated, immutable DeviceSpecs, and target selection.
+
+Lookup order: an explicit path (--devices), then $EDGEQ_DEVICES, then ./devices.yaml, else the
+embedded default (one `local` board running the agent on this machine).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edgeq import config
+from edgeq.config import NAME_RE, Spec
+from edgeq.errors import ConfigError
+from edgeq.fleet import paths
+
+EMBEDDED_DEVICES_YAML = """\
+devices:
+  - name: local
+    transport: local
+    tags: [local]
+    description: this machine (the agent runs in a subprocess)
+"""
+
+Probe = Literal["none", "rpi5-pmic", "hwmon", "command"]
+
+
+class PowerSpec(Spec):
+    """How the agent samples board power inside the timed window (passed to `bench --power`)."""
+
+    probe: Probe = "none"
+    path: str | None = None  # hwmon: a sysfs power*_input (microwatts) or energy*_input (microjoules) file
+    kind: Literal["auto", "power", "energy"] = "auto"  # hwmon: what the file holds (auto: from its name)
+    command: list[str] | None = None  # command: argv (no shell) printing one reading in watts
+    interval_s: float = Field(0.05, ge=0.001, le=10.0)
+    idle_s: float = Field(0.5, ge=0.0, le=60.0)  # idle baseline measured before the timed window
+
+    @model_validator(mode="after")
+    def _needs(self) -> "PowerSpec":
+        if self.probe == "command" and not self.command:
+            raise ValueError("power.command (an argv list) is required for probe 'command'")
+        if self.probe == "hwmon" and not self.path:
+            raise ValueError("power.path (a sysfs power*_input or energy*_input file) is required for probe 'hwmon'")
+        return self
+
+    def agent_json(self) -> str:
+        import json
+
+        return json.dumps(self.model_dump(exclude_none=True), separators=(",", ":"))
+
+
+class _DeviceFields(Spec):
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None  # default: the local user name
+    key_file: str | None = None  # default: keys from ssh-agent (and ~/.ssh/id_*)
+    key_passphrase_env: str | None = Field(None, pattern=r"^EDGEQ_[A-Z0-9_]+$")  # NAME of the variable, never the value
+    known_hosts: str | None = None  # default: <edgeq home>/known_hosts
+    transport: Literal["ssh", "local"] = "ssh"
+    python: str | None = None  # ssh: python3; local: this interpreter
+    workdir: str | None = None  # ssh: ~/edgeq; local: <edgeq home>/boards/<name>
+    tags: list[str] = Field(default_factory=list)
+    threads: int = Field(1, ge=1, le=256)
+    delegate: Literal["none", "xnnpack", "edgetpu"] = "xnnpack"  # xnnpack: what TFLite runtimes apply by default
+    power: PowerSpec = Field(default_factory=PowerSpec)
+    model: str = ""  # free text, e.g. "Raspberry Pi 5"
+    description: str = ""
+    connect_timeout: float = Field(10.0, gt=0, le=600)  # TCP connect, SSH banner and auth, each
+    command_timeout: float = Field(900.0, gt=0)  # one agent call (a long bench fits in 15 min)
+    keepalive: int = Field(15, ge=0, le=3600)  # seconds between SSH keepalives; 0 = off
+    retries: int = Field(3, ge=1, le=20)  # connection attempts (only connection failures retry)
+    retry_delay: float = Field(1.0, ge=0, le=60)  # first backoff; doubles per attempt
+    lock_timeout: float = Field(600.0, ge=0)  # how long bench waits for the board's lock
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        import re
+
+        bad = [t for t in v if not re.fullmatch(NAME_RE, t)]
+        if bad:
+            raise ValueError(f"tags must match {NAME_RE} (got {bad})")
+        return v
+
+    @field_validator("python", "workdir", "user", "key_file", "known_hosts")
+    @classmethod
+    def _non_empty(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "\x00" in v or "\n" in v):
+            raise ValueError("must be a non-empty single-line string")
+        return v
+
+
+class DefaultsSpec(_DeviceFields):
+    """Values every device inherits unless it sets its own (tags are merged)."""
+
+
+class DeviceSpec(_DeviceFields):
+    name: str = Field(pattern=NAME_RE)
+    host: str | None = None
+
+    @property
+    def address(self) -> str:
+        if self.transport == "local":
+            return "local"
+        return f"{self.host}:{self.port}" if self.port != 22 else str(self.host)
+
+    def public(self) -> dict:
+        """JSON-able view. Holds no secret: the passphrase is only named, never stored."""
+        return self.model_dump(mode="json")
+
+
+class DevicesFileSpec(Spec):
+    version: Literal[1] = 1
+    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
+    devices: list[DeviceSpec]
+
+    @field_validator("devices")
+    @classmethod
+    def _some(cls, v: list[DeviceSpec]) -> list[DeviceSpec]:
+        if not v:
+            raise ValueError("list at least one device")
+        return v
+
+
+@dataclass(frozen=True)
+class Inventory:
+    devices: tuple[DeviceSpec, ...]
+    source: Path | None  # None: the embedded default
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.devices]
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted({t for d in self.devices for t in d.tags})
+
+    def get(self, name: str) -> DeviceSpec:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise ConfigError(f"unknown device {name!r} in {self._where()}", f"known devices: {', '.join(self.names)}")
+
+    def select(self, targets: list[str] | tuple[str, ...]) -> list[DeviceSpec]:
+        """Devices matching any target (a device name, a tag, or `all`), in inventory order."""
+        if not targets:
+            raise ConfigError("no target given", f"pass --target NAME|TAG|all; devices: {', '.join(self.names)}")
+        wanted: set[str] = set()
+        unknown = []
+        for t in targets:
+            hit = {d.name for d in self.devices if d.name == t or t in d.tags}
+            if not hit and t == "all":
+                hit = set(self.names)
+            if not hit:
+                unknown.append(t)
+            wanted |= hit
+        if unknown:
+            raise ConfigError(
+                f"target {', '.join(repr(u) for u in unknown)} matches no device or tag in {self._where()}",
+                f"known devices: {', '.join(self.names)}; tags: {', '.join(self.tags) or '(none)'}; or `all`",
+            )
+        return [d for d in self.devices if d.name in wanted]
+
+    def _where(self) -> str:
+        return str(self.source) if self.source else "the embedded default inventory (no devices.yaml found)"
+
+
+def find_devices_file(path: Path | str | None = None) -> Path | None:
+    if path:
+        return Path(path)
+    env = os.environ.get("EDGEQ_DEVICES")
+    if env:
+        return Path(env)
+    here = Path("devices.yaml")
+    return here if here.is_file() else None
+
+
+def load_inventory(path: Path | str | None = None) -> Inventory:
+    """Load the fleet registry. An explicit path (or $EDGEQ_DEVICES) must exist."""
+    file = find_devices_file(path)
+    if file is None:
+        import yaml
+
+        data = yaml.safe_load(EMBEDDED_DEVICES_YAML)
+        return _build(data, {(): 1}, "<embedded devices.yaml>", None, Path.cwd())
+    data, lines = config.read_yaml(file, substitute_env=True)
+    return _build(data, lines, str(file), file, file.resolve().parent)
+
+
+def _line(lines: dict, path: tuple) -> int:
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> Inventory:
+    spec = config.validate(DevicesFileSpec, data, where, lines)
+    d_set = spec.defaults.model_fields_set
+    seen: dict[str, int] = {}
+    devices = []
+    for i, dev in enumerate(spec.devices):
+        name_line = _line(lines, ("devices", i, "name"))
+        if dev.name in seen:
+            first = seen[dev.name]
+            raise ConfigError(
+                f"{where}:{name_line}: devices[{i}].name: duplicate device name {dev.name!r} (first defined at {where}:{_line(lines, ('devices', first, 'name'))})",
+                "give every device a distinct name",
+            )
+        seen[dev.name] = i
+        merged = {**spec.defaults.model_dump(include=d_set), **dev.model_dump(include=dev.model_fields_set)}
+        if "tags" in d_set and "tags" in dev.model_fields_set:
+            merged["tags"] = list(dict.fromkeys([*spec.defaults.tags, *dev.tags]))
+        merged = DeviceSpec.model_validate(merged)
+        if merged.transport == "ssh" and not merged.host:
+            raise ConfigError(f"{where}:{_line(lines, ('devices', i))}: devices[{i}].host: required for transport 'ssh'", "set host: (an IP or DNS name)")
+        devices.append(_resolve(merged, base))
+    return Inventory(tuple(devices), source)
+
+
+def _local_path(p: str | None, base: Path) -> str | None:
+    if p is None:
+        return None
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else (base / q))
+
+
+def _resolve(d: DeviceSpec, base: Path) -> DeviceSpec:
+    """Fill defaults that depend on where we run; paths on THIS machine become absolute."""
+    upd: dict = {
+        "key_file": _local_path(d.key_file, base),
+        "known_hosts": _local_path(d.known_hosts, base) or str(paths.default_known_hosts()),
+        "user": d.user or _local_user(),
+    }
+    if d.transport == "local":
+        upd["python"] = d.python or sys.executable
+        upd["workdir"] = _local_path(d.workdir, base) or str(paths.local_board_dir(d.name))
+    else:
+        upd["python"] = d.python or "python3"
+        upd["workdir"] = d.workdir or "~/edgeq"  # "~" is resolved over SFTP, never by a shell
+    return d.model_copy(update=upd)
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): root is the usual board user there
+        return "root"

@@ -1,0 +1,338 @@
+"""The `ssh` transport (paramiko, imported lazily): host keys checked, keys only, argv quoted.
+
+One SSHTransport = one SSH connection, used by one thread for one board at a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+from edgeq.fleet.base import BoardError, Progress
+from edgeq.fleet.hostkeys import fingerprint, host_entry
+from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.retry import RetryPolicy
+
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTDOWN}
+
+
+def quote_argv(argv: list[str]) -> str:
+    """The only way a command reaches a remote shell: every argument shlex-quoted."""
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
+    """Map a socket/paramiko failure while connecting to a BoardError with a next step."""
+    import paramiko
+
+    name, addr = device.name, device.address
+    if isinstance(e, BoardError):
+        return e
+    if isinstance(e, paramiko.BadHostKeyException):
+        return BoardError(
+            name,
+            f"host key for {addr} has CHANGED: the server presents {e.key.get_name()} {fingerprint(e.key.asbytes())}, "
+            f"but {device.known_hosts} records {fingerprint(e.expected_key.asbytes())}. "
+            "This may be a man-in-the-middle attack; it is also what a reinstalled board looks like",
+            f"verify the new fingerprint on the board's console (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub); if it matches, "
+            f"run `edgeq devices trust {name} --replace` or remove the old line for {host_entry(str(device.host), device.port)} from {device.known_hosts}",
+            kind="host_key_changed",
+        )
+    if isinstance(e, _UnknownHostKey):
+        return BoardError(
+            name,
+            f"host key of {addr} is not in {device.known_hosts} ({e.keytype} {e.fp}); refusing to connect to an unknown host",
+            f"run `edgeq devices trust {name}` and compare the fingerprint with the board's own",
+            kind="host_key_unknown",
+        )
+    if isinstance(e, paramiko.PasswordRequiredException):
+        return BoardError(
+            name,
+            f"key file {device.key_file} is encrypted and no passphrase was given",
+            "set key_passphrase_env: EDGEQ_... in devices.yaml and export that variable, or load the key into ssh-agent",
+            kind="auth",
+        )
+    if isinstance(e, paramiko.AuthenticationException):
+        how = f"key file {device.key_file}" if device.key_file else "ssh-agent / ~/.ssh keys"
+        return BoardError(
+            name,
+            f"authentication refused by {addr} for user {device.user!r} ({how})",
+            "check user: and key_file: in devices.yaml, and that the public key is in the board's ~/.ssh/authorized_keys (ssh-copy-id)",
+            kind="auth",
+        )
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+        errs = list(e.errors.values())
+        if errs and all(getattr(x, "errno", None) == errno.ECONNREFUSED for x in errs):
+            return BoardError(name, f"connection refused by {addr}: nothing listens on port {device.port}", "check host/port in devices.yaml and that sshd runs on the board", kind="refused", retryable=True)
+        return BoardError(name, f"cannot reach {addr}: {errs[0] if errs else e}", "check the board is powered and on the network", kind="unreachable", retryable=True)
+    if isinstance(e, socket.gaierror):
+        return BoardError(name, f"unknown host name {device.host!r}: {e.strerror}", "check host: in devices.yaml", kind="dns")
+    if isinstance(e, ConnectionRefusedError):
+        return BoardError(name, f"connection refused by {addr}: nothing listens on port {device.port}", "check host/port in devices.yaml and that sshd runs on the board", kind="refused", retryable=True)
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return BoardError(name, f"timed out connecting to {addr} after {device.connect_timeout:g}s", "check the board is powered and on the network (or raise connect_timeout)", kind="timeout", retryable=True)
+    if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
+        return BoardError(name, f"cannot reach {addr}: {e.strerror}", "check the board is powered and on the network", kind="unreachable", retryable=True)
+    if isinstance(e, (EOFError, ConnectionError)):
+        return BoardError(name, f"{addr} closed the connection during the SSH handshake", "is it an SSH server? check port: and the board's sshd logs", kind="unreachable", retryable=True)
+    if isinstance(e, paramiko.SSHException):
+        msg = str(e)
+        if "banner" in msg.lower():
+            return BoardError(name, f"no SSH banner from {addr}: {msg}", "is it an SSH server? check port: in devices.yaml", kind="unreachable", retryable=True)
+        if "private key" in msg.lower() or "key" in msg.lower() and "deserializ" in msg.lower():
+            return BoardError(name, f"cannot use key file {device.key_file}: {msg}", "point key_file: at an OpenSSH private key (check the passphrase variable too)", kind="auth")
+        return BoardError(name, f"SSH negotiation with {addr} failed: {msg}", "check the board's sshd configuration", kind="ssh")
+    if isinstance(e, OSError):
+        return BoardError(name, f"cannot connect to {addr}: {e.strerror or e}", "check host and port in devices.yaml", kind="unreachable", retryable=True)
+    return BoardError(name, f"cannot connect to {addr}: {type(e).__name__}: {e}", kind="ssh")
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, keytype: str, fp: str):
+        super().__init__(f"unknown host key {keytype} {fp}")
+        self.keytype, self.fp = keytype, fp
+
+
+def _reject_policy():
+    import paramiko
+
+    class RejectUnknown(paramiko.RejectPolicy):
+        """RejectPolicy that says *why*, so the error can point at `edgeq devices trust`."""
+
+        def missing_host_key(self, client, hostname, key):
+            raise _UnknownHostKey(key.get_name(), fingerprint(key.asbytes()))
+
+    return RejectUnknown()
+
+
+class SSHTransport:
+    def __init__(self, device: DeviceSpec, *, env: dict | None = None, sleep: Callable[[float], None] = time.sleep, on_retry=None):
+        self.device = device
+        self._env = os.environ if env is None else env
+        self._sleep = sleep
+        self._on_retry = on_retry
+        self._client = None
+        self._sftp = None
+
+    # ---------------------------------------------------------------- connection
+
+    def connect(self) -> "SSHTransport":
+        d = self.device
+        policy = RetryPolicy(attempts=d.retries, base_delay=d.retry_delay, max_delay=30.0)
+
+        def once():
+            try:
+                return self._connect_once()
+            except BoardError:
+                raise
+            except Exception as e:
+                raise classify_connect_error(d, e) from None
+
+        self._client = policy.call(
+            once,
+            retryable=lambda e: isinstance(e, BoardError) and e.retryable,
+            sleep=self._sleep,
+            on_retry=self._on_retry,
+        )
+        return self
+
+    def _connect_once(self):
+        import paramiko
+
+        d = self.device
+        if d.key_file and not Path(d.key_file).is_file():
+            raise BoardError(d.name, f"key file {d.key_file} not found", "fix key_file: in devices.yaml", kind="auth")
+        passphrase = None
+        if d.key_passphrase_env:
+            passphrase = self._env.get(d.key_passphrase_env)
+            if passphrase is None:
+                raise BoardError(d.name, f"environment variable {d.key_passphrase_env} (key_passphrase_env) is not set", f"export {d.key_passphrase_env}=...", kind="auth")
+        client = paramiko.SSHClient()
+        kh = Path(str(d.known_hosts))
+        if kh.is_file():
+            try:
+                client.load_host_keys(str(kh))
+            except (OSError, paramiko.SSHException) as e:
+                raise BoardError(d.name, f"cannot read known_hosts {kh}: {e}", "fix or remove the broken line", kind="host_key_unknown") from None
+        client.set_missing_host_key_policy(_reject_policy())  # never AutoAdd: trust is `edgeq devices trust`
+        try:
+            client.connect(
+                hostname=str(d.host),
+                port=d.port,
+                username=d.user,
+                key_filename=d.key_file,
+                passphrase=passphrase,
+                # a configured key is THE key: no fallback to agent or ~/.ssh that could log in as someone else
+                allow_agent=not d.key_file,
+                look_for_keys=not d.key_file,
+                timeout=d.connect_timeout,
+                banner_timeout=d.connect_timeout,
+                auth_timeout=d.connect_timeout,
+                channel_timeout=d.connect_timeout,
+            )
+        except BaseException:
+            client.close()
+            raise
+        t = client.get_transport()
+        if d.keepalive and t is not None:
+            t.set_keepalive(d.keepalive)  # NAT boxes and Wi-Fi boards drop idle sessions during long benches
+        return client
+
+    def close(self) -> None:
+        for obj in (self._sftp, self._client):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: S110 - closing a dead connection may raise; nothing to do
+                    pass
+        self._sftp = self._client = None
+
+    def _transport(self):
+        t = self._client.get_transport() if self._client is not None else None
+        if t is None or not t.is_active():
+            raise BoardError(self.device.name, f"connection to {self.device.address} was lost", "check the board's network and power, then retry", kind="connection_dropped")
+        return t
+
+    def _dropped(self, what: str, e: BaseException) -> BoardError:
+        return BoardError(
+            self.device.name,
+            f"connection to {self.device.address} dropped {what} ({type(e).__name__}: {e})",
+            "check the board's network and power, then retry (nothing half-written is ever used)",
+            kind="connection_dropped",
+        )
+
+    # ---------------------------------------------------------------- commands
+
+    def run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        import paramiko
+
+        cmd = quote_argv(argv)
+        what = argv[2] if len(argv) > 2 else argv[0]
+        deadline = time.monotonic() + timeout
+        t = self._transport()
+        try:
+            chan = t.open_session(timeout=self.device.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise self._dropped(f"opening a session for {what}", e) from None
+        try:
+            chan.exec_command(cmd)
+            out, err = bytearray(), bytearray()
+            # drain both streams while waiting: a full stderr window would block the remote
+            # process and recv_exit_status() forever (the classic paramiko deadlock)
+            fd = chan.fileno()
+            while True:
+                while chan.recv_ready():
+                    out += chan.recv(65536)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                if (chan.eof_received or chan.closed) and chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if not t.is_active():
+                    raise BoardError(self.device.name, f"connection to {self.device.address} dropped while running {what}", "check the board's network and power", kind="connection_dropped")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BoardError(self.device.name, f"{what} did not finish within {timeout:g}s", "raise command_timeout in devices.yaml, or check the board", kind="command_timeout")
+                if chan.eof_received or chan.closed:
+                    time.sleep(min(0.01, left))  # EOF seen, exit status in flight; the pipe stays readable now
+                else:
+                    select.select([fd], [], [], min(0.5, left))
+            rc = chan.recv_exit_status()
+        except BoardError:
+            raise
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise self._dropped(f"while running {what}", e) from None
+        finally:
+            chan.close()
+        return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    # ---------------------------------------------------------------- files (SFTP: no shell involved)
+
+    def _sftp_client(self):
+        if self._sftp is None:
+            t = self._transport()
+            import paramiko
+
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(t)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                raise BoardError(self.device.name, f"SFTP is not available on {self.device.address}: {e}", "enable the sftp Subsystem in the board's sshd_config", kind="ssh") from None
+            self._sftp.get_channel().settimeout(self.device.command_timeout)
+        return self._sftp
+
+    def put_file(self, local: Path, remote_path: str, callback: Progress | None = None) -> int:
+        import paramiko
+
+        sftp = self._sftp_client()
+        size = Path(local).stat().st_size
+        try:
+            sftp.put(str(local), remote_path, callback=callback, confirm=True)
+        except (EOFError, paramiko.SSHException, OSError) as e:
+            t = self._client.get_transport() if self._client is not None else None
+            if t is None or not t.is_active() or isinstance(e, (EOFError, paramiko.SSHException)):
+                raise self._dropped(f"while uploading {Path(local).name}", e) from None
+            # an SFTP status from a live server: permission denied, or "Failure" (often: disk full)
+            raise BoardError(
+                self.device.name, f"upload to {remote_path} failed: {e}", "check free disk space and permissions on the board", kind="upload_failed"
+            ) from None
+        return size
+
+    def size(self, remote_path: str) -> int | None:
+        import stat as st
+
+        try:
+            a = self._sftp_client().stat(remote_path)
+        except FileNotFoundError:
+            return None
+        except IOError as e:
+            if getattr(e, "errno", None) == errno.ENOENT:
+                return None
+            raise self._dropped(f"checking {remote_path}", e) from None
+        return a.st_size if a.st_mode is not None and st.S_ISREG(a.st_mode) else None
+
+    def makedirs(self, remote_path: str) -> None:
+        sftp = self._sftp_client()
+        parts = remote_path.rstrip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            p = "/".join(parts[:i])
+            if not p:
+                continue
+            try:
+                sftp.stat(p)
+            except IOError:
+                try:
+                    sftp.mkdir(p)
+                except IOError as e:
+                    raise BoardError(self.device.name, f"cannot create {p}: {e}", "check workdir: in devices.yaml and its permissions", kind="os_error") from None
+
+    def rename(self, src: str, dst: str) -> None:
+        try:
+            self._sftp_client().posix_rename(src, dst)
+        except IOError as e:
+            raise BoardError(self.device.name, f"cannot rename {src} -> {dst}: {e}", kind="os_error") from None
+
+    def remove(self, remote_path: str) -> None:
+        try:
+            self._sftp_client().remove(remote_path)
+        except (IOError, BoardError):
+            pass
+
+    def home(self) -> str:
+        try:
+            return self._sftp_client().normalize(".")
+        except IOError as e:
+            raise self._dropped("resolving the home directory", e) from None
+
+
+def open_transport(device: DeviceSpec, **kw):
+    """The default transport factory: a connected transport for the device's kind."""
+    if device.transport == "local":
+        from edgeq.fleet.local import LocalTransport
+
+        return LocalTransport(device)
+    return SSHTransport(device, **kw).connect()
