@@ -66,12 +66,9 @@ def run(
 
 
 # Fleet commands (devices, deploy, rollback, bench) live in edgeq.cli_fleet.
-try:  # registered only once the module exists
-    from edgeq import cli_fleet as _cli_fleet
+from edgeq import cli_fleet as _cli_fleet  # noqa: E402 - after `app` exists
 
-    _cli_fleet.register(app)
-except ImportError:  # pragma: no cover
-    pass
+_cli_fleet.register(app)
 
 
 def _report(e: EdgeqError) -> None:

@@ -27,4 +27,3 @@ __all__ = [
     "raise_for_failures",
     "rollback",
 ]
-

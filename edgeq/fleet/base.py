@@ -14,7 +14,9 @@ UNREACHABLE_KINDS = frozenset({"unreachable", "refused", "timeout", "dns"})
 class BoardError(FleetError):
     """A failure on one board. The message starts with the device name; `kind` is machine-readable."""
 
-    def __init__(self, device: str, message: str, hint: str | None = None, *, kind: str = "error", retryable: bool = False, **extra):
+    def __init__(
+        self, device: str, message: str, hint: str | None = None, *, kind: str = "error", retryable: bool = False, **extra
+    ):
         super().__init__(f"{device}: {message}", hint)
         self.device = device
         self.kind = kind

@@ -164,7 +164,16 @@ def bench(
                     if progress:
                         progress({"event": "bench", "device": d.name, "threads": t})
                     argv = ["--name", name, "--runs", str(runs), "--warmup", str(warmup), "--min-seconds", f"{min_seconds:g}"]
-                    argv += ["--threads", str(t), "--delegate", d.delegate, "--power", d.power.agent_json(), "--lock-timeout", f"{d.lock_timeout:g}"]
+                    argv += [
+                        "--threads",
+                        str(t),
+                        "--delegate",
+                        d.delegate,
+                        "--power",
+                        d.power.agent_json(),
+                        "--lock-timeout",
+                        f"{d.lock_timeout:g}",
+                    ]
                     if remote_inputs:
                         argv += ["--inputs", remote_inputs]
                     try:
@@ -232,7 +241,19 @@ def predict(
     with board_session(d, agent, factory) as board:
         remote = board.upload_tmp(Path(inputs), ".npy")
         try:
-            doc = board.call("predict", "--name", model_name, "--inputs", remote, "--threads", str(d.threads), "--delegate", d.delegate, "--lock-timeout", f"{d.lock_timeout:g}")
+            doc = board.call(
+                "predict",
+                "--name",
+                model_name,
+                "--inputs",
+                remote,
+                "--threads",
+                str(d.threads),
+                "--delegate",
+                d.delegate,
+                "--lock-timeout",
+                f"{d.lock_timeout:g}",
+            )
         finally:
             board.t.remove(remote)
     return [int(p) for p in doc.get("predictions", [])]

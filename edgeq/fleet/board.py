@@ -14,6 +14,7 @@ from pathlib import Path
 from edgeq.fleet.base import BoardError, Progress, Transport
 from edgeq.fleet.inventory import DeviceSpec
 
+TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there (or the blob store)
 _KILLED_HINT = "the agent was killed (out of memory? someone stopped it?); check `dmesg` on the board and retry"
 
 
@@ -84,8 +85,8 @@ class Board:
 
     def upload_tmp(self, local: Path, suffix: str = ".part", callback: Progress | None = None) -> str:
         """Upload to W/tmp/<random><suffix>; the caller installs or removes it."""
-        self.t.makedirs(f"{self.workdir}/tmp")
-        remote = f"{self.workdir}/tmp/{secrets.token_hex(8)}{suffix}"
+        self.t.makedirs(f"{self.workdir}/{TMP_DIR}")
+        remote = f"{self.workdir}/{TMP_DIR}/{secrets.token_hex(8)}{suffix}"
         try:
             self.bytes_uploaded += self.t.put_file(local, remote, callback)
         except BaseException:
@@ -139,7 +140,8 @@ class Board:
         hint = {
             "no_runtime": "install a TFLite runtime on the board: pip install ai-edge-litert (or tflite-runtime with numpy<2)",
             "sha_mismatch": "the upload was corrupted in transit; deploy again",
-            "unloadable": "the board's runtime cannot load this model (an op or op version it lacks); upgrade the runtime or build a compatible variant",
+            "unloadable": "the board's runtime cannot load this model (an op or op version it lacks); "
+            "upgrade the runtime or build a compatible variant",
             "locked": "another benchmark holds the board; wait or raise lock_timeout in devices.yaml",
             "not_found": "deploy the model first (edgeq deploy ...)",
             "no_previous": "there is no previous version on the board to roll back to",

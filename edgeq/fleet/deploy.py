@@ -36,7 +36,9 @@ def check_tflite(artifact: Path) -> int:
     except OSError as e:
         raise ModelError(f"{p}: cannot read: {e.strerror}") from None
     if len(head) < 8 or head[4:8] != b"TFL3":
-        raise ModelError(f"{p}: not a TFLite model (no TFL3 flatbuffer identifier)", "deploy a .tflite file produced by `edgeq run`")
+        raise ModelError(
+            f"{p}: not a TFLite model (no TFL3 flatbuffer identifier)", "deploy a .tflite file produced by `edgeq run`"
+        )
     return size
 
 
@@ -44,7 +46,9 @@ def model_name(artifact: Path, name: str | None) -> str:
     n = name if name is not None else Path(artifact).stem
     if not re.fullmatch(NAME_RE, n):
         how = "--name" if name is not None else f"the artifact's file name ({Path(artifact).name})"
-        raise ConfigError(f"model name {n!r} (from {how}) is not valid: use letters, digits, '.', '_', '-' (max 64)", "pass --name NAME")
+        raise ConfigError(
+            f"model name {n!r} (from {how}) is not valid: use letters, digits, '.', '_', '-' (max 64)", "pass --name NAME"
+        )
     return n
 
 
@@ -79,7 +83,11 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
             )
         if progress:
             progress({"event": "upload", "device": d.name, "bytes": 0, "total": size})
-        cb = (lambda done, total: progress({"event": "upload", "device": d.name, "bytes": done, "total": total})) if progress else None
+        cb = (
+            (lambda done, total: progress({"event": "upload", "device": d.name, "bytes": done, "total": total}))
+            if progress
+            else None
+        )
         start_bytes = board.bytes_uploaded
         blob = board.upload_tmp(artifact, ".part", cb)
         out["model_bytes"] = board.bytes_uploaded - start_bytes
@@ -88,8 +96,19 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
         progress({"event": "install", "device": d.name})
     try:
         res = board.call(
-            "install", "--name", name, "--blob", blob, "--sha256", sha,
-            "--threads", str(d.threads), "--delegate", d.delegate, "--lock-timeout", f"{d.lock_timeout:g}",
+            "install",
+            "--name",
+            name,
+            "--blob",
+            blob,
+            "--sha256",
+            sha,
+            "--threads",
+            str(d.threads),
+            "--delegate",
+            d.delegate,
+            "--lock-timeout",
+            f"{d.lock_timeout:g}",
         )
     finally:
         if blob.endswith(".part"):
@@ -157,7 +176,17 @@ def rollback(
     def job(d: DeviceSpec) -> dict:
         t0 = time.monotonic()
         with board_session(d, agent, factory, progress) as board:
-            res = board.call("rollback", "--name", name, "--threads", str(d.threads), "--delegate", d.delegate, "--lock-timeout", f"{d.lock_timeout:g}")
+            res = board.call(
+                "rollback",
+                "--name",
+                name,
+                "--threads",
+                str(d.threads),
+                "--delegate",
+                d.delegate,
+                "--lock-timeout",
+                f"{d.lock_timeout:g}",
+            )
             up = board.bytes_uploaded
         return {
             "device": d.name,

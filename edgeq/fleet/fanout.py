@@ -40,7 +40,9 @@ def parse_batches(spec: str | list | tuple | None) -> list[tuple[str, float]]:
                     raise ValueError
                 out.append(("n", float(k)))
         except ValueError:
-            raise ConfigError(f"--batch: {s!r} is not a positive count or a percentage in (0, 100]", "e.g. --batch 1,25%,100%") from None
+            raise ConfigError(
+                f"--batch: {s!r} is not a positive count or a percentage in (0, 100]", "e.g. --batch 1,25%,100%"
+            ) from None
     return out
 
 
@@ -70,7 +72,12 @@ def failure_record(device: DeviceSpec, e: BaseException, started: float, extra: 
     elif isinstance(e, EdgeqError):
         rec.update(status="failed", kind=type(e).__name__, error=f"{device.name}: {e.message}", hint=e.hint)
     else:  # a bug must not abort the other boards' rollout; it is still reported
-        rec.update(status="failed", kind="internal", error=f"{device.name}: internal error: {type(e).__name__}: {e}", hint="rerun with --debug and report it")
+        rec.update(
+            status="failed",
+            kind="internal",
+            error=f"{device.name}: internal error: {type(e).__name__}: {e}",
+            hint="rerun with --debug and report it",
+        )
     rec.setdefault("bytes_uploaded", 0)
     rec["seconds"] = round(time.monotonic() - started, 3)
     return rec
@@ -141,7 +148,9 @@ def run_fleet(
 
 
 @contextmanager
-def board_session(device: DeviceSpec, agent: AgentBundle, transport_factory, progress: ProgressFn | None = None) -> Iterator[Board]:
+def board_session(
+    device: DeviceSpec, agent: AgentBundle, transport_factory, progress: ProgressFn | None = None
+) -> Iterator[Board]:
     """A connected board with the agent in place; the connection is closed afterwards."""
     if progress:
         progress({"event": "connect", "device": device.name, "address": device.address})

@@ -62,7 +62,12 @@ def fetch_host_key(device: DeviceSpec) -> HostKey:
         t.start_client(timeout=device.connect_timeout)
         key = t.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as e:
-        raise BoardError(device.name, f"SSH handshake with {device.address} failed: {e}", "check host and port point at an SSH server", kind="unreachable") from None
+        raise BoardError(
+            device.name,
+            f"SSH handshake with {device.address} failed: {e}",
+            "check host and port point at an SSH server",
+            kind="unreachable",
+        ) from None
     finally:
         t.close()
     blob = key.asbytes()
@@ -109,13 +114,19 @@ def record_host_key(known_hosts: Path, key: HostKey, *, replace: bool = False) -
     if existing and not replace:
         raise BoardError(
             key.device,
-            f"{known_hosts} already holds a different host key for {key.entry}; the server now presents {key.keytype} {key.fingerprint}",
-            f"if the board was reinstalled, run `edgeq devices trust {key.device} --replace` (or remove the old line for {key.entry} from {known_hosts})",
+            f"{known_hosts} already holds a different host key for {key.entry}; "
+            f"the server now presents {key.keytype} {key.fingerprint}",
+            f"if the board was reinstalled, run `edgeq devices trust {key.device} --replace` "
+            f"(or remove the old line for {key.entry} from {known_hosts})",
             kind="host_key_changed",
         )
     lines = known_hosts.read_text(encoding="utf-8", errors="replace").splitlines() if known_hosts.is_file() else []
     if replace:
-        lines = [ln for ln in lines if not (len(ln.split()) >= 3 and not ln.lstrip().startswith("#") and _entry_matches(ln.split()[0], key.entry))]
+        lines = [
+            ln
+            for ln in lines
+            if not (len(ln.split()) >= 3 and not ln.lstrip().startswith("#") and _entry_matches(ln.split()[0], key.entry))
+        ]
     lines.append(key.line)
     known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=known_hosts.parent)

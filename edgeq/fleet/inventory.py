@@ -208,7 +208,8 @@ def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> In
         if dev.name in seen:
             first = seen[dev.name]
             raise ConfigError(
-                f"{where}:{name_line}: devices[{i}].name: duplicate device name {dev.name!r} (first defined at {where}:{_line(lines, ('devices', first, 'name'))})",
+                f"{where}:{name_line}: devices[{i}].name: duplicate device name {dev.name!r} "
+                f"(first defined at {where}:{_line(lines, ('devices', first, 'name'))})",
                 "give every device a distinct name",
             )
         seen[dev.name] = i
@@ -217,7 +218,10 @@ def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> In
             merged["tags"] = list(dict.fromkeys([*spec.defaults.tags, *dev.tags]))
         merged = DeviceSpec.model_validate(merged)
         if merged.transport == "ssh" and not merged.host:
-            raise ConfigError(f"{where}:{_line(lines, ('devices', i))}: devices[{i}].host: required for transport 'ssh'", "set host: (an IP or DNS name)")
+            raise ConfigError(
+                f"{where}:{_line(lines, ('devices', i))}: devices[{i}].host: required for transport 'ssh'",
+                "set host: (an IP or DNS name)",
+            )
         devices.append(_resolve(merged, base))
     return Inventory(tuple(devices), source)
 

@@ -25,7 +25,11 @@ class LocalTransport:
         except PermissionError as e:
             return 126, "", f"{e.strerror}: {argv[0]}"
         except subprocess.TimeoutExpired:
-            raise BoardError(self.device.name, f"{argv[2] if len(argv) > 2 else 'command'} timed out after {timeout:g}s", kind="command_timeout") from None
+            raise BoardError(
+                self.device.name,
+                f"{argv[2] if len(argv) > 2 else 'command'} timed out after {timeout:g}s",
+                kind="command_timeout",
+            ) from None
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def put_file(self, local: Path, remote_path: str, callback: Progress | None = None) -> int:

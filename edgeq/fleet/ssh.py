@@ -19,7 +19,14 @@ from edgeq.fleet.hostkeys import fingerprint, host_entry
 from edgeq.fleet.inventory import DeviceSpec
 from edgeq.fleet.retry import RetryPolicy
 
-_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTDOWN}
+_UNREACHABLE_ERRNOS = {
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.EHOSTDOWN,
+}
 
 
 def quote_argv(argv: list[str]) -> str:
@@ -41,7 +48,8 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
             f"but {device.known_hosts} records {fingerprint(e.expected_key.asbytes())}. "
             "This may be a man-in-the-middle attack; it is also what a reinstalled board looks like",
             f"verify the new fingerprint on the board's console (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub); if it matches, "
-            f"run `edgeq devices trust {name} --replace` or remove the old line for {host_entry(str(device.host), device.port)} from {device.known_hosts}",
+            f"run `edgeq devices trust {name} --replace` "
+            f"or remove the old line for {host_entry(str(device.host), device.port)} from {device.known_hosts}",
             kind="host_key_changed",
         )
     if isinstance(e, _UnknownHostKey):
@@ -63,33 +71,87 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
         return BoardError(
             name,
             f"authentication refused by {addr} for user {device.user!r} ({how})",
-            "check user: and key_file: in devices.yaml, and that the public key is in the board's ~/.ssh/authorized_keys (ssh-copy-id)",
+            "check user: and key_file: in devices.yaml, "
+            "and that the public key is in the board's ~/.ssh/authorized_keys (ssh-copy-id)",
             kind="auth",
         )
     if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
         errs = list(e.errors.values())
         if errs and all(getattr(x, "errno", None) == errno.ECONNREFUSED for x in errs):
-            return BoardError(name, f"connection refused by {addr}: nothing listens on port {device.port}", "check host/port in devices.yaml and that sshd runs on the board", kind="refused", retryable=True)
-        return BoardError(name, f"cannot reach {addr}: {errs[0] if errs else e}", "check the board is powered and on the network", kind="unreachable", retryable=True)
+            return BoardError(
+                name,
+                f"connection refused by {addr}: nothing listens on port {device.port}",
+                "check host/port in devices.yaml and that sshd runs on the board",
+                kind="refused",
+                retryable=True,
+            )
+        return BoardError(
+            name,
+            f"cannot reach {addr}: {errs[0] if errs else e}",
+            "check the board is powered and on the network",
+            kind="unreachable",
+            retryable=True,
+        )
     if isinstance(e, socket.gaierror):
         return BoardError(name, f"unknown host name {device.host!r}: {e.strerror}", "check host: in devices.yaml", kind="dns")
     if isinstance(e, ConnectionRefusedError):
-        return BoardError(name, f"connection refused by {addr}: nothing listens on port {device.port}", "check host/port in devices.yaml and that sshd runs on the board", kind="refused", retryable=True)
+        return BoardError(
+            name,
+            f"connection refused by {addr}: nothing listens on port {device.port}",
+            "check host/port in devices.yaml and that sshd runs on the board",
+            kind="refused",
+            retryable=True,
+        )
     if isinstance(e, (socket.timeout, TimeoutError)):
-        return BoardError(name, f"timed out connecting to {addr} after {device.connect_timeout:g}s", "check the board is powered and on the network (or raise connect_timeout)", kind="timeout", retryable=True)
+        return BoardError(
+            name,
+            f"timed out connecting to {addr} after {device.connect_timeout:g}s",
+            "check the board is powered and on the network (or raise connect_timeout)",
+            kind="timeout",
+            retryable=True,
+        )
     if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
-        return BoardError(name, f"cannot reach {addr}: {e.strerror}", "check the board is powered and on the network", kind="unreachable", retryable=True)
+        return BoardError(
+            name,
+            f"cannot reach {addr}: {e.strerror}",
+            "check the board is powered and on the network",
+            kind="unreachable",
+            retryable=True,
+        )
     if isinstance(e, (EOFError, ConnectionError)):
-        return BoardError(name, f"{addr} closed the connection during the SSH handshake", "is it an SSH server? check port: and the board's sshd logs", kind="unreachable", retryable=True)
+        return BoardError(
+            name,
+            f"{addr} closed the connection during the SSH handshake",
+            "is it an SSH server? check port: and the board's sshd logs",
+            kind="unreachable",
+            retryable=True,
+        )
     if isinstance(e, paramiko.SSHException):
         msg = str(e)
         if "banner" in msg.lower():
-            return BoardError(name, f"no SSH banner from {addr}: {msg}", "is it an SSH server? check port: in devices.yaml", kind="unreachable", retryable=True)
+            return BoardError(
+                name,
+                f"no SSH banner from {addr}: {msg}",
+                "is it an SSH server? check port: in devices.yaml",
+                kind="unreachable",
+                retryable=True,
+            )
         if "private key" in msg.lower() or "key" in msg.lower() and "deserializ" in msg.lower():
-            return BoardError(name, f"cannot use key file {device.key_file}: {msg}", "point key_file: at an OpenSSH private key (check the passphrase variable too)", kind="auth")
+            return BoardError(
+                name,
+                f"cannot use key file {device.key_file}: {msg}",
+                "point key_file: at an OpenSSH private key (check the passphrase variable too)",
+                kind="auth",
+            )
         return BoardError(name, f"SSH negotiation with {addr} failed: {msg}", "check the board's sshd configuration", kind="ssh")
     if isinstance(e, OSError):
-        return BoardError(name, f"cannot connect to {addr}: {e.strerror or e}", "check host and port in devices.yaml", kind="unreachable", retryable=True)
+        return BoardError(
+            name,
+            f"cannot connect to {addr}: {e.strerror or e}",
+            "check host and port in devices.yaml",
+            kind="unreachable",
+            retryable=True,
+        )
     return BoardError(name, f"cannot connect to {addr}: {type(e).__name__}: {e}", kind="ssh")
 
 
@@ -112,7 +174,9 @@ def _reject_policy():
 
 
 class SSHTransport:
-    def __init__(self, device: DeviceSpec, *, env: dict | None = None, sleep: Callable[[float], None] = time.sleep, on_retry=None):
+    def __init__(
+        self, device: DeviceSpec, *, env: dict | None = None, sleep: Callable[[float], None] = time.sleep, on_retry=None
+    ):
         self.device = device
         self._env = os.environ if env is None else env
         self._sleep = sleep
@@ -152,14 +216,21 @@ class SSHTransport:
         if d.key_passphrase_env:
             passphrase = self._env.get(d.key_passphrase_env)
             if passphrase is None:
-                raise BoardError(d.name, f"environment variable {d.key_passphrase_env} (key_passphrase_env) is not set", f"export {d.key_passphrase_env}=...", kind="auth")
+                raise BoardError(
+                    d.name,
+                    f"environment variable {d.key_passphrase_env} (key_passphrase_env) is not set",
+                    f"export {d.key_passphrase_env}=...",
+                    kind="auth",
+                )
         client = paramiko.SSHClient()
         kh = Path(str(d.known_hosts))
         if kh.is_file():
             try:
                 client.load_host_keys(str(kh))
             except (OSError, paramiko.SSHException) as e:
-                raise BoardError(d.name, f"cannot read known_hosts {kh}: {e}", "fix or remove the broken line", kind="host_key_unknown") from None
+                raise BoardError(
+                    d.name, f"cannot read known_hosts {kh}: {e}", "fix or remove the broken line", kind="host_key_unknown"
+                ) from None
         client.set_missing_host_key_policy(_reject_policy())  # never AutoAdd: trust is `edgeq devices trust`
         try:
             client.connect(
@@ -196,7 +267,12 @@ class SSHTransport:
     def _transport(self):
         t = self._client.get_transport() if self._client is not None else None
         if t is None or not t.is_active():
-            raise BoardError(self.device.name, f"connection to {self.device.address} was lost", "check the board's network and power, then retry", kind="connection_dropped")
+            raise BoardError(
+                self.device.name,
+                f"connection to {self.device.address} was lost",
+                "check the board's network and power, then retry",
+                kind="connection_dropped",
+            )
         return t
 
     def _dropped(self, what: str, e: BaseException) -> BoardError:
@@ -231,13 +307,28 @@ class SSHTransport:
                     out += chan.recv(65536)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                if (chan.eof_received or chan.closed) and chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                if (
+                    (chan.eof_received or chan.closed)
+                    and chan.exit_status_ready()
+                    and not chan.recv_ready()
+                    and not chan.recv_stderr_ready()
+                ):
                     break
                 if not t.is_active():
-                    raise BoardError(self.device.name, f"connection to {self.device.address} dropped while running {what}", "check the board's network and power", kind="connection_dropped")
+                    raise BoardError(
+                        self.device.name,
+                        f"connection to {self.device.address} dropped while running {what}",
+                        "check the board's network and power",
+                        kind="connection_dropped",
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise BoardError(self.device.name, f"{what} did not finish within {timeout:g}s", "raise command_timeout in devices.yaml, or check the board", kind="command_timeout")
+                    raise BoardError(
+                        self.device.name,
+                        f"{what} did not finish within {timeout:g}s",
+                        "raise command_timeout in devices.yaml, or check the board",
+                        kind="command_timeout",
+                    )
                 if chan.eof_received or chan.closed:
                     time.sleep(min(0.01, left))  # EOF seen, exit status in flight; the pipe stays readable now
                 else:
@@ -261,7 +352,12 @@ class SSHTransport:
             try:
                 self._sftp = paramiko.SFTPClient.from_transport(t)
             except (paramiko.SSHException, EOFError, OSError) as e:
-                raise BoardError(self.device.name, f"SFTP is not available on {self.device.address}: {e}", "enable the sftp Subsystem in the board's sshd_config", kind="ssh") from None
+                raise BoardError(
+                    self.device.name,
+                    f"SFTP is not available on {self.device.address}: {e}",
+                    "enable the sftp Subsystem in the board's sshd_config",
+                    kind="ssh",
+                ) from None
             self._sftp.get_channel().settimeout(self.device.command_timeout)
         return self._sftp
 
@@ -278,7 +374,10 @@ class SSHTransport:
                 raise self._dropped(f"while uploading {Path(local).name}", e) from None
             # an SFTP status from a live server: permission denied, or "Failure" (often: disk full)
             raise BoardError(
-                self.device.name, f"upload to {remote_path} failed: {e}", "check free disk space and permissions on the board", kind="upload_failed"
+                self.device.name,
+                f"upload to {remote_path} failed: {e}",
+                "check free disk space and permissions on the board",
+                kind="upload_failed",
             ) from None
         return size
 
@@ -308,7 +407,12 @@ class SSHTransport:
                 try:
                     sftp.mkdir(p)
                 except IOError as e:
-                    raise BoardError(self.device.name, f"cannot create {p}: {e}", "check workdir: in devices.yaml and its permissions", kind="os_error") from None
+                    raise BoardError(
+                        self.device.name,
+                        f"cannot create {p}: {e}",
+                        "check workdir: in devices.yaml and its permissions",
+                        kind="os_error",
+                    ) from None
 
     def rename(self, src: str, dst: str) -> None:
         try:
