@@ -1,0 +1,238 @@
+"""TFLite runtime selection, interpreter creation and input preparation for the board agent.
+
+Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.9+, numpy 1.x or 2.x.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import time
+
+from .codes import AgentFailure
+
+try:
+    import numpy as np
+except ImportError:  # reported as kind "no_runtime" by find_runtime()
+    np = None
+
+# (name reported, module to import, distributions to ask importlib.metadata for the version)
+RUNTIMES = (
+    ("ai-edge-litert", "ai_edge_litert.interpreter", ("ai-edge-litert", "ai-edge-litert-nightly")),
+    ("tflite-runtime", "tflite_runtime.interpreter", ("tflite-runtime", "tflite-runtime-nightly")),
+    ("tensorflow", "tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64", "tf-nightly", "tensorflow-intel")),
+)
+RUNTIME_ENV = "EDGEQ_AGENT_RUNTIME"  # optional comma list restricting RUNTIMES, e.g. "tflite-runtime"
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+DELEGATES = ("xnnpack", "none", "edgetpu")
+
+_OP_PATTERNS = (
+    re.compile(r"builtin opcode '([A-Za-z0-9_]+)' version '(\d+)'"),
+    re.compile(r"unresolved custom op: ([A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*)"),
+)
+
+
+class Runtime:
+    """The TFLite runtime found on this board: Interpreter, load_delegate and OpResolverType (or None)."""
+
+    def __init__(self, name: str, version: str | None, interpreter_cls, load_delegate, op_resolver_type):
+        self.name = name
+        self.version = version
+        self.Interpreter = interpreter_cls
+        self.load_delegate = load_delegate
+        self.OpResolverType = op_resolver_type
+
+    def info(self) -> dict:
+        return {"name": self.name, "version": self.version}
+
+
+def _dist_version(dists, module) -> str | None:
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover - Python < 3.8
+        metadata = None
+    if metadata is not None:
+        for dist in dists:
+            try:
+                return metadata.version(dist)
+            except Exception:  # noqa: S112 - PackageNotFoundError or a broken dist-info: try the next name
+                continue
+    version = getattr(module, "__version__", None)
+    return str(version) if version is not None else None
+
+
+def _load(name: str, module_name: str, dists) -> Runtime:
+    if name == "tensorflow":
+        tf = importlib.import_module("tensorflow")
+        lite = tf.lite
+        return Runtime(
+            name,
+            _dist_version(dists, tf),
+            lite.Interpreter,
+            lite.experimental.load_delegate,
+            getattr(lite.experimental, "OpResolverType", None),
+        )
+    mod = importlib.import_module(module_name)
+    top = importlib.import_module(module_name.split(".")[0])
+    return Runtime(name, _dist_version(dists, top), mod.Interpreter, mod.load_delegate, getattr(mod, "OpResolverType", None))
+
+
+def find_runtime() -> Runtime:
+    """The first importable runtime: ai-edge-litert, tflite-runtime, tensorflow (or those named in $EDGEQ_AGENT_RUNTIME)."""
+    if np is None:
+        raise AgentFailure("no_runtime", "numpy is not importable on this board: install it (pip install numpy)")
+    wanted = [w.strip() for w in os.environ.get(RUNTIME_ENV, "").split(",") if w.strip()]
+    tried = {}
+    for name, module_name, dists in RUNTIMES:
+        if wanted and name not in wanted:
+            continue
+        try:
+            return _load(name, module_name, dists)
+        except Exception as exc:  # tflite_runtime built for numpy 1 raises ImportError/AttributeError under numpy 2
+            tried[name] = type(exc).__name__ + ": " + str(exc)[:300]
+    raise AgentFailure(
+        "no_runtime",
+        "no TFLite runtime importable on this board: install ai-edge-litert (pip install ai-edge-litert) "
+        "or tflite-runtime (pip install tflite-runtime, needs numpy<2)",
+        tried=tried,
+    )
+
+
+def parse_op_error(message: str):
+    """(op, op_version) named in a runtime's load error, e.g. ("FULLY_CONNECTED", 12); (None, None) if none."""
+    for pattern in _OP_PATTERNS:
+        m = pattern.search(message or "")
+        if m:
+            version = int(m.group(2)) if m.lastindex and m.lastindex >= 2 else None
+            return m.group(1), version
+    return None, None
+
+
+def make_interpreter(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpack"):
+    """Load and allocate a model. Returns (interpreter, delegate_info, init_seconds).
+
+    Raises AgentFailure "delegate_missing" or "unloadable" (with runtime, op and op_version).
+    """
+    kwargs = {"model_path": str(model_path), "num_threads": int(threads)}
+    info = {"requested": delegate}
+    if delegate == "edgetpu":
+        try:
+            kwargs["experimental_delegates"] = [rt.load_delegate(EDGETPU_LIBRARY)]
+        except Exception as exc:  # OSError (library missing) or ValueError (no device) depending on runtime
+            raise AgentFailure(
+                "delegate_missing",
+                "cannot load the Edge TPU delegate " + EDGETPU_LIBRARY + " (" + str(exc)[:200] + "): install "
+                "libedgetpu1-std from the Coral apt repository and plug in the Edge TPU, or use --delegate xnnpack",
+                runtime=rt.info(),
+            ) from None
+        info["used"] = "edgetpu"
+        info["note"] = "ops not compiled for the Edge TPU run on the CPU"
+    elif delegate == "none":
+        no_default = getattr(rt.OpResolverType, "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None) if rt.OpResolverType else None
+        if no_default is not None:
+            kwargs["experimental_op_resolver_type"] = no_default
+            info["used"] = "none"
+            info["note"] = "default delegates disabled (BUILTIN_WITHOUT_DEFAULT_DELEGATES): builtin CPU kernels only"
+        else:
+            info["used"] = "runtime-default"
+            info["note"] = "this runtime cannot disable its default delegate: XNNPACK may run supported ops"
+    else:
+        info["used"] = "xnnpack"
+        info["note"] = "XNNPACK is the runtime's default CPU delegate: it runs the ops it supports, builtin kernels the rest"
+    start = time.perf_counter()
+    try:
+        interp = rt.Interpreter(**kwargs)
+        interp.allocate_tensors()
+    except Exception as exc:  # ValueError (not a flatbuffer), RuntimeError (op missing), ...
+        message = str(exc).strip() or type(exc).__name__
+        op, op_version = parse_op_error(message)
+        raise AgentFailure(
+            "unloadable",
+            "the " + rt.name + " runtime cannot load " + os.path.basename(str(model_path)) + ": " + message[:500],
+            runtime=rt.info(),
+            op=op,
+            op_version=op_version,
+        ) from None
+    return interp, info, time.perf_counter() - start
+
+
+def describe_tensor(detail: dict) -> dict:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return {
+        "name": detail.get("name"),
+        "dtype": np.dtype(detail["dtype"]).name,
+        "shape": [int(d) for d in detail["shape"]],
+        "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if scale else None,
+    }
+
+
+def random_input(detail: dict, rng):
+    """Seeded random data: the whole range for integer inputs, uniform [0, 1) for floats."""
+    dtype = np.dtype(detail["dtype"])
+    shape = tuple(int(d) for d in detail["shape"])
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(int(info.min), int(info.max), size=shape, endpoint=True, dtype=dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    return rng.random(size=shape).astype(dtype)
+
+
+def to_model_dtype(arr, detail: dict):
+    """Convert data to the input tensor's dtype; float data for an int8/uint8 input is quantized with its scale/zero point."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind in "iu" and arr.dtype.kind == "f":
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        if not scale:
+            raise AgentFailure(
+                "bad_input", "the model input is " + dtype.name + " without quantization parameters: pass integer data"
+            )
+        info = np.iinfo(dtype)
+        x = arr.astype(np.float64) / float(scale)
+        # round half away from zero, as TFLite's own quantize kernel (std::round)
+        q = np.sign(x) * np.floor(np.abs(x) + 0.5) + int(zero_point)
+        return np.clip(q, int(info.min), int(info.max)).astype(dtype)
+    if dtype.kind in "iu" and arr.dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if arr.size and (int(arr.min()) < int(info.min) or int(arr.max()) > int(info.max)):
+            raise AgentFailure("bad_input", "input values outside the " + dtype.name + " range of the model input")
+    return arr.astype(dtype)
+
+
+def load_npy(path):
+    if not os.path.isfile(str(path)):
+        raise AgentFailure("not_found", "inputs file " + str(path) + " does not exist")
+    try:
+        arr = np.load(str(path), allow_pickle=False)
+    except Exception as exc:
+        raise AgentFailure("bad_input", "cannot read " + str(path) + " as a .npy array: " + str(exc)[:200]) from None
+    if not isinstance(arr, np.ndarray):
+        raise AgentFailure("bad_input", str(path) + " is not a single .npy array (use np.save, not np.savez)")
+    if arr.dtype.kind not in "iufb":
+        raise AgentFailure("bad_input", str(path) + " holds " + str(arr.dtype) + " data, not numbers")
+    return arr
+
+
+def split_samples(arr, detail: dict) -> list:
+    """Cut an array into tensors of the input's shape: one sample, or N rows along the batch axis."""
+    shape = tuple(int(d) for d in detail["shape"])
+    if arr.shape == shape:
+        return [arr]
+    if shape and shape[0] == 1 and arr.shape == shape[1:]:
+        return [arr[None]]
+    if shape and shape[0] >= 1 and arr.ndim == len(shape) and arr.shape[1:] == shape[1:] and arr.shape[0] % shape[0] == 0:
+        if arr.shape[0] == 0:
+            raise AgentFailure("bad_input", "the inputs file holds no rows")
+        return [arr[i : i + shape[0]] for i in range(0, arr.shape[0], shape[0])]
+    raise AgentFailure(
+        "bad_input",
+        "inputs of shape "
+        + str(list(arr.shape))
+        + " do not fit the model input "
+        + str(detail.get("name"))
+        + " of shape "
+        + str(list(shape))
+        + ": pass one sample of that shape or N rows of shape "
+        + str(list(shape[1:])),
+    )
