@@ -222,7 +222,8 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
             calib = calibration_set(ds().x_train, v.calibration_samples, spec.seed) if v.type in ("int8", "int16x8") else None
             if calib is not None:
                 log(f"  calibrating {v.key} on {len(calib)} training samples")
-            return quantize(model_path, v, calib, tmp, saved_model=saved_model)
+            return quantize(model_path, v, calib, tmp, saved_model=saved_model,
+                            load_model=lambda mp: zoo.load_trained(mp, spec.model, base))
 
         out, cached, meta = _stage(cache, "quantize", qkey, force, manifest, log, build_q, label=f"quantize {v.key}")
         qstage[v.key] = {"key": qkey, "cached": cached, "output": str(out / "model.tflite"), **meta}

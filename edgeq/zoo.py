@@ -135,3 +135,27 @@ def _from_factory(factory: str, base: Path, input_shape: tuple, num_classes: int
     if not isinstance(model, keras.Model):
         raise ModelError(f"model.factory {factory!r} returned {type(model).__name__}, not a keras.Model", "return a Keras model")
     return model
+
+
+def load_trained(model_path: Path, spec: ModelSpec, base: Path):
+    """Load a trained .keras model; a factory's custom layers are found in the factory's module."""
+    import keras
+
+    custom = {}
+    if spec.factory:
+        sys.path.insert(0, str(base))
+        try:
+            mod = importlib.import_module(spec.factory.split(":")[0])
+        except Exception as e:
+            raise ModelError(f"model.factory {spec.factory!r}: cannot import: {type(e).__name__}: {e}",
+                             "check the factory module") from None
+        finally:
+            if str(base) in sys.path:
+                sys.path.remove(str(base))
+        custom = {n: o for n, o in vars(mod).items() if isinstance(o, type) and issubclass(o, keras.layers.Layer)}
+    try:
+        return keras.models.load_model(model_path, custom_objects=custom)
+    except Exception as e:
+        raise ModelError(f"cannot reload the trained model {model_path}: {type(e).__name__}: {str(e)[:300]}",
+                         "custom layers must be defined in the factory module (or registered with "
+                         "keras.saving.register_keras_serializable)") from None

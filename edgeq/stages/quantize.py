@@ -36,6 +36,26 @@ def _failed_ops(message: str) -> list[str]:
     return ops
 
 
+def float_ops(blob: bytes) -> list[str]:
+    """Ops of a converted model that still compute in float (other than I/O QUANTIZE/DEQUANTIZE).
+
+    TF 2.21 does not enforce TFLITE_BUILTINS_INT8: an op with no int8 kernel (e.g. SIN) is silently
+    left in float between DEQUANTIZE/QUANTIZE. A "full-integer" model must not contain such islands.
+    """
+    from edgeq import runtime as rt
+
+    interp = rt.pick().interpreter_cls(model_content=blob)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    bad = []
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only op-level view the runtime offers
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        tensors = [t for t in list(op["inputs"]) + list(op["outputs"]) if t >= 0]
+        if any(np.issubdtype(dtypes.get(t, np.dtype(np.int8)), np.floating) for t in tensors):
+            bad.append(f"{op['op_name']} (op #{op['index']})")
+    return bad
+
+
 def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_model: bool = False) -> bytes:
     """Convert a Keras model (or a SavedModel directory) to TFLite bytes for one variant."""
     from edgeq.quiet import captured_output, import_tensorflow
@@ -69,7 +89,7 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
     out = {"text": ""}
     try:
         with captured_output() as out:
-            return conv.convert()
+            blob = conv.convert()
     except Exception as e:
         msg = str(e) + "\n" + out["text"]
         ops = _failed_ops(msg)
@@ -81,10 +101,19 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
             ) from None
         raise QuantizeError(f"variant {variant.key}: conversion failed: {first[:500]}",
                             "rerun with --debug for the converter's full output") from None
+    if t in ("int8", "int16x8"):
+        bad = float_ops(blob)
+        if bad:
+            raise QuantizeError(
+                f"variant {variant.key}: op(s) {', '.join(bad)} cannot be quantized to {t}: "
+                "the converter left them in float, so the model is not full-integer",
+                "replace those ops (they have no integer kernel), or use a 'dynamic' or 'float16' variant",
+            )
+    return blob
 
 
 def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, out_dir: Path,
-             saved_model: bool = False) -> dict:
+             saved_model: bool = False, load_model=None) -> dict:
     """Write out_dir/model.tflite; returns the stage's metrics."""
     start = time.perf_counter()
     if saved_model:
@@ -93,9 +122,7 @@ def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, o
         from edgeq.quiet import import_tensorflow
 
         import_tensorflow()
-        import keras
-
-        source = keras.models.load_model(model_path)
+        source = load_model(model_path)
     blob = convert(source, variant, calib, saved_model=saved_model)
     (out_dir / "model.tflite").write_bytes(blob)
     return {"variant": variant.key, "type": variant.type, "size_bytes": len(blob),
