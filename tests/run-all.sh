@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The README's second set-up command: install everything the test suite needs (Debian packages
+# and Python packages) on a fresh machine, then run the whole suite. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real parts the tests start or read: sshd boards, the Fashion-MNIST files.
+APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist)
+missing=()
+for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# Security lint (bandit rules) on the package.
+python3 -m ruff check --select S edgeq
+
+exec python3 -m pytest "$@"
