@@ -303,6 +303,15 @@ def test_quantization_of_float_inputs_matches_the_formula():
     assert to_model_dtype(x, {"dtype": np.uint8, "quantization": (1.0, 128)}).tolist() == [[128, 128, 129, 127, 228, 28]]
 
 
+@pytest.mark.slow
+def test_tensorflow_fallback_runtime(pyz, workdir, models):
+    """Boards with only TensorFlow: the same agent through tf.lite (slowest test here: TF's import)."""
+    env = {"EDGEQ_AGENT_RUNTIME": "tensorflow"}
+    doc, rc = run_agent(pyz, "bench", "--workdir", workdir, "--model", models["fp32"], *FAST, "--delegate", "none", env=env)
+    assert rc == 0, doc
+    assert doc["runtime"]["name"] == "tensorflow" and doc["runtime"]["version"] and doc["delegate"]["used"] == "none"
+
+
 def test_bench_edgetpu_without_library_is_delegate_missing(pyz, workdir, models):
     doc, rc = run_agent(pyz, "bench", "--workdir", workdir, "--model", models["fp32"], *FAST, "--delegate", "edgetpu")
     assert rc == 8 and doc["kind"] == "delegate_missing" and "libedgetpu1-std" in doc["error"]
@@ -339,6 +348,7 @@ class SysfsWriter(threading.Thread):
 @pytest.mark.parametrize(
     "filename, value, watts",
     [("power1_input", lambda t: 2_500_000, 2.5), ("energy1_input", lambda t: 10**9 + 2_000_000 * t, 2.0)],
+    ids=["power-uW", "energy-uJ"],
 )
 def test_bench_power_hwmon(pyz, workdir, models, tmp_path, filename, value, watts):
     path = tmp_path / filename
@@ -366,7 +376,8 @@ def test_bench_power_hwmon(pyz, workdir, models, tmp_path, filename, value, watt
     assert rc == 0, doc
     p = doc["power"]
     assert "error" not in p, p
-    assert p["mean_w"] == pytest.approx(watts, rel=0.25) and p["idle_w"] == pytest.approx(watts, rel=0.25)
+    # an energy counter written by a thread on a shared 2-core machine jitters: ΔE/Δt per 50 ms is approximate
+    assert p["mean_w"] == pytest.approx(watts, rel=0.3) and p["idle_w"] == pytest.approx(watts, rel=0.4)
     assert p["samples"] >= 3 and len(p["samples_w"]) == p["samples"]
     assert p["joules_per_inference"] == pytest.approx(p["mean_w"] * doc["latency_s"]["mean"])
 
