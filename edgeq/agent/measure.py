@@ -1,0 +1,239 @@
+"""Measurements for the board agent: bench (latency, memory, power) and predict (argmax per input row).
+
+Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.9+.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from . import boardfs, facts, power, tfl
+from .codes import AgentFailure
+
+
+def _resolve_model(store, args):
+    """(path, name or None) of the model to run."""
+    if args.model:
+        path = os.path.abspath(args.model)
+        if not os.path.isfile(path):
+            raise AgentFailure("not_found", "model file " + args.model + " does not exist on the board")
+        return path, None
+    boardfs.check_name(args.name)
+    current = store.pointer(args.name, "current")
+    if current is None:
+        raise AgentFailure("not_found", "no model installed under --name " + args.name + ": run install first")
+    path = store.blob(args.name, current)
+    if not path.is_file():
+        raise AgentFailure("not_found", "the current blob " + str(path) + " of " + args.name + " is missing: install it again")
+    return str(path), args.name
+
+
+def _model_doc(path, name, interp) -> dict:
+    return {
+        "path": path,
+        "name": name,
+        "sha256": boardfs.sha256_file(path),
+        "size_bytes": os.path.getsize(path),
+        "inputs": [tfl.describe_tensor(d) for d in interp.get_input_details()],
+        "outputs": [tfl.describe_tensor(d) for d in interp.get_output_details()],
+    }
+
+
+def _percentile(sorted_values, q):
+    """Linear interpolation between closest ranks (numpy's default method)."""
+    n = len(sorted_values)
+    pos = (n - 1) * q
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def latency_stats(samples) -> dict:
+    s = sorted(samples)
+    n = len(s)
+    mean = sum(s) / n
+    return {
+        "p50": _percentile(s, 0.50),
+        "p90": _percentile(s, 0.90),
+        "p99": _percentile(s, 0.99),
+        "mean": mean,
+        "std": math.sqrt(sum((x - mean) ** 2 for x in s) / n),
+        "min": s[0],
+        "max": s[-1],
+        "count": n,
+    }
+
+
+def _bench_inputs(interp, args):
+    """[(input index, [tensors...])] to feed; the first input takes --inputs, the others seeded random data."""
+    np = tfl.np
+    rng = np.random.default_rng(args.seed)
+    details = interp.get_input_details()
+    feeds = []
+    for i, detail in enumerate(details):
+        if args.inputs and i == 0:
+            arr = tfl.to_model_dtype(tfl.load_npy(args.inputs), detail)
+            feeds.append((detail["index"], tfl.split_samples(arr, detail)))
+        else:
+            feeds.append((detail["index"], [tfl.random_input(detail, rng)]))
+    if args.inputs and len(details) > 1:
+        print("edgeq-agent: --inputs feeds input 0 only; other inputs get seeded random data", file=sys.stderr)
+    source = ("npy:" + args.inputs) if args.inputs else ("random(seed=" + str(args.seed) + ")")
+    return feeds, source
+
+
+def bench(args) -> dict:
+    power_spec = power.parse_power_spec(args.power)
+    store = boardfs.Store(args.workdir)
+    store.ensure()
+    if args.name is not None:
+        boardfs.check_name(args.name)
+    rt = tfl.find_runtime()
+    np = tfl.np
+    with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "bench"):
+        path, name = _resolve_model(store, args)
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        board = facts.gather(args.workdir, rt.info(), np.__version__)
+        hwm_before = facts.vmhwm_bytes()
+        interp, delegate_info, init_seconds = tfl.make_interpreter(rt, path, args.threads, args.delegate)
+        hwm_init = facts.vmhwm_bytes()
+        model = _model_doc(path, name, interp)
+        feeds, source = _bench_inputs(interp, args)
+        for index, tensors in feeds:
+            interp.set_tensor(index, tensors[0])
+        cycling = [(index, tensors) for index, tensors in feeds if len(tensors) > 1]
+
+        t = time.perf_counter()
+        interp.invoke()
+        first_invoke = time.perf_counter() - t
+        for _ in range(args.warmup):
+            interp.invoke()
+
+        probe = power.make_probe(power_spec)
+        idle = power.measure_idle(probe, power_spec) if probe is not None else None
+        sampler = power.Sampler(probe, power_spec["interval_s"]) if probe is not None else None
+
+        samples = []
+        timed = 0.0
+        step = 0
+        perf = time.perf_counter
+        invoke = interp.invoke
+        stopped_by = "runs+min_seconds"
+        if sampler is not None:
+            sampler.start()
+        window_start = perf()
+        while len(samples) < args.runs or timed < args.min_seconds:
+            if args.max_seconds and timed >= args.max_seconds:
+                stopped_by = "max_seconds"
+                break
+            if cycling:
+                step += 1
+                for index, tensors in cycling:
+                    interp.set_tensor(index, tensors[step % len(tensors)])
+            t = perf()
+            invoke()
+            dt = perf() - t
+            samples.append(dt)
+            timed += dt
+        window = perf() - window_start
+        if sampler is not None:
+            sampler.stop()
+        hwm_runs = facts.vmhwm_bytes()
+        after = facts.thermal_state()
+
+    stats = latency_stats(samples)
+    return {
+        "model": model,
+        "runtime": rt.info(),
+        "threads": args.threads,
+        "delegate": delegate_info,
+        "inputs_source": source,
+        "started_at": started_at,
+        "init_seconds": init_seconds,
+        "first_invoke_seconds": first_invoke,
+        "warmup_runs": args.warmup,
+        "runs_requested": args.runs,
+        "min_seconds": args.min_seconds,
+        "stopped_by": stopped_by,
+        "timed_seconds": timed,
+        "window_seconds": window,
+        "latency_s": stats,
+        "samples_s": [round(x, 9) for x in samples],
+        "memory": {"vmhwm_before_init_bytes": hwm_before, "vmhwm_after_init_bytes": hwm_init, "vmhwm_after_runs_bytes": hwm_runs},
+        "power": power.summarize(power_spec, probe, idle, sampler, stats["mean"]) if probe is not None else None,
+        "board": board,
+        "board_after": after,
+    }
+
+
+def _resize_batch(interp, detail, shape, batch, native) -> int:
+    """Resize input 0 to `batch` rows; a model that refuses keeps its native batch size. Returns the batch used."""
+    if batch == native:
+        return native
+    try:
+        interp.resize_tensor_input(detail["index"], [batch] + shape[1:], strict=False)
+        interp.allocate_tensors()
+        return batch
+    except Exception as exc:  # fixed-batch model: fall back to its own batch size
+        print(
+            "edgeq-agent: cannot resize the input to batch " + str(batch) + " (" + str(exc)[:200] + "); using " + str(native),
+            file=sys.stderr,
+        )
+        interp.resize_tensor_input(detail["index"], shape, strict=False)
+        interp.allocate_tensors()
+        return native
+
+
+def predict(args) -> dict:
+    store = boardfs.Store(args.workdir)
+    store.ensure()
+    if args.name is not None:
+        boardfs.check_name(args.name)
+    rt = tfl.find_runtime()
+    np = tfl.np
+    with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "predict"):
+        path, name = _resolve_model(store, args)
+        interp, delegate_info, _ = tfl.make_interpreter(rt, path, args.threads, args.delegate)
+        detail = interp.get_input_details()[0]
+        out_index = interp.get_output_details()[0]["index"]
+        shape = [int(d) for d in detail["shape"]]
+        arr = tfl.load_npy(args.inputs)
+        if arr.ndim != len(shape) or list(arr.shape[1:]) != shape[1:]:
+            raise AgentFailure(
+                "bad_input",
+                "inputs of shape "
+                + str(list(arr.shape))
+                + " are not rows of the model input shape "
+                + str(shape)
+                + ": pass an array of shape [N] + "
+                + str(shape[1:]),
+            )
+        data = tfl.to_model_dtype(arr, detail)
+        n = data.shape[0]
+        start = time.perf_counter()
+        native = shape[0] if shape and shape[0] > 0 else 1
+        current = _resize_batch(interp, detail, shape, min(args.batch, n) if n else native, native)
+        predictions = []
+        for pos in range(0, n, current):
+            chunk = data[pos : pos + current]
+            rows = chunk.shape[0]
+            if rows < current:  # the last chunk: pad to the tensor's batch and drop the padding's predictions
+                pad = np.zeros((current - rows,) + chunk.shape[1:], dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            interp.set_tensor(detail["index"], chunk)
+            interp.invoke()
+            out = interp.get_tensor(out_index)
+            predictions.extend(int(v) for v in out.reshape(current, -1).argmax(axis=1)[:rows])
+        seconds = time.perf_counter() - start
+    return {
+        "predictions": predictions,
+        "count": len(predictions),
+        "batch_used": current,
+        "seconds": seconds,
+        "model": {"path": path, "name": name, "sha256": boardfs.sha256_file(path)},
+        "runtime": rt.info(),
+        "delegate": delegate_info,
+    }
