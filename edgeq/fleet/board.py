@@ -114,7 +114,7 @@ class Board:
                 )
             if rc < 0 or rc >= 128:
                 sig = -rc if rc < 0 else rc - 128
-                how = f"signal {sig}" if rc != -1 else "no exit status"
+                how = f"signal {sig}" if rc != -1 else "it died without an exit status: a signal, or the session ended"
                 return self._fail(f"agent {sub} was killed before reporting a result ({how})", _KILLED_HINT, kind="agent_killed")
             return self._fail(
                 f"agent {sub} printed no result (exit {rc}){': ' + tail if tail else ''}",

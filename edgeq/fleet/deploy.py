@@ -110,6 +110,9 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
             "--lock-timeout",
             f"{d.lock_timeout:g}",
         )
+    except BoardError as e:
+        e.extra.setdefault("current", before)  # the agent switches only after a successful load
+        raise
     finally:
         if blob.endswith(".part"):
             board.t.remove(blob)  # the agent renamed it on success; on failure it must not linger

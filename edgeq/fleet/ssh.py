@@ -155,6 +155,16 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
     return BoardError(name, f"cannot connect to {addr}: {type(e).__name__}: {e}", kind="ssh")
 
 
+def _quiet_paramiko() -> None:
+    """paramiko logs transport errors (e.g. "Socket exception: Connection reset") through logging's
+    last-resort stderr handler; every such failure already becomes a BoardError, so drop the noise."""
+    import logging
+
+    lg = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in lg.handlers):
+        lg.addHandler(logging.NullHandler())
+
+
 class _UnknownHostKey(Exception):
     def __init__(self, keytype: str, fp: str):
         super().__init__(f"unknown host key {keytype} {fp}")
@@ -187,6 +197,7 @@ class SSHTransport:
     # ---------------------------------------------------------------- connection
 
     def connect(self) -> "SSHTransport":
+        _quiet_paramiko()
         d = self.device
         policy = RetryPolicy(attempts=d.retries, base_delay=d.retry_delay, max_delay=30.0)
 
