@@ -62,7 +62,7 @@ def run(
         print_json(result)
     else:
         render.run_summary(result)
-    pl.raise_for_gates(result, already_reported=json_out)
+    pl.raise_for_failures(result, already_reported=json_out)
 
 
 # Fleet commands (devices, deploy, rollback, bench) live in edgeq.cli_fleet.

@@ -265,6 +265,32 @@ class ValidateSpec(Spec):
     batch_size: int = Field(256, ge=1)
 
 
+class DeployStageSpec(Spec):
+    targets: list[str] = Field(min_length=1)  # device names or tags from devices.yaml
+    variants: list[str] | None = None  # default: every variant
+    parallel: int = Field(5, ge=1, le=256)
+
+
+class BenchmarkStageSpec(Spec):
+    targets: list[str] | None = Field(None, min_length=1)  # default: deploy.targets
+    variants: list[str] | None = None  # default: every variant
+    runs: int = Field(50, ge=1, le=1_000_000)
+    warmup: int = Field(5, ge=0, le=100_000)
+    min_seconds: float = Field(1.0, ge=0.0, le=3600.0)
+    threads: list[int] | None = Field(None, min_length=1)  # default: each device's threads
+    inputs: Literal["random", "test"] = "test"  # "test": the first test-split rows, preprocessed like training
+    input_samples: int = Field(64, ge=1, le=100_000)
+    accuracy_check: bool = False  # run the whole test split on the board and compare with validate
+    parallel: int = Field(5, ge=1, le=256)
+
+    @field_validator("threads")
+    @classmethod
+    def _pos(cls, v):
+        if v is not None and any(t < 1 for t in v):
+            raise ValueError("thread counts must be >= 1")
+        return v
+
+
 class PipelineSpec(Spec):
     name: str = Field(pattern=NAME_RE)
     description: str = ""
@@ -274,6 +300,21 @@ class PipelineSpec(Spec):
     train: TrainSpec = Field(default_factory=TrainSpec)
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
     validate_: ValidateSpec = Field(default_factory=ValidateSpec, alias="validate")
+    devices: str | None = None  # devices.yaml for deploy/benchmark (default: $EDGEQ_DEVICES, ./devices.yaml, local)
+    deploy: DeployStageSpec | None = None
+    benchmark: BenchmarkStageSpec | None = None
+
+    @model_validator(mode="after")
+    def _fleet_refs(self) -> "PipelineSpec":
+        keys = {v.key for v in self.quantize.variants}
+        for stage in (self.deploy, self.benchmark):
+            if stage is not None and stage.variants:
+                unknown = [x for x in stage.variants if x not in keys]
+                if unknown:
+                    raise ValueError(f"unknown variant(s) {unknown}; the pipeline's variants are {sorted(keys)}")
+        if self.benchmark is not None and self.benchmark.targets is None and self.deploy is None:
+            raise ValueError("benchmark.targets is required when there is no deploy stage")
+        return self
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -26,7 +26,8 @@ def err_console() -> Console:
 def out_console() -> Console:
     global _out
     if _out is None:
-        _out = Console(highlight=False, soft_wrap=True)
+        # piped output is read by people in logs and CI: don't fold tables to 80 columns
+        _out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     return _out
 
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 from edgeq import __version__, data as data_mod, paths, zoo
 from edgeq.config import PipelineSpec, load_pipeline
-from edgeq.errors import ConfigError, GateError
+from edgeq.errors import ConfigError, FleetError, GateError
 
 CACHE_VERSION = 1  # bump when a stage's output format or semantics change
 
@@ -169,7 +169,8 @@ def run_pipeline(pipeline_file: Path, *, force: bool = False, log: Callable[[str
     t0 = time.perf_counter()
     try:
         _run_stages(spec, base, cache, run_dir, manifest, versions, force, log)
-        manifest["status"] = "gate_failed" if manifest["gates_failed"] else "ok"
+        manifest["status"] = ("gate_failed" if manifest["gates_failed"]
+                              else "fleet_failed" if manifest.get("fleet_failed") else "ok")
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
         raise
@@ -273,6 +274,16 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
         failures += failed
     manifest["gates_failed"] = failures
 
+    # ---- deploy and benchmark (never cached: the boards are the input)
+    if spec.deploy is not None or spec.benchmark is not None:
+        if failures:
+            manifest["stages"]["deploy"] = {"skipped": "validation gates failed: nothing is deployed"}
+            log("deploy/benchmark skipped: validation gates failed")
+        else:
+            from edgeq.stages.fleet import run_fleet_stages
+
+            manifest["fleet_failed"] = run_fleet_stages(spec, base, manifest, run_dir, ds, log)
+
 
 def _do_train(spec, base, ds, tmp, log):
     from edgeq.stages.train import train
@@ -312,8 +323,16 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def raise_for_gates(result: dict, already_reported: bool = False) -> None:
+def raise_for_failures(result: dict, already_reported: bool = False) -> None:
+    """Gate failures first (exit 7), then boards that failed to deploy or benchmark (exit 8)."""
+    fleet_failed = result.get("fleet_failed") or []
     failed = result.get("gates_failed") or []
+    if fleet_failed and not failed:
+        err = FleetError(f"{len(fleet_failed)} fleet step(s) failed:\n  " + "\n  ".join(fleet_failed),
+                         "results of the boards that succeeded are stored in the run; run `edgeq devices check`")
+        err.result = result
+        err._json_printed = already_reported
+        raise err
     if failed:
         err = GateError("validation gates failed:\n  " + "\n  ".join(failed),
                         "improve the model or relax the gates under validate.gates in the pipeline YAML",

@@ -9,6 +9,10 @@ def _pct(x) -> str:
     return "" if x is None else f"{x * 100:.2f}%"
 
 
+def _us(ms) -> str:
+    return "" if ms is None else f"{ms * 1000:,.1f}"
+
+
 def run_summary(result: dict) -> None:
     stages = result.get("stages", {})
     cached = []
@@ -30,6 +34,24 @@ def run_summary(result: dict) -> None:
     rt = result.get("runtime", {})
     table(f"run {result['run_id']} · pipeline {result['pipeline']} · {rt.get('name', '?')} {rt.get('version', '')}",
           ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates"], rows)
+    bench = result.get("benchmarks") or []
+    if bench:
+        brows = []
+        for b in bench:
+            lat = b.get("latency_ms") or {}
+            p = b.get("power") or {}
+            rt = b.get("runtime") or {}
+            board = b.get("board") or {}
+            brows.append([
+                b["device"], b["variant"], b.get("threads"), board.get("arch"),
+                f"{rt.get('name', '')} {rt.get('version', '')}".strip(),
+                _us(lat.get("p50")), _us(lat.get("p90")), _us(lat.get("p99")), _us(b.get("init_ms")),
+                "" if b.get("peak_rss_bytes") is None else f"{b['peak_rss_bytes'] / 2**20:.1f}",
+                "" if p.get("mean_w") is None else f"{p['mean_w']:.2f}",
+                "ok" if b.get("ok") else f"FAILED: {b.get('error')}",
+            ])
+        table("on-device benchmark (latency in µs)", ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99",
+              "init", "peak MiB", "W", "status"], brows)
     if cached:
         log(f"reused from cache: {', '.join(cached)} (use --force to rerun)")
     log(f"run folder: {result.get('run_dir')}  ({result.get('wall_seconds', 0):.1f}s)")

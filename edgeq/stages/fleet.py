@@ -1,0 +1,132 @@
+"""deploy and benchmark stages: never cached (boards change), results stored per device x variant x threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeq import paths
+from edgeq.config import PipelineSpec
+
+
+def _inventory(spec: PipelineSpec, base: Path):
+    from edgeq import fleet
+
+    if spec.devices:
+        p = Path(spec.devices).expanduser()
+        return fleet.load_inventory(p if p.is_absolute() else base / p)
+    return fleet.load_inventory(None)
+
+
+def _progress(log: Callable[[str], None]):
+    def cb(ev: dict) -> None:
+        kind = ev.get("event")
+        if kind in ("connect", "install", "bench", "done", "stopped"):
+            extra = " ".join(f"{k}={v}" for k, v in ev.items()
+                             if k not in ("event", "device") and v is not None and not isinstance(v, (dict, list)))
+            log(f"  {ev.get('device', '')}: {kind} {extra}".rstrip())
+
+    return cb
+
+
+def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Path, dataset, log) -> list[str]:
+    """Deploy and benchmark as the pipeline says. Returns failure messages (boards that did not succeed)."""
+    from edgeq import fleet
+
+    inv = _inventory(spec, base)
+    failures: list[str] = []
+    variants = manifest["variants"]
+    if spec.deploy is not None:
+        out = {}
+        for key in spec.deploy.variants or list(variants):
+            log(f"deploy {key}: to {', '.join(spec.deploy.targets)}")
+            res = fleet.deploy(inv, spec.deploy.targets, Path(variants[key]["artifact"]), parallel=spec.deploy.parallel,
+                               progress=_progress(log))
+            out[key] = res
+            failures += [f"deploy {key} on {d['device']}: {d.get('error') or d['status']}" for d in res["devices"]
+                         if d["status"] not in ("ok", "changed")]
+        manifest["stages"]["deploy"] = {"cached": False, "results": out}
+
+    if spec.benchmark is not None:
+        b = spec.benchmark
+        targets = b.targets or spec.deploy.targets
+        inputs = None
+        if b.inputs == "test":
+            ds = dataset()
+            inputs = run_dir / "bench-inputs.npy"
+            buf = _npy_bytes(ds.x_test[: b.input_samples])
+            paths.atomic_write_bytes(inputs, buf)
+        rows, raw_dir = [], run_dir / "bench"
+        for key in b.variants or list(variants):
+            log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
+            res = fleet.bench(inv, targets, Path(variants[key]["artifact"]), runs=b.runs, warmup=b.warmup,
+                              min_seconds=b.min_seconds, threads=b.threads, inputs=inputs, parallel=b.parallel,
+                              progress=_progress(log))
+            for d in res["devices"]:
+                if not d.get("results"):
+                    rows.append({"device": d["device"], "variant": key, "threads": None, "ok": False,
+                                 "status": d["status"], "error": d.get("error"), "hint": d.get("hint")})
+                    failures.append(f"benchmark {key} on {d['device']}: {d.get('error') or d['status']}")
+                for r in d.get("results", []):
+                    row = {"device": d["device"], "variant": key, "threads": r["threads"], "ok": r["ok"]}
+                    if r["ok"]:
+                        raw = r["raw"]
+                        raw_path = raw_dir / f"{d['device']}-{key}-t{r['threads']}.json"
+                        paths.atomic_write_json(raw_path, raw)  # raw samples kept beside the manifest
+                        row.update({k: r[k] for k in ("latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes",
+                                                      "runtime", "delegate")})
+                        row["power"] = _power_summary(r.get("power"))
+                        row["board"] = raw.get("board")
+                        row["raw"] = str(raw_path)
+                    else:
+                        row.update({"error": r.get("error"), "kind": r.get("kind"), "hint": r.get("hint")})
+                        failures.append(f"benchmark {key} on {d['device']} ({r['threads']} threads): {r.get('error')}")
+                    rows.append(row)
+        if b.accuracy_check:
+            rows_acc = _accuracy_check(inv, targets, spec, manifest, dataset(), run_dir, b.variants or list(variants), log)
+            manifest["stages"]["benchmark_accuracy"] = rows_acc
+            failures += [f"accuracy check {r['variant']} on {r['device']}: {r['error']}" for r in rows_acc if not r["ok"]]
+        manifest["stages"]["benchmark"] = {"cached": False, "results": rows}
+        manifest["benchmarks"] = rows
+    return failures
+
+
+def _power_summary(p: dict | None) -> dict | None:
+    if not p:
+        return None
+    keep = ("probe", "mean_w", "idle_w", "joules_per_inference", "joules_per_inference_above_idle", "samples", "error")
+    return {k: p.get(k) for k in keep if k in p}
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    b = io.BytesIO()
+    np.save(b, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+    return b.getvalue()
+
+
+def _accuracy_check(inv, targets, spec, manifest, ds, run_dir, keys, log) -> list[dict]:
+    """Run the whole test split on each board and compare with the validate stage's accuracy."""
+    from edgeq import fleet
+    from edgeq.errors import EdgeqError
+
+    inputs = run_dir / "test-inputs.npy"
+    paths.atomic_write_bytes(inputs, _npy_bytes(ds.x_test))
+    out = []
+    for dev in inv.select(targets):
+        for key in keys:
+            name = Path(manifest["variants"][key]["artifact"]).stem
+            try:
+                preds = np.asarray(fleet.predict(inv, dev.name, name, inputs))
+                acc = float(np.mean(preds == ds.y_test[: len(preds)])) if len(preds) == len(ds.y_test) else None
+                ok = acc is not None
+                out.append({"device": dev.name, "variant": key, "ok": ok, "board_accuracy": acc,
+                            "validate_accuracy": manifest["variants"][key]["accuracy"],
+                            "error": None if ok else f"{len(preds)} predictions for {len(ds.y_test)} inputs"})
+                log(f"  {dev.name}: {key} accuracy on the board {acc}")
+            except EdgeqError as e:
+                out.append({"device": dev.name, "variant": key, "ok": False, "error": e.message})
+    return out
