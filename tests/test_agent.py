@@ -269,10 +269,15 @@ def test_bench_reports_latency_memory_and_environment(pyz, workdir, models):
     )
     assert rc == 0, doc
     lat = doc["latency_s"]
-    assert lat["count"] >= 20 and len(doc["samples_s"]) == lat["count"]
-    assert doc["timed_seconds"] >= 0.3 and sum(doc["samples_s"]) == pytest.approx(doc["timed_seconds"], rel=1e-3)
+    stride = doc["samples_stride"]
+    assert lat["count"] >= 20 and len(doc["samples_s"]) == -(-lat["count"] // stride) <= 20000
+    assert doc["timed_seconds"] >= 0.3
+    if stride == 1:  # the raw list is complete: the statistics are reproducible from it
+        assert sum(doc["samples_s"]) == pytest.approx(doc["timed_seconds"], rel=1e-3)
+        assert lat["p50"] == pytest.approx(float(np.percentile(doc["samples_s"], 50)), rel=1e-3)
+    else:  # thinned in time order: still representative
+        assert lat["p50"] == pytest.approx(float(np.percentile(doc["samples_s"], 50)), rel=0.2)
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-    assert lat["p50"] == pytest.approx(float(np.percentile(doc["samples_s"], 50)), rel=1e-3)
     assert doc["init_seconds"] > 0 and doc["first_invoke_seconds"] > 0 and doc["warmup_runs"] == 3
     mem = doc["memory"]
     assert mem["vmhwm_after_runs_bytes"] >= mem["vmhwm_after_init_bytes"] >= mem["vmhwm_before_init_bytes"] > 0
