@@ -16,15 +16,19 @@ import pytest
 import sshfarm
 
 
-@pytest.fixture(autouse=True)
-def _edgeq_home(tmp_path, monkeypatch):
+# Fixtures are registered under their `name=`; test modules import the *_fixture functions, so
+# linters never see a test argument shadowing an import.
+
+
+@pytest.fixture(autouse=True, name="edgeq_home")
+def edgeq_home_fixture(tmp_path, monkeypatch):
     """Every test gets its own edgeq home; nothing lands in the repo's ./.edgeq."""
     monkeypatch.setenv("EDGEQ_HOME", str(tmp_path / "edgeq-home"))
     monkeypatch.delenv("EDGEQ_DEVICES", raising=False)
 
 
-@pytest.fixture(scope="module")
-def farm(tmp_path_factory):
+@pytest.fixture(scope="module", name="farm")
+def farm_fixture(tmp_path_factory):
     f = sshfarm.SSHFarm.start(tmp_path_factory.mktemp("farm"), n=3)
     try:
         yield f
@@ -32,8 +36,8 @@ def farm(tmp_path_factory):
         f.stop()
 
 
-@pytest.fixture(scope="module")
-def tflite_models(tmp_path_factory) -> dict[str, Path]:
+@pytest.fixture(scope="module", name="tflite_models")
+def tflite_models_fixture(tmp_path_factory) -> dict[str, Path]:
     """Two loadable Input(8)->Dense(3) models with different weights, and a truncated (unloadable) one."""
     import os
 
@@ -71,7 +75,8 @@ def write_devices(tmp_path: Path, *entries: str, defaults: str = "", local: bool
         text += "defaults:\n" + defaults
     text += "devices:\n" + "".join(entries)
     if local:
-        text += f'  - {{"name": "local", "transport": "local", "workdir": "{tmp_path / "boards" / "local"}", "tags": ["farm", "local"]}}\n'
+        local_dir = tmp_path / "boards" / "local"
+        text += f'  - {{"name": "local", "transport": "local", "workdir": "{local_dir}", "tags": ["farm", "local"]}}\n'
     p = tmp_path / "devices.yaml"
     p.write_text(text)
     return p

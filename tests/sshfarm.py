@@ -23,8 +23,9 @@ def ensure_sshd() -> None:
     """Install openssh-server if missing (tests run as root in CI images), and its privsep dir."""
     if not Path(SSHD).exists():
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        apt = ["apt-get", "install", "-y", "--no-install-recommends", "openssh-server"]
         subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)  # noqa: S603,S607 - fixed argv
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "openssh-server"], check=True, env=env, capture_output=True)  # noqa: S603,S607
+        subprocess.run(apt, check=True, env=env, capture_output=True)  # noqa: S603,S607 - fixed argv
     Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
 
 

@@ -19,7 +19,16 @@ import numpy as np
 import pytest
 
 import sshfarm
-from fleet_fixtures import _edgeq_home, board_entry, by_device, farm, run_cli, run_json, tflite_models, write_devices  # noqa: F401
+from fleet_fixtures import (  # noqa: F401 - the *_fixture imports register fixtures with pytest
+    board_entry,
+    by_device,
+    edgeq_home_fixture,
+    farm_fixture,
+    run_cli,
+    run_json,
+    tflite_models_fixture,
+    write_devices,
+)
 
 from edgeq import fleet
 from edgeq.errors import ExitCode
@@ -138,7 +147,9 @@ def test_bench_per_device_and_threads(farm, tmp_path, tflite_models):
             lat = x["latency_ms"]
             assert x["ok"] and x["count"] >= 20
             assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-            assert x["raw"]["threads"] == x["threads"] and len(x["raw"]["samples_s"]) == -(-x["count"] // x["raw"]["samples_stride"])
+            assert x["raw"]["threads"] == x["threads"] and len(x["raw"]["samples_s"]) == -(
+                -x["count"] // x["raw"]["samples_stride"]
+            )
     code, out, _ = run_cli("bench", tflite_models["dense_a"], "-t", "b1", "--runs", "5", "--min-seconds", "0", "--devices", dev)
     assert code == 0 and "p50 ms" in out
 
@@ -236,12 +247,14 @@ def test_connection_failures_are_named(farm, tmp_path, tflite_models):
     assert time.monotonic() - t0 < 30
     assert code == ExitCode.FLEET
     r = by_device(doc)
-    assert r["ok"]["status"] == "changed"
+    assert r["ok"]["status"] == "changed", r["ok"]
     assert r["closed"]["status"] == "unreachable" and r["closed"]["kind"] == "refused"
     assert "connection refused" in r["closed"]["error"] and r["closed"]["error"].startswith("closed:")
     assert r["blackhole"]["status"] == "unreachable"
-    assert r["badkey"]["status"] == "failed" and r["badkey"]["kind"] == "auth" and "authentication refused" in r["badkey"]["error"]
-    assert r["nopy"]["kind"] == "no_python" and "/nonexistent/bin/python3" in r["nopy"]["error"]
+    assert (
+        r["badkey"]["status"] == "failed" and r["badkey"]["kind"] == "auth" and "authentication refused" in r["badkey"]["error"]
+    )
+    assert r["nopy"]["kind"] == "no_python" and "/nonexistent/bin/python3" in r["nopy"]["error"], r["nopy"]
     assert r["garbage"]["kind"] == "bad_output"
     assert r["noruntime"]["kind"] == "no_runtime" and "ai-edge-litert" in r["noruntime"]["hint"]
     assert doc["counts"] == {"ok": 0, "changed": 1, "unreachable": 2, "failed": 4, "skipped": 0}
@@ -278,7 +291,9 @@ def test_canary_batches_and_max_fail_stop_the_rollout(farm, tmp_path, tflite_mod
     assert not (tmp_path / "boards" / "c4").exists()
     assert any(e["event"] == "stopped" for e in events)
     # same through the CLI: exit FLEET, skipped board reported
-    code, doc, err = run_json("deploy", tflite_models["dense_b"], "-t", "farm", "--batch", "1,3", "--max-fail", "1", "--devices", dev)
+    code, doc, err = run_json(
+        "deploy", tflite_models["dense_b"], "-t", "farm", "--batch", "1,3", "--max-fail", "1", "--devices", dev
+    )
     assert code == ExitCode.FLEET and by_device(doc)["c4"]["status"] == "skipped"
     # percentages: 25% of 4 = 1, then the rest; with a generous budget every board is tried
     doc = fleet.deploy(inv, ["farm"], tflite_models["dense_a"], batches="25%,100%", max_fail=5)

@@ -78,7 +78,7 @@ class Board:
             sent = self.t.put_file(self.agent.path, tmp)
             self.t.rename(tmp, self.agent_path)
         except BaseException:
-            self.t.remove(tmp)
+            self.t.remove(tmp)  # best effort, never raises
             raise
         self.bytes_uploaded += sent
         return sent

@@ -406,24 +406,31 @@ class SSHTransport:
         return a.st_size if a.st_mode is not None and st.S_ISREG(a.st_mode) else None
 
     def makedirs(self, remote_path: str) -> None:
+        import posixpath
+        import stat as st
+
         sftp = self._sftp_client()
-        parts = remote_path.rstrip("/").split("/")
-        for i in range(1, len(parts) + 1):
-            p = "/".join(parts[:i])
-            if not p:
-                continue
+        p = remote_path.rstrip("/") or "/"
+
+        def is_dir() -> bool:
             try:
-                sftp.stat(p)
+                return st.S_ISDIR(sftp.stat(p).st_mode or 0)
             except IOError:
-                try:
-                    sftp.mkdir(p)
-                except IOError as e:
-                    raise BoardError(
-                        self.device.name,
-                        f"cannot create {p}: {e}",
-                        "check workdir: in devices.yaml and its permissions",
-                        kind="os_error",
-                    ) from None
+                return False
+
+        if is_dir():
+            return
+        parent = posixpath.dirname(p)
+        if parent and parent != p:
+            self.makedirs(parent)
+        try:
+            sftp.mkdir(p)
+        except IOError as e:
+            if is_dir():  # another session (a second device on the same host) made it meanwhile
+                return
+            raise BoardError(
+                self.device.name, f"cannot create {p}: {e}", "check workdir: in devices.yaml and its permissions", kind="os_error"
+            ) from None
 
     def rename(self, src: str, dst: str) -> None:
         try:
@@ -434,7 +441,7 @@ class SSHTransport:
     def remove(self, remote_path: str) -> None:
         try:
             self._sftp_client().remove(remote_path)
-        except (IOError, BoardError):
+        except Exception:  # noqa: S110 - best effort by contract: a dead link or a missing file leaves only a stale W/tmp/*.part the agent prunes
             pass
 
     def home(self) -> str:
