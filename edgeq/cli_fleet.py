@@ -49,6 +49,11 @@ def _size(n) -> str:
     return str(n)
 
 
+def _num(d: dict, k: str) -> str:
+    v = d.get(k)
+    return f"{v:.4g}" if isinstance(v, (int, float)) else ""
+
+
 def _progress_logger():
     def progress(ev: dict) -> None:
         kind = ev.get("event")
@@ -324,15 +329,14 @@ def bench_cmd(
                 rows.append((r["device"], "", "", "", "", "", "", "", r["status"] + ": " + (r.get("error") or "")))
             for b in r["results"]:
                 lat = b.get("latency_ms") or {}
-                f = lambda k: f"{lat[k]:.4g}" if isinstance(lat.get(k), (int, float)) else ""  # noqa: E731 - tiny local formatter
                 rows.append(
                     (
                         r["device"],
                         b["threads"],
-                        f("p50"),
-                        f("p90"),
-                        f("p99"),
-                        f("mean"),
+                        _num(lat, "p50"),
+                        _num(lat, "p90"),
+                        _num(lat, "p99"),
+                        _num(lat, "mean"),
                         b.get("count") or "",
                         f"{b['init_ms']:.1f}" if isinstance(b.get("init_ms"), (int, float)) else "",
                         "ok" if b["ok"] else b.get("error"),

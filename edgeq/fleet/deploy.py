@@ -95,21 +95,8 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
     if progress:
         progress({"event": "install", "device": d.name})
     try:
-        res = board.call(
-            "install",
-            "--name",
-            name,
-            "--blob",
-            blob,
-            "--sha256",
-            sha,
-            "--threads",
-            str(d.threads),
-            "--delegate",
-            d.delegate,
-            "--lock-timeout",
-            f"{d.lock_timeout:g}",
-        )
+        args = ["--name", name, "--blob", blob, "--sha256", sha, "--threads", str(d.threads), "--delegate", d.delegate]
+        res = board.call("install", *args, "--lock-timeout", f"{d.lock_timeout:g}")
     except BoardError as e:
         e.extra.setdefault("current", before)  # the agent switches only after a successful load
         raise

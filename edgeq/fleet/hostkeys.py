@@ -53,7 +53,7 @@ def fetch_host_key(device: DeviceSpec) -> HostKey:
     try:
         sock = socket.create_connection((device.host, device.port), timeout=device.connect_timeout)
     except OSError as e:
-        from edgeq.fleet.ssh import classify_connect_error
+        from edgeq.fleet.ssherrors import classify_connect_error
 
         raise classify_connect_error(device, e) from None
     t = paramiko.Transport(sock)
