@@ -60,7 +60,8 @@ def _progress_logger():
         if kind == "batch" and ev.get("of", 1) > 1:
             log(f"batch {ev['batch']}/{ev['of']}: {', '.join(ev['devices'])}")
         elif kind == "done":
-            log(f"{ev['device']}: {ev['status']}" + (f" - {ev['error']}" if ev.get("error") and ev["status"] != "ok" else ""))
+            err = ev.get("error") if ev["status"] != "ok" else None
+            log(f"{ev['device']}: {ev['status']}" + (f" - {err.removeprefix(ev['device'] + ': ')}" if err else ""))
         elif kind == "stopped":
             log(f"stopping the rollout after batch {ev['batch']}: {ev['failures']} failure(s) > --max-fail {ev['max_fail']}")
 
