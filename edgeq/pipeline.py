@@ -183,6 +183,13 @@ def run_pipeline(pipeline_file: Path, *, force: bool = False, log: Callable[[str
         manifest["wall_seconds"] = round(time.perf_counter() - t0, 3)
         manifest.pop("pid", None)
         paths.atomic_write_json(run_dir / "manifest.json", manifest)
+        from edgeq.results import record_history  # results are stored locally before anything is exported
+
+        history_error = record_history({**manifest, "run_dir": str(run_dir)}, home)
+        if history_error is not None and manifest["status"] in ("failed", "interrupted"):
+            log(f"warning: {history_error.message}")  # don't hide the run's own error behind the store's
+    if history_error is not None:
+        raise history_error
     manifest["run_dir"] = str(run_dir)
     return manifest
 
