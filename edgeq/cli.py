@@ -51,6 +51,10 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML file.", metavar="PIPELINE.yaml"),
     force: bool = typer.Option(False, "--force", help="Rerun every stage, ignoring the cache."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    push_gateway: Optional[str] = typer.Option(None, "--push-gateway", envvar="EDGEQ_PUSHGATEWAY", show_envvar=True,
+                                               help="Push the run's metrics to this Pushgateway after storing them."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
+                                            help="Compare with the previous run of the pipeline; exit 9 on a regression."),
 ) -> None:
     """Run a pipeline: train -> quantize -> validate (cached by input hash)."""
     set_json(json_out)
@@ -58,17 +62,24 @@ def run(
     from edgeq import render
 
     result = pl.run_pipeline(pipeline, force=force, progress=not json_out and sys.stderr.isatty(), log=log)
+    post = _cli_results.after_run(result, push_gateway=push_gateway, fail_on_regression=fail_on_regression)
     if json_out:
         print_json(result)
     else:
         render.run_summary(result)
     pl.raise_for_failures(result, already_reported=json_out)
+    _cli_results.raise_after_run(post, json_printed=json_out)
 
 
 # Fleet commands (devices, deploy, rollback, bench) live in edgeq.cli_fleet.
 from edgeq import cli_fleet as _cli_fleet  # noqa: E402 - after `app` exists
 
 _cli_fleet.register(app)
+
+# Results commands (history, compare, report, metrics) live in edgeq.cli_results.
+from edgeq import cli_results as _cli_results  # noqa: E402 - after `app` exists
+
+_cli_results.register(app)
 
 
 def _report(e: EdgeqError) -> None:

@@ -1,0 +1,282 @@
+"""Prometheus export of stored results: Pushgateway (PUT per pipeline), node_exporter textfile, HTTP exporter.
+
+Everything is built from the history database (never from a run in flight), in a dedicated
+CollectorRegistry, never the global one. Names use base units; labels are bounded (pipeline, device,
+variant, threads, arch, quantile, stage): never a run id or a timestamp, so series stay few and stable
+across nightly runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from edgeq.errors import EdgeqError, ExportError
+
+DEFAULT_JOB = "edgeq"
+DEFAULT_PORT = 9108
+DEFAULT_TIMEOUT_S = 10.0  # a Pushgateway on the LAN answers in milliseconds; 10 s means it is down or wedged
+QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p99", "0.99"))
+
+BENCH_LABELS = ("pipeline", "device", "variant", "threads", "arch")
+
+# name -> (help, labels); the single list the exposition, dashboards and tests agree on
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # a summary: quantile samples plus _sum and _count over the run's timed window (mean = _sum / _count)
+    "edgeq_latency_seconds": ("On-device inference latency over the benchmark's timed window.", BENCH_LABELS),
+    "edgeq_init_seconds": ("Interpreter creation and tensor allocation time on the device.", BENCH_LABELS),
+    "edgeq_first_inference_seconds": ("First (cold) inference time on the device.", BENCH_LABELS),
+    "edgeq_peak_memory_bytes": ("Peak resident memory of the benchmark process on the device.", BENCH_LABELS),
+    "edgeq_power_watts": ("Mean board power during the timed window.", BENCH_LABELS),
+    "edgeq_energy_per_inference_joules": ("Energy per inference (mean power x mean latency).", BENCH_LABELS),
+    "edgeq_device_up": ("1 if every benchmark on the device succeeded in the latest run, else 0.", ("pipeline", "device")),
+    "edgeq_device_info": ("Board facts of the device (value 1).",
+                          ("pipeline", "device", "arch", "board_model", "cpu_model", "runtime", "runtime_version")),
+    "edgeq_device_temperature_celsius": ("SoC temperature after the benchmark, where readable.", ("pipeline", "device")),
+    "edgeq_model_size_bytes": ("Size of the .tflite artifact.", ("pipeline", "variant", "type")),
+    "edgeq_model_size_ratio": ("Artifact size relative to the fp32 variant.", ("pipeline", "variant")),
+    "edgeq_accuracy_ratio": ("Test accuracy of the variant measured through a TFLite interpreter (0..1).",
+                             ("pipeline", "variant")),
+    "edgeq_accuracy_drop_ratio": ("fp32 accuracy minus this variant's accuracy (0..1).", ("pipeline", "variant")),
+    "edgeq_accuracy_drop_budget_ratio": ("The max_accuracy_drop gate that applies to the variant (0..1).",
+                                         ("pipeline", "variant")),
+    "edgeq_gates_passed": ("1 if every validation gate of the variant passed, else 0.", ("pipeline", "variant")),
+    "edgeq_stage_duration_seconds": ("Time spent in a pipeline stage in the latest run (0 when reused from cache).",
+                                     ("pipeline", "stage", "variant")),
+    "edgeq_stage_cached": ("1 if the stage output was reused from the cache.", ("pipeline", "stage", "variant")),
+    "edgeq_run_duration_seconds": ("Wall time of the latest run.", ("pipeline",)),
+    "edgeq_last_run_timestamp_seconds": ("When the latest run finished (Unix time).", ("pipeline",)),
+    "edgeq_last_run_ok": ("1 if the latest run succeeded (all gates and boards), else 0.", ("pipeline",)),
+    "edgeq_last_success_timestamp_seconds": ("When the last fully successful run finished (Unix time).", ("pipeline",)),
+}
+
+
+def _families():
+    from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
+
+    return {name: (SummaryMetricFamily if name == "edgeq_latency_seconds" else GaugeMetricFamily)(name, help_, labels=list(labels))
+            for name, (help_, labels) in METRICS.items()}
+
+
+def _add_latency(fam, labels: list[str], b: dict) -> None:
+    from prometheus_client.samples import Sample
+
+    names = dict(zip(BENCH_LABELS, labels))
+    for col, q in QUANTILES:
+        if b.get(f"{col}_s") is not None:
+            fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, b[f"{col}_s"]))
+    if b.get("count") and b.get("mean_s") is not None:
+        fam.samples.append(Sample("edgeq_latency_seconds_count", names, float(b["count"])))
+        fam.samples.append(Sample("edgeq_latency_seconds_sum", names, b["mean_s"] * b["count"]))
+
+
+def run_families(run: dict, last_success_ts: float | None) -> list:
+    """Metric families for one loaded run (query.load) of a pipeline. Pure: no I/O."""
+    fam = _families()
+    p = run["pipeline"]
+    health: dict[str, int] = {}
+    for b in run.get("benchmarks", []):
+        dev = b["device"]
+        health[dev] = health.get(dev, 1) & int(bool(b["ok"]))
+        if not b["ok"]:
+            continue
+        lab = [p, dev, b["variant"], str(b["threads"]), b.get("arch") or ""]
+        _add_latency(fam["edgeq_latency_seconds"], lab, b)
+        for name, col in (("edgeq_init_seconds", "init_s"),
+                          ("edgeq_first_inference_seconds", "first_invoke_s"), ("edgeq_peak_memory_bytes", "peak_rss_bytes"),
+                          ("edgeq_power_watts", "power_mean_w"), ("edgeq_energy_per_inference_joules", "energy_j")):
+            if b.get(col) is not None:
+                fam[name].add_metric(lab, float(b[col]))
+    seen_info = set()
+    for b in run.get("benchmarks", []):
+        dev = b["device"]
+        if dev in seen_info or not b["ok"]:
+            continue
+        seen_info.add(dev)
+        fam["edgeq_device_info"].add_metric([p, dev, b.get("arch") or "", b.get("board_model") or "", b.get("cpu_model") or "",
+                                             b.get("runtime_name") or "", b.get("runtime_version") or ""], 1)
+        if b.get("temp_c") is not None:
+            fam["edgeq_device_temperature_celsius"].add_metric([p, dev], b["temp_c"])
+    for dev, up in health.items():
+        fam["edgeq_device_up"].add_metric([p, dev], up)
+    for v, val in run.get("validations", {}).items():
+        if val.get("size_bytes") is not None:
+            fam["edgeq_model_size_bytes"].add_metric([p, v, val.get("type") or ""], val["size_bytes"])
+        for name, key in (("edgeq_model_size_ratio", "size_ratio"), ("edgeq_accuracy_ratio", "accuracy"),
+                          ("edgeq_accuracy_drop_ratio", "accuracy_drop"), ("edgeq_accuracy_drop_budget_ratio", "accuracy_drop_budget")):
+            if val.get(key) is not None:
+                fam[name].add_metric([p, v], val[key])
+        if val.get("gates_passed") is not None:
+            fam["edgeq_gates_passed"].add_metric([p, v], int(val["gates_passed"]))
+    for st in run.get("stages", []):
+        fam["edgeq_stage_cached"].add_metric([p, st["stage"], st["variant"]], int(st["cached"]))
+        if st["seconds"] is not None:
+            fam["edgeq_stage_duration_seconds"].add_metric([p, st["stage"], st["variant"]], 0.0 if st["cached"] else st["seconds"])
+    if run.get("wall_seconds") is not None:
+        fam["edgeq_run_duration_seconds"].add_metric([p], run["wall_seconds"])
+    fam["edgeq_last_run_timestamp_seconds"].add_metric([p], run.get("finished_ts") or run["started_ts"])
+    fam["edgeq_last_run_ok"].add_metric([p], int(run.get("status") == "ok"))
+    if last_success_ts is not None:
+        fam["edgeq_last_success_timestamp_seconds"].add_metric([p], last_success_ts)
+    return list(fam.values())
+
+
+def _merge(groups: list[list]) -> list:
+    """One family per name across pipelines (an exposition must not repeat a metric name)."""
+    out: dict = {}
+    for fams in groups:
+        for f in fams:
+            if f.name in out:
+                out[f.name].samples.extend(f.samples)
+            else:
+                out[f.name] = f
+    return list(out.values())
+
+
+class _Static:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def registry_for(families):
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Static(families))
+    return reg
+
+
+def run_registry(run_ref: str, db_path: Path | None = None):
+    """(registry, run) for one stored run: what `metrics push` sends."""
+    from edgeq.results import query
+
+    with query.open_for_reading(db_path) as h:
+        run = query.resolve(h, run_ref)
+        full = query.load(h, run)
+        return registry_for(run_families(full, query.last_success_ts(h, run["pipeline"]))), full
+
+
+def latest_families(db_path: Path | None = None) -> list:
+    """The newest run of every pipeline in the history (what the exporter and the textfile show)."""
+    from edgeq.results import query
+
+    with query.open_for_reading(db_path) as h:
+        return _merge([run_families(query.load(h, r), query.last_success_ts(h, r["pipeline"]))
+                       for r in query.latest_per_pipeline(h)])
+
+
+def exposition(registry) -> bytes:
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry)
+
+
+# ---- Pushgateway
+
+def check_gateway(url: str) -> str:
+    """Validate the Pushgateway URL at the door: http(s)://host[:port][/prefix]."""
+    u = urlparse(url if "://" in url else f"http://{url}")
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ExportError(f"Pushgateway URL {url!r} is not an http(s) URL", "give it like http://pushgateway.lan:9091")
+    return u.geturl()
+
+
+def _handler(url, method, timeout, headers, data):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    hint = "results are stored in the history; send them later with `edgeq metrics push RUN_ID --gateway URL`"
+
+    def handle() -> None:
+        req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked in check_gateway
+        for k, v in headers:
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) only, see check_gateway
+                resp.read()
+        except urllib.error.HTTPError as e:
+            body = e.read(400).decode("utf-8", "replace").strip().replace("\n", " ")
+            raise ExportError(f"Pushgateway {url} answered HTTP {e.code} {e.reason}" + (f": {body}" if body else ""),
+                              hint if e.code >= 500 else "the gateway refused the metrics (another job may push the same "
+                              "names with other types or labels); " + hint) from None
+        except urllib.error.URLError as e:
+            reason = e.reason
+            what = f"timed out after {timeout:g}s" if isinstance(reason, (TimeoutError, socket.timeout)) else str(reason)
+            raise ExportError(f"Pushgateway {url} unreachable: {what}", hint) from None
+        except (TimeoutError, socket.timeout):
+            raise ExportError(f"Pushgateway {url} timed out after {timeout:g}s", hint) from None
+        except OSError as e:
+            raise ExportError(f"Pushgateway {url} failed: {e}", hint) from None
+
+    return handle
+
+
+def push(run_ref: str, gateway: str, *, db_path: Path | None = None, job: str = DEFAULT_JOB,
+         timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+    """PUT a stored run to the Pushgateway under grouping key {job, pipeline}: the group is replaced, so a board
+    that left the fleet (or a dropped variant) disappears instead of going stale."""
+    from prometheus_client import push_to_gateway
+
+    gateway = check_gateway(gateway)
+    reg, run = run_registry(run_ref, db_path)
+    push_to_gateway(gateway, job=job, registry=reg, grouping_key={"pipeline": run["pipeline"]}, timeout=timeout,
+                    handler=_handler)
+    series = sum(len(f.samples) for f in reg.collect())
+    return {"ok": True, "gateway": gateway, "job": job, "grouping_key": {"job": job, "pipeline": run["pipeline"]},
+            "run_id": run["run_id"], "pipeline": run["pipeline"], "series": series}
+
+
+# ---- textfile and exporter
+
+def write_textfile(path: Path, db_path: Path | None = None) -> dict:
+    from edgeq import paths
+
+    fams = latest_families(db_path)
+    data = exposition(registry_for(fams))
+    try:
+        paths.atomic_write_bytes(Path(path), data)  # node_exporter must never read half a file
+    except OSError as e:
+        raise ExportError(f"cannot write the metrics textfile {path}: {e}",
+                          "check the folder exists and is writable (node_exporter's --collector.textfile.directory)") from None
+    return {"ok": True, "path": str(path), "series": sum(len(f.samples) for f in fams), "bytes": len(data)}
+
+
+class HistoryCollector:
+    """Reads the history at every scrape: always the latest results, no restart after a run."""
+
+    def __init__(self, db_path: Path | None = None):
+        self.db_path = db_path
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        t = time.perf_counter()
+        up = GaugeMetricFamily("edgeq_history_up", "1 if the exporter could read the results history.")
+        try:
+            fams = latest_families(self.db_path)
+            up.add_metric([], 1)
+        except EdgeqError:  # a missing, locked or corrupt database must not take the exporter down
+            fams = []
+            up.add_metric([], 0)
+        yield from fams
+        yield up
+        yield GaugeMetricFamily("edgeq_exporter_scrape_duration_seconds", "Time to read the history for this scrape.",
+                                value=time.perf_counter() - t)
+
+
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None):
+    """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(HistoryCollector(db_path))
+    try:
+        return start_http_server(port, addr=host, registry=reg)
+    except OSError as e:
+        raise ExportError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                          "pick another --port, or stop the process using it (ss -ltnp)") from None
