@@ -50,9 +50,8 @@ def _history_rows(runs: list[dict]) -> list[list]:
     rows = []
     for r in runs:
         acc = ", ".join(f"{v} {_pct(x.get('accuracy'))}" for v, x in r["validations"].items())
-        bench = "; ".join(
-            f"{b['device']}/{b['variant']}/t{b['threads']} {_us(b['p50_s'])}" if b["ok"] else f"{b['device']}/{b['variant']} FAILED"
-            for b in r["benchmarks"])
+        bench = "; ".join(f"{b['device']}/{b['variant']}/t{b['threads']} " + (_us(b["p50_s"]) if b["ok"] else "FAILED")
+                          for b in r["benchmarks"])
         rows.append([r["run_id"], r["pipeline"], r["status"], (r["started"] or "")[:19].replace("T", " "),
                      "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}", acc, bench])
     return rows
@@ -83,8 +82,8 @@ def history(
     if json_out:
         print_json({"db": str(db), **({"imported": imported} if imported else {}), "runs": runs})
         return
-    table(f"history {db}", ["run", "pipeline", "status", "started (UTC)", "wall s", "accuracy", "p50 µs (device/variant/threads)"],
-          _history_rows(runs))
+    table(f"history {db}", ["run", "pipeline", "status", "started (UTC)", "wall s", "accuracy",
+                            "p50 µs (device/variant/threads)"], _history_rows(runs))
     if not runs:
         log("no runs match")
 

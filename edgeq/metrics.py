@@ -55,7 +55,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 def _families():
     from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
-    return {name: (SummaryMetricFamily if name == "edgeq_latency_seconds" else GaugeMetricFamily)(name, help_, labels=list(labels))
+    kind = {"edgeq_latency_seconds": SummaryMetricFamily}
+    return {name: kind.get(name, GaugeMetricFamily)(name, help_, labels=list(labels))
             for name, (help_, labels) in METRICS.items()}
 
 
@@ -104,7 +105,8 @@ def run_families(run: dict, last_success_ts: float | None) -> list:
         if val.get("size_bytes") is not None:
             fam["edgeq_model_size_bytes"].add_metric([p, v, val.get("type") or ""], val["size_bytes"])
         for name, key in (("edgeq_model_size_ratio", "size_ratio"), ("edgeq_accuracy_ratio", "accuracy"),
-                          ("edgeq_accuracy_drop_ratio", "accuracy_drop"), ("edgeq_accuracy_drop_budget_ratio", "accuracy_drop_budget")):
+                          ("edgeq_accuracy_drop_ratio", "accuracy_drop"),
+                          ("edgeq_accuracy_drop_budget_ratio", "accuracy_drop_budget")):
             if val.get(key) is not None:
                 fam[name].add_metric([p, v], val[key])
         if val.get("gates_passed") is not None:
@@ -112,7 +114,8 @@ def run_families(run: dict, last_success_ts: float | None) -> list:
     for st in run.get("stages", []):
         fam["edgeq_stage_cached"].add_metric([p, st["stage"], st["variant"]], int(st["cached"]))
         if st["seconds"] is not None:
-            fam["edgeq_stage_duration_seconds"].add_metric([p, st["stage"], st["variant"]], 0.0 if st["cached"] else st["seconds"])
+            spent = 0.0 if st["cached"] else st["seconds"]
+            fam["edgeq_stage_duration_seconds"].add_metric([p, st["stage"], st["variant"]], spent)
     if run.get("wall_seconds") is not None:
         fam["edgeq_run_duration_seconds"].add_metric([p], run["wall_seconds"])
     fam["edgeq_last_run_timestamp_seconds"].add_metric([p], run.get("finished_ts") or run["started_ts"])

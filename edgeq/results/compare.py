@@ -120,8 +120,9 @@ def compare_runs(base_ref: str | None = None, cand_ref: str | None = None, *, db
             cand = query.resolve(h, "latest", pipeline)
             base = query.previous(h, cand)
             if base is None:
-                raise StoreError(f"run {cand['run_id']} is the first recorded run of pipeline {cand['pipeline']!r} with results: "
-                                 "nothing to compare it with", "run the pipeline again, or name two runs: edgeq compare BASE CANDIDATE")
+                raise StoreError(f"run {cand['run_id']} is the first recorded run of pipeline {cand['pipeline']!r} with "
+                                 "results: nothing to compare it with",
+                                 "run the pipeline again, or name two runs: edgeq compare BASE CANDIDATE")
         elif cand_ref is None:
             base = query.resolve(h, base_ref)
             cand = query.resolve(h, "latest", base["pipeline"])

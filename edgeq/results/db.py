@@ -95,12 +95,15 @@ CREATE TABLE IF NOT EXISTS benchmarks (
     temp_c REAL,
     throttled TEXT,
     board TEXT NOT NULL DEFAULT '{}',   -- JSON: every board fact the agent reported
-    samples BLOB,                -- raw latency samples, seconds, float32 little-endian (maybe thinned)
-    samples_stride INTEGER,
+    samples_stride INTEGER,      -- the agent kept every n-th sample (1 = all)
     raw_path TEXT
 );
 CREATE INDEX IF NOT EXISTS benchmarks_by_run ON benchmarks (run_id);
 CREATE INDEX IF NOT EXISTS benchmarks_by_device ON benchmarks (device, run_id);
+CREATE TABLE IF NOT EXISTS benchmark_samples (   -- apart, so listing and exporting never read the blobs
+    benchmark_id INTEGER PRIMARY KEY REFERENCES benchmarks (id) ON DELETE CASCADE,
+    samples BLOB NOT NULL        -- raw latency samples, seconds, float32 little-endian
+);
 """
 
 
@@ -139,7 +142,7 @@ def store_error(path: Path, exc: Exception, doing: str, timeout: float | None = 
         return StoreError(f"history database {path} cannot be written ({text})",
                           f"check the folder exists and is writable, or point ${DB_ENV} elsewhere")
     return StoreError(f"history database {path}: {doing} failed: {text}",
-                      f"check the file, or move it aside and rebuild: edgeq history --import <edgeq home>/runs")
+                      "check the file, or move it aside and rebuild: edgeq history --import <edgeq home>/runs")
 
 
 class History:

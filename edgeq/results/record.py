@@ -57,11 +57,13 @@ def load_manifest(source) -> dict:
     try:
         doc = json.loads(p.read_text())
     except FileNotFoundError:
-        raise StoreError(f"no run manifest at {p}", "give a run folder (<edgeq home>/runs/<run id>) or its manifest.json") from None
+        raise StoreError(f"no run manifest at {p}",
+                         "give a run folder (<edgeq home>/runs/<run id>) or its manifest.json") from None
     except (OSError, ValueError) as e:
         raise StoreError(f"run manifest {p} is unreadable: {e}", "the run folder is damaged; rerun the pipeline") from None
     if not isinstance(doc, dict) or not doc.get("run_id") or not doc.get("pipeline"):
-        raise StoreError(f"{p} is not an edgeq run manifest (no run_id/pipeline)", "give <edgeq home>/runs/<run id>/manifest.json")
+        raise StoreError(f"{p} is not an edgeq run manifest (no run_id/pipeline)",
+                         "give <edgeq home>/runs/<run id>/manifest.json")
     doc.setdefault("manifest_path", str(p))
     return doc
 
@@ -113,14 +115,14 @@ def _stage_rows(run_id: str, stages: dict) -> list[tuple]:
     return rows
 
 
-def _bench_row(run_id: str, b: dict) -> tuple:
+def _bench_row(run_id: str, b: dict) -> tuple[tuple, bytes | None]:
     lat = b.get("latency_ms") or {}
     power = b.get("power") or {}
     board = b.get("board") or {}
     rt = b.get("runtime") or {}
     samples, stride, path = _raw(b) if b.get("ok") else (None, None, None)
     thr = board.get("throttled")
-    return (
+    row = (
         run_id, b.get("device") or "?", b.get("variant") or "?", b.get("threads"), int(bool(b.get("ok"))),
         b.get("error"), b.get("kind") or b.get("status"),
         *[_f(lat.get(k), 1e-3) for k in _LAT],
@@ -129,15 +131,22 @@ def _bench_row(run_id: str, b: dict) -> tuple:
         power.get("probe"), _f(power.get("mean_w")), _f(power.get("idle_w")), _f(power.get("joules_per_inference")),
         board.get("arch"), board.get("board_model"), board.get("cpu_model"), board.get("hostname"), _f(board.get("temp_c")),
         None if thr is None else json.dumps(thr),
-        json.dumps(board, default=str),
-        pack_samples(samples) if samples else None, stride, path,
+        json.dumps(board, default=str), stride, path,
     )
+    return row, (pack_samples(samples) if samples else None)
 
 
-_BENCH_COLS = ("run_id, device, variant, threads, ok, error, kind, p50_s, p90_s, p99_s, mean_s, std_s, min_s, max_s, count, "
-               "init_s, first_invoke_s, peak_rss_bytes, runtime_name, runtime_version, delegate, power_probe, power_mean_w, "
-               "power_idle_w, energy_j, arch, board_model, cpu_model, hostname, temp_c, throttled, board, samples, "
-               "samples_stride, raw_path")
+_INSERT_RUN = "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_STAGE = "INSERT INTO stages (run_id, stage, variant, cached, seconds) VALUES (?, ?, ?, ?, ?)"
+_INSERT_VALIDATION = ("INSERT INTO validations (run_id, variant, type, sha256, size_bytes, accuracy, test_samples, "
+                      "accuracy_drop, accuracy_drop_budget, size_ratio, gates_passed, gates_failed) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_BENCH = (
+    "INSERT INTO benchmarks (run_id, device, variant, threads, ok, error, kind, p50_s, p90_s, p99_s, mean_s, std_s, min_s, "
+    "max_s, count, init_s, first_invoke_s, peak_rss_bytes, runtime_name, runtime_version, delegate, power_probe, power_mean_w, "
+    "power_idle_w, energy_j, arch, board_model, cpu_model, hostname, temp_c, throttled, board, samples_stride, raw_path) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_SAMPLES = "INSERT INTO benchmark_samples (benchmark_id, samples) VALUES (?, ?)"
 
 
 def record_run(manifest, db_path: Path | None = None, *, timeout: float | None = None) -> str:
@@ -170,13 +179,13 @@ def record_run(manifest, db_path: Path | None = None, *, timeout: float | None =
 
     with open_history(db_path, create=True, timeout=timeout) as h, h.write(f"recording run {run_id}") as c:
         c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))  # cascades: recording again replaces the run
-        c.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run_row)) + ")", run_row)
-        c.executemany("INSERT INTO stages (run_id, stage, variant, cached, seconds) VALUES (?,?,?,?,?)", stage_rows)
-        c.executemany("INSERT INTO validations (run_id, variant, type, sha256, size_bytes, accuracy, test_samples, "
-                      "accuracy_drop, accuracy_drop_budget, size_ratio, gates_passed, gates_failed) "
-                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", val_rows)
-        c.executemany(f"INSERT INTO benchmarks ({_BENCH_COLS}) VALUES ({','.join('?' * len(_BENCH_COLS.split(',')))})",
-                      bench_rows)
+        c.execute(_INSERT_RUN, run_row)
+        c.executemany(_INSERT_STAGE, stage_rows)
+        c.executemany(_INSERT_VALIDATION, val_rows)
+        for row, blob in bench_rows:
+            bid = c.execute(_INSERT_BENCH, row).lastrowid
+            if blob is not None:
+                c.execute(_INSERT_SAMPLES, (bid, blob))
     return run_id
 
 
