@@ -171,6 +171,7 @@ def report(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: "
                                           "./edgeq-report-<run id>.html)."),
     last: int = typer.Option(10, "--last", min=1, max=1000, help="Runs of the pipeline in the trend plots."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="With `latest`: the latest run of this pipeline."),
     db: Optional[Path] = _db_opt(),
     json_out: bool = _json_opt(),
 ) -> None:
@@ -178,7 +179,7 @@ def report(
     _set_json(json_out)
     from edgeq.report import write_report
 
-    res = write_report(run, output, last=last, db_path=db)
+    res = write_report(run, output, last=last, db_path=db, pipeline=pipeline)
     if json_out:
         print_json(res)
     else:

@@ -204,12 +204,13 @@ def render_html(run: dict, trend: list[dict], comparison: dict | None) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_ref: str, output: Path | None = None, *, last: int = 10, db_path: Path | None = None) -> dict:
+def write_report(run_ref: str, output: Path | None = None, *, last: int = 10, db_path: Path | None = None,
+                 pipeline: str | None = None) -> dict:
     from edgeq.results.compare import compare
     from edgeq.results import query
 
     with query.open_for_reading(db_path) as h:
-        run = query.load(h, query.resolve(h, run_ref), samples=True)
+        run = query.load(h, query.resolve(h, run_ref, pipeline), samples=True)
         trend = query.trend(h, run["pipeline"], run["started_ts"], last)
         prev = query.previous(h, run)
         comparison = None
