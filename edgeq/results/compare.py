@@ -40,7 +40,8 @@ def compare(base: dict, cand: dict, *, threshold: float = DEFAULT_THRESHOLD, alp
     bv, cv = base.get("validations", {}), cand.get("validations", {})
     common_b = [k for k in cb if k in bb]
     common_v = [k for k in cv if k in bv]
-    if not common_b and not common_v:
+    # both benchmarked but on nothing in common (other boards or variants): comparing accuracy alone would mislead
+    if (not common_b and bb and cb) or (not common_b and not common_v):
         def desc(r, benches, vals):
             devs = sorted({k[0] for k in benches})
             return f"{r['run_id']} (pipeline {r['pipeline']}, variants {sorted(vals) or '-'}, devices {devs or '-'})"
