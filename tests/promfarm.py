@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,39 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.
     raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def start_pushgateway(root: Path, port: int) -> subprocess.Popen:
+    """A real Pushgateway on loopback. Debian's build persists to /var/lib/prometheus by default: keep it in memory."""
+    log = root / f"pushgateway-{port}.log"
+    proc = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    _wait_http(f"http://127.0.0.1:{port}/-/ready", proc, log)
+    return proc
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with_suppressed(lambda: os.kill(proc.pid, signal.SIGCONT))  # a test may have paused it
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def pushgateway(tmp_path):
+    """A fresh real Pushgateway of its own (empty), for tests that break or pause it: yields (url, process)."""
+    ensure_installed()
+    port = free_port()
+    proc = start_pushgateway(tmp_path, port)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        stop(proc)
+
+
 class PromFarm:
     def __init__(self, root: Path):
         self.root = root
@@ -94,20 +128,11 @@ class PromFarm:
         )
 
     def start_pushgateway(self) -> None:
-        log = self.root / "pushgateway.log"
-        self.pg = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.pg_port}"],
-                                   stdout=log.open("ab"), stderr=subprocess.STDOUT)
-        _wait_http(f"{self.pg_url}/-/ready", self.pg, log)
+        self.pg = start_pushgateway(self.root, self.pg_port)
 
     def stop_pushgateway(self) -> None:
-        if self.pg is not None:
-            self.pg.terminate()
-            try:
-                self.pg.wait(10)
-            except subprocess.TimeoutExpired:
-                self.pg.kill()
-                self.pg.wait()
-            self.pg = None
+        stop(self.pg)
+        self.pg = None
 
     def start(self) -> "PromFarm":
         ensure_installed()
@@ -123,16 +148,8 @@ class PromFarm:
         return self
 
     def close(self) -> None:
-        if self.pg is not None and self.pg.poll() is None:
-            with_suppressed(lambda: os.kill(self.pg.pid, signal.SIGCONT))  # a test may have paused it
         self.stop_pushgateway()
-        if self.prom is not None:
-            self.prom.terminate()
-            try:
-                self.prom.wait(15)
-            except subprocess.TimeoutExpired:
-                self.prom.kill()
-                self.prom.wait()
+        stop(self.prom, 15.0)
 
     # ---- Prometheus HTTP API
 
