@@ -59,7 +59,7 @@ def latency_plot(run: dict) -> str | None:
         bins = np.linspace(lo, hi, 80)
         for b, u in zip(rows, us):
             _, _, patches = ax.hist(np.clip(u, lo, hi), bins=bins, histtype="step", linewidth=1.6, density=True,
-                                    label=f"{_label(b)}  p50 {b['p50_s'] * 1e6:.3g} µs  (n={len(u):,})")
+                                    label=f"{_label(b)}  p50 {b['p50_s'] * 1e6:.4g} µs  (n={len(u):,})")
             ax.axvline(b["p50_s"] * 1e6, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
         arch = rows[0].get("arch") or ""
         ax.set_title(f"{dev} ({arch} {rows[0].get('board_model') or rows[0].get('cpu_model') or ''})".strip(), loc="left")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real parts the tests start or read: sshd boards, the Fashion-MNIST files.
-APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist)
+APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
