@@ -222,3 +222,17 @@ def test_history_import_of_run_folders(tmp_path, edgeq):
     doc = r.json()
     assert sorted(doc["imported"]["recorded"]) == ["r0", "r1"] and len(doc["imported"]["skipped"]) == 1
     assert {x["run_id"]: x["status"] for x in doc["runs"]} == {"r0": "ok", "r1": "gate_failed"}
+
+
+def test_a_write_failing_half_way_leaves_the_previous_state(tmp_path):
+    db = tmp_path / "h.db"
+    good = synthetic_manifest("r1", n=20)
+    record_run(good, db)
+    before = _counts(db)
+    bad = synthetic_manifest("r1", n=20, devices=("pi5", "pi4", "pi3"))
+    bad["benchmarks"][-1]["threads"] = {"not": "bindable"}  # the last insert of the transaction fails
+    with pytest.raises(Exception):
+        record_run(bad, db)
+    assert _counts(db) == before  # the run's old rows are back: its DELETE was rolled back with the rest
+    with open_for_reading(db) as h:
+        assert {b["device"] for b in query.benchmarks(h, "r1")} == {"pi5", "pi4"}
