@@ -272,6 +272,8 @@ def after_run(result: dict, *, push_gateway: str | None, fail_on_regression: boo
             result["metrics_push"] = res
             log(f"metrics: pushed {res['series']} series to {res['gateway']} (job={res['job']}, pipeline={res['pipeline']})")
         except EdgeqError as e:
+            e.hint = (f"the results are stored in the history; send them when the gateway is back: "
+                      f"edgeq metrics push {result['run_id']} --gateway {push_gateway}")
             out["export_error"] = e
             result["metrics_push"] = {"ok": False, "gateway": push_gateway, "error": e.message}
             log(f"metrics push failed: {e.message} (the results are stored in the history)")

@@ -66,6 +66,7 @@ def test_failed_push_keeps_results_and_a_later_push_delivers_them(farm_run, prom
     r = farm_run["first"]
     assert r.code == 11, r.stderr
     assert "metrics push failed" in r.stderr and farm_run["closed"] in r.stderr and "Traceback" not in r.stderr
+    assert f"edgeq metrics push {r.json()['run_id']} --gateway" in r.stderr
     doc = r.json()
     assert doc["status"] == "ok" and doc["metrics_push"]["ok"] is False
     with open_for_reading(farm_run["home"] / "history.db") as h:
