@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import paramiko
 import pytest
-
 from farm import aarch64
-from farm.fixtures import aarch64_board, aarch64_rootfs  # noqa: F401 - fixtures
+from farm.fixtures import aarch64_board_fixture, aarch64_rootfs_fixture  # noqa: F401 - register the fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +48,13 @@ def ssh(aarch64_board):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
-    """Input(8)->Dense(3) as fp32, full-integer int8 and dynamic-range .tflite, an input for each,
-    and the host's ai_edge_litert outputs for them."""
+    """.tflite files made on the host by TF 2.21, an input for each, and the host's ai_edge_litert output.
+
+    fp32, int8 (full-integer, int8 in/out, the converter's default per-channel FULLY_CONNECTED
+    weights), int8pt (the same, per-tensor weights) from Input(8)->Dense(3); dynamic: dynamic-range
+    Input(8)->Dense(256)->Dense(3) (the converter leaves weights under 1024 values in float, so the
+    3x8 model would not be dynamic-range at all).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
@@ -65,15 +69,19 @@ def models(tmp_path_factory) -> dict:
         for row in calib:
             yield [row[None, :]]
 
-    blobs = {"fp32": tf.lite.TFLiteConverter.from_keras_model(model).convert()}
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = rep
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
-    blobs["int8"] = c.convert()
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    def int8(per_channel: bool) -> bytes:
+        c = tf.lite.TFLiteConverter.from_keras_model(model)
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = rep
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        c.inference_input_type = tf.int8
+        c.inference_output_type = tf.int8
+        c._experimental_disable_per_channel = not per_channel
+        return c.convert()
+
+    blobs = {"fp32": tf.lite.TFLiteConverter.from_keras_model(model).convert(), "int8": int8(True), "int8pt": int8(False)}
+    big = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(256), tf.keras.layers.Dense(3)])
+    c = tf.lite.TFLiteConverter.from_keras_model(big)
     c.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic-range weights
     blobs["dynamic"] = c.convert()
 
@@ -150,20 +158,37 @@ def test_rpi_env_has_tflite_runtime_2_14_and_numpy_1(aarch64_board, ssh):
     assert npv.startswith("1."), npv
 
 
-@pytest.mark.parametrize("runtime", ["tflite-runtime", "litert"])
-@pytest.mark.parametrize("name", ["fp32", "int8"])
+@pytest.mark.parametrize(("runtime", "name"), [
+    ("tflite-runtime", "fp32"), ("tflite-runtime", "int8pt"),
+    ("litert", "fp32"), ("litert", "int8"), ("litert", "int8pt"),
+])
 def test_host_model_runs_on_board_like_on_host(aarch64_board, ssh, pushed, models, runtime, name):
-    rc, res, err = _run_on_board(aarch64_board, ssh, pushed, runtime, name, repeats=50 if name == "int8" else 0)
+    rc, res, err = _run_on_board(aarch64_board, ssh, pushed, runtime, name, repeats=50 if name != "fp32" else 0)
     assert rc == 0 and "error" not in res, f"{res} {err[-2000:]}"
     got = np.array(res["output"], dtype=res["dtype"])
     want = models[name]["host"]
     assert got.shape == want.shape and got.dtype == want.dtype
-    if name == "int8":  # same kernels' integer arithmetic; allow one quantum for rounding differences
+    if name.startswith("int8"):  # integer kernels; allow one quantum for rounding differences
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, (got, want)
-        TIMINGS[f"int8 first invoke ({runtime}) s"] = round(res["first_invoke_s"], 6)
-        TIMINGS[f"int8 invoke median of 50 ({runtime}) s"] = round(res["invoke_median_s"], 6)
+        TIMINGS[f"{name} first invoke, {runtime} (s)"] = round(res["first_invoke_s"], 6)
+        TIMINGS[f"{name} invoke, median of 50, {runtime} (s)"] = round(res["invoke_median_s"], 6)
     else:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_per_channel_int8_crashes_tflite_runtime_2_14_on_aarch64(aarch64_board, ssh, pushed):
+    """A known hazard for boards with tflite-runtime 2.14, pinned here so a change is noticed.
+
+    TF 2.21's default full-integer model has per-channel FULLY_CONNECTED weights (op version 4, so
+    2.14 accepts it at load time). tflite-runtime 2.14's aarch64 wheel then dies with SIGSEGV in
+    invoke(), a NULL per-channel array read in its arm64 kernel (seen with gdb), with or without
+    XNNPACK, under qemu 7.2 and 10.0 alike; its x86-64 wheel runs the same file. Per-tensor weights
+    (int8pt) run fine. If this starts passing, the runtime or emulator changed: revisit the note.
+    """
+    b = aarch64_board
+    rc, out, err = _run(ssh, f"{b.pythons['tflite-runtime']} {pushed['runner']} tflite-runtime "
+                             f"{pushed['int8.model']} {pushed['int8.input']} 0")
+    assert rc in (-1, 139) and "Segmentation fault" in err, (rc, out, err[-2000:])
 
 
 def test_dynamic_range_model_from_tf_2_21_fails_on_tflite_runtime_2_14(aarch64_board, ssh, pushed, models):
@@ -179,7 +204,7 @@ def test_dynamic_range_model_from_tf_2_21_fails_on_tflite_runtime_2_14(aarch64_b
 def test_cached_start_and_clean_teardown(aarch64_board, aarch64_rootfs, tmp_path, capsys):
     rootfs = aarch64_rootfs[0]
     key = tmp_path / "id"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)  # noqa: S603,S607
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     t0 = time.monotonic()
     board = aarch64.start_board(rootfs, authorized_pubkey=key.with_suffix(".pub").read_text(), key_file=key)
     try:

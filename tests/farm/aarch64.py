@@ -1,19 +1,23 @@
-"""An emulated Raspberry Pi for the test farm: arm64 Debian bookworm under qemu-user-static.
+"""An emulated Raspberry Pi for the test farm: arm64 Debian bookworm under qemu-user (binfmt_misc).
 
-    rootfs = ensure_rootfs()                      # build once (~minutes), then reuse from the cache
+    rootfs = ensure_rootfs()                      # build once (~3-4 min), then reuse from the cache
     with start_board(rootfs, port=None, authorized_pubkey=pub, key_file=key) as board:
         ... ssh/sftp to board.host:board.port as board.user, verifying with board.known_hosts ...
 
 The root filesystem is built by build-rootfs.sh (debootstrap + two offline-installed Python
 environments) and cached outside the checkout under $EDGEQ_FARM_CACHE (default
 /var/cache/edgeq-testfarm) as a plain directory aarch64-<recipe hash>/rootfs. The hash covers the
-builder script, the chroot script and the requirement pins, so CI reuses the cache until the recipe
-changes. The build goes into a temporary directory beside it that is renamed only once verified;
-an flock serialises builders.
+builder script and the requirement pins, so CI reuses the cache until the recipe changes. The build
+goes into a temporary directory beside it that is renamed only once verified; an flock serialises
+builders.
+
+The emulator is the static qemu-aarch64 of Debian bookworm-backports (10.x), fetched with apt into
+the cache and registered in binfmt_misc as "edgeq-qemu-aarch64" with the F flag; bookworm's own
+qemu-user-static 7.2 crashes ai-edge-litert >= 2.2 (its entry is disabled while ours is active).
 
 A started board never writes to the cached rootfs: it runs on an overlay whose upper layer lives in a
-per-board state directory. Its sshd (the chroot's own, emulated) runs as PID 1 of private mount, UTS
-and PID namespaces (enter-chroot.sh), so all of its mounts vanish with it, and it dies with the test
+per-board state directory. Its sshd (the chroot's own, emulated) runs in private mount, UTS and PID
+namespaces (enter-chroot.sh), so all of the board's mounts vanish with it, and it dies with the test
 process that started it.
 
 Command line:  python tests/farm/aarch64.py build
@@ -40,22 +44,25 @@ from pathlib import Path
 FARM = Path(__file__).resolve().parent
 ENTER = FARM / "enter-chroot.sh"
 BUILDER = FARM / "build-rootfs.sh"
-RECIPE_FILES = ("build-rootfs.sh", "enter-chroot.sh", "requirements-rpi.txt", "requirements-litert.txt")
-HOST_PACKAGES = {  # command that must exist -> Debian package providing it
-    "/usr/bin/qemu-aarch64-static": "qemu-user-static",
+RECIPE_FILES = ("build-rootfs.sh", "requirements-rpi.txt", "requirements-litert.txt")
+HOST_PACKAGES = {  # file that must exist -> Debian package providing it
     "/usr/sbin/debootstrap": "debootstrap",
-    "/usr/sbin/update-binfmts": "binfmt-support",
     "/usr/bin/ssh": "openssh-client",
     "/usr/bin/ssh-keygen": "openssh-client",
     "/usr/bin/unshare": "util-linux",
+    "/usr/bin/dpkg-deb": "dpkg",
 }
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-BINFMT_SPEC = Path("/usr/share/binfmts/qemu-aarch64")
+BINFMT_NAME = "edgeq-qemu-aarch64"
+# QEMU comes from Debian bookworm-backports (10.x), not bookworm itself: bookworm's qemu-user-static
+# 7.2 segfaults in ai-edge-litert >= 2.2's Interpreter() (2.1.6 and tflite-runtime 2.14 are fine).
+QEMU_SUITE = "bookworm-backports"
+QEMU_PACKAGE = "qemu-user"
 PYTHONS = {"tflite-runtime": "/opt/rpi-env/bin/python", "litert": "/opt/litert-env/bin/python"}
 DEFAULT_CACHE = Path("/var/cache/edgeq-testfarm")
 LOCK_TIMEOUT = 45 * 60  # a cold build takes minutes; a second process waits for it rather than building too
 BUILD_TIMEOUT = 40 * 60
-BOOT_TIMEOUT = 120  # emulated sshd: a few seconds normally, much more on a loaded 2-core CI machine
+BOOT_TIMEOUT = 120  # emulated sshd: about a second normally, much more on a loaded 2-core CI machine
 
 
 class FarmError(RuntimeError):
@@ -66,7 +73,7 @@ class FarmError(RuntimeError):
 
 
 def _run(argv: list[str], timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)  # noqa: S603 - fixed argv
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kw)
 
 
 def _pdeathsig() -> None:
@@ -75,10 +82,42 @@ def _pdeathsig() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def ensure_host() -> None:
-    """Root, the host packages, binfmt_misc mounted, and qemu-aarch64 registered with the F flag."""
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEQ_FARM_CACHE") or DEFAULT_CACHE)
+
+
+class _Lock:
+    """fcntl.flock on a file, waiting at most LOCK_TIMEOUT (another process may be building)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.f = open(self.path, "w")
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.f.close()
+                    raise FarmError(f"another process has held {self.path} for {LOCK_TIMEOUT} s") from None
+                time.sleep(1)
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def ensure_host(cache: Path | None = None) -> Path:
+    """Root, the host packages, binfmt_misc mounted, and our qemu-aarch64 registered with the F flag.
+
+    Returns the qemu-aarch64 binary the kernel now runs arm64 programs with.
+    """
     if os.geteuid() != 0:
         raise FarmError("the aarch64 board needs root (debootstrap, chroot, mounts); run the tests as root")
+    cache = Path(cache or cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
     missing = sorted({pkg for path, pkg in HOST_PACKAGES.items() if not Path(path).exists()})
     if missing:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -90,29 +129,103 @@ def ensure_host() -> None:
         p = _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)])
         if p.returncode:
             raise FarmError(f"cannot mount binfmt_misc on {BINFMT_DIR}: {p.stderr.strip()} (needs CAP_SYS_ADMIN)")
-    _register_qemu_aarch64()
+    with _Lock(cache / "qemu.lock"):
+        qemu, conf = _ensure_qemu(cache / "qemu")
+        _register_binfmt(qemu, conf)
+    return qemu
 
 
-def _register_qemu_aarch64() -> None:
-    entry = BINFMT_DIR / "qemu-aarch64"
+def _ensure_qemu(qdir: Path) -> tuple[Path, str]:
+    """A static qemu-aarch64 from Debian's QEMU_SUITE, fetched once with apt into the cache (no change
+    to the host's apt sources or installed packages). Returns it and Debian's binfmt registration line."""
+    current = qdir / "current"
+    if current.is_symlink() and (current / "qemu-aarch64").exists():
+        d = current.resolve()
+        return d / "qemu-aarch64", (d / "qemu-aarch64.conf").read_text().strip()
+    apt = qdir / "apt"
+    for sub in ("lists/partial", "cache/archives/partial", "sources.list.d"):
+        (apt / sub).mkdir(parents=True, exist_ok=True)
+    mirror = os.environ.get("EDGEQ_FARM_MIRROR", "http://deb.debian.org/debian")
+    (apt / "sources.list").write_text(
+        f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {QEMU_SUITE} main\n")
+    opts = [f"-oDir::Etc::SourceList={apt / 'sources.list'}", f"-oDir::Etc::SourceParts={apt / 'sources.list.d'}",
+            f"-oDir::State::Lists={apt / 'lists'}", f"-oDir::Cache={apt / 'cache'}", "-oAPT::Sandbox::User=root",
+            "-oAcquire::Retries=3"]
+    p = _run(["apt-get", *opts, "update", "-qq"])
+    if p.returncode:
+        raise FarmError(f"apt-get update for {QEMU_SUITE} failed: {(p.stderr or p.stdout).strip()[-1500:]}")
+    dl = qdir / "download"
+    _remove_tree(dl)
+    dl.mkdir()
+    p = _run(["apt-get", *opts, "download", f"{QEMU_PACKAGE}/{QEMU_SUITE}"], cwd=dl)
+    debs = list(dl.glob(f"{QEMU_PACKAGE}_*.deb"))
+    if p.returncode or not debs:
+        raise FarmError(f"apt-get download {QEMU_PACKAGE}/{QEMU_SUITE} failed: {(p.stderr or p.stdout).strip()[-1500:]}")
+    version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip()
+    x = dl / "x"
+    p = _run(["dpkg-deb", "-x", str(debs[0]), str(x)])
+    conf = x / "usr/share/qemu/binfmt.d/qemu-aarch64.conf"
+    binary = x / "usr/bin/qemu-aarch64"
+    if p.returncode or not binary.exists() or not conf.exists():
+        raise FarmError(f"{debs[0].name} has no usr/bin/qemu-aarch64 or binfmt.d/qemu-aarch64.conf: {p.stderr.strip()}")
+    final = qdir / version.replace(":", "_")
+    _remove_tree(final)
+    tmp = qdir / f".{final.name}.tmp"
+    _remove_tree(tmp)
+    tmp.mkdir()
+    shutil.copy2(binary, tmp / "qemu-aarch64")
+    shutil.copy2(conf, tmp / "qemu-aarch64.conf")
+    (tmp / "VERSION").write_text(f"{QEMU_PACKAGE} {version} ({QEMU_SUITE})\n")
+    os.rename(tmp, final)
+    link = qdir / ".current.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(final.name)
+    os.replace(link, current)
+    _remove_tree(dl)
+    return final / "qemu-aarch64", (final / "qemu-aarch64.conf").read_text().strip()
+
+
+def qemu_version(cache: Path | None = None) -> str:
+    v = Path(cache or cache_dir()) / "qemu" / "current" / "VERSION"
+    return v.read_text().strip() if v.exists() else "unknown"
+
+
+def _binfmt_entry(path: Path) -> dict:
+    text = path.read_text()
+    info = {"enabled": text.startswith("enabled")}
+    for line in text.splitlines()[1:]:
+        k, _, v = line.partition(" ")
+        info[k.rstrip(":")] = v.strip()
+    return info
+
+
+def _register_binfmt(qemu: Path, conf: str) -> None:
+    """Register QEMU for aarch64 ELF files as BINFMT_NAME with Debian's flags (F: the kernel opens the
+    interpreter now, so it works inside chroots that do not contain it) and disable any other
+    aarch64 entry (bookworm's qemu-user-static 7.2 registers "qemu-aarch64")."""
+    _, _name, typ, offset, magic, mask, _interp, flags = conf.split(":")
+    if "F" not in flags:
+        flags += "F"
+    entry = BINFMT_DIR / BINFMT_NAME
     if entry.exists():
-        text = entry.read_text()
-        flags = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("flags:")), "")
-        if text.startswith("enabled") and "F" in flags:
-            return
-        entry.write_text("-1")  # registered without F (or disabled): the chroot cannot find the interpreter
-    p = _run(["update-binfmts", "--enable", "qemu-aarch64"])
-    if not entry.exists():  # binfmt-support's own database can be missing in containers: register by hand
-        spec = dict(ln.split(" ", 1) for ln in BINFMT_SPEC.read_text().splitlines() if " " in ln)
-        flags = "F" + ("P" if spec.get("preserve") == "yes" else "")
-        reg = f":qemu-aarch64:M:{spec.get('offset', '0')}:{spec['magic']}:{spec['mask']}:{spec['interpreter']}:{flags}"
+        e = _binfmt_entry(entry)
+        if not (e["enabled"] and e.get("interpreter") == str(qemu) and "F" in e.get("flags", "")):
+            entry.write_text("-1")
+    if not entry.exists():
         try:
-            (BINFMT_DIR / "register").write_text(reg)
-        except OSError as e:
-            raise FarmError(f"cannot register qemu-aarch64 in binfmt_misc ({e}); update-binfmts said: {p.stderr.strip()}") from e
-    text = entry.read_text()
-    if "F" not in next((ln for ln in text.splitlines() if ln.startswith("flags:")), ""):
-        raise FarmError(f"qemu-aarch64 is registered without the F flag: {text!r}; chroots cannot run arm64 binaries")
+            (BINFMT_DIR / "register").write_text(f":{BINFMT_NAME}:{typ}:{offset}:{magic}:{mask}:{qemu}:{flags}")
+        except OSError as err:
+            raise FarmError(f"cannot register {qemu} in binfmt_misc: {err}") from err
+    ours = _binfmt_entry(entry)
+    for other in BINFMT_DIR.iterdir():
+        if other.name in ("register", "status", BINFMT_NAME):
+            continue
+        try:
+            e = _binfmt_entry(other)
+        except OSError:
+            continue
+        if e["enabled"] and e.get("magic") == ours.get("magic"):
+            other.write_text("0")  # disable, not remove: `update-binfmts --enable` restores it
 
 
 # ------------------------------------------------------------------------------------ rootfs
@@ -123,10 +236,6 @@ def recipe_hash() -> str:
     for name in RECIPE_FILES:
         h.update(name.encode() + b"\0" + (FARM / name).read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGEQ_FARM_CACHE") or DEFAULT_CACHE)
 
 
 def build_info(rootfs: Path) -> dict:
@@ -172,26 +281,14 @@ def ensure_rootfs(cache: Path | None = None, log=None) -> Path:
     The rootfs is CACHE/aarch64-<hash>/rootfs; CACHE/aarch64-<hash>/build.json records the build
     wall time, its phases and the manifest (package and wheel versions).
     """
-    ensure_host()
     cache = Path(cache or cache_dir())
-    cache.mkdir(parents=True, exist_ok=True)
+    ensure_host(cache)
     key = recipe_hash()
     final = cache / f"aarch64-{key}"
-    if (final / "build.json").exists():
-        _check_runs(final / "rootfs")
-        return final / "rootfs"
-    with open(cache / "aarch64.lock", "w") as lock:
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise FarmError(f"another process has held {cache / 'aarch64.lock'} for {LOCK_TIMEOUT} s") from None
-                time.sleep(2)
-        if not (final / "build.json").exists():  # someone else may have built it while we waited
-            _build(cache, key, final, log)
+    if not (final / "build.json").exists():
+        with _Lock(cache / "aarch64.lock"):
+            if not (final / "build.json").exists():  # someone else may have built it while we waited
+                _build(cache, key, final, log)
     _check_runs(final / "rootfs")
     return final / "rootfs"
 
@@ -200,6 +297,15 @@ def _check_runs(rootfs: Path) -> None:
     p = _run(["bash", str(ENTER), str(rootfs), "--", "/bin/true"], timeout=120)
     if p.returncode:
         raise FarmError(f"cannot run arm64 binaries in {rootfs} (binfmt_misc/qemu-aarch64?): {p.stderr.strip()[-1500:]}")
+
+
+def _prune(cache: Path, keep: Path, n: int = 2) -> None:
+    """Keep the n newest rootfs entries (another checkout may still use the previous recipe)."""
+    entries = sorted((d for d in cache.glob("aarch64-*") if (d / "build.json").exists() and d != keep),
+                     key=lambda d: (d / "build.json").stat().st_mtime, reverse=True)
+    for old in entries[n - 1:]:
+        _remove_tree(old)
+        (cache / f"{old.name}.build.log").unlink(missing_ok=True)
 
 
 def _build(cache: Path, key: str, final: Path, log) -> None:
@@ -217,10 +323,10 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
     with open(logfile, "w") as lf:
         if log:
             log(f"building the aarch64 rootfs into {tmp} (log: {logfile})")
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
              "bash", str(BUILDER), str(tmp)],
-            stdout=lf, stderr=subprocess.STDOUT, env=env, preexec_fn=_pdeathsig,
+            stdout=lf, stderr=subprocess.STDOUT, env=env, preexec_fn=_pdeathsig,  # noqa: PLW1509 - prctl only; no locks taken
         )
         try:
             rc = proc.wait(BUILD_TIMEOUT)
@@ -244,12 +350,14 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
         "build_seconds": round(seconds, 1),
         "phases": phases,
         "size_mb": int(size),
+        "qemu": qemu_version(cache),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "manifest": (tmp / "manifest.txt").read_text(),
     }
     (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     os.sync()
     os.rename(tmp, final)  # atomic: a cache entry exists only once it is complete and verified
+    _prune(cache, keep=final)
     if log:
         log(f"built {final} in {seconds:.0f} s ({size} MB)")
 
@@ -286,6 +394,7 @@ class Board:
     state_dir: Path  # host dir: overlay upper layer, sshd config seed, sshd.log, known_hosts
     start_seconds: float = 0.0
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    mnt_ns: str = ""  # the board's mount namespace ("mnt:[inode]"), to find all of its processes
 
     @property
     def arch(self) -> str:
@@ -316,21 +425,14 @@ class Board:
         return _run(self.ssh_argv(command), timeout=timeout)
 
     def namespace_pids(self) -> list[int]:
-        """Every process of the board (all share the sshd's mount namespace)."""
-        if self.proc is None:
+        """Every live process of the board (all share one mount namespace, recorded at start)."""
+        if not self.mnt_ns:
             return []
-        try:
-            ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
-        except OSError:
-            return []
-        me = os.readlink("/proc/self/ns/mnt")
-        if ns == me:  # unshare has not entered its namespace yet
-            return [self.proc.pid]
         pids = []
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
-                    if os.readlink(d / "ns/mnt") == ns:
+                    if os.readlink(d / "ns/mnt") == self.mnt_ns:
                         pids.append(int(d.name))
                 except OSError:
                     pass
@@ -340,13 +442,18 @@ class Board:
         """Kill the board (sessions included) and remove its state. Safe to call twice."""
         if self.proc is not None:
             if self.proc.poll() is None:
-                # unshare --kill-child: its death SIGKILLs the sshd, PID 1 of the board's PID
-                # namespace, and the kernel then kills every other process of the board.
+                # unshare --kill-child: its death SIGKILLs the namespace's PID 1, and the kernel then
+                # kills every other process of the board.
                 self.proc.kill()
             self.proc.wait(30)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and [p for p in self.namespace_pids() if p != self.proc.pid]:
-                time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while (left := self.namespace_pids()) and time.monotonic() < deadline:
+            for pid in left:  # normally already dying; this only hurries stragglers
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
         left = _mounts_under(self.state_dir) + _mounts_under(self.rootfs)
         if left:  # cannot happen with namespaces; never leave them behind if it ever does
             for mnt in sorted(left, key=len, reverse=True):
@@ -355,11 +462,19 @@ class Board:
         if not keep_state:
             _remove_tree(self.state_dir)
 
-    def __enter__(self) -> "Board":
+    def __enter__(self) -> Board:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _board_namespace(pid: int) -> str:
+    """The mount namespace the board's unshare process entered (it answers on the port, so it has)."""
+    ns = os.readlink(f"/proc/{pid}/ns/mnt")
+    if ns == os.readlink("/proc/self/ns/mnt"):
+        raise FarmError(f"the board's unshare (pid {pid}) is still in the host's mount namespace")
+    return ns
 
 
 def _clean_stale_states(run_dir: Path) -> None:
@@ -474,10 +589,10 @@ def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_
 
     log = state / "sshd.log"
     with open(log, "ab") as lf:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        proc = subprocess.Popen(
             ["bash", str(ENTER), str(rootfs), "--overlay", str(state), "--seed", str(seed), "--hostname", "raspberrypi",
              "--", "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config_edgeq"],
-            stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig,
+            stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig,  # noqa: PLW1509 - prctl only; no locks taken
         )
     board = Board(
         host="127.0.0.1", port=port, user="root", key_file=Path(key_file), known_hosts=known_hosts,
@@ -502,6 +617,7 @@ def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_
                         break
             except OSError:
                 time.sleep(0.2)
+        board.mnt_ns = _board_namespace(proc.pid)
         r = board.ssh("uname -m", timeout=max(30.0, deadline - time.monotonic()))
         if r.returncode or r.stdout.strip() != "aarch64":
             raise FarmError(f"ssh to the board on port {port} did not print aarch64 (exit {r.returncode}): "

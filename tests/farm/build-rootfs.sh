@@ -48,7 +48,7 @@ for env in rpi litert; do
 done
 phase wheels
 
-# 2. The base system. binfmt_misc runs the arm64 maintainer scripts through qemu-aarch64-static
+# 2. The base system. binfmt_misc runs the arm64 maintainer scripts through qemu-aarch64
 #    (registered with the F flag, so it works inside the chroot without a copy of qemu there).
 debootstrap --arch=arm64 --variant=minbase --include="$DEBS" "$SUITE" "$ROOT" "$MIRROR" >&2
 "${ENTER[@]}" /bin/true

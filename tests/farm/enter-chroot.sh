@@ -5,8 +5,8 @@
 # Why namespaces: every mount made here (the overlay, /proc, /sys, /dev, /dev/pts, /run) belongs to
 # the private mount namespace and disappears with its last process, so a killed test or build never
 # leaves mounts on the host (and nothing later can `rm -rf` through a leftover bind of /dev).
-# CMD becomes PID 1 of the namespace: when it dies the kernel kills everything it started, and
-# --kill-child makes CMD die when this script's unshare process is killed.
+# The namespace's PID 1 is this script, waiting for CMD: when it exits the kernel kills everything
+# CMD started, and --kill-child makes it die when this script's unshare process is killed.
 #
 # Usage: enter-chroot.sh ROOT [--overlay STATE] [--seed DIR] [--hostname NAME] -- CMD [ARG...]
 #   --overlay STATE  ROOT is only read: writes go to STATE/upper (work dir STATE/work), and the
@@ -75,6 +75,18 @@ fi
 if [[ -n $NAME ]]; then
   hostname "$NAME"
 fi
+# No core files: qemu would write the whole emulated address space into the board's overlay.
+ulimit -c 0
 
-exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-  ${TERM:+TERM=$TERM} chroot "$R" "$@"
+# CMD runs as a child, not as PID 1: the kernel drops default-action signals that PID 1 sends
+# itself, so a crashing emulated program (qemu re-raises SIGSEGV) would hang instead of dying.
+# When this shell (PID 1) exits, the kernel kills whatever CMD left behind in the namespace.
+env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  ${TERM:+TERM=$TERM} chroot "$R" "$@" <&0 &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
+while :; do
+  rc=0
+  wait "$child" || rc=$?
+  kill -0 "$child" 2>/dev/null || exit "$rc"  # wait also returns when a trapped signal arrives
+done

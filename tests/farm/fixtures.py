@@ -1,6 +1,9 @@
 """pytest fixtures for the emulated aarch64 board (import them into a test module; not a conftest).
 
-    from farm.fixtures import aarch64_board  # noqa: F401
+    from farm.fixtures import aarch64_board_fixture  # noqa: F401 - registers `aarch64_board`
+
+(Fixtures are registered under their `name=`, as in tests/fleet_fixtures.py, so importing the
+*_fixture functions does not shadow the fixture arguments.)
 
 aarch64_board (session scope): a running farm.aarch64.Board, built from the cached rootfs (built
 first if the recipe changed), that accepts a freshly generated ed25519 key. Besides Board's own
@@ -19,9 +22,9 @@ import pytest
 from . import aarch64
 
 
-@pytest.fixture(scope="session")
-def aarch64_rootfs():
-    """The cached rootfs path and how long getting it took."""
+@pytest.fixture(scope="session", name="aarch64_rootfs")
+def aarch64_rootfs_fixture():
+    """(rootfs path, seconds ensure_rootfs took, whether this session built it)."""
     t0 = time.monotonic()
     cached = (aarch64.cache_dir() / f"aarch64-{aarch64.recipe_hash()}" / "build.json").exists()
     try:
@@ -31,12 +34,12 @@ def aarch64_rootfs():
     return rootfs, time.monotonic() - t0, not cached
 
 
-@pytest.fixture(scope="session")
-def aarch64_board(aarch64_rootfs, tmp_path_factory):
+@pytest.fixture(scope="session", name="aarch64_board")
+def aarch64_board_fixture(aarch64_rootfs, tmp_path_factory):
     rootfs, ensure_s, built_now = aarch64_rootfs
     keys = tmp_path_factory.mktemp("aarch64-keys")
     key = keys / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeq-test", "-f", str(key)],  # noqa: S603,S607
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeq-test", "-f", str(key)],
                    check=True, capture_output=True)
     try:
         board = aarch64.start_board(rootfs, authorized_pubkey=key.with_suffix(".pub"), key_file=key)
