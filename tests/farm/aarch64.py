@@ -27,6 +27,7 @@ Command line:  python tests/farm/aarch64.py build
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import fcntl
 import hashlib
@@ -442,9 +443,16 @@ class Board:
         """Kill the board (sessions included) and remove its state. Safe to call twice."""
         if self.proc is not None:
             if self.proc.poll() is None:
-                # unshare --kill-child: its death SIGKILLs the namespace's PID 1, and the kernel then
-                # kills every other process of the board.
-                self.proc.kill()
+                # Kill the namespace's PID 1 (enter-chroot.sh, unshare's only child): the kernel then
+                # kills every other process of the board, and unshare reaps it and exits. Killing
+                # unshare first would leave PID 1 to the host's init as a zombie.
+                for child in _children(self.proc.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+                try:
+                    self.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()  # --kill-child still takes the board down with it
             self.proc.wait(30)
         deadline = time.monotonic() + 30
         while (left := self.namespace_pids()) and time.monotonic() < deadline:
@@ -467,6 +475,13 @@ class Board:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _board_namespace(pid: int) -> str:
