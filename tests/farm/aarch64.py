@@ -210,7 +210,11 @@ def _register_binfmt(qemu: Path, conf: str) -> None:
     entry = BINFMT_DIR / BINFMT_NAME
     if entry.exists():
         e = _binfmt_entry(entry)
-        if not (e["enabled"] and e.get("interpreter") == str(qemu) and "F" in e.get("flags", "")):
+        interp = Path(e.get("interpreter", "/nonexistent"))
+        same = interp == qemu or (  # the same qemu from another cache dir will do: no re-registration race
+            interp.exists() and (interp.parent / "VERSION").exists()
+            and (interp.parent / "VERSION").read_text() == (qemu.parent / "VERSION").read_text())
+        if not (e["enabled"] and same and "F" in e.get("flags", "")):
             entry.write_text("-1")
     if not entry.exists():
         try:
