@@ -527,7 +527,8 @@ def start_board(
 
     pub_lines = []
     if authorized_pubkey is not None:
-        if isinstance(authorized_pubkey, Path) or (isinstance(authorized_pubkey, str) and Path(authorized_pubkey).is_file()):
+        key_line = isinstance(authorized_pubkey, str) and len(authorized_pubkey.split()) >= 2  # "TYPE BASE64 [comment]"
+        if not key_line:
             pub_path = Path(authorized_pubkey)
             pub_lines.append(pub_path.read_text().strip())
             if key_file is None and pub_path.suffix == ".pub" and pub_path.with_suffix("").exists():
