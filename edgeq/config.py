@@ -239,6 +239,9 @@ class VariantSpec(Spec):
     name: str | None = Field(None, pattern=NAME_RE)
     calibration_samples: int = Field(200, ge=1, le=100000)  # int8 / int16x8
     io: Literal["int8", "uint8", "float"] = "int8"  # int8: model input/output type
+    # False: one scale per weight tensor. Needed for tflite-runtime 2.14 on aarch64, which crashes in
+    # invoke() on TF 2.21's per-channel int8 FULLY_CONNECTED (see tests/test_aarch64_board.py).
+    per_channel: bool = True
     gates: GatesSpec | None = None  # overrides validate.gates for this variant
 
     @property

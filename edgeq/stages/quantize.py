@@ -74,6 +74,8 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
+        if not variant.per_channel:
+            conv._experimental_disable_per_channel = True  # noqa: SLF001 - TF 2.21's only switch for it
         if t == "int8":
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             io = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[variant.io]
