@@ -81,6 +81,11 @@ from edgeq import cli_results as _cli_results  # noqa: E402 - after `app` exists
 
 _cli_results.register(app)
 
+# `edgeq inspect MODEL.tflite` lives in edgeq.cli_inspect.
+from edgeq import cli_inspect as _cli_inspect  # noqa: E402 - after `app` exists
+
+_cli_inspect.register(app)
+
 
 def _report(e: EdgeqError) -> None:
     if _state["json"]:
