@@ -217,12 +217,21 @@ class EarlyStoppingSpec(Spec):
     restore_best_weights: bool = True
 
 
+class QatSpec(Spec):
+    """Quantization-aware fine-tuning of the trained model (edgeq/stages/qat.py)."""
+
+    epochs: int = Field(ge=1, le=10000)
+    learning_rate: float | None = Field(None, gt=0)  # default: train.learning_rate / 10 (fine-tuning a trained model)
+    batch_size: int | None = Field(None, ge=1)  # default: train.batch_size
+
+
 class TrainSpec(Spec):
     epochs: int = Field(5, ge=0, le=10000)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
     learning_rate: float = Field(0.001, gt=0)
     early_stopping: EarlyStoppingSpec | None = None
+    qat: QatSpec | None = None  # adds an int8 variant fine-tuned with fake quantization (see PipelineSpec._qat_variant)
 
 
 VariantType = Literal["fp32", "int8", "dynamic", "float16", "int16x8"]
@@ -243,6 +252,13 @@ class VariantSpec(Spec):
     # invoke() on TF 2.21's per-channel int8 FULLY_CONNECTED (see tests/test_aarch64_board.py).
     per_channel: bool = True
     gates: GatesSpec | None = None  # overrides validate.gates for this variant
+    qat: bool = False  # int8 from quantization-aware training (train.qat) instead of calibration
+
+    @model_validator(mode="after")
+    def _qat_int8(self) -> "VariantSpec":
+        if self.qat and self.type != "int8":
+            raise ValueError(f"qat: true applies to int8 variants only (this variant is {self.type})")
+        return self
 
     @property
     def key(self) -> str:
@@ -307,6 +323,22 @@ class PipelineSpec(Spec):
     deploy: DeployStageSpec | None = None
     benchmark: BenchmarkStageSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _qat_variant(cls, data: Any) -> Any:
+        """train.qat alone adds an 'int8-qat' variant (io, per_channel, gates of the first int8 one), so the
+        validate table compares PTQ and QAT; a variant listed with qat: true replaces it."""
+        train = data.get("train") if isinstance(data, dict) else None
+        if not isinstance(train, dict) or train.get("qat") is None:
+            return data
+        quantize = data.get("quantize") or {}
+        variants = quantize.get("variants", [{"type": "fp32"}, {"type": "int8"}]) if isinstance(quantize, dict) else None
+        if not isinstance(variants, list) or any(isinstance(v, dict) and v.get("qat") for v in variants):
+            return data
+        ptq = next((v for v in variants if isinstance(v, dict) and v.get("type") == "int8"), {})
+        added = {"type": "int8", "name": "int8-qat", "qat": True, **{k: ptq[k] for k in ("io", "per_channel", "gates") if k in ptq}}
+        return {**data, "quantize": {**quantize, "variants": [*variants, added]}}
+
     @model_validator(mode="after")
     def _fleet_refs(self) -> "PipelineSpec":
         keys = {v.key for v in self.quantize.variants}
@@ -317,6 +349,9 @@ class PipelineSpec(Spec):
                     raise ValueError(f"unknown variant(s) {unknown}; the pipeline's variants are {sorted(keys)}")
         if self.benchmark is not None and self.benchmark.targets is None and self.deploy is None:
             raise ValueError("benchmark.targets is required when there is no deploy stage")
+        qat = [v.key for v in self.quantize.variants if v.qat]
+        if qat and self.train.qat is None:
+            raise ValueError(f"variant(s) {qat} have qat: true but train.qat is not set (e.g. train: {{qat: {{epochs: 2}}}})")
         return self
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -205,7 +205,8 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
 
     # ---- train
     train_key = _h({"v": CACHE_VERSION, "stage": "train", "data": data_key, "model": spec.model.model_dump(mode="json"),
-                    "model_fp": model_fp, "train": spec.train.model_dump(mode="json"), "seed": spec.seed, "libs": tf_v})
+                    "model_fp": model_fp, "train": spec.train.model_dump(mode="json", exclude={"qat"}), "seed": spec.seed,
+                    "libs": tf_v})  # train.qat fine-tunes a copy: turning it on must not retrain the float model
     if saved_model:
         if spec.train.epochs:
             raise ConfigError(f"model.path {spec.model.path} is a SavedModel directory: it can be quantized but not trained",
@@ -233,11 +234,20 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
             return quantize(model_path, v, calib, tmp, saved_model=saved_model,
                             load_model=lambda mp: zoo.load_trained(mp, spec.model, base))
 
-        out, cached, meta = _stage(cache, "quantize", qkey, force, manifest, log, build_q, label=f"quantize {v.key}")
+        if v.qat:  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
+            from edgeq.stages import qat
+
+            qkey = _h({"v": CACHE_VERSION, "stage": "qat", "train": train_key, "data": data_key, "train_spec":
+                       spec.train.model_dump(mode="json"), "variant": v.model_dump(mode="json", exclude={"gates", "name"}),
+                       "seed": spec.seed, "libs": {**tf_v, **qat.versions()}})
+            out, cached, meta = _stage(cache, "qat", qkey, force, manifest, log, lambda tmp, v=v: qat.run_qat(
+                spec, base, v, model_path, tmp, log, saved_model=saved_model), label=f"qat {v.key}")
+        else:
+            out, cached, meta = _stage(cache, "quantize", qkey, force, manifest, log, build_q, label=f"quantize {v.key}")
         qstage[v.key] = {"key": qkey, "cached": cached, "output": str(out / "model.tflite"), **meta}
         art = run_dir / "artifacts" / f"{spec.name}-{v.key}.tflite"
         _link(out / "model.tflite", art)
-        manifest["variants"][v.key] = {"type": v.type, "artifact": str(art),
+        manifest["variants"][v.key] = {"type": v.type, **({"qat": True} if v.qat else {}), "artifact": str(art),
                                        "sha256": _file_sha(out / "model.tflite"), "size_bytes": meta["size_bytes"]}
     manifest["stages"]["quantize"] = qstage
 
