@@ -549,16 +549,3 @@ def test_agent_sources_are_standalone_and_python39():
         if probe.stdout.strip() == "True":
             subprocess.run([str(py39), "-c", check, *[str(AGENT_DIR / m) for m in AGENT_MODULES]], check=True)
             break
-
-
-@pytest.mark.parametrize("python", [p for p in os.environ.get("EDGEQ_AGENT_TEST_PYTHONS", "").split(os.pathsep) if p])
-def test_other_interpreters_run_the_agent(python, pyz, workdir, models):
-    """Opt-in: EDGEQ_AGENT_TEST_PYTHONS=/path/to/python3.9 (with numpy<2 + tflite-runtime, say) runs the same zipapp."""
-    doc, rc = run_agent(pyz, "facts", "--workdir", workdir, python=python)
-    assert rc == 0, doc
-    doc, rc = run_agent(
-        pyz, "bench", "--workdir", workdir, "--model", models["int8"], *FAST, "--inputs", models["x"], python=python
-    )
-    assert rc == 0, doc
-    doc, rc = run_agent(pyz, "predict", "--workdir", workdir, "--model", models["fp32"], "--inputs", models["x"], python=python)
-    assert rc == 0 and doc["predictions"] == models["keras_pred"]
