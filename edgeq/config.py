@@ -234,7 +234,8 @@ class TrainSpec(Spec):
     qat: QatSpec | None = None  # adds an int8 variant fine-tuned with fake quantization (see PipelineSpec._qat_variant)
 
 
-VariantType = Literal["fp32", "int8", "dynamic", "float16", "int16x8"]
+# edgetpu: int8 + Edge TPU compatibility check + edgetpu_compiler (edgeq/stages/edgetpu.py)
+VariantType = Literal["fp32", "int8", "dynamic", "float16", "int16x8", "edgetpu"]
 
 
 class GatesSpec(Spec):

@@ -228,7 +228,7 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
         def build_q(tmp, v=v):
             from edgeq.stages.quantize import calibration_set, quantize
 
-            calib = calibration_set(ds().x_train, v.calibration_samples, spec.seed) if v.type in ("int8", "int16x8") else None
+            calib = calibration_set(ds().x_train, v.calibration_samples, spec.seed) if v.type in ("int8", "int16x8", "edgetpu") else None
             if calib is not None:
                 log(f"  calibrating {v.key} on {len(calib)} training samples")
             return quantize(model_path, v, calib, tmp, saved_model=saved_model,
@@ -264,7 +264,8 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
             from edgeq.stages.validate import evaluate
 
             d = ds()
-            return {**evaluate(runtime, Path(qstage[v.key]["output"]), d.x_test, d.y_test, spec.validate_.batch_size),
+            q = qstage[v.key]  # edgetpu: accuracy of the int8 model before compilation (eval_file; same arithmetic)
+            return {**evaluate(runtime, Path(q["output"]).with_name(q.get("eval_file", "model.tflite")), d.x_test, d.y_test, spec.validate_.batch_size),
                     "runtime": runtime.describe()}
 
         out, cached, meta = _stage(cache, "validate", vkey, force, manifest, log, build_v, label=f"validate {v.key}")

@@ -22,7 +22,8 @@ Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra},
     1   internal          a bug in the agent (traceback on stderr)
     2   usage             bad arguments; invalid_name (--name refused); bad_input (--inputs unusable)
     3   no_runtime        no TFLite runtime or numpy importable
-    4   unloadable        the runtime cannot load/allocate the model; extra: runtime, op, op_version
+    4   unloadable        the runtime cannot load/allocate the model, or crashes running it once (install,
+                          rollback: checked in a forked child); extra: runtime, op, op_version, crash
     5   sha_mismatch      blob does not hash to --sha256; extra: expected, actual
     6   locked            W/lock held past --lock-timeout; extra: holder {pid, hostname, command, since}
     7   os_error          disk full, permissions, I/O; extra: errno, filename
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import json
 import math
 import os
@@ -147,9 +149,8 @@ def _np_version():
 
 def _load_checker(rt, threads, delegate):
     def check(path) -> float:
-        interp, _info, seconds = tfl.make_interpreter(rt, path, threads, delegate)
-        del interp
-        return seconds
+        # load + one invoke in a child process: some runtimes accept a model and then crash running it
+        return tfl.check_runs(rt, path, threads, delegate)
 
     return check
 
@@ -281,6 +282,9 @@ def run(argv=None) -> int:
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)
+    # a runtime that segfaults leaves "Fatal Python error: Segmentation fault" and the Python stack on
+    # stderr: the orchestrator then reports a runtime crash instead of an unexplained killed agent
+    faulthandler.enable(file=sys.stderr)
     code, doc = main(argv)
     try:
         text = json.dumps(_clean(doc), allow_nan=False, separators=(",", ":"))

@@ -6,8 +6,10 @@ Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.9+, numpy 1.x or 2
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
+import signal
 import time
 
 from .codes import AgentFailure
@@ -236,3 +238,85 @@ def split_samples(arr, detail: dict) -> list:
         + ": pass one sample of that shape or N rows of shape "
         + str(list(shape[1:])),
     )
+
+
+def _zeros_invoke(interp) -> None:
+    for detail in interp.get_input_details():
+        interp.set_tensor(detail["index"], np.zeros([int(d) for d in detail["shape"]], dtype=detail["dtype"]))
+    interp.invoke()
+
+
+def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpack") -> float:
+    """Load, allocate and invoke once on zeros, in a forked child. Returns the load seconds.
+
+    A model can pass allocate_tensors() and still kill the process in invoke(): tflite-runtime 2.14's
+    arm64 kernels segfault on TF 2.21's per-channel int8 FULLY_CONNECTED with few output channels.
+    Doing it in a child turns that crash into an "unloadable" failure instead of killing the agent
+    mid-install, so the previous model stays current and the orchestrator gets a reason.
+    """
+    if not hasattr(os, "fork"):  # not a Linux board: check in-process (a crash still leaves current alone)
+        interp, _info, seconds = make_interpreter(rt, model_path, threads, delegate)
+        _zeros_invoke(interp)
+        return seconds
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report one JSON line on the pipe, never return into the agent
+        code = 0
+        try:
+            os.close(rfd)
+            try:
+                _interp, _info, seconds = make_interpreter(rt, model_path, threads, delegate)
+                t = time.perf_counter()
+                _zeros_invoke(_interp)
+                doc = {"ok": True, "load_seconds": seconds, "invoke_seconds": time.perf_counter() - t}
+            except AgentFailure as failure:
+                doc = {"ok": False, "failure": failure.to_doc()}
+            except Exception as exc:  # invoke() raising (RuntimeError from a kernel): the model cannot run here
+                doc = {"ok": False, "invoke_error": type(exc).__name__ + ": " + str(exc)[:500]}
+            data = json.dumps(doc).encode()
+            while data:
+                data = data[os.write(wfd, data):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    chunks = []
+    with os.fdopen(rfd, "rb") as r:
+        while True:
+            chunk = r.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    name = os.path.basename(str(model_path))
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signame = signal.Signals(sig).name
+        except ValueError:
+            signame = "signal " + str(sig)
+        raise AgentFailure(
+            "unloadable",
+            "the " + rt.name + " " + str(rt.version) + " runtime loads the model but crashed (" + signame
+            + ") running it once: this board cannot run it",
+            runtime=rt.info(),
+            crash={"signal": sig, "name": signame, "during": "load check (allocate + one invoke)"},
+        )
+    try:
+        doc = json.loads(b"".join(chunks).decode() or "null")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise AgentFailure("internal", "the load check of " + name + " exited (status " + str(status) + ") without a result")
+    if doc.get("failure"):
+        f = doc["failure"]
+        extra = {k: v for k, v in f.items() if k not in ("ok", "kind", "error", "protocol")}
+        raise AgentFailure(f.get("kind", "unloadable"), f.get("error", "load check failed"), **extra)
+    if not doc.get("ok"):
+        raise AgentFailure(
+            "unloadable",
+            "the " + rt.name + " runtime loads " + name + " but cannot run it: " + str(doc.get("invoke_error")),
+            runtime=rt.info(),
+        )
+    return float(doc["load_seconds"])

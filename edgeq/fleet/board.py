@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,13 @@ from edgeq.fleet.inventory import DeviceSpec
 
 TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there (or the blob store)
 _KILLED_HINT = "the agent was killed (out of memory? someone stopped it?); check `dmesg` on the board and retry"
+_CRASH_HINT = (
+    "the board's TFLite runtime cannot run this model (tflite-runtime 2.14 on arm64 crashes on per-channel int8 "
+    "FULLY_CONNECTED): quantize the variant with per_channel: false, or install ai-edge-litert on the board"
+)
+# what Python's faulthandler (enabled by the agent) prints when the process dies of a fatal signal
+_FATAL = re.compile(r"Fatal Python error: (Segmentation fault|Bus error|Illegal instruction|Floating-point exception|Aborted)")
+_FATAL_IN = re.compile(r'File "[^"]*", line \d+ in (\w+)')
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,15 @@ class Board:
                     "install python3 on the board or set python: in devices.yaml to its interpreter's path",
                     kind="no_python",
                 )
+            crash = _FATAL.search(err)
+            if crash and (rc < 0 or rc >= 128):
+                where = _FATAL_IN.findall(err[crash.end():])
+                return self._fail(
+                    f"agent {sub} crashed ({crash.group(1).lower()}) inside the board's TFLite runtime"
+                    + (f" in {where[0]}()" if where else "") + f" (python {py})",
+                    _CRASH_HINT,
+                    kind="runtime_crash",
+                )
             if rc < 0 or rc >= 128:
                 sig = -rc if rc < 0 else rc - 128
                 how = f"signal {sig}" if rc != -1 else "it died without an exit status: a signal, or the session ended"
@@ -148,6 +165,8 @@ class Board:
             "delegate_missing": "install the delegate library on the board or set delegate: none",
             "bad_input": "check --inputs matches the model's input shape and dtype",
         }.get(kind)
+        if kind == "unloadable" and isinstance(doc.get("crash"), dict):
+            hint = _CRASH_HINT
         if kind == "os_error" and doc.get("errno") in ("ENOSPC", "EDQUOT"):
             kind, hint = "disk_full", f"free space on the board under {self.workdir} (old models: W/models/NAME/)"
         elif kind == "os_error":

@@ -118,6 +118,10 @@ def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, o
              saved_model: bool = False, load_model=None) -> dict:
     """Write out_dir/model.tflite; returns the stage's metrics."""
     start = time.perf_counter()
+    if variant.type == "edgetpu":  # int8 + Edge TPU check + edgetpu_compiler: edgeq/stages/edgetpu.py
+        from edgeq.stages.edgetpu import quantize_edgetpu
+
+        return quantize_edgetpu(model_path, variant, calib, out_dir, saved_model=saved_model, load_model=load_model)
     if saved_model:
         source = model_path
     else:
