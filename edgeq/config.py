@@ -252,6 +252,11 @@ class VariantSpec(Spec):
     # False: one scale per weight tensor. Needed for tflite-runtime 2.14 on aarch64, which crashes in
     # invoke() on TF 2.21's per-channel int8 FULLY_CONNECTED (see tests/test_aarch64_board.py).
     per_channel: bool = True
+    # which training rows calibrate int8 / int16x8: seeded random, the first N, or N/classes per class
+    calibration_selection: Literal["random", "first", "class_balanced"] = "random"
+    # int8 only: max drop vs fp32 (0.005 = 0.5 points); when plain int8 misses it, the layers that hurt
+    # most stay float (mixed precision, edgeq/stages/mixed.py)
+    accuracy_budget: float | None = Field(None, ge=0.0, le=1.0)
     gates: GatesSpec | None = None  # overrides validate.gates for this variant
     qat: bool = False  # int8 from quantization-aware training (train.qat) instead of calibration
 
@@ -259,6 +264,17 @@ class VariantSpec(Spec):
     def _qat_int8(self) -> "VariantSpec":
         if self.qat and self.type != "int8":
             raise ValueError(f"qat: true applies to int8 variants only (this variant is {self.type})")
+        return self
+
+    @model_validator(mode="after")
+    def _quant_options(self) -> "VariantSpec":
+        if self.accuracy_budget is not None and self.type != "int8":
+            if self.type == "edgetpu":
+                raise ValueError("accuracy_budget is not allowed on edgetpu variants: it keeps layers in float, and "
+                                 "float islands split an Edge TPU graph between the TPU and the CPU")
+            raise ValueError(f"accuracy_budget applies to int8 variants only (this variant is {self.type})")
+        if "calibration_selection" in self.model_fields_set and self.type not in ("int8", "int16x8", "edgetpu"):
+            raise ValueError(f"calibration_selection applies to int8, int16x8 and edgetpu variants only (this variant is {self.type})")
         return self
 
     @property

@@ -26,6 +26,7 @@ from edgeq.config import PipelineSpec, load_pipeline
 from edgeq.errors import ConfigError, FleetError, GateError
 
 CACHE_VERSION = 1  # bump when a stage's output format or semantics change
+LAYER_ERRORS_VERSION = 1  # int8 validate outputs carry per-layer error statistics (edgeq/stages/debug.py)
 
 
 def _h(obj) -> str:
@@ -136,6 +137,14 @@ def _check_spec(spec: PipelineSpec, file: Path) -> None:
     if wants_drop and not has_fp32:
         raise ConfigError(f"{file}: max_accuracy_drop needs an fp32 variant as the baseline",
                           "add '- type: fp32' under quantize.variants")
+    budget = [i for i, v in enumerate(spec.quantize.variants) if v.accuracy_budget is not None]
+    if budget and spec.data.validation_split == 0:
+        from edgeq.config import _where, read_yaml
+
+        where = _where(str(file), read_yaml(file)[1], ("quantize", "variants", budget[0], "accuracy_budget"))
+        raise ConfigError(f"{where}: accuracy_budget needs a validation split (data.validation_split is 0): the "
+                          "mixed-precision search measures there, never on the test split",
+                          "set data.validation_split, e.g. 0.1")
 
 
 def run_pipeline(pipeline_file: Path, *, force: bool = False, log: Callable[[str], None] = lambda s: None,
@@ -228,11 +237,14 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
         def build_q(tmp, v=v):
             from edgeq.stages.quantize import calibration_set, quantize
 
-            calib = calibration_set(ds().x_train, v.calibration_samples, spec.seed) if v.type in ("int8", "int16x8", "edgetpu") else None
+            d = ds()
+            calib = (calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
+                     if v.type in ("int8", "int16x8", "edgetpu") else None)
             if calib is not None:
-                log(f"  calibrating {v.key} on {len(calib)} training samples")
+                log(f"  calibrating {v.key} on {len(calib)} training samples ({v.calibration_selection})")
             return quantize(model_path, v, calib, tmp, saved_model=saved_model,
-                            load_model=lambda mp: zoo.load_trained(mp, spec.model, base))
+                            load_model=lambda mp: zoo.load_trained(mp, spec.model, base),
+                            val=(d.x_val, d.y_val) if v.accuracy_budget is not None else None, log=log)
 
         if v.qat:  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
             from edgeq.stages import qat
@@ -249,6 +261,11 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
         _link(out / "model.tflite", art)
         manifest["variants"][v.key] = {"type": v.type, **({"qat": True} if v.qat else {}), "artifact": str(art),
                                        "sha256": _file_sha(out / "model.tflite"), "size_bytes": meta["size_bytes"]}
+        if meta.get("mixed_precision"):
+            mp = manifest["variants"][v.key]["mixed_precision"] = _mixed_summary(meta["mixed_precision"])
+            log(f"{v.key}: accuracy_budget {'met' if mp['met'] else 'NOT met'}; kept float: "
+                f"{', '.join(f['layer'] for f in mp['float_layers']) or 'none'}; {mp['int8_op_fraction']:.0%} of ops int8; "
+                f"size x{mp['size_ratio_vs_plain']:.2f} and latency x{mp['latency_ratio_vs_plain'] or 0:.2f} vs plain int8")
     manifest["stages"]["quantize"] = qstage
 
     # ---- validate
@@ -258,15 +275,18 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
     vstage = {}
     for v in spec.quantize.variants:
         vkey = _h({"v": CACHE_VERSION, "stage": "validate", "model": qstage[v.key]["key"], "data": data_key,
-                   "runtime": runtime.describe(), "batch": spec.validate_.batch_size})
+                   "runtime": runtime.describe(), "batch": spec.validate_.batch_size,
+                   **({"layer_errors": LAYER_ERRORS_VERSION} if v.type == "int8" else {})})
 
         def build_v(tmp, v=v):
-            from edgeq.stages.validate import evaluate
+            from edgeq.stages.validate import evaluate, layer_errors_of
 
             d = ds()
-            q = qstage[v.key]  # edgetpu: accuracy of the int8 model before compilation (eval_file; same arithmetic)
-            return {**evaluate(runtime, Path(q["output"]).with_name(q.get("eval_file", "model.tflite")), d.x_test, d.y_test, spec.validate_.batch_size),
-                    "runtime": runtime.describe()}
+            # edgetpu: accuracy of the int8 model before compilation (eval_file: same arithmetic, runs on CPU)
+            q = Path(qstage[v.key]["output"]).with_name(qstage[v.key].get("eval_file", "model.tflite"))
+            extra = {"layer_errors": layer_errors_of(q.parent, v, d.x_test)} if v.type == "int8" else {}
+            return {**evaluate(runtime, q, d.x_test, d.y_test, spec.validate_.batch_size),
+                    "runtime": runtime.describe(), **extra}
 
         out, cached, meta = _stage(cache, "validate", vkey, force, manifest, log, build_v, label=f"validate {v.key}")
         vstage[v.key] = {"key": vkey, "cached": cached, **meta}
@@ -283,6 +303,12 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
         m = vstage[v.key]
         entry = manifest["variants"][v.key]
         entry.update({"accuracy": m["accuracy"], "test_samples": m["test_samples"]})
+        if m.get("layer_errors"):
+            entry["layer_errors"] = m["layer_errors"]
+            worst = m["layer_errors"].get("worst") or []
+            if worst:
+                log(f"{v.key}: worst int8 layers (RMSE/scale): "
+                    + ", ".join(f"{w['layer']} {w['op']} {w['rmse_scale']:.2f}" for w in worst))
         if base_m is not None:
             entry["accuracy_drop"] = round(base_m["accuracy"] - m["accuracy"], 6)
             entry["size_ratio"] = round(m["size_bytes"] / base_m["size_bytes"], 4)
@@ -301,6 +327,13 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
             from edgeq.stages.fleet import run_fleet_stages
 
             manifest["fleet_failed"] = run_fleet_stages(spec, base, manifest, run_dir, ds, log)
+
+
+def _mixed_summary(mp: dict) -> dict:
+    """What the manifest shows of a mixed-precision search (the stage meta keeps every step)."""
+    keys = ("met", "budget", "float_layers", "tried", "int8_op_fraction", "val_drop", "size_bytes",
+            "plain_size_bytes", "size_ratio_vs_plain", "latency_us", "latency_ratio_vs_plain", "search_seconds")
+    return {k: mp.get(k) for k in keys}
 
 
 def _do_train(spec, base, ds, tmp, log):

@@ -12,11 +12,37 @@ from edgeq.config import VariantSpec
 from edgeq.errors import QuantizeError
 
 
-def calibration_set(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Representative samples drawn from the training split (never the test split)."""
+def calibration_indices(y_train: np.ndarray | None, n_rows: int, n: int, seed: int, selection: str = "random") -> np.ndarray:
+    """Which training rows calibrate: seeded random, the first n, or about n/classes of each class.
+
+    class_balanced: classes short of their share give the rest to the others (round-robin), so the
+    set still has n rows; within a class the rows are a seeded random choice.
+    """
+    n = min(n, n_rows)
+    if selection == "first":
+        return np.arange(n)
     rng = np.random.default_rng(seed)
-    n = min(n, len(x_train))
-    return x_train[np.sort(rng.choice(len(x_train), n, replace=False))]
+    if selection == "random" or y_train is None:
+        return np.sort(rng.choice(n_rows, n, replace=False))
+    pools = [rng.permutation(np.flatnonzero(y_train == c)) for c in np.unique(y_train)]
+    taken = [0] * len(pools)
+    picked: list[int] = []
+    while len(picked) < n:
+        progressed = False
+        for i, pool in enumerate(pools):
+            if len(picked) < n and taken[i] < len(pool):
+                picked.append(int(pool[taken[i]]))
+                taken[i] += 1
+                progressed = True
+        if not progressed:
+            break
+    return np.sort(np.asarray(picked, dtype=np.int64))
+
+
+def calibration_set(x_train: np.ndarray, n: int, seed: int, selection: str = "random",
+                    y_train: np.ndarray | None = None) -> np.ndarray:
+    """Representative samples drawn from the training split (never the test split)."""
+    return x_train[calibration_indices(y_train, len(x_train), n, seed, selection)]
 
 
 _OP_PATTERNS = (
@@ -36,33 +62,88 @@ def _failed_ops(message: str) -> list[str]:
     return ops
 
 
-def float_ops(blob: bytes) -> list[str]:
-    """Ops of a converted model that still compute in float (other than I/O QUANTIZE/DEQUANTIZE).
-
-    TF 2.21 does not enforce TFLITE_BUILTINS_INT8: an op with no int8 kernel (e.g. SIN) is silently
-    left in float between DEQUANTIZE/QUANTIZE. A "full-integer" model must not contain such islands.
-    """
+def op_table(blob: bytes) -> list[dict]:
+    """Every op of a model: name, output tensor names, and whether it computes in float."""
     from edgeq import runtime as rt
 
     interp = rt.pick().interpreter_cls(model_content=blob)
-    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
-    bad = []
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = []
     for op in interp._get_ops_details():  # noqa: SLF001 - the only op-level view the runtime offers
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-            continue
         tensors = [t for t in list(op["inputs"]) + list(op["outputs"]) if t >= 0]
-        if any(np.issubdtype(dtypes.get(t, np.dtype(np.int8)), np.floating) for t in tensors):
-            bad.append(f"{op['op_name']} (op #{op['index']})")
-    return bad
+        outs = [details[t] for t in op["outputs"] if t >= 0]
+        ops.append({"index": op["index"], "op": op["op_name"], "outputs": [t["name"] for t in outs],
+                    "float": any(np.issubdtype(np.dtype(details[t]["dtype"]), np.floating) for t in tensors if t in details),
+                    "shape_only": bool(outs) and all(np.issubdtype(np.dtype(t["dtype"]), np.signedinteger)
+                                                      and np.dtype(t["dtype"]).itemsize >= 4 for t in outs)})
+    return ops
 
 
-def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_model: bool = False) -> bytes:
-    """Convert a Keras model (or a SavedModel directory) to TFLite bytes for one variant."""
+def float_ops(blob: bytes, allowed: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Ops of a converted model that still compute in float (other than I/O QUANTIZE/DEQUANTIZE).
+
+    TF 2.21 does not enforce TFLITE_BUILTINS_INT8: an op with no int8 kernel (e.g. SIN) is silently
+    left in float between DEQUANTIZE/QUANTIZE. A "full-integer" model must not contain such islands,
+    except the ones asked for: ops whose output tensor is in `allowed` (a mixed-precision denylist).
+    """
+    allowed = set(allowed)
+    return [f"{op['op']} (op #{op['index']})" for op in op_table(blob)
+            if op["float"] and op["op"] not in ("QUANTIZE", "DEQUANTIZE") and not allowed.intersection(op["outputs"])]
+
+
+def _converter(tf, model_source, saved_model: bool):
+    return (tf.lite.TFLiteConverter.from_saved_model(str(model_source)) if saved_model
+            else tf.lite.TFLiteConverter.from_keras_model(model_source))
+
+
+def _io_dtype(tf, variant: VariantSpec):
+    return {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[variant.io]
+
+
+def requantize(calibrated: bytes, variant: VariantSpec, denylist: tuple[str, ...] | list[str] = ()) -> bytes:
+    """int8 model from a calibrated model, keeping the ops whose output tensor is in `denylist` in float.
+
+    Does what TFLiteConverter.convert() does after calibration in TF 2.21 (lite.py _quantize with the MLIR
+    quantizer, then buffer deduplication): with an empty denylist the tensors, scales and outputs equal a
+    plain convert()'s (checked; only the conversion metadata bytes differ).
+    Milliseconds: no recalibration. Unknown names are ignored by the quantizer: callers check the result.
+    """
     from edgeq.quiet import captured_output, import_tensorflow
 
     tf = import_tensorflow()
-    conv = (tf.lite.TFLiteConverter.from_saved_model(str(model_source)) if saved_model
-            else tf.lite.TFLiteConverter.from_keras_model(model_source))
+    from tensorflow.lite.python.convert import deduplicate_readonly_buffers, mlir_quantize
+
+    io = _io_dtype(tf, variant)
+    with captured_output():  # mlir_quantize prints its settings on fd 1
+        blob = mlir_quantize(calibrated, disable_per_channel=not variant.per_channel, input_data_type=io,
+                             output_data_type=io, denylisted_nodes=list(denylist) or None)
+        return deduplicate_readonly_buffers(blob)
+
+
+def _raise_convert_error(e: Exception, out_text: str, variant: VariantSpec):
+    msg = str(e) + "\n" + out_text
+    ops = _failed_ops(msg)
+    first = next((ln.strip() for ln in msg.splitlines() if "error" in ln.lower()), msg.splitlines()[0] if msg else "")
+    if ops:
+        raise QuantizeError(
+            f"variant {variant.key}: cannot convert: op(s) {', '.join(ops)} cannot be quantized to {variant.type} ({first[:300]})",
+            "replace those ops, or use a 'dynamic' or 'float16' variant for this model",
+        ) from None
+    raise QuantizeError(f"variant {variant.key}: conversion failed: {first[:500]}",
+                        "rerun with --debug for the converter's full output") from None
+
+
+def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_model: bool = False,
+            calibrated_out: dict | None = None) -> bytes:
+    """Convert a Keras model (or a SavedModel directory) to TFLite bytes for one variant.
+
+    int8: calibrated once (kept in calibrated_out["calibrated"] when given, for the per-layer debugger and the
+    mixed-precision search), then quantized by requantize().
+    """
+    from edgeq.quiet import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+    conv = _converter(tf, model_source, saved_model)
     t = variant.type
     if t in ("int8", "int16x8"):
         if calib is None or len(calib) == 0:
@@ -78,9 +159,8 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
             conv._experimental_disable_per_channel = True  # noqa: SLF001 - TF 2.21's only switch for it
         if t == "int8":
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            io = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[variant.io]
-            conv.inference_input_type = io
-            conv.inference_output_type = io
+            conv.inference_input_type = conv.inference_output_type = _io_dtype(tf, variant)
+            conv._experimental_calibrate_only = True  # noqa: SLF001 - see requantize()
         else:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif t == "dynamic":
@@ -92,17 +172,12 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
     try:
         with captured_output() as out:
             blob = conv.convert()
+            if t == "int8":
+                if calibrated_out is not None:
+                    calibrated_out["calibrated"] = blob
+                blob = requantize(blob, variant)
     except Exception as e:
-        msg = str(e) + "\n" + out["text"]
-        ops = _failed_ops(msg)
-        first = next((ln.strip() for ln in msg.splitlines() if "error" in ln.lower()), msg.splitlines()[0] if msg else "")
-        if ops:
-            raise QuantizeError(
-                f"variant {variant.key}: cannot convert: op(s) {', '.join(ops)} cannot be quantized to {t} ({first[:300]})",
-                f"replace those ops, or use a 'dynamic' or 'float16' variant for this model",
-            ) from None
-        raise QuantizeError(f"variant {variant.key}: conversion failed: {first[:500]}",
-                            "rerun with --debug for the converter's full output") from None
+        _raise_convert_error(e, out["text"], variant)
     if t in ("int8", "int16x8"):
         bad = float_ops(blob)
         if bad:
@@ -115,8 +190,12 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
 
 
 def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, out_dir: Path,
-             saved_model: bool = False, load_model=None) -> dict:
-    """Write out_dir/model.tflite; returns the stage's metrics."""
+             saved_model: bool = False, load_model=None, val: tuple | None = None, log=lambda s: None) -> dict:
+    """Write out_dir/model.tflite (and calibrated.tflite for int8); returns the stage's metrics.
+
+    val: (x_val, y_val), needed by an int8 variant with accuracy_budget (the mixed-precision search
+    measures on the validation split, never on the test split).
+    """
     start = time.perf_counter()
     if variant.type == "edgetpu":  # int8 + Edge TPU check + edgetpu_compiler: edgeq/stages/edgetpu.py
         from edgeq.stages.edgetpu import quantize_edgetpu
@@ -129,8 +208,19 @@ def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, o
 
         import_tensorflow()
         source = load_model(model_path)
-    blob = convert(source, variant, calib, saved_model=saved_model)
+    keep: dict = {}
+    blob = convert(source, variant, calib, saved_model=saved_model, calibrated_out=keep)
+    metrics: dict = {}
+    if "calibrated" in keep:
+        (out_dir / "calibrated.tflite").write_bytes(keep["calibrated"])
+    if variant.accuracy_budget is not None:
+        from edgeq.stages.mixed import search
+
+        fp32 = convert(source, VariantSpec(type="fp32"), None, saved_model=saved_model)
+        blob, metrics["mixed_precision"] = search(keep["calibrated"], blob, fp32, variant, val, log)
     (out_dir / "model.tflite").write_bytes(blob)
     return {"variant": variant.key, "type": variant.type, "size_bytes": len(blob),
             "convert_seconds": round(time.perf_counter() - start, 3),
-            "calibration_samples": int(len(calib)) if calib is not None and variant.type in ("int8", "int16x8") else 0}
+            "calibration_samples": int(len(calib)) if calib is not None and variant.type in ("int8", "int16x8") else 0,
+            "calibration_selection": variant.calibration_selection if variant.type in ("int8", "int16x8") else None,
+            **metrics}

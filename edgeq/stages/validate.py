@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.config import GatesSpec
+from edgeq.config import GatesSpec, VariantSpec
 from edgeq.runtime import Runtime
 
 
@@ -67,9 +67,32 @@ def evaluate(runtime: Runtime, model_path: Path, x_test: np.ndarray, y_test: np.
     }
 
 
+def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray) -> dict:
+    """Per-layer int8 error of the artifact in quantize_dir, on the first test rows (edgeq/stages/debug.py).
+
+    Needs the calibrated model the quantize stage keeps; a QAT model has none (its ranges were learned).
+    Layers kept float by a mixed-precision search are left out: they have no int8 error.
+    """
+    import json
+
+    from edgeq.stages.debug import layer_errors
+
+    cal = quantize_dir / "calibrated.tflite"
+    if not cal.exists():
+        return {"skipped": "no calibrated model (quantization-aware training, or an older cache entry)"}
+    meta = json.loads((quantize_dir / "meta.json").read_text()) if (quantize_dir / "meta.json").exists() else {}
+    denylist = [f["tensor"] for f in (meta.get("mixed_precision") or {}).get("float_layers", [])]
+    return layer_errors(cal.read_bytes(), variant, x_test, denylist)
+
+
 def check_gates(variant: str, metrics: dict, gates: GatesSpec, is_baseline: bool) -> list[str]:
     """Return the failed gates' messages (empty when the variant passes)."""
     failed = []
+    mp = metrics.get("mixed_precision")
+    if mp and not mp.get("met"):
+        failed.append(f"{variant}: accuracy_budget {mp['budget'] * 100:.2f} points not met on the validation split "
+                      f"even with layers kept float (best drop {mp['val_drop'] * 100:.2f} points; tried "
+                      f"{', '.join(mp.get('tried') or []) or 'no layer'})")
     if gates.min_accuracy is not None and metrics["accuracy"] < gates.min_accuracy:
         failed.append(f"{variant}: accuracy {metrics['accuracy']:.4f} < min_accuracy {gates.min_accuracy}")
     drop = metrics.get("accuracy_drop")
