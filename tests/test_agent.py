@@ -196,6 +196,23 @@ def test_install_activates_then_keeps_previous(pyz, workdir, models):
     assert rc == 0 and doc["previous"] == h8 and doc["pruned"] == [h32]
 
 
+def test_status_runs_without_numpy(pyz, workdir, models):
+    # every deploy starts with `status`; importing numpy there was half its CPU time (bench/fleet_bench.py fan-out)
+    h32 = sha(models["fp32"])
+    install(pyz, workdir, "m", models["fp32"])
+    # an `import numpy` anywhere in the process (even one caught as ImportError) crashes the agent
+    no_numpy = textwrap.dedent("""
+        import sys
+        class NoNumpy:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "numpy":
+                    raise SystemExit("numpy imported")
+        sys.meta_path.insert(0, NoNumpy())
+    """)
+    doc, rc = run_agent(pyz, "status", "--workdir", workdir, "--name", "m", "--sha256", h32, prelude=no_numpy)
+    assert rc == 0 and (doc["current"], doc["have"]) == (h32, True)
+
+
 def test_install_sha_mismatch_deletes_part_and_keeps_current(pyz, workdir, models):
     install(pyz, workdir, "m", models["fp32"])
     before = pointers(workdir, "m")

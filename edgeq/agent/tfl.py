@@ -14,10 +14,19 @@ import time
 
 from .codes import AgentFailure
 
-try:
-    import numpy as np
-except ImportError:  # reported as kind "no_runtime" by find_runtime()
-    np = None
+np = None  # set by load_numpy(): `status` (every deploy) never needs numpy, and importing it was most of its run time
+
+
+def load_numpy():
+    """numpy, imported on first need (None if missing: find_runtime reports kind "no_runtime")."""
+    global np
+    if np is None:
+        try:
+            import numpy
+        except ImportError:
+            return None
+        np = numpy
+    return np
 
 # (name reported, module to import, distributions to ask importlib.metadata for the version)
 RUNTIMES = (
@@ -82,7 +91,7 @@ def _load(name: str, module_name: str, dists) -> Runtime:
 
 def find_runtime() -> Runtime:
     """The first importable runtime: ai-edge-litert, tflite-runtime, tensorflow (or those named in $EDGEQ_AGENT_RUNTIME)."""
-    if np is None:
+    if load_numpy() is None:
         raise AgentFailure("no_runtime", "numpy is not importable on this board: install it (pip install numpy)")
     wanted = [w.strip() for w in os.environ.get(RUNTIME_ENV, "").split(",") if w.strip()]
     tried = {}
@@ -160,6 +169,7 @@ def make_interpreter(rt: Runtime, model_path, threads: int = 1, delegate: str = 
 
 
 def describe_tensor(detail: dict) -> dict:
+    np = load_numpy()
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return {
         "name": detail.get("name"),
@@ -171,6 +181,7 @@ def describe_tensor(detail: dict) -> dict:
 
 def random_input(detail: dict, rng):
     """Seeded random data: the whole range for integer inputs, uniform [0, 1) for floats."""
+    np = load_numpy()
     dtype = np.dtype(detail["dtype"])
     shape = tuple(int(d) for d in detail["shape"])
     if dtype.kind in "iu":
@@ -183,6 +194,7 @@ def random_input(detail: dict, rng):
 
 def to_model_dtype(arr, detail: dict):
     """Convert data to the input tensor's dtype; float data for an int8/uint8 input is quantized with its scale/zero point."""
+    np = load_numpy()
     dtype = np.dtype(detail["dtype"])
     if dtype.kind in "iu" and arr.dtype.kind == "f":
         scale, zero_point = detail.get("quantization", (0.0, 0))
@@ -203,6 +215,7 @@ def to_model_dtype(arr, detail: dict):
 
 
 def load_npy(path):
+    np = load_numpy()
     if not os.path.isfile(str(path)):
         raise AgentFailure("not_found", "inputs file " + str(path) + " does not exist")
     try:
@@ -241,6 +254,7 @@ def split_samples(arr, detail: dict) -> list:
 
 
 def _zeros_invoke(interp) -> None:
+    np = load_numpy()
     for detail in interp.get_input_details():
         interp.set_tensor(detail["index"], np.zeros([int(d) for d in detail["shape"]], dtype=detail["dtype"]))
     interp.invoke()
