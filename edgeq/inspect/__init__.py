@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from edgeq.inspect import coral, reader, report
 
-__all__ = ["inspect_model", "edgetpu_compatibility"]
+__all__ = ["edgetpu_compatibility", "inspect_model"]
 
 
 def inspect_model(path_or_bytes) -> dict:

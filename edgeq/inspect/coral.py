@@ -65,12 +65,12 @@ def _tensor_problem(t: dict) -> tuple[str, str] | None:
     if t["constant"]:
         return None  # weights are fixed at compile time; 4-D conv filters are what CONV_2D takes
     if any(d < 0 for d in t["shape_signature"]):
-        return ("static-shape", f"tensor {t['index']} '{t['name']}' has a dynamic shape "
-                f"{t['shape_signature']} (-1 = size known only at run time)")
+        return ("static-shape", (f"tensor {t['index']} '{t['name']}' has a dynamic shape "
+                f"{t['shape_signature']} (-1 = size known only at run time)"))
     outer = t["shape"][:-3]
     if any(d > 1 for d in outer):
-        return ("rank", f"tensor {t['index']} '{t['name']}' has shape {t['shape']}: only the 3 innermost "
-                "dimensions may be larger than 1")
+        return ("rank", (f"tensor {t['index']} '{t['name']}' has shape {t['shape']}: only the 3 innermost "
+                "dimensions may be larger than 1"))
     return None
 
 

@@ -41,7 +41,7 @@ def compute_precision(op: dict, tensors: list[dict]) -> str:
         return "int8"
     if not dts:
         return "constant"
-    return sorted(dts)[0]  # e.g. int32 index/shape arithmetic
+    return min(dts)  # e.g. int32 index/shape arithmetic
 
 
 def build(parsed: dict, where: str) -> dict:
