@@ -80,6 +80,7 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
                 f"not enough disk space under {board.workdir}: {free} bytes free, {size} needed",
                 "free space on the board (old models live in W/models/NAME/)",
                 kind="disk_full",
+                current=before,
             )
         if progress:
             progress({"event": "upload", "device": d.name, "bytes": 0, "total": size})
@@ -89,7 +90,11 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
             else None
         )
         start_bytes = board.bytes_uploaded
-        blob = board.upload_tmp(artifact, ".part", cb)
+        try:
+            blob = board.upload_tmp(artifact, ".part", cb)
+        except BoardError as e:
+            e.extra.setdefault("current", before)  # nothing was switched: say what stays active
+            raise
         out["model_bytes"] = board.bytes_uploaded - start_bytes
         action = "uploaded and installed"
     if progress:

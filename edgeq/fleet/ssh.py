@@ -203,6 +203,16 @@ class SSHTransport:
                 else:
                     select.select([fd], [], [], min(0.5, left))
             rc = chan.recv_exit_status()
+            # -1 (no exit status) is either the command killed by a signal (paramiko ignores exit-signal) or
+            # the connection dying under it; the transport thread records its failure before it closes the
+            # channels, so saved_exception tells the two apart without waiting
+            if rc == -1 and (not t.is_active() or getattr(t, "saved_exception", None) is not None):
+                raise BoardError(
+                    self.device.name,
+                    f"connection to {self.device.address} dropped while running {what}",
+                    "check the board's network, power and sshd, then retry (nothing half-written is ever used)",
+                    kind="connection_dropped",
+                )
         except BoardError:
             raise
         except (paramiko.SSHException, EOFError, OSError) as e:
