@@ -58,7 +58,8 @@ def run_qat(spec: PipelineSpec, base: Path, variant: VariantSpec, model_path: Pa
     job_file, result_file = out_dir / "qat-job.json", out_dir / "qat-result.json"
     job = {"spec": spec.model_dump(mode="json", by_alias=True, exclude_unset=True),
            "variant": variant.model_dump(mode="json", exclude_unset=True),
-           "base": str(base), "model_path": str(model_path), "out_dir": str(out_dir), "result_file": str(result_file)}
+           "base": str(base), "model_path": str(model_path), "out_dir": str(out_dir), "result_file": str(result_file),
+           "parent_pid": os.getpid()}
     job_file.write_text(json.dumps(job))
     start = time.perf_counter()
     tail = _run_child([sys.executable, "-m", "edgeq.stages.qat_worker", str(job_file)], log)

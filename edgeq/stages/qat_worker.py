@@ -45,9 +45,8 @@ def _say(msg: str) -> None:
     print(MARK + msg, flush=True)
 
 
-def _watch_parent() -> None:
+def _watch_parent(parent: int) -> None:
     """Exit when the parent edgeq dies (the child runs in its own session, so no terminal signal reaches it)."""
-    parent = os.getppid()
 
     def loop():
         while True:
@@ -231,7 +230,7 @@ def run(job: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text())
-    _watch_parent()
+    _watch_parent(job.get("parent_pid") or os.getppid())
     result_file = Path(job["result_file"])
     try:
         result = {"ok": True, **run(job)}
