@@ -1,0 +1,435 @@
+"""Issue [2 of 5] (fleet) numbers: harness overhead, repeatability, deploy fan-out, re-deploy bytes, `devices list`.
+
+Run:  python bench/fleet_bench.py [--repeats 5] [--boards 8] [--threads 1] [--runs 2000] [--min-seconds 2]
+
+ (a) harness overhead: `edgeq bench ART --target local` (the real CLI, the agent zipapp in a subprocess) vs a bare
+     `interpreter.invoke()` loop in a fresh process on the same file, runtime (ai_edge_litert) and threads;
+     Fashion-MNIST cnn fp32 and int8 from a short `edgeq run`; the two are interleaved (order flipped every
+     repeat) to cut drift. Target: harness mean within 3% of bare.
+ (b) repeatability: the spread of p50 over the same repeated `edgeq bench` runs, (max-min)/median. Target <= 5%.
+ (c) fan-out: edgeq.fleet.deploy of a new artifact (agent already on the boards) to 1 vs N real sshd boards
+     (tests/sshfarm.py), interleaved; wall = deploy()'s own clock, in-process (no CLI start-up in either).
+     Target: N-board wall <= 2.5 x 1-board wall.
+ (d) re-deploying an unchanged artifact: deploy()'s counters (model_bytes, bytes_uploaded = what put_file sent),
+     and the bytes the client really sent on the wire, counted by a TCP relay between paramiko and sshd.
+ (e) `edgeq devices list` wall and, from `python -X importtime`, whether tensorflow or paramiko got imported.
+Writes a dated section to bench/RESULTS.md (with the load average: the machine may be shared) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_results
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+import sshfarm
+
+PIPELINE = """\
+name: fleetbench-cnn
+seed: 42
+data: {source: idx, path: /usr/share/datasets/fashion-mnist, preprocess: scale, validation_split: 0.1,
+       max_train: 3000, max_test: 500}
+model: {builtin: cnn, filters: [32, 64], kernel_size: 3, dense: 128, dropout: 0.3}
+train: {epochs: 1, batch_size: 64, optimizer: adam, learning_rate: 0.001}
+quantize:
+  variants:
+    - {type: fp32}
+    - {type: int8, calibration_samples: 200, io: int8}
+"""
+
+# The same loop the agent times, minus everything around it: load, allocate, seeded random input, warm-up,
+# then one clock around N back-to-back invokes (no per-invoke timer at all: the cheapest honest reference).
+BARE = """\
+import json, sys, time
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+path, threads, warmup, runs, min_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+it = Interpreter(model_path=path, num_threads=threads)
+it.allocate_tensors()
+rng = np.random.default_rng(0)
+for d in it.get_input_details():
+    dt = np.dtype(d["dtype"])
+    shape = tuple(int(x) for x in d["shape"])
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        x = rng.integers(int(info.min), int(info.max), size=shape, endpoint=True, dtype=dt)
+    else:
+        x = rng.random(size=shape).astype(dt)
+    it.set_tensor(d["index"], x)
+invoke = it.invoke
+for _ in range(warmup):
+    invoke()
+t = time.perf_counter()
+for _ in range(200):
+    invoke()
+n = max(runs, int(min_s / ((time.perf_counter() - t) / 200)) + 1)
+t = time.perf_counter()
+for _ in range(n):
+    invoke()
+print(json.dumps({"mean": (time.perf_counter() - t) / n, "count": n}))
+"""
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def edgeq(args: list[str], env: dict) -> dict:
+    p = subprocess.run([sys.executable, "-m", "edgeq", *args, "--json"], capture_output=True, text=True, env=env, cwd=REPO,
+                       check=False)
+    if p.returncode != 0:
+        sys.exit(f"edgeq {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return json.loads(p.stdout)
+
+
+def build_artifacts(home: Path, env: dict) -> dict[str, Path]:
+    spec = home / "fleetbench-cnn.yaml"
+    spec.write_text(PIPELINE)
+    doc = edgeq(["run", str(spec)], env)
+    return {v: Path(doc["variants"][v]["artifact"]) for v in ("fp32", "int8")}
+
+
+def variant_of(artifact: Path, out: Path, tag: int) -> Path:
+    """The same model with a different sha256: the converter's 15-byte description string rewritten in place.
+
+    The flatbuffer layout is untouched, so the board loads it exactly like the original (a real new artifact
+    for deploy: upload, verify, load check, switch), without another TensorFlow conversion.
+    """
+    blob = artifact.read_bytes()
+    old = b"MLIR Converted."
+    assert blob.count(old) == 1, f"{artifact}: no unique converter description to rewrite"
+    out.write_bytes(blob.replace(old, f"fleetbench{tag:05d}".encode()))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- (a) + (b)
+
+
+def run_harness(art: Path, devices: Path, threads: int, env: dict, a) -> dict:
+    """One `edgeq bench` on the local board: the agent's latency statistics (seconds)."""
+    doc = edgeq(["bench", str(art), "--target", "local", "--devices", str(devices), "--threads", str(threads),
+                 "--runs", str(a.runs), "--warmup", str(a.warmup), "--min-seconds", f"{a.min_seconds:g}"], env)
+    return doc["devices"][0]["results"][0]["raw"]["latency_s"]
+
+
+def run_bare(art: Path, threads: int, env: dict, a) -> dict:
+    p = subprocess.run([sys.executable, "-c", BARE, str(art), str(threads), str(a.warmup), str(a.runs),
+                        f"{a.min_seconds:g}"], capture_output=True, text=True, check=True, env=env)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def harness_vs_bare(arts: dict[str, Path], devices: Path, env: dict, a) -> list[dict]:
+    rows = []
+    for t in a.threads:
+        for variant, art in arts.items():
+            run_harness(art, devices, t, env, a)  # deploys to the local board once, so no repeat pays for it
+            harness, bare = [], []
+            for r in range(a.repeats):
+                for kind in ("harness", "bare") if r % 2 == 0 else ("bare", "harness"):
+                    if kind == "harness":
+                        harness.append(run_harness(art, devices, t, env, a))
+                    else:
+                        bare.append(run_bare(art, t, env, a))
+            h_mean = statistics.median(x["mean"] for x in harness)
+            b_mean = statistics.median(x["mean"] for x in bare)
+            pairs = [h["mean"] / b["mean"] for h, b in zip(harness, bare)]
+            p50s = [x["p50"] for x in harness]
+            rows.append({
+                "variant": variant, "threads": t, "harness_us": h_mean * 1e6, "bare_us": b_mean * 1e6,
+                "overhead": h_mean / b_mean - 1, "pair_overhead": statistics.median(pairs) - 1,
+                "p50_us": [x * 1e6 for x in p50s], "spread": (max(p50s) - min(p50s)) / statistics.median(p50s),
+                "count": statistics.median(x["count"] for x in harness), "load": load(),
+            })
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- (c) + (d)
+
+
+def boards_cpu(farm) -> float:
+    """CPU seconds used so far by the farm's sshd listeners and everything they forked and reaped
+    (sessions, shells, the agent): utime + stime + cutime + cstime from /proc/PID/stat."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for b in farm.boards:
+        f = Path(f"/proc/{b.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in f[11:15])
+    return total / tck
+
+
+class CountingRelay:
+    """A loopback TCP relay in front of one sshd that counts the bytes each way (what really crossed)."""
+
+    def __init__(self, target_port: int):
+        self.target = target_port
+        self.up = 0  # client -> board: the SSH stream, encrypted, packet headers and MACs included
+        self.down = 0
+        self._lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(c, s, "up"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(s, c, "down"), daemon=True).start()
+
+    def _pump(self, src, dst, attr):
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+                with self._lock:
+                    setattr(self, attr, getattr(self, attr) + len(data))
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def reset(self) -> None:
+        with self._lock:
+            self.up = self.down = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
+    from edgeq import fleet
+    from edgeq.fleet.board import build_agent
+
+    farm = sshfarm.SSHFarm.start(root / "farm", n=a.boards)
+    relay = None
+    try:
+        b1 = farm.boards[0]
+        relay = CountingRelay(b1.port)
+        kh = root / "known_hosts_relay"
+        keytype, b64 = b1.host_pub.split()[:2]
+        kh.write_text(f"[127.0.0.1]:{relay.port} {keytype} {b64}\n")
+        entries = [farm.device_yaml(b, workdir=str(root / "boards" / b.name)) for b in farm.boards]
+        entries.append(farm.device_yaml(b1, "relayed", port=relay.port, known_hosts=str(kh), tags=["relay"],
+                                        workdir=str(root / "boards" / "relayed")))
+        devices = root / "devices-farm.yaml"
+        devices.write_text("devices:\n" + "".join(entries))
+        inv = fleet.load_inventory(devices)
+        agent = build_agent(root / "agent")
+        tag = iter(range(1, 10_000))
+
+        def deploy(target: str, parallel: int, artifact: Path | None = None) -> dict:
+            if artifact is None:
+                n = next(tag)
+                artifact = variant_of(art, root / f"cnn-{n}.tflite", n)
+            cpu0, boards0 = time.process_time(), boards_cpu(farm)
+            res = fleet.deploy(inv, [target], artifact, name="cnn", parallel=parallel, agent=agent)
+            res["orchestrator_cpu"] = time.process_time() - cpu0  # includes the relay threads: idle here
+            time.sleep(0.3)  # let sshd reap the sessions: their CPU lands in the listener's cutime then
+            res["boards_cpu"] = boards_cpu(farm) - boards0
+            if not res["ok"]:
+                sys.exit(f"deploy to {target} failed: {json.dumps(res['devices'])[:3000]}")
+            return res
+
+        deploy("farm", a.boards)  # agent and a first model on every board: the fleet is "warm", as in a rollout
+        from edgeq.fleet.ssh import open_transport
+
+        t = open_transport(inv.get("b1"))
+        try:  # what one remote command costs on this farm before the agent even starts (login shell, sshd)
+            execs = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                t.run(["true"], 30)
+                execs.append(time.perf_counter() - t0)
+        finally:
+            t.close()
+        walls = {"1": [], f"{a.boards}@p5": [], f"{a.boards}@p{a.boards}": []}
+        cpu = {k: [] for k in walls}
+        per_board = []
+        for r in range(a.repeats):
+            order = [("b1", 5, "1"), ("farm", a.boards, f"{a.boards}@p{a.boards}"), ("farm", 5, f"{a.boards}@p5")]
+            for target, par, key in order if r % 2 == 0 else order[::-1]:
+                res = deploy(target, par)
+                walls[key].append(res["seconds"])
+                cpu[key].append((res["orchestrator_cpu"], res["boards_cpu"]))
+                if key != "1":
+                    per_board += [d["seconds"] for d in res["devices"]]
+        fan = {k: statistics.median(v) for k, v in walls.items()}
+        fan["raw"] = walls
+        fan["cpu"] = {k: (statistics.median(o for o, _ in v), statistics.median(b for _, b in v)) for k, v in cpu.items()}
+        fan["per_board_median"] = statistics.median(per_board)
+        fan["exec_true"] = statistics.median(execs)
+        fan["load"] = load()
+
+        # (d): a new artifact through the relay, then the very same file again
+        new = variant_of(art, root / "same.tflite", 99999)
+        relay.reset()
+        first = fleet.deploy(inv, ["relayed"], new, name="cnn", agent=agent)
+        first_wire = relay.up
+        relay.reset()
+        second = fleet.deploy(inv, ["relayed"], new, name="cnn", agent=agent)
+        second_wire = relay.up
+        d8 = deploy("farm", a.boards, new)  # and unchanged on the whole farm (after one upload each)
+        d8b = fleet.deploy(inv, ["farm"], new, name="cnn", parallel=a.boards, agent=agent)
+        rec1, rec2 = first["devices"][0], second["devices"][0]
+        by = {
+            "size": new.stat().st_size, "first_action": rec1["action"], "first_model_bytes": rec1["model_bytes"],
+            "first_wire_up": first_wire, "second_action": rec2["action"], "second_model_bytes": rec2["model_bytes"],
+            "second_bytes_uploaded": rec2["bytes_uploaded"], "second_wire_up": second_wire,
+            "farm_first": sum(d["model_bytes"] for d in d8["devices"]),
+            "farm_second": sum(d["model_bytes"] for d in d8b["devices"]), "farm_second_total": d8b["bytes_uploaded"],
+            "farm_second_actions": sorted({d["action"] for d in d8b["devices"]}), "farm_seconds": d8b["seconds"],
+        }
+        return fan, by, [str(devices)]
+    finally:
+        if relay is not None:
+            relay.close()
+        farm.stop()
+
+
+# ----------------------------------------------------------------------------------------- (e)
+
+
+def devices_list(devices: Path, env: dict, n: int = 9) -> dict:
+    argv = [sys.executable, "-m", "edgeq", "devices", "list", "--devices", str(devices)]
+    walls = {}
+    for extra in ([], ["--json"]):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            subprocess.run(argv + extra, capture_output=True, check=True, env=env, cwd=REPO)
+            times.append(time.perf_counter() - t)
+        walls["json" if extra else "table"] = statistics.median(times)
+    p = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], capture_output=True, text=True, env=env,
+                       cwd=REPO, check=True)
+    mods = [ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")][1:]
+    heavy = sorted({m.split(".")[0] for m in mods if m.split(".")[0] in
+                    ("tensorflow", "paramiko", "keras", "ai_edge_litert", "numpy", "matplotlib", "cryptography")})
+    return {**walls, "modules": len(mods), "heavy": heavy, "load": load()}
+
+
+# ----------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--boards", type=int, default=8)
+    ap.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1])
+    ap.add_argument("--runs", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: a,c,e (for a quick look)")
+    ap.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    load_start = load()
+    with tempfile.TemporaryDirectory(prefix="fleetbench-") as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "EDGEQ_HOME": str(root / "home"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.pop("EDGEQ_DEVICES", None)
+        os.environ.update(EDGEQ_HOME=env["EDGEQ_HOME"])
+        arts = build_artifacts(root, env)
+        local = root / "devices-local.yaml"
+        local.write_text(f'devices:\n  - {{"name": "local", "transport": "local", "workdir": "{root / "local"}"}}\n')
+        rows = [] if "a" in skip else harness_vs_bare(arts, local, env, a)
+        fan, by, _ = (None, None, None) if "c" in skip else fanout_and_bytes(arts["fp32"], root, a)
+        farm_yaml = root / "devices-list.yaml"
+        farm_yaml.write_text("devices:\n" + "".join(
+            f'  - {{"name": "pi5-{i:02d}", "host": "10.0.0.{i}", "user": "pi", "tags": ["pi5", "lab"], "threads": 4}}\n'
+            for i in range(1, 25)) + f'  - {{"name": "local", "transport": "local", "workdir": "{root / "local"}"}}\n')
+        dl = None if "e" in skip else devices_list(farm_yaml, env)
+    out = [f"Load average (1/5/15 min) at start: {load_start}; the machine is shared (2 cores) with other jobs.", ""]
+    if rows:
+        out += [
+            f"**(a) harness overhead and (b) repeatability** — `edgeq bench ART --target local` (agent zipapp, local "
+            f"transport, ai_edge_litert) vs a bare invoke() loop in a fresh process; runs >= {a.runs} and >= "
+            f"{a.min_seconds:g} s each, warm-up {a.warmup}, {a.repeats} interleaved repeats; medians.",
+            "",
+            "| model | threads | harness mean µs | bare mean µs | overhead (medians) | overhead (median of pairs) "
+            "| p50 per repeat µs | p50 spread (max-min)/median | load |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            out.append(f"| fashion-mnist cnn {r['variant']} | {r['threads']} | {r['harness_us']:.1f} | {r['bare_us']:.1f} "
+                       f"| {r['overhead'] * 100:+.2f}% | {r['pair_overhead'] * 100:+.2f}% | "
+                       f"{', '.join(f'{x:.1f}' for x in r['p50_us'])} | {r['spread'] * 100:.2f}% | {r['load']} |")
+        out += ["", "Targets: overhead <= +3%, p50 spread <= 5%.", ""]
+    if fan:
+        k = a.boards
+        out += [
+            f"**(c) fan-out** — `edgeq.fleet.deploy` of a new {by['size']:,}-byte artifact (fp32 cnn, new sha each "
+            f"time) to 1 vs {k} real sshd boards on loopback (agent already there), {a.repeats} interleaved repeats, "
+            f"median wall; the boards share this machine's 2 cores.",
+            "",
+            "| boards | parallel | wall s (median) | each repeat s | ratio to 1 board |",
+            "|---|---|---|---|---|",
+            f"| 1 | 5 | {fan['1']:.3f} | {', '.join(f'{x:.2f}' for x in fan['raw']['1'])} | 1.00 |",
+        ]
+        for p in (k, 5):
+            key = f"{k}@p{p}"
+            out.append(f"| {k} | {p} | {fan[key]:.3f} | {', '.join(f'{x:.2f}' for x in fan['raw'][key])} "
+                       f"| {fan[key] / fan['1']:.2f} |")
+        c1, ck = fan["cpu"]["1"], fan["cpu"][f"{k}@p{k}"]
+        floor = ck[1] / (os.cpu_count() or 1)
+        out += ["", f"Per-board time inside the {k}-board deploys (median): {fan['per_board_median']:.3f} s; "
+                    f"load after: {fan['load']}. Target: {k}-board wall <= 2.5 x 1-board wall.", "",
+                f"CPU per deploy (median): 1 board — orchestrator {c1[0]:.2f} s, board side {c1[1]:.2f} s; {k} boards "
+                f"(parallel {k}) — orchestrator {ck[0]:.2f} s, board side {ck[1]:.2f} s. Board side = the sshd "
+                f"listeners' own and reaped children's CPU (sshd sessions, the login shell, the agent). All {k} "
+                f"boards share this machine's {os.cpu_count()} cores with the orchestrator and other jobs, so the "
+                f"{k}-board wall cannot go below {floor:.2f} s here ({floor / fan['1']:.2f} x the 1-board wall) "
+                f"even with no other load; on a real fleet each board brings its own CPU. A deploy runs two agent "
+                f"commands per board (status, install); one empty remote command (`true`) costs "
+                f"{fan['exec_true'] * 1e3:.0f} ms here (median of 7): the login shell's rc files run first.", ""]
+        out += [
+            "**(d) re-deploying an unchanged artifact** (one board through a counting TCP relay; then the whole farm)",
+            "",
+            "| deploy | action | model bytes (deploy counters) | bytes client -> board on the wire |",
+            "|---|---|---|---|",
+            f"| first (new artifact) | {by['first_action']} | {by['first_model_bytes']:,} | {by['first_wire_up']:,} |",
+            f"| second (same file) | {by['second_action']} | {by['second_model_bytes']:,} "
+            f"(bytes_uploaded {by['second_bytes_uploaded']:,}) | {by['second_wire_up']:,} |",
+            f"| second, {k} boards | {', '.join(by['farm_second_actions'])} | {by['farm_second']:,} "
+            f"(bytes_uploaded {by['farm_second_total']:,}; first time {by['farm_first']:,}) | — |",
+            "",
+            "Deploy counters = bytes put_file sent over SFTP (agent included); wire = the encrypted SSH stream "
+            "(handshake, auth, `status` exec, SFTP stat of the agent). Target: 0 model bytes.",
+            "",
+        ]
+    if dl:
+        out += [
+            f"**(e) `edgeq devices list`** (25 devices) median of 9: table {dl['table']:.3f} s, --json "
+            f"{dl['json']:.3f} s (target <= 0.5 s); `python -X importtime`: {dl['modules']} modules, heavy ones: "
+            f"{', '.join(dl['heavy']) or 'none'} (tensorflow, paramiko must not appear); load {dl['load']}.",
+        ]
+    text = "\n".join(out)
+    print(text)
+    if a.no_record:
+        return
+    cmd = " ".join(["python bench/fleet_bench.py", *sys.argv[1:]])
+    append_results("Fleet: harness, repeatability, fan-out, re-deploy, devices list (issue 2 of 5)", cmd, text)
+
+
+if __name__ == "__main__":
+    main()
