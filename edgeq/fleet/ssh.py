@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import select
 import shlex
 import socket
@@ -252,6 +253,18 @@ class SSHTransport:
             if t is None or not t.is_active() or isinstance(e, (EOFError, paramiko.SSHException)):
                 raise self._dropped(f"while uploading {Path(local).name}", e) from None
             # an SFTP status from a live server: permission denied, or "Failure" (often: disk full)
+            msg = str(e)
+            if "size mismatch" in msg or msg.strip() == "Failure" or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+                # OpenSSH's sftp-server reports ENOSPC as a bare "Failure", and paramiko's pipelined writes
+                # often only notice it as a short file at the final size check: either way the disk is full
+                stored = self.size(remote_path)
+                raise BoardError(
+                    self.device.name,
+                    f"upload to {remote_path} failed: the board kept {stored if stored is not None else '?'} of {size} bytes "
+                    f"(SFTP: {msg}); its disk is most likely full",
+                    f"free disk space on the board under {posixpath.dirname(posixpath.dirname(remote_path))}, then retry",
+                    kind="disk_full",
+                ) from None
             raise BoardError(
                 self.device.name,
                 f"upload to {remote_path} failed: {e}",
