@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import faultkit as fk
+import pytest
 from fleet_fixtures import (  # noqa: F401 - the *_fixture imports register fixtures with pytest
     board_entry,
     by_device,
@@ -159,8 +159,7 @@ def test_sshd_killed_during_pipeline_benchmark(farm, tmp_path, edgeq, write_pipe
     run_id = doc["result"]["run_id"] if "result" in doc else doc["run_id"]
     variants = ["fp32", "int8"]
 
-    from edgeq.results import open_for_reading
-    from edgeq.results import query
+    from edgeq.results import open_for_reading, query
 
     with open_for_reading(db) as h:
         rows = query.benchmarks(h, run_id, samples=True)
@@ -474,7 +473,7 @@ def test_agent_killed_at_random_points_of_install(farm, tmp_path, tflite_models,
         before = fk.board_state(vw, "m", bench=False).current
         art = arts[1] if before == fk.sha256_of(arts[0]) else arts[0]  # always a real switch
 
-        th, fired = _watch_and_kill(lambda: fk.find_agent_pids("install", vw), kill, delay=rng.uniform(0.05, 1.5))  # spans start-up, hashing, load check, switch
+        th, _ = _watch_and_kill(lambda: fk.find_agent_pids("install", vw), kill, delay=rng.uniform(0.05, 1.5))  # spans start-up, hashing, load check, switch
         doc = fleet.deploy(inv, ["all"], art, name="m")
         th.join(5)
         recs = by_device(doc)
