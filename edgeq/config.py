@@ -51,12 +51,20 @@ def _key_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> di
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _substitute_env(value: Any, where: str, lines: dict, path: tuple = ()) -> Any:
+class _Lines(dict):
+    """{key path: line}, plus `env`: {key path: [(variable, value)]} for every ${EDGEQ_*} substituted there,
+    so a validation error can name the variable instead of echoing its value (it may be a secret)."""
+
+    env: dict
+
+
+def _substitute_env(value: Any, where: str, lines: dict, path: tuple = (), hits: dict | None = None) -> Any:
     """Replace ${EDGEQ_*} in strings. Other ${...} are refused: secrets never come from YAML."""
+    hits = {} if hits is None else hits
     if isinstance(value, dict):
-        return {k: _substitute_env(v, where, lines, path + (k,)) for k, v in value.items()}
+        return {k: _substitute_env(v, where, lines, path + (k,), hits) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute_env(v, where, lines, path + (i,)) for i, v in enumerate(value)]
+        return [_substitute_env(v, where, lines, path + (i,), hits) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
 
         def repl(m: re.Match) -> str:
@@ -72,6 +80,7 @@ def _substitute_env(value: Any, where: str, lines: dict, path: tuple = ()) -> An
                     f"{loc}: environment variable {name} is not set",
                     f"export {name}=... before running edgeq",
                 )
+            hits.setdefault(path, []).append((name, os.environ[name]))
             return os.environ[name]
 
         return _ENV_RE.sub(repl, value)
@@ -112,10 +121,21 @@ def read_yaml(path: str | Path, *, substitute_env: bool = False) -> tuple[Any, d
         raise ConfigError(f"{p}{line}: YAML syntax error: {problem}", "fix the YAML syntax at that line") from None
     except RecursionError:
         raise ConfigError(f"{p}: YAML nesting too deep", "simplify the file") from None
-    lines = _key_lines(node) if node is not None else {(): 1}
+    lines = _Lines(_key_lines(node) if node is not None else {(): 1})
+    lines.env = {}
     if substitute_env:
-        data = _substitute_env(data, str(p), lines)
+        data = _substitute_env(data, str(p), lines, (), lines.env)
     return data, lines
+
+
+def _redact(text: str, loc: tuple, env: dict) -> str:
+    """Put ${NAME} back in place of values substituted at or under loc (errors never echo them)."""
+    for path, pairs in env.items():
+        if path[: len(loc)] == loc or loc[: len(path)] == path:
+            for name, value in sorted(pairs, key=lambda p: -len(p[1])):
+                if value:
+                    text = text.replace(repr(value), "${" + name + "}").replace(value, "${" + name + "}")
+    return text
 
 
 def _describe(err: dict) -> str:
@@ -144,7 +164,7 @@ def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
         msgs = []
         for err in e.errors()[:10]:
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
-            msgs.append(f"{_where(file, lines, loc)}: {_describe(err)}")
+            msgs.append(f"{_where(file, lines, loc)}: {_redact(_describe(err), loc, getattr(lines, 'env', None) or {})}")
         more = f"\n(and {len(e.errors()) - 10} more)" if len(e.errors()) > 10 else ""
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key") from None
 
