@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from edgeq import __version__
-from edgeq.console import log, print_json
+from edgeq.console import log, print_json, progress_bars, progress_enabled
 from edgeq.errors import EdgeqError, ExitCode
 
 app = typer.Typer(
@@ -61,7 +61,8 @@ def run(
     from edgeq import pipeline as pl
     from edgeq import render
 
-    result = pl.run_pipeline(pipeline, force=force, progress=not json_out and sys.stderr.isatty(), log=log)
+    with progress_bars(progress_enabled(json_out)):
+        result = pl.run_pipeline(pipeline, force=force, log=log)
     post = _cli_results.after_run(result, push_gateway=push_gateway, fail_on_regression=fail_on_regression)
     if json_out:
         print_json(result)

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from edgeq.console import log, print_json, table
+from edgeq.console import log, print_json, progress_bars, progress_enabled, table
 from edgeq.errors import FleetError
 
 DEVICES_HELP = "devices.yaml to use (else $EDGEQ_DEVICES, else ./devices.yaml, else one `local` board)."
@@ -54,8 +54,13 @@ def _num(d: dict, k: str) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) else ""
 
 
-def _progress_logger():
+def _progress_logger(label: str, boards: int):
+    from edgeq.progress import fleet_counter
+
+    bar = fleet_counter(label, boards)
+
     def progress(ev: dict) -> None:
+        bar(ev)
         kind = ev.get("event")
         if kind == "batch" and ev.get("of", 1) > 1:
             log(f"batch {ev['batch']}/{ev['of']}: {', '.join(ev['devices'])}")
@@ -248,9 +253,9 @@ def deploy_cmd(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = fleet.deploy(
-        inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=_progress_logger()
-    )
+    with progress_bars(progress_enabled(json_out)):
+        res = fleet.deploy(inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail,
+                           progress=_progress_logger("deploy", len(inv.select(target))))
     _finish(res, json_out, f"deploy {res['name']} ({res['sha256'][:12]})")
 
 
@@ -270,7 +275,9 @@ def rollback_cmd(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=_progress_logger())
+    with progress_bars(progress_enabled(json_out)):
+        res = fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail,
+                             progress=_progress_logger("rollback", len(inv.select(target))))
     _finish(res, json_out, f"rollback {name}")
 
 
@@ -286,6 +293,12 @@ def _finish(res: dict, json_out: bool, title: str) -> None:
     except FleetError as e:
         e._json_printed = json_out
         raise
+
+
+def _bench(fleet, inv, target, artifact, name, runs, warmup, min_seconds, threads, inputs, parallel) -> dict:
+    return fleet.bench(inv, target, artifact, name=name, runs=runs, warmup=warmup, min_seconds=min_seconds,
+                       threads=threads or None, inputs=inputs, parallel=parallel,
+                       progress=_progress_logger("bench", len(inv.select(target))))
 
 
 def bench_cmd(
@@ -308,19 +321,8 @@ def bench_cmd(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = fleet.bench(
-        inv,
-        target,
-        artifact,
-        name=name,
-        runs=runs,
-        warmup=warmup,
-        min_seconds=min_seconds,
-        threads=threads or None,
-        inputs=inputs,
-        parallel=parallel,
-        progress=_progress_logger(),
-    )
+    with progress_bars(progress_enabled(json_out)):
+        res = _bench(fleet, inv, target, artifact, name, runs, warmup, min_seconds, threads, inputs, parallel)
     if json_out:
         print_json(res)
     else:

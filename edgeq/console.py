@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -53,3 +54,30 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None
 def progress_enabled(json_mode: bool) -> bool:
     """Progress bars only when a person watches: stderr is a TTY and stdout is not a JSON stream."""
     return not json_mode and sys.stderr.isatty()
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Rich progress bars on stderr for edgeq.progress reports while the block runs (if enabled)."""
+    from edgeq import progress as _p
+
+    if not enabled:
+        with _p.reporting(None):
+            yield
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    import threading
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console(), transient=False)
+    tasks: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def advance(label: str, done: int, total: int) -> None:
+        with lock:  # fleet workers report from their own threads
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=max(total, 1))
+            bars.update(tasks[label], completed=done, total=max(total, 1))
+
+    with bars, _p.reporting(advance):
+        yield

@@ -20,8 +20,13 @@ def _inventory(spec: PipelineSpec, base: Path):
     return fleet.load_inventory(None)
 
 
-def _progress(log: Callable[[str], None]):
+def _progress(log: Callable[[str], None], label: str, boards: int):
+    from edgeq.progress import fleet_counter
+
+    bar = fleet_counter(label, boards)
+
     def cb(ev: dict) -> None:
+        bar(ev)
         kind = ev.get("event")
         if kind in ("connect", "install", "bench", "done", "stopped"):
             extra = " ".join(f"{k}={v}" for k, v in ev.items()
@@ -43,7 +48,7 @@ def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Pa
         for key in spec.deploy.variants or list(variants):
             log(f"deploy {key}: to {', '.join(spec.deploy.targets)}")
             res = fleet.deploy(inv, spec.deploy.targets, Path(variants[key]["artifact"]), parallel=spec.deploy.parallel,
-                               progress=_progress(log))
+                               progress=_progress(log, f"deploy {key}", len(inv.select(spec.deploy.targets))))
             out[key] = res
             failures += [f"deploy {key} on {d['device']}: {d.get('error') or d['status']}" for d in res["devices"]
                          if d["status"] not in ("ok", "changed")]
@@ -63,7 +68,7 @@ def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Pa
             log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
             res = fleet.bench(inv, targets, Path(variants[key]["artifact"]), runs=b.runs, warmup=b.warmup,
                               min_seconds=b.min_seconds, threads=b.threads, inputs=inputs, parallel=b.parallel,
-                              progress=_progress(log))
+                              progress=_progress(log, f"benchmark {key}", len(inv.select(targets))))
             for d in res["devices"]:
                 if not d.get("results"):
                     rows.append({"device": d["device"], "variant": key, "threads": None, "ok": False,

@@ -149,9 +149,14 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
         if calib is None or len(calib) == 0:
             raise QuantizeError(f"variant {variant.key}: no calibration data", "the training split is empty")
 
+        from edgeq.progress import tracker
+
+        advance = tracker()
+
         def rep():
             for i in range(len(calib)):
                 yield [calib[i : i + 1].astype(np.float32)]
+                advance(f"calibrate {variant.key}", i + 1, len(calib))
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep

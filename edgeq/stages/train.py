@@ -35,7 +35,18 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
             "make the last layer Dense(num_classes, activation='softmax')",
         )
 
+    from edgeq.progress import tracker
+
+    advance = tracker()
+    steps = max(1, -(-len(ds.x_train) // t.batch_size))
+
     class _Log(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            advance("train", self._epoch * steps + batch + 1, t.epochs * steps)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if isinstance(v, float))
