@@ -148,7 +148,7 @@ def _check_spec(spec: PipelineSpec, file: Path) -> None:
 
 
 def run_pipeline(pipeline_file: Path, *, force: bool = False, log: Callable[[str], None] = lambda s: None,
-                 progress: bool = False, home: Path | None = None) -> dict:
+                 home: Path | None = None) -> dict:
     """Run train -> quantize -> validate. Returns the run summary (also written as the manifest)."""
     pipeline_file = Path(pipeline_file)
     spec, base = load_pipeline(pipeline_file)
