@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real parts the tests start or read: sshd boards, the Fashion-MNIST files.
-APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium)
+# Real parts the tests start or read: sshd boards, the Fashion-MNIST files, the emulated aarch64
+# board's rootfs builder (tests/farm also installs it if missing, and fetches qemu 10 from
+# bookworm-backports into its own cache: no host apt source is changed).
+APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium debootstrap)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
