@@ -274,6 +274,9 @@ class VariantSpec(Spec):
     per_channel: bool = True
     # which training rows calibrate int8 / int16x8: seeded random, the first N, or N/classes per class
     calibration_selection: Literal["random", "first", "class_balanced"] = "random"
+    # int8: activation ranges from min/max (TFLite's own), or from histograms (edgeq/stages/calibrate.py)
+    calibration_method: Literal["minmax", "percentile", "mse"] = "minmax"
+    calibration_percentile: float = Field(99.999, gt=50.0, le=100.0)  # percentile: upper bound (lower = 100 - it)
     # int8 only: max drop vs fp32 (0.005 = 0.5 points); when plain int8 misses it, the layers that hurt
     # most stay float (mixed precision, edgeq/stages/mixed.py)
     accuracy_budget: float | None = Field(None, ge=0.0, le=1.0)
@@ -295,6 +298,11 @@ class VariantSpec(Spec):
             raise ValueError(f"accuracy_budget applies to int8 variants only (this variant is {self.type})")
         if "calibration_selection" in self.model_fields_set and self.type not in ("int8", "int16x8", "edgetpu"):
             raise ValueError(f"calibration_selection applies to int8, int16x8 and edgetpu variants only (this variant is {self.type})")
+        hist = {"calibration_method", "calibration_percentile"} & self.model_fields_set
+        if hist and self.type != "int8":
+            raise ValueError(f"{' and '.join(sorted(hist))} applies to int8 variants only (this variant is {self.type})")
+        if "calibration_percentile" in self.model_fields_set and self.calibration_method != "percentile":
+            raise ValueError("calibration_percentile needs calibration_method: percentile")
         return self
 
     @property

@@ -178,6 +178,12 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
         with captured_output() as out:
             blob = conv.convert()
             if t == "int8":
+                if variant.calibration_method != "minmax":
+                    from edgeq.stages.calibrate import recalibrate
+
+                    blob, info = recalibrate(blob, calib, variant.calibration_method, variant.calibration_percentile)
+                    if calibrated_out is not None:
+                        calibrated_out["calibration"] = info
                 if calibrated_out is not None:
                     calibrated_out["calibrated"] = blob
                 blob = requantize(blob, variant)
@@ -218,6 +224,8 @@ def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, o
     metrics: dict = {}
     if "calibrated" in keep:
         (out_dir / "calibrated.tflite").write_bytes(keep["calibrated"])
+    if "calibration" in keep:
+        metrics["histogram_calibration"] = keep["calibration"]
     if variant.accuracy_budget is not None:
         from edgeq.stages.mixed import search
 
