@@ -130,7 +130,7 @@ def test_qat_model_that_cannot_move_to_tf_keras_is_a_clear_error(edgeq, write_pi
     p = write_pipeline({"model": {"factory": "custom:build"}, "train": {"epochs": 1, "qat": {"epochs": 1}},
                         "quantize": only_fp32})
     r = edgeq("run", p)
-    assert_clean_error(r, 5, "int8-qat", "Halve", "custom layer", "PTQ int8")
+    assert_clean_error(r, 5, "int8-qat", "Halve", "custom layer", "qat_layer", "PTQ int8")
     assert not list((home / "cache").glob("qat/*/model.tflite"))  # nothing half-built is trusted later
 
     p = write_pipeline({"model": {"factory": "custom:residual"}, "train": {"epochs": 1, "qat": {"epochs": 1}},
@@ -138,6 +138,58 @@ def test_qat_model_that_cannot_move_to_tf_keras_is_a_clear_error(edgeq, write_pi
     r = edgeq("run", p, "--json")
     assert_clean_error(r, 5, "int8-qat", "chain of layers", "add")
     assert json.loads(r.stdout)["exit_code"] == 5
+
+
+HOOKED = """
+import keras
+
+class Halve(keras.layers.Layer):
+    def call(self, x):
+        return x * 0.5
+
+def build(input_shape, num_classes):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(32, activation="relu"),
+                             Halve(), keras.layers.Dense(num_classes, activation="softmax")])
+
+def qat_layer(layer, tf_keras, tfmot):
+    if type(layer).__name__ != "Halve":
+        return None
+    q = tfmot.quantization.keras
+
+    class HalveTK(tf_keras.layers.Layer):
+        def call(self, x):
+            return x * 0.5
+
+    class OutputOnly(q.QuantizeConfig):  # no weights; quantize what the layer outputs
+        def get_weights_and_quantizers(self, layer):
+            return []
+        def get_activations_and_quantizers(self, layer):
+            return []
+        def set_quantize_weights(self, layer, w):
+            pass
+        def set_quantize_activations(self, layer, a):
+            pass
+        def get_output_quantizers(self, layer):
+            return [q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+        def get_config(self):
+            return {}
+
+    return q.quantize_annotate_layer(HalveTK(name=layer.name), OutputOnly())
+"""
+
+
+def test_qat_custom_layer_through_the_factory_hook(edgeq, write_pipeline, tmp_path):
+    (tmp_path / "hooked.py").write_text(HOOKED)
+    p = write_pipeline({"model": {"factory": "hooked:build"}, "train": {"epochs": 8, "learning_rate": 0.005,
+                        "qat": {"epochs": 1}}, "data": DIGITS})
+    r = edgeq("run", p, "--json")
+    assert r.code == 0, r.stderr
+    v = r.json()["variants"]
+    with open(v["int8-qat"]["artifact"], "rb") as f:
+        from edgeq.stages.quantize import float_ops
+
+        assert float_ops(f.read()) == []
+    assert v["int8-qat"]["accuracy"] > 0.5 and abs(v["int8-qat"]["accuracy_drop"]) <= 0.03, v
 
 
 @pytest.mark.parametrize("overrides, needles", [

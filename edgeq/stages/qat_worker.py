@@ -66,8 +66,13 @@ def _translate(value, module, key: str, layer: str):
                           "remove it from the layer, or use a PTQ int8 variant for this model") from None
 
 
-def to_tf_keras(model, tf_keras):
-    """Rebuild a Keras 3 chain of builtin layers in tf-keras with the same weights."""
+def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
+    """Rebuild a Keras 3 chain of builtin layers in tf-keras with the same weights.
+
+    hook: the factory module's qat_layer(layer, tf_keras, tfmot), asked for each custom layer; it returns a
+    tf-keras layer (wrapped in tfmot's quantize_annotate_layer with a QuantizeConfig when tfmot has no
+    rule for it) or None when it cannot.
+    """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise WorkerError("ModelError", f"QAT supports single-input, single-output models; {model.name!r} has "
                           f"{len(model.inputs)} inputs and {len(model.outputs)} outputs", "use a PTQ int8 variant for this model")
@@ -83,8 +88,18 @@ def to_tf_keras(model, tf_keras):
                               "use a Sequential model (or a functional chain) for QAT, or a PTQ int8 variant")
         target = getattr(tf_keras.layers, cls_name, None)
         if not type(layer).__module__.startswith("keras.") or target is None:
-            raise WorkerError("ModelError", f"QAT cannot move {where} to tf-keras: it is a custom layer with no tf-keras "
-                              "counterpart", "use builtin Keras layers for QAT, or a PTQ int8 variant for this model")
+            try:
+                new = hook(layer, tf_keras, tfmot) if hook is not None else None
+            except Exception as e:
+                raise WorkerError("ModelError", f"the factory's qat_layer() failed for {where}: {type(e).__name__}: {e}",
+                                  "fix qat_layer in the model.factory module") from None
+            if new is None:
+                raise WorkerError("ModelError", f"QAT cannot move {where} to tf-keras: it is a custom layer with no tf-keras "
+                                  "counterpart", "define qat_layer(layer, tf_keras, tfmot) in the model.factory module "
+                                  "(README: quantization-aware training), use builtin Keras layers, or a PTQ int8 variant")
+            layers.append(new)
+            pairs.append((layer, new, where))
+            continue
         params = inspect.signature(target.__init__).parameters
         kwargs = {}
         for k, v in layer.get_config().items():
@@ -136,15 +151,23 @@ def _quantize_model(copy, per_channel: bool):
     import tensorflow_model_optimization as tfmot
 
     q = tfmot.quantization.keras
+    # quantize_apply clones the model from its config: a hook's layer and QuantizeConfig classes must be known
+    custom = {}
+    for layer in copy.layers:
+        if hasattr(layer, "quantize_config"):  # tfmot's QuantizeAnnotate wrapper (not in its public API)
+            for obj in (layer.layer, layer.quantize_config):
+                if obj is not None:
+                    custom[type(obj).__name__] = type(obj)
     try:
-        if per_channel:
-            return q.quantize_model(copy)
-        from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
-            default_n_bit_quantize_scheme as nbit,
-        )
+        with q.quantize_scope(custom):
+            if per_channel:
+                return q.quantize_model(copy)
+            from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
+                default_n_bit_quantize_scheme as nbit,
+            )
 
-        # the 8-bit default scheme is per-channel for convolutions; this one is the same with per-axis off
-        return q.quantize_apply(q.quantize_annotate_model(copy), scheme=nbit.DefaultNBitQuantizeScheme(disable_per_axis=True))
+            # the 8-bit default scheme is per-channel for convolutions; this one is the same with per-axis off
+            return q.quantize_apply(q.quantize_annotate_model(copy), scheme=nbit.DefaultNBitQuantizeScheme(disable_per_axis=True))
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WorkerError("QuantizeError", f"tensorflow-model-optimization cannot quantize the model: {first[:400]}",
@@ -171,6 +194,21 @@ def _convert(qmodel, io: str, per_channel: bool) -> bytes:
                           "rerun with --debug for the converter's output") from None
 
 
+def _factory_hook(factory: str | None, base: Path):
+    """The factory module's optional qat_layer(layer, tf_keras, tfmot): how its custom layers look in tf-keras."""
+    if not factory:
+        return None
+    import importlib
+
+    sys.path.insert(0, str(base))
+    try:
+        mod = importlib.import_module(factory.split(":")[0])  # zoo.load_trained imported it already: cached
+    finally:
+        sys.path.remove(str(base))
+    hook = getattr(mod, "qat_layer", None)
+    return hook if callable(hook) else None
+
+
 def run(job: dict) -> dict:
     from edgeq import data as data_mod, zoo
     from edgeq.config import PipelineSpec, VariantSpec
@@ -184,8 +222,10 @@ def run(job: dict) -> dict:
     import tensorflow as tf  # noqa: F401 - with TF_USE_LEGACY_KERAS=1 set above: tf.keras is tf-keras
     import tf_keras
 
+    import tensorflow_model_optimization as tfmot
+
     model = zoo.load_trained(Path(job["model_path"]), spec.model, base)  # Keras 3, as the train stage saved it
-    copy = to_tf_keras(model, tf_keras)
+    copy = to_tf_keras(model, tf_keras, _factory_hook(spec.model.factory, base), tfmot)
     diff = _check_copy(model, copy, ds.x_train[:PROBE_ROWS])
     tf_keras.utils.set_random_seed(spec.seed)
     qmodel = _quantize_model(copy, variant.per_channel)
