@@ -287,6 +287,9 @@ class VariantSpec(Spec):
     def _qat_int8(self) -> "VariantSpec":
         if self.qat and self.type != "int8":
             raise ValueError(f"qat: true applies to int8 variants only (this variant is {self.type})")
+        if self.qat and self.accuracy_budget is not None:
+            raise ValueError("accuracy_budget does not apply to a qat variant (QAT learns its ranges: there is no "
+                             "calibration to redo); put the budget on a PTQ int8 variant")
         return self
 
     @model_validator(mode="after")

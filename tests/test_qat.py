@@ -197,6 +197,8 @@ def test_qat_custom_layer_through_the_factory_hook(edgeq, write_pipeline, tmp_pa
      ["quantize.variants[0]", "int8 variants only"]),
     ({"quantize": {"variants": [{"type": "int8", "qat": True}]}}, ["train.qat is not set"]),
     ({"train": {"qat": {}}}, ["train.qat.epochs", "required"]),
+    ({"quantize": {"variants": [{"type": "int8", "qat": True, "accuracy_budget": 0.01}]}, "train": {"qat": {"epochs": 1}}},
+     ["quantize.variants[0]", "PTQ int8"]),
     ({"train": {"qat": {"epochs": 1, "learning_rate": 0}}}, ["train.qat.learning_rate"]),
 ])
 def test_qat_config_errors(edgeq, write_pipeline, overrides, needles):
