@@ -124,10 +124,12 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
                 kind="unreachable",
                 retryable=True,
             )
-        if "private key" in msg.lower() or "key" in msg.lower() and "deserializ" in msg.lower():
+        # "Invalid key": paramiko could not decrypt an OpenSSH-format key, i.e. a wrong passphrase
+        if "private key" in msg.lower() or "key" in msg.lower() and "deserializ" in msg.lower() or msg.strip() == "Invalid key":
+            via = f" with the passphrase from {device.key_passphrase_env}" if device.key_passphrase_env else ""
             return BoardError(
                 name,
-                f"cannot use key file {device.key_file}: {msg}",
+                f"cannot use key file {device.key_file}{via}: {msg}",
                 "point key_file: at an OpenSSH private key (check the passphrase variable too)",
                 kind="auth",
             )
