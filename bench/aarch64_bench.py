@@ -81,6 +81,32 @@ def pipeline_file(work: Path, devices: Path | None) -> Path:
     return p
 
 
+def host_accuracy(model: str, inputs: Path, labels, default_delegates: bool) -> float:
+    """Accuracy with ai-edge-litert on this machine, with (XNNPACK) or without its default delegate.
+
+    Explains an on-board accuracy that differs from validate's: validate runs ai-edge-litert with
+    XNNPACK, and tflite-runtime 2.14 computes some int8 layers with its builtin kernels instead.
+    """
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {} if default_delegates else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    it = Interpreter(model_path=model, **kw)
+    it.allocate_tensors()
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    x = np.load(inputs)
+    scale, zero = d["quantization"]
+    if scale:  # as the agent does: round half away from zero, then clip
+        v = x.astype(np.float64) / scale
+        x = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zero, -128, 127).astype(d["dtype"])
+    preds = []
+    for i in range(len(x)):
+        it.set_tensor(d["index"], x[i : i + 1])
+        it.invoke()
+        preds.append(int(it.get_tensor(o["index"]).argmax()))
+    return float(np.mean(np.array(preds) == labels))
+
+
 def devices_yaml(work: Path, board) -> Path:
     known = work / "known_hosts"
     known.write_text(board.host_key_line + "\n")
@@ -160,6 +186,15 @@ def main() -> int:
             b.row(f"on-board accuracy, {a['variant']} on {a['device']} (10,000 test images)",
                   f"{a['board_accuracy']:.4f} vs validate {a['validate_accuracy']:.4f} on the host: {same}")
         b.row("host validate accuracy (ai-edge-litert)", ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
+        from edgeq import config, data
+
+        spec, base = config.load_pipeline(pipeline_file(work, None))
+        labels = data.load(spec.data, base, spec.seed).y_test
+        inputs = work / "home" / "runs" / m["run_id"] / "test-inputs.npy"  # exactly what the boards got
+        for v in ("int8", "int8pt"):
+            xnn, ref = (host_accuracy(art[v], inputs, labels, dd) for dd in (True, False))
+            b.row(f"host ai-edge-litert accuracy of {v}: XNNPACK (as validate) / builtin kernels only",
+                  f"{xnn:.4f} / {ref:.4f}")
     finally:
         board.stop()
 

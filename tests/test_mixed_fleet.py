@@ -28,8 +28,6 @@ from tests.conftest import TINY, Result
 
 import sshfarm
 
-pytestmark = pytest.mark.slow
-
 X86 = ("x1", "x2")
 ARM = ("rpi", "rpi-litert")
 ALL = (*X86, *ARM)
@@ -107,6 +105,7 @@ def _status(fleet: dict, device: str, name: str) -> dict:
 # --------------------------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_devices_check_mixed_fleet(fleet):
     r = fleet["cli"]("devices", "check", "fleet", "--devices", fleet["devices"], "--json")
     assert r.code == 0, (r.stdout, r.stderr)
@@ -139,6 +138,7 @@ def pipeline_run(fleet) -> dict:
     return _json(r)
 
 
+@pytest.mark.slow
 def test_pipeline_run_deploys_and_benchmarks_on_every_board(pipeline_run):
     m = pipeline_run
     assert m["status"] == "ok", m.get("status")
@@ -158,6 +158,7 @@ def test_pipeline_run_deploys_and_benchmarks_on_every_board(pipeline_run):
     assert rows[("rpi-litert", "int8")]["runtime"]["name"] == "ai-edge-litert"
 
 
+@pytest.mark.slow
 def test_on_board_accuracy_equals_validate_accuracy(pipeline_run):
     """Every board ran the whole test split; int8 integer kernels give the same argmax everywhere."""
     acc = {(a["device"], a["variant"]): a for a in pipeline_run["stages"]["benchmark_accuracy"]}
@@ -172,6 +173,7 @@ def test_on_board_accuracy_equals_validate_accuracy(pipeline_run):
         assert f["ok"] and abs(f["board_accuracy"] - f["validate_accuracy"]) <= 1 / 150, f  # float: one sample at most
 
 
+@pytest.mark.slow
 def test_history_stores_arch_and_runtime_per_board(pipeline_run, fleet):
     from edgeq.results.db import default_db_path
     from edgeq.results.query import load, open_for_reading, resolve
@@ -198,6 +200,7 @@ def artifacts(pipeline_run) -> dict[str, Path]:
     return {k: Path(v["artifact"]) for k, v in pipeline_run["variants"].items()}
 
 
+@pytest.mark.slow
 def test_deploy_bench_rollback_through_the_cli(fleet, artifacts):
     cli, dev = fleet["cli"], fleet["devices"]
     r = cli("deploy", artifacts["int8"], "--name", "clf", "-t", "fleet", "--devices", dev, "--json")
@@ -259,6 +262,7 @@ def crashing_model(fleet) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_per_channel_model_refused_by_the_tflite_runtime_board_only(fleet, artifacts, crashing_model):
     """Deploy-time check = load + one invoke in a child: the crash fails that board, cleanly.
 
@@ -293,6 +297,7 @@ def test_per_channel_model_refused_by_the_tflite_runtime_board_only(fleet, artif
     assert r.code == 8 and "rpi" in r.stderr and "per_channel: false" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_runtime_crash_in_bench_is_a_board_failure(fleet, crashing_model):
     """A model benchmarked by path (no install check) kills the agent in invoke(): reported, not hung."""
     from edgeq import fleet as fl
@@ -315,3 +320,77 @@ def test_runtime_crash_in_bench_is_a_board_failure(fleet, crashing_model):
     assert e.kind == "runtime_crash" and e.device == "rpi", (e.kind, e.message)
     assert "segmentation fault" in e.message and "invoke()" in e.message, e.message
     assert "per_channel: false" in e.hint
+
+
+# ------------------------------------------------------------------ crash handling, fast (this machine only)
+
+
+class _SegfaultingInterpreter:
+    """Loads and allocates like a real interpreter, then dies in invoke() as tflite-runtime 2.14 does on arm64."""
+
+    def __init__(self, model_path, num_threads=1, **kw):
+        self.model_path = model_path
+
+    def allocate_tensors(self):
+        pass
+
+    def get_input_details(self):
+        return [{"index": 0, "shape": np.array([1, 8]), "dtype": np.int8}]
+
+    def set_tensor(self, index, value):
+        pass
+
+    def invoke(self):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_install_check_turns_a_crash_in_invoke_into_unloadable(tmp_path):
+    """The forked load check survives the runtime crashing; the agent reports it and install switches nothing."""
+    from edgeq.agent import boardfs, tfl
+    from edgeq.agent.codes import AgentFailure
+
+    rt = tfl.Runtime("tflite-runtime", "2.14.0", _SegfaultingInterpreter, None, None)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\0\0\0\0TFL3" + bytes(64))
+    with pytest.raises(AgentFailure) as ei:
+        tfl.check_runs(rt, model)
+    f = ei.value
+    assert f.kind == "unloadable" and f.extra["crash"]["name"] == "SIGSEGV", f.to_doc()
+    assert "tflite-runtime 2.14.0" in f.message and "crashed (SIGSEGV)" in f.message
+
+    import hashlib
+
+    store = boardfs.Store(tmp_path / "w")
+    store.ensure()
+    part = store.tmp / "x.part"
+    part.write_bytes(model.read_bytes())
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    with pytest.raises(AgentFailure):
+        store.install("m", sha, str(part), lambda path: tfl.check_runs(rt, path))
+    assert store.pointer("m", "current") is None and not part.exists()  # nothing became active, no .part left
+
+
+def test_a_real_segfault_on_the_board_side_is_named_runtime_crash(tmp_path):
+    """What a process with faulthandler (as the agent enables it) leaves on stderr when it segfaults."""
+    from edgeq.fleet.base import BoardError
+    from edgeq.fleet.board import AgentBundle, Board
+    from edgeq.fleet.inventory import load_inventory
+
+    code = ("import faulthandler, ctypes, sys\nfaulthandler.enable(file=sys.stderr)\n"
+            "def invoke():\n    ctypes.string_at(0)\ninvoke()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == -11, p
+    dev = tmp_path / "devices.yaml"
+    dev.write_text("devices:\n  - {name: pi, host: h, workdir: /w}\n")
+    b = Board(load_inventory(dev).devices[0], object(), AgentBundle(tmp_path / "edgeq-agent-0123456789ab.pyz", "0" * 64))
+    for rc in (p.returncode, 139, -1):  # local subprocess, shell-style, and paramiko without exit-status
+        with pytest.raises(BoardError) as ei:
+            b.interpret("bench", rc, "", p.stderr)
+        e = ei.value
+        assert e.kind == "runtime_crash" and e.message.startswith("pi: agent bench crashed (segmentation fault)"), e.message
+        assert "in string_at()" in e.message and "per_channel: false" in e.hint  # the innermost Python frame
+    with pytest.raises(BoardError) as ei:  # a plain SIGKILL (no faulthandler text) stays agent_killed
+        b.interpret("bench", -9, "", "")
+    assert ei.value.kind == "agent_killed"
