@@ -23,17 +23,16 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results
+from _fleetkit import BARE, CountingRelay, boards_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,39 +52,6 @@ quantize:
     - {type: int8, calibration_samples: 200, io: int8}
 """
 
-# The agent's work minus the agent: load, allocate, seeded random input, warm-up, then invokes until >= runs and
-# >= min_s seconds, each between two clock reads (the least a per-invoke latency needs); the loop's wall is kept too.
-BARE = """\
-import json, sys, time
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
-path, threads, warmup, runs, min_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-it = Interpreter(model_path=path, num_threads=threads)
-it.allocate_tensors()
-rng = np.random.default_rng(0)
-for d in it.get_input_details():
-    dt = np.dtype(d["dtype"])
-    shape = tuple(int(x) for x in d["shape"])
-    if dt.kind in "iu":
-        info = np.iinfo(dt)
-        x = rng.integers(int(info.min), int(info.max), size=shape, endpoint=True, dtype=dt)
-    else:
-        x = rng.random(size=shape).astype(dt)
-    it.set_tensor(d["index"], x)
-invoke, perf = it.invoke, time.perf_counter
-for _ in range(warmup):
-    invoke()
-samples, timed = [], 0.0
-start = perf()
-while len(samples) < runs or timed < min_s:
-    t = perf()
-    invoke()
-    dt = perf() - t
-    samples.append(dt)
-    timed += dt
-wall = perf() - start
-print(json.dumps({"samples": samples, "wall": wall}))
-"""
 
 
 def load() -> str:
@@ -174,62 +140,6 @@ def harness_vs_bare(arts: dict[str, Path], devices: Path, env: dict, a) -> list[
 
 
 # ----------------------------------------------------------------------------------------- (c) + (d)
-
-
-def boards_cpu(farm) -> float:
-    """CPU seconds used so far by the farm's sshd listeners and everything they forked and reaped
-    (sessions, shells, the agent): utime + stime + cutime + cstime from /proc/PID/stat."""
-    tck = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for b in farm.boards:
-        f = Path(f"/proc/{b.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += sum(int(x) for x in f[11:15])
-    return total / tck
-
-
-class CountingRelay:
-    """A loopback TCP relay in front of one sshd that counts the bytes each way (what really crossed)."""
-
-    def __init__(self, target_port: int):
-        self.target = target_port
-        self.up = 0  # client -> board: the SSH stream, encrypted, packet headers and MACs included
-        self.down = 0
-        self._lock = threading.Lock()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            s = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pump, args=(c, s, "up"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(s, c, "down"), daemon=True).start()
-
-    def _pump(self, src, dst, attr):
-        try:
-            while data := src.recv(1 << 16):
-                dst.sendall(data)
-                with self._lock:
-                    setattr(self, attr, getattr(self, attr) + len(data))
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def reset(self) -> None:
-        with self._lock:
-            self.up = self.down = 0
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
