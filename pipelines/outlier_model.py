@@ -46,3 +46,40 @@ def build(input_shape, num_classes):
         ChannelScale(500.0, 2),
         L.Dense(num_classes, activation="softmax"),
     ], name="outlier_cnn")
+
+
+def qat_layer(layer, tf_keras, tfmot):
+    """For train.qat (edgeq/stages/qat_worker.py): ChannelScale in tf-keras, its output fake-quantized like any
+    activation, so QAT can learn weights that live with a per-tensor int8 range."""
+    if not isinstance(layer, ChannelScale):
+        return None
+    import tensorflow as tf
+
+    q = tfmot.quantization.keras
+    factor, channels = layer.factor, layer.channels
+
+    class ChannelScaleTK(tf_keras.layers.Layer):
+        def call(self, x):
+            n = x.shape[-1]
+            return x * tf.concat([tf.fill([channels], factor), tf.ones([n - channels])], 0)
+
+    class OutputOnly(q.QuantizeConfig):  # no weights; quantize what the layer outputs
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, w):
+            pass
+
+        def set_quantize_activations(self, layer, a):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return q.quantize_annotate_layer(ChannelScaleTK(name=layer.name), OutputOnly())
