@@ -21,9 +21,34 @@ MAX_TEMP_C = 80.0  # Raspberry Pi firmware starts soft throttling at 80 C: bench
 _THROTTLED_NOW = 0xF  # vcgencmd get_throttled bits 0-3: under-voltage, capped, throttled, soft limit NOW
 
 
+def _d(x) -> dict:
+    """A field an agent document should hold as an object; anything else (a buggy or foreign agent) reads as empty."""
+    return x if isinstance(x, dict) else {}
+
+
+def _num(x):
+    return x if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _sane(doc: dict, objects: tuple[str, ...]) -> dict:
+    """The agent's success document with object-typed fields forced to objects, so no later step trips on them."""
+    out = dict(doc)
+    for k in objects:
+        if out.get(k) is not None and not isinstance(out[k], dict):
+            out[k] = {}
+    if "samples_s" in out and not (isinstance(out["samples_s"], list) and all(_num(v) is not None for v in out["samples_s"])):
+        out["samples_s"] = []
+    if "samples_stride" in out and not (isinstance(out["samples_stride"], int) and out["samples_stride"] >= 1):
+        out["samples_stride"] = 1
+    return out
+
+
+_BENCH_OBJECTS = ("latency_s", "memory", "board", "runtime", "power", "delegate")
+
+
 def _facts_fields(board: dict | None) -> dict:
-    b = board or {}
-    rt = b.get("runtime") or {}
+    b = _d(board)
+    rt = _d(b.get("runtime"))
     return {
         "arch": b.get("arch"),
         "cpu": b.get("cpu_model"),
@@ -37,7 +62,7 @@ def _facts_fields(board: dict | None) -> dict:
         "runtime_version": rt.get("version"),
         "free_bytes": b.get("free_bytes"),
         "temperature_c": b.get("temp_c"),
-        "throttled": (b.get("throttled") or {}).get("raw"),
+        "throttled": _d(b.get("throttled")).get("raw"),
     }
 
 
@@ -49,7 +74,7 @@ def _problems(board: dict) -> list[str]:
     temp = board.get("temp_c")
     if isinstance(temp, (int, float)) and temp >= MAX_TEMP_C:
         out.append(f"hot: {temp:.0f} C (>= {MAX_TEMP_C:.0f} C, the board throttles)")
-    flags = (board.get("throttled") or {}).get("flags")
+    flags = _d(board.get("throttled")).get("flags")
     if isinstance(flags, int) and flags & _THROTTLED_NOW:
         out.append(f"throttled now (vcgencmd get_throttled={flags:#x}): check the power supply and cooling")
     return out
@@ -81,7 +106,7 @@ def check(
             facts = e.extra.get("board")
             rec.pop("board", None)
             return {**rec, "reachable": not e.unreachable, "healthy": False, **_facts_fields(facts), "problems": [e.message]}
-        facts = doc.get("board") or {}
+        facts = _d(doc.get("board"))
         problems = _problems(facts)
         return {
             **base,
@@ -103,17 +128,17 @@ def check(
 
 
 def _ms(x):
-    return None if x is None else round(x * 1000.0, 6)
+    return None if _num(x) is None else round(x * 1000.0, 6)
 
 
 def _bench_fields(raw: dict) -> dict:
-    lat = raw.get("latency_s") or {}
+    lat = _d(raw.get("latency_s"))
     return {
-        "latency_ms": {k: _ms(v) for k, v in lat.items() if k != "count"},
-        "count": lat.get("count"),
+        "latency_ms": {str(k): _ms(v) for k, v in lat.items() if k != "count"},
+        "count": lat.get("count") if isinstance(lat.get("count"), int) else None,
         "init_ms": _ms(raw.get("init_seconds")),
         "first_invoke_ms": _ms(raw.get("first_invoke_seconds")),
-        "peak_rss_bytes": (raw.get("memory") or {}).get("vmhwm_after_runs_bytes"),
+        "peak_rss_bytes": _num(_d(raw.get("memory")).get("vmhwm_after_runs_bytes")),
         "runtime": raw.get("runtime"),
         "delegate": raw.get("delegate"),
         "power": raw.get("power"),
@@ -184,6 +209,7 @@ def bench(
                         if e.kind in ("connection_dropped", "command_timeout"):
                             break
                         continue
+                    raw = _sane(raw, _BENCH_OBJECTS)
                     results.append({"threads": t, "ok": True, **_bench_fields(raw), "raw": raw})
             finally:
                 if remote_inputs:
@@ -257,4 +283,8 @@ def predict(
             )
         finally:
             board.t.remove(remote)
-    return [int(p) for p in doc.get("predictions", [])]
+    preds = doc.get("predictions")
+    if not isinstance(preds, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in preds):
+        raise BoardError(d.name, "agent predict returned no list of class indices", "check the agent version on the board",
+                         kind="bad_output")
+    return preds
