@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Real parts the tests start or read: sshd boards, the Fashion-MNIST files, the emulated aarch64
 # board's rootfs builder (tests/farm also installs it if missing, and fetches qemu 10 from
-# bookworm-backports into its own cache: no host apt source is changed).
-APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium debootstrap)
+# bookworm-backports into its own cache: no host apt source is changed); iproute2 + nftables shape
+# a slow, lossy link into a network namespace (tests/test_faults.py; this kernel has no netem).
+APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium debootstrap iproute2 nftables)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

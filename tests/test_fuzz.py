@@ -70,6 +70,18 @@ trees = st.recursive(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _isolated_home(tmp_path_factory):
+    """Nothing lands in the repo's ./.edgeq (module scope: hypothesis re-runs a test body many times)."""
+    old = {k: os.environ.pop(k, None) for k in ("EDGEQ_HOME", "EDGEQ_DEVICES")}
+    os.environ["EDGEQ_HOME"] = str(tmp_path_factory.mktemp("fuzz-home"))
+    yield
+    for k, v in old.items():
+        os.environ.pop(k, None)
+        if v is not None:
+            os.environ[k] = v
+
+
 @contextmanager
 def fuzz_env():
     """${EDGEQ_FUZZ_HOST} set, ${EDGEQ_UNSET_X} unset (both paths of the substitution are exercised)."""
