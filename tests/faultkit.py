@@ -198,7 +198,8 @@ def board_state(workdir: Path, name: str, *, bench: bool = True) -> BoardState:
         return p.read_text().strip() if p.is_file() else None
 
     blobs = sorted(p.stem for p in mdir.glob("*.tflite")) if mdir.is_dir() else []
-    junk = sorted(p.name for p in mdir.iterdir() if p.suffix != ".tflite" and p.name not in ("current", "previous")) if mdir.is_dir() else []
+    keep = ("current", "previous")
+    junk = sorted(p.name for p in mdir.iterdir() if p.suffix != ".tflite" and p.name not in keep) if mdir.is_dir() else []
     parts = sorted(p.name for p in (w / "tmp").glob("*.part")) if (w / "tmp").is_dir() else []
     st = BoardState(ptr("current"), ptr("previous"), blobs, junk, parts)
     if st.current is None:
@@ -288,7 +289,8 @@ class NetnsBoard:
             sshfarm.keygen(b.host_key, comment=f"host-{ns}")
             cfg = root / "sshd_config"
             cfg.write_text("\n".join([
-                f"ListenAddress {b.addr}", f"HostKey {b.host_key}", f"AuthorizedKeysFile {farm.root / 'keys' / 'authorized_keys'}",
+                f"ListenAddress {b.addr}", f"HostKey {b.host_key}",
+                f"AuthorizedKeysFile {farm.root / 'keys' / 'authorized_keys'}",
                 f"PidFile {root / 'sshd.pid'}", "StrictModes no", "UsePAM no", "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp",
                 "MaxStartups 50", "MaxSessions 50", "LogLevel ERROR", "",

@@ -473,7 +473,9 @@ def test_agent_killed_at_random_points_of_install(farm, tmp_path, tflite_models,
         before = fk.board_state(vw, "m", bench=False).current
         art = arts[1] if before == fk.sha256_of(arts[0]) else arts[0]  # always a real switch
 
-        th, _ = _watch_and_kill(lambda: fk.find_agent_pids("install", vw), kill, delay=rng.uniform(0.05, 1.5))  # spans start-up, hashing, load check, switch
+        # short delays land in start-up or hashing, long ones in the load check or the switch (or after it)
+        delay = rng.uniform(0, 0.3) if i % 2 else rng.uniform(0.3, 1.5)
+        th, _ = _watch_and_kill(lambda: fk.find_agent_pids("install", vw), kill, delay=delay)
         doc = fleet.deploy(inv, ["all"], art, name="m")
         th.join(5)
         recs = by_device(doc)

@@ -190,7 +190,8 @@ def text_mutated(draw, base: dict):
         i = draw(st.integers(0, len(text)))
         op = draw(st.sampled_from(["insert", "delete", "dup_line"]))
         if op == "insert":
-            text = text[:i] + draw(st.sampled_from(list(":-[]{}#&*!|>'\"%@`,? \n\t\\$") + ["  ", "*a", "&a ", "!!python/object "])) + text[i:]
+            bits = list(":-[]{}#&*!|>'\"%@`,? \n\t\\$") + ["  ", "*a", "&a ", "!!python/object "]
+            text = text[:i] + draw(st.sampled_from(bits)) + text[i:]
         elif op == "delete":
             text = text[:i] + text[i + draw(st.integers(1, 8)) :]
         else:
@@ -271,7 +272,8 @@ def test_devices_loader_mutated_text(text):
         ("name: p\nmodel: &m {builtin: mlp, again: *m}\n", "a cycle"),
         ("devices: &d\n  - name: a\n    host: h\n    tags: *d\n", "a cycle"),
         ("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
-         + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 8)) + "name: p\n", "expands to more than"),
+         + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 8)) + "name: p\n",
+         "expands to more than"),
     ],
 )  # fmt: skip
 def test_alias_cycles_and_bombs_are_config_errors(text, needle):
