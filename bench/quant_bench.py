@@ -210,7 +210,7 @@ def main() -> None:
                  "times are upper bounds)")
     text = "\n".join(lines)
     print(text)
-    append_results("Quantization quality (issue 5 of 5)", "python bench/quant_bench.py " + " ".join(sys.argv[1:]), text)
+    append_results("Quantization quality (issue 5 of 5)", " ".join(["python bench/quant_bench.py", *sys.argv[1:]]), text)
 
 
 if __name__ == "__main__":
