@@ -158,6 +158,9 @@ class SSHFarm:
                         "MaxStartups 50",
                         "MaxSessions 50",
                         "LogLevel ERROR",
+                        # a board's own clean login, not this host's: root's ~/.bashrc here runs `pyenv init`
+                        # on every SSH command (0.25-0.3 s of CPU each), which no Raspberry Pi account does
+                        f"SetEnv HOME={broot}",
                         "",
                     ]
                 )
