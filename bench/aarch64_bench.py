@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -205,6 +206,7 @@ def main() -> int:
     body += "".join(f"| {w} | {v} |\n" for w, v in b.rows)
     cmd = "python bench/aarch64_bench.py" + (f" --cache {args.cache}" if args.cache else "")
     append_results("Emulated aarch64 board (issue 3 of 5)", cmd, body)
+    shutil.rmtree(work, ignore_errors=True)  # runs, test inputs (31 MB) and keys of this bench only
     return 0
 
 
