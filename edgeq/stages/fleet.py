@@ -113,6 +113,19 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return b.getvalue()
 
 
+def compare_accuracy(preds: np.ndarray, labels: np.ndarray, host: float, tol: float):
+    """(board accuracy, board - host, error or None) for a board's predictions on the test split."""
+    if len(preds) != len(labels):
+        return None, None, f"{len(preds)} predictions for {len(labels)} inputs"
+    acc = float(np.mean(np.asarray(preds) == np.asarray(labels)))
+    delta = acc - host
+    if abs(delta) <= tol + 1e-12:
+        return acc, delta, None
+    return acc, delta, (f"accuracy on the board {acc:.4f} differs from validate's {host:.4f} by {delta * 100:+.2f} pts "
+                        f"(tolerance {tol * 100:.2f} pts): the board's runtime computes differently; compare "
+                        "runtimes with `edgeq devices check`")
+
+
 def _accuracy_check(inv, targets, spec, manifest, ds, run_dir, keys, log) -> list[dict]:
     """Run the whole test split on each board and compare with the validate stage's accuracy."""
     from edgeq import fleet
@@ -126,12 +139,13 @@ def _accuracy_check(inv, targets, spec, manifest, ds, run_dir, keys, log) -> lis
             name = Path(manifest["variants"][key]["artifact"]).stem
             try:
                 preds = np.asarray(fleet.predict(inv, dev.name, name, inputs))
-                acc = float(np.mean(preds == ds.y_test[: len(preds)])) if len(preds) == len(ds.y_test) else None
-                ok = acc is not None
-                out.append({"device": dev.name, "variant": key, "ok": ok, "board_accuracy": acc,
-                            "validate_accuracy": manifest["variants"][key]["accuracy"],
-                            "error": None if ok else f"{len(preds)} predictions for {len(ds.y_test)} inputs"})
-                log(f"  {dev.name}: {key} accuracy on the board {acc}")
+                host = manifest["variants"][key]["accuracy"]
+                tol = spec.benchmark.accuracy_tolerance
+                acc, delta, err = compare_accuracy(preds, ds.y_test, host, tol)
+                out.append({"device": dev.name, "variant": key, "ok": err is None, "board_accuracy": acc,
+                            "validate_accuracy": host, "accuracy_delta": delta, "tolerance": tol, "error": err})
+                log(f"  {dev.name}: {key} accuracy on the board {acc} (validate {host:.4f}"
+                    + (f", {delta * 100:+.2f} pts)" if delta is not None else ")"))
             except EdgeqError as e:
                 out.append({"device": dev.name, "variant": key, "ok": False, "error": e.message})
     return out
