@@ -278,6 +278,9 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
         code = 0
         try:
             os.close(rfd)
+            import faulthandler
+
+            faulthandler.disable()  # the parent names the signal; a stack dump here would only litter stderr
             try:
                 _interp, _info, seconds = make_interpreter(rt, model_path, threads, delegate)
                 t = time.perf_counter()
