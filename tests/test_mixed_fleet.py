@@ -297,6 +297,48 @@ def test_per_channel_model_refused_by_the_tflite_runtime_board_only(fleet, artif
     assert r.code == 8 and "rpi" in r.stderr and "per_channel: false" in r.stderr, r.stderr
 
 
+@pytest.fixture(scope="module")
+def dynamic_model(fleet) -> Path:
+    """Input(64)->Dense(32), dynamic-range (weights-only int8): FULLY_CONNECTED op version 12 in TF 2.21.
+
+    (Below 1,024 weights the converter leaves a tensor float, so a tiny Dense would not be dynamic-range.)
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(3)
+    c = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Sequential([tf.keras.Input((64,)), tf.keras.layers.Dense(32)]))
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    path = fleet["root"] / "dense32_dynamic.tflite"
+    path.write_bytes(c.convert())
+    return path
+
+
+@pytest.mark.slow
+def test_dynamic_range_model_refused_with_op_and_runtime_named(fleet, artifacts, dynamic_model):
+    """TF 2.21's dynamic-range FULLY_CONNECTED (op version 12) does not load on tflite-runtime 2.14.
+
+    `edgeq deploy` to the whole fleet: rpi refuses it at install time naming the op and its runtime,
+    keeps its previous model current (and runnable); boards with ai-edge-litert install it.
+    """
+    cli, dev = fleet["cli"], fleet["devices"]
+    r = cli("deploy", artifacts["int8"], "--name", "dyn", "-t", "fleet", "--devices", dev, "--json")
+    assert r.code == 0, (r.stdout, r.stderr)
+    good = _json(r)["sha256"]
+    r = cli("deploy", dynamic_model, "--name", "dyn", "-t", "fleet", "--devices", dev, "--json", timeout=900)
+    assert r.code == 8 and "Traceback" not in r.stderr, (r.code, r.stdout, r.stderr)
+    doc = _json(r)
+    recs = _by_device(doc)
+    bad = recs["rpi"]
+    assert bad["status"] == "failed" and bad["kind"] == "unloadable", bad
+    assert "FULLY_CONNECTED" in bad["error"] and "tflite-runtime 2.14.0" in bad["error"], bad["error"]
+    assert bad["current"] == good and _status(fleet, "rpi", "dyn")["current"] == good
+    assert all(recs[n]["status"] == "changed" for n in (*X86, "rpi-litert")), recs
+    r = cli("bench", artifacts["int8"], "--name", "dyn", "-t", "rpi", "--runs", "5", "--warmup", "1",
+            "--min-seconds", "0", "--devices", dev, "--json")
+    assert r.code == 0 and _by_device(_json(r))["rpi"]["deploy"] == "unchanged", (r.stdout, r.stderr)
+
+
 @pytest.mark.slow
 def test_runtime_crash_in_bench_is_a_board_failure(fleet, crashing_model):
     """A model benchmarked by path (no install check) kills the agent in invoke(): reported, not hung."""
