@@ -13,6 +13,21 @@ def _us(ms) -> str:
     return "" if ms is None else f"{ms * 1000:,.1f}"
 
 
+def _notes(v: dict) -> str:
+    """Mixed-precision outcome, else the worst int8 layer: what to look at first when accuracy dropped."""
+    mp = v.get("mixed_precision")
+    if mp:
+        names = [f.get("layer") or f.get("tensor", "?") for f in mp.get("float_layers") or []]
+        frac = mp.get("int8_op_fraction")
+        head = (f"{len(names)} layer(s) kept float: {', '.join(names)}" if names else "plain int8 met the budget")
+        return head + ("" if frac is None else f"; {frac * 100:.0f}% of ops int8") + ("" if mp.get("met") else "; budget NOT met")
+    worst = (v.get("layer_errors") or {}).get("worst") or []
+    if worst:
+        w = worst[0]
+        return f"worst layer {w.get('layer')} ({w.get('op')}) RMSE/scale {w['rmse_scale']:.2f}"
+    return ""
+
+
 def run_summary(result: dict) -> None:
     stages = result.get("stages", {})
     cached = []
@@ -26,14 +41,14 @@ def run_summary(result: dict) -> None:
     for key, v in result.get("variants", {}).items():
         drop = v.get("accuracy_drop")
         rows.append([
-            key, v.get("type"), _pct(v.get("accuracy")),
+            key, v.get("type") + (" (QAT)" if v.get("qat") else ""), _pct(v.get("accuracy")),
             "" if drop is None else f"{drop * 100:+.2f} pts",
             f"{v.get('size_bytes', 0):,}", "" if v.get("size_ratio") is None else f"{v['size_ratio']:.3f}",
-            "pass" if v.get("gates", {}).get("passed", True) else "FAIL",
+            "pass" if v.get("gates", {}).get("passed", True) else "FAIL", _notes(v),
         ])
     rt = result.get("runtime", {})
     table(f"run {result['run_id']} · pipeline {result['pipeline']} · {rt.get('name', '?')} {rt.get('version', '')}",
-          ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates"], rows)
+          ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates", "notes"], rows)
     bench = result.get("benchmarks") or []
     if bench:
         brows = []

@@ -337,6 +337,13 @@ def test_pipeline_reports_worst_layers_and_mixed_precision(edgeq, tmp_path):
     assert d2["stages"]["validate"]["int8"]["cached"] and d2["stages"]["quantize"]["int8-mixed"]["cached"]
     assert d2["variants"]["int8"]["layer_errors"] == le
     assert d2["variants"]["int8-mixed"]["mixed_precision"] == mp
+    # the human table's notes column: the layers kept float for the mixed variant, the worst layer for int8
+    r3 = edgeq("run", p, env={"COLUMNS": "250"})
+    assert r3.code == 0, r3.stderr
+    line = next(ln for ln in r3.stdout.splitlines() if "int8-mixed" in ln)
+    assert f"{len(mp['float_layers'])} layer(s) kept float: {mp['float_layers'][0]['layer']}" in line, r3.stdout
+    line = next(ln for ln in r3.stdout.splitlines() if "│ int8 " in ln)
+    assert f"worst layer {le['worst'][0]['layer']}" in line, r3.stdout
 
 
 def test_pipeline_gate_fails_when_plain_int8_misses_the_drop_gate(edgeq, tmp_path):
