@@ -15,17 +15,9 @@ def _us(ms) -> str:
 
 def _notes(v: dict) -> str:
     """Mixed-precision outcome, else the worst int8 layer: what to look at first when accuracy dropped."""
-    mp = v.get("mixed_precision")
-    if mp:
-        names = [f.get("layer") or f.get("tensor", "?") for f in mp.get("float_layers") or []]
-        frac = mp.get("int8_op_fraction")
-        head = (f"{len(names)} layer(s) kept float: {', '.join(names)}" if names else "plain int8 met the budget")
-        return head + ("" if frac is None else f"; {frac * 100:.0f}% of ops int8") + ("" if mp.get("met") else "; budget NOT met")
-    worst = (v.get("layer_errors") or {}).get("worst") or []
-    if worst:
-        w = worst[0]
-        return f"worst layer {w.get('layer')} ({w.get('op')}) RMSE/scale {w['rmse_scale']:.2f}"
-    return ""
+    from edgeq.results.quality import quality_note, quality_summary
+
+    return quality_note({k: x for k, x in quality_summary(v).items() if k != "qat"})  # QAT shows in the type column
 
 
 def run_summary(result: dict) -> None:

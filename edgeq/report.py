@@ -158,10 +158,13 @@ def render_html(run: dict, trend: list[dict], comparison: dict | None) -> str:
         parts.append(f"<p class='bad'>error: {_e(run['error'])}</p>")
     for f in (run.get("gates_failed") or []) + (run.get("fleet_failed") or []):
         parts.append(f"<p class='bad'>{_e(f)}</p>")
+    from edgeq.results.quality import quality_note
+
     parts.append("<h2>Variants</h2>" + _table(
-        ["variant", "type", "accuracy", "drop vs fp32 (pts)", "size (bytes)", "size / fp32", "gates"],
+        ["variant", "type", "accuracy", "drop vs fp32 (pts)", "size (bytes)", "size / fp32", "gates", "quantization notes"],
         [[k, v["type"], _f(v["accuracy"], ".2%"), _f(v["accuracy_drop"], "+.2f", 100), v["size_bytes"],
-          _f(v["size_ratio"], ".3f"), "" if v["gates_passed"] is None else ("pass" if v["gates_passed"] else "FAIL")]
+          _f(v["size_ratio"], ".3f"), "" if v["gates_passed"] is None else ("pass" if v["gates_passed"] else "FAIL"),
+          quality_note(v.get("quality") or {})]
          for k, v in run["validations"].items()]))
     img = accuracy_size_plot(run)
     if img:

@@ -344,6 +344,12 @@ def test_pipeline_reports_worst_layers_and_mixed_precision(edgeq, tmp_path):
     assert f"{len(mp['float_layers'])} layer(s) kept float: {mp['float_layers'][0]['layer']}" in line, r3.stdout
     line = next(ln for ln in r3.stdout.splitlines() if "│ int8 " in ln)
     assert f"worst layer {le['worst'][0]['layer']}" in line, r3.stdout
+    # ... and the same reaches the history and the HTML report
+    r4 = edgeq("report", "latest", "-o", tmp_path / "r.html", "--json")
+    assert r4.code == 0, r4.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert f"layer(s) kept float: {mp['float_layers'][0]['layer']}" in html
+    assert f"worst layer {le['worst'][0]['layer']}" in html
 
 
 def test_pipeline_gate_fails_when_plain_int8_misses_the_drop_gate(edgeq, tmp_path):

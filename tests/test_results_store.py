@@ -38,7 +38,7 @@ def test_record_run_stores_everything_and_is_idempotent(tmp_path):
     with open_for_reading(db) as h:
         run = query.load(h, query.resolve(h, "r1"), samples=True)
         assert h.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     assert run["pipeline"] == "synth" and run["pipeline_sha256"] == "a" * 64 and run["versions"]["tensorflow"] == "2.21.0"
     b = next(x for x in run["benchmarks"] if x["device"] == "pi5" and x["variant"] == "int8")
     raw = next(x for x in m["benchmarks"] if x["device"] == "pi5" and x["variant"] == "int8")
@@ -236,3 +236,26 @@ def test_a_write_failing_half_way_leaves_the_previous_state(tmp_path):
     assert _counts(db) == before  # the run's old rows are back: its DELETE was rolled back with the rest
     with open_for_reading(db) as h:
         assert {b["device"] for b in query.benchmarks(h, "r1")} == {"pi5", "pi4"}
+
+
+def test_version_1_database_is_upgraded_in_place_keeping_every_result(tmp_path):
+    """A history written by the previous schema (no validations.quality) gains the column; old rows stay."""
+    db = tmp_path / "h.db"
+    record_run(synthetic_manifest("old"), db)
+    c = sqlite3.connect(str(db))
+    c.execute("ALTER TABLE validations DROP COLUMN quality")  # what a version-1 database looks like
+    c.execute("UPDATE schema_version SET version = 1")
+    c.commit()
+    c.close()
+    m = synthetic_manifest("new")
+    v = next(iter(m["variants"].values()))
+    v["mixed_precision"] = {"met": True, "budget": 0.005, "int8_op_fraction": 0.9,
+                            "float_layers": [{"layer": "dense_2", "op": "FULLY_CONNECTED", "tensor": "t"}]}
+    record_run(m, db)
+    with open_for_reading(db) as h:
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        old = query.load(h, query.resolve(h, "old"))
+        new = query.load(h, query.resolve(h, "new"))
+    assert len(old["validations"]) == 2 and all(x["quality"] == {} for x in old["validations"].values())
+    q = next(iter(new["validations"].values()))["quality"]
+    assert q["mixed_precision"]["float_layers"] == ["dense_2"] and q["mixed_precision"]["met"] is True

@@ -18,7 +18,7 @@ from edgeq.errors import StoreError
 DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: validations.quality (mixed precision, QAT, worst int8 layers)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS validations (
     size_ratio REAL,
     gates_passed INTEGER,
     gates_failed TEXT NOT NULL DEFAULT '[]',
+    quality TEXT NOT NULL DEFAULT '{}',  -- JSON: qat, layers kept float, int8 op share, worst int8 layers
     PRIMARY KEY (run_id, variant)
 );
 CREATE TABLE IF NOT EXISTS benchmarks (
@@ -245,6 +246,12 @@ def _ensure_schema(h: History) -> None:
             raise StoreError(f"history database {h.path} has schema version {v}, newer than this edgeq knows ({SCHEMA_VERSION})",
                              "upgrade edgeq, or point $EDGEQ_HISTORY_DB at another database")
         if v == SCHEMA_VERSION:
+            return
+        if v == 1:  # an older edgeq's database: add what version 2 stores, keep every result
+            with h.write("upgrading the schema to version 2") as c:
+                if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
+                    c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
+                c.execute("UPDATE schema_version SET version = 2")
             return
     with h.write("creating the schema") as c:
         for stmt in _statements(SCHEMA):  # not executescript: it would COMMIT mid-transaction

@@ -78,6 +78,7 @@ def validations(h: History, run_id: str) -> dict:
         r.pop("run_id")
         r["gates_passed"] = None if r["gates_passed"] is None else bool(r["gates_passed"])
         r["gates_failed"] = json.loads(r["gates_failed"] or "[]")
+        r["quality"] = json.loads(r.get("quality") or "{}")
         out[r.pop("variant")] = r
     return out
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgeq.errors import StoreError
 from edgeq.results.db import open_history
+from edgeq.results.quality import quality_summary
 
 _LAT = ("p50", "p90", "p99", "mean", "std", "min", "max")
 
@@ -139,8 +140,8 @@ def _bench_row(run_id: str, b: dict) -> tuple[tuple, bytes | None]:
 _INSERT_RUN = "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_STAGE = "INSERT INTO stages (run_id, stage, variant, cached, seconds) VALUES (?, ?, ?, ?, ?)"
 _INSERT_VALIDATION = ("INSERT INTO validations (run_id, variant, type, sha256, size_bytes, accuracy, test_samples, "
-                      "accuracy_drop, accuracy_drop_budget, size_ratio, gates_passed, gates_failed) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                      "accuracy_drop, accuracy_drop_budget, size_ratio, gates_passed, gates_failed, quality) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_BENCH = (
     "INSERT INTO benchmarks (run_id, device, variant, threads, ok, error, kind, p50_s, p90_s, p99_s, mean_s, std_s, min_s, "
     "max_s, count, init_s, first_invoke_s, peak_rss_bytes, runtime_name, runtime_version, delegate, power_probe, power_mean_w, "
@@ -173,7 +174,8 @@ def record_run(manifest, db_path: Path | None = None, *, timeout: float | None =
         gates = v.get("gates") or {}
         val_rows.append((run_id, variant, v.get("type"), v.get("sha256"), v.get("size_bytes"), _f(v.get("accuracy")),
                          v.get("test_samples"), _f(v.get("accuracy_drop")), _budget(m, variant), _f(v.get("size_ratio")),
-                         None if not gates else int(bool(gates.get("passed"))), json.dumps(gates.get("failed") or [])))
+                         None if not gates else int(bool(gates.get("passed"))), json.dumps(gates.get("failed") or []),
+                         json.dumps(quality_summary(v))))
     bench_rows = [_bench_row(run_id, b) for b in (m.get("benchmarks") or []) if isinstance(b, dict)]
     stage_rows = _stage_rows(run_id, m.get("stages") or {})
 
