@@ -63,19 +63,19 @@ def _failed_ops(message: str) -> list[str]:
 
 
 def op_table(blob: bytes) -> list[dict]:
-    """Every op of a model: name, output tensor names, and whether it computes in float."""
-    from edgeq import runtime as rt
+    """Every op of the main graph: name, output tensor names, whether it computes in float (any float input or
+    output), and whether it only does int32/int64 shape arithmetic. Read from the flatbuffer (edgeq.inspect)."""
+    from edgeq.inspect import reader
+    from edgeq.inspect.report import FLOAT
 
-    interp = rt.pick().interpreter_cls(model_content=blob)
-    details = {t["index"]: t for t in interp.get_tensor_details()}
+    graph = reader.parse(blob, "the converted model")["subgraphs"][0]
+    tensors = graph["tensors"]
     ops = []
-    for op in interp._get_ops_details():  # noqa: SLF001 - the only op-level view the runtime offers
-        tensors = [t for t in list(op["inputs"]) + list(op["outputs"]) if t >= 0]
-        outs = [details[t] for t in op["outputs"] if t >= 0]
-        ops.append({"index": op["index"], "op": op["op_name"], "outputs": [t["name"] for t in outs],
-                    "float": any(np.issubdtype(np.dtype(details[t]["dtype"]), np.floating) for t in tensors if t in details),
-                    "shape_only": bool(outs) and all(np.issubdtype(np.dtype(t["dtype"]), np.signedinteger)
-                                                      and np.dtype(t["dtype"]).itemsize >= 4 for t in outs)})
+    for op in graph["ops"]:
+        outs = [tensors[t] for t in op["outputs"] if t >= 0]
+        ops.append({"index": op["index"], "op": op["op"], "outputs": [t["name"] for t in outs],
+                    "float": any(tensors[t]["dtype"] in FLOAT for t in op["inputs"] + op["outputs"] if t >= 0),
+                    "shape_only": bool(outs) and all(t["dtype"] in ("int32", "int64") for t in outs)})
     return ops
 
 
