@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from edgeq.agent import AGENT_MODULES, AgentOutputError, agent_sha256, build_zipapp, parse_agent_output
+from faultkit import hold_lock
 
 AGENT_DIR = Path(__file__).resolve().parents[1] / "edgeq" / "agent"
 REPO = AGENT_DIR.parents[1]
@@ -419,24 +420,7 @@ def test_bench_power_command_and_probe_errors(pyz, workdir, models, tmp_path):
 # ------------------------------------------------------------------------------------------------ lock
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys, time
-    sys.path.insert(0, sys.argv[2])
-    from edgeq.agent.boardfs import WorkdirLock
-    lock = WorkdirLock(sys.argv[1], 5, "test-holder")
-    lock.acquire()
-    print("locked", flush=True)
-    time.sleep(60)
-    """
-)
-
-
-def hold_lock(workdir: Path) -> subprocess.Popen:
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(workdir / "lock"), str(REPO)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+# hold_lock: a live process holding W/lock exactly as an agent does (tests/faultkit.py)
 
 
 def test_lock_held_by_another_process_times_out_naming_it(pyz, workdir, models):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import sshfarm
+from faultkit import find_agent_pids
 from fleet_fixtures import (  # noqa: F401 - the *_fixture imports register fixtures with pytest
     board_entry,
     by_device,
@@ -380,25 +381,18 @@ def test_connection_dropped_mid_upload(farm, tmp_path, tflite_models):
 def test_agent_killed_mid_bench(farm, tmp_path, tflite_models):
     b = farm.boards[0]
     dev = write_devices(tmp_path, board_entry(farm, b, tmp_path, "victim"))
-    workdir = str(tmp_path / "boards" / "victim").encode()
+    workdir = tmp_path / "boards" / "victim"
     inv = fleet.load_inventory(dev)
     killed = []
 
     def killer():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            for p in Path("/proc").iterdir():
-                if not p.name.isdigit():
-                    continue
-                try:
-                    argv = (p / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if b"bench" in argv and workdir in argv:
-                    time.sleep(0.3)
-                    os.kill(int(p.name), signal.SIGKILL)
-                    killed.append(int(p.name))
-                    return
+            for pid in find_agent_pids("bench", workdir):
+                time.sleep(0.3)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
             time.sleep(0.05)
 
     th = threading.Thread(target=killer, daemon=True)
