@@ -240,25 +240,17 @@ def crashing_model(fleet) -> Path:
     tflite-runtime 2.14 on arm64 loads and allocates it, then segfaults in invoke() (a per-channel
     FULLY_CONNECTED with few output channels; the 10-class MLPs above run fine per-channel too).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from edgeq.config import VariantSpec
+    from edgeq.quiet import import_tensorflow
+    from edgeq.stages.quantize import convert
 
+    tf = import_tensorflow()
     tf.keras.utils.set_random_seed(7)
     model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(3)])
     calib = np.random.default_rng(7).normal(size=(64, 8)).astype(np.float32)
-
-    def rep():
-        for row in calib:
-            yield [row[None, :]]
-
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = rep
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
+    blob = convert(model, VariantSpec(type="int8", calibration_samples=64), calib)  # edgeq's own int8 path
     path = fleet["root"] / "dense3_per_channel.tflite"
-    path.write_bytes(c.convert())
+    path.write_bytes(blob)
     return path
 
 
@@ -303,14 +295,16 @@ def dynamic_model(fleet) -> Path:
 
     (Below 1,024 weights the converter leaves a tensor float, so a tiny Dense would not be dynamic-range.)
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from edgeq.config import VariantSpec
+    from edgeq.quiet import import_tensorflow
+    from edgeq.stages.quantize import convert
 
+    tf = import_tensorflow()
     tf.keras.utils.set_random_seed(3)
-    c = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Sequential([tf.keras.Input((64,)), tf.keras.layers.Dense(32)]))
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    model = tf.keras.Sequential([tf.keras.Input((64,)), tf.keras.layers.Dense(32)])
+    blob = convert(model, VariantSpec(type="dynamic"), None)
     path = fleet["root"] / "dense32_dynamic.tflite"
-    path.write_bytes(c.convert())
+    path.write_bytes(blob)
     return path
 
 
