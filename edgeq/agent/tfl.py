@@ -5,6 +5,7 @@ Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.9+, numpy 1.x or 2
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import os
@@ -278,8 +279,6 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
         code = 0
         try:
             os.close(rfd)
-            import faulthandler
-
             faulthandler.disable()  # the parent names the signal; a stack dump here would only litter stderr
             try:
                 _interp, _info, seconds = make_interpreter(rt, model_path, threads, delegate)
