@@ -31,6 +31,6 @@ def machine() -> str:
 def append_results(title: str, command: str, body: str) -> None:
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nEach section is appended by the bench script named in it.\n")
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with RESULTS.open("a") as f:
         f.write(f"\n## {title} — {now}\n\n- command: `{command}`\n- machine: {machine()}\n\n{body}\n")

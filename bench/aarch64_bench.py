@@ -52,8 +52,13 @@ class Bench:
         env = {**os.environ, "EDGEQ_HOME": str(self.home)}
         env.pop("EDGEQ_DEVICES", None)
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "edgeq", *map(str, args), "--json"], capture_output=True, text=True,
-                           env=env, cwd=self.home.parent)
+        p = subprocess.run(
+            [sys.executable, "-m", "edgeq", *map(str, args), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.home.parent,
+        )
         wall = time.perf_counter() - t
         if p.returncode != expect:
             sys.exit(f"edgeq {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -75,8 +80,14 @@ def pipeline_file(work: Path, devices: Path | None) -> Path:
     if devices is not None:
         doc["devices"] = str(devices)
         doc["deploy"] = {"targets": ["rpi", "rpi-litert"], "variants": ["int8", "int8pt"]}
-        doc["benchmark"] = {"runs": RUNS, "warmup": 5, "min_seconds": 0.0, "threads": [1], "accuracy_check": True,
-                            "variants": ["int8pt", "int8"]}
+        doc["benchmark"] = {
+            "runs": RUNS,
+            "warmup": 5,
+            "min_seconds": 0.0,
+            "threads": [1],
+            "accuracy_check": True,
+            "variants": ["int8pt", "int8"],
+        }
     p = work / ("fashion-mnist-mlp-fleet.yaml" if devices else "fashion-mnist-mlp.yaml")
     p.write_text(yaml.safe_dump(doc, sort_keys=False))
     return p
@@ -113,11 +124,24 @@ def devices_yaml(work: Path, board) -> Path:
     known.write_text(board.host_key_line + "\n")
     items = []
     for name, (runtime, _variant) in DEVICES.items():
-        items.append("  - " + json.dumps({
-            "name": name, "host": board.host, "port": board.port, "user": board.user, "key_file": str(board.key_file),
-            "known_hosts": str(known), "python": board.pythons[runtime], "workdir": f"/root/bench-{runtime}",
-            "connect_timeout": 60, "command_timeout": 1800,
-        }) + "\n")
+        items.append(
+            "  - "
+            + json.dumps(
+                {
+                    "name": name,
+                    "host": board.host,
+                    "port": board.port,
+                    "user": board.user,
+                    "key_file": str(board.key_file),
+                    "known_hosts": str(known),
+                    "python": board.pythons[runtime],
+                    "workdir": f"/root/bench-{runtime}",
+                    "connect_timeout": 60,
+                    "command_timeout": 1800,
+                }
+            )
+            + "\n"
+        )
     p = work / "devices.yaml"
     p.write_text("devices:\n" + "".join(items))
     return p
@@ -141,8 +165,10 @@ def main() -> int:
     ensure_s = time.perf_counter() - t
     info = aarch64.build_info(rootfs)
     b.row("rootfs ensure (this run)", f"{ensure_s:.1f} s ({'cache hit' if cached else 'built now'}; {aarch64.cache_dir()})")
-    b.row("rootfs build time recorded in build.json", f"{info['build_seconds']:.0f} s, {info['size_mb']} MB, "
-          f"phases {json.dumps(info['phases'])}")
+    b.row(
+        "rootfs build time recorded in build.json",
+        f"{info['build_seconds']:.0f} s, {info['size_mb']} MB, phases {json.dumps(info['phases'])}",
+    )
 
     key = work / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -169,23 +195,30 @@ def main() -> int:
         for dev, (_rt, variant) in DEVICES.items():
             wall, doc = b.edgeq("deploy", art[variant], "-t", dev, "--devices", devices)
             wall2, doc2 = b.edgeq("deploy", art[variant], "-t", dev, "--devices", devices)
-            b.row(f"deploy {variant} to {dev} (upload + install check) / redeploy (unchanged)",
-                  f"{wall:.1f} s ({doc['bytes_uploaded']:,} B) / {wall2:.1f} s ({doc2['bytes_uploaded']} B)")
+            b.row(
+                f"deploy {variant} to {dev} (upload + install check) / redeploy (unchanged)",
+                f"{wall:.1f} s ({doc['bytes_uploaded']:,} B) / {wall2:.1f} s ({doc2['bytes_uploaded']} B)",
+            )
         for dev, (_rt, variant) in DEVICES.items():
-            wall, doc = b.edgeq("bench", art[variant], "-t", dev, "--runs", RUNS, "--warmup", 5, "--min-seconds", 0,
-                                "--devices", devices)
+            wall, doc = b.edgeq(
+                "bench", art[variant], "-t", dev, "--runs", RUNS, "--warmup", 5, "--min-seconds", 0, "--devices", devices
+            )
             (res,) = doc["devices"][0]["results"]
             lat = res["latency_ms"]
-            b.row(f"bench {variant} on {dev}, {RUNS} runs, 1 thread ({res['runtime']['name']} {res['runtime']['version']})",
-                  f"{wall:.1f} s wall; p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms, "
-                  f"init {res['init_ms']:.1f} ms, first invoke {res['first_invoke_ms']:.2f} ms, {res['count']} runs")
+            b.row(
+                f"bench {variant} on {dev}, {RUNS} runs, 1 thread ({res['runtime']['name']} {res['runtime']['version']})",
+                f"{wall:.1f} s wall; p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms, "
+                f"init {res['init_ms']:.1f} ms, first invoke {res['first_invoke_ms']:.2f} ms, {res['count']} runs",
+            )
 
         wall, m = b.edgeq("run", pipeline_file(work, devices))
         b.row("edgeq run with deploy + benchmark + accuracy check on both envs (train/quantize cached)", f"{wall:.1f} s")
         for a in m["stages"]["benchmark_accuracy"]:
             same = "equal" if a["board_accuracy"] == a["validate_accuracy"] else "DIFFERENT"
-            b.row(f"on-board accuracy, {a['variant']} on {a['device']} (10,000 test images)",
-                  f"{a['board_accuracy']:.4f} vs validate {a['validate_accuracy']:.4f} on the host: {same}")
+            b.row(
+                f"on-board accuracy, {a['variant']} on {a['device']} (10,000 test images)",
+                f"{a['board_accuracy']:.4f} vs validate {a['validate_accuracy']:.4f} on the host: {same}",
+            )
         b.row("host validate accuracy (ai-edge-litert)", ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
         from edgeq import config, data
 
@@ -194,13 +227,14 @@ def main() -> int:
         inputs = work / "home" / "runs" / m["run_id"] / "test-inputs.npy"  # exactly what the boards got
         for v in ("int8", "int8pt"):
             xnn, ref = (host_accuracy(art[v], inputs, labels, dd) for dd in (True, False))
-            b.row(f"host ai-edge-litert accuracy of {v}: XNNPACK (as validate) / builtin kernels only",
-                  f"{xnn:.4f} / {ref:.4f}")
+            b.row(f"host ai-edge-litert accuracy of {v}: XNNPACK (as validate) / builtin kernels only", f"{xnn:.4f} / {ref:.4f}")
     finally:
         board.stop()
 
-    body = "Emulated board: arm64 Debian bookworm under qemu-user (tests/farm), real sshd on loopback; " \
-           "every step is the wall time of the `edgeq` CLI.\n\n"
+    body = (
+        "Emulated board: arm64 Debian bookworm under qemu-user (tests/farm), real sshd on loopback; "
+        "every step is the wall time of the `edgeq` CLI.\n\n"
+    )
     body += f"- load average at start / end: {load_start} / {loadavg()} (the machine is shared)\n"
     body += f"- qemu: {info.get('qemu') or aarch64.qemu_version()}\n\n| step | measured |\n|---|---|\n"
     body += "".join(f"| {w} | {v} |\n" for w, v in b.rows)

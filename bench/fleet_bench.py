@@ -37,7 +37,7 @@ from _fleetkit import BARE, CountingRelay, boards_cpu
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-import sshfarm
+import sshfarm  # noqa: E402
 
 PIPELINE = """\
 name: fleetbench-cnn
@@ -53,14 +53,14 @@ quantize:
 """
 
 
-
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def edgeq(args: list[str], env: dict) -> dict:
-    p = subprocess.run([sys.executable, "-m", "edgeq", *args, "--json"], capture_output=True, text=True, env=env, cwd=REPO,
-                       check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgeq", *args, "--json"], capture_output=True, text=True, env=env, cwd=REPO, check=False
+    )
     if p.returncode != 0:
         sys.exit(f"edgeq {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
     return json.loads(p.stdout)
@@ -99,16 +99,38 @@ def summary(samples: list[float]) -> dict:
 
 def run_harness(art: Path, devices: Path, threads: int, env: dict, a) -> dict:
     """One `edgeq bench` on the local board. mean/p50 are the agent's (all samples); trimmed from its raw list."""
-    doc = edgeq(["bench", str(art), "--target", "local", "--devices", str(devices), "--threads", str(threads),
-                 "--runs", str(a.runs), "--warmup", str(a.warmup), "--min-seconds", f"{a.min_seconds:g}"], env)
+    doc = edgeq(
+        [
+            "bench",
+            str(art),
+            "--target",
+            "local",
+            "--devices",
+            str(devices),
+            "--threads",
+            str(threads),
+            "--runs",
+            str(a.runs),
+            "--warmup",
+            str(a.warmup),
+            "--min-seconds",
+            f"{a.min_seconds:g}",
+        ],
+        env,
+    )
     raw = doc["devices"][0]["results"][0]["raw"]
     lat = raw["latency_s"]  # the raw list may be thinned to every k-th sample: an unbiased subsample for trimming
     return {**summary(raw["samples_s"]), "mean": lat["mean"], "p50": lat["p50"], "count": lat["count"]}
 
 
 def run_bare(art: Path, threads: int, env: dict, a) -> dict:
-    p = subprocess.run([sys.executable, "-c", BARE, str(art), str(threads), str(a.warmup), str(a.runs),
-                        f"{a.min_seconds:g}"], capture_output=True, text=True, check=True, env=env)
+    p = subprocess.run(
+        [sys.executable, "-c", BARE, str(art), str(threads), str(a.warmup), str(a.runs), f"{a.min_seconds:g}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     doc = json.loads(p.stdout.strip().splitlines()[-1])
     return {**summary(doc["samples"]), "loop_mean": doc["wall"] / len(doc["samples"])}
 
@@ -125,16 +147,24 @@ def harness_vs_bare(arts: dict[str, Path], devices: Path, env: dict, a) -> list[
                         harness.append(run_harness(art, devices, t, env, a))
                     else:
                         bare.append(run_bare(art, t, env, a))
-            med = {k: (statistics.median(h[k] for h in harness), statistics.median(b[k] for b in bare))
-                   for k in ("mean", "p50", "trimmed")}
+            med = {
+                k: (statistics.median(h[k] for h in harness), statistics.median(b[k] for b in bare))
+                for k in ("mean", "p50", "trimmed")
+            }
             p50s = [x["p50"] for x in harness]
-            rows.append({
-                "variant": variant, "threads": t, **{k + "_us": [x * 1e6 for x in v] for k, v in med.items()},
-                **{"over_" + k: v[0] / v[1] - 1 for k, v in med.items()},
-                "timer_us": statistics.median((b["mean"] - b["loop_mean"]) for b in bare) * -1e6,
-                "p50_each_us": [x * 1e6 for x in p50s], "spread": (max(p50s) - min(p50s)) / statistics.median(p50s),
-                "count": statistics.median(h["count"] for h in harness), "load": load(),
-            })
+            rows.append(
+                {
+                    "variant": variant,
+                    "threads": t,
+                    **{k + "_us": [x * 1e6 for x in v] for k, v in med.items()},
+                    **{"over_" + k: v[0] / v[1] - 1 for k, v in med.items()},
+                    "timer_us": statistics.median((b["mean"] - b["loop_mean"]) for b in bare) * -1e6,
+                    "p50_each_us": [x * 1e6 for x in p50s],
+                    "spread": (max(p50s) - min(p50s)) / statistics.median(p50s),
+                    "count": statistics.median(h["count"] for h in harness),
+                    "load": load(),
+                }
+            )
             print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -155,8 +185,11 @@ def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
         keytype, b64 = b1.host_pub.split()[:2]
         kh.write_text(f"[127.0.0.1]:{relay.port} {keytype} {b64}\n")
         entries = [farm.device_yaml(b, workdir=str(root / "boards" / b.name)) for b in farm.boards]
-        entries.append(farm.device_yaml(b1, "relayed", port=relay.port, known_hosts=str(kh), tags=["relay"],
-                                        workdir=str(root / "boards" / "relayed")))
+        entries.append(
+            farm.device_yaml(
+                b1, "relayed", port=relay.port, known_hosts=str(kh), tags=["relay"], workdir=str(root / "boards" / "relayed")
+            )
+        )
         devices = root / "devices-farm.yaml"
         devices.write_text("devices:\n" + "".join(entries))
         inv = fleet.load_inventory(devices)
@@ -218,12 +251,19 @@ def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
         d8b = fleet.deploy(inv, ["farm"], new, name="cnn", parallel=a.boards, agent=agent)
         rec1, rec2 = first["devices"][0], second["devices"][0]
         by = {
-            "size": new.stat().st_size, "first_action": rec1["action"], "first_model_bytes": rec1["model_bytes"],
-            "first_wire_up": first_wire, "second_action": rec2["action"], "second_model_bytes": rec2["model_bytes"],
-            "second_bytes_uploaded": rec2["bytes_uploaded"], "second_wire_up": second_wire,
+            "size": new.stat().st_size,
+            "first_action": rec1["action"],
+            "first_model_bytes": rec1["model_bytes"],
+            "first_wire_up": first_wire,
+            "second_action": rec2["action"],
+            "second_model_bytes": rec2["model_bytes"],
+            "second_bytes_uploaded": rec2["bytes_uploaded"],
+            "second_wire_up": second_wire,
             "farm_first": sum(d["model_bytes"] for d in d8["devices"]),
-            "farm_second": sum(d["model_bytes"] for d in d8b["devices"]), "farm_second_total": d8b["bytes_uploaded"],
-            "farm_second_actions": sorted({d["action"] for d in d8b["devices"]}), "farm_seconds": d8b["seconds"],
+            "farm_second": sum(d["model_bytes"] for d in d8b["devices"]),
+            "farm_second_total": d8b["bytes_uploaded"],
+            "farm_second_actions": sorted({d["action"] for d in d8b["devices"]}),
+            "farm_seconds": d8b["seconds"],
         }
         return fan, by, [str(devices)]
     finally:
@@ -249,11 +289,17 @@ def devices_list(devices: Path, env: dict, n: int = 9) -> dict:
             cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
         key = extra[0].strip("-") if extra else "table"
         walls[key], walls[key + "_cpu"] = statistics.median(times), statistics.median(cpu)
-    p = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], capture_output=True, text=True, env=env,
-                       cwd=REPO, check=True)
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv[1:]], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
     mods = [ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")][1:]
-    heavy = sorted({m.split(".")[0] for m in mods if m.split(".")[0] in
-                    ("tensorflow", "paramiko", "keras", "ai_edge_litert", "numpy", "matplotlib", "cryptography")})
+    heavy = sorted(
+        {
+            m.split(".")[0]
+            for m in mods
+            if m.split(".")[0] in ("tensorflow", "paramiko", "keras", "ai_edge_litert", "numpy", "matplotlib", "cryptography")
+        }
+    )
     return {**walls, "modules": len(mods), "heavy": heavy, "load": load()}
 
 
@@ -284,9 +330,14 @@ def main() -> None:
         rows = [] if "a" in skip else harness_vs_bare(arts, local, env, a)
         fan, by, _ = (None, None, None) if "c" in skip else fanout_and_bytes(arts["fp32"], root, a)
         farm_yaml = root / "devices-list.yaml"
-        farm_yaml.write_text("devices:\n" + "".join(
-            f'  - {{"name": "pi5-{i:02d}", "host": "10.0.0.{i}", "user": "pi", "tags": ["pi5", "lab"], "threads": 4}}\n'
-            for i in range(1, 25)) + f'  - {{"name": "local", "transport": "local", "workdir": "{root / "local"}"}}\n')
+        farm_yaml.write_text(
+            "devices:\n"
+            + "".join(
+                f'  - {{"name": "pi5-{i:02d}", "host": "10.0.0.{i}", "user": "pi", "tags": ["pi5", "lab"], "threads": 4}}\n'
+                for i in range(1, 25)
+            )
+            + f'  - {{"name": "local", "transport": "local", "workdir": "{root / "local"}"}}\n'
+        )
         dl = None if "e" in skip else devices_list(farm_yaml, env)
     out = [f"Load average (1/5/15 min) at start: {load_start}; the machine is shared (2 cores) with other jobs.", ""]
     if rows:
@@ -303,13 +354,21 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
-            cells = " | ".join(f"{r[k + '_us'][0]:.2f} / {r[k + '_us'][1]:.2f} | {r['over_' + k] * 100:+.2f}%"
-                               for k in ("mean", "p50", "trimmed"))
-            out.append(f"| fashion-mnist cnn {r['variant']} | {r['threads']} | {r['count']:,.0f} | {cells} | "
-                       f"{', '.join(f'{x:.2f}' for x in r['p50_each_us'])} | {r['spread'] * 100:.2f}% | {r['load']} |")
-        out += ["", "Per invoke, the bare loop spends " + ", ".join(
-            f"{r['timer_us'] * 1e3:.0f} ns ({r['variant']})" for r in rows) + " outside its timed window (clock "
-            "reads, loop bookkeeping: loop wall / count minus the mean sample); the agent's loop has the same shape."]
+            cells = " | ".join(
+                f"{r[k + '_us'][0]:.2f} / {r[k + '_us'][1]:.2f} | {r['over_' + k] * 100:+.2f}%"
+                for k in ("mean", "p50", "trimmed")
+            )
+            out.append(
+                f"| fashion-mnist cnn {r['variant']} | {r['threads']} | {r['count']:,.0f} | {cells} | "
+                f"{', '.join(f'{x:.2f}' for x in r['p50_each_us'])} | {r['spread'] * 100:.2f}% | {r['load']} |"
+            )
+        out += [
+            "",
+            "Per invoke, the bare loop spends "
+            + ", ".join(f"{r['timer_us'] * 1e3:.0f} ns ({r['variant']})" for r in rows)
+            + " outside its timed window (clock "
+            "reads, loop bookkeeping: loop wall / count minus the mean sample); the agent's loop has the same shape.",
+        ]
         out += ["", "Targets: overhead <= +3%, p50 spread <= 5%.", ""]
     if fan:
         k = a.boards
@@ -324,20 +383,26 @@ def main() -> None:
         ]
         for p in (k, 5):
             key = f"{k}@p{p}"
-            out.append(f"| {k} | {p} | {fan[key]:.3f} | {', '.join(f'{x:.2f}' for x in fan['raw'][key])} "
-                       f"| {fan[key] / fan['1']:.2f} |")
+            out.append(
+                f"| {k} | {p} | {fan[key]:.3f} | {', '.join(f'{x:.2f}' for x in fan['raw'][key])} | {fan[key] / fan['1']:.2f} |"
+            )
         c1, ck = fan["cpu"]["1"], fan["cpu"][f"{k}@p{k}"]
         floor = ck[1] / (os.cpu_count() or 1)
-        out += ["", f"Per-board time inside the {k}-board deploys (median): {fan['per_board_median']:.3f} s; "
-                    f"load after: {fan['load']}. Target: {k}-board wall <= 2.5 x 1-board wall.", "",
-                f"CPU per deploy (median): 1 board — orchestrator {c1[0]:.2f} s, board side {c1[1]:.2f} s; {k} boards "
-                f"(parallel {k}) — orchestrator {ck[0]:.2f} s, board side {ck[1]:.2f} s. Board side = the sshd "
-                f"listeners' own and reaped children's CPU (sshd sessions, the login shell, the agent). All {k} "
-                f"boards share this machine's {os.cpu_count()} cores with the orchestrator and other jobs, so the "
-                f"{k}-board wall cannot go below {floor:.2f} s here ({floor / fan['1']:.2f} x the 1-board wall) "
-                f"even with no other load; on a real fleet each board brings its own CPU. A deploy runs two agent "
-                f"commands per board (status, install); one empty remote command (`true`) costs "
-                f"{fan['exec_true'] * 1e3:.0f} ms here (median of 7): the login shell's rc files run first.", ""]
+        out += [
+            "",
+            f"Per-board time inside the {k}-board deploys (median): {fan['per_board_median']:.3f} s; "
+            f"load after: {fan['load']}. Target: {k}-board wall <= 2.5 x 1-board wall.",
+            "",
+            f"CPU per deploy (median): 1 board — orchestrator {c1[0]:.2f} s, board side {c1[1]:.2f} s; {k} boards "
+            f"(parallel {k}) — orchestrator {ck[0]:.2f} s, board side {ck[1]:.2f} s. Board side = the sshd "
+            f"listeners' own and reaped children's CPU (sshd sessions, the login shell, the agent). All {k} "
+            f"boards share this machine's {os.cpu_count()} cores with the orchestrator and other jobs, so the "
+            f"{k}-board wall cannot go below {floor:.2f} s here ({floor / fan['1']:.2f} x the 1-board wall) "
+            f"even with no other load; on a real fleet each board brings its own CPU. A deploy runs two agent "
+            f"commands per board (status, install); one empty remote command (`true`) costs "
+            f"{fan['exec_true'] * 1e3:.0f} ms here (median of 7): the login shell's rc files run first.",
+            "",
+        ]
         out += [
             "**(d) re-deploying an unchanged artifact** (one board through a counting TCP relay; then the whole farm)",
             "",

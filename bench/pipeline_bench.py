@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, machine  # noqa: E402
+from _common import append_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = ["pipelines/fashion-mnist-mlp.yaml", "pipelines/fashion-mnist-cnn.yaml"]
@@ -24,8 +24,13 @@ PIPELINES = ["pipelines/fashion-mnist-mlp.yaml", "pipelines/fashion-mnist-cnn.ya
 
 def run(pipeline: str, home: str) -> tuple[float, dict]:
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "edgeq", "run", pipeline, "--json"], cwd=REPO, capture_output=True,
-                       text=True, env={**os.environ, "EDGEQ_HOME": home})
+    p = subprocess.run(
+        [sys.executable, "-m", "edgeq", "run", pipeline, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEQ_HOME": home},
+    )
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.exit(f"{pipeline} failed ({p.returncode}):\n{p.stderr[-3000:]}")
@@ -40,8 +45,11 @@ def latency_us(model: str, threads: int, runs: int = 2000) -> float:
     it = Interpreter(model_path=model, num_threads=threads)
     it.allocate_tensors()
     d = it.get_input_details()[0]
-    x = (np.random.default_rng(0).integers(-128, 127, d["shape"]).astype(d["dtype"])
-         if np.issubdtype(d["dtype"], np.integer) else np.random.default_rng(0).random(d["shape"], dtype=np.float32))
+    x = (
+        np.random.default_rng(0).integers(-128, 127, d["shape"]).astype(d["dtype"])
+        if np.issubdtype(d["dtype"], np.integer)
+        else np.random.default_rng(0).random(d["shape"], dtype=np.float32)
+    )
     it.set_tensor(d["index"], x)
     for _ in range(50):
         it.invoke()
@@ -72,12 +80,22 @@ def main() -> None:
             v = doc["variants"]
             fp, q = v["fp32"], v["int8"]
             lat = {t: (latency_us(fp["artifact"], t), latency_us(q["artifact"], t)) for t in (1, 2)}
-            rows.append({
-                "pipeline": doc["pipeline"], "fp32_acc": fp["accuracy"], "int8_acc": q["accuracy"],
-                "drop_pts": (fp["accuracy"] - q["accuracy"]) * 100, "size_ratio": q["size_ratio"],
-                "fp32_us_t1": lat[1][0], "int8_us_t1": lat[1][1], "lat_ratio_t1": lat[1][1] / lat[1][0],
-                "lat_ratio_t2": lat[2][1] / lat[2][0], "cold_s": cold, "cached_s": cached, "cached_frac": cached / cold,
-            })
+            rows.append(
+                {
+                    "pipeline": doc["pipeline"],
+                    "fp32_acc": fp["accuracy"],
+                    "int8_acc": q["accuracy"],
+                    "drop_pts": (fp["accuracy"] - q["accuracy"]) * 100,
+                    "size_ratio": q["size_ratio"],
+                    "fp32_us_t1": lat[1][0],
+                    "int8_us_t1": lat[1][1],
+                    "lat_ratio_t1": lat[1][1] / lat[1][0],
+                    "lat_ratio_t2": lat[2][1] / lat[2][0],
+                    "cold_s": cold,
+                    "cached_s": cached,
+                    "cached_frac": cached / cold,
+                }
+            )
     hw = help_wall()
     lines = [
         "| pipeline | fp32 acc | int8 acc | drop (pts) | int8/fp32 size | fp32 µs (1 thr) | int8 µs (1 thr) "
@@ -85,9 +103,11 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['pipeline']} | {r['fp32_acc']:.4f} | {r['int8_acc']:.4f} | {r['drop_pts']:+.2f} | "
-                     f"{r['size_ratio']:.3f} | {r['fp32_us_t1']:.1f} | {r['int8_us_t1']:.1f} | {r['lat_ratio_t1']:.2f} | "
-                     f"{r['lat_ratio_t2']:.2f} | {r['cold_s']:.1f} | {r['cached_s']:.2f} | {r['cached_frac']:.3f} |")
+        lines.append(
+            f"| {r['pipeline']} | {r['fp32_acc']:.4f} | {r['int8_acc']:.4f} | {r['drop_pts']:+.2f} | "
+            f"{r['size_ratio']:.3f} | {r['fp32_us_t1']:.1f} | {r['int8_us_t1']:.1f} | {r['lat_ratio_t1']:.2f} | "
+            f"{r['lat_ratio_t2']:.2f} | {r['cold_s']:.1f} | {r['cached_s']:.2f} | {r['cached_frac']:.3f} |"
+        )
     lines.append("")
     lines.append(f"`edgeq --help` wall time (median of 7): {hw:.3f} s")
     text = "\n".join(lines)

@@ -47,8 +47,13 @@ def run(doc: dict, base: Path, home: str, workdir: Path, name: str) -> tuple[int
     p.write_text(yaml.safe_dump(doc, sort_keys=False))
     t = time.perf_counter()
     try:
-        r = subprocess.run([sys.executable, "-m", "edgeq", "run", str(p), "--json"], cwd=workdir, capture_output=True,
-                           text=True, env={**os.environ, "EDGEQ_HOME": home})
+        r = subprocess.run(
+            [sys.executable, "-m", "edgeq", "run", str(p), "--json"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "EDGEQ_HOME": home},
+        )
     finally:
         p.unlink(missing_ok=True)
     wall = time.perf_counter() - t
@@ -76,11 +81,21 @@ def variant_rows(doc: dict, label: str) -> list[dict]:
     for key, v in doc["variants"].items():
         m = measure(v["artifact"])
         mp = v.get("mixed_precision") or {}
-        rows.append({"case": label, "variant": key, "accuracy": v["accuracy"], "drop_pts": v["accuracy_drop"] * 100,
-                     "size": v["size_bytes"], "size_ratio": v["size_bytes"] / fp["size_bytes"], **m,
-                     "float_layers": ", ".join(f["layer"] for f in mp.get("float_layers", [])),
-                     "search_s": mp.get("search_seconds"), "budget_met": mp.get("met"),
-                     "calib": doc["stages"]["quantize"].get(key, {}).get("histogram_calibration", {}).get("method", "")})
+        rows.append(
+            {
+                "case": label,
+                "variant": key,
+                "accuracy": v["accuracy"],
+                "drop_pts": v["accuracy_drop"] * 100,
+                "size": v["size_bytes"],
+                "size_ratio": v["size_bytes"] / fp["size_bytes"],
+                **m,
+                "float_layers": ", ".join(f["layer"] for f in mp.get("float_layers", [])),
+                "search_s": mp.get("search_seconds"),
+                "budget_met": mp.get("met"),
+                "calib": doc["stages"]["quantize"].get(key, {}).get("histogram_calibration", {}).get("method", ""),
+            }
+        )
     return rows
 
 
@@ -89,8 +104,10 @@ def calib_notes(doc: dict, label: str) -> list[str]:
     for key, st in doc["stages"]["quantize"].items():
         h = st.get("histogram_calibration")
         if h:
-            out.append(f"{label} {key}: {h['method']}{' ' + str(h['percentile']) if 'percentile' in h else ''} changed "
-                       f"{h['tensors']} activation ranges, keeping {h['mean_range_kept']:.1%} of the min/max range on average")
+            out.append(
+                f"{label} {key}: {h['method']}{' ' + str(h['percentile']) if 'percentile' in h else ''} changed "
+                f"{h['tensors']} activation ranges, keeping {h['mean_range_kept']:.1%} of the min/max range on average"
+            )
     return out
 
 
@@ -101,8 +118,9 @@ def qat(pipeline: Path, label: str, epochs: int, home: str, work: Path, rows: li
         return
     doc = yaml.safe_load(pipeline.read_text())
     doc["train"]["qat"] = {"epochs": epochs}
-    doc["quantize"]["variants"] = [v for v in doc["quantize"]["variants"] if v["type"] in ("fp32", "int8")
-                                   and "accuracy_budget" not in v]
+    doc["quantize"]["variants"] = [
+        v for v in doc["quantize"]["variants"] if v["type"] in ("fp32", "int8") and "accuracy_budget" not in v
+    ]
     doc["validate"] = {"gates": {}}
     code, res, err, wall = run(doc, pipeline.parent, home, work, "qat")
     if res is not None and code == 0:
@@ -125,23 +143,34 @@ def worst_case_search(cdoc: dict) -> str:
     out = Path(cdoc["stages"]["quantize"]["int8-budget"]["output"])
     v = VariantSpec.model_construct(type="int8", accuracy_budget=-1.0)  # unreachable on purpose
     t = time.perf_counter()
-    _, rep = search((out.parent / "calibrated.tflite").read_bytes(), out.read_bytes(),
-                    Path(cdoc["variants"]["fp32"]["artifact"]).read_bytes(), v, (ds.x_val, ds.y_val))
+    _, rep = search(
+        (out.parent / "calibrated.tflite").read_bytes(),
+        out.read_bytes(),
+        Path(cdoc["variants"]["fp32"]["artifact"]).read_bytes(),
+        v,
+        (ds.x_val, ds.y_val),
+    )
     wall = time.perf_counter() - t
     n = sum(c["applied"] for c in rep["candidates"])
-    return (f"cnn worst-case search (budget never met): {wall:.1f} s for {n} layers measured alone + "
-            f"{len(rep['steps'])} greedy steps on {rep['val_samples']} validation rows each (target <= 60 s)")
+    return (
+        f"cnn worst-case search (budget never met): {wall:.1f} s for {n} layers measured alone + "
+        f"{len(rep['steps'])} greedy steps on {rep['val_samples']} validation rows each (target <= 60 s)"
+    )
 
 
 def table(rows: list[dict]) -> list[str]:
-    out = ["| case | variant | accuracy | drop (pts) | size (bytes) | size / fp32 | latency µs (1 thr) "
-           "| ops int8 | ops float | layers kept float | search s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| case | variant | accuracy | drop (pts) | size (bytes) | size / fp32 | latency µs (1 thr) "
+        "| ops int8 | ops float | layers kept float | search s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         search = "" if r["search_s"] is None else f"{r['search_s']:.1f}"
-        out.append(f"| {r['case']} | {r['variant']} | {r['accuracy']:.4f} | {r['drop_pts']:+.2f} | {r['size']:,} | "
-                   f"{r['size_ratio']:.3f} | {r['latency_us']:.1f} | {r['int8_fraction']:.0%} | {r['float_ops']}/{r['ops']} | "
-                   f"{r['float_layers'] or '-'} | {search} |")
+        out.append(
+            f"| {r['case']} | {r['variant']} | {r['accuracy']:.4f} | {r['drop_pts']:+.2f} | {r['size']:,} | "
+            f"{r['size_ratio']:.3f} | {r['latency_us']:.1f} | {r['int8_fraction']:.0%} | {r['float_ops']}/{r['ops']} | "
+            f"{r['float_layers'] or '-'} | {search} |"
+        )
     return out
 
 
@@ -159,10 +188,12 @@ def main() -> None:
         hard = yaml.safe_load(HARD.read_text())
         q = hard["quantize"]["variants"]
         int8 = next(v for v in q if v["type"] == "int8" and "accuracy_budget" not in v)
-        q += [{**int8, "name": "int8-percentile", "calibration_method": "percentile"},
-              {**int8, "name": "int8-p99.9", "calibration_method": "percentile", "calibration_percentile": 99.9},
-              {**int8, "name": "int8-mse", "calibration_method": "mse"},
-              {**int8, "name": "int8-balanced", "calibration_selection": "class_balanced"}]
+        q += [
+            {**int8, "name": "int8-percentile", "calibration_method": "percentile"},
+            {**int8, "name": "int8-p99.9", "calibration_method": "percentile", "calibration_percentile": 99.9},
+            {**int8, "name": "int8-mse", "calibration_method": "mse"},
+            {**int8, "name": "int8-balanced", "calibration_selection": "class_balanced"},
+        ]
         hard["validate"] = {"gates": {}}  # measure, don't gate
         code, doc, err, wall = run(hard, HARD.parent, home, work, "hard")
         if doc is None or code != 0:
@@ -176,7 +207,8 @@ def main() -> None:
             cnn = yaml.safe_load(CNN.read_text())
             base8 = next(v for v in cnn["quantize"]["variants"] if v["type"] == "int8")
             cnn["quantize"]["variants"] = [
-                {"type": "fp32"}, base8,
+                {"type": "fp32"},
+                base8,
                 {**base8, "name": "int8-budget", "accuracy_budget": 0.005},
                 {**base8, "name": "int8-budget0", "accuracy_budget": 0.0},  # forces the full search unless int8 >= fp32
                 {**base8, "name": "int8-percentile", "calibration_method": "percentile"},
@@ -193,10 +225,12 @@ def main() -> None:
             for key in ("int8-budget", "int8-budget0"):
                 st = cdoc["stages"]["quantize"][key]
                 mp = st["mixed_precision"]
-                notes.append(f"cnn {key}: quantize stage {st['seconds']:.1f} s (calibration + search), search alone "
-                             f"{mp['search_seconds']:.1f} s, {len(mp['steps'])} greedy step(s), "
-                             f"{sum(c['applied'] for c in mp['candidates'])} layer(s) measured alone, "
-                             f"{mp['val_samples']} validation rows per measurement, met={mp['met']}")
+                notes.append(
+                    f"cnn {key}: quantize stage {st['seconds']:.1f} s (calibration + search), search alone "
+                    f"{mp['search_seconds']:.1f} s, {len(mp['steps'])} greedy step(s), "
+                    f"{sum(c['applied'] for c in mp['candidates'])} layer(s) measured alone, "
+                    f"{mp['val_samples']} validation rows per measurement, met={mp['met']}"
+                )
             notes.append(f"cnn run (train + {len(cnn['quantize']['variants'])} variants): {wall:.0f} s")
             notes += calib_notes(cdoc, "cnn")
             notes.append(worst_case_search(cdoc))
@@ -205,9 +239,11 @@ def main() -> None:
     lines = table(rows)
     lines.append("")
     lines += [f"- {n}" for n in notes]
-    lines.append(f"- load average before / after: {', '.join(f'{x:.2f}' for x in load_before)} / "
-                 f"{', '.join(f'{x:.2f}' for x in load_after)} (2 cores shared with other work: latencies and "
-                 "times are upper bounds)")
+    lines.append(
+        f"- load average before / after: {', '.join(f'{x:.2f}' for x in load_before)} / "
+        f"{', '.join(f'{x:.2f}' for x in load_after)} (2 cores shared with other work: latencies and "
+        "times are upper bounds)"
+    )
     text = "\n".join(lines)
     print(text)
     append_results("Quantization quality (issue 5 of 5)", " ".join(["python bench/quant_bench.py", *sys.argv[1:]]), text)

@@ -34,17 +34,27 @@ PIPELINES = ("quickstart", "fashion-mnist-mlp", "fashion-mnist-cnn", "kws-cnn", 
 
 
 def fill(db: Path, runs: int, samples: int) -> tuple[float, int]:
-    t0 = dt.datetime(2023, 1, 1, 2, 30, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2023, 1, 1, 2, 30, tzinfo=dt.UTC)
     results = 0
     start = time.perf_counter()
     for i in range(runs):
         pipeline = PIPELINES[i % len(PIPELINES)]
         when = t0 + dt.timedelta(hours=6 * i)  # several pipelines a night, for ~3.5 years
         drift = 1.0 + 0.02 * ((i // len(PIPELINES)) % 7)
-        m = synthetic_manifest(f"{when:%Y%m%dT%H%M%SZ}-{i:06x}", pipeline=pipeline, started=when.isoformat(),
-                               devices=DEVICES, variants=VARIANTS, n=samples, seed=i,
-                               p50_s={(d, v): base * drift * (2.0 if d == "pi4" else 1.0)
-                                      for d in DEVICES for v, base in zip(VARIANTS, (1e-3, 0.45e-3, 0.8e-3, 0.9e-3))})
+        m = synthetic_manifest(
+            f"{when:%Y%m%dT%H%M%SZ}-{i:06x}",
+            pipeline=pipeline,
+            started=when.isoformat(),
+            devices=DEVICES,
+            variants=VARIANTS,
+            n=samples,
+            seed=i,
+            p50_s={
+                (d, v): base * drift * (2.0 if d == "pi4" else 1.0)
+                for d in DEVICES
+                for v, base in zip(VARIANTS, (1e-3, 0.45e-3, 0.8e-3, 0.9e-3), strict=False)
+            },
+        )
         record_run(m, db)
         results += len(m["benchmarks"])
     return time.perf_counter() - start, results
@@ -63,8 +73,12 @@ def timed(args: list[str], env: dict, repeat: int) -> float:
 
 def scrape_times(db: Path, env: dict, n: int = 20) -> tuple[float, float, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edgeq", "metrics", "serve", "--port", str(port), "--db", str(db)],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "metrics", "serve", "--port", str(port), "--db", str(db)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         proc.stderr.readline()  # "serving http://..."
         url = f"http://127.0.0.1:{port}/metrics"
@@ -100,13 +114,19 @@ def main() -> None:
         rep = timed(["report", "latest", "-o", str(Path(tmp) / "r.html")], env, 3)
         helps = timed(["--help"], env, 7)
     rows = [
-        ("stored benchmark results", f"{results:,} ({a.runs:,} runs x 8, {a.samples:,} raw samples each; "
-                                     f"+{a.runs * 4:,} validate results)"),
+        (
+            "stored benchmark results",
+            f"{results:,} ({a.runs:,} runs x 8, {a.samples:,} raw samples each; +{a.runs * 4:,} validate results)",
+        ),
         ("history.db size", f"{size_mb:.0f} MB"),
-        ("record_run per run (8 results + samples, one transaction; incl. building the synthetic manifest)",
-         f"{fill_s / a.runs * 1e3:.1f} ms"),
-        ("exporter scrape, median of 20 (max)", f"{scrape_med * 1e3:.1f} ms ({scrape_max * 1e3:.1f} ms), "
-                                                f"{body / 1e3:.0f} kB exposition — target <= 100 ms"),
+        (
+            "record_run per run (8 results + samples, one transaction; incl. building the synthetic manifest)",
+            f"{fill_s / a.runs * 1e3:.1f} ms",
+        ),
+        (
+            "exporter scrape, median of 20 (max)",
+            f"{scrape_med * 1e3:.1f} ms ({scrape_max * 1e3:.1f} ms), {body / 1e3:.0f} kB exposition — target <= 100 ms",
+        ),
         ("`edgeq history` wall (median of 7)", f"{hist:.3f} s"),
         ("`edgeq history --limit 100 --json` wall (median of 5)", f"{hist_json:.3f} s"),
         ("`edgeq compare` wall, latest vs previous (median of 7)", f"{cmp_:.3f} s — target <= 1 s"),
@@ -118,8 +138,11 @@ def main() -> None:
     print(body_md)
     ok = scrape_med <= 0.1 and cmp_ <= 1.0
     print("targets met" if ok else "TARGET MISSED")
-    append_results("Results history, export, compare (issue 4 of 5)",
-                   f"python bench/results_bench.py --runs {a.runs} --samples {a.samples}", body_md)
+    append_results(
+        "Results history, export, compare (issue 4 of 5)",
+        f"python bench/results_bench.py --runs {a.runs} --samples {a.samples}",
+        body_md,
+    )
 
 
 if __name__ == "__main__":

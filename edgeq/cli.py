@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -51,10 +50,16 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML file.", metavar="PIPELINE.yaml"),
     force: bool = typer.Option(False, "--force", help="Rerun every stage, ignoring the cache."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    push_gateway: Optional[str] = typer.Option(None, "--push-gateway", envvar="EDGEQ_PUSHGATEWAY", show_envvar=True,
-                                               help="Push the run's metrics to this Pushgateway after storing them."),
-    fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
-                                            help="Compare with the previous run of the pipeline; exit 9 on a regression."),
+    push_gateway: str | None = typer.Option(
+        None,
+        "--push-gateway",
+        envvar="EDGEQ_PUSHGATEWAY",
+        show_envvar=True,
+        help="Push the run's metrics to this Pushgateway after storing them.",
+    ),
+    fail_on_regression: bool = typer.Option(
+        False, "--fail-on-regression", help="Compare with the previous run of the pipeline; exit 9 on a regression."
+    ),
 ) -> None:
     """Run a pipeline: train -> quantize -> validate (cached by input hash)."""
     set_json(json_out)

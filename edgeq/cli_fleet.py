@@ -7,7 +7,6 @@ and decides the exit code. No paramiko or TensorFlow at import time: `edgeq devi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -73,7 +72,7 @@ def _progress_logger(label: str, boards: int):
     return progress
 
 
-def _parse_batch(value: Optional[str]) -> Optional[str]:
+def _parse_batch(value: str | None) -> str | None:
     if value is None:
         return None
     from edgeq.errors import ConfigError
@@ -89,7 +88,7 @@ def _parse_batch(value: Optional[str]) -> Optional[str]:
 # --------------------------------------------------------------------------- devices
 
 
-def devices_list(devices: Optional[Path] = _devices_opt(), json_out: bool = _json_opt()) -> None:
+def devices_list(devices: Path | None = _devices_opt(), json_out: bool = _json_opt()) -> None:
     """List the boards in devices.yaml (no connection is made)."""
     _set_json(json_out)
     from edgeq.fleet.inventory import load_inventory
@@ -116,9 +115,9 @@ def devices_list(devices: Optional[Path] = _devices_opt(), json_out: bool = _jso
 
 
 def devices_check(
-    targets: Optional[List[str]] = typer.Argument(None, help="Device names or tags (default: all)."),
+    targets: list[str] | None = typer.Argument(None, help="Device names or tags (default: all)."),
     parallel: int = typer.Option(5, "--parallel", min=1, help="Boards contacted at once."),
-    devices: Optional[Path] = _devices_opt(),
+    devices: Path | None = _devices_opt(),
     json_out: bool = _json_opt(),
 ) -> None:
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
@@ -166,7 +165,7 @@ def devices_trust(
     name: str = typer.Argument(..., help="Device name in devices.yaml."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Record the key without asking."),
     replace: bool = typer.Option(False, "--replace", help="Replace a different key already recorded (a reinstalled board)."),
-    devices: Optional[Path] = _devices_opt(),
+    devices: Path | None = _devices_opt(),
     json_out: bool = _json_opt(),
 ) -> None:
     """Fetch a board's SSH host key, show its fingerprint and record it in the fleet known_hosts."""
@@ -236,16 +235,16 @@ def _render_rollout(res: dict, title: str) -> None:
 
 def deploy_cmd(
     artifact: Path = typer.Argument(..., help="The .tflite artifact to deploy.", metavar="ARTIFACT.tflite"),
-    target: List[str] = typer.Option(..., "--target", "-t", help=TARGET_HELP),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name on the boards (default: the artifact's stem)."),
+    target: list[str] = typer.Option(..., "--target", "-t", help=TARGET_HELP),
+    name: str | None = typer.Option(None, "--name", help="Model name on the boards (default: the artifact's stem)."),
     parallel: int = typer.Option(5, "--parallel", min=1, help="Boards deployed at once."),
-    batch: Optional[str] = typer.Option(
+    batch: str | None = typer.Option(
         None, "--batch", callback=_parse_batch, help="Canary batches: cumulative counts/percentages, e.g. 1,25%,100%."
     ),
-    max_fail: Optional[int] = typer.Option(
+    max_fail: int | None = typer.Option(
         None, "--max-fail", min=0, help="Stop before the next batch once more boards than this have failed."
     ),
-    devices: Optional[Path] = _devices_opt(),
+    devices: Path | None = _devices_opt(),
     json_out: bool = _json_opt(),
 ) -> None:
     """Deploy a TFLite model to boards (uploads only what is missing; current switches only after the board loads it)."""
@@ -254,20 +253,28 @@ def deploy_cmd(
 
     inv = fleet.load_inventory(devices)
     with progress_bars(progress_enabled(json_out)):
-        res = fleet.deploy(inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail,
-                           progress=_progress_logger("deploy", len(inv.select(target))))
+        res = fleet.deploy(
+            inv,
+            target,
+            artifact,
+            name=name,
+            parallel=parallel,
+            batches=batch,
+            max_fail=max_fail,
+            progress=_progress_logger("deploy", len(inv.select(target))),
+        )
     _finish(res, json_out, f"deploy {res['name']} ({res['sha256'][:12]})")
 
 
 def rollback_cmd(
-    target: List[str] = typer.Option(..., "--target", "-t", help=TARGET_HELP),
+    target: list[str] = typer.Option(..., "--target", "-t", help=TARGET_HELP),
     name: str = typer.Option(..., "--name", help="Model name on the boards."),
     parallel: int = typer.Option(5, "--parallel", min=1, help="Boards handled at once."),
-    batch: Optional[str] = typer.Option(None, "--batch", callback=_parse_batch, help="Canary batches, e.g. 1,25%,100%."),
-    max_fail: Optional[int] = typer.Option(
+    batch: str | None = typer.Option(None, "--batch", callback=_parse_batch, help="Canary batches, e.g. 1,25%,100%."),
+    max_fail: int | None = typer.Option(
         None, "--max-fail", min=0, help="Stop before the next batch once more boards than this have failed."
     ),
-    devices: Optional[Path] = _devices_opt(),
+    devices: Path | None = _devices_opt(),
     json_out: bool = _json_opt(),
 ) -> None:
     """Make each board's previous version of a model current again."""
@@ -276,8 +283,15 @@ def rollback_cmd(
 
     inv = fleet.load_inventory(devices)
     with progress_bars(progress_enabled(json_out)):
-        res = fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail,
-                             progress=_progress_logger("rollback", len(inv.select(target))))
+        res = fleet.rollback(
+            inv,
+            target,
+            name,
+            parallel=parallel,
+            batches=batch,
+            max_fail=max_fail,
+            progress=_progress_logger("rollback", len(inv.select(target))),
+        )
     _finish(res, json_out, f"rollback {name}")
 
 
@@ -296,24 +310,34 @@ def _finish(res: dict, json_out: bool, title: str) -> None:
 
 
 def _bench(fleet, inv, target, artifact, name, runs, warmup, min_seconds, threads, inputs, parallel) -> dict:
-    return fleet.bench(inv, target, artifact, name=name, runs=runs, warmup=warmup, min_seconds=min_seconds,
-                       threads=threads or None, inputs=inputs, parallel=parallel,
-                       progress=_progress_logger("bench", len(inv.select(target))))
+    return fleet.bench(
+        inv,
+        target,
+        artifact,
+        name=name,
+        runs=runs,
+        warmup=warmup,
+        min_seconds=min_seconds,
+        threads=threads or None,
+        inputs=inputs,
+        parallel=parallel,
+        progress=_progress_logger("bench", len(inv.select(target))),
+    )
 
 
 def bench_cmd(
     artifact: Path = typer.Argument(..., help="The .tflite artifact to benchmark.", metavar="ARTIFACT.tflite"),
-    target: List[str] = typer.Option(..., "--target", "-t", help=TARGET_HELP),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name on the boards (default: the artifact's stem)."),
+    target: list[str] = typer.Option(..., "--target", "-t", help=TARGET_HELP),
+    name: str | None = typer.Option(None, "--name", help="Model name on the boards (default: the artifact's stem)."),
     runs: int = typer.Option(50, "--runs", min=1, help="Timed runs (at least)."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs first."),
     min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0, help="Keep running until this much time was measured."),
-    threads: Optional[List[int]] = typer.Option(
+    threads: list[int] | None = typer.Option(
         None, "--threads", min=1, help="Interpreter threads (repeatable; default: the device's threads)."
     ),
-    inputs: Optional[Path] = typer.Option(None, "--inputs", help=".npy inputs (default: seeded random data)."),
+    inputs: Path | None = typer.Option(None, "--inputs", help=".npy inputs (default: seeded random data)."),
     parallel: int = typer.Option(5, "--parallel", min=1, help="Boards benchmarked at once."),
-    devices: Optional[Path] = _devices_opt(),
+    devices: Path | None = _devices_opt(),
     json_out: bool = _json_opt(),
 ) -> None:
     """Deploy if needed, then measure on-board latency per device x threads."""

@@ -38,8 +38,10 @@ def _quant_cell(q: dict | None) -> tuple[str, str, str]:
 
 def render(doc: dict, channels: bool = False) -> None:
     size = doc["size"]
-    out_console().print(f"[bold]{doc['path']}[/bold]  {size['file_bytes']:,} bytes · schema v{doc['schema_version']} · "
-                        f"{len(doc['subgraphs'])} subgraph(s)" + (f" · {doc['description']}" if doc["description"] else ""))
+    out_console().print(
+        f"[bold]{doc['path']}[/bold]  {size['file_bytes']:,} bytes · schema v{doc['schema_version']} · "
+        f"{len(doc['subgraphs'])} subgraph(s)" + (f" · {doc['description']}" if doc["description"] else "")
+    )
     prec_of: dict[str, set] = {}
     for p, ops in doc["precision"].items():
         for name in ops:
@@ -47,47 +49,85 @@ def render(doc: dict, channels: bool = False) -> None:
     table("ops", ["op", "count", "runs in"], [[n, c, ", ".join(sorted(prec_of.get(n, ())))] for n, c in doc["op_counts"].items()])
     for sg in doc["subgraphs"]:
         tensors = sg["tensors"]
-        table(f"subgraph {sg['index']} {sg['name']}: ops in execution order", ["#", "op", "runs in", "inputs", "outputs"],
-              [[op["index"], op["op"], op["precision"], " ".join(map(str, op["inputs"])), " ".join(map(str, op["outputs"]))]
-               for op in sg["ops"]])
+        table(
+            f"subgraph {sg['index']} {sg['name']}: ops in execution order",
+            ["#", "op", "runs in", "inputs", "outputs"],
+            [
+                [op["index"], op["op"], op["precision"], " ".join(map(str, op["inputs"])), " ".join(map(str, op["outputs"]))]
+                for op in sg["ops"]
+            ],
+        )
         rows = []
         for t in tensors:
             scale, zp, rng = _quant_cell(t["quantization"])
-            kind = "input" if t["index"] in sg["inputs"] else "output" if t["index"] in sg["outputs"] else \
-                ("const" if t["constant"] else "")
-            rows.append([t["index"], t["name"], t["dtype"], _shape(t), kind, f"{t['bytes']:,}" if t["bytes"] else "",
-                         scale, zp, rng])
-        table(f"subgraph {sg['index']}: tensors (real value = scale × (q − zero point))",
-              ["#", "name", "dtype", "shape", "kind", "bytes", "scale", "zero point", "real range"], rows)
+            kind = (
+                "input"
+                if t["index"] in sg["inputs"]
+                else "output"
+                if t["index"] in sg["outputs"]
+                else ("const" if t["constant"] else "")
+            )
+            rows.append(
+                [t["index"], t["name"], t["dtype"], _shape(t), kind, f"{t['bytes']:,}" if t["bytes"] else "", scale, zp, rng]
+            )
+        table(
+            f"subgraph {sg['index']}: tensors (real value = scale × (q − zero point))",
+            ["#", "name", "dtype", "shape", "kind", "bytes", "scale", "zero point", "real range"],
+            rows,
+        )
         if channels:
             for t in tensors:
                 q = t["quantization"]
                 if q and q["per_channel"]:
-                    table(f"tensor {t['index']} {t['name']}: per-channel (axis {q['axis']})",
-                          ["channel", "scale", "zero point", "real range"],
-                          [[i, _fmt(s), z, f"[{_fmt(r[0])}, {_fmt(r[1])}]" if r else ""]
-                           for i, (s, z, r) in enumerate(zip(q["scale"], q["zero_point"], q["range"] or [None] * len(q["scale"])))])
+                    table(
+                        f"tensor {t['index']} {t['name']}: per-channel (axis {q['axis']})",
+                        ["channel", "scale", "zero point", "real range"],
+                        [
+                            [i, _fmt(s), z, f"[{_fmt(r[0])}, {_fmt(r[1])}]" if r else ""]
+                            for i, (s, z, r) in enumerate(
+                                zip(q["scale"], q["zero_point"], q["range"] or [None] * len(q["scale"]), strict=False)
+                            )
+                        ],
+                    )
     wrows = [[f"weights ({dt})", f"{b:,}"] for dt, b in size["weights_by_dtype"].items()]
-    table("size", ["part", "bytes"], [
-        *wrows, ["weights (total)", f"{size['weights_bytes']:,}"], ["metadata", f"{size['metadata_bytes']:,}"],
-        ["graph (tables, names, shapes, quantization params)", f"{size['graph_bytes']:,}"],
-        ["file", f"{size['file_bytes']:,}"]])
-    table("compute precision (by each op's non-constant tensors)", ["runs in", "ops", "which"],
-          [[p, sum(ops.values()), ", ".join(f"{n}×{c}" for n, c in ops.items())] for p, ops in doc["precision"].items()])
+    table(
+        "size",
+        ["part", "bytes"],
+        [
+            *wrows,
+            ["weights (total)", f"{size['weights_bytes']:,}"],
+            ["metadata", f"{size['metadata_bytes']:,}"],
+            ["graph (tables, names, shapes, quantization params)", f"{size['graph_bytes']:,}"],
+            ["file", f"{size['file_bytes']:,}"],
+        ],
+    )
+    table(
+        "compute precision (by each op's non-constant tensors)",
+        ["runs in", "ops", "which"],
+        [[p, sum(ops.values()), ", ".join(f"{n}×{c}" for n, c in ops.items())] for p, ops in doc["precision"].items()],
+    )
     _render_edgetpu(doc["edgetpu"])
 
 
 def _render_edgetpu(e: dict) -> None:
     if e["compatible"]:
-        out_console().print(f"Edge TPU: [green]compatible[/green] (all {e['ops_total']} ops)"
-                            + (" · already compiled" if e["already_compiled"] else ""), highlight=False)
+        out_console().print(
+            f"Edge TPU: [green]compatible[/green] (all {e['ops_total']} ops)"
+            + (" · already compiled" if e["already_compiled"] else ""),
+            highlight=False,
+        )
     else:
         f = e["first_offending"]
-        out_console().print(f"Edge TPU: [red]not compatible[/red]: first offending op {f['op']} (op #{f['index']}): "
-                            f"{f['reason']} · {e['ops_before_first_offending']} of {e['ops_total']} ops precede it",
-                            highlight=False)
-        table("Edge TPU problems", ["op #", "op", "check", "reason"],
-              [[p["index"], p["op"], p["check"], p["reason"]] for p in e["problems"]])
+        out_console().print(
+            f"Edge TPU: [red]not compatible[/red]: first offending op {f['op']} (op #{f['index']}): "
+            f"{f['reason']} · {e['ops_before_first_offending']} of {e['ops_total']} ops precede it",
+            highlight=False,
+        )
+        table(
+            "Edge TPU problems",
+            ["op #", "op", "check", "reason"],
+            [[p["index"], p["op"], p["check"], p["reason"]] for p in e["problems"]],
+        )
     out_console().print(f"rules: {e['reference']}", highlight=False)
 
 

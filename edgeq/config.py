@@ -160,7 +160,9 @@ def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}:1: expected a mapping at the top level, got {type(data).__name__}", "see README: pipeline YAML reference")
+        raise ConfigError(
+            f"{file}:1: expected a mapping at the top level, got {type(data).__name__}", "see README: pipeline YAML reference"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -169,7 +171,9 @@ def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
             msgs.append(f"{_where(file, lines, loc)}: {_redact(_describe(err), loc, getattr(lines, 'env', None) or {})}")
         more = f"\n(and {len(e.errors()) - 10} more)" if len(e.errors()) > 10 else ""
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key") from None
+        raise ConfigError(
+            "invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key"
+        ) from None
 
 
 def load(model: type[T], path: str | Path, *, substitute_env: bool = False) -> T:
@@ -196,7 +200,7 @@ class DataSpec(Spec):
     max_test: int | None = Field(None, ge=10)
 
     @model_validator(mode="after")
-    def _path_needed(self) -> "DataSpec":
+    def _path_needed(self) -> DataSpec:
         if self.source in ("idx", "npz") and not self.path:
             raise ValueError(f"data.path is required for source {self.source!r}")
         return self
@@ -227,10 +231,12 @@ class ModelSpec(Spec):
         return v
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSpec":
+    def _one_source(self) -> ModelSpec:
         given = [k for k in ("builtin", "path", "factory") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("set exactly one of model.builtin, model.path, model.factory" + (f" (got {', '.join(given)})" if given else ""))
+            raise ValueError(
+                "set exactly one of model.builtin, model.path, model.factory" + (f" (got {', '.join(given)})" if given else "")
+            )
         return self
 
 
@@ -287,23 +293,29 @@ class VariantSpec(Spec):
     qat: bool = False  # int8 from quantization-aware training (train.qat) instead of calibration
 
     @model_validator(mode="after")
-    def _qat_int8(self) -> "VariantSpec":
+    def _qat_int8(self) -> VariantSpec:
         if self.qat and self.type != "int8":
             raise ValueError(f"qat: true applies to int8 variants only (this variant is {self.type})")
         if self.qat and self.accuracy_budget is not None:
-            raise ValueError("accuracy_budget does not apply to a qat variant (QAT learns its ranges: there is no "
-                             "calibration to redo); put the budget on a PTQ int8 variant")
+            raise ValueError(
+                "accuracy_budget does not apply to a qat variant (QAT learns its ranges: there is no "
+                "calibration to redo); put the budget on a PTQ int8 variant"
+            )
         return self
 
     @model_validator(mode="after")
-    def _quant_options(self) -> "VariantSpec":
+    def _quant_options(self) -> VariantSpec:
         if self.accuracy_budget is not None and self.type != "int8":
             if self.type == "edgetpu":
-                raise ValueError("accuracy_budget is not allowed on edgetpu variants: it keeps layers in float, and "
-                                 "float islands split an Edge TPU graph between the TPU and the CPU")
+                raise ValueError(
+                    "accuracy_budget is not allowed on edgetpu variants: it keeps layers in float, and "
+                    "float islands split an Edge TPU graph between the TPU and the CPU"
+                )
             raise ValueError(f"accuracy_budget applies to int8 variants only (this variant is {self.type})")
         if "calibration_selection" in self.model_fields_set and self.type not in ("int8", "int16x8", "edgetpu"):
-            raise ValueError(f"calibration_selection applies to int8, int16x8 and edgetpu variants only (this variant is {self.type})")
+            raise ValueError(
+                f"calibration_selection applies to int8, int16x8 and edgetpu variants only (this variant is {self.type})"
+            )
         hist = {"calibration_method", "calibration_percentile"} & self.model_fields_set
         if hist and self.type != "int8":
             raise ValueError(f"{' and '.join(sorted(hist))} applies to int8 variants only (this variant is {self.type})")
@@ -320,7 +332,7 @@ class QuantizeSpec(Spec):
     variants: list[VariantSpec] = Field(default_factory=lambda: [VariantSpec(type="fp32"), VariantSpec(type="int8")])
 
     @model_validator(mode="after")
-    def _unique(self) -> "QuantizeSpec":
+    def _unique(self) -> QuantizeSpec:
         keys = [v.key for v in self.variants]
         dup = {k for k in keys if keys.count(k) > 1}
         if dup:
@@ -390,11 +402,16 @@ class PipelineSpec(Spec):
         if not isinstance(variants, list) or any(isinstance(v, dict) and v.get("qat") for v in variants):
             return data
         ptq = next((v for v in variants if isinstance(v, dict) and v.get("type") == "int8"), {})
-        added = {"type": "int8", "name": "int8-qat", "qat": True, **{k: ptq[k] for k in ("io", "per_channel", "gates") if k in ptq}}
+        added = {
+            "type": "int8",
+            "name": "int8-qat",
+            "qat": True,
+            **{k: ptq[k] for k in ("io", "per_channel", "gates") if k in ptq},
+        }
         return {**data, "quantize": {**quantize, "variants": [*variants, added]}}
 
     @model_validator(mode="after")
-    def _fleet_refs(self) -> "PipelineSpec":
+    def _fleet_refs(self) -> PipelineSpec:
         keys = {v.key for v in self.quantize.variants}
         for stage in (self.deploy, self.benchmark):
             if stage is not None and stage.variants:

@@ -47,7 +47,9 @@ def read_idx(path: Path) -> np.ndarray:
         with _open(path) as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e}); the file is truncated or corrupt", "download or copy the file again") from None
+        raise DataError(
+            f"{path}: cannot read ({e}); the file is truncated or corrupt", "download or copy the file again"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an idx file (bad magic number)", "idx files start with 0x00 0x00 <dtype> <ndim>")
     ndim = raw[3]
@@ -169,7 +171,9 @@ def load(spec: DataSpec, base: Path, seed: int) -> Dataset:
     xval, yval = xtr[perm[:n_val]], ytr[perm[:n_val]]
     xtr, ytr = xtr[perm[n_val:]], ytr[perm[n_val:]]
     if len(xtr) == 0 or len(xte) == 0:
-        raise DataError("the dataset has no training or no test rows after splitting", "lower validation_split or raise max_train/max_test")
+        raise DataError(
+            "the dataset has no training or no test rows after splitting", "lower validation_split or raise max_train/max_test"
+        )
 
     if spec.preprocess == "scale":
         hi = float(xtr.max()) if xtr.size else 1.0

@@ -31,19 +31,27 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "edgeq_power_watts": ("Mean board power during the timed window.", BENCH_LABELS),
     "edgeq_energy_per_inference_joules": ("Energy per inference (mean power x mean latency).", BENCH_LABELS),
     "edgeq_device_up": ("1 if every benchmark on the device succeeded in the latest run, else 0.", ("pipeline", "device")),
-    "edgeq_device_info": ("Board facts of the device (value 1).",
-                          ("pipeline", "device", "arch", "board_model", "cpu_model", "runtime", "runtime_version")),
+    "edgeq_device_info": (
+        "Board facts of the device (value 1).",
+        ("pipeline", "device", "arch", "board_model", "cpu_model", "runtime", "runtime_version"),
+    ),
     "edgeq_device_temperature_celsius": ("SoC temperature after the benchmark, where readable.", ("pipeline", "device")),
     "edgeq_model_size_bytes": ("Size of the .tflite artifact.", ("pipeline", "variant", "type")),
     "edgeq_model_size_ratio": ("Artifact size relative to the fp32 variant.", ("pipeline", "variant")),
-    "edgeq_accuracy_ratio": ("Test accuracy of the variant measured through a TFLite interpreter (0..1).",
-                             ("pipeline", "variant")),
+    "edgeq_accuracy_ratio": (
+        "Test accuracy of the variant measured through a TFLite interpreter (0..1).",
+        ("pipeline", "variant"),
+    ),
     "edgeq_accuracy_drop_ratio": ("fp32 accuracy minus this variant's accuracy (0..1).", ("pipeline", "variant")),
-    "edgeq_accuracy_drop_budget_ratio": ("The max_accuracy_drop gate that applies to the variant (0..1).",
-                                         ("pipeline", "variant")),
+    "edgeq_accuracy_drop_budget_ratio": (
+        "The max_accuracy_drop gate that applies to the variant (0..1).",
+        ("pipeline", "variant"),
+    ),
     "edgeq_gates_passed": ("1 if every validation gate of the variant passed, else 0.", ("pipeline", "variant")),
-    "edgeq_stage_duration_seconds": ("Time spent in a pipeline stage in the latest run (0 when reused from cache).",
-                                     ("pipeline", "stage", "variant")),
+    "edgeq_stage_duration_seconds": (
+        "Time spent in a pipeline stage in the latest run (0 when reused from cache).",
+        ("pipeline", "stage", "variant"),
+    ),
     "edgeq_stage_cached": ("1 if the stage output was reused from the cache.", ("pipeline", "stage", "variant")),
     "edgeq_run_duration_seconds": ("Wall time of the latest run.", ("pipeline",)),
     "edgeq_last_run_timestamp_seconds": ("When the latest run finished (Unix time).", ("pipeline",)),
@@ -56,14 +64,15 @@ def _families():
     from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
     kind = {"edgeq_latency_seconds": SummaryMetricFamily}
-    return {name: kind.get(name, GaugeMetricFamily)(name, help_, labels=list(labels))
-            for name, (help_, labels) in METRICS.items()}
+    return {
+        name: kind.get(name, GaugeMetricFamily)(name, help_, labels=list(labels)) for name, (help_, labels) in METRICS.items()
+    }
 
 
 def _add_latency(fam, labels: list[str], b: dict) -> None:
     from prometheus_client.samples import Sample
 
-    names = dict(zip(BENCH_LABELS, labels))
+    names = dict(zip(BENCH_LABELS, labels, strict=False))
     for col, q in QUANTILES:
         if b.get(f"{col}_s") is not None:
             fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, b[f"{col}_s"]))
@@ -84,9 +93,13 @@ def run_families(run: dict, last_success_ts: float | None) -> list:
             continue
         lab = [p, dev, b["variant"], str(b["threads"]), b.get("arch") or ""]
         _add_latency(fam["edgeq_latency_seconds"], lab, b)
-        for name, col in (("edgeq_init_seconds", "init_s"),
-                          ("edgeq_first_inference_seconds", "first_invoke_s"), ("edgeq_peak_memory_bytes", "peak_rss_bytes"),
-                          ("edgeq_power_watts", "power_mean_w"), ("edgeq_energy_per_inference_joules", "energy_j")):
+        for name, col in (
+            ("edgeq_init_seconds", "init_s"),
+            ("edgeq_first_inference_seconds", "first_invoke_s"),
+            ("edgeq_peak_memory_bytes", "peak_rss_bytes"),
+            ("edgeq_power_watts", "power_mean_w"),
+            ("edgeq_energy_per_inference_joules", "energy_j"),
+        ):
             if b.get(col) is not None:
                 fam[name].add_metric(lab, float(b[col]))
     seen_info = set()
@@ -95,8 +108,18 @@ def run_families(run: dict, last_success_ts: float | None) -> list:
         if dev in seen_info or not b["ok"]:
             continue
         seen_info.add(dev)
-        fam["edgeq_device_info"].add_metric([p, dev, b.get("arch") or "", b.get("board_model") or "", b.get("cpu_model") or "",
-                                             b.get("runtime_name") or "", b.get("runtime_version") or ""], 1)
+        fam["edgeq_device_info"].add_metric(
+            [
+                p,
+                dev,
+                b.get("arch") or "",
+                b.get("board_model") or "",
+                b.get("cpu_model") or "",
+                b.get("runtime_name") or "",
+                b.get("runtime_version") or "",
+            ],
+            1,
+        )
         if b.get("temp_c") is not None:
             fam["edgeq_device_temperature_celsius"].add_metric([p, dev], b["temp_c"])
     for dev, up in health.items():
@@ -104,9 +127,12 @@ def run_families(run: dict, last_success_ts: float | None) -> list:
     for v, val in run.get("validations", {}).items():
         if val.get("size_bytes") is not None:
             fam["edgeq_model_size_bytes"].add_metric([p, v, val.get("type") or ""], val["size_bytes"])
-        for name, key in (("edgeq_model_size_ratio", "size_ratio"), ("edgeq_accuracy_ratio", "accuracy"),
-                          ("edgeq_accuracy_drop_ratio", "accuracy_drop"),
-                          ("edgeq_accuracy_drop_budget_ratio", "accuracy_drop_budget")):
+        for name, key in (
+            ("edgeq_model_size_ratio", "size_ratio"),
+            ("edgeq_accuracy_ratio", "accuracy"),
+            ("edgeq_accuracy_drop_ratio", "accuracy_drop"),
+            ("edgeq_accuracy_drop_budget_ratio", "accuracy_drop_budget"),
+        ):
             if val.get(key) is not None:
                 fam[name].add_metric([p, v], val[key])
         if val.get("gates_passed") is not None:
@@ -168,8 +194,9 @@ def latest_families(db_path: Path | None = None) -> list:
     from edgeq.results import query
 
     with query.open_for_reading(db_path) as h:
-        return _merge([run_families(query.load(h, r), query.last_success_ts(h, r["pipeline"]))
-                       for r in query.latest_per_pipeline(h)])
+        return _merge(
+            [run_families(query.load(h, r), query.last_success_ts(h, r["pipeline"])) for r in query.latest_per_pipeline(h)]
+        )
 
 
 def exposition(registry) -> bytes:
@@ -179,6 +206,7 @@ def exposition(registry) -> bytes:
 
 
 # ---- Pushgateway
+
 
 def check_gateway(url: str) -> str:
     """Validate the Pushgateway URL at the door: http(s)://host[:port][/prefix]."""
@@ -204,14 +232,17 @@ def _handler(url, method, timeout, headers, data):
                 resp.read()
         except urllib.error.HTTPError as e:
             body = e.read(400).decode("utf-8", "replace").strip().replace("\n", " ")
-            raise ExportError(f"Pushgateway {url} answered HTTP {e.code} {e.reason}" + (f": {body}" if body else ""),
-                              hint if e.code >= 500 else "the gateway refused the metrics (another job may push the same "
-                              "names with other types or labels); " + hint) from None
+            raise ExportError(
+                f"Pushgateway {url} answered HTTP {e.code} {e.reason}" + (f": {body}" if body else ""),
+                hint
+                if e.code >= 500
+                else "the gateway refused the metrics (another job may push the same names with other types or labels); " + hint,
+            ) from None
         except urllib.error.URLError as e:
             reason = e.reason
             what = f"timed out after {timeout:g}s" if isinstance(reason, (TimeoutError, socket.timeout)) else str(reason)
             raise ExportError(f"Pushgateway {url} unreachable: {what}", hint) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ExportError(f"Pushgateway {url} timed out after {timeout:g}s", hint) from None
         except OSError as e:
             raise ExportError(f"Pushgateway {url} failed: {e}", hint) from None
@@ -219,22 +250,30 @@ def _handler(url, method, timeout, headers, data):
     return handle
 
 
-def push(run_ref: str, gateway: str, *, db_path: Path | None = None, job: str = DEFAULT_JOB,
-         timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+def push(
+    run_ref: str, gateway: str, *, db_path: Path | None = None, job: str = DEFAULT_JOB, timeout: float = DEFAULT_TIMEOUT_S
+) -> dict:
     """PUT a stored run to the Pushgateway under grouping key {job, pipeline}: the group is replaced, so a board
     that left the fleet (or a dropped variant) disappears instead of going stale."""
     from prometheus_client import push_to_gateway
 
     gateway = check_gateway(gateway)
     reg, run = run_registry(run_ref, db_path)
-    push_to_gateway(gateway, job=job, registry=reg, grouping_key={"pipeline": run["pipeline"]}, timeout=timeout,
-                    handler=_handler)
+    push_to_gateway(gateway, job=job, registry=reg, grouping_key={"pipeline": run["pipeline"]}, timeout=timeout, handler=_handler)
     series = sum(len(f.samples) for f in reg.collect())
-    return {"ok": True, "gateway": gateway, "job": job, "grouping_key": {"job": job, "pipeline": run["pipeline"]},
-            "run_id": run["run_id"], "pipeline": run["pipeline"], "series": series}
+    return {
+        "ok": True,
+        "gateway": gateway,
+        "job": job,
+        "grouping_key": {"job": job, "pipeline": run["pipeline"]},
+        "run_id": run["run_id"],
+        "pipeline": run["pipeline"],
+        "series": series,
+    }
 
 
 # ---- textfile and exporter
+
 
 def write_textfile(path: Path, db_path: Path | None = None) -> dict:
     from edgeq import paths
@@ -244,8 +283,10 @@ def write_textfile(path: Path, db_path: Path | None = None) -> dict:
     try:
         paths.atomic_write_bytes(Path(path), data)  # node_exporter must never read half a file
     except OSError as e:
-        raise ExportError(f"cannot write the metrics textfile {path}: {e}",
-                          "check the folder exists and is writable (node_exporter's --collector.textfile.directory)") from None
+        raise ExportError(
+            f"cannot write the metrics textfile {path}: {e}",
+            "check the folder exists and is writable (node_exporter's --collector.textfile.directory)",
+        ) from None
     return {"ok": True, "path": str(path), "series": sum(len(f.samples) for f in fams), "bytes": len(data)}
 
 
@@ -268,8 +309,9 @@ class HistoryCollector:
             up.add_metric([], 0)
         yield from fams
         yield up
-        yield GaugeMetricFamily("edgeq_exporter_scrape_duration_seconds", "Time to read the history for this scrape.",
-                                value=time.perf_counter() - t)
+        yield GaugeMetricFamily(
+            "edgeq_exporter_scrape_duration_seconds", "Time to read the history for this scrape.", value=time.perf_counter() - t
+        )
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None):
@@ -281,5 +323,6 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | Non
     try:
         return start_http_server(port, addr=host, registry=reg)
     except OSError as e:
-        raise ExportError(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                          "pick another --port, or stop the process using it (ss -ltnp)") from None
+        raise ExportError(
+            f"cannot listen on {host}:{port}: {e.strerror or e}", "pick another --port, or stop the process using it (ss -ltnp)"
+        ) from None

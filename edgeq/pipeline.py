@@ -17,11 +17,12 @@ import platform
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
-from edgeq import __version__, data as data_mod, paths, zoo
+from edgeq import __version__, paths, zoo
+from edgeq import data as data_mod
 from edgeq.config import PipelineSpec, load_pipeline
 from edgeq.errors import ConfigError, FleetError, GateError
 
@@ -109,11 +110,11 @@ def _alive(pid: int) -> bool:
 
 
 def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _file_sha(path: Path) -> str:
@@ -133,22 +134,27 @@ class _Lazy:
 def _check_spec(spec: PipelineSpec, file: Path) -> None:
     has_fp32 = any(v.type == "fp32" for v in spec.quantize.variants)
     wants_drop = spec.validate_.gates.max_accuracy_drop is not None or any(
-        v.gates and v.gates.max_accuracy_drop is not None for v in spec.quantize.variants)
+        v.gates and v.gates.max_accuracy_drop is not None for v in spec.quantize.variants
+    )
     if wants_drop and not has_fp32:
-        raise ConfigError(f"{file}: max_accuracy_drop needs an fp32 variant as the baseline",
-                          "add '- type: fp32' under quantize.variants")
+        raise ConfigError(
+            f"{file}: max_accuracy_drop needs an fp32 variant as the baseline", "add '- type: fp32' under quantize.variants"
+        )
     budget = [i for i, v in enumerate(spec.quantize.variants) if v.accuracy_budget is not None]
     if budget and spec.data.validation_split == 0:
         from edgeq.config import _where, read_yaml
 
         where = _where(str(file), read_yaml(file)[1], ("quantize", "variants", budget[0], "accuracy_budget"))
-        raise ConfigError(f"{where}: accuracy_budget needs a validation split (data.validation_split is 0): the "
-                          "mixed-precision search measures there, never on the test split",
-                          "set data.validation_split, e.g. 0.1")
+        raise ConfigError(
+            f"{where}: accuracy_budget needs a validation split (data.validation_split is 0): the "
+            "mixed-precision search measures there, never on the test split",
+            "set data.validation_split, e.g. 0.1",
+        )
 
 
-def run_pipeline(pipeline_file: Path, *, force: bool = False, log: Callable[[str], None] = lambda s: None,
-                 home: Path | None = None) -> dict:
+def run_pipeline(
+    pipeline_file: Path, *, force: bool = False, log: Callable[[str], None] = lambda s: None, home: Path | None = None
+) -> dict:
     """Run train -> quantize -> validate. Returns the run summary (also written as the manifest)."""
     pipeline_file = Path(pipeline_file)
     spec, base = load_pipeline(pipeline_file)
@@ -178,8 +184,9 @@ def run_pipeline(pipeline_file: Path, *, force: bool = False, log: Callable[[str
     t0 = time.perf_counter()
     try:
         _run_stages(spec, base, cache, run_dir, manifest, versions, force, log)
-        manifest["status"] = ("gate_failed" if manifest["gates_failed"]
-                              else "fleet_failed" if manifest.get("fleet_failed") else "ok")
+        manifest["status"] = (
+            "gate_failed" if manifest["gates_failed"] else "fleet_failed" if manifest.get("fleet_failed") else "ok"
+        )
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
         raise
@@ -213,59 +220,113 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
     tf_v = {k: versions[k] for k in ("tensorflow", "keras")}
 
     # ---- train
-    train_key = _h({"v": CACHE_VERSION, "stage": "train", "data": data_key, "model": spec.model.model_dump(mode="json"),
-                    "model_fp": model_fp, "train": spec.train.model_dump(mode="json", exclude={"qat"}), "seed": spec.seed,
-                    "libs": tf_v})  # train.qat fine-tunes a copy: turning it on must not retrain the float model
+    train_key = _h(
+        {
+            "v": CACHE_VERSION,
+            "stage": "train",
+            "data": data_key,
+            "model": spec.model.model_dump(mode="json"),
+            "model_fp": model_fp,
+            "train": spec.train.model_dump(mode="json", exclude={"qat"}),
+            "seed": spec.seed,
+            "libs": tf_v,
+        }
+    )  # train.qat fine-tunes a copy: turning it on must not retrain the float model
     if saved_model:
         if spec.train.epochs:
-            raise ConfigError(f"model.path {spec.model.path} is a SavedModel directory: it can be quantized but not trained",
-                              "set train.epochs: 0, or give a .keras file")
+            raise ConfigError(
+                f"model.path {spec.model.path} is a SavedModel directory: it can be quantized but not trained",
+                "set train.epochs: 0, or give a .keras file",
+            )
         model_path = zoo.saved_model_dir(spec.model, base)
         manifest["stages"]["train"] = {"key": train_key, "cached": True, "skipped": "SavedModel input", "output": str(model_path)}
     else:
-        out, cached, meta = _stage(cache, "train", train_key, force, manifest, log,
-                                   lambda tmp: _do_train(spec, base, ds(), tmp, log))
+        out, cached, meta = _stage(
+            cache, "train", train_key, force, manifest, log, lambda tmp: _do_train(spec, base, ds(), tmp, log)
+        )
         model_path = out / "model.keras"
         manifest["stages"]["train"] = {"key": train_key, "cached": cached, "output": str(model_path), **meta}
 
     # ---- quantize
     qstage = {}
     for v in spec.quantize.variants:
-        qkey = _h({"v": CACHE_VERSION, "stage": "quantize", "train": train_key, "variant": v.model_dump(mode="json",
-                   exclude={"gates", "name"}), "seed": spec.seed, "libs": tf_v})
+        qkey = _h(
+            {
+                "v": CACHE_VERSION,
+                "stage": "quantize",
+                "train": train_key,
+                "variant": v.model_dump(mode="json", exclude={"gates", "name"}),
+                "seed": spec.seed,
+                "libs": tf_v,
+            }
+        )
 
         def build_q(tmp, v=v):
             from edgeq.stages.quantize import calibration_set, quantize
 
             d = ds()
-            calib = (calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
-                     if v.type in ("int8", "int16x8", "edgetpu") else None)
+            calib = (
+                calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
+                if v.type in ("int8", "int16x8", "edgetpu")
+                else None
+            )
             if calib is not None:
                 log(f"  calibrating {v.key} on {len(calib)} training samples ({v.calibration_selection})")
-            return quantize(model_path, v, calib, tmp, saved_model=saved_model,
-                            load_model=lambda mp: zoo.load_trained(mp, spec.model, base),
-                            val=(d.x_val, d.y_val) if v.accuracy_budget is not None else None, log=log)
+            return quantize(
+                model_path,
+                v,
+                calib,
+                tmp,
+                saved_model=saved_model,
+                load_model=lambda mp: zoo.load_trained(mp, spec.model, base),
+                val=(d.x_val, d.y_val) if v.accuracy_budget is not None else None,
+                log=log,
+            )
 
         if v.qat:  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
             from edgeq.stages import qat
 
-            qkey = _h({"v": CACHE_VERSION, "stage": "qat", "train": train_key, "data": data_key, "train_spec":
-                       spec.train.model_dump(mode="json"), "variant": v.model_dump(mode="json", exclude={"gates", "name"}),
-                       "seed": spec.seed, "libs": {**tf_v, **qat.versions()}})
-            out, cached, meta = _stage(cache, "qat", qkey, force, manifest, log, lambda tmp, v=v: qat.run_qat(
-                spec, base, v, model_path, tmp, log, saved_model=saved_model), label=f"qat {v.key}")
+            qkey = _h(
+                {
+                    "v": CACHE_VERSION,
+                    "stage": "qat",
+                    "train": train_key,
+                    "data": data_key,
+                    "train_spec": spec.train.model_dump(mode="json"),
+                    "variant": v.model_dump(mode="json", exclude={"gates", "name"}),
+                    "seed": spec.seed,
+                    "libs": {**tf_v, **qat.versions()},
+                }
+            )
+            out, cached, meta = _stage(
+                cache,
+                "qat",
+                qkey,
+                force,
+                manifest,
+                log,
+                lambda tmp, v=v: qat.run_qat(spec, base, v, model_path, tmp, log, saved_model=saved_model),
+                label=f"qat {v.key}",
+            )
         else:
             out, cached, meta = _stage(cache, "quantize", qkey, force, manifest, log, build_q, label=f"quantize {v.key}")
         qstage[v.key] = {"key": qkey, "cached": cached, "output": str(out / "model.tflite"), **meta}
         art = run_dir / "artifacts" / f"{spec.name}-{v.key}.tflite"
         _link(out / "model.tflite", art)
-        manifest["variants"][v.key] = {"type": v.type, **({"qat": True} if v.qat else {}), "artifact": str(art),
-                                       "sha256": _file_sha(out / "model.tflite"), "size_bytes": meta["size_bytes"]}
+        manifest["variants"][v.key] = {
+            "type": v.type,
+            **({"qat": True} if v.qat else {}),
+            "artifact": str(art),
+            "sha256": _file_sha(out / "model.tflite"),
+            "size_bytes": meta["size_bytes"],
+        }
         if meta.get("mixed_precision"):
             mp = manifest["variants"][v.key]["mixed_precision"] = _mixed_summary(meta["mixed_precision"])
-            log(f"{v.key}: accuracy_budget {'met' if mp['met'] else 'NOT met'}; kept float: "
+            log(
+                f"{v.key}: accuracy_budget {'met' if mp['met'] else 'NOT met'}; kept float: "
                 f"{', '.join(f['layer'] for f in mp['float_layers']) or 'none'}; {mp['int8_op_fraction']:.0%} of ops int8; "
-                f"size x{mp['size_ratio_vs_plain']:.2f} and latency x{mp['latency_ratio_vs_plain'] or 0:.2f} vs plain int8")
+                f"size x{mp['size_ratio_vs_plain']:.2f} and latency x{mp['latency_ratio_vs_plain'] or 0:.2f} vs plain int8"
+            )
     manifest["stages"]["quantize"] = qstage
 
     # ---- validate
@@ -274,9 +335,17 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
     runtime = rt.pick()
     vstage = {}
     for v in spec.quantize.variants:
-        vkey = _h({"v": CACHE_VERSION, "stage": "validate", "model": qstage[v.key]["key"], "data": data_key,
-                   "runtime": runtime.describe(), "batch": spec.validate_.batch_size,
-                   **({"layer_errors": LAYER_ERRORS_VERSION} if v.type == "int8" else {})})
+        vkey = _h(
+            {
+                "v": CACHE_VERSION,
+                "stage": "validate",
+                "model": qstage[v.key]["key"],
+                "data": data_key,
+                "runtime": runtime.describe(),
+                "batch": spec.validate_.batch_size,
+                **({"layer_errors": LAYER_ERRORS_VERSION} if v.type == "int8" else {}),
+            }
+        )
 
         def build_v(tmp, v=v):
             from edgeq.stages.validate import evaluate, layer_errors_of
@@ -285,8 +354,7 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
             # edgetpu: accuracy of the int8 model before compilation (eval_file: same arithmetic, runs on CPU)
             q = Path(qstage[v.key]["output"]).with_name(qstage[v.key].get("eval_file", "model.tflite"))
             extra = {"layer_errors": layer_errors_of(q.parent, v, d.x_test)} if v.type == "int8" else {}
-            return {**evaluate(runtime, q, d.x_test, d.y_test, spec.validate_.batch_size),
-                    "runtime": runtime.describe(), **extra}
+            return {**evaluate(runtime, q, d.x_test, d.y_test, spec.validate_.batch_size), "runtime": runtime.describe(), **extra}
 
         out, cached, meta = _stage(cache, "validate", vkey, force, manifest, log, build_v, label=f"validate {v.key}")
         vstage[v.key] = {"key": vkey, "cached": cached, **meta}
@@ -307,8 +375,10 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
             entry["layer_errors"] = m["layer_errors"]
             worst = m["layer_errors"].get("worst") or []
             if worst:
-                log(f"{v.key}: worst int8 layers (RMSE/scale): "
-                    + ", ".join(f"{w['layer']} {w['op']} {w['rmse_scale']:.2f}" for w in worst))
+                log(
+                    f"{v.key}: worst int8 layers (RMSE/scale): "
+                    + ", ".join(f"{w['layer']} {w['op']} {w['rmse_scale']:.2f}" for w in worst)
+                )
         if base_m is not None:
             entry["accuracy_drop"] = round(base_m["accuracy"] - m["accuracy"], 6)
             entry["size_ratio"] = round(m["size_bytes"] / base_m["size_bytes"], 4)
@@ -331,16 +401,30 @@ def _run_stages(spec, base, cache, run_dir, manifest, versions, force, log) -> N
 
 def _mixed_summary(mp: dict) -> dict:
     """What the manifest shows of a mixed-precision search (the stage meta keeps every step)."""
-    keys = ("met", "budget", "float_layers", "tried", "int8_op_fraction", "val_drop", "size_bytes",
-            "plain_size_bytes", "size_ratio_vs_plain", "latency_us", "latency_ratio_vs_plain", "search_seconds")
+    keys = (
+        "met",
+        "budget",
+        "float_layers",
+        "tried",
+        "int8_op_fraction",
+        "val_drop",
+        "size_bytes",
+        "plain_size_bytes",
+        "size_ratio_vs_plain",
+        "latency_us",
+        "latency_ratio_vs_plain",
+        "search_seconds",
+    )
     return {k: mp.get(k) for k in keys}
 
 
 def _do_train(spec, base, ds, tmp, log):
     from edgeq.stages.train import train
 
-    log(f"  training {spec.model.builtin or spec.model.path or spec.model.factory} on {len(ds.x_train)} samples "
-        f"({spec.train.epochs} epochs, batch {spec.train.batch_size})")
+    log(
+        f"  training {spec.model.builtin or spec.model.path or spec.model.factory} on {len(ds.x_train)} samples "
+        f"({spec.train.epochs} epochs, batch {spec.train.batch_size})"
+    )
     return train(spec, base, ds, tmp, log)
 
 
@@ -379,14 +463,18 @@ def raise_for_failures(result: dict, already_reported: bool = False) -> None:
     fleet_failed = result.get("fleet_failed") or []
     failed = result.get("gates_failed") or []
     if fleet_failed and not failed:
-        err = FleetError(f"{len(fleet_failed)} fleet step(s) failed:\n  " + "\n  ".join(fleet_failed),
-                         "results of the boards that succeeded are stored in the run; run `edgeq devices check`")
+        err = FleetError(
+            f"{len(fleet_failed)} fleet step(s) failed:\n  " + "\n  ".join(fleet_failed),
+            "results of the boards that succeeded are stored in the run; run `edgeq devices check`",
+        )
         err.result = result
         err._json_printed = already_reported
         raise err
     if failed:
-        err = GateError("validation gates failed:\n  " + "\n  ".join(failed),
-                        "improve the model or relax the gates under validate.gates in the pipeline YAML",
-                        result=result)
+        err = GateError(
+            "validation gates failed:\n  " + "\n  ".join(failed),
+            "improve the model or relax the gates under validate.gates in the pipeline YAML",
+            result=result,
+        )
         err._json_printed = already_reported  # the run document with its failures is already on stdout
         raise err

@@ -8,9 +8,9 @@ the choice per call instead of a module-level singleton.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator
 
 Advance = Callable[[str, int, int], None]  # (label, done, total)
 

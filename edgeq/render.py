@@ -32,15 +32,24 @@ def run_summary(result: dict) -> None:
     rows = []
     for key, v in result.get("variants", {}).items():
         drop = v.get("accuracy_drop")
-        rows.append([
-            key, v.get("type") + (" (QAT)" if v.get("qat") else ""), _pct(v.get("accuracy")),
-            "" if drop is None else f"{drop * 100:+.2f} pts",
-            f"{v.get('size_bytes', 0):,}", "" if v.get("size_ratio") is None else f"{v['size_ratio']:.3f}",
-            "pass" if v.get("gates", {}).get("passed", True) else "FAIL", _notes(v),
-        ])
+        rows.append(
+            [
+                key,
+                v.get("type") + (" (QAT)" if v.get("qat") else ""),
+                _pct(v.get("accuracy")),
+                "" if drop is None else f"{drop * 100:+.2f} pts",
+                f"{v.get('size_bytes', 0):,}",
+                "" if v.get("size_ratio") is None else f"{v['size_ratio']:.3f}",
+                "pass" if v.get("gates", {}).get("passed", True) else "FAIL",
+                _notes(v),
+            ]
+        )
     rt = result.get("runtime", {})
-    table(f"run {result['run_id']} · pipeline {result['pipeline']} · {rt.get('name', '?')} {rt.get('version', '')}",
-          ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates", "notes"], rows)
+    table(
+        f"run {result['run_id']} · pipeline {result['pipeline']} · {rt.get('name', '?')} {rt.get('version', '')}",
+        ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates", "notes"],
+        rows,
+    )
     bench = result.get("benchmarks") or []
     if bench:
         brows = []
@@ -49,16 +58,27 @@ def run_summary(result: dict) -> None:
             p = b.get("power") or {}
             rt = b.get("runtime") or {}
             board = b.get("board") or {}
-            brows.append([
-                b["device"], b["variant"], b.get("threads"), board.get("arch"),
-                f"{rt.get('name', '')} {rt.get('version', '')}".strip(),
-                _us(lat.get("p50")), _us(lat.get("p90")), _us(lat.get("p99")), _us(b.get("init_ms")),
-                "" if b.get("peak_rss_bytes") is None else f"{b['peak_rss_bytes'] / 2**20:.1f}",
-                "" if p.get("mean_w") is None else f"{p['mean_w']:.2f}",
-                "ok" if b.get("ok") else f"FAILED: {b.get('error')}",
-            ])
-        table("on-device benchmark (latency in µs)", ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99",
-              "init", "peak MiB", "W", "status"], brows)
+            brows.append(
+                [
+                    b["device"],
+                    b["variant"],
+                    b.get("threads"),
+                    board.get("arch"),
+                    f"{rt.get('name', '')} {rt.get('version', '')}".strip(),
+                    _us(lat.get("p50")),
+                    _us(lat.get("p90")),
+                    _us(lat.get("p99")),
+                    _us(b.get("init_ms")),
+                    "" if b.get("peak_rss_bytes") is None else f"{b['peak_rss_bytes'] / 2**20:.1f}",
+                    "" if p.get("mean_w") is None else f"{p['mean_w']:.2f}",
+                    "ok" if b.get("ok") else f"FAILED: {b.get('error')}",
+                ]
+            )
+        table(
+            "on-device benchmark (latency in µs)",
+            ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99", "init", "peak MiB", "W", "status"],
+            brows,
+        )
     if cached:
         log(f"reused from cache: {', '.join(cached)} (use --force to rerun)")
     log(f"run folder: {result.get('run_dir')}  ({result.get('wall_seconds', 0):.1f}s)")

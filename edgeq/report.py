@@ -49,7 +49,7 @@ def latency_plot(run: dict) -> str | None:
     Figure = _fig()
     fig = Figure(figsize=(10, 3.2 * len(devices)))
     axes = fig.subplots(len(devices), 1, squeeze=False)[:, 0]
-    for ax, dev in zip(axes, devices):
+    for ax, dev in zip(axes, devices, strict=False):
         rows = [b for b in benches if b["device"] == dev]
         us = [np.asarray(b["samples_s"], dtype=np.float64) * 1e6 for b in rows]
         lo = min(float(np.percentile(u, 0.5)) for u in us)
@@ -57,9 +57,15 @@ def latency_plot(run: dict) -> str | None:
         if hi <= lo:
             hi = lo * 1.01 + 1e-9
         bins = np.linspace(lo, hi, 80)
-        for b, u in zip(rows, us):
-            _, _, patches = ax.hist(np.clip(u, lo, hi), bins=bins, histtype="step", linewidth=1.6, density=True,
-                                    label=f"{_label(b)}  p50 {b['p50_s'] * 1e6:.4g} µs  (n={len(u):,})")
+        for b, u in zip(rows, us, strict=False):
+            _, _, patches = ax.hist(
+                np.clip(u, lo, hi),
+                bins=bins,
+                histtype="step",
+                linewidth=1.6,
+                density=True,
+                label=f"{_label(b)}  p50 {b['p50_s'] * 1e6:.4g} µs  (n={len(u):,})",
+            )
             ax.axvline(b["p50_s"] * 1e6, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
         arch = rows[0].get("arch") or ""
         ax.set_title(f"{dev} ({arch} {rows[0].get('board_model') or rows[0].get('cpu_model') or ''})".strip(), loc="left")
@@ -102,7 +108,7 @@ def trend_plot(runs: list[dict]) -> str | None:
             if b["ok"] and b.get("p50_s") is not None:
                 series.setdefault(f"{b['device']} · {_label(b)}", [None] * len(runs))[i] = b["p50_s"] * 1e6
     for name, ys in sorted(series.items()):
-        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax1.set_ylabel("p50 latency (µs)")
     ax1.set_title(f"last {len(runs)} runs of {runs[-1]['pipeline']}", loc="left")
@@ -115,7 +121,7 @@ def trend_plot(runs: list[dict]) -> str | None:
             if v.get("accuracy") is not None:
                 acc.setdefault(k, [None] * len(runs))[i] = v["accuracy"] * 100
     for name, ys in sorted(acc.items()):
-        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", label=name)
     ax2.set_ylabel("test accuracy (%)")
     if acc:
@@ -146,71 +152,163 @@ th{background:#f0f3f6}tr:nth-child(even) td{background:#f8fafc}.ok{color:#1a7f37
 
 def render_html(run: dict, trend: list[dict], comparison: dict | None) -> str:
     status_cls = "ok" if run["status"] == "ok" else "bad"
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeq report {_e(run['run_id'])}</title>"
-             f"<style>{CSS}</style></head><body>",
-             f"<h1>edgeq · {_e(run['pipeline'])} · run {_e(run['run_id'])}</h1>",
-             f"<p class='meta'>status <span class='{status_cls}'>{_e(run['status'])}</span> · started {_e(run['started'])} · "
-             f"wall {_f(run.get('wall_seconds'), '.1f')} s · pipeline file {_e(run.get('pipeline_file'))} "
-             f"(sha256 {_e((run.get('pipeline_sha256') or '')[:12])}) · runtime {_e(run['runtime'].get('name'))} "
-             f"{_e(run['runtime'].get('version'))}</p>",
-             "<p class='meta'>" + " · ".join(f"{_e(k)} {_e(v)}" for k, v in (run.get("versions") or {}).items()) + "</p>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeq report {_e(run['run_id'])}</title>"
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>edgeq · {_e(run['pipeline'])} · run {_e(run['run_id'])}</h1>",
+        f"<p class='meta'>status <span class='{status_cls}'>{_e(run['status'])}</span> · started {_e(run['started'])} · "
+        f"wall {_f(run.get('wall_seconds'), '.1f')} s · pipeline file {_e(run.get('pipeline_file'))} "
+        f"(sha256 {_e((run.get('pipeline_sha256') or '')[:12])}) · runtime {_e(run['runtime'].get('name'))} "
+        f"{_e(run['runtime'].get('version'))}</p>",
+        "<p class='meta'>" + " · ".join(f"{_e(k)} {_e(v)}" for k, v in (run.get("versions") or {}).items()) + "</p>",
+    ]
     if run.get("error"):
         parts.append(f"<p class='bad'>error: {_e(run['error'])}</p>")
     for f in (run.get("gates_failed") or []) + (run.get("fleet_failed") or []):
         parts.append(f"<p class='bad'>{_e(f)}</p>")
     from edgeq.results.quality import quality_note
 
-    parts.append("<h2>Variants</h2>" + _table(
-        ["variant", "type", "accuracy", "drop vs fp32 (pts)", "size (bytes)", "size / fp32", "gates", "quantization notes"],
-        [[k, v["type"], _f(v["accuracy"], ".2%"), _f(v["accuracy_drop"], "+.2f", 100), v["size_bytes"],
-          _f(v["size_ratio"], ".3f"), "" if v["gates_passed"] is None else ("pass" if v["gates_passed"] else "FAIL"),
-          quality_note(v.get("quality") or {})]
-         for k, v in run["validations"].items()]))
+    parts.append(
+        "<h2>Variants</h2>"
+        + _table(
+            ["variant", "type", "accuracy", "drop vs fp32 (pts)", "size (bytes)", "size / fp32", "gates", "quantization notes"],
+            [
+                [
+                    k,
+                    v["type"],
+                    _f(v["accuracy"], ".2%"),
+                    _f(v["accuracy_drop"], "+.2f", 100),
+                    v["size_bytes"],
+                    _f(v["size_ratio"], ".3f"),
+                    "" if v["gates_passed"] is None else ("pass" if v["gates_passed"] else "FAIL"),
+                    quality_note(v.get("quality") or {}),
+                ]
+                for k, v in run["validations"].items()
+            ],
+        )
+    )
     img = accuracy_size_plot(run)
     if img:
         parts.append(f"<img alt='accuracy vs size' src='{img}'>")
     if run["benchmarks"]:
-        parts.append("<h2>On-device benchmark</h2>" + _table(
-            ["device", "variant", "threads", "arch", "board", "runtime", "p50 µs", "p90 µs", "p99 µs", "init ms",
-             "peak MiB", "W", "mJ / inference", "samples", "status"],
-            [[b["device"], b["variant"], b["threads"], b.get("arch"), b.get("board_model") or b.get("cpu_model"),
-              f"{b.get('runtime_name') or ''} {b.get('runtime_version') or ''}".strip(), _f(b["p50_s"], ".3f", 1e6),
-              _f(b["p90_s"], ".3f", 1e6), _f(b["p99_s"], ".3f", 1e6), _f(b["init_s"], ".2f", 1e3),
-              _f(b["peak_rss_bytes"], ".1f", 1 / 2**20), _f(b["power_mean_w"], ".2f"), _f(b["energy_j"], ".4g", 1e3),
-              len(b.get("samples_s") or []), "ok" if b["ok"] else f"FAILED: {b.get('error')}"] for b in run["benchmarks"]]))
+        parts.append(
+            "<h2>On-device benchmark</h2>"
+            + _table(
+                [
+                    "device",
+                    "variant",
+                    "threads",
+                    "arch",
+                    "board",
+                    "runtime",
+                    "p50 µs",
+                    "p90 µs",
+                    "p99 µs",
+                    "init ms",
+                    "peak MiB",
+                    "W",
+                    "mJ / inference",
+                    "samples",
+                    "status",
+                ],
+                [
+                    [
+                        b["device"],
+                        b["variant"],
+                        b["threads"],
+                        b.get("arch"),
+                        b.get("board_model") or b.get("cpu_model"),
+                        f"{b.get('runtime_name') or ''} {b.get('runtime_version') or ''}".strip(),
+                        _f(b["p50_s"], ".3f", 1e6),
+                        _f(b["p90_s"], ".3f", 1e6),
+                        _f(b["p99_s"], ".3f", 1e6),
+                        _f(b["init_s"], ".2f", 1e3),
+                        _f(b["peak_rss_bytes"], ".1f", 1 / 2**20),
+                        _f(b["power_mean_w"], ".2f"),
+                        _f(b["energy_j"], ".4g", 1e3),
+                        len(b.get("samples_s") or []),
+                        "ok" if b["ok"] else f"FAILED: {b.get('error')}",
+                    ]
+                    for b in run["benchmarks"]
+                ],
+            )
+        )
         img = latency_plot(run)
         parts.append(f"<img alt='latency distribution' src='{img}'>" if img else "<p class='meta'>no raw samples stored</p>")
         boards = {}
         for b in run["benchmarks"]:
             boards.setdefault(b["device"], b.get("board") or {})
-        keys = ("hostname", "arch", "board_model", "cpu_model", "cores", "kernel", "os", "python", "numpy", "temp_c",
-                "cpu_freq_khz", "cpu_governor", "throttled")
+        keys = (
+            "hostname",
+            "arch",
+            "board_model",
+            "cpu_model",
+            "cores",
+            "kernel",
+            "os",
+            "python",
+            "numpy",
+            "temp_c",
+            "cpu_freq_khz",
+            "cpu_governor",
+            "throttled",
+        )
         parts.append("<h2>Boards</h2>" + _table(["device", *keys], [[d, *[bd.get(k) for k in keys]] for d, bd in boards.items()]))
     if comparison:
         c = comparison
         parts.append(f"<h2>Compared with the previous run {_e(c['base']['run_id'])}</h2>")
-        parts.append(_table(["device", "variant", "threads", "base p50 µs", "p50 µs", "ratio", "Mann-Whitney p", "verdict"],
-                            [[x["device"], x["variant"], x["threads"], _f(x["base_p50_s"], ".3f", 1e6),
-                             _f(x["candidate_p50_s"], ".3f", 1e6), _f(x["ratio"], ".3f"), _f(x["p_value"], ".2g"),
-                             x["verdict"]] for x in c["latency"]]))
-        parts.append(_table(["variant", "base accuracy", "accuracy", "delta (pts)", "regression"],
-                            [[a["variant"], _f(a["base"], ".2%"), _f(a["candidate"], ".2%"), _f(a["delta"], "+.2f", 100),
-                              "yes" if a["regression"] else "no"] for a in c["accuracy"]]))
-        verdict = ("<p class='bad'>" + "<br>".join(_e(r) for r in c["regressions"]) + "</p>") if c["regressions"] else \
-            "<p class='ok'>no regression</p>"
+        parts.append(
+            _table(
+                ["device", "variant", "threads", "base p50 µs", "p50 µs", "ratio", "Mann-Whitney p", "verdict"],
+                [
+                    [
+                        x["device"],
+                        x["variant"],
+                        x["threads"],
+                        _f(x["base_p50_s"], ".3f", 1e6),
+                        _f(x["candidate_p50_s"], ".3f", 1e6),
+                        _f(x["ratio"], ".3f"),
+                        _f(x["p_value"], ".2g"),
+                        x["verdict"],
+                    ]
+                    for x in c["latency"]
+                ],
+            )
+        )
+        parts.append(
+            _table(
+                ["variant", "base accuracy", "accuracy", "delta (pts)", "regression"],
+                [
+                    [
+                        a["variant"],
+                        _f(a["base"], ".2%"),
+                        _f(a["candidate"], ".2%"),
+                        _f(a["delta"], "+.2f", 100),
+                        "yes" if a["regression"] else "no",
+                    ]
+                    for a in c["accuracy"]
+                ],
+            )
+        )
+        verdict = (
+            ("<p class='bad'>" + "<br>".join(_e(r) for r in c["regressions"]) + "</p>")
+            if c["regressions"]
+            else "<p class='ok'>no regression</p>"
+        )
         parts.append(verdict)
     img = trend_plot(trend)
     if img:
         parts.append(f"<h2>Trend</h2><img alt='trend of the last runs' src='{img}'>")
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     parts.append(f"<p class='meta'>written by edgeq at {_e(now)}</p></body></html>")
     return "\n".join(parts)
 
 
-def write_report(run_ref: str, output: Path | None = None, *, last: int = 10, db_path: Path | None = None,
-                 pipeline: str | None = None) -> dict:
-    from edgeq.results.compare import compare
+def write_report(
+    run_ref: str, output: Path | None = None, *, last: int = 10, db_path: Path | None = None, pipeline: str | None = None
+) -> dict:
     from edgeq.results import query
+    from edgeq.results.compare import compare
 
     with query.open_for_reading(db_path) as h:
         run = query.load(h, query.resolve(h, run_ref, pipeline), samples=True)

@@ -88,7 +88,9 @@ def is_saved_model(spec: ModelSpec, base: Path) -> bool:
 def saved_model_dir(spec: ModelSpec, base: Path) -> Path:
     p = _resolve(spec.path, base)
     if not (p / "saved_model.pb").exists():
-        raise ModelError(f"{p}: not a SavedModel directory (no saved_model.pb)", "export it with model.export(DIR) or tf.saved_model.save")
+        raise ModelError(
+            f"{p}: not a SavedModel directory (no saved_model.pb)", "export it with model.export(DIR) or tf.saved_model.save"
+        )
     return p
 
 
@@ -102,8 +104,10 @@ def _load_file(p: Path):
     except ModelError:
         raise
     except Exception as e:
-        raise ModelError(f"cannot load model {p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                         "save it with model.save('model.keras') from Keras 3") from None
+        raise ModelError(
+            f"cannot load model {p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            "save it with model.save('model.keras') from Keras 3",
+        ) from None
 
 
 def _from_factory(factory: str, base: Path, input_shape: tuple, num_classes: int):
@@ -147,8 +151,9 @@ def load_trained(model_path: Path, spec: ModelSpec, base: Path):
         try:
             mod = importlib.import_module(spec.factory.split(":")[0])
         except Exception as e:
-            raise ModelError(f"model.factory {spec.factory!r}: cannot import: {type(e).__name__}: {e}",
-                             "check the factory module") from None
+            raise ModelError(
+                f"model.factory {spec.factory!r}: cannot import: {type(e).__name__}: {e}", "check the factory module"
+            ) from None
         finally:
             if str(base) in sys.path:
                 sys.path.remove(str(base))
@@ -156,6 +161,7 @@ def load_trained(model_path: Path, spec: ModelSpec, base: Path):
     try:
         return keras.models.load_model(model_path, custom_objects=custom)
     except Exception as e:
-        raise ModelError(f"cannot reload the trained model {model_path}: {type(e).__name__}: {str(e)[:300]}",
-                         "custom layers must be defined in the factory module (or registered with "
-                         "keras.saving.register_keras_serializable)") from None
+        raise ModelError(
+            f"cannot reload the trained model {model_path}: {type(e).__name__}: {str(e)[:300]}",
+            "custom layers must be defined in the factory module (or registered with keras.saving.register_keras_serializable)",
+        ) from None

@@ -31,21 +31,24 @@ class ChannelScale(keras.layers.Layer):
 def build(input_shape, num_classes):
     shape = input_shape if len(input_shape) == 3 else (*input_shape, 1)
     L = keras.layers
-    return keras.Sequential([
-        keras.Input(shape=shape),
-        L.Conv2D(16, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(2),
-        L.DepthwiseConv2D(3, padding="same", activation="relu"),
-        L.Conv2D(32, 1, activation="relu"),
-        L.MaxPooling2D(2),
-        L.DepthwiseConv2D(3, padding="same", activation="relu"),
-        L.Conv2D(64, 1, activation="relu"),
-        L.Flatten(),
-        L.Dense(128, activation="relu"),
-        L.Dense(64, activation="relu"),
-        ChannelScale(500.0, 2),
-        L.Dense(num_classes, activation="softmax"),
-    ], name="outlier_cnn")
+    return keras.Sequential(
+        [
+            keras.Input(shape=shape),
+            L.Conv2D(16, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.DepthwiseConv2D(3, padding="same", activation="relu"),
+            L.Conv2D(32, 1, activation="relu"),
+            L.MaxPooling2D(2),
+            L.DepthwiseConv2D(3, padding="same", activation="relu"),
+            L.Conv2D(64, 1, activation="relu"),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dense(64, activation="relu"),
+            ChannelScale(500.0, 2),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        name="outlier_cnn",
+    )
 
 
 def qat_layer(layer, tf_keras, tfmot):

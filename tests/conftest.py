@@ -38,8 +38,14 @@ def edgeq(home, tmp_path):
 
     def run(*args, cwd=None, timeout=600, env=None) -> Result:
         e = {**os.environ, "EDGEQ_HOME": str(home), **(env or {})}
-        p = subprocess.run([sys.executable, "-m", "edgeq", *map(str, args)], capture_output=True, text=True,
-                           cwd=cwd or tmp_path, timeout=timeout, env=e)
+        p = subprocess.run(
+            [sys.executable, "-m", "edgeq", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=cwd or tmp_path,
+            timeout=timeout,
+            env=e,
+        )
         return Result(p.returncode, p.stdout, p.stderr)
 
     return run

@@ -212,8 +212,22 @@ def board_state(workdir: Path, name: str, *, bench: bool = True) -> BoardState:
             raise AssertionError(f"{blob.name} is half-written or corrupt (hash mismatch)")
         interpreter_loads(blob)
         if bench:
-            rc, doc = run_agent(w, "bench", "--workdir", str(w), "--name", name, "--runs", "3", "--warmup", "1",
-                                "--min-seconds", "0", "--lock-timeout", "120")
+            rc, doc = run_agent(
+                w,
+                "bench",
+                "--workdir",
+                str(w),
+                "--name",
+                name,
+                "--runs",
+                "3",
+                "--warmup",
+                "1",
+                "--min-seconds",
+                "0",
+                "--lock-timeout",
+                "120",
+            )
             if rc != 0 or not doc.get("ok"):
                 raise AssertionError(f"the board's agent cannot run it: {doc}")
         st.active_ok = True
@@ -267,7 +281,7 @@ class NetnsBoard:
         return f"[{self.addr}]:{self.port} {kt} {b64}"
 
     @classmethod
-    def start(cls, farm: sshfarm.SSHFarm, root: Path, *, rate: str = "4mbit", loss_pct: int = 5) -> "NetnsBoard":
+    def start(cls, farm: sshfarm.SSHFarm, root: Path, *, rate: str = "4mbit", loss_pct: int = 5) -> NetnsBoard:
         tag = os.urandom(3).hex()
         ns, host_if, peer_if = f"eqf{tag}", f"eqh{tag}", f"eqn{tag}"
         subnet = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"

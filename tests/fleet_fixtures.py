@@ -12,9 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-
 import sshfarm
-
 
 # Fixtures are registered under their `name=`; test modules import the *_fixture functions, so
 # linters never see a test argument shadowing an import.

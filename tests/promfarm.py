@@ -34,8 +34,9 @@ def ensure_installed() -> None:
         pytest.skip(f"needs the Debian packages {missing} (run tests/run-all.sh as root, or install them)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env, capture_output=True
+    )
 
 
 def free_port() -> int:
@@ -69,8 +70,11 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.
 def start_pushgateway(root: Path, port: int) -> subprocess.Popen:
     """A real Pushgateway on loopback. Debian's build persists to /var/lib/prometheus by default: keep it in memory."""
     log = root / f"pushgateway-{port}.log"
-    proc = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     _wait_http(f"http://127.0.0.1:{port}/-/ready", proc, log)
     return proc
 
@@ -134,16 +138,23 @@ class PromFarm:
         stop(self.pg)
         self.pg = None
 
-    def start(self) -> "PromFarm":
+    def start(self) -> PromFarm:
         ensure_installed()
         cfg = self.root / "prometheus.yml"
         cfg.write_text(self.config())
         self.start_pushgateway()
         log = self.root / "prometheus.log"
         self.prom = subprocess.Popen(
-            ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.prom_port}", "--storage.tsdb.retention.time=1d"],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+            [
+                "prometheus",
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={self.root / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prom_port}",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         _wait_http(f"{self.prom_url}/-/ready", self.prom, log)
         return self
 
@@ -201,10 +212,25 @@ def promfarm(tmp_path_factory):
 
 # ---- synthetic runs (pure data) shared by the results tests: realistic manifests with inline raw samples
 
-def synthetic_manifest(run_id: str, *, pipeline: str = "synth", started: str = "2026-01-01T02:30:00+00:00",
-                       devices=("pi5", "pi4"), variants=("fp32", "int8"), threads=(1,), p50_s=None, n: int = 400,
-                       seed: int = 0, accuracy=None, peak_rss=None, power_w=None, status: str = "ok",
-                       failed_devices=(), drop_budget: float | None = 0.02) -> dict:
+
+def synthetic_manifest(
+    run_id: str,
+    *,
+    pipeline: str = "synth",
+    started: str = "2026-01-01T02:30:00+00:00",
+    devices=("pi5", "pi4"),
+    variants=("fp32", "int8"),
+    threads=(1,),
+    p50_s=None,
+    n: int = 400,
+    seed: int = 0,
+    accuracy=None,
+    peak_rss=None,
+    power_w=None,
+    status: str = "ok",
+    failed_devices=(),
+    drop_budget: float | None = 0.02,
+) -> dict:
     """A run manifest like pipeline.run_pipeline writes, with raw samples inline (benchmark row "raw" as a dict).
 
     p50_s: {(device, variant): seconds} (default: fp32 1 ms, int8 0.5 ms, pi4 2x slower); samples are lognormal
@@ -217,48 +243,102 @@ def synthetic_manifest(run_id: str, *, pipeline: str = "synth", started: str = "
     size = {"fp32": 400_000, "int8": 110_000, "dynamic": 120_000, "float16": 200_000}
     vdoc = {}
     for v in variants:
-        vdoc[v] = {"type": v, "artifact": f"/tmp/{pipeline}-{v}.tflite", "sha256": "0" * 64, "size_bytes": size.get(v, 1000),
-                   "accuracy": acc[v], "test_samples": 1000, "accuracy_drop": round(acc["fp32"] - acc[v], 6),
-                   "size_ratio": round(size.get(v, 1000) / size["fp32"], 4), "gates": {"passed": True, "failed": []}}
+        vdoc[v] = {
+            "type": v,
+            "artifact": f"/tmp/{pipeline}-{v}.tflite",
+            "sha256": "0" * 64,
+            "size_bytes": size.get(v, 1000),
+            "accuracy": acc[v],
+            "test_samples": 1000,
+            "accuracy_drop": round(acc["fp32"] - acc[v], 6),
+            "size_ratio": round(size.get(v, 1000) / size["fp32"], 4),
+            "gates": {"passed": True, "failed": []},
+        }
     rows = []
     for d in devices:
         for v in variants:
             for t in threads:
                 if d in failed_devices:
-                    rows.append({"device": d, "variant": v, "threads": t, "ok": False, "error": f"{d}: unreachable",
-                                 "kind": "unreachable"})
+                    rows.append(
+                        {
+                            "device": d,
+                            "variant": v,
+                            "threads": t,
+                            "ok": False,
+                            "error": f"{d}: unreachable",
+                            "kind": "unreachable",
+                        }
+                    )
                     continue
                 p50 = (p50_s or {}).get((d, v), base.get(v, 1e-3) * (2.0 if d == "pi4" else 1.0))
                 s = p50 * np.exp(rng.normal(0.0, 0.05, n))
                 q = np.percentile(s, [50, 90, 99])
                 w = (power_w or {}).get(d, 5.0 if d == "pi5" else 3.0)
-                rows.append({
-                    "device": d, "variant": v, "threads": t, "ok": True,
-                    "latency_ms": {"p50": q[0] * 1e3, "p90": q[1] * 1e3, "p99": q[2] * 1e3, "mean": float(s.mean()) * 1e3,
-                                   "std": float(s.std()) * 1e3, "min": float(s.min()) * 1e3, "max": float(s.max()) * 1e3},
-                    "count": n, "init_ms": 12.5, "first_invoke_ms": 3.2,
-                    "peak_rss_bytes": (peak_rss or {}).get((d, v), 60_000_000),
-                    "runtime": {"name": "tflite-runtime", "version": "2.14.0"},
-                    "delegate": {"requested": "xnnpack", "used": "xnnpack"},
-                    "power": {"probe": "rpi5-pmic", "mean_w": w, "idle_w": w * 0.7,
-                              "joules_per_inference": w * float(s.mean())},
-                    "board": {"hostname": d, "arch": "aarch64", "cpu_model": "Cortex-A76",
-                              "board_model": "Raspberry Pi 5 Model B Rev 1.0" if d == "pi5" else "Raspberry Pi 4 Model B",
-                              "cores": 4, "kernel": "6.6.51", "os": "Debian GNU/Linux 12 (bookworm)", "python": "3.11.2",
-                              "temp_c": 51.2, "cpu_freq_khz": 2400000, "throttled": {"now": [], "since_boot": []}},
-                    "raw": {"samples_s": [float(x) for x in s], "samples_stride": 1},
-                })
+                rows.append(
+                    {
+                        "device": d,
+                        "variant": v,
+                        "threads": t,
+                        "ok": True,
+                        "latency_ms": {
+                            "p50": q[0] * 1e3,
+                            "p90": q[1] * 1e3,
+                            "p99": q[2] * 1e3,
+                            "mean": float(s.mean()) * 1e3,
+                            "std": float(s.std()) * 1e3,
+                            "min": float(s.min()) * 1e3,
+                            "max": float(s.max()) * 1e3,
+                        },
+                        "count": n,
+                        "init_ms": 12.5,
+                        "first_invoke_ms": 3.2,
+                        "peak_rss_bytes": (peak_rss or {}).get((d, v), 60_000_000),
+                        "runtime": {"name": "tflite-runtime", "version": "2.14.0"},
+                        "delegate": {"requested": "xnnpack", "used": "xnnpack"},
+                        "power": {
+                            "probe": "rpi5-pmic",
+                            "mean_w": w,
+                            "idle_w": w * 0.7,
+                            "joules_per_inference": w * float(s.mean()),
+                        },
+                        "board": {
+                            "hostname": d,
+                            "arch": "aarch64",
+                            "cpu_model": "Cortex-A76",
+                            "board_model": "Raspberry Pi 5 Model B Rev 1.0" if d == "pi5" else "Raspberry Pi 4 Model B",
+                            "cores": 4,
+                            "kernel": "6.6.51",
+                            "os": "Debian GNU/Linux 12 (bookworm)",
+                            "python": "3.11.2",
+                            "temp_c": 51.2,
+                            "cpu_freq_khz": 2400000,
+                            "throttled": {"now": [], "since_boot": []},
+                        },
+                        "raw": {"samples_s": [float(x) for x in s], "samples_stride": 1},
+                    }
+                )
     return {
-        "run_id": run_id, "pipeline": pipeline, "pipeline_file": f"/srv/pipelines/{pipeline}.yaml",
-        "pipeline_sha256": "a" * 64, "status": status, "started": started, "finished": started,
+        "run_id": run_id,
+        "pipeline": pipeline,
+        "pipeline_file": f"/srv/pipelines/{pipeline}.yaml",
+        "pipeline_sha256": "a" * 64,
+        "status": status,
+        "started": started,
+        "finished": started,
         "wall_seconds": 61.5,
-        "params": {"validate": {"gates": {"max_accuracy_drop": drop_budget}},
-                   "quantize": {"variants": [{"type": v} for v in variants]}},
+        "params": {
+            "validate": {"gates": {"max_accuracy_drop": drop_budget}},
+            "quantize": {"variants": [{"type": v} for v in variants]},
+        },
         "versions": {"edgeq": "0.1.0", "python": "3.11.7", "tensorflow": "2.21.0", "numpy": "2.4.6"},
         "runtime": {"name": "ai-edge-litert", "version": "2.3.0"},
-        "stages": {"train": {"cached": False, "seconds": 40.0},
-                   "quantize": {v: {"cached": False, "seconds": 2.0} for v in variants},
-                   "validate": {v: {"cached": True, "seconds": 0.5} for v in variants}},
-        "variants": vdoc, "gates_failed": [], "fleet_failed": [f"benchmark on {d}" for d in failed_devices],
+        "stages": {
+            "train": {"cached": False, "seconds": 40.0},
+            "quantize": {v: {"cached": False, "seconds": 2.0} for v in variants},
+            "validate": {v: {"cached": True, "seconds": 0.5} for v in variants},
+        },
+        "variants": vdoc,
+        "gates_failed": [],
+        "fleet_failed": [f"benchmark on {d}" for d in failed_devices],
         "benchmarks": rows,
     }

@@ -111,7 +111,7 @@ class SSHFarm:
     known_hosts: Path | None = None
 
     @classmethod
-    def start(cls, root: Path, n: int = 3, passphrase: str = "farm-passphrase-7f3a9c") -> "SSHFarm":
+    def start(cls, root: Path, n: int = 3, passphrase: str = "farm-passphrase-7f3a9c") -> SSHFarm:
         ensure_sshd()
         root.mkdir(parents=True, exist_ok=True)
         farm = cls(root=root, enc_passphrase=passphrase)

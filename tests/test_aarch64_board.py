@@ -28,8 +28,17 @@ def _connect(board, known_hosts: Path) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.load_host_keys(str(known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(board.host, port=board.port, username=board.user, key_filename=str(board.key_file),
-                   look_for_keys=False, allow_agent=False, timeout=30, banner_timeout=60, auth_timeout=60)
+    client.connect(
+        board.host,
+        port=board.port,
+        username=board.user,
+        key_filename=str(board.key_file),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=30,
+        banner_timeout=60,
+        auth_timeout=60,
+    )
     return client
 
 
@@ -149,19 +158,28 @@ def test_paramiko_reject_policy_with_generated_known_hosts(aarch64_board, tmp_pa
 
 
 def test_rpi_env_has_tflite_runtime_2_14_and_numpy_1(aarch64_board, ssh):
-    rc, out, err = _run(ssh, f"{aarch64_board.pythons['tflite-runtime']} -c "
-                             "'import tflite_runtime, tflite_runtime.interpreter, numpy, platform; "
-                             "print(tflite_runtime.__version__, numpy.__version__, platform.machine())'")
+    rc, out, err = _run(
+        ssh,
+        f"{aarch64_board.pythons['tflite-runtime']} -c "
+        "'import tflite_runtime, tflite_runtime.interpreter, numpy, platform; "
+        "print(tflite_runtime.__version__, numpy.__version__, platform.machine())'",
+    )
     assert rc == 0, err
     tfl, npv, machine = out.split()
     assert (tfl, machine) == ("2.14.0", "aarch64")
     assert npv.startswith("1."), npv
 
 
-@pytest.mark.parametrize(("runtime", "name"), [
-    ("tflite-runtime", "fp32"), ("tflite-runtime", "int8pt"),
-    ("litert", "fp32"), ("litert", "int8"), ("litert", "int8pt"),
-])
+@pytest.mark.parametrize(
+    ("runtime", "name"),
+    [
+        ("tflite-runtime", "fp32"),
+        ("tflite-runtime", "int8pt"),
+        ("litert", "fp32"),
+        ("litert", "int8"),
+        ("litert", "int8pt"),
+    ],
+)
 def test_host_model_runs_on_board_like_on_host(aarch64_board, ssh, pushed, models, runtime, name):
     rc, res, err = _run_on_board(aarch64_board, ssh, pushed, runtime, name, repeats=50 if name != "fp32" else 0)
     assert rc == 0 and "error" not in res, f"{res} {err[-2000:]}"
@@ -186,8 +204,9 @@ def test_per_channel_int8_crashes_tflite_runtime_2_14_on_aarch64(aarch64_board, 
     (int8pt) run fine. If this starts passing, the runtime or emulator changed: revisit the note.
     """
     b = aarch64_board
-    rc, out, err = _run(ssh, f"{b.pythons['tflite-runtime']} {pushed['runner']} tflite-runtime "
-                             f"{pushed['int8.model']} {pushed['int8.input']} 0")
+    rc, out, err = _run(
+        ssh, f"{b.pythons['tflite-runtime']} {pushed['runner']} tflite-runtime {pushed['int8.model']} {pushed['int8.input']} 0"
+    )
     assert rc in (-1, 139) and "Segmentation fault" in err, (rc, out, err[-2000:])
 
 
@@ -221,14 +240,16 @@ def test_cached_start_and_clean_teardown(aarch64_board, aarch64_rootfs, tmp_path
     assert not board.state_dir.exists()
     assert not [p for p in pids if Path(f"/proc/{p}").exists()], "board processes survived stop()"
     info = aarch64.build_info(rootfs)
-    TIMINGS.update({
-        "rootfs build (recorded when built) s": info["build_seconds"],
-        "rootfs build phases s": info["phases"],
-        "rootfs size MB": info["size_mb"],
-        "this session: ensure_rootfs s": aarch64_board.timings["ensure_rootfs_s"],
-        "this session: built now": aarch64_board.timings["built_now"],
-        "first board start s": aarch64_board.timings["start_s"],
-        "cached start (start_board to ssh uname ok) s": round(cached_start, 1),
-    })
+    TIMINGS.update(
+        {
+            "rootfs build (recorded when built) s": info["build_seconds"],
+            "rootfs build phases s": info["phases"],
+            "rootfs size MB": info["size_mb"],
+            "this session: ensure_rootfs s": aarch64_board.timings["ensure_rootfs_s"],
+            "this session: built now": aarch64_board.timings["built_now"],
+            "first board start s": aarch64_board.timings["start_s"],
+            "cached start (start_board to ssh uname ok) s": round(cached_start, 1),
+        }
+    )
     with capsys.disabled():
         print("\naarch64 board timings: " + json.dumps(TIMINGS, indent=1))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faultkit import hold_lock
 
 from edgeq.agent import AGENT_MODULES, AgentOutputError, agent_sha256, build_zipapp, parse_agent_output
-from faultkit import hold_lock
 
 AGENT_DIR = Path(__file__).resolve().parents[1] / "edgeq" / "agent"
 REPO = AGENT_DIR.parents[1]

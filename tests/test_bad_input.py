@@ -109,8 +109,9 @@ def test_two_model_sources_is_a_config_error(edgeq, write_pipeline):
 
 
 def test_drop_gate_without_baseline(edgeq, write_pipeline, home):
-    r = edgeq("run", write_pipeline({"quantize": {"variants": [{"type": "int8"}]},
-                                     "validate": {"gates": {"max_accuracy_drop": 0.01}}}))
+    r = edgeq(
+        "run", write_pipeline({"quantize": {"variants": [{"type": "int8"}]}, "validate": {"gates": {"max_accuracy_drop": 0.01}}})
+    )
     assert_clean_error(r, CONFIG, "needs an fp32 variant")
     _no_runs(home)
 
@@ -120,11 +121,23 @@ def test_idx_source_gz_and_plain_and_npz(edgeq, write_pipeline, tmp_path, gz):
     d = tmp_path / "ds"
     d.mkdir()
     _idx_set(d, gz=gz)
-    names = {} if gz else {k: v for k, v in (("train_images", "train-images-idx3-ubyte"),
-                                              ("train_labels", "train-labels-idx1-ubyte"),
-                                              ("test_images", "t10k-images-idx3-ubyte"),
-                                              ("test_labels", "t10k-labels-idx1-ubyte"))}
-    r = edgeq("run", write_pipeline({"data": {"source": "idx", "path": "ds", "preprocess": "standardize", **names},
-                                     "train": {"epochs": 1}}), "--json")
+    names = (
+        {}
+        if gz
+        else {
+            k: v
+            for k, v in (
+                ("train_images", "train-images-idx3-ubyte"),
+                ("train_labels", "train-labels-idx1-ubyte"),
+                ("test_images", "t10k-images-idx3-ubyte"),
+                ("test_labels", "t10k-labels-idx1-ubyte"),
+            )
+        }
+    )
+    r = edgeq(
+        "run",
+        write_pipeline({"data": {"source": "idx", "path": "ds", "preprocess": "standardize", **names}, "train": {"epochs": 1}}),
+        "--json",
+    )
     assert r.code == 0, r.stderr
     assert r.json()["variants"]["fp32"]["test_samples"] == 100

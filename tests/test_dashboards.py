@@ -36,14 +36,37 @@ def farm_run(tmp_path_factory, promfarm):  # noqa: F811
     root = tmp_path_factory.mktemp("dash")
     power = root / "power1_input"
     power.write_text("2500000\n")  # µW: 2.5 W, read by the agent's real hwmon probe
-    (root / "devices.yaml").write_text(yaml.safe_dump({"devices": [{
-        "name": "board-a", "transport": "local", "model": "Test Board", "tags": ["lab"],
-        "power": {"probe": "hwmon", "path": str(power), "interval_s": 0.02, "idle_s": 0.0}}]}))
+    (root / "devices.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "devices": [
+                    {
+                        "name": "board-a",
+                        "transport": "local",
+                        "model": "Test Board",
+                        "tags": ["lab"],
+                        "power": {"probe": "hwmon", "path": str(power), "interval_s": 0.02, "idle_s": 0.0},
+                    }
+                ]
+            }
+        )
+    )
     doc = json.loads(json.dumps(TINY))
-    doc.update({"name": "dash", "devices": "devices.yaml",
-                "validate": {"gates": {"max_accuracy_drop": 0.5}},
-                "benchmark": {"targets": ["board-a"], "variants": ["fp32", "int8"], "runs": 30, "warmup": 3,
-                              "min_seconds": 0.2, "threads": [1]}})
+    doc.update(
+        {
+            "name": "dash",
+            "devices": "devices.yaml",
+            "validate": {"gates": {"max_accuracy_drop": 0.5}},
+            "benchmark": {
+                "targets": ["board-a"],
+                "variants": ["fp32", "int8"],
+                "runs": 30,
+                "warmup": 3,
+                "min_seconds": 0.2,
+                "threads": [1],
+            },
+        }
+    )
     pipe = root / "dash.yaml"
     pipe.write_text(yaml.safe_dump(doc, sort_keys=False))
     home = root / "home"
@@ -52,8 +75,9 @@ def farm_run(tmp_path_factory, promfarm):  # noqa: F811
         e = {**os.environ, "EDGEQ_HOME": str(home), **(env or {})}
         if "EDGEQ_HISTORY_DB" not in (env or {}):
             e.pop("EDGEQ_HISTORY_DB", None)
-        p = subprocess.run([sys.executable, "-m", "edgeq", *map(str, args)], capture_output=True, text=True, cwd=root,
-                           timeout=timeout, env=e)
+        p = subprocess.run(
+            [sys.executable, "-m", "edgeq", *map(str, args)], capture_output=True, text=True, cwd=root, timeout=timeout, env=e
+        )
         return Result(p.returncode, p.stdout, p.stderr)
 
     closed = f"http://127.0.0.1:{free_port()}"
@@ -72,8 +96,10 @@ def test_failed_push_keeps_results_and_a_later_push_delivers_them(farm_run, prom
     with open_for_reading(farm_run["home"] / "history.db") as h:
         run = query.load(h, query.resolve(h, doc["run_id"]), samples=True)
     assert run["status"] == "ok" and set(run["validations"]) == {"fp32", "int8"}
-    assert {(b["device"], b["variant"], b["threads"]) for b in run["benchmarks"]} == {("board-a", "fp32", 1),
-                                                                                      ("board-a", "int8", 1)}
+    assert {(b["device"], b["variant"], b["threads"]) for b in run["benchmarks"]} == {
+        ("board-a", "fp32", 1),
+        ("board-a", "int8", 1),
+    }
     for b in run["benchmarks"]:
         assert b["ok"] and len(b["samples_s"]) >= 30 and b["power_mean_w"] == pytest.approx(2.5) and b["energy_j"] > 0
     p = farm_run["push"]
@@ -86,8 +112,11 @@ def _substitute(expr: str, values: dict) -> str:
     return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], expr)
 
 
-@pytest.mark.parametrize("values", [{"pipeline": ".*", "device": ".*", "variant": ".*"},
-                                    {"pipeline": "dash", "device": "board-a", "variant": "fp32|int8"}], ids=["all", "one"])
+@pytest.mark.parametrize(
+    "values",
+    [{"pipeline": ".*", "device": ".*", "variant": ".*"}, {"pipeline": "dash", "device": "board-a", "variant": "fp32|int8"}],
+    ids=["all", "one"],
+)
 def test_every_dashboard_panel_query_returns_series(farm_run, promfarm, values):  # noqa: F811
     assert farm_run["push"].code == 0
     promfarm.wait_for('edgeq_last_run_ok{job="edgeq", pipeline="dash"}')
@@ -130,8 +159,18 @@ def test_dashboard_json_and_provisioning_are_consistent():
         for t in panel["targets"]:
             assert t["datasource"]["uid"] == "edgeq-prometheus"
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
-    for needle in ("latency p50 / p90", "int8 vs fp32 speed-up", "accuracy per variant", "accuracy drop", "model size",
-                   "peak memory", "power", "energy per inference", "last successful nightly", "board health"):
+    for needle in (
+        "latency p50 / p90",
+        "int8 vs fp32 speed-up",
+        "accuracy per variant",
+        "accuracy drop",
+        "model size",
+        "peak memory",
+        "power",
+        "energy per inference",
+        "last successful nightly",
+        "board health",
+    ):
         assert needle in titles, needle
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
@@ -149,8 +188,9 @@ def test_dashboard_json_and_provisioning_are_consistent():
 def test_rules_pass_promtool_check_and_unit_tests(promfarm):  # noqa: F811 - the farm installs promtool
     p = subprocess.run(["promtool", "check", "rules", "edgeq.rules.yml"], cwd=DASH / "rules", capture_output=True, text=True)
     assert p.returncode == 0 and "SUCCESS" in p.stdout, p.stdout + p.stderr
-    p = subprocess.run(["promtool", "test", "rules", "edgeq.rules.test.yml"], cwd=DASH / "rules", capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        ["promtool", "test", "rules", "edgeq.rules.test.yml"], cwd=DASH / "rules", capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0 and "SUCCESS" in p.stdout, p.stdout + p.stderr
     alerts = {r["name"] for g in promfarm.api("rules")["groups"] for r in g["rules"] if r["type"] == "alerting"}
     assert {"EdgeqLatencyRegression", "EdgeqAccuracyDropOverBudget", "EdgeqNightlyMissed"} <= alerts
@@ -160,19 +200,31 @@ def _previous(db: Path, fast: bool) -> None:
     """A synthetic earlier run of the same pipeline on the same board: far faster (so the real run regresses) or
     far slower with no accuracy (so the real run improves on everything)."""
     p50 = 1e-8 if fast else 1e-3
-    m = synthetic_manifest("20200101T000000Z-prev00", pipeline="dash", devices=("board-a",), started="2020-01-01T00:00:00+00:00",
-                           p50_s={("board-a", "fp32"): p50, ("board-a", "int8"): p50},
-                           accuracy=None if fast else {"fp32": 0.0, "int8": 0.0},
-                           peak_rss=None if fast else {("board-a", "fp32"): 10**10, ("board-a", "int8"): 10**10},
-                           power_w={"board-a": 2.5 if fast else 1000.0})
+    m = synthetic_manifest(
+        "20200101T000000Z-prev00",
+        pipeline="dash",
+        devices=("board-a",),
+        started="2020-01-01T00:00:00+00:00",
+        p50_s={("board-a", "fp32"): p50, ("board-a", "int8"): p50},
+        accuracy=None if fast else {"fp32": 0.0, "int8": 0.0},
+        peak_rss=None if fast else {("board-a", "fp32"): 10**10, ("board-a", "int8"): 10**10},
+        power_w={"board-a": 2.5 if fast else 1000.0},
+    )
     record_run(m, db)
 
 
 def test_run_pushes_and_fails_on_regression(farm_run, promfarm, tmp_path):  # noqa: F811
     db = tmp_path / "regress.db"
     _previous(db, fast=True)
-    r = farm_run["run"]("run", farm_run["pipe"], "--push-gateway", promfarm.pg_url, "--fail-on-regression", "--json",
-                        env={"EDGEQ_HISTORY_DB": str(db)})
+    r = farm_run["run"](
+        "run",
+        farm_run["pipe"],
+        "--push-gateway",
+        promfarm.pg_url,
+        "--fail-on-regression",
+        "--json",
+        env={"EDGEQ_HISTORY_DB": str(db)},
+    )
     assert r.code == 9, r.stderr
     assert "regression(s) from run 20200101T000000Z-prev00" in r.stderr and "Traceback" not in r.stderr
     doc = r.json()
@@ -180,8 +232,9 @@ def test_run_pushes_and_fails_on_regression(farm_run, promfarm, tmp_path):  # no
     assert any("latency fp32 on board-a" in s for s in doc["regressions"]["list"])
     with open_for_reading(db) as h:
         assert query.resolve(h, "latest")["run_id"] == doc["run_id"]  # stored although the run exits 9
-    promfarm.wait_for('edgeq_last_run_timestamp_seconds{job="edgeq", pipeline="dash"}',
-                      predicate=lambda res: any(r["value"][1] for r in res))
+    promfarm.wait_for(
+        'edgeq_last_run_timestamp_seconds{job="edgeq", pipeline="dash"}', predicate=lambda res: any(r["value"][1] for r in res)
+    )
     # the same run against a much slower, less accurate past passes
     db2 = tmp_path / "improve.db"
     _previous(db2, fast=False)
@@ -194,9 +247,11 @@ def test_run_pushes_and_fails_on_regression(farm_run, promfarm, tmp_path):  # no
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom edgeq.cli import app\n"
-            "for args in (['--help'], ['metrics', '--help'], ['history', '--help'], ['report', '--help']):\n"
-            "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n"
-            "print(sorted(m for m in ('tensorflow', 'matplotlib', 'prometheus_client', 'numpy', 'sqlite3') if m in sys.modules))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom edgeq.cli import app\n"
+        "for args in (['--help'], ['metrics', '--help'], ['history', '--help'], ['report', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('tensorflow', 'matplotlib', 'prometheus_client', 'numpy', 'sqlite3') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr

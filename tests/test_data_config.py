@@ -13,8 +13,7 @@ from edgeq.errors import ConfigError, DataError
 def test_read_idx_roundtrip_and_bad_magic(tmp_path):
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     f = tmp_path / "a-idx3-ubyte"
-    f.write_bytes(bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + (4).to_bytes(4, "big")
-                  + arr.tobytes())
+    f.write_bytes(bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + (4).to_bytes(4, "big") + arr.tobytes())
     np.testing.assert_array_equal(data.read_idx(f), arr)
     f.write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(DataError, match="bad magic"):
@@ -23,8 +22,13 @@ def test_read_idx_roundtrip_and_bad_magic(tmp_path):
 
 def test_npz_source_and_preprocessing(tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.normal(5, 2, (100, 4)), y_train=rng.integers(0, 3, 100),
-             x_test=rng.normal(5, 2, (20, 4)), y_test=rng.integers(0, 3, 20))
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.normal(5, 2, (100, 4)),
+        y_train=rng.integers(0, 3, 100),
+        x_test=rng.normal(5, 2, (20, 4)),
+        y_test=rng.integers(0, 3, 20),
+    )
     ds = data.load(DataSpec(source="npz", path="d.npz", preprocess="standardize", validation_split=0.2), tmp_path, 0)
     assert ds.x_train.shape == (80, 4) and ds.x_val.shape == (20, 4) and ds.num_classes == 3
     assert abs(float(ds.x_train.mean())) < 0.1  # standardized with training statistics
@@ -57,8 +61,10 @@ def test_env_substitution_only_edgeq_vars(tmp_path, monkeypatch):
 
 def test_line_numbers_for_nested_list_items(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("name: x\nmodel: {builtin: mlp}\nquantize:\n  variants:\n    - type: fp32\n    - type: int8\n"
-                 "      calibration_samples: -1\n")
+    f.write_text(
+        "name: x\nmodel: {builtin: mlp}\nquantize:\n  variants:\n    - type: fp32\n    - type: int8\n"
+        "      calibration_samples: -1\n"
+    )
     with pytest.raises(ConfigError) as e:
         config.load(config.PipelineSpec, f)
     assert f"{f}:7: quantize.variants[1].calibration_samples" in e.value.message

@@ -87,10 +87,17 @@ def keras_models(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("keras")
     keras.utils.set_random_seed(0)
-    mlp = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"),
-                            keras.layers.Dense(3, activation="softmax")])
-    leaky = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8), keras.layers.LeakyReLU(0.1),
-                              keras.layers.Dense(3, activation="softmax")])
+    mlp = keras.Sequential(
+        [
+            keras.Input((4, 4, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    leaky = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(8), keras.layers.LeakyReLU(0.1), keras.layers.Dense(3, activation="softmax")]
+    )
     mlp.save(d / "mlp.keras")
     leaky.save(d / "leaky.keras")
     return {"mlp": d / "mlp.keras", "leaky": d / "leaky.keras"}
@@ -142,8 +149,9 @@ def test_incompatible_op_is_named_before_the_compiler_runs(keras_models, fake_co
 
 def test_float_io_is_not_fully_8_bit(keras_models, fake_compiler, tmp_path):
     with pytest.raises(QuantizeError) as e:
-        edgetpu.quantize_edgetpu(keras_models["mlp"], VariantSpec(type="edgetpu", io="float"), _calib((4, 4, 1)), tmp_path,
-                                 load_model=_load)
+        edgetpu.quantize_edgetpu(
+            keras_models["mlp"], VariantSpec(type="edgetpu", io="float"), _calib((4, 4, 1)), tmp_path, load_model=_load
+        )
     assert "first offending op QUANTIZE (op #0)" in e.value.message and "float32, not 8-bit" in e.value.message
 
 
@@ -154,8 +162,9 @@ def test_compiler_failure_and_hang(keras_models, fake_compiler, tmp_path, monkey
     assert "edgetpu_compiler failed (exit 1): Compilation failed!" in e.value.message
     monkeypatch.setenv("FAKE_EDGETPU_MODE", "hang")
     with pytest.raises(QuantizeError) as e:
-        edgetpu.quantize_edgetpu(keras_models["mlp"], VariantSpec(type="edgetpu"), _calib((4, 4, 1)), tmp_path,
-                                 load_model=_load, timeout=2)
+        edgetpu.quantize_edgetpu(
+            keras_models["mlp"], VariantSpec(type="edgetpu"), _calib((4, 4, 1)), tmp_path, load_model=_load, timeout=2
+        )
     assert "did not finish in 2 s" in e.value.message
 
 

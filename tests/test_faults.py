@@ -59,7 +59,7 @@ def _deploy_ok(dev: Path, art: Path, targets: list[str], name: str = "m") -> dic
 
 
 def _farm3(farm, tmp_path, *names, **over) -> Path:
-    return write_devices(tmp_path, *(board_entry(farm, b, tmp_path, n, **over) for b, n in zip(farm.boards, names)))
+    return write_devices(tmp_path, *(board_entry(farm, b, tmp_path, n, **over) for b, n in zip(farm.boards, names, strict=False)))
 
 
 def _w(tmp_path: Path, name: str) -> Path:
@@ -191,8 +191,9 @@ def test_sshd_killed_during_bench_then_orphaned_agent_releases_the_lock(farm, tm
     _deploy_ok(dev, tflite_models["dense_a"], ["all"], name="dense_a")
     th, fired = _watch_and_kill(lambda: fk.find_agent_pids("bench", vw), lambda pids: fk.kill_sshd(victim))
     try:
-        code, doc, err = run_json("bench", tflite_models["dense_a"], "-t", "all", "--runs", "10", "--min-seconds", "2",
-                                  "--devices", dev)
+        code, doc, err = run_json(
+            "bench", tflite_models["dense_a"], "-t", "all", "--runs", "10", "--min-seconds", "2", "--devices", dev
+        )
         th.join(5)
         assert fired
         orphans = fired[0][0]
@@ -361,8 +362,10 @@ def test_slow_lossy_link_then_dead_link(farm, tmp_path, tflite_models, big_model
     size_mb = big_models["medium"].stat().st_size / 1e6
     # 4 Mbit/s is 0.5 MB/s: the shaped board needs seconds where loopback needs milliseconds
     assert recs["slow"]["seconds"] > size_mb / 0.5 * 0.8 > recs["fast1"]["seconds"], (recs["slow"]["seconds"], size_mb)
-    print(f"LINK deploy of {size_mb:.2f} MB + agent: shaped board {recs['slow']['seconds']:.2f}s, "
-          f"loopback board {recs['fast1']['seconds']:.2f}s")
+    print(
+        f"LINK deploy of {size_mb:.2f} MB + agent: shaped board {recs['slow']['seconds']:.2f}s, "
+        f"loopback board {recs['fast1']['seconds']:.2f}s"
+    )
     good = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=5, min_seconds=0)
     assert good["ok"], good
 
@@ -438,8 +441,9 @@ def test_agent_killed_mid_bench_other_boards_finish_lock_released(farm, tmp_path
         return [holder] if holder in pids else []
 
     th, fired = _watch_and_kill(measuring, kill, delay=0.3)
-    code, doc, err = run_json("bench", tflite_models["dense_b"], "-t", "all", "--runs", "10", "--min-seconds", "2",
-                              "--devices", dev)
+    code, doc, err = run_json(
+        "bench", tflite_models["dense_b"], "-t", "all", "--runs", "10", "--min-seconds", "2", "--devices", dev
+    )
     th.join(5)
     assert fired and code == ExitCode.FLEET and "av" in err
     recs = by_device(doc)
@@ -511,8 +515,9 @@ def test_stale_lock_of_dead_process_and_live_holder(farm, tmp_path, tflite_model
     assert json.loads((_w(tmp_path, "s1") / "lock").read_text())["pid"] == dead.pid  # a stale record stays behind
     live = fk.hold_lock(_w(tmp_path, "s2"))
     try:
-        code, doc, err = run_json("bench", tflite_models["dense_a"], "-t", "all", "--runs", "5", "--min-seconds", "0",
-                                  "--devices", dev)
+        code, doc, err = run_json(
+            "bench", tflite_models["dense_a"], "-t", "all", "--runs", "5", "--min-seconds", "0", "--devices", dev
+        )
     finally:
         live.kill()
         live.wait(5)

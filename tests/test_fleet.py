@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import sshfarm
 from faultkit import find_agent_pids
 from fleet_fixtures import (  # noqa: F401 - the *_fixture imports register fixtures with pytest

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import sshfarm
 from fleet_fixtures import edgeq_home_fixture, run_cli, run_json  # noqa: F401 - edgeq_home_fixture: autouse fixture
 

@@ -296,8 +296,28 @@ json_values = st.recursive(
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=5),
     max_leaves=20,
 )
-AGENT_KEYS = ["ok", "kind", "error", "protocol", "command", "board", "runtime", "latency_s", "memory", "current",
-              "previous", "have", "free_bytes", "op", "errno", "holder", "predictions", "power", "delegate", "samples_s"]
+AGENT_KEYS = [
+    "ok",
+    "kind",
+    "error",
+    "protocol",
+    "command",
+    "board",
+    "runtime",
+    "latency_s",
+    "memory",
+    "current",
+    "previous",
+    "have",
+    "free_bytes",
+    "op",
+    "errno",
+    "holder",
+    "predictions",
+    "power",
+    "delegate",
+    "samples_s",
+]
 agent_docs = st.fixed_dictionaries(
     {"ok": st.booleans() | json_values},
     optional={k: json_values for k in AGENT_KEYS[1:]} | {"kind": st.sampled_from(

@@ -41,10 +41,18 @@ def models(tmp_path_factory):
     tf, keras = _keras()
     d = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
-    mlp = keras.Sequential([keras.Input((16,)), keras.layers.Dense(12, activation="relu"),
-                            keras.layers.Dense(4, activation="softmax")])
-    cnn = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                            keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")])
+    mlp = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(12, activation="relu"), keras.layers.Dense(4, activation="softmax")]
+    )
+    cnn = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, activation="softmax"),
+        ]
+    )
     inp = keras.Input(batch_shape=(1, 16))
     # 5-D tensors with two outer dimensions larger than 1, joined by an op the converter cannot fold away
     a = keras.layers.Reshape((2, 2, 2, 4))(keras.layers.Dense(32)(inp))
@@ -123,7 +131,7 @@ def test_affine_ranges_are_the_int8_grid_mapped_to_reals(models):
     for t in per_channel + per_tensor:
         q = t["quantization"]
         assert len(q["range"]) == q["channels"] == len(q["scale"])
-        for (lo, hi), s, z in zip(q["range"], q["scale"], q["zero_point"]):
+        for (lo, hi), s, z in zip(q["range"], q["scale"], q["zero_point"], strict=False):
             assert lo == pytest.approx(s * (-128 - z)) and hi == pytest.approx(s * (127 - z))
             assert lo <= 0.0 <= hi  # TFLite keeps real 0 exactly representable
     # the input was calibrated on [0, 1): its range must cover it and not much more
@@ -170,9 +178,11 @@ def test_edgetpu_compatibility_on_real_models(models):
 
 
 def test_inspect_does_not_import_tensorflow(models):
-    code = ("import sys; from edgeq.inspect import inspect_model; "
-            f"r = inspect_model({str(models['cnn_int8_static'])!r}); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'; print(len(r['op_counts']))")
+    code = (
+        "import sys; from edgeq.inspect import inspect_model; "
+        f"r = inspect_model({str(models['cnn_int8_static'])!r}); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'; print(len(r['op_counts']))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert p.returncode == 0, p.stderr
 
@@ -202,8 +212,13 @@ def test_bad_files_exit_5_without_traceback(edgeq, models, tmp_path):
         "wrong_id.tflite": good[:4] + b"XXXX" + good[8:],
         "text.tflite": b"hello, this is not a model\n" * 10,
     }
-    expect = {"random.tflite": "not a TFLite model", "empty.tflite": "too short", "truncated.tflite": "truncated or corrupt",
-              "wrong_id.tflite": "expected b'TFL3'", "text.tflite": "not a TFLite model"}
+    expect = {
+        "random.tflite": "not a TFLite model",
+        "empty.tflite": "too short",
+        "truncated.tflite": "truncated or corrupt",
+        "wrong_id.tflite": "expected b'TFL3'",
+        "text.tflite": "not a TFLite model",
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         r = edgeq("inspect", tmp_path / name)

@@ -17,8 +17,20 @@ from edgeq.results import open_for_reading, query, record_run
 from tests.conftest import assert_clean_error
 from tests.promfarm import free_port, http_get, promfarm, pushgateway, synthetic_manifest  # noqa: F401 - fixtures
 
-BOUNDED = {"pipeline", "device", "variant", "threads", "arch", "quantile", "stage", "type", "board_model", "cpu_model",
-           "runtime", "runtime_version"}
+BOUNDED = {
+    "pipeline",
+    "device",
+    "variant",
+    "threads",
+    "arch",
+    "quantile",
+    "stage",
+    "type",
+    "board_model",
+    "cpu_model",
+    "runtime",
+    "runtime_version",
+}
 
 
 @pytest.fixture
@@ -26,8 +38,17 @@ def db(tmp_path) -> Path:
     db = tmp_path / "h.db"
     record_run(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00"), db)
     record_run(synthetic_manifest("20260102T023000Z-000002", started="2026-01-02T02:30:00+00:00", seed=2), db)
-    record_run(synthetic_manifest("o1", pipeline="other", devices=("jetson",), variants=("fp32",), status="gate_failed",
-                                  started="2026-01-02T03:00:00+00:00"), db)
+    record_run(
+        synthetic_manifest(
+            "o1",
+            pipeline="other",
+            devices=("jetson",),
+            variants=("fp32",),
+            status="gate_failed",
+            started="2026-01-02T03:00:00+00:00",
+        ),
+        db,
+    )
     return db
 
 
@@ -51,19 +72,32 @@ def test_exposition_names_units_and_bounded_labels(db):
     parsed = _parse(text)
     for name, f in parsed.items():
         assert name.startswith("edgeq_")
-        assert name.endswith(("_seconds", "_bytes", "_joules", "_watts", "_ratio", "_celsius", "_up", "_info", "_ok",
-                              "_passed", "_cached")), name
+        assert name.endswith(
+            ("_seconds", "_bytes", "_joules", "_watts", "_ratio", "_celsius", "_up", "_info", "_ok", "_passed", "_cached")
+        ), name
         for s in f.samples:
             assert set(s.labels) <= BOUNDED, (name, s.labels)
             assert "20260102" not in str(s.labels)  # never a run id or a timestamp
-    lat = {(s.labels["device"], s.labels["variant"], s.labels.get("quantile")): s.value
-           for s in parsed["edgeq_latency_seconds"].samples if s.name == "edgeq_latency_seconds"}
+    lat = {
+        (s.labels["device"], s.labels["variant"], s.labels.get("quantile")): s.value
+        for s in parsed["edgeq_latency_seconds"].samples
+        if s.name == "edgeq_latency_seconds"
+    }
     assert {q for (_, _, q) in lat} == {"0.5", "0.9", "0.99"}
     assert lat[("pi5", "int8", "0.5")] == pytest.approx(0.5e-3, rel=0.05)  # seconds, not ms
     names = set(parsed)
-    assert {"edgeq_init_seconds", "edgeq_peak_memory_bytes", "edgeq_power_watts", "edgeq_energy_per_inference_joules",
-            "edgeq_model_size_bytes", "edgeq_accuracy_ratio", "edgeq_accuracy_drop_ratio", "edgeq_stage_duration_seconds",
-            "edgeq_last_success_timestamp_seconds", "edgeq_device_up"} <= names
+    assert {
+        "edgeq_init_seconds",
+        "edgeq_peak_memory_bytes",
+        "edgeq_power_watts",
+        "edgeq_energy_per_inference_joules",
+        "edgeq_model_size_bytes",
+        "edgeq_accuracy_ratio",
+        "edgeq_accuracy_drop_ratio",
+        "edgeq_stage_duration_seconds",
+        "edgeq_last_success_timestamp_seconds",
+        "edgeq_device_up",
+    } <= names
     stage = {(s.labels["stage"], s.labels["variant"]): s.value for s in parsed["edgeq_stage_duration_seconds"].samples}
     assert stage[("train", "")] == 40.0 and stage[("validate", "int8")] == 0.0  # cached: no time spent in this run
 
@@ -71,8 +105,7 @@ def test_exposition_names_units_and_bounded_labels(db):
 def test_failed_board_is_down_and_last_success_survives_a_failed_run(tmp_path):
     db = tmp_path / "h.db"
     record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00"), db)
-    record_run(synthetic_manifest("r2", started="2026-01-02T02:30:00+00:00", failed_devices=("pi4",), status="fleet_failed"),
-               db)
+    record_run(synthetic_manifest("r2", started="2026-01-02T02:30:00+00:00", failed_devices=("pi4",), status="fleet_failed"), db)
     parsed = _parse(metrics.exposition(metrics.run_registry("latest", db)[0]).decode())
     up = {s.labels["device"]: s.value for s in parsed["edgeq_device_up"].samples}
     assert up == {"pi5": 1.0, "pi4": 0.0}
@@ -133,8 +166,14 @@ def test_push_rejected_by_the_gateway_4xx(db, edgeq, pushgateway):  # noqa: F811
     with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback test server
         assert resp.status in (200, 202)
     r = edgeq("metrics", "push", "latest", "--gateway", url, "--db", db)
-    assert_clean_error(r, 11, f"Pushgateway {url}/metrics/job/edgeq/pipeline/", "answered HTTP 400",
-                       "inconsistent with existing metrics", "edgeq metrics push RUN_ID")
+    assert_clean_error(
+        r,
+        11,
+        f"Pushgateway {url}/metrics/job/edgeq/pipeline/",
+        "answered HTTP 400",
+        "inconsistent with existing metrics",
+        "edgeq metrics push RUN_ID",
+    )
 
 
 def test_push_server_error_5xx_and_wrong_server(db, edgeq, promfarm):  # noqa: F811
@@ -183,8 +222,12 @@ def _listening_addresses(port: int) -> set[str]:
 
 def test_exporter_scraped_by_real_prometheus(db, tmp_path, promfarm):  # noqa: F811
     env = {**os.environ, "EDGEQ_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "edgeq", "metrics", "serve", "--port", str(promfarm.exporter_port),
-                             "--db", str(db)], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "metrics", "serve", "--port", str(promfarm.exporter_port), "--db", str(db)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert "serving http://127.0.0.1:" in proc.stderr.readline()
         assert _listening_addresses(promfarm.exporter_port) == {"127.0.0.1"}  # loopback unless told otherwise
@@ -202,8 +245,13 @@ def test_exporter_scraped_by_real_prometheus(db, tmp_path, promfarm):  # noqa: F
         record_run(synthetic_manifest("r3", devices=("pi5", "pi4", "pi3"), started="2026-01-03T02:30:00+00:00"), db)
         promfarm.wait_for('edgeq_device_up{job="edgeq-exporter", device="pi3"} == 1')
         # port already taken: a clear error, exit 11
-        p2 = subprocess.run([sys.executable, "-m", "edgeq", "metrics", "serve", "--port", str(promfarm.exporter_port),
-                             "--db", str(db)], capture_output=True, text=True, env=env, timeout=30)
+        p2 = subprocess.run(
+            [sys.executable, "-m", "edgeq", "metrics", "serve", "--port", str(promfarm.exporter_port), "--db", str(db)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
         assert p2.returncode == 11 and f"cannot listen on 127.0.0.1:{promfarm.exporter_port}" in p2.stderr, p2.stderr
     finally:
         proc.send_signal(signal.SIGTERM)

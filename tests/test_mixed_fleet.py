@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sshfarm
 import yaml
 from farm.fixtures import aarch64_board_fixture, aarch64_rootfs_fixture  # noqa: F401 - registers the fixtures
-from tests.conftest import TINY, Result
 
-import sshfarm
+from tests.conftest import TINY, Result
 
 X86 = ("x1", "x2")
 ARM = ("rpi", "rpi-litert")
@@ -49,17 +49,36 @@ def fleet(x86farm, aarch64_board, tmp_path_factory) -> dict:
     known = root / "known_hosts"  # one file trusting all three sshd host keys: RejectPolicy for everyone
     known.write_text(x86farm.known_hosts.read_text() + aarch64_board.host_key_line + "\n")
     b = aarch64_board
-    entries = [x86farm.device_yaml(board, name, known_hosts=str(known), workdir=str(root / "boards" / name),
-                                   tags=["fleet", "x86"], retries=3)
-               for board, name in zip(x86farm.boards, X86)]
-    for name, runtime in zip(ARM, ("tflite-runtime", "litert")):
-        entries.append("  - " + json.dumps({
-            "name": name, "host": b.host, "port": b.port, "user": b.user, "key_file": str(b.key_file),
-            "known_hosts": str(known), "python": b.pythons[runtime], "workdir": f"/root/mixed-{runtime}",
-            "tags": ["fleet", "arm"], "model": "emulated Raspberry Pi (qemu-aarch64)",
-            # emulated: python + numpy + a runtime start in seconds, a loaded 2-core CI host is slower still
-            "connect_timeout": 60, "command_timeout": 600, "retries": 3, "retry_delay": 0.5,
-        }) + "\n")
+    entries = [
+        x86farm.device_yaml(
+            board, name, known_hosts=str(known), workdir=str(root / "boards" / name), tags=["fleet", "x86"], retries=3
+        )
+        for board, name in zip(x86farm.boards, X86, strict=False)
+    ]
+    for name, runtime in zip(ARM, ("tflite-runtime", "litert"), strict=False):
+        entries.append(
+            "  - "
+            + json.dumps(
+                {
+                    "name": name,
+                    "host": b.host,
+                    "port": b.port,
+                    "user": b.user,
+                    "key_file": str(b.key_file),
+                    "known_hosts": str(known),
+                    "python": b.pythons[runtime],
+                    "workdir": f"/root/mixed-{runtime}",
+                    "tags": ["fleet", "arm"],
+                    "model": "emulated Raspberry Pi (qemu-aarch64)",
+                    # emulated: python + numpy + a runtime start in seconds, a loaded 2-core CI host is slower still
+                    "connect_timeout": 60,
+                    "command_timeout": 600,
+                    "retries": 3,
+                    "retry_delay": 0.5,
+                }
+            )
+            + "\n"
+        )
     devices = root / "devices.yaml"
     devices.write_text("devices:\n" + "".join(entries))
     home = root / "home"
@@ -68,8 +87,9 @@ def fleet(x86farm, aarch64_board, tmp_path_factory) -> dict:
         env = {**os.environ, "EDGEQ_HOME": str(home)}
         env.pop("EDGEQ_DEVICES", None)
         env.pop("EDGEQ_HISTORY_DB", None)
-        p = subprocess.run([sys.executable, "-m", "edgeq", *map(str, args)], capture_output=True, text=True,
-                           cwd=root, timeout=timeout, env=env)
+        p = subprocess.run(
+            [sys.executable, "-m", "edgeq", *map(str, args)], capture_output=True, text=True, cwd=root, timeout=timeout, env=env
+        )
         return Result(p.returncode, p.stdout, p.stderr)
 
     return {"devices": devices, "home": home, "root": root, "cli": cli, "board": b}
@@ -125,12 +145,10 @@ def pipeline_run(fleet) -> dict:
     """`edgeq run` with deploy + benchmark + accuracy check on all four devices (sklearn digits, tiny MLP)."""
     doc = json.loads(json.dumps(TINY))
     doc["name"] = "mixed"
-    doc["quantize"] = {"variants": [{"type": "fp32"},
-                                    {"type": "int8", "calibration_samples": 50, "per_channel": False}]}
+    doc["quantize"] = {"variants": [{"type": "fp32"}, {"type": "int8", "calibration_samples": 50, "per_channel": False}]}
     doc["devices"] = str(fleet["devices"])
     doc["deploy"] = {"targets": ["fleet"]}
-    doc["benchmark"] = {"runs": 20, "warmup": 2, "min_seconds": 0.05, "threads": [1], "input_samples": 16,
-                        "accuracy_check": True}
+    doc["benchmark"] = {"runs": 20, "warmup": 2, "min_seconds": 0.05, "threads": [1], "input_samples": 16, "accuracy_check": True}
     pipe = fleet["root"] / "mixed.yaml"
     pipe.write_text(yaml.safe_dump(doc, sort_keys=False))
     r = fleet["cli"]("run", pipe, "--json")
@@ -218,8 +236,23 @@ def test_deploy_bench_rollback_through_the_cli(fleet, artifacts):
         assert d["status"] == "changed" and d["current"] == first["sha256"] and d["previous"] == second["sha256"], d
     assert _status(fleet, "rpi", "clf")["current"] == first["sha256"]
 
-    r = cli("bench", artifacts["int8"], "--name", "clf", "-t", "fleet", "--runs", "20", "--warmup", "2",
-            "--min-seconds", "0.05", "--devices", dev, "--json")
+    r = cli(
+        "bench",
+        artifacts["int8"],
+        "--name",
+        "clf",
+        "-t",
+        "fleet",
+        "--runs",
+        "20",
+        "--warmup",
+        "2",
+        "--min-seconds",
+        "0.05",
+        "--devices",
+        dev,
+        "--json",
+    )
     assert r.code == 0, (r.stdout, r.stderr)
     recs = _by_device(_json(r))
     for name, rec in recs.items():
@@ -280,8 +313,23 @@ def test_per_channel_model_refused_by_the_tflite_runtime_board_only(fleet, artif
 
     st = _status(fleet, "rpi", "hz")
     assert st["current"] == good  # nothing half-installed became active
-    r = cli("bench", artifacts["int8"], "--name", "hz", "-t", "rpi", "--runs", "10", "--warmup", "1",
-            "--min-seconds", "0", "--devices", dev, "--json")
+    r = cli(
+        "bench",
+        artifacts["int8"],
+        "--name",
+        "hz",
+        "-t",
+        "rpi",
+        "--runs",
+        "10",
+        "--warmup",
+        "1",
+        "--min-seconds",
+        "0",
+        "--devices",
+        dev,
+        "--json",
+    )
     assert r.code == 0, (r.stdout, r.stderr)
     assert _by_device(_json(r))["rpi"]["deploy"] == "unchanged"  # the previous model still loads and runs
     # human rendering names the board and the way out
@@ -328,8 +376,23 @@ def test_dynamic_range_model_refused_with_op_and_runtime_named(fleet, artifacts,
     assert "FULLY_CONNECTED" in bad["error"] and "tflite-runtime 2.14.0" in bad["error"], bad["error"]
     assert bad["current"] == good and _status(fleet, "rpi", "dyn")["current"] == good
     assert all(recs[n]["status"] == "changed" for n in (*X86, "rpi-litert")), recs
-    r = cli("bench", artifacts["int8"], "--name", "dyn", "-t", "rpi", "--runs", "5", "--warmup", "1",
-            "--min-seconds", "0", "--devices", dev, "--json")
+    r = cli(
+        "bench",
+        artifacts["int8"],
+        "--name",
+        "dyn",
+        "-t",
+        "rpi",
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--min-seconds",
+        "0",
+        "--devices",
+        dev,
+        "--json",
+    )
     assert r.code == 0 and _by_device(_json(r))["rpi"]["deploy"] == "unchanged", (r.stdout, r.stderr)
 
 
@@ -414,8 +477,10 @@ def test_a_real_segfault_on_the_board_side_is_named_runtime_crash(tmp_path):
     from edgeq.fleet.board import AgentBundle, Board
     from edgeq.fleet.inventory import load_inventory
 
-    code = ("import faulthandler, ctypes, sys\nfaulthandler.enable(file=sys.stderr)\n"
-            "def invoke():\n    ctypes.string_at(0)\ninvoke()\n")
+    code = (
+        "import faulthandler, ctypes, sys\nfaulthandler.enable(file=sys.stderr)\n"
+        "def invoke():\n    ctypes.string_at(0)\ninvoke()\n"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == -11, p
     dev = tmp_path / "devices.yaml"

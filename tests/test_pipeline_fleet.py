@@ -11,8 +11,7 @@ from tests.conftest import assert_clean_error
 
 FLEET = {
     "deploy": {"targets": ["local"], "variants": ["int8"]},
-    "benchmark": {"targets": ["local"], "runs": 30, "warmup": 3, "min_seconds": 0.1, "threads": [1, 2],
-                  "accuracy_check": True},
+    "benchmark": {"targets": ["local"], "runs": 30, "warmup": 3, "min_seconds": 0.1, "threads": [1, 2], "accuracy_check": True},
 }
 
 

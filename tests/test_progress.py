@@ -21,8 +21,7 @@ def _run_with_tty_stderr(args, home, cwd) -> tuple[int, str, str]:
     """stdout piped (like `edgeq run ... --json > out.json`), stderr a real pseudo-terminal."""
     master, slave = pty.openpty()
     env = {**os.environ, "EDGEQ_HOME": str(home), "COLUMNS": "120", "TERM": "xterm"}
-    p = subprocess.Popen([sys.executable, "-m", "edgeq", *map(str, args)], stdout=subprocess.PIPE, stderr=slave,
-                         cwd=cwd, env=env)
+    p = subprocess.Popen([sys.executable, "-m", "edgeq", *map(str, args)], stdout=subprocess.PIPE, stderr=slave, cwd=cwd, env=env)
     os.close(slave)
     chunks = []
     while True:

@@ -90,10 +90,15 @@ def test_qat_int8_runs_in_interpreter_close_to_fp32_and_is_cached(edgeq, write_p
 
 
 def test_qat_variant_options_per_tensor_and_float_io(edgeq, write_pipeline):
-    variants = [{"type": "fp32"},
-                {"type": "int8", "name": "qat-pt", "qat": True, "per_channel": False, "io": "float"}]
-    p = write_pipeline({"data": DIGITS, "model": CNN, "train": {**TRAIN, "qat": {"epochs": 1, "batch_size": 64}},
-                        "quantize": {"variants": variants}})
+    variants = [{"type": "fp32"}, {"type": "int8", "name": "qat-pt", "qat": True, "per_channel": False, "io": "float"}]
+    p = write_pipeline(
+        {
+            "data": DIGITS,
+            "model": CNN,
+            "train": {**TRAIN, "qat": {"epochs": 1, "batch_size": 64}},
+            "quantize": {"variants": variants},
+        }
+    )
     r = edgeq("run", p, "--json")
     assert r.code == 0, r.stderr
     doc = r.json()
@@ -105,8 +110,9 @@ def test_qat_variant_options_per_tensor_and_float_io(edgeq, write_pipeline):
     # with one (repeated) scale per output channel even when the file has one per tensor
     i = Interpreter(model_path=doc["variants"]["qat-pt"]["artifact"])
     assert i.get_input_details()[0]["dtype"] == np.float32
-    per_axis = [t["name"] for t in i.get_tensor_details()
-                if t["dtype"] == np.int8 and len(t["quantization_parameters"]["scales"]) > 1]
+    per_axis = [
+        t["name"] for t in i.get_tensor_details() if t["dtype"] == np.int8 and len(t["quantization_parameters"]["scales"]) > 1
+    ]
     assert per_axis == []  # one scale per weight tensor, convolutions included
     assert doc["variants"]["qat-pt"]["accuracy"] > 0.5
 
@@ -125,16 +131,20 @@ def test_qat_model_that_cannot_move_to_tf_keras_is_a_clear_error(edgeq, write_pi
         "    x = keras.layers.Flatten()(x)\n"
         "    h = keras.layers.Dense(64, activation='relu')(x)\n"
         "    x = keras.layers.Add()([x, h])\n"
-        "    return keras.Model(inp, keras.layers.Dense(num_classes, activation='softmax')(x))\n")
+        "    return keras.Model(inp, keras.layers.Dense(num_classes, activation='softmax')(x))\n"
+    )
     only_fp32 = {"variants": [{"type": "fp32"}]}
-    p = write_pipeline({"model": {"factory": "custom:build"}, "train": {"epochs": 1, "qat": {"epochs": 1}},
-                        "quantize": only_fp32})
+    p = write_pipeline(
+        {"model": {"factory": "custom:build"}, "train": {"epochs": 1, "qat": {"epochs": 1}}, "quantize": only_fp32}
+    )
     r = edgeq("run", p)
     assert_clean_error(r, 5, "int8-qat", "Halve", "custom layer", "qat_layer", "PTQ int8")
     assert not list((home / "cache").glob("qat/*/model.tflite"))  # nothing half-built is trusted later
 
-    p = write_pipeline({"model": {"factory": "custom:residual"}, "train": {"epochs": 1, "qat": {"epochs": 1}},
-                        "quantize": only_fp32}, name="res.yaml")
+    p = write_pipeline(
+        {"model": {"factory": "custom:residual"}, "train": {"epochs": 1, "qat": {"epochs": 1}}, "quantize": only_fp32},
+        name="res.yaml",
+    )
     r = edgeq("run", p, "--json")
     assert_clean_error(r, 5, "int8-qat", "chain of layers", "add")
     assert json.loads(r.stdout)["exit_code"] == 5
@@ -180,8 +190,13 @@ def qat_layer(layer, tf_keras, tfmot):
 
 def test_qat_custom_layer_through_the_factory_hook(edgeq, write_pipeline, tmp_path):
     (tmp_path / "hooked.py").write_text(HOOKED)
-    p = write_pipeline({"model": {"factory": "hooked:build"}, "train": {"epochs": 8, "learning_rate": 0.005,
-                        "qat": {"epochs": 1}}, "data": DIGITS})
+    p = write_pipeline(
+        {
+            "model": {"factory": "hooked:build"},
+            "train": {"epochs": 8, "learning_rate": 0.005, "qat": {"epochs": 1}},
+            "data": DIGITS,
+        }
+    )
     r = edgeq("run", p, "--json")
     assert r.code == 0, r.stderr
     v = r.json()["variants"]
@@ -192,15 +207,22 @@ def test_qat_custom_layer_through_the_factory_hook(edgeq, write_pipeline, tmp_pa
     assert v["int8-qat"]["accuracy"] > 0.5 and abs(v["int8-qat"]["accuracy_drop"]) <= 0.03, v
 
 
-@pytest.mark.parametrize("overrides, needles", [
-    ({"quantize": {"variants": [{"type": "fp32", "qat": True}]}, "train": {"epochs": 1, "qat": {"epochs": 1}}},
-     ["quantize.variants[0]", "int8 variants only"]),
-    ({"quantize": {"variants": [{"type": "int8", "qat": True}]}}, ["train.qat is not set"]),
-    ({"train": {"qat": {}}}, ["train.qat.epochs", "required"]),
-    ({"quantize": {"variants": [{"type": "int8", "qat": True, "accuracy_budget": 0.01}]}, "train": {"qat": {"epochs": 1}}},
-     ["quantize.variants[0]", "PTQ int8"]),
-    ({"train": {"qat": {"epochs": 1, "learning_rate": 0}}}, ["train.qat.learning_rate"]),
-])
+@pytest.mark.parametrize(
+    "overrides, needles",
+    [
+        (
+            {"quantize": {"variants": [{"type": "fp32", "qat": True}]}, "train": {"epochs": 1, "qat": {"epochs": 1}}},
+            ["quantize.variants[0]", "int8 variants only"],
+        ),
+        ({"quantize": {"variants": [{"type": "int8", "qat": True}]}}, ["train.qat is not set"]),
+        ({"train": {"qat": {}}}, ["train.qat.epochs", "required"]),
+        (
+            {"quantize": {"variants": [{"type": "int8", "qat": True, "accuracy_budget": 0.01}]}, "train": {"qat": {"epochs": 1}}},
+            ["quantize.variants[0]", "PTQ int8"],
+        ),
+        ({"train": {"qat": {"epochs": 1, "learning_rate": 0}}}, ["train.qat.learning_rate"]),
+    ],
+)
 def test_qat_config_errors(edgeq, write_pipeline, overrides, needles):
     assert_clean_error(edgeq("run", write_pipeline(overrides)), 3, *needles)
 
@@ -209,8 +231,10 @@ def test_ctrl_c_stops_the_qat_child(tmp_path):
     from edgeq.stages import qat
 
     pid_file = tmp_path / "pid"
-    child = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-             f"print('TF noise'); print({qat.MARK!r} + 'epoch 1', flush=True)\ntime.sleep(120)\n")
+    child = (
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"print('TF noise'); print({qat.MARK!r} + 'epoch 1', flush=True)\ntime.sleep(120)\n"
+    )
     seen = []
 
     def log(line):
@@ -228,11 +252,13 @@ def test_ctrl_c_stops_the_qat_child(tmp_path):
 def test_worker_exits_when_edgeq_dies(tmp_path):
     """The worker runs in its own session (no terminal signals): it must notice its parent is gone."""
     pid_file = tmp_path / "pid"
-    code = ("import subprocess, sys\n"
-            "import os\n"
-            "p = subprocess.Popen([sys.executable, '-c', 'from edgeq.stages import qat_worker as w; w._watch_parent(%d); "
-            "import time; time.sleep(120)' % os.getpid()], start_new_session=True)\n"
-            f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n")
+    code = (
+        "import subprocess, sys\n"
+        "import os\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'from edgeq.stages import qat_worker as w; w._watch_parent(%d); "
+        "import time; time.sleep(120)' % os.getpid()], start_new_session=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # the parent exits at once
     pid = int(pid_file.read_text())
     for _ in range(100):

@@ -66,23 +66,28 @@ def test_unmet_budget_is_a_gate_failure_naming_the_layers_tried():
     mp = {"met": False, "budget": 0.005, "val_drop": 0.012, "tried": ["dense_1", "conv2d"]}
     failed = check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": mp}, GatesSpec(), False)
     assert len(failed) == 1 and "accuracy_budget 0.50 points not met" in failed[0] and "dense_1, conv2d" in failed[0]
-    assert check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": {**mp, "met": True}},
-                       GatesSpec(), False) == []
+    assert (
+        check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": {**mp, "met": True}}, GatesSpec(), False)
+        == []
+    )
 
 
 # --------------------------------------------------------------------------- bad config -> exit 3, file:line
 
 
-@pytest.mark.parametrize("variants, needle", [
-    ([{"type": "fp32", "accuracy_budget": 0.01}], "accuracy_budget applies to int8 variants only"),
-    ([{"type": "float16", "accuracy_budget": 0.01}], "accuracy_budget applies to int8 variants only"),
-    ([{"type": "edgetpu", "accuracy_budget": 0.01}], "not allowed on edgetpu variants: it keeps layers in float"),
-    ([{"type": "dynamic", "calibration_selection": "first"}], "calibration_selection applies to int8"),
-    ([{"type": "int8", "calibration_selection": "stratified"}], "calibration_selection"),
-    ([{"type": "int16x8", "calibration_method": "percentile"}], "applies to int8 variants only"),
-    ([{"type": "int8", "calibration_percentile": 99.9}], "calibration_percentile needs calibration_method: percentile"),
-    ([{"type": "int8", "accuracy_budget": -0.1}], "accuracy_budget"),
-])
+@pytest.mark.parametrize(
+    "variants, needle",
+    [
+        ([{"type": "fp32", "accuracy_budget": 0.01}], "accuracy_budget applies to int8 variants only"),
+        ([{"type": "float16", "accuracy_budget": 0.01}], "accuracy_budget applies to int8 variants only"),
+        ([{"type": "edgetpu", "accuracy_budget": 0.01}], "not allowed on edgetpu variants: it keeps layers in float"),
+        ([{"type": "dynamic", "calibration_selection": "first"}], "calibration_selection applies to int8"),
+        ([{"type": "int8", "calibration_selection": "stratified"}], "calibration_selection"),
+        ([{"type": "int16x8", "calibration_method": "percentile"}], "applies to int8 variants only"),
+        ([{"type": "int8", "calibration_percentile": 99.9}], "calibration_percentile needs calibration_method: percentile"),
+        ([{"type": "int8", "accuracy_budget": -0.1}], "accuracy_budget"),
+    ],
+)
 def test_bad_quality_config_is_a_config_error_with_file_and_line(edgeq, write_pipeline, variants, needle):
     p = write_pipeline({"quantize": {"variants": [{"type": "fp32"}, *variants]}})
     r = edgeq("run", p)
@@ -92,13 +97,18 @@ def test_bad_quality_config_is_a_config_error_with_file_and_line(edgeq, write_pi
     key = next(iter(k for k in variants[0] if k != "type"))
     key_line = next(i for i, ln in enumerate(text, 1) if i >= item and ln.strip().startswith(f"{key}:"))
     # a value error names the variant's line; a wrong value names the key's own line
-    assert (f"pipe.yaml:{item}: quantize.variants[1]" in r.stderr
-            or f"pipe.yaml:{key_line}: quantize.variants[1].{key}" in r.stderr), r.stderr
+    assert (
+        f"pipe.yaml:{item}: quantize.variants[1]" in r.stderr or f"pipe.yaml:{key_line}: quantize.variants[1].{key}" in r.stderr
+    ), r.stderr
 
 
 def test_accuracy_budget_without_validation_split_names_the_line(edgeq, write_pipeline):
-    p = write_pipeline({"data": {"source": "sklearn-digits", "validation_split": 0.0, "max_train": 200, "max_test": 50},
-                        "quantize": {"variants": [{"type": "fp32"}, {"type": "int8", "accuracy_budget": 0.01}]}})
+    p = write_pipeline(
+        {
+            "data": {"source": "sklearn-digits", "validation_split": 0.0, "max_train": 200, "max_test": 50},
+            "quantize": {"variants": [{"type": "fp32"}, {"type": "int8", "accuracy_budget": 0.01}]},
+        }
+    )
     r = edgeq("run", p)
     assert_clean_error(r, 3, "accuracy_budget needs a validation split", "data.validation_split")
     line = next(i for i, ln in enumerate(p.read_text().splitlines(), 1) if "accuracy_budget" in ln)
@@ -138,8 +148,7 @@ def outlier():
     keep: dict = {}
     plain = convert(model, v, x[tr][:100], calibrated_out=keep)
     fp32 = convert(model, VariantSpec(type="fp32"), None)
-    return {"model": model, "x": x, "y": y, "tr": tr, "va": va, "te": te, "cal": keep["calibrated"],
-            "plain": plain, "fp32": fp32}
+    return {"model": model, "x": x, "y": y, "tr": tr, "va": va, "te": te, "cal": keep["calibrated"], "plain": plain, "fp32": fp32}
 
 
 def _acc(blob: bytes, x, y) -> float:
@@ -163,8 +172,10 @@ def _op_dtypes(blob: bytes) -> list[tuple[str, str, str]]:
 
     it = Interpreter(model_content=blob)
     det = {t["index"]: t for t in it.get_tensor_details()}
-    return [(op["op_name"], det[op["outputs"][0]]["name"], np.dtype(det[op["outputs"][0]]["dtype"]).name)
-            for op in it._get_ops_details()]
+    return [
+        (op["op_name"], det[op["outputs"][0]]["name"], np.dtype(det[op["outputs"][0]]["dtype"]).name)
+        for op in it._get_ops_details()
+    ]
 
 
 def test_the_crafted_model_loses_accuracy_in_plain_int8(outlier):
@@ -235,8 +246,9 @@ def test_plain_int8_within_budget_is_kept_as_is(outlier):
     from edgeq.stages.mixed import search
 
     o = outlier
-    blob, rep = search(o["cal"], o["plain"], o["fp32"], VariantSpec(type="int8", accuracy_budget=1.0),
-                       (o["x"][o["va"]], o["y"][o["va"]]))
+    blob, rep = search(
+        o["cal"], o["plain"], o["fp32"], VariantSpec(type="int8", accuracy_budget=1.0), (o["x"][o["va"]], o["y"][o["va"]])
+    )
     assert blob == o["plain"] and rep["met"] and rep["float_layers"] == [] and rep["int8_op_fraction"] == 1.0
 
 
@@ -250,8 +262,11 @@ def test_denylist_names_must_match_whole_tensor_names(outlier):
     v = VariantSpec(type="int8")
     full = layer_errors(o["cal"], v, o["x"][:20])["worst"][0]["tensor"]
     partial = full.split(";")[0]
-    assert all(dt != "float32" for op, _, dt in _op_dtypes(requantize(o["cal"], v, [partial]))
-               if op not in ("SHAPE", "STRIDED_SLICE", "PACK"))
+    assert all(
+        dt != "float32"
+        for op, _, dt in _op_dtypes(requantize(o["cal"], v, [partial]))
+        if op not in ("SHAPE", "STRIDED_SLICE", "PACK")
+    )
     assert any(n == full and dt == "float32" for _, n, dt in _op_dtypes(requantize(o["cal"], v, [full])))
 
 
@@ -293,7 +308,8 @@ def _tensors(blob):
 def _outlier_pipeline(tmp_path: Path, variants: list[dict]) -> Path:
     shutil.copy(PIPELINES / "outlier_model.py", tmp_path / "outlier_model.py")
     doc = {
-        "name": "outlier-tiny", "seed": 0,
+        "name": "outlier-tiny",
+        "seed": 0,
         "data": {"source": "sklearn-digits", "validation_split": 0.2, "test_split": 0.2},
         "model": {"factory": "outlier_model:build"},
         "train": {"epochs": 25, "batch_size": 32, "learning_rate": 0.003},
@@ -306,11 +322,14 @@ def _outlier_pipeline(tmp_path: Path, variants: list[dict]) -> Path:
 
 @pytest.mark.slow
 def test_pipeline_reports_worst_layers_and_mixed_precision(edgeq, tmp_path):
-    p = _outlier_pipeline(tmp_path, [
-        {"type": "fp32"},
-        {"type": "int8", "calibration_samples": 100, "calibration_selection": "class_balanced"},
-        {"type": "int8", "name": "int8-mixed", "calibration_samples": 100, "accuracy_budget": 0.01},
-    ])
+    p = _outlier_pipeline(
+        tmp_path,
+        [
+            {"type": "fp32"},
+            {"type": "int8", "calibration_samples": 100, "calibration_selection": "class_balanced"},
+            {"type": "int8", "name": "int8-mixed", "calibration_samples": 100, "accuracy_budget": 0.01},
+        ],
+    )
     r = edgeq("run", p, "--json")
     assert r.code == 0, r.stderr
     doc = r.json()
@@ -354,9 +373,18 @@ def test_pipeline_reports_worst_layers_and_mixed_precision(edgeq, tmp_path):
 
 def test_pipeline_gate_fails_when_plain_int8_misses_the_drop_gate(edgeq, tmp_path):
     """The unmixed int8 of the same model fails max_accuracy_drop: exit 7, with the run still reported."""
-    p = _outlier_pipeline(tmp_path, [{"type": "fp32"}, {"type": "int8", "calibration_samples": 100,
-                                                        "calibration_method": "percentile",
-                                                        "gates": {"max_accuracy_drop": 0.01}}])
+    p = _outlier_pipeline(
+        tmp_path,
+        [
+            {"type": "fp32"},
+            {
+                "type": "int8",
+                "calibration_samples": 100,
+                "calibration_method": "percentile",
+                "gates": {"max_accuracy_drop": 0.01},
+            },
+        ],
+    )
     r = edgeq("run", p, "--json")
     assert_clean_error(r, 7, "int8: accuracy drop")
     doc = r.json()

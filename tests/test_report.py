@@ -20,10 +20,18 @@ def db(tmp_path):
     db = tmp_path / "h.db"
     for i in range(6):
         slow = 1.0 + 0.05 * i
-        record_run(synthetic_manifest(f"2026010{i + 1}T023000Z-00000{i}", started=f"2026-01-0{i + 1}T02:30:00+00:00", seed=i,
-                                      n=3000, variants=("fp32", "int8", "dynamic"),
-                                      p50_s={("pi5", "int8"): 0.5e-3 * slow, ("pi4", "int8"): 1e-3 * slow},
-                                      accuracy={"int8": 0.945 - 0.002 * i}), db)
+        record_run(
+            synthetic_manifest(
+                f"2026010{i + 1}T023000Z-00000{i}",
+                started=f"2026-01-0{i + 1}T02:30:00+00:00",
+                seed=i,
+                n=3000,
+                variants=("fp32", "int8", "dynamic"),
+                p50_s={("pi5", "int8"): 0.5e-3 * slow, ("pi4", "int8"): 1e-3 * slow},
+                accuracy={"int8": 0.945 - 0.002 * i},
+            ),
+            db,
+        )
     return db
 
 
@@ -67,8 +75,9 @@ def _chromium() -> str:
             pytest.skip("needs the Debian package chromium (tests/run-all.sh installs it)")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], check=True, env=env,
-                       capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], check=True, env=env, capture_output=True
+        )
         exe = shutil.which("chromium")
     return exe
 
@@ -79,10 +88,25 @@ def test_report_renders_in_headless_chromium(db, tmp_path, edgeq):
     out = tmp_path / "report.html"
     assert edgeq("report", "latest", "-o", out, "--db", db).code == 0
     shot = tmp_path / "shot.png"
-    p = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--no-first-run",
-                        f"--user-data-dir={tmp_path / 'chromium'}", f"--screenshot={shot}", "--window-size=1200,2000",
-                        out.as_uri()], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0 and shot.exists(), p.stderr[-2000:]
     img = Image.open(shot).convert("RGB")
     assert img.size == (1200, 2000)

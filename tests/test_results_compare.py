@@ -19,13 +19,30 @@ def _loaded(m: dict) -> dict:
         if not b["ok"]:
             benches.append({"device": b["device"], "variant": b["variant"], "threads": b["threads"], "ok": False})
             continue
-        benches.append({"device": b["device"], "variant": b["variant"], "threads": b["threads"], "ok": True,
-                        "p50_s": b["latency_ms"]["p50"] / 1e3, "p90_s": b["latency_ms"]["p90"] / 1e3,
-                        "peak_rss_bytes": b["peak_rss_bytes"], "energy_j": b["power"]["joules_per_inference"],
-                        "samples_s": b["raw"]["samples_s"]})
+        benches.append(
+            {
+                "device": b["device"],
+                "variant": b["variant"],
+                "threads": b["threads"],
+                "ok": True,
+                "p50_s": b["latency_ms"]["p50"] / 1e3,
+                "p90_s": b["latency_ms"]["p90"] / 1e3,
+                "peak_rss_bytes": b["peak_rss_bytes"],
+                "energy_j": b["power"]["joules_per_inference"],
+                "samples_s": b["raw"]["samples_s"],
+            }
+        )
     vals = {k: {"accuracy": v["accuracy"], "size_bytes": v["size_bytes"]} for k, v in m["variants"].items()}
-    return {"run_id": m["run_id"], "pipeline": m["pipeline"], "status": m["status"], "started": m["started"],
-            "pipeline_sha256": m["pipeline_sha256"], "versions": m["versions"], "benchmarks": benches, "validations": vals}
+    return {
+        "run_id": m["run_id"],
+        "pipeline": m["pipeline"],
+        "status": m["status"],
+        "started": m["started"],
+        "pipeline_sha256": m["pipeline_sha256"],
+        "versions": m["versions"],
+        "benchmarks": benches,
+        "validations": vals,
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -88,8 +105,9 @@ def test_significant_but_small_change_is_not_a_regression():
 
 def test_improvement_accuracy_memory_and_threshold_options():
     base = synthetic_manifest("b", seed=1)
-    cand = synthetic_manifest("c", seed=2, p50_s={("pi4", "fp32"): 2e-3 * 0.6}, accuracy={"int8": 0.93},
-                              peak_rss={("pi5", "fp32"): 90_000_000})
+    cand = synthetic_manifest(
+        "c", seed=2, p50_s={("pi4", "fp32"): 2e-3 * 0.6}, accuracy={"int8": 0.93}, peak_rss={("pi5", "fp32"): 90_000_000}
+    )
     c = compare(_loaded(base), _loaded(cand))
     rows = {(r["device"], r["variant"]): r for r in c["latency"]}
     assert rows[("pi4", "fp32")]["verdict"] == "improvement" and not rows[("pi4", "fp32")]["regression"]
@@ -126,8 +144,12 @@ def db(tmp_path):
     db = tmp_path / "h.db"
     record_run(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00", seed=1), db)
     record_run(synthetic_manifest("20260102T023000Z-000002", started="2026-01-02T02:30:00+00:00", seed=2), db)
-    record_run(synthetic_manifest("20260103T023000Z-000003", started="2026-01-03T02:30:00+00:00", seed=3,
-                                  p50_s={("pi4", "int8"): 1e-3 * 1.3}), db)
+    record_run(
+        synthetic_manifest(
+            "20260103T023000Z-000003", started="2026-01-03T02:30:00+00:00", seed=3, p50_s={("pi4", "int8"): 1e-3 * 1.3}
+        ),
+        db,
+    )
     record_run(synthetic_manifest("x1", pipeline="other", started="2026-01-01T03:00:00+00:00", devices=("jetson",)), db)
     return db
 

@@ -12,8 +12,7 @@ import time
 import pytest
 
 from edgeq.errors import StoreError
-from edgeq.results import open_for_reading, record_run
-from edgeq.results import query
+from edgeq.results import open_for_reading, query, record_run
 from tests.conftest import REPO, assert_clean_error
 from tests.promfarm import synthetic_manifest
 
@@ -21,8 +20,10 @@ from tests.promfarm import synthetic_manifest
 def _counts(db) -> dict:
     c = sqlite3.connect(str(db))
     try:
-        return {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
-                for t in ("runs", "validations", "benchmarks", "benchmark_samples", "stages")}
+        return {
+            t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
+            for t in ("runs", "validations", "benchmarks", "benchmark_samples", "stages")
+        }
     finally:
         c.close()
 
@@ -103,10 +104,14 @@ def test_processes_writing_at_once_all_succeed(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(repo=str(REPO)))
     start = time.time() + 3.0  # every writer has built its manifests and starts on the same instant
-    procs = [subprocess.Popen([sys.executable, str(script), f"w{k}", str(db), str(start)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for k in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), f"w{k}", str(db), str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for k in range(3)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=False):
         assert p.returncode == 0 and out.strip() == "ok", err
     assert _counts(db) == {"runs": 36, "validations": 72, "benchmarks": 144, "benchmark_samples": 144, "stages": 180}
     c = sqlite3.connect(str(db))
@@ -202,7 +207,8 @@ def test_history_cli_filters_and_json(tmp_path, edgeq):
     assert [x["run_id"] for x in r.json()["runs"]] == ["a4", "a3"]
     r = edgeq("history", "--db", db, "--device", "jetson", "--json")
     assert [x["run_id"] for x in r.json()["runs"]] == ["b0"] and {b["device"] for b in r.json()["runs"][0]["benchmarks"]} == {
-        "jetson"}
+        "jetson"
+    }
     r = edgeq("history", "--db", db)
     assert r.code == 0 and "a4" in r.stdout and "pi5/int8/t1" in r.stdout
     # EDGEQ_HISTORY_DB is the default database
@@ -231,7 +237,7 @@ def test_a_write_failing_half_way_leaves_the_previous_state(tmp_path):
     before = _counts(db)
     bad = synthetic_manifest("r1", n=20, devices=("pi5", "pi4", "pi3"))
     bad["benchmarks"][-1]["threads"] = {"not": "bindable"}  # the last insert of the transaction fails
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - sqlite3.InterfaceError or ProgrammingError, by version
         record_run(bad, db)
     assert _counts(db) == before  # the run's old rows are back: its DELETE was rolled back with the rest
     with open_for_reading(db) as h:
@@ -249,8 +255,12 @@ def test_version_1_database_is_upgraded_in_place_keeping_every_result(tmp_path):
     c.close()
     m = synthetic_manifest("new")
     v = next(iter(m["variants"].values()))
-    v["mixed_precision"] = {"met": True, "budget": 0.005, "int8_op_fraction": 0.9,
-                            "float_layers": [{"layer": "dense_2", "op": "FULLY_CONNECTED", "tensor": "t"}]}
+    v["mixed_precision"] = {
+        "met": True,
+        "budget": 0.005,
+        "int8_op_fraction": 0.9,
+        "float_layers": [{"layer": "dense_2", "op": "FULLY_CONNECTED", "tensor": "t"}],
+    }
     record_run(m, db)
     with open_for_reading(db) as h:
         assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]

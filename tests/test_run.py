@@ -24,11 +24,21 @@ def _interp(path):
 
 
 def test_run_json_manifest_and_artifacts(edgeq, write_pipeline, home):
-    p = write_pipeline({"quantize": {"variants": [
-        {"type": "fp32"}, {"type": "int8", "calibration_samples": 50}, {"type": "dynamic"},
-        {"type": "float16"}, {"type": "int16x8", "calibration_samples": 20},
-        {"type": "int8", "name": "int8-uint8io", "io": "uint8", "calibration_samples": 50},
-        {"type": "int8", "name": "int8-floatio", "io": "float", "calibration_samples": 50}]}})
+    p = write_pipeline(
+        {
+            "quantize": {
+                "variants": [
+                    {"type": "fp32"},
+                    {"type": "int8", "calibration_samples": 50},
+                    {"type": "dynamic"},
+                    {"type": "float16"},
+                    {"type": "int16x8", "calibration_samples": 20},
+                    {"type": "int8", "name": "int8-uint8io", "io": "uint8", "calibration_samples": 50},
+                    {"type": "int8", "name": "int8-floatio", "io": "float", "calibration_samples": 50},
+                ]
+            }
+        }
+    )
     r = edgeq("run", p, "--json")
     assert r.code == 0, r.stderr
     doc = r.json()  # stdout is exactly one JSON document; logs went to stderr
@@ -38,7 +48,7 @@ def test_run_json_manifest_and_artifacts(edgeq, write_pipeline, home):
     v = doc["variants"]
     assert set(v) == {"fp32", "int8", "dynamic", "float16", "int16x8", "int8-uint8io", "int8-floatio"}
     assert v["fp32"]["accuracy"] > 0.8
-    for key, entry in v.items():
+    for entry in v.values():
         assert entry["test_samples"] == 150
         assert Path(entry["artifact"]).exists()
         assert entry["size_ratio"] == pytest.approx(entry["size_bytes"] / v["fp32"]["size_bytes"], rel=1e-3)
@@ -87,18 +97,26 @@ def test_cached_rerun_and_force(edgeq, write_pipeline):
 def test_cached_run_does_not_import_tensorflow(write_pipeline, home, edgeq):
     p = write_pipeline()
     assert edgeq("run", p).code == 0
-    code = ("import sys; from edgeq.pipeline import run_pipeline; "
-            f"r = run_pipeline({str(p)!r}); assert r['stages']['train']['cached']; "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__('os').environ,
-                         "EDGEQ_HOME": str(home)})
+    code = (
+        "import sys; from edgeq.pipeline import run_pipeline; "
+        f"r = run_pipeline({str(p)!r}); assert r['stages']['train']['cached']; "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "EDGEQ_HOME": str(home)}
+    )
     assert out.stdout.strip() == "False False", out.stderr
 
 
 def test_killed_mid_stage_leaves_nothing_and_next_run_resumes(write_pipeline, home, edgeq):
     p = write_pipeline({"train": {"epochs": 400, "batch_size": 8}})
-    proc = subprocess.Popen([sys.executable, "-m", "edgeq", "run", str(p)], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, env={**__import__('os').environ, "EDGEQ_HOME": str(home)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "run", str(p)],
+        stderr=subprocess.PIPE,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        env={**__import__("os").environ, "EDGEQ_HOME": str(home)},
+    )
     deadline = time.time() + 120
     for line in proc.stderr:
         if "train epoch 2/" in line or time.time() > deadline:
@@ -114,11 +132,22 @@ def test_killed_mid_stage_leaves_nothing_and_next_run_resumes(write_pipeline, ho
     assert r.code == 0, r.stderr
     assert not any((home / "cache" / ".tmp").iterdir())
     # killed during quantize: the next run reuses train
-    p = write_pipeline({"train": {"epochs": 2, "batch_size": 32},
-                        "quantize": {"variants": [{"type": "fp32"}] + [
-                            {"type": "int8", "name": f"q{i}", "calibration_samples": 300 + i} for i in range(6)]}})
-    proc = subprocess.Popen([sys.executable, "-m", "edgeq", "run", str(p)], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, env={**__import__('os').environ, "EDGEQ_HOME": str(home)})
+    p = write_pipeline(
+        {
+            "train": {"epochs": 2, "batch_size": 32},
+            "quantize": {
+                "variants": [{"type": "fp32"}]
+                + [{"type": "int8", "name": f"q{i}", "calibration_samples": 300 + i} for i in range(6)]
+            },
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "run", str(p)],
+        stderr=subprocess.PIPE,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        env={**__import__("os").environ, "EDGEQ_HOME": str(home)},
+    )
     for line in proc.stderr:
         if "quantize q1: running" in line:
             break
@@ -145,9 +174,14 @@ def test_gate_failure_exit_code_and_json(edgeq, write_pipeline):
 
 
 def test_drop_gate_per_variant_override(edgeq, write_pipeline):
-    p = write_pipeline({"quantize": {"variants": [
-        {"type": "fp32"}, {"type": "int8", "calibration_samples": 50, "gates": {"max_accuracy_drop": 1.0}}]},
-        "validate": {"gates": {"max_accuracy_drop": 0.0, "min_accuracy": 0.1}}})
+    p = write_pipeline(
+        {
+            "quantize": {
+                "variants": [{"type": "fp32"}, {"type": "int8", "calibration_samples": 50, "gates": {"max_accuracy_drop": 1.0}}]
+            },
+            "validate": {"gates": {"max_accuracy_drop": 0.0, "min_accuracy": 0.1}},
+        }
+    )
     r = edgeq("run", p, "--json")
     assert r.code == 0, r.stderr  # the variant's own gates replace the pipeline-wide ones
 
@@ -160,7 +194,8 @@ def test_unquantizable_op_is_named(edgeq, write_pipeline, tmp_path):
         "        return tf.math.sin(x)\n"
         "def build(input_shape, num_classes):\n"
         "    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(16),\n"
-        "                             Sin(), keras.layers.Dense(num_classes, activation='softmax')])\n")
+        "                             Sin(), keras.layers.Dense(num_classes, activation='softmax')])\n"
+    )
     p = write_pipeline({"model": {"factory": "sinmodel:build"}, "train": {"epochs": 1}})
     r = edgeq("run", p)
     assert_clean_error(r, 6, "SIN", "int8")
@@ -177,9 +212,11 @@ def test_user_models_keras_file_factory_and_savedmodel(edgeq, write_pipeline, tm
     r = edgeq("run", write_pipeline({"model": {"path": "mine.keras"}, "train": {"epochs": 10, "learning_rate": 0.01}}), "--json")
     assert r.code == 0, r.stderr
     assert r.json()["variants"]["fp32"]["accuracy"] > 0.5
-    (tmp_path / "fac.py").write_text("import keras\ndef make(num_classes):\n"
-                                     "    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),\n"
-                                     "                             keras.layers.Dense(num_classes, activation='softmax')])\n")
+    (tmp_path / "fac.py").write_text(
+        "import keras\ndef make(num_classes):\n"
+        "    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),\n"
+        "                             keras.layers.Dense(num_classes, activation='softmax')])\n"
+    )
     r = edgeq("run", write_pipeline({"model": {"factory": "fac:make"}, "train": {"epochs": 2}}), "--json")
     assert r.code == 0, r.stderr
     m.export(str(tmp_path / "sm"))
@@ -192,10 +229,12 @@ def test_user_models_keras_file_factory_and_savedmodel(edgeq, write_pipeline, tm
 
 
 def test_help_and_version_are_fast_paths():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom edgeq.cli import app\n"
-            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
-            "assert 'run' in r.output\n"
-            "print(sorted(m for m in ('tensorflow', 'keras', 'paramiko', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom edgeq.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+        "assert 'run' in r.output\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'paramiko', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
     v = subprocess.run([sys.executable, "-m", "edgeq", "--version"], capture_output=True, text=True)

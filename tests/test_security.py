@@ -239,8 +239,9 @@ def test_power_command_and_login_fields_are_not_shell_strings(farm, tmp_path, tf
         board_entry(farm, farm.boards[2], tmp_path, "usr", user=f"root;touch {canary}", retries=1),
         board_entry(farm, farm.boards[2], tmp_path, "hst", host=f"127.0.0.1;touch {canary}", retries=1),
     )
-    code, doc, err = run_json("bench", tflite_models["dense_a"], "-t", "all", "--runs", "3", "--min-seconds", "0",
-                              "--devices", dev)
+    code, doc, err = run_json(
+        "bench", tflite_models["dense_a"], "-t", "all", "--runs", "3", "--min-seconds", "0", "--devices", dev
+    )
     r = by_device(doc)
     pw = r["pw"]["results"][0]
     assert pw["ok"] and pw["count"] >= 3, r["pw"]

@@ -29,6 +29,7 @@ def load_numpy():
         np = numpy
     return np
 
+
 # (name reported, module to import, distributions to ask importlib.metadata for the version)
 RUNTIMES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter", ("ai-edge-litert", "ai-edge-litert-nightly")),
@@ -291,7 +292,7 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
                 doc = {"ok": False, "invoke_error": type(exc).__name__ + ": " + str(exc)[:500]}
             data = json.dumps(doc).encode()
             while data:
-                data = data[os.write(wfd, data):]
+                data = data[os.write(wfd, data) :]
         except BaseException:
             code = 1
         finally:
@@ -314,7 +315,12 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
             signame = "signal " + str(sig)
         raise AgentFailure(
             "unloadable",
-            "the " + rt.name + " " + str(rt.version) + " runtime loads the model but crashed (" + signame
+            "the "
+            + rt.name
+            + " "
+            + str(rt.version)
+            + " runtime loads the model but crashed ("
+            + signame
             + ") running it once: this board cannot run it",
             runtime=rt.info(),
             crash={"signal": sig, "name": signame, "during": "load check (allocate + one invoke)"},

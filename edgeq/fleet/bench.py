@@ -6,8 +6,8 @@ Per-board failures are returned as records, never raised: the caller decides the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeq.errors import ConfigError, DataError
 from edgeq.fleet.base import BoardError
@@ -285,6 +285,7 @@ def predict(
             board.t.remove(remote)
     preds = doc.get("predictions")
     if not isinstance(preds, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in preds):
-        raise BoardError(d.name, "agent predict returned no list of class indices", "check the agent version on the board",
-                         kind="bad_output")
+        raise BoardError(
+            d.name, "agent predict returned no list of class indices", "check the agent version on the board", kind="bad_output"
+        )
     return preds

@@ -122,10 +122,11 @@ class Board:
                 )
             crash = _FATAL.search(err)
             if crash and (rc < 0 or rc >= 128):
-                where = _FATAL_IN.findall(err[crash.end():])
+                where = _FATAL_IN.findall(err[crash.end() :])
                 return self._fail(
                     f"agent {sub} crashed ({crash.group(1).lower()}) inside the board's TFLite runtime"
-                    + (f" in {where[0]}()" if where else "") + f" (python {py})",
+                    + (f" in {where[0]}()" if where else "")
+                    + f" (python {py})",
                     _CRASH_HINT,
                     kind="runtime_crash",
                 )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeq.config import NAME_RE
 from edgeq.errors import ConfigError, FleetError, ModelError

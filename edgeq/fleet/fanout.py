@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from edgeq.errors import ConfigError, EdgeqError
 from edgeq.fleet.base import BoardError
@@ -117,7 +117,7 @@ def run_fleet(
         if progress:
             progress({"event": "batch", "batch": b + 1, "of": len(plan), "devices": [devices[i].name for i in idx]})
         with ThreadPoolExecutor(max_workers=min(parallel, len(idx)), thread_name_prefix="edgeq-fleet") as pool:
-            for i, rec in zip(idx, pool.map(guarded, [devices[i] for i in idx])):
+            for i, rec in zip(idx, pool.map(guarded, [devices[i] for i in idx]), strict=False):
                 records[i] = rec
         failures = sum(1 for r in records if r and r["status"] in FAILED)
         if max_fail is not None and failures > max_fail and b + 1 < len(plan):

@@ -42,7 +42,7 @@ class PowerSpec(Spec):
     idle_s: float = Field(0.5, ge=0.0, le=60.0)  # idle baseline measured before the timed window
 
     @model_validator(mode="after")
-    def _needs(self) -> "PowerSpec":
+    def _needs(self) -> PowerSpec:
         if self.probe == "command" and not self.command:
             raise ValueError("power.command (an argv list) is required for probe 'command'")
         if self.probe == "hwmon" and not self.path:

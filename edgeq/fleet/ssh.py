@@ -12,13 +12,13 @@ import select
 import shlex
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeq.fleet.base import BoardError, Progress
 from edgeq.fleet.inventory import DeviceSpec
 from edgeq.fleet.retry import RetryPolicy
-from edgeq.fleet.ssherrors import quiet_paramiko, classify_connect_error, reject_unknown_policy
+from edgeq.fleet.ssherrors import classify_connect_error, quiet_paramiko, reject_unknown_policy
 
 _UNREACHABLE_ERRNOS = {
     errno.EHOSTUNREACH,
@@ -48,7 +48,7 @@ class SSHTransport:
 
     # ---------------------------------------------------------------- connection
 
-    def connect(self) -> "SSHTransport":
+    def connect(self) -> SSHTransport:
         quiet_paramiko()
         d = self.device
         policy = RetryPolicy(attempts=d.retries, base_delay=d.retry_delay, max_delay=30.0)
@@ -280,7 +280,7 @@ class SSHTransport:
             a = self._sftp_client().stat(remote_path)
         except FileNotFoundError:
             return None
-        except IOError as e:
+        except OSError as e:
             if getattr(e, "errno", None) == errno.ENOENT:
                 return None
             raise self._dropped(f"checking {remote_path}", e) from None
@@ -296,7 +296,7 @@ class SSHTransport:
         def is_dir() -> bool:
             try:
                 return st.S_ISDIR(sftp.stat(p).st_mode or 0)
-            except IOError:
+            except OSError:
                 return False
 
         if is_dir():
@@ -306,7 +306,7 @@ class SSHTransport:
             self.makedirs(parent)
         try:
             sftp.mkdir(p)
-        except IOError as e:
+        except OSError as e:
             if is_dir():  # another session (a second device on the same host) made it meanwhile
                 return
             raise BoardError(
@@ -316,7 +316,7 @@ class SSHTransport:
     def rename(self, src: str, dst: str) -> None:
         try:
             self._sftp_client().posix_rename(src, dst)
-        except IOError as e:
+        except OSError as e:
             raise BoardError(self.device.name, f"cannot rename {src} -> {dst}: {e}", kind="os_error") from None
 
     def remove(self, remote_path: str) -> None:
@@ -328,7 +328,7 @@ class SSHTransport:
     def home(self) -> str:
         try:
             return self._sftp_client().normalize(".")
-        except IOError as e:
+        except OSError as e:
             raise self._dropped("resolving the home directory", e) from None
 
 

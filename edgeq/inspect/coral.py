@@ -21,15 +21,47 @@ DOCS_URL = "https://coral.ai/docs/edgetpu/models-intro/#supported-operations"
 
 # Coral's table (display name -> TFLite builtin), with the minimum runtime version where it is not "All".
 SUPPORTED_OPS: dict[str, str] = {
-    "ADD": "All", "AVERAGE_POOL_2D": "All", "CONCATENATION": "All", "CONV_2D": "All",
-    "DEPTHWISE_CONV_2D": "All", "EXPAND_DIMS": ">=13", "FULLY_CONNECTED": "All", "L2_NORMALIZATION": "All",
-    "LOGISTIC": "All", "LSTM": ">=14", "UNIDIRECTIONAL_SEQUENCE_LSTM": ">=14", "MAXIMUM": "All",
-    "MAX_POOL_2D": "All", "MEAN": "All", "MINIMUM": "All", "MUL": "All", "PACK": ">=13", "PAD": "All",
-    "PRELU": ">=13", "QUANTIZE": ">=13", "REDUCE_MAX": ">=14", "REDUCE_MIN": ">=14", "RELU": "All",
-    "RELU6": "All", "RELU_N1_TO_1": "All", "RESHAPE": "All", "RESIZE_BILINEAR": "All",
-    "RESIZE_NEAREST_NEIGHBOR": "All", "RSQRT": ">=14", "SLICE": "All", "SOFTMAX": "All", "SPACE_TO_DEPTH": "All",
-    "SPLIT": "All", "SQUEEZE": "All", "STRIDED_SLICE": "All", "SUB": "All", "SUM": ">=13",
-    "SQUARED_DIFFERENCE": ">=14", "TANH": "All", "TRANSPOSE": ">=14", "TRANSPOSE_CONV": ">=13",
+    "ADD": "All",
+    "AVERAGE_POOL_2D": "All",
+    "CONCATENATION": "All",
+    "CONV_2D": "All",
+    "DEPTHWISE_CONV_2D": "All",
+    "EXPAND_DIMS": ">=13",
+    "FULLY_CONNECTED": "All",
+    "L2_NORMALIZATION": "All",
+    "LOGISTIC": "All",
+    "LSTM": ">=14",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ">=14",
+    "MAXIMUM": "All",
+    "MAX_POOL_2D": "All",
+    "MEAN": "All",
+    "MINIMUM": "All",
+    "MUL": "All",
+    "PACK": ">=13",
+    "PAD": "All",
+    "PRELU": ">=13",
+    "QUANTIZE": ">=13",
+    "REDUCE_MAX": ">=14",
+    "REDUCE_MIN": ">=14",
+    "RELU": "All",
+    "RELU6": "All",
+    "RELU_N1_TO_1": "All",
+    "RESHAPE": "All",
+    "RESIZE_BILINEAR": "All",
+    "RESIZE_NEAREST_NEIGHBOR": "All",
+    "RSQRT": ">=14",
+    "SLICE": "All",
+    "SOFTMAX": "All",
+    "SPACE_TO_DEPTH": "All",
+    "SPLIT": "All",
+    "SQUEEZE": "All",
+    "STRIDED_SLICE": "All",
+    "SUB": "All",
+    "SUM": ">=13",
+    "SQUARED_DIFFERENCE": ">=14",
+    "TANH": "All",
+    "TRANSPOSE": ">=14",
+    "TRANSPOSE_CONV": ">=13",
 }
 
 LIMITATIONS: dict[str, str] = {
@@ -65,12 +97,16 @@ def _tensor_problem(t: dict) -> tuple[str, str] | None:
     if t["constant"]:
         return None  # weights are fixed at compile time; 4-D conv filters are what CONV_2D takes
     if any(d < 0 for d in t["shape_signature"]):
-        return ("static-shape", (f"tensor {t['index']} '{t['name']}' has a dynamic shape "
-                f"{t['shape_signature']} (-1 = size known only at run time)"))
+        return (
+            "static-shape",
+            (f"tensor {t['index']} '{t['name']}' has a dynamic shape {t['shape_signature']} (-1 = size known only at run time)"),
+        )
     outer = t["shape"][:-3]
     if any(d > 1 for d in outer):
-        return ("rank", (f"tensor {t['index']} '{t['name']}' has shape {t['shape']}: only the 3 innermost "
-                "dimensions may be larger than 1"))
+        return (
+            "rank",
+            (f"tensor {t['index']} '{t['name']}' has shape {t['shape']}: only the 3 innermost dimensions may be larger than 1"),
+        )
     return None
 
 
@@ -89,13 +125,22 @@ def check(report: dict) -> dict:
                 continue
             if name not in SUPPORTED_OPS:
                 kind = "custom op" if op["custom"] else "op"
-                problems.append({**base, "check": "op",
-                                 "reason": f"{kind} {name} is not in the Edge TPU's supported operations"})
+                problems.append({**base, "check": "op", "reason": f"{kind} {name} is not in the Edge TPU's supported operations"})
                 continue
             if SUPPORTED_OPS[name] != "All" or name in LIMITATIONS:
-                notes.append({**base, "note": "; ".join(x for x in (
-                    f"needs Edge TPU runtime {SUPPORTED_OPS[name]}" if SUPPORTED_OPS[name] != "All" else "",
-                    LIMITATIONS.get(name, "")) if x)})
+                notes.append(
+                    {
+                        **base,
+                        "note": "; ".join(
+                            x
+                            for x in (
+                                f"needs Edge TPU runtime {SUPPORTED_OPS[name]}" if SUPPORTED_OPS[name] != "All" else "",
+                                LIMITATIONS.get(name, ""),
+                            )
+                            if x
+                        ),
+                    }
+                )
             for ti in op["inputs"] + op["outputs"]:
                 if ti < 0:
                     continue  # an omitted optional input
@@ -105,12 +150,17 @@ def check(report: dict) -> dict:
                     break  # one problem per op: the first is enough to keep it off the TPU
     first = problems[0] if problems else None
     main_ops = report["subgraphs"][0]["ops"]
-    mapped = next((i for i, op in enumerate(main_ops) if first and op["index"] == first["index"]
-                   and first["subgraph"] == 0), len(main_ops)) if first else len(main_ops)
+    mapped = (
+        next(
+            (i for i, op in enumerate(main_ops) if first and op["index"] == first["index"] and first["subgraph"] == 0),
+            len(main_ops),
+        )
+        if first
+        else len(main_ops)
+    )
     return {
         "compatible": not problems,
-        "first_offending": ({"op": first["op"], "index": first["index"], "reason": first["reason"]}
-                            if first else None),
+        "first_offending": ({"op": first["op"], "index": first["index"], "reason": first["reason"]} if first else None),
         "problems": problems,
         "notes": notes,
         "already_compiled": compiled,

@@ -52,12 +52,16 @@ def check_header(buf: bytes, where: str) -> None:
         raise ModelError(f"{where}: not a TFLite model: {len(buf)} bytes, too short for a flatbuffer header", _HINT)
     ident = buf[4:8]
     if ident != FILE_IDENTIFIER:
-        raise ModelError(f"{where}: not a TFLite model: file identifier is {ident!r}, expected {FILE_IDENTIFIER!r}",
-                         _HINT + "; a .tflite file carries 'TFL3' at bytes 4-8")
+        raise ModelError(
+            f"{where}: not a TFLite model: file identifier is {ident!r}, expected {FILE_IDENTIFIER!r}",
+            _HINT + "; a .tflite file carries 'TFL3' at bytes 4-8",
+        )
     root = struct.unpack_from("<I", buf, 0)[0]
     if root < 8 or root + 4 > len(buf):
-        raise ModelError(f"{where}: truncated or corrupt TFLite model: root table offset {root} is outside the "
-                         f"{len(buf)}-byte file", "the file was cut short or damaged: copy or convert it again")
+        raise ModelError(
+            f"{where}: truncated or corrupt TFLite model: root table offset {root} is outside the {len(buf)}-byte file",
+            "the file was cut short or damaged: copy or convert it again",
+        )
 
 
 class _Budget:
@@ -94,8 +98,10 @@ def parse(buf: bytes, where: str) -> dict:
     except ModelError:
         raise
     except (struct.error, IndexError, ValueError, TypeError, OverflowError, AttributeError, MemoryError) as e:
-        raise ModelError(f"{where}: truncated or corrupt TFLite model ({type(e).__name__}: {e})",
-                         "the file was cut short or damaged: copy or convert it again") from None
+        raise ModelError(
+            f"{where}: truncated or corrupt TFLite model ({type(e).__name__}: {e})",
+            "the file was cut short or damaged: copy or convert it again",
+        ) from None
 
 
 def _parse(s, buf: bytes) -> dict:
@@ -142,8 +148,16 @@ def _parse(s, buf: bytes) -> dict:
             for ti in ins + outs:
                 if not -1 <= ti < len(tensors):  # -1 marks an omitted optional input
                     raise ValueError(f"op #{k} refers to tensor {ti} of {len(tensors)}")
-            ops.append({"index": k, "op": op_codes[oc]["name"], "version": op_codes[oc]["version"],
-                        "custom": op_codes[oc]["custom"], "inputs": ins, "outputs": outs})
+            ops.append(
+                {
+                    "index": k,
+                    "op": op_codes[oc]["name"],
+                    "version": op_codes[oc]["version"],
+                    "custom": op_codes[oc]["custom"],
+                    "inputs": ins,
+                    "outputs": outs,
+                }
+            )
         io = {"inputs": _ints(sg.InputsAsNumpy()), "outputs": _ints(sg.OutputsAsNumpy())}
         for kind, idx in io.items():
             if any(not 0 <= ti < len(tensors) for ti in idx):
@@ -151,8 +165,15 @@ def _parse(s, buf: bytes) -> dict:
         subgraphs.append({"name": _str(sg.Name()), **io, "tensors": tensors, "ops": ops})
     if not subgraphs:
         raise ValueError("the model has no subgraph")
-    return {"schema_version": m.Version(), "description": _str(m.Description()), "size_bytes": size,
-            "op_codes": op_codes, "buffers": buffers, "metadata": metadata, "subgraphs": subgraphs}
+    return {
+        "schema_version": m.Version(),
+        "description": _str(m.Description()),
+        "size_bytes": size,
+        "op_codes": op_codes,
+        "buffers": buffers,
+        "metadata": metadata,
+        "subgraphs": subgraphs,
+    }
 
 
 def _tensor(t, index: int, dtype_names: dict, buffers: list, budget: _Budget, size: int) -> dict:
@@ -172,8 +193,22 @@ def _tensor(t, index: int, dtype_names: dict, buffers: list, budget: _Budget, si
         mins = [float(x) for x in (q.MinAsNumpy() if not q.MinIsNone() else [])]
         maxs = [float(x) for x in (q.MaxAsNumpy() if not q.MaxIsNone() else [])]
         if scale or mins:
-            quant = {"scale": scale, "zero_point": zp or [0] * len(scale), "axis": q.QuantizedDimension(),
-                     "min": mins, "max": maxs}
-    return {"index": index, "name": _str(t.Name()), "dtype": dtype_names.get(t.Type(), f"type{t.Type()}"),
-            "shape": shape, "shape_signature": sig, "buffer": buf, "bytes": nbytes,
-            "constant": nbytes > 0, "variable": bool(t.IsVariable()), "quantization": quant}
+            quant = {
+                "scale": scale,
+                "zero_point": zp or [0] * len(scale),
+                "axis": q.QuantizedDimension(),
+                "min": mins,
+                "max": maxs,
+            }
+    return {
+        "index": index,
+        "name": _str(t.Name()),
+        "dtype": dtype_names.get(t.Type(), f"type{t.Type()}"),
+        "shape": shape,
+        "shape_signature": sig,
+        "buffer": buf,
+        "bytes": nbytes,
+        "constant": nbytes > 0,
+        "variable": bool(t.IsVariable()),
+        "quantization": quant,
+    }

@@ -8,8 +8,15 @@ from collections import Counter
 FLOAT = {"float32", "float16", "float64", "bfloat16"}
 EIGHT_BIT = {"int8", "uint8"}
 # Integer range of each quantized storage type; real value = scale * (q - zero_point).
-QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
-          "int32": (-(2**31), 2**31 - 1), "int4": (-8, 7), "int2": (-2, 1)}
+QRANGE = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+    "int32": (-(2**31), 2**31 - 1),
+    "int4": (-8, 7),
+    "int2": (-2, 1),
+}
 
 
 def affine(q: dict, dtype: str) -> dict:
@@ -18,11 +25,20 @@ def affine(q: dict, dtype: str) -> dict:
     if len(zp) == 1 and len(scale) > 1:
         zp = zp * len(scale)
     lohi = QRANGE.get(dtype)
-    ranges = [[s * (lohi[0] - z), s * (lohi[1] - z)] for s, z in zip(scale, zp)] if lohi else []
+    ranges = [[s * (lohi[0] - z), s * (lohi[1] - z)] for s, z in zip(scale, zp, strict=False)] if lohi else []
     per_channel = len(scale) > 1
-    return {"per_channel": per_channel, "axis": q["axis"] if per_channel else None, "channels": len(scale),
-            "scale": scale, "zero_point": zp, "range": ranges, "qmin": lohi[0] if lohi else None,
-            "qmax": lohi[1] if lohi else None, "calibrated_min": q["min"], "calibrated_max": q["max"]}
+    return {
+        "per_channel": per_channel,
+        "axis": q["axis"] if per_channel else None,
+        "channels": len(scale),
+        "scale": scale,
+        "zero_point": zp,
+        "range": ranges,
+        "qmin": lohi[0] if lohi else None,
+        "qmax": lohi[1] if lohi else None,
+        "calibrated_min": q["min"],
+        "calibrated_max": q["max"],
+    }
 
 
 def compute_precision(op: dict, tensors: list[dict]) -> str:
@@ -63,8 +79,9 @@ def build(parsed: dict, where: str) -> dict:
             if t["quantization"] is not None:
                 t["quantization"] = affine(t["quantization"], t["dtype"])
             out_t.append(t)
-        subgraphs.append({"index": g, "name": sg["name"], "inputs": sg["inputs"], "outputs": sg["outputs"],
-                          "ops": ops, "tensors": out_t})
+        subgraphs.append(
+            {"index": g, "name": sg["name"], "inputs": sg["inputs"], "outputs": sg["outputs"], "ops": ops, "tensors": out_t}
+        )
     return {
         "path": where,
         "schema_version": parsed["schema_version"],
@@ -82,10 +99,15 @@ def _io(sg: dict) -> dict:
     def one(i):
         t = sg["tensors"][i]
         q = t["quantization"]
-        return {"index": i, "name": t["name"], "dtype": t["dtype"], "shape": t["shape"],
-                "shape_signature": t["shape_signature"],
-                "scale": q["scale"][0] if q and q["scale"] else None,
-                "zero_point": q["zero_point"][0] if q and q["zero_point"] else None}
+        return {
+            "index": i,
+            "name": t["name"],
+            "dtype": t["dtype"],
+            "shape": t["shape"],
+            "shape_signature": t["shape_signature"],
+            "scale": q["scale"][0] if q and q["scale"] else None,
+            "zero_point": q["zero_point"][0] if q and q["zero_point"] else None,
+        }
 
     return {"inputs": [one(i) for i in sg["inputs"]], "outputs": [one(i) for i in sg["outputs"]]}
 
@@ -107,7 +129,12 @@ def _sizes(parsed: dict) -> dict:
     weights = sum(by_dtype.values())
     inside = weights - sum(bufs[b]["bytes"] for b in seen if bufs[b]["external"])
     file_bytes = parsed["size_bytes"]
-    return {"file_bytes": file_bytes, "weights_bytes": weights, "weights_by_dtype": dict(by_dtype.most_common()),
-            "metadata_bytes": metadata, "external_bytes": external,
-            "graph_bytes": max(file_bytes - inside - metadata, 0),
-            "weights_fraction": round(inside / file_bytes, 4) if file_bytes else 0.0}
+    return {
+        "file_bytes": file_bytes,
+        "weights_bytes": weights,
+        "weights_by_dtype": dict(by_dtype.most_common()),
+        "metadata_bytes": metadata,
+        "external_bytes": external,
+        "graph_bytes": max(file_bytes - inside - metadata, 0),
+        "weights_fraction": round(inside / file_bytes, 4) if file_bytes else 0.0,
+    }

@@ -14,8 +14,20 @@ from edgeq.results.db import DB_ENV, History, default_db_path, open_history
 from edgeq.results.query import open_for_reading
 from edgeq.results.record import import_runs, load_manifest, record_run
 
-__all__ = ["DB_ENV", "History", "compare", "compare_runs", "compare_with_previous", "default_db_path", "import_runs",
-           "load_manifest", "open_for_reading", "open_history", "record_run", "record_history"]
+__all__ = [
+    "DB_ENV",
+    "History",
+    "compare",
+    "compare_runs",
+    "compare_with_previous",
+    "default_db_path",
+    "import_runs",
+    "load_manifest",
+    "open_for_reading",
+    "open_history",
+    "record_run",
+    "record_history",
+]
 
 
 def record_history(manifest: dict, home=None):

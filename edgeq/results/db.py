@@ -133,17 +133,23 @@ def store_error(path: Path, exc: Exception, doing: str, timeout: float | None = 
         return StoreError(
             f"history database {path} is locked by another process ({doing}; waited {_timeout(timeout):g}s)",
             f"wait for the other edgeq command to finish and retry; raise ${TIMEOUT_ENV} (seconds) if runs overlap often; "
-            f"`fuser {path}` shows who holds it")
+            f"`fuser {path}` shows who holds it",
+        )
     if "not a database" in low or "malformed" in low or "corrupt" in low or "disk image" in low:
         return StoreError(
             f"history database {path} is corrupt ({text})",
             f"move it aside (mv {path} {path}.corrupt) and rebuild it from the run folders: "
-            f"edgeq history --import <edgeq home>/runs")
+            f"edgeq history --import <edgeq home>/runs",
+        )
     if "readonly" in low or "unable to open" in low or "permission" in low:
-        return StoreError(f"history database {path} cannot be written ({text})",
-                          f"check the folder exists and is writable, or point ${DB_ENV} elsewhere")
-    return StoreError(f"history database {path}: {doing} failed: {text}",
-                      "check the file, or move it aside and rebuild: edgeq history --import <edgeq home>/runs")
+        return StoreError(
+            f"history database {path} cannot be written ({text})",
+            f"check the folder exists and is writable, or point ${DB_ENV} elsewhere",
+        )
+    return StoreError(
+        f"history database {path}: {doing} failed: {text}",
+        "check the file, or move it aside and rebuild: edgeq history --import <edgeq home>/runs",
+    )
 
 
 class History:
@@ -152,7 +158,7 @@ class History:
     def __init__(self, path: Path, conn: sqlite3.Connection, timeout: float):
         self.path, self.conn, self.timeout = path, conn, timeout
 
-    def __enter__(self) -> "History":
+    def __enter__(self) -> History:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -195,13 +201,16 @@ def open_history(db_path: Path | None = None, *, create: bool = False, timeout: 
     t = _timeout(timeout)
     if not path.exists():
         if not create:
-            raise StoreError(f"no results history at {path}",
-                             "run a pipeline first (edgeq run PIPELINE.yaml), or point $EDGEQ_HISTORY_DB at the database")
+            raise StoreError(
+                f"no results history at {path}",
+                "run a pipeline first (edgeq run PIPELINE.yaml), or point $EDGEQ_HISTORY_DB at the database",
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"cannot create the folder of history database {path}: {e}",
-                             f"point ${DB_ENV} at a writable place") from None
+            raise StoreError(
+                f"cannot create the folder of history database {path}: {e}", f"point ${DB_ENV} at a writable place"
+            ) from None
     try:
         conn = sqlite3.connect(str(path), timeout=t, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as e:
@@ -243,8 +252,10 @@ def _ensure_schema(h: History) -> None:
     if row is not None:
         v = h.conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
         if v is not None and v > SCHEMA_VERSION:
-            raise StoreError(f"history database {h.path} has schema version {v}, newer than this edgeq knows ({SCHEMA_VERSION})",
-                             "upgrade edgeq, or point $EDGEQ_HISTORY_DB at another database")
+            raise StoreError(
+                f"history database {h.path} has schema version {v}, newer than this edgeq knows ({SCHEMA_VERSION})",
+                "upgrade edgeq, or point $EDGEQ_HISTORY_DB at another database",
+            )
         if v == SCHEMA_VERSION:
             return
         if v == 1:  # an older edgeq's database: add what version 2 stores, keep every result

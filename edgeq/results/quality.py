@@ -11,14 +11,18 @@ def quality_summary(v: dict) -> dict:
     mp = v.get("mixed_precision")
     if isinstance(mp, dict):
         out["mixed_precision"] = {
-            "met": mp.get("met"), "budget": mp.get("budget"), "int8_op_fraction": mp.get("int8_op_fraction"),
+            "met": mp.get("met"),
+            "budget": mp.get("budget"),
+            "int8_op_fraction": mp.get("int8_op_fraction"),
             "float_layers": [f.get("layer") for f in mp.get("float_layers") or [] if isinstance(f, dict)],
-            "size_ratio_vs_plain": mp.get("size_ratio_vs_plain"), "latency_ratio_vs_plain": mp.get("latency_ratio_vs_plain"),
+            "size_ratio_vs_plain": mp.get("size_ratio_vs_plain"),
+            "latency_ratio_vs_plain": mp.get("latency_ratio_vs_plain"),
         }
     worst = (v.get("layer_errors") or {}).get("worst") if isinstance(v.get("layer_errors"), dict) else None
     if worst:
-        out["worst_layers"] = [{k: w.get(k) for k in ("layer", "op", "rmse_scale", "max_abs_error")}
-                               for w in worst[:3] if isinstance(w, dict)]
+        out["worst_layers"] = [
+            {k: w.get(k) for k in ("layer", "op", "rmse_scale", "max_abs_error")} for w in worst[:3] if isinstance(w, dict)
+        ]
     return out
 
 

@@ -15,11 +15,15 @@ RESULT_STATUSES = ("ok", "gate_failed", "fleet_failed")  # runs whose measuremen
 _RUN_BY_ID = "SELECT * FROM runs WHERE run_id = ?"
 _RUN_BY_PREFIX = "SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id LIMIT 2"
 _LATEST = "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) ORDER BY started_ts DESC, run_id DESC LIMIT 1"
-_PREVIOUS = ("SELECT * FROM runs WHERE pipeline = ? AND run_id != ? AND status IN ('ok', 'gate_failed', 'fleet_failed') "
-             "AND (started_ts < ? OR (started_ts = ? AND run_id < ?)) ORDER BY started_ts DESC, run_id DESC LIMIT 1")
-_LIST = ("SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) "
-         "AND (? IS NULL OR run_id IN (SELECT run_id FROM benchmarks WHERE device = ?)) "
-         "ORDER BY started_ts DESC, run_id DESC LIMIT ?")
+_PREVIOUS = (
+    "SELECT * FROM runs WHERE pipeline = ? AND run_id != ? AND status IN ('ok', 'gate_failed', 'fleet_failed') "
+    "AND (started_ts < ? OR (started_ts = ? AND run_id < ?)) ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+)
+_LIST = (
+    "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) "
+    "AND (? IS NULL OR run_id IN (SELECT run_id FROM benchmarks WHERE device = ?)) "
+    "ORDER BY started_ts DESC, run_id DESC LIMIT ?"
+)
 _TREND = "SELECT * FROM runs WHERE pipeline = ? AND started_ts <= ? ORDER BY started_ts DESC, run_id DESC LIMIT ?"
 _PIPELINES = "SELECT DISTINCT pipeline FROM runs ORDER BY pipeline"
 _LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? ORDER BY started_ts DESC, run_id DESC LIMIT 1"
@@ -28,7 +32,7 @@ _LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? ORDER BY started_ts DESC, ru
 def _rows(h: History, sql: str, args=()) -> list[dict]:
     cur = h.execute(sql, args)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
 
 
 def _run_dict(d: dict) -> dict:
@@ -51,8 +55,10 @@ def resolve(h: History, ref: str | None, pipeline: str | None = None) -> dict:
     if ref == "latest":
         run = _one(h, _LATEST, (pipeline, pipeline))
         if run is None:
-            raise StoreError(f"no runs recorded in {h.path}" + (f" for pipeline {pipeline!r}" if pipeline else ""),
-                             "run a pipeline first (edgeq run PIPELINE.yaml); `edgeq history` lists what is stored")
+            raise StoreError(
+                f"no runs recorded in {h.path}" + (f" for pipeline {pipeline!r}" if pipeline else ""),
+                "run a pipeline first (edgeq run PIPELINE.yaml); `edgeq history` lists what is stored",
+            )
         return run
     run = _one(h, _RUN_BY_ID, (ref,))
     if run is None:
@@ -62,8 +68,10 @@ def resolve(h: History, ref: str | None, pipeline: str | None = None) -> dict:
             raise StoreError(f"run id prefix {ref!r} matches several runs in {h.path}", "give more characters of the run id")
         run = _run_dict(rows[0]) if rows else None
     if run is None:
-        raise StoreError(f"unknown run {ref!r}: not in the history {h.path}",
-                         "`edgeq history` lists stored runs; a run folder can be added with `edgeq history --import DIR`")
+        raise StoreError(
+            f"unknown run {ref!r}: not in the history {h.path}",
+            "`edgeq history` lists stored runs; a run folder can be added with `edgeq history --import DIR`",
+        )
     return run
 
 
@@ -93,8 +101,13 @@ def benchmarks(h: History, run_id: str, samples: bool = False) -> list[dict]:
         d["throttled"] = json.loads(d["throttled"]) if d["throttled"] else None
         out.append(d)
     if samples:
-        blobs = dict(h.execute("SELECT s.benchmark_id, s.samples FROM benchmark_samples s JOIN benchmarks b "
-                               "ON b.id = s.benchmark_id WHERE b.run_id = ?", (run_id,)).fetchall())
+        blobs = dict(
+            h.execute(
+                "SELECT s.benchmark_id, s.samples FROM benchmark_samples s JOIN benchmarks b "
+                "ON b.id = s.benchmark_id WHERE b.run_id = ?",
+                (run_id,),
+            ).fetchall()
+        )
         for d in out:
             d["samples_s"] = unpack_samples(blobs.get(d["id"]))
     return out
@@ -107,8 +120,12 @@ def stages(h: History, run_id: str) -> list[dict]:
 
 def load(h: History, run: dict, samples: bool = False) -> dict:
     """A run with its validations, benchmarks and stage durations."""
-    return {**run, "validations": validations(h, run["run_id"]), "benchmarks": benchmarks(h, run["run_id"], samples),
-            "stages": stages(h, run["run_id"])}
+    return {
+        **run,
+        "validations": validations(h, run["run_id"]),
+        "benchmarks": benchmarks(h, run["run_id"], samples),
+        "stages": stages(h, run["run_id"]),
+    }
 
 
 def list_runs(h: History, pipeline: str | None = None, device: str | None = None, limit: int = 20) -> list[dict]:
@@ -133,8 +150,9 @@ def latest_per_pipeline(h: History) -> list[dict]:
 
 
 def last_success_ts(h: History, pipeline: str) -> float | None:
-    row = h.execute("SELECT max(coalesce(finished_ts, started_ts)) FROM runs WHERE pipeline = ? AND status = 'ok'",
-                    (pipeline,)).fetchone()
+    row = h.execute(
+        "SELECT max(coalesce(finished_ts, started_ts)) FROM runs WHERE pipeline = ? AND status = 'ok'", (pipeline,)
+    ).fetchone()
     return row[0] if row else None
 
 

@@ -27,7 +27,7 @@ def parse_ts(iso: str | None) -> float | None:
     except ValueError:
         return None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return t.timestamp()
 
 
@@ -58,13 +58,15 @@ def load_manifest(source) -> dict:
     try:
         doc = json.loads(p.read_text())
     except FileNotFoundError:
-        raise StoreError(f"no run manifest at {p}",
-                         "give a run folder (<edgeq home>/runs/<run id>) or its manifest.json") from None
+        raise StoreError(
+            f"no run manifest at {p}", "give a run folder (<edgeq home>/runs/<run id>) or its manifest.json"
+        ) from None
     except (OSError, ValueError) as e:
         raise StoreError(f"run manifest {p} is unreadable: {e}", "the run folder is damaged; rerun the pipeline") from None
     if not isinstance(doc, dict) or not doc.get("run_id") or not doc.get("pipeline"):
-        raise StoreError(f"{p} is not an edgeq run manifest (no run_id/pipeline)",
-                         "give <edgeq home>/runs/<run id>/manifest.json")
+        raise StoreError(
+            f"{p} is not an edgeq run manifest (no run_id/pipeline)", "give <edgeq home>/runs/<run id>/manifest.json"
+        )
     doc.setdefault("manifest_path", str(p))
     return doc
 
@@ -124,29 +126,51 @@ def _bench_row(run_id: str, b: dict) -> tuple[tuple, bytes | None]:
     samples, stride, path = _raw(b) if b.get("ok") else (None, None, None)
     thr = board.get("throttled")
     row = (
-        run_id, b.get("device") or "?", b.get("variant") or "?", b.get("threads"), int(bool(b.get("ok"))),
-        b.get("error"), b.get("kind") or b.get("status"),
+        run_id,
+        b.get("device") or "?",
+        b.get("variant") or "?",
+        b.get("threads"),
+        int(bool(b.get("ok"))),
+        b.get("error"),
+        b.get("kind") or b.get("status"),
         *[_f(lat.get(k), 1e-3) for k in _LAT],
-        b.get("count"), _f(b.get("init_ms"), 1e-3), _f(b.get("first_invoke_ms"), 1e-3), b.get("peak_rss_bytes"),
-        rt.get("name"), rt.get("version"), json.dumps(b.get("delegate")) if b.get("delegate") else None,
-        power.get("probe"), _f(power.get("mean_w")), _f(power.get("idle_w")), _f(power.get("joules_per_inference")),
-        board.get("arch"), board.get("board_model"), board.get("cpu_model"), board.get("hostname"), _f(board.get("temp_c")),
+        b.get("count"),
+        _f(b.get("init_ms"), 1e-3),
+        _f(b.get("first_invoke_ms"), 1e-3),
+        b.get("peak_rss_bytes"),
+        rt.get("name"),
+        rt.get("version"),
+        json.dumps(b.get("delegate")) if b.get("delegate") else None,
+        power.get("probe"),
+        _f(power.get("mean_w")),
+        _f(power.get("idle_w")),
+        _f(power.get("joules_per_inference")),
+        board.get("arch"),
+        board.get("board_model"),
+        board.get("cpu_model"),
+        board.get("hostname"),
+        _f(board.get("temp_c")),
         None if thr is None else json.dumps(thr),
-        json.dumps(board, default=str), stride, path,
+        json.dumps(board, default=str),
+        stride,
+        path,
     )
     return row, (pack_samples(samples) if samples else None)
 
 
 _INSERT_RUN = "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_STAGE = "INSERT INTO stages (run_id, stage, variant, cached, seconds) VALUES (?, ?, ?, ?, ?)"
-_INSERT_VALIDATION = ("INSERT INTO validations (run_id, variant, type, sha256, size_bytes, accuracy, test_samples, "
-                      "accuracy_drop, accuracy_drop_budget, size_ratio, gates_passed, gates_failed, quality) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_VALIDATION = (
+    "INSERT INTO validations (run_id, variant, type, sha256, size_bytes, accuracy, test_samples, "
+    "accuracy_drop, accuracy_drop_budget, size_ratio, gates_passed, gates_failed, quality) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_BENCH = (
     "INSERT INTO benchmarks (run_id, device, variant, threads, ok, error, kind, p50_s, p90_s, p99_s, mean_s, std_s, min_s, "
     "max_s, count, init_s, first_invoke_s, peak_rss_bytes, runtime_name, runtime_version, delegate, power_probe, power_mean_w, "
     "power_idle_w, energy_j, arch, board_model, cpu_model, hostname, temp_c, throttled, board, samples_stride, raw_path) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_SAMPLES = "INSERT INTO benchmark_samples (benchmark_id, samples) VALUES (?, ?)"
 
 
@@ -157,25 +181,54 @@ def record_run(manifest, db_path: Path | None = None, *, timeout: float | None =
     m = load_manifest(manifest)
     run_id, status = str(m["run_id"]), m.get("status") or "unknown"
     if status == "running":
-        raise StoreError(f"run {run_id} is still running (or was killed before it finished): its results are not final",
-                         "record it after it finishes; a killed run has nothing worth comparing")
+        raise StoreError(
+            f"run {run_id} is still running (or was killed before it finished): its results are not final",
+            "record it after it finishes; a killed run has nothing worth comparing",
+        )
     started_ts = parse_ts(m.get("started")) or time.time()
     rt = m.get("runtime") or {}
-    run_row = (run_id, str(m["pipeline"]), m.get("pipeline_file"), m.get("pipeline_sha256"), status, m.get("started"),
-               m.get("finished"), started_ts, parse_ts(m.get("finished")), _f(m.get("wall_seconds")), m.get("error"),
-               rt.get("name"), rt.get("version"), json.dumps(m.get("versions") or {}),
-               json.dumps(m.get("gates_failed") or []), json.dumps(m.get("fleet_failed") or []),
-               m.get("manifest_path") or (str(Path(m["run_dir"]) / "manifest.json") if m.get("run_dir") else None),
-               time.time())
+    run_row = (
+        run_id,
+        str(m["pipeline"]),
+        m.get("pipeline_file"),
+        m.get("pipeline_sha256"),
+        status,
+        m.get("started"),
+        m.get("finished"),
+        started_ts,
+        parse_ts(m.get("finished")),
+        _f(m.get("wall_seconds")),
+        m.get("error"),
+        rt.get("name"),
+        rt.get("version"),
+        json.dumps(m.get("versions") or {}),
+        json.dumps(m.get("gates_failed") or []),
+        json.dumps(m.get("fleet_failed") or []),
+        m.get("manifest_path") or (str(Path(m["run_dir"]) / "manifest.json") if m.get("run_dir") else None),
+        time.time(),
+    )
     val_rows = []
     for variant, v in (m.get("variants") or {}).items():
         if v.get("accuracy") is None and v.get("size_bytes") is None:
             continue
         gates = v.get("gates") or {}
-        val_rows.append((run_id, variant, v.get("type"), v.get("sha256"), v.get("size_bytes"), _f(v.get("accuracy")),
-                         v.get("test_samples"), _f(v.get("accuracy_drop")), _budget(m, variant), _f(v.get("size_ratio")),
-                         None if not gates else int(bool(gates.get("passed"))), json.dumps(gates.get("failed") or []),
-                         json.dumps(quality_summary(v))))
+        val_rows.append(
+            (
+                run_id,
+                variant,
+                v.get("type"),
+                v.get("sha256"),
+                v.get("size_bytes"),
+                _f(v.get("accuracy")),
+                v.get("test_samples"),
+                _f(v.get("accuracy_drop")),
+                _budget(m, variant),
+                _f(v.get("size_ratio")),
+                None if not gates else int(bool(gates.get("passed"))),
+                json.dumps(gates.get("failed") or []),
+                json.dumps(quality_summary(v)),
+            )
+        )
     bench_rows = [_bench_row(run_id, b) for b in (m.get("benchmarks") or []) if isinstance(b, dict)]
     stage_rows = _stage_rows(run_id, m.get("stages") or {})
 

@@ -40,7 +40,7 @@ def mann_whitney_u(x, y) -> dict:
     u1 = r1 - n1 * (n1 + 1) / 2.0
     n = n1 + n2
     t = (ends - starts).astype(np.float64)
-    tie_term = float(((t ** 3) - t).sum()) / (n * (n - 1))
+    tie_term = float(((t**3) - t).sum()) / (n * (n - 1))
     var = n1 * n2 / 12.0 * ((n + 1) - tie_term)
     mu = n1 * n2 / 2.0
     out.update(u=u1, effect=u1 / (n1 * n2))

@@ -17,8 +17,7 @@ import warnings
 import numpy as np
 
 NUM_BINS = 512  # TF's histogram calibrator default; MSE searches are O(bins) per step
-_METHODS = {"percentile": "CALIBRATION_METHOD_HISTOGRAM_PERCENTILE",
-            "mse": "CALIBRATION_METHOD_HISTOGRAM_MSE_MAX_FREQUENCY"}
+_METHODS = {"percentile": "CALIBRATION_METHOD_HISTOGRAM_PERCENTILE", "mse": "CALIBRATION_METHOD_HISTOGRAM_MSE_MAX_FREQUENCY"}
 
 
 def _histograms(calibrated: bytes, x: np.ndarray, ranges: dict[int, tuple[float, float]]) -> dict[int, np.ndarray]:
@@ -65,11 +64,16 @@ def recalibrate(calibrated: bytes, x: np.ndarray, method: str, percentile: float
     opts = qc.CalibrationOptions(
         calibration_method=getattr(qc.CalibrationOptions.CalibrationMethod, _METHODS[method]),
         calibration_parameters=qc.CalibrationOptions.CalibrationParameters(
-            num_bins=NUM_BINS, min_percentile=100.0 - percentile, max_percentile=percentile))
+            num_bins=NUM_BINS, min_percentile=100.0 - percentile, max_percentile=percentile
+        ),
+    )
     shrink = []
     for i, (lo, hi) in ranges.items():
-        stats = cs.CalibrationStatistics(histogram_statistics=cs.CalibrationStatistics.HistogramStatistics(
-            bin_width=(hi - lo) / NUM_BINS, lower_bound=lo, hist_freq=hist[i].astype(np.float32).tolist()))
+        stats = cs.CalibrationStatistics(
+            histogram_statistics=cs.CalibrationStatistics.HistogramStatistics(
+                bin_width=(hi - lo) / NUM_BINS, lower_bound=lo, hist_freq=hist[i].astype(np.float32).tolist()
+            )
+        )
         new_lo, new_hi = ca.get_min_max_value(stats, opts)
         # a bin's midpoint can sit just inside a ReLU's 0: keep exact zero so zero stays representable exactly
         new_lo = min(float(new_lo), 0.0) if lo >= 0 else float(new_lo)
@@ -80,6 +84,9 @@ def recalibrate(calibrated: bytes, x: np.ndarray, method: str, percentile: float
         q.min, q.max = np.array([new_lo], dtype=np.float32), np.array([new_hi], dtype=np.float32)
         shrink.append((new_hi - new_lo) / (hi - lo))
     blob = bytes(fu.convert_object_to_bytearray(model))
-    return blob, {"method": method, "tensors": len(shrink),
-                  "mean_range_kept": round(float(np.mean(shrink)), 4) if shrink else 1.0,
-                  **({"percentile": percentile} if method == "percentile" else {})}
+    return blob, {
+        "method": method,
+        "tensors": len(shrink),
+        "mean_range_kept": round(float(np.mean(shrink)), 4) if shrink else 1.0,
+        **({"percentile": percentile} if method == "percentile" else {}),
+    }

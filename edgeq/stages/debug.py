@@ -39,12 +39,17 @@ def debug_model(calibrated: bytes, variant: VariantSpec, denylist: tuple[str, ..
     from tensorflow.lite.python.convert import mlir_quantize
 
     with captured_output():
-        return mlir_quantize(calibrated, disable_per_channel=not variant.per_channel, enable_numeric_verify=True,
-                             denylisted_nodes=list(denylist) or None)
+        return mlir_quantize(
+            calibrated,
+            disable_per_channel=not variant.per_channel,
+            enable_numeric_verify=True,
+            denylisted_nodes=list(denylist) or None,
+        )
 
 
-def layer_errors(calibrated: bytes, variant: VariantSpec, x: np.ndarray, denylist: tuple[str, ...] | list[str] = (),
-                 top: int = TOP) -> dict:
+def layer_errors(
+    calibrated: bytes, variant: VariantSpec, x: np.ndarray, denylist: tuple[str, ...] | list[str] = (), top: int = TOP
+) -> dict:
     """Per-layer error statistics of the int8 model made from `calibrated` (minus the denylisted layers).
 
     Returns {"samples", "layers": [...graph order], "worst": [...top by rmse/scale]}; each layer has op,
@@ -71,12 +76,18 @@ def layer_errors(calibrated: bytes, variant: VariantSpec, x: np.ndarray, denylis
     for row in csv.DictReader(io.StringIO(buf.getvalue())):
         scale = float(row["scale"])
         mse = float(row["mean_squared_error"])
-        layers.append({
-            "op": row["op_name"], "layer": short_name(row["tensor_name"]), "tensor": row["tensor_name"],
-            "scale": scale, "zero_point": int(float(row["zero_point"])),
-            "rmse_scale": round(math.sqrt(mse) / scale, 4) if scale > 0 else None,
-            "mean_error": float(row["mean_error"]), "max_abs_error": float(row["max_abs_error"]),
-            "num_elements": int(float(row["num_elements"])),
-        })
+        layers.append(
+            {
+                "op": row["op_name"],
+                "layer": short_name(row["tensor_name"]),
+                "tensor": row["tensor_name"],
+                "scale": scale,
+                "zero_point": int(float(row["zero_point"])),
+                "rmse_scale": round(math.sqrt(mse) / scale, 4) if scale > 0 else None,
+                "mean_error": float(row["mean_error"]),
+                "max_abs_error": float(row["max_abs_error"]),
+                "num_elements": int(float(row["num_elements"])),
+            }
+        )
     worst = sorted((la for la in layers if la["rmse_scale"] is not None), key=lambda la: -la["rmse_scale"])[:top]
     return {"samples": int(len(x)), "layers": layers, "worst": worst}

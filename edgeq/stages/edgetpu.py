@@ -80,8 +80,10 @@ def _compile(blob: bytes, variant: VariantSpec, exe: str, timeout: float) -> tup
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603 - argv list, no shell
         except subprocess.TimeoutExpired:
-            raise QuantizeError(f"variant {variant.key}: {exe} did not finish in {timeout:.0f} s",
-                                "a very large model may need more time; compile model_cpu.tflite by hand") from None
+            raise QuantizeError(
+                f"variant {variant.key}: {exe} did not finish in {timeout:.0f} s",
+                "a very large model may need more time; compile model_cpu.tflite by hand",
+            ) from None
         except OSError as e:
             raise QuantizeError(f"variant {variant.key}: cannot run {exe}: {e.strerror or e}", INSTALL_HINT) from None
         text = (p.stdout or "") + (p.stderr or "")
@@ -90,19 +92,29 @@ def _compile(blob: bytes, variant: VariantSpec, exe: str, timeout: float) -> tup
             last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "no output")
             raise QuantizeError(
                 f"variant {variant.key}: edgetpu_compiler failed (exit {p.returncode}): {last[:400]}",
-                "rerun with --debug, or run edgetpu_compiler -s on the variant's model_cpu.tflite to see each op")
+                "rerun with --debug, or run edgetpu_compiler -s on the variant's model_cpu.tflite to see each op",
+            )
         info = {"compiler": exe, "compiler_output": text[-4000:]}
-        for key, pat in (("compiler_version", r"Edge TPU Compiler version ([\w.]+)"),
-                         ("ops_on_edgetpu", r"operations that will run on Edge TPU:\s*(\d+)"),
-                         ("ops_on_cpu", r"operations that will run on CPU:\s*(\d+)")):
+        for key, pat in (
+            ("compiler_version", r"Edge TPU Compiler version ([\w.]+)"),
+            ("ops_on_edgetpu", r"operations that will run on Edge TPU:\s*(\d+)"),
+            ("ops_on_cpu", r"operations that will run on CPU:\s*(\d+)"),
+        ):
             m = re.search(pat, text)
             if m:
                 info[key] = int(m.group(1)) if key.startswith("ops_") else m.group(1)
         return compiled.read_bytes(), info
 
 
-def quantize_edgetpu(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, out_dir: Path,
-                     saved_model: bool = False, load_model=None, timeout: float = TIMEOUT_S) -> dict:
+def quantize_edgetpu(
+    model_path: Path,
+    variant: VariantSpec,
+    calib: np.ndarray | None,
+    out_dir: Path,
+    saved_model: bool = False,
+    load_model=None,
+    timeout: float = TIMEOUT_S,
+) -> dict:
     """int8 conversion (same options as an int8 variant) -> compatibility check -> edgetpu_compiler."""
     from edgeq.inspect import inspect_model
     from edgeq.stages.quantize import convert
@@ -120,18 +132,32 @@ def quantize_edgetpu(model_path: Path, variant: VariantSpec, calib: np.ndarray |
     compat = check_compatible(blob, variant)
     exe = find_compiler()
     if exe is None:
-        raise QuantizeError(f"variant {variant.key}: the int8 model is Edge TPU compatible ({compat['ops_total']} ops), "
-                            f"but {COMPILER} is not on PATH", INSTALL_HINT)
+        raise QuantizeError(
+            f"variant {variant.key}: the int8 model is Edge TPU compatible ({compat['ops_total']} ops), "
+            f"but {COMPILER} is not on PATH",
+            INSTALL_HINT,
+        )
     compiled, info = _compile(blob, variant, exe, timeout)
     try:
         after = inspect_model(compiled)
     except ModelError as e:
-        raise QuantizeError(f"variant {variant.key}: edgetpu_compiler wrote an unreadable model: {e.message}",
-                            "check the compiler installation (edgetpu_compiler --version)") from None
+        raise QuantizeError(
+            f"variant {variant.key}: edgetpu_compiler wrote an unreadable model: {e.message}",
+            "check the compiler installation (edgetpu_compiler --version)",
+        ) from None
     (out_dir / EVAL_FILE).write_bytes(blob)
     (out_dir / "model.tflite").write_bytes(compiled)
-    return {"variant": variant.key, "type": variant.type, "size_bytes": len(compiled), "cpu_model_bytes": len(blob),
-            "eval_file": EVAL_FILE, "convert_seconds": round(time.perf_counter() - start, 3),
-            "calibration_samples": int(len(calib)) if calib is not None else 0,
-            "edgetpu": {**info, "ops_checked": compat["ops_total"],
-                        "compiled_custom_ops": after["op_counts"].get("edgetpu-custom-op", 0)}}
+    return {
+        "variant": variant.key,
+        "type": variant.type,
+        "size_bytes": len(compiled),
+        "cpu_model_bytes": len(blob),
+        "eval_file": EVAL_FILE,
+        "convert_seconds": round(time.perf_counter() - start, 3),
+        "calibration_samples": int(len(calib)) if calib is not None else 0,
+        "edgetpu": {
+            **info,
+            "ops_checked": compat["ops_total"],
+            "compiled_custom_ops": after["op_counts"].get("edgetpu-custom-op", 0),
+        },
+    }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -29,8 +29,11 @@ def _progress(log: Callable[[str], None], label: str, boards: int):
         bar(ev)
         kind = ev.get("event")
         if kind in ("connect", "install", "bench", "done", "stopped"):
-            extra = " ".join(f"{k}={v}" for k, v in ev.items()
-                             if k not in ("event", "device") and v is not None and not isinstance(v, (dict, list)))
+            extra = " ".join(
+                f"{k}={v}"
+                for k, v in ev.items()
+                if k not in ("event", "device") and v is not None and not isinstance(v, (dict, list))
+            )
             log(f"  {ev.get('device', '')}: {kind} {extra}".rstrip())
 
     return cb
@@ -47,11 +50,19 @@ def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Pa
         out = {}
         for key in spec.deploy.variants or list(variants):
             log(f"deploy {key}: to {', '.join(spec.deploy.targets)}")
-            res = fleet.deploy(inv, spec.deploy.targets, Path(variants[key]["artifact"]), parallel=spec.deploy.parallel,
-                               progress=_progress(log, f"deploy {key}", len(inv.select(spec.deploy.targets))))
+            res = fleet.deploy(
+                inv,
+                spec.deploy.targets,
+                Path(variants[key]["artifact"]),
+                parallel=spec.deploy.parallel,
+                progress=_progress(log, f"deploy {key}", len(inv.select(spec.deploy.targets))),
+            )
             out[key] = res
-            failures += [f"deploy {key} on {d['device']}: {d.get('error') or d['status']}" for d in res["devices"]
-                         if d["status"] not in ("ok", "changed")]
+            failures += [
+                f"deploy {key} on {d['device']}: {d.get('error') or d['status']}"
+                for d in res["devices"]
+                if d["status"] not in ("ok", "changed")
+            ]
         manifest["stages"]["deploy"] = {"cached": False, "results": out}
 
     if spec.benchmark is not None:
@@ -66,13 +77,31 @@ def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Pa
         rows, raw_dir = [], run_dir / "bench"
         for key in b.variants or list(variants):
             log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
-            res = fleet.bench(inv, targets, Path(variants[key]["artifact"]), runs=b.runs, warmup=b.warmup,
-                              min_seconds=b.min_seconds, threads=b.threads, inputs=inputs, parallel=b.parallel,
-                              progress=_progress(log, f"benchmark {key}", len(inv.select(targets))))
+            res = fleet.bench(
+                inv,
+                targets,
+                Path(variants[key]["artifact"]),
+                runs=b.runs,
+                warmup=b.warmup,
+                min_seconds=b.min_seconds,
+                threads=b.threads,
+                inputs=inputs,
+                parallel=b.parallel,
+                progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
+            )
             for d in res["devices"]:
                 if not d.get("results"):
-                    rows.append({"device": d["device"], "variant": key, "threads": None, "ok": False,
-                                 "status": d["status"], "error": d.get("error"), "hint": d.get("hint")})
+                    rows.append(
+                        {
+                            "device": d["device"],
+                            "variant": key,
+                            "threads": None,
+                            "ok": False,
+                            "status": d["status"],
+                            "error": d.get("error"),
+                            "hint": d.get("hint"),
+                        }
+                    )
                     failures.append(f"benchmark {key} on {d['device']}: {d.get('error') or d['status']}")
                 for r in d.get("results", []):
                     row = {"device": d["device"], "variant": key, "threads": r["threads"], "ok": r["ok"]}
@@ -80,8 +109,20 @@ def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Pa
                         raw = r["raw"]
                         raw_path = raw_dir / f"{d['device']}-{key}-t{r['threads']}.json"
                         paths.atomic_write_json(raw_path, raw)  # raw samples kept beside the manifest
-                        row.update({k: r[k] for k in ("latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes",
-                                                      "runtime", "delegate")})
+                        row.update(
+                            {
+                                k: r[k]
+                                for k in (
+                                    "latency_ms",
+                                    "count",
+                                    "init_ms",
+                                    "first_invoke_ms",
+                                    "peak_rss_bytes",
+                                    "runtime",
+                                    "delegate",
+                                )
+                            }
+                        )
                         row["power"] = _power_summary(r.get("power"))
                         row["board"] = raw.get("board")
                         row["raw"] = str(raw_path)
@@ -121,9 +162,15 @@ def compare_accuracy(preds: np.ndarray, labels: np.ndarray, host: float, tol: fl
     delta = acc - host
     if abs(delta) <= tol + 1e-12:
         return acc, delta, None
-    return acc, delta, (f"accuracy on the board {acc:.4f} differs from validate's {host:.4f} by {delta * 100:+.2f} pts "
-                        f"(tolerance {tol * 100:.2f} pts): the board's runtime computes differently; compare "
-                        "runtimes with `edgeq devices check`")
+    return (
+        acc,
+        delta,
+        (
+            f"accuracy on the board {acc:.4f} differs from validate's {host:.4f} by {delta * 100:+.2f} pts "
+            f"(tolerance {tol * 100:.2f} pts): the board's runtime computes differently; compare "
+            "runtimes with `edgeq devices check`"
+        ),
+    )
 
 
 def _accuracy_check(inv, targets, spec, manifest, ds, run_dir, keys, log) -> list[dict]:
@@ -142,10 +189,22 @@ def _accuracy_check(inv, targets, spec, manifest, ds, run_dir, keys, log) -> lis
                 host = manifest["variants"][key]["accuracy"]
                 tol = spec.benchmark.accuracy_tolerance
                 acc, delta, err = compare_accuracy(preds, ds.y_test, host, tol)
-                out.append({"device": dev.name, "variant": key, "ok": err is None, "board_accuracy": acc,
-                            "validate_accuracy": host, "accuracy_delta": delta, "tolerance": tol, "error": err})
-                log(f"  {dev.name}: {key} accuracy on the board {acc} (validate {host:.4f}"
-                    + (f", {delta * 100:+.2f} pts)" if delta is not None else ")"))
+                out.append(
+                    {
+                        "device": dev.name,
+                        "variant": key,
+                        "ok": err is None,
+                        "board_accuracy": acc,
+                        "validate_accuracy": host,
+                        "accuracy_delta": delta,
+                        "tolerance": tol,
+                        "error": err,
+                    }
+                )
+                log(
+                    f"  {dev.name}: {key} accuracy on the board {acc} (validate {host:.4f}"
+                    + (f", {delta * 100:+.2f} pts)" if delta is not None else ")")
+                )
             except EdgeqError as e:
                 out.append({"device": dev.name, "variant": key, "ok": False, "error": e.message})
     return out

@@ -44,8 +44,11 @@ def latency_us(runtime, blob: bytes, workdir: Path, min_runs: int = 200, min_sec
         it.allocate_tensors()
     d = it.get_input_details()[0]
     rng = np.random.default_rng(0)
-    x = (rng.integers(-128, 127, d["shape"]).astype(d["dtype"]) if np.issubdtype(d["dtype"], np.integer)
-         else rng.random(d["shape"], dtype=np.float32))
+    x = (
+        rng.integers(-128, 127, d["shape"]).astype(d["dtype"])
+        if np.issubdtype(d["dtype"], np.integer)
+        else rng.random(d["shape"], dtype=np.float32)
+    )
     it.set_tensor(d["index"], x)
     for _ in range(20):
         it.invoke()
@@ -81,8 +84,9 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
 
     budget = variant.accuracy_budget
     if val is None or len(val[0]) == 0:
-        raise QuantizeError(f"variant {variant.key}: accuracy_budget needs a validation split to measure on",
-                            "set data.validation_split above 0")
+        raise QuantizeError(
+            f"variant {variant.key}: accuracy_budget needs a validation split to measure on", "set data.validation_split above 0"
+        )
     x, y = val[0][:SEARCH_SAMPLES], val[1][:SEARCH_SAMPLES]
     runtime = rt.pick()
     t0 = time.perf_counter()
@@ -90,23 +94,39 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
         work = Path(tmp)
         acc_f = _accuracy(runtime, fp32, x, y, work)
         acc_q = _accuracy(runtime, plain, x, y, work)
-        report: dict = {"budget": budget, "val_samples": int(len(y)), "fp32_val_accuracy": acc_f,
-                        "plain_val_accuracy": acc_q, "plain_size_bytes": len(plain)}
-        log(f"  mixed precision: fp32 {acc_f:.4f}, plain int8 {acc_q:.4f} on {len(y)} validation rows "
-            f"(budget {budget * 100:.2f} pts)")
+        report: dict = {
+            "budget": budget,
+            "val_samples": int(len(y)),
+            "fp32_val_accuracy": acc_f,
+            "plain_val_accuracy": acc_q,
+            "plain_size_bytes": len(plain),
+        }
+        log(
+            f"  mixed precision: fp32 {acc_f:.4f}, plain int8 {acc_q:.4f} on {len(y)} validation rows "
+            f"(budget {budget * 100:.2f} pts)"
+        )
         best, best_acc, best_n, chosen, steps, candidates = plain, acc_q, 0, [], [], []
         met = acc_f - acc_q <= budget
         if not met:
             stats = layer_errors(calibrated, variant, x)
-            ranked = sorted((la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE),
-                            key=lambda la: -la["rmse_scale"])[:MAX_CANDIDATES]
+            ranked = sorted(
+                (la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE), key=lambda la: -la["rmse_scale"]
+            )[:MAX_CANDIDATES]
             alone: dict[str, tuple[float, bytes]] = {}
             for la in ranked:  # the debugger's rank is a first guess; the measured accuracy decides the order
                 blob = requantize(calibrated, variant, [la["tensor"]])
                 applied = _is_float(blob, la["tensor"])
                 acc = _accuracy(runtime, blob, x, y, work) if applied else None
-                candidates.append({"layer": la["layer"], "op": la["op"], "tensor": la["tensor"],
-                                   "rmse_scale": la["rmse_scale"], "val_accuracy_alone": acc, "applied": applied})
+                candidates.append(
+                    {
+                        "layer": la["layer"],
+                        "op": la["op"],
+                        "tensor": la["tensor"],
+                        "rmse_scale": la["rmse_scale"],
+                        "val_accuracy_alone": acc,
+                        "applied": applied,
+                    }
+                )
                 if applied:
                     alone[la["tensor"]] = (acc, blob)
             order = sorted((c for c in candidates if c["applied"]), key=lambda c: -c["val_accuracy_alone"])
@@ -116,8 +136,10 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
                 blob = alone[c["tensor"]][1] if len(chosen) == 1 else requantize(calibrated, variant, names)
                 acc = alone[c["tensor"]][0] if len(chosen) == 1 else _accuracy(runtime, blob, x, y, work)
                 steps.append({"float_layers": [k["layer"] for k in chosen], "val_accuracy": acc})
-                log(f"  mixed precision: {', '.join(k['layer'] for k in chosen)} float -> {acc:.4f} "
-                    f"(drop {(acc_f - acc) * 100:.2f} pts)")
+                log(
+                    f"  mixed precision: {', '.join(k['layer'] for k in chosen)} float -> {acc:.4f} "
+                    f"(drop {(acc_f - acc) * 100:.2f} pts)"
+                )
                 if acc > best_acc or acc_f - acc <= budget:
                     best, best_acc, best_n = blob, acc, len(chosen)
                 if acc_f - acc <= budget:
@@ -127,19 +149,30 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
         names = [c["tensor"] for c in chosen]
         bad = float_ops(best, allowed=names)
         if bad:  # an unrequested float island: the same refusal as for a plain int8 model
-            raise QuantizeError(f"variant {variant.key}: op(s) {', '.join(bad)} stayed float without being asked to",
-                                "replace those ops (they have no integer kernel), or use a 'dynamic' or 'float16' variant")
+            raise QuantizeError(
+                f"variant {variant.key}: op(s) {', '.join(bad)} stayed float without being asked to",
+                "replace those ops (they have no integer kernel), or use a 'dynamic' or 'float16' variant",
+            )
         frac, n8, nops = int8_fraction(best)
         lat_plain = latency_us(runtime, plain, work)
         lat_mixed = lat_plain if best is plain else latency_us(runtime, best, work)
-    report.update({
-        "met": met, "val_accuracy": best_acc, "val_drop": round(acc_f - best_acc, 6),
-        "float_layers": [{"layer": c["layer"], "op": c["op"], "tensor": c["tensor"]} for c in chosen],
-        "tried": [c["layer"] for c in candidates if c["applied"]], "candidates": candidates, "steps": steps,
-        "int8_op_fraction": frac, "int8_ops": n8, "ops": nops,
-        "size_bytes": len(best), "size_ratio_vs_plain": round(len(best) / len(plain), 4),
-        "latency_us": {"plain_int8": lat_plain, "mixed": lat_mixed},
-        "latency_ratio_vs_plain": round(lat_mixed / lat_plain, 4) if lat_plain else None,
-        "search_seconds": round(time.perf_counter() - t0, 3),
-    })
+    report.update(
+        {
+            "met": met,
+            "val_accuracy": best_acc,
+            "val_drop": round(acc_f - best_acc, 6),
+            "float_layers": [{"layer": c["layer"], "op": c["op"], "tensor": c["tensor"]} for c in chosen],
+            "tried": [c["layer"] for c in candidates if c["applied"]],
+            "candidates": candidates,
+            "steps": steps,
+            "int8_op_fraction": frac,
+            "int8_ops": n8,
+            "ops": nops,
+            "size_bytes": len(best),
+            "size_ratio_vs_plain": round(len(best) / len(plain), 4),
+            "latency_us": {"plain_int8": lat_plain, "mixed": lat_mixed},
+            "latency_ratio_vs_plain": round(lat_mixed / lat_plain, 4) if lat_plain else None,
+            "search_seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
     return best, report

@@ -62,8 +62,11 @@ def _translate(value, module, key: str, layer: str):
     try:
         return module.get({"class_name": value["class_name"], "config": value.get("config", {})})
     except Exception as e:
-        raise WorkerError("ModelError", f"layer {layer!r}: {key} {value.get('class_name')!r} has no tf-keras counterpart ({e})",
-                          "remove it from the layer, or use a PTQ int8 variant for this model") from None
+        raise WorkerError(
+            "ModelError",
+            f"layer {layer!r}: {key} {value.get('class_name')!r} has no tf-keras counterpart ({e})",
+            "remove it from the layer, or use a PTQ int8 variant for this model",
+        ) from None
 
 
 def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
@@ -74,8 +77,12 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
     rule for it) or None when it cannot.
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise WorkerError("ModelError", f"QAT supports single-input, single-output models; {model.name!r} has "
-                          f"{len(model.inputs)} inputs and {len(model.outputs)} outputs", "use a PTQ int8 variant for this model")
+        raise WorkerError(
+            "ModelError",
+            f"QAT supports single-input, single-output models; {model.name!r} has "
+            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs",
+            "use a PTQ int8 variant for this model",
+        )
     layers = [tf_keras.Input(shape=tuple(model.inputs[0].shape[1:]))]
     pairs = []
     for layer in model.layers:
@@ -84,19 +91,28 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
             continue
         where = f"layer {layer.name!r} ({type(layer).__module__}.{cls_name})"
         if isinstance(layer.input, (list, tuple)):
-            raise WorkerError("ModelError", f"QAT can only rebuild a chain of layers; {where} takes {len(layer.input)} inputs",
-                              "use a Sequential model (or a functional chain) for QAT, or a PTQ int8 variant")
+            raise WorkerError(
+                "ModelError",
+                f"QAT can only rebuild a chain of layers; {where} takes {len(layer.input)} inputs",
+                "use a Sequential model (or a functional chain) for QAT, or a PTQ int8 variant",
+            )
         target = getattr(tf_keras.layers, cls_name, None)
         if not type(layer).__module__.startswith("keras.") or target is None:
             try:
                 new = hook(layer, tf_keras, tfmot) if hook is not None else None
             except Exception as e:
-                raise WorkerError("ModelError", f"the factory's qat_layer() failed for {where}: {type(e).__name__}: {e}",
-                                  "fix qat_layer in the model.factory module") from None
+                raise WorkerError(
+                    "ModelError",
+                    f"the factory's qat_layer() failed for {where}: {type(e).__name__}: {e}",
+                    "fix qat_layer in the model.factory module",
+                ) from None
             if new is None:
-                raise WorkerError("ModelError", f"QAT cannot move {where} to tf-keras: it is a custom layer with no tf-keras "
-                                  "counterpart", "define qat_layer(layer, tf_keras, tfmot) in the model.factory module "
-                                  "(README: quantization-aware training), use builtin Keras layers, or a PTQ int8 variant")
+                raise WorkerError(
+                    "ModelError",
+                    f"QAT cannot move {where} to tf-keras: it is a custom layer with no tf-keras counterpart",
+                    "define qat_layer(layer, tf_keras, tfmot) in the model.factory module "
+                    "(README: quantization-aware training), use builtin Keras layers, or a PTQ int8 variant",
+                )
             layers.append(new)
             pairs.append((layer, new, where))
             continue
@@ -113,27 +129,40 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
                 elif k.endswith("_initializer") or k == "dtype":
                     continue  # weights are copied; the dtype policy object is Keras 3's own
                 else:
-                    raise WorkerError("ModelError", f"QAT cannot move {where} to tf-keras: its {k!r} is a custom object",
-                                      "use builtin activations and settings, or a PTQ int8 variant for this model")
+                    raise WorkerError(
+                        "ModelError",
+                        f"QAT cannot move {where} to tf-keras: its {k!r} is a custom object",
+                        "use builtin activations and settings, or a PTQ int8 variant for this model",
+                    )
             kwargs[k] = v
         try:
             new = target(**kwargs)
         except Exception as e:
-            raise WorkerError("ModelError", f"QAT cannot rebuild {where} in tf-keras: {type(e).__name__}: {e}",
-                              "use a PTQ int8 variant for this model") from None
+            raise WorkerError(
+                "ModelError",
+                f"QAT cannot rebuild {where} in tf-keras: {type(e).__name__}: {e}",
+                "use a PTQ int8 variant for this model",
+            ) from None
         layers.append(new)
         pairs.append((layer, new, where))
     try:
         copy = tf_keras.Sequential(layers, name=model.name)
     except Exception as e:
-        raise WorkerError("ModelError", f"QAT cannot rebuild model {model.name!r} in tf-keras: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}", "use a PTQ int8 variant for this model") from None
+        raise WorkerError(
+            "ModelError",
+            f"QAT cannot rebuild model {model.name!r} in tf-keras: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}",
+            "use a PTQ int8 variant for this model",
+        ) from None
     for old, new, where in pairs:
         try:
             new.set_weights(old.get_weights())
         except Exception as e:
-            raise WorkerError("ModelError", f"QAT cannot copy the weights of {where}: {type(e).__name__}: {e}",
-                              "use a PTQ int8 variant for this model") from None
+            raise WorkerError(
+                "ModelError",
+                f"QAT cannot copy the weights of {where}: {type(e).__name__}: {e}",
+                "use a PTQ int8 variant for this model",
+            ) from None
     return copy
 
 
@@ -142,8 +171,12 @@ def _check_copy(model, copy, x) -> float:
 
     diff = float(np.max(np.abs(np.asarray(model(x, training=False)) - copy.predict(x, verbose=0))))
     if not diff <= PROBE_TOLERANCE:
-        raise WorkerError("ModelError", f"the tf-keras copy of the model does not reproduce its outputs (max difference "
-                          f"{diff:.3g} on {len(x)} training rows)", "use builtin Keras layers for QAT, or a PTQ int8 variant")
+        raise WorkerError(
+            "ModelError",
+            f"the tf-keras copy of the model does not reproduce its outputs (max difference "
+            f"{diff:.3g} on {len(x)} training rows)",
+            "use builtin Keras layers for QAT, or a PTQ int8 variant",
+        )
     return diff
 
 
@@ -170,8 +203,11 @@ def _quantize_model(copy, per_channel: bool):
             return q.quantize_apply(q.quantize_annotate_model(copy), scheme=nbit.DefaultNBitQuantizeScheme(disable_per_axis=True))
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WorkerError("QuantizeError", f"tensorflow-model-optimization cannot quantize the model: {first[:400]}",
-                          "replace the unsupported layer, or use a PTQ int8 variant for this model") from None
+        raise WorkerError(
+            "QuantizeError",
+            f"tensorflow-model-optimization cannot quantize the model: {first[:400]}",
+            "replace the unsupported layer, or use a PTQ int8 variant for this model",
+        ) from None
 
 
 def _convert(qmodel, io: str, per_channel: bool) -> bytes:
@@ -190,8 +226,11 @@ def _convert(qmodel, io: str, per_channel: bool) -> bytes:
         return conv.convert()
     except Exception as e:
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
-        raise WorkerError("QuantizeError", f"converting the QAT model to int8 failed: {first[:400]}",
-                          "rerun with --debug for the converter's output") from None
+        raise WorkerError(
+            "QuantizeError",
+            f"converting the QAT model to int8 failed: {first[:400]}",
+            "rerun with --debug for the converter's output",
+        ) from None
 
 
 def _factory_hook(factory: str | None, base: Path):
@@ -210,7 +249,8 @@ def _factory_hook(factory: str | None, base: Path):
 
 
 def run(job: dict) -> dict:
-    from edgeq import data as data_mod, zoo
+    from edgeq import data as data_mod
+    from edgeq import zoo
     from edgeq.config import PipelineSpec, VariantSpec
 
     spec = PipelineSpec.model_validate(job["spec"])
@@ -220,9 +260,8 @@ def run(job: dict) -> dict:
     ds = data_mod.load(spec.data, base, spec.seed)
 
     import tensorflow as tf  # noqa: F401 - with TF_USE_LEGACY_KERAS=1 set above: tf.keras is tf-keras
-    import tf_keras
-
     import tensorflow_model_optimization as tfmot
+    import tf_keras
 
     model = zoo.load_trained(Path(job["model_path"]), spec.model, base)  # Keras 3, as the train stage saved it
     copy = to_tf_keras(model, tf_keras, _factory_hook(spec.model.factory, base), tfmot)
@@ -231,8 +270,12 @@ def run(job: dict) -> dict:
     qmodel = _quantize_model(copy, variant.per_channel)
     lr = qat.learning_rate if qat.learning_rate is not None else t.learning_rate / 10
     batch = qat.batch_size or t.batch_size
-    opt = {"adam": tf_keras.optimizers.Adam, "sgd": tf_keras.optimizers.SGD, "rmsprop": tf_keras.optimizers.RMSprop,
-           "adamw": tf_keras.optimizers.AdamW}[t.optimizer](learning_rate=lr)
+    opt = {
+        "adam": tf_keras.optimizers.Adam,
+        "sgd": tf_keras.optimizers.SGD,
+        "rmsprop": tf_keras.optimizers.RMSprop,
+        "adamw": tf_keras.optimizers.AdamW,
+    }[t.optimizer](learning_rate=lr)
     qmodel.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     class _Log(tf_keras.callbacks.Callback):
@@ -241,15 +284,28 @@ def run(job: dict) -> dict:
             _say(f"  qat epoch {epoch + 1}/{qat.epochs} {parts}")
 
     has_val = len(ds.x_val) > 0
-    _say(f"  qat: fine-tuning with fake quantization on {len(ds.x_train)} samples "
-         f"({qat.epochs} epochs, batch {batch}, learning rate {lr:g})")
+    _say(
+        f"  qat: fine-tuning with fake quantization on {len(ds.x_train)} samples "
+        f"({qat.epochs} epochs, batch {batch}, learning rate {lr:g})"
+    )
     start = time.perf_counter()
     try:
-        h = qmodel.fit(ds.x_train, ds.y_train, epochs=qat.epochs, batch_size=batch, verbose=0, shuffle=True,
-                       validation_data=(ds.x_val, ds.y_val) if has_val else None, callbacks=[_Log()])
+        h = qmodel.fit(
+            ds.x_train,
+            ds.y_train,
+            epochs=qat.epochs,
+            batch_size=batch,
+            verbose=0,
+            shuffle=True,
+            validation_data=(ds.x_val, ds.y_val) if has_val else None,
+            callbacks=[_Log()],
+        )
     except Exception as e:
-        raise WorkerError("ModelError", f"QAT fine-tuning failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                          "check the model and the qat settings") from None
+        raise WorkerError(
+            "ModelError",
+            f"QAT fine-tuning failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            "check the model and the qat settings",
+        ) from None
     seconds = time.perf_counter() - start
     _, keras_acc = qmodel.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
     t0 = time.perf_counter()

@@ -39,8 +39,9 @@ def calibration_indices(y_train: np.ndarray | None, n_rows: int, n: int, seed: i
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
-def calibration_set(x_train: np.ndarray, n: int, seed: int, selection: str = "random",
-                    y_train: np.ndarray | None = None) -> np.ndarray:
+def calibration_set(
+    x_train: np.ndarray, n: int, seed: int, selection: str = "random", y_train: np.ndarray | None = None
+) -> np.ndarray:
     """Representative samples drawn from the training split (never the test split)."""
     return x_train[calibration_indices(y_train, len(x_train), n, seed, selection)]
 
@@ -73,9 +74,15 @@ def op_table(blob: bytes) -> list[dict]:
     ops = []
     for op in graph["ops"]:
         outs = [tensors[t] for t in op["outputs"] if t >= 0]
-        ops.append({"index": op["index"], "op": op["op"], "outputs": [t["name"] for t in outs],
-                    "float": any(tensors[t]["dtype"] in FLOAT for t in op["inputs"] + op["outputs"] if t >= 0),
-                    "shape_only": bool(outs) and all(t["dtype"] in ("int32", "int64") for t in outs)})
+        ops.append(
+            {
+                "index": op["index"],
+                "op": op["op"],
+                "outputs": [t["name"] for t in outs],
+                "float": any(tensors[t]["dtype"] in FLOAT for t in op["inputs"] + op["outputs"] if t >= 0),
+                "shape_only": bool(outs) and all(t["dtype"] in ("int32", "int64") for t in outs),
+            }
+        )
     return ops
 
 
@@ -87,13 +94,19 @@ def float_ops(blob: bytes, allowed: tuple[str, ...] | list[str] = ()) -> list[st
     except the ones asked for: ops whose output tensor is in `allowed` (a mixed-precision denylist).
     """
     allowed = set(allowed)
-    return [f"{op['op']} (op #{op['index']})" for op in op_table(blob)
-            if op["float"] and op["op"] not in ("QUANTIZE", "DEQUANTIZE") and not allowed.intersection(op["outputs"])]
+    return [
+        f"{op['op']} (op #{op['index']})"
+        for op in op_table(blob)
+        if op["float"] and op["op"] not in ("QUANTIZE", "DEQUANTIZE") and not allowed.intersection(op["outputs"])
+    ]
 
 
 def _converter(tf, model_source, saved_model: bool):
-    return (tf.lite.TFLiteConverter.from_saved_model(str(model_source)) if saved_model
-            else tf.lite.TFLiteConverter.from_keras_model(model_source))
+    return (
+        tf.lite.TFLiteConverter.from_saved_model(str(model_source))
+        if saved_model
+        else tf.lite.TFLiteConverter.from_keras_model(model_source)
+    )
 
 
 def _io_dtype(tf, variant: VariantSpec):
@@ -115,8 +128,13 @@ def requantize(calibrated: bytes, variant: VariantSpec, denylist: tuple[str, ...
 
     io = _io_dtype(tf, variant)
     with captured_output():  # mlir_quantize prints its settings on fd 1
-        blob = mlir_quantize(calibrated, disable_per_channel=not variant.per_channel, input_data_type=io,
-                             output_data_type=io, denylisted_nodes=list(denylist) or None)
+        blob = mlir_quantize(
+            calibrated,
+            disable_per_channel=not variant.per_channel,
+            input_data_type=io,
+            output_data_type=io,
+            denylisted_nodes=list(denylist) or None,
+        )
         return deduplicate_readonly_buffers(blob)
 
 
@@ -126,15 +144,18 @@ def _raise_convert_error(e: Exception, out_text: str, variant: VariantSpec):
     first = next((ln.strip() for ln in msg.splitlines() if "error" in ln.lower()), msg.splitlines()[0] if msg else "")
     if ops:
         raise QuantizeError(
-            f"variant {variant.key}: cannot convert: op(s) {', '.join(ops)} cannot be quantized to {variant.type} ({first[:300]})",
+            f"variant {variant.key}: cannot convert: op(s) {', '.join(ops)} cannot be quantized to {variant.type} "
+            f"({first[:300]})",
             "replace those ops, or use a 'dynamic' or 'float16' variant for this model",
         ) from None
-    raise QuantizeError(f"variant {variant.key}: conversion failed: {first[:500]}",
-                        "rerun with --debug for the converter's full output") from None
+    raise QuantizeError(
+        f"variant {variant.key}: conversion failed: {first[:500]}", "rerun with --debug for the converter's full output"
+    ) from None
 
 
-def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_model: bool = False,
-            calibrated_out: dict | None = None) -> bytes:
+def convert(
+    model_source, variant: VariantSpec, calib: np.ndarray | None, saved_model: bool = False, calibrated_out: dict | None = None
+) -> bytes:
     """Convert a Keras model (or a SavedModel directory) to TFLite bytes for one variant.
 
     int8: calibrated once (kept in calibrated_out["calibrated"] when given, for the per-layer debugger and the
@@ -200,8 +221,16 @@ def convert(model_source, variant: VariantSpec, calib: np.ndarray | None, saved_
     return blob
 
 
-def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, out_dir: Path,
-             saved_model: bool = False, load_model=None, val: tuple | None = None, log=lambda s: None) -> dict:
+def quantize(
+    model_path: Path,
+    variant: VariantSpec,
+    calib: np.ndarray | None,
+    out_dir: Path,
+    saved_model: bool = False,
+    load_model=None,
+    val: tuple | None = None,
+    log=lambda s: None,
+) -> dict:
     """Write out_dir/model.tflite (and calibrated.tflite for int8); returns the stage's metrics.
 
     val: (x_val, y_val), needed by an int8 variant with accuracy_budget (the mixed-precision search
@@ -232,8 +261,12 @@ def quantize(model_path: Path, variant: VariantSpec, calib: np.ndarray | None, o
         fp32 = convert(source, VariantSpec(type="fp32"), None, saved_model=saved_model)
         blob, metrics["mixed_precision"] = search(keep["calibrated"], blob, fp32, variant, val, log)
     (out_dir / "model.tflite").write_bytes(blob)
-    return {"variant": variant.key, "type": variant.type, "size_bytes": len(blob),
-            "convert_seconds": round(time.perf_counter() - start, 3),
-            "calibration_samples": int(len(calib)) if calib is not None and variant.type in ("int8", "int16x8") else 0,
-            "calibration_selection": variant.calibration_selection if variant.type in ("int8", "int16x8") else None,
-            **metrics}
+    return {
+        "variant": variant.key,
+        "type": variant.type,
+        "size_bytes": len(blob),
+        "convert_seconds": round(time.perf_counter() - start, 3),
+        "calibration_samples": int(len(calib)) if calib is not None and variant.type in ("int8", "int16x8") else 0,
+        "calibration_selection": variant.calibration_selection if variant.type in ("int8", "int16x8") else None,
+        **metrics,
+    }

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from edgeq import zoo
 from edgeq.config import PipelineSpec
 from edgeq.data import Dataset
 from edgeq.errors import ModelError
-from edgeq import zoo
 
 
 def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Callable[[str], None]) -> dict:
@@ -22,8 +22,12 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
     keras.utils.set_random_seed(spec.seed)
     model = zoo.build(spec.model, base, ds.input_shape, ds.num_classes)
     t = spec.train
-    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
-           "adamw": keras.optimizers.AdamW}[t.optimizer](learning_rate=t.learning_rate)
+    opt = {
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+        "adamw": keras.optimizers.AdamW,
+    }[t.optimizer](learning_rate=t.learning_rate)
     try:
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     except Exception as e:
@@ -56,19 +60,28 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
     has_val = len(ds.x_val) > 0
     if t.early_stopping and has_val:
         es = t.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
-                                                       restore_best_weights=es.restore_best_weights))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, restore_best_weights=es.restore_best_weights)
+        )
     start = time.perf_counter()
     history = {}
     if t.epochs > 0:
         try:
-            h = model.fit(ds.x_train, ds.y_train, epochs=t.epochs, batch_size=t.batch_size,
-                          validation_data=(ds.x_val, ds.y_val) if has_val else None,
-                          callbacks=callbacks, verbose=0, shuffle=True)
+            h = model.fit(
+                ds.x_train,
+                ds.y_train,
+                epochs=t.epochs,
+                batch_size=t.batch_size,
+                validation_data=(ds.x_val, ds.y_val) if has_val else None,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=True,
+            )
         except Exception as e:
-            raise ModelError(f"training failed: {type(e).__name__}: {str(e).splitlines()[0]}",
-                             "check that the model's input shape matches the data "
-                             f"(data shape {ds.input_shape}, {ds.num_classes} classes)") from None
+            raise ModelError(
+                f"training failed: {type(e).__name__}: {str(e).splitlines()[0]}",
+                f"check that the model's input shape matches the data (data shape {ds.input_shape}, {ds.num_classes} classes)",
+            ) from None
         history = {k: [float(x) for x in v] for k, v in h.history.items()}
     seconds = time.perf_counter() - start
     model.save(out_dir / "model.keras")

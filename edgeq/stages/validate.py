@@ -90,15 +90,18 @@ def check_gates(variant: str, metrics: dict, gates: GatesSpec, is_baseline: bool
     failed = []
     mp = metrics.get("mixed_precision")
     if mp and not mp.get("met"):
-        failed.append(f"{variant}: accuracy_budget {mp['budget'] * 100:.2f} points not met on the validation split "
-                      f"even with layers kept float (best drop {mp['val_drop'] * 100:.2f} points; tried "
-                      f"{', '.join(mp.get('tried') or []) or 'no layer'})")
+        failed.append(
+            f"{variant}: accuracy_budget {mp['budget'] * 100:.2f} points not met on the validation split "
+            f"even with layers kept float (best drop {mp['val_drop'] * 100:.2f} points; tried "
+            f"{', '.join(mp.get('tried') or []) or 'no layer'})"
+        )
     if gates.min_accuracy is not None and metrics["accuracy"] < gates.min_accuracy:
         failed.append(f"{variant}: accuracy {metrics['accuracy']:.4f} < min_accuracy {gates.min_accuracy}")
     drop = metrics.get("accuracy_drop")
     if not is_baseline and gates.max_accuracy_drop is not None and drop is not None and drop > gates.max_accuracy_drop:
-        failed.append(f"{variant}: accuracy drop {drop * 100:.2f} points > max_accuracy_drop "
-                      f"{gates.max_accuracy_drop * 100:.2f} points")
+        failed.append(
+            f"{variant}: accuracy drop {drop * 100:.2f} points > max_accuracy_drop {gates.max_accuracy_drop * 100:.2f} points"
+        )
     if gates.max_size_bytes is not None and metrics["size_bytes"] > gates.max_size_bytes:
         failed.append(f"{variant}: size {metrics['size_bytes']} bytes > max_size_bytes {gates.max_size_bytes}")
     return failed

@@ -148,10 +148,16 @@ def _ensure_qemu(qdir: Path) -> tuple[Path, str]:
         (apt / sub).mkdir(parents=True, exist_ok=True)
     mirror = os.environ.get("EDGEQ_FARM_MIRROR", "http://deb.debian.org/debian")
     (apt / "sources.list").write_text(
-        f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {QEMU_SUITE} main\n")
-    opts = [f"-oDir::Etc::SourceList={apt / 'sources.list'}", f"-oDir::Etc::SourceParts={apt / 'sources.list.d'}",
-            f"-oDir::State::Lists={apt / 'lists'}", f"-oDir::Cache={apt / 'cache'}", "-oAPT::Sandbox::User=root",
-            "-oAcquire::Retries=3"]
+        f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {QEMU_SUITE} main\n"
+    )
+    opts = [
+        f"-oDir::Etc::SourceList={apt / 'sources.list'}",
+        f"-oDir::Etc::SourceParts={apt / 'sources.list.d'}",
+        f"-oDir::State::Lists={apt / 'lists'}",
+        f"-oDir::Cache={apt / 'cache'}",
+        "-oAPT::Sandbox::User=root",
+        "-oAcquire::Retries=3",
+    ]
     p = _run(["apt-get", *opts, "update", "-qq"])
     if p.returncode:
         raise FarmError(f"apt-get update for {QEMU_SUITE} failed: {(p.stderr or p.stdout).strip()[-1500:]}")
@@ -212,8 +218,10 @@ def _register_binfmt(qemu: Path, conf: str) -> None:
         e = _binfmt_entry(entry)
         interp = Path(e.get("interpreter", "/nonexistent"))
         same = interp == qemu or (  # the same qemu from another cache dir will do: no re-registration race
-            interp.exists() and (interp.parent / "VERSION").exists()
-            and (interp.parent / "VERSION").read_text() == (qemu.parent / "VERSION").read_text())
+            interp.exists()
+            and (interp.parent / "VERSION").exists()
+            and (interp.parent / "VERSION").read_text() == (qemu.parent / "VERSION").read_text()
+        )
         if not (e["enabled"] and same and "F" in e.get("flags", "")):
             entry.write_text("-1")
     if not entry.exists():
@@ -306,9 +314,12 @@ def _check_runs(rootfs: Path) -> None:
 
 def _prune(cache: Path, keep: Path, n: int = 2) -> None:
     """Keep the n newest rootfs entries (another checkout may still use the previous recipe)."""
-    entries = sorted((d for d in cache.glob("aarch64-*") if (d / "build.json").exists() and d != keep),
-                     key=lambda d: (d / "build.json").stat().st_mtime, reverse=True)
-    for old in entries[n - 1:]:
+    entries = sorted(
+        (d for d in cache.glob("aarch64-*") if (d / "build.json").exists() and d != keep),
+        key=lambda d: (d / "build.json").stat().st_mtime,
+        reverse=True,
+    )
+    for old in entries[n - 1 :]:
         _remove_tree(old)
         (cache / f"{old.name}.build.log").unlink(missing_ok=True)
 
@@ -329,9 +340,23 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
         if log:
             log(f"building the aarch64 rootfs into {tmp} (log: {logfile})")
         proc = subprocess.Popen(
-            ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
-             "bash", str(BUILDER), str(tmp)],
-            stdout=lf, stderr=subprocess.STDOUT, env=env, preexec_fn=_pdeathsig,  # noqa: PLW1509 - prctl only; no locks taken
+            [
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "--",
+                "bash",
+                str(BUILDER),
+                str(tmp),
+            ],
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_pdeathsig,  # noqa: PLW1509 - prctl only; no locks taken
         )
         try:
             rc = proc.wait(BUILD_TIMEOUT)
@@ -420,9 +445,25 @@ class Board:
 
     def ssh_argv(self, *command: str) -> list[str]:
         return [
-            "ssh", "-p", str(self.port), "-i", str(self.key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", f"{self.user}@{self.host}", *command,
+            "ssh",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.key_file),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=30",
+            "-o",
+            "LogLevel=ERROR",
+            f"{self.user}@{self.host}",
+            *command,
         ]
 
     def ssh(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -557,8 +598,9 @@ class _PortBusy(FarmError):
     pass
 
 
-def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_file: Path | None,
-                workdir: str, timeout: float) -> Board:
+def _start_once(
+    rootfs: Path, port: int, state: Path, pub_lines: list[str], key_file: Path | None, workdir: str, timeout: float
+) -> Board:
     t0 = time.monotonic()
     keys = state / "keys"
     keys.mkdir(mode=0o700)
@@ -572,27 +614,29 @@ def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_
     hostkey = ssh_dir / "edgeq_host_ed25519_key"
     _keygen(hostkey, f"edgeq-aarch64-board-{port}")
     (ssh_dir / "sshd_config_edgeq").write_text(
-        "\n".join([
-            f"Port {port}",
-            "ListenAddress 127.0.0.1",
-            "HostKey /etc/ssh/edgeq_host_ed25519_key",
-            "PidFile /run/sshd.pid",
-            "AuthorizedKeysFile /root/.ssh/authorized_keys",
-            "PermitRootLogin prohibit-password",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "UseDNS no",
-            "PrintMotd no",
-            # in-process sftp: one emulated exec less per SFTP session than Debian's sftp-server
-            "Subsystem sftp internal-sftp",
-            "MaxStartups 50",
-            "MaxSessions 50",
-            "LogLevel INFO",
-            "",
-        ])
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                "HostKey /etc/ssh/edgeq_host_ed25519_key",
+                "PidFile /run/sshd.pid",
+                "AuthorizedKeysFile /root/.ssh/authorized_keys",
+                "PermitRootLogin prohibit-password",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",
+                "UseDNS no",
+                "PrintMotd no",
+                # in-process sftp: one emulated exec less per SFTP session than Debian's sftp-server
+                "Subsystem sftp internal-sftp",
+                "MaxStartups 50",
+                "MaxSessions 50",
+                "LogLevel INFO",
+                "",
+            ]
+        )
     )
     dot_ssh = seed / "root" / ".ssh"
     dot_ssh.mkdir(parents=True, mode=0o700)
@@ -610,14 +654,41 @@ def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_
     log = state / "sshd.log"
     with open(log, "ab") as lf:
         proc = subprocess.Popen(
-            ["bash", str(ENTER), str(rootfs), "--overlay", str(state), "--seed", str(seed), "--hostname", "raspberrypi",
-             "--", "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config_edgeq"],
-            stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig,  # noqa: PLW1509 - prctl only; no locks taken
+            [
+                "bash",
+                str(ENTER),
+                str(rootfs),
+                "--overlay",
+                str(state),
+                "--seed",
+                str(seed),
+                "--hostname",
+                "raspberrypi",
+                "--",
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+                "/etc/ssh/sshd_config_edgeq",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pdeathsig,  # noqa: PLW1509 - prctl only; no locks taken
         )
     board = Board(
-        host="127.0.0.1", port=port, user="root", key_file=Path(key_file), known_hosts=known_hosts,
-        host_key_line=host_line, host_key_fingerprint=fp, pythons=dict(PYTHONS), workdir=workdir,
-        rootfs=rootfs, state_dir=state, proc=proc,
+        host="127.0.0.1",
+        port=port,
+        user="root",
+        key_file=Path(key_file),
+        known_hosts=known_hosts,
+        host_key_line=host_line,
+        host_key_fingerprint=fp,
+        pythons=dict(PYTHONS),
+        workdir=workdir,
+        rootfs=rootfs,
+        state_dir=state,
+        proc=proc,
     )
     try:
         deadline = time.monotonic() + timeout
@@ -628,8 +699,10 @@ def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_
                     raise _PortBusy(text.strip()[-500:])
                 raise FarmError(f"the board's sshd exited ({proc.returncode}) on port {port}: {text.strip()[-1500:]}")
             if time.monotonic() > deadline:
-                raise FarmError(f"the board's sshd did not answer on port {port} within {timeout} s: "
-                                f"{log.read_text(errors='replace')[-1500:]}")
+                raise FarmError(
+                    f"the board's sshd did not answer on port {port} within {timeout} s: "
+                    f"{log.read_text(errors='replace')[-1500:]}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                     s.settimeout(max(1.0, deadline - time.monotonic()))
@@ -640,8 +713,10 @@ def _start_once(rootfs: Path, port: int, state: Path, pub_lines: list[str], key_
         board.mnt_ns = _board_namespace(proc.pid)
         r = board.ssh("uname -m", timeout=max(30.0, deadline - time.monotonic()))
         if r.returncode or r.stdout.strip() != "aarch64":
-            raise FarmError(f"ssh to the board on port {port} did not print aarch64 (exit {r.returncode}): "
-                            f"{r.stdout.strip()} {r.stderr.strip()}\nsshd log: {log.read_text(errors='replace')[-1500:]}")
+            raise FarmError(
+                f"ssh to the board on port {port} did not print aarch64 (exit {r.returncode}): "
+                f"{r.stdout.strip()} {r.stderr.strip()}\nsshd log: {log.read_text(errors='replace')[-1500:]}"
+            )
     except BaseException:
         board.stop(keep_state=True)
         raise
@@ -670,8 +745,16 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - t0
         info = build_info(rootfs)
         if args.cmd == "build":
-            print(json.dumps({"rootfs": str(rootfs), "ensure_seconds": round(took, 1),
-                              **{k: v for k, v in info.items() if k != "manifest"}}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "rootfs": str(rootfs),
+                        "ensure_seconds": round(took, 1),
+                        **{k: v for k, v in info.items() if k != "manifest"},
+                    },
+                    indent=2,
+                )
+            )
             print(info["manifest"], file=sys.stderr)
             return 0
         board = start_board(rootfs, port=args.port, authorized_pubkey=args.pubkey)

@@ -39,8 +39,9 @@ def aarch64_board_fixture(aarch64_rootfs, tmp_path_factory):
     rootfs, ensure_s, built_now = aarch64_rootfs
     keys = tmp_path_factory.mktemp("aarch64-keys")
     key = keys / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeq-test", "-f", str(key)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeq-test", "-f", str(key)], check=True, capture_output=True
+    )
     try:
         board = aarch64.start_board(rootfs, authorized_pubkey=key.with_suffix(".pub"), key_file=key)
     except aarch64.FarmError as e:

@@ -47,12 +47,22 @@ def main() -> int:
         samples.append(time.perf_counter() - s)
     y = it.get_tensor(it.get_output_details()[0]["index"])
     samples.sort()
-    print(json.dumps({
-        "runtime": runtime, "version": version, "numpy": np.__version__,
-        "output": y.tolist(), "dtype": str(y.dtype),
-        "load_s": t1 - t0, "allocate_s": t2 - t1, "first_invoke_s": t3 - t2,
-        "invoke_median_s": samples[len(samples) // 2] if samples else None, "repeats": repeats,
-    }))
+    print(
+        json.dumps(
+            {
+                "runtime": runtime,
+                "version": version,
+                "numpy": np.__version__,
+                "output": y.tolist(),
+                "dtype": str(y.dtype),
+                "load_s": t1 - t0,
+                "allocate_s": t2 - t1,
+                "first_invoke_s": t3 - t2,
+                "invoke_median_s": samples[len(samples) // 2] if samples else None,
+                "repeats": repeats,
+            }
+        )
+    )
     return 0
 
 
