@@ -125,7 +125,7 @@ def devices_check(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
+    res = fleet.check(inv, targets or ["all"], parallel=parallel, progress=None).to_json()  # bridge until cli/ lands
     if json_out:
         print_json(res)
     else:
@@ -263,7 +263,7 @@ def deploy_cmd(
             max_fail=max_fail,
             progress=_progress_logger("deploy", len(inv.select(target))),
         )
-    _finish(res, json_out, f"deploy {res['name']} ({res['sha256'][:12]})")
+    _finish(res, json_out, f"deploy {res.name} ({(res.sha256 or '')[:12]})")
 
 
 def rollback_cmd(
@@ -295,7 +295,8 @@ def rollback_cmd(
     _finish(res, json_out, f"rollback {name}")
 
 
-def _finish(res: dict, json_out: bool, title: str) -> None:
+def _finish(summary, json_out: bool, title: str) -> None:
+    res = summary.to_json()  # bridge until the cli/ package lands: the tables still read the JSON document
     if json_out:
         print_json(res)
     else:
@@ -303,14 +304,14 @@ def _finish(res: dict, json_out: bool, title: str) -> None:
     try:
         from edgeq.fleet import raise_for_failures
 
-        raise_for_failures(res)
+        raise_for_failures(summary)
     except FleetError as e:
         e._json_printed = json_out
         raise
 
 
 def _bench(fleet, inv, target, artifact, name, runs, warmup, min_seconds, threads, inputs, parallel) -> dict:
-    return fleet.bench(
+    return fleet.bench(  # .to_json() below: a bridge until the cli/ package lands
         inv,
         target,
         artifact,
@@ -322,7 +323,7 @@ def _bench(fleet, inv, target, artifact, name, runs, warmup, min_seconds, thread
         inputs=inputs,
         parallel=parallel,
         progress=_progress_logger("bench", len(inv.select(target))),
-    )
+    ).to_json()
 
 
 def bench_cmd(

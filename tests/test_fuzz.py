@@ -431,9 +431,9 @@ def test_check_and_bench_records_survive_any_agent_document(fuzz_fleet, doc, whi
     sha = file_sha256(art)
     factory = lambda d: _FakeTransport((0, json.dumps(doc), ""), sha, agent.path.stat().st_size)  # noqa: E731
     if which == "facts":
-        res = fleet.check(inv, ["pi"], transport_factory=factory, agent=agent)
+        res = fleet.check(inv, ["pi"], transport_factory=factory, agent=agent).to_json()
     else:
-        res = fleet.bench(inv, ["pi"], art, runs=1, min_seconds=0, transport_factory=factory, agent=agent)
+        res = fleet.bench(inv, ["pi"], art, runs=1, min_seconds=0, transport_factory=factory, agent=agent).to_json()
     rec = res["devices"][0]
     assert rec.get("kind") != "internal", rec
     json.dumps(res)
