@@ -198,3 +198,11 @@ def test_manifest_rows_round_trip():
     failed = {"device": "pi", "variant": "int8", "threads": 2, "ok": False, "error": "e", "kind": "locked", "hint": "h"}
     for row in (ok, never, failed):
         assert BenchResult.from_json(row).to_json() == row
+
+
+def test_one_sha256_helper(tmp_path):
+    from edgeq.hashing import bytes_sha256, file_sha256
+
+    data = bytes(range(256)) * 9000  # more than one read chunk
+    (tmp_path / "m.tflite").write_bytes(data)
+    assert file_sha256(tmp_path / "m.tflite") == bytes_sha256(data) == __import__("hashlib").sha256(data).hexdigest()

@@ -425,7 +425,7 @@ def test_check_and_bench_records_survive_any_agent_document(fuzz_fleet, doc, whi
     """Whatever a board's agent claims in a successful document, check and bench return one JSON-able record
     per board and never an internal error."""
     from edgeq import fleet
-    from edgeq.fleet.board import file_sha256
+    from edgeq.hashing import file_sha256
 
     inv, art, agent = fuzz_fleet
     sha = file_sha256(art)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from edgeq.errors import ConfigError, DataError
 from edgeq.fleet.base import BoardError, TransportFactory
-from edgeq.fleet.board import AgentBundle, Board, build_agent, file_sha256
+from edgeq.fleet.board import AgentBundle, Board, build_agent
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
 from edgeq.fleet.inventory import DeviceSpec, Inventory
 from edgeq.fleet.transports import open_transport
+from edgeq.hashing import file_sha256
 from edgeq.records.fleet import AgentBench, AgentPredict, BenchRun, BoardOutcome, FleetSummary, LatencyStats
 
 _GIVE_UP = ("connection_dropped", "command_timeout")  # the board is gone: no point trying more thread counts

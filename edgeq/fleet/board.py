@@ -5,7 +5,6 @@ Agent failures become BoardErrors with a kind and a next step; nothing here prin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
@@ -17,6 +16,7 @@ from edgeq.fleet import paths
 from edgeq.fleet.agentdoc import read_agent_doc
 from edgeq.fleet.base import BoardError, Progress, Transport
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.hashing import file_sha256
 from edgeq.records.fleet import AgentDoc
 
 TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there (or the blob store)
@@ -45,14 +45,6 @@ class AgentBundle:
 def build_agent(dest: Path | None = None) -> AgentBundle:
     p = Path(build_zipapp(dest or paths.agent_cache_dir()))
     return AgentBundle(p, file_sha256(p))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Board:
