@@ -206,3 +206,20 @@ def test_one_sha256_helper(tmp_path):
     data = bytes(range(256)) * 9000  # more than one read chunk
     (tmp_path / "m.tflite").write_bytes(data)
     assert file_sha256(tmp_path / "m.tflite") == bytes_sha256(data) == __import__("hashlib").sha256(data).hexdigest()
+
+
+def test_failure_record_survives_agent_details_that_collide_with_our_fields(tmp_path):
+    from edgeq.fleet.fanout import failure_record
+    from edgeq.records.fleet import BoardHealth
+
+    p = tmp_path / "devices.yaml"
+    p.write_text("devices:\n  - {name: pi, host: 192.0.2.9}\n")
+    dev = load_inventory(p).devices[0]
+    e = BoardError("pi", "agent install failed: x", kind="locked", holder={"pid": 7}, previous=5, bytes_uploaded="x")
+    rec = failure_record(dev, e, 0.0)
+    j = rec.to_json()
+    assert rec.status == "failed" and j["holder"] == {"pid": 7} and "previous" not in j and j["bytes_uploaded"] == 0
+    e = BoardError("pi", "no runtime", kind="no_runtime", problems="all", current="ab", bytes_uploaded=12)
+    rec = failure_record(dev, e, 0.0, record=BoardHealth, reachable=True, healthy=False, problems=["pi: no runtime"])
+    assert isinstance(rec, BoardHealth) and rec.problems == ("pi: no runtime",) and rec.current == "ab"
+    assert rec.bytes_uploaded == 12

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import ValidationError
+
 from edgeq.errors import ConfigError, EdgeqError
 from edgeq.fleet.base import BoardError
 from edgeq.fleet.board import AgentBundle, Board
@@ -70,9 +72,10 @@ def failure_record(device: DeviceSpec, e: BaseException, started: float, **field
     """The outcome of a board whose job raised; `fields` adds the action's own (check: BoardHealth's)."""
     cls: type[BoardOutcome] = fields.pop("record", BoardOutcome)
     rec: dict[str, Any] = {"device": device.name, "address": device.address, **fields}
+    details: dict[str, Any] = {}
     if isinstance(e, BoardError):
         rec.update(status="unreachable" if e.unreachable else "failed", kind=e.kind, error=e.message, hint=e.hint)
-        rec.update({k: v for k, v in e.extra.items() if k not in rec})  # the agent's details (holder, op, ...)
+        details = {k: v for k, v in e.extra.items() if k not in rec}  # the agent's details (holder, op, ...)
     elif isinstance(e, EdgeqError):
         rec.update(status="failed", kind=type(e).__name__, error=f"{device.name}: {e.message}", hint=e.hint)
     else:  # a bug must not abort the other boards' rollout; it is still reported
@@ -82,9 +85,13 @@ def failure_record(device: DeviceSpec, e: BaseException, started: float, **field
             error=f"{device.name}: internal error: {type(e).__name__}: {e}",
             hint="rerun with --debug and report it",
         )
-    rec.setdefault("bytes_uploaded", 0)
+    up = details.pop("bytes_uploaded", 0)
+    rec["bytes_uploaded"] = up if isinstance(up, int) and not isinstance(up, bool) else 0
     rec["seconds"] = round(time.monotonic() - started, 3)
-    return cls.model_validate(rec)
+    try:
+        return cls.model_validate({**rec, **details})
+    except ValidationError:  # a board's detail that collides with a field of ours is dropped, not fatal
+        return cls.model_validate({**rec, **{k: v for k, v in details.items() if k not in cls.model_fields}})
 
 
 def _skipped(d: DeviceSpec, stopped_after: int | None, failures: int, max_fail: int | None) -> BoardOutcome:
