@@ -223,3 +223,44 @@ def test_failure_record_survives_agent_details_that_collide_with_our_fields(tmp_
     rec = failure_record(dev, e, 0.0, record=BoardHealth, reachable=True, healthy=False, problems=["pi: no runtime"])
     assert isinstance(rec, BoardHealth) and rec.problems == ("pi: no runtime",) and rec.current == "ab"
     assert rec.bytes_uploaded == 12
+
+
+def test_manifest_rows_from_bench_runs():
+    from edgeq.fleet import bench_result, unmeasured_result
+    from edgeq.fleet.bench import bench_run
+
+    power = {"probe": "hwmon", "interval_s": 0.05, "idle_s": 1.0, "note": "n", "mean_w": 2.5, "samples_w": [2.5]}
+    raw = AgentBench.from_json({**BENCH, "power": power})
+    row = bench_result("pi", "int8", bench_run(2, raw), "/runs/r/bench/pi-int8-t2.json").to_json()
+    assert list(row) == ["device", "variant", "threads", "ok", "latency_ms", "count", "init_ms", "first_invoke_ms"] + [
+        "peak_rss_bytes",
+        "runtime",
+        "delegate",
+        "power",
+        "board",
+        "raw",
+    ]
+    assert row["latency_ms"]["p50"] == 2.0 and row["count"] == 3 and row["init_ms"] == 1.0
+    assert row["power"] == {"probe": "hwmon", "mean_w": 2.5} and row["board"] == FACTS
+    assert row["peak_rss_bytes"] == 67260416 and row["raw"].endswith("pi-int8-t2.json")
+    assert bench_result("pi", "int8", bench_run(2, AgentBench.from_json(BENCH)), None).to_json()["power"] is None
+    failed = BenchRun(threads=4, ok=False, kind="locked", error="pi: held", hint="wait")
+    assert bench_result("pi", "fp32", failed, None).to_json() == {
+        "device": "pi",
+        "variant": "fp32",
+        "threads": 4,
+        "ok": False,
+        "error": "pi: held",
+        "kind": "locked",
+        "hint": "wait",
+    }
+    gone = BoardOutcome(device="pi", status="unreachable", error="pi: refused", hint="h", kind="refused")
+    assert unmeasured_result(gone, "int8").to_json() == {
+        "device": "pi",
+        "variant": "int8",
+        "threads": None,
+        "ok": False,
+        "status": "unreachable",
+        "error": "pi: refused",
+        "hint": "h",
+    }

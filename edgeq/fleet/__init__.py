@@ -10,7 +10,7 @@ not raises: deploy, rollback, check and bench return a FleetSummary (`.to_json()
 from __future__ import annotations
 
 from edgeq.fleet.base import BoardError, Transport
-from edgeq.fleet.bench import bench, predict
+from edgeq.fleet.bench import bench, bench_result, predict, unmeasured_result
 from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
 from edgeq.fleet.health import check
 from edgeq.fleet.inventory import DeviceSpec, Inventory, PowerSpec, load_inventory
@@ -22,10 +22,12 @@ __all__ = [
     "PowerSpec",
     "Transport",
     "bench",
+    "bench_result",
     "check",
     "deploy",
     "load_inventory",
     "predict",
     "raise_for_failures",
     "rollback",
+    "unmeasured_result",
 ]

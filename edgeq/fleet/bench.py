@@ -16,7 +16,15 @@ from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
 from edgeq.fleet.inventory import DeviceSpec, Inventory
 from edgeq.fleet.transports import open_transport
 from edgeq.hashing import file_sha256
-from edgeq.records.fleet import AgentBench, AgentPredict, BenchRun, BoardOutcome, FleetSummary, LatencyStats
+from edgeq.records.fleet import (
+    AgentBench,
+    AgentPredict,
+    BenchResult,
+    BenchRun,
+    BoardOutcome,
+    FleetSummary,
+    LatencyStats,
+)
 
 _GIVE_UP = ("connection_dropped", "command_timeout")  # the board is gone: no point trying more thread counts
 
@@ -40,6 +48,38 @@ def bench_run(threads: int, raw: AgentBench) -> BenchRun:
         delegate=raw.delegate,
         power=raw.power,
         raw=raw,
+    )
+
+
+def bench_result(device: str, variant: str, run: BenchRun, raw_path: Path | str | None) -> BenchResult:
+    """The manifest row for one run; `raw_path` is where the caller kept the agent's whole document."""
+    if not run.ok or run.raw is None:
+        return BenchResult(
+            device=device, variant=variant, threads=run.threads, ok=False, error=run.error, kind=run.kind, hint=run.hint
+        )
+    power = run.power.summary() if run.power is not None and run.power.model_fields_set else None
+    return BenchResult(
+        device=device,
+        variant=variant,
+        threads=run.threads,
+        ok=True,
+        latency_ms=run.latency_ms,
+        count=run.count,
+        init_ms=run.init_ms,
+        first_invoke_ms=run.first_invoke_ms,
+        peak_rss_bytes=run.peak_rss_bytes,
+        runtime=run.runtime,
+        delegate=run.delegate,
+        power=power,
+        board=run.raw.board,
+        raw=None if raw_path is None else str(raw_path),
+    )
+
+
+def unmeasured_result(board: BoardOutcome, variant: str) -> BenchResult:
+    """The manifest row of a board that ran no benchmark at all (unreachable, deploy failed, ...)."""
+    return BenchResult(
+        device=board.device, variant=variant, threads=None, ok=False, status=board.status, error=board.error, hint=board.hint
     )
 
 
