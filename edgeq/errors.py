@@ -28,12 +28,14 @@ class EdgeqError(Exception):
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, result: object = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # what was measured before the failure (a run or fleet summary), so --json still reports it
+        self.result = result
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "error": type(self).__name__,
             "message": self.message,
@@ -60,10 +62,6 @@ class QuantizeError(EdgeqError):
 
 class GateError(EdgeqError):
     exit_code = ExitCode.GATE
-
-    def __init__(self, message: str, hint: str | None = None, result: dict | None = None):
-        super().__init__(message, hint)
-        self.result = result  # the run summary, so --json still reports what was measured
 
 
 class FleetError(EdgeqError):

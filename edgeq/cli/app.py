@@ -1,0 +1,89 @@
+"""The Typer app and the one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from edgeq import __version__
+from edgeq.cli import output
+from edgeq.errors import EdgeqError, ExitCode
+
+app = typer.Typer(
+    name="edgeq",
+    help="Quantize models to TFLite, validate them, and benchmark them on ARM edge boards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeq {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    output.current().debug = debug
+
+
+def _register() -> None:
+    from edgeq.cli import fleet, inspect, results, run
+
+    run.register(app)
+    fleet.register(app)
+    results.register(app)
+    inspect.register(app)
+
+
+_register()
+
+
+def _jsonable(result: Any) -> Any:
+    return result.to_json() if hasattr(result, "to_json") else result
+
+
+def report_error(e: EdgeqError) -> None:
+    """An expected failure: one JSON document (unless the command already printed its own), then stderr lines."""
+    out = output.current()
+    if out.json and not out.printed:
+        doc: dict[str, Any] = {"ok": False, **e.to_dict()}
+        if e.result:
+            doc["result"] = _jsonable(e.result)
+        output.emit(doc)
+    output.log(f"error: {e.message}")
+    if e.hint:
+        output.log(f"hint: {e.hint}")
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = output.reset()
+    try:
+        app()
+    except EdgeqError as e:
+        if out.debug:
+            raise
+        report_error(e)
+        sys.exit(int(e.exit_code))
+    except KeyboardInterrupt:
+        output.log("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except SystemExit:
+        raise
+    except Exception as e:  # a bug: say so plainly, traceback only with --debug
+        if out.debug:
+            raise
+        output.log(f"internal error: {type(e).__name__}: {e}")
+        output.log("hint: rerun with --debug for the traceback and report it")
+        sys.exit(int(ExitCode.INTERNAL))
