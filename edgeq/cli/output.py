@@ -30,7 +30,7 @@ class Output:
     @property
     def err(self) -> Console:
         if self._err is None:
-            self._err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+            self._err = Console(file=sys.stderr, highlight=False, soft_wrap=True, emoji=False)
         return self._err
 
     @property
@@ -38,7 +38,7 @@ class Output:
         if self._out is None:
             # piped output is read by people in logs and CI: don't fold tables to 80 columns
             width = None if sys.stdout.isatty() else 200
-            self._out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+            self._out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width, emoji=False)
         return self._out
 
 
