@@ -18,7 +18,8 @@ from edgeq.errors import FleetError
 
 
 def _doc(res: Any) -> dict[str, Any]:
-    return res.to_json() if hasattr(res, "to_json") else res
+    doc: dict[str, Any] = res.to_json() if hasattr(res, "to_json") else res
+    return doc
 
 
 def _progress_logger(label: str, boards: int) -> Callable[[dict[str, Any]], None]:

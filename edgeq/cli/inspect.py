@@ -6,7 +6,7 @@ Nothing heavy at import time: the report comes from a flatbuffer reader, not Ten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,16 +15,18 @@ from edgeq.cli import output
 from edgeq.cli.options import JsonOpt
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return ""
     return f"{x:.6g}"
 
 
-def _shape(t: dict) -> str:
+def _shape(t: dict[str, Any]) -> str:
     sig = t["shape_signature"]
     return str(sig if sig != t["shape"] else t["shape"]).replace(" ", "")
 
 
-def _quant_cell(q: dict | None) -> tuple[str, str, str]:
+def _quant_cell(q: dict[str, Any] | None) -> tuple[str, str, str]:
     """(scale, zero point, real range) cells; per-channel tensors show the spread over channels."""
     if not q or not q["scale"]:
         return "", "", ""
@@ -39,13 +41,13 @@ def _quant_cell(q: dict | None) -> tuple[str, str, str]:
     return f"{_fmt(min(sc))}..{_fmt(max(sc))} ({q['channels']} ch, axis {q['axis']})", zps, rng
 
 
-def render(doc: dict, channels: bool = False) -> None:
+def render(doc: dict[str, Any], channels: bool = False) -> None:
     size = doc["size"]
     output.current().out.print(
         f"[bold]{escape(doc['path'])}[/bold]  {size['file_bytes']:,} bytes · schema v{doc['schema_version']} · "
         f"{len(doc['subgraphs'])} subgraph(s)" + (f" · {escape(doc['description'])}" if doc["description"] else "")
     )
-    prec_of: dict[str, set] = {}
+    prec_of: dict[str, set[str]] = {}
     for p, ops in doc["precision"].items():
         for name in ops:
             prec_of.setdefault(name, set()).add(p)
@@ -114,7 +116,7 @@ def render(doc: dict, channels: bool = False) -> None:
     _render_edgetpu(doc["edgetpu"])
 
 
-def _render_edgetpu(e: dict) -> None:
+def _render_edgetpu(e: dict[str, Any]) -> None:
     if e["compatible"]:
         output.current().out.print(
             f"Edge TPU: [green]compatible[/green] (all {e['ops_total']} ops)"

@@ -105,7 +105,7 @@ def compare(
 
 def report(
     run: str = typer.Argument("latest", help="Run id (or unique prefix) or `latest`."),
-    output: Path | None = typer.Option(
+    out_file: Path | None = typer.Option(
         None, "--output", "-o", help="HTML file to write (default: ./edgeq-report-<run id>.html)."
     ),
     last: int = typer.Option(10, "--last", min=1, max=1000, help="Runs of the pipeline in the trend plots."),
@@ -117,7 +117,7 @@ def report(
     output.use_json(json_out)
     from edgeq.report import write_report
 
-    res = write_report(run, output, last=last, db_path=db, pipeline=pipeline)
+    res = write_report(run, out_file, last=last, db_path=db, pipeline=pipeline)
     if json_out:
         output.emit(res)
     else:

@@ -6,6 +6,7 @@ strings; foreign text (board output, YAML names) is escaped when drawn, never he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from edgeq.cli import format as fmt
@@ -89,7 +90,7 @@ def cached_stages(doc: dict[str, Any]) -> list[str]:
 # ---- fleet
 
 
-def devices_rows(devices: list[Any]) -> list[list[str]]:
+def devices_rows(devices: Sequence[Any]) -> list[list[str]]:
     return [
         [
             d.name,
