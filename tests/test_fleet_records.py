@@ -264,3 +264,42 @@ def test_manifest_rows_from_bench_runs():
         "error": "pi: refused",
         "hint": "h",
     }
+
+
+def test_cli_tables_read_the_records():
+    from edgeq.cli import tables
+    from edgeq.records.fleet import FleetCounts
+
+    health = BoardHealth(
+        device="pi",
+        status="failed",
+        reachable=True,
+        healthy=False,
+        arch="aarch64",
+        python="3.11.2",
+        runtime="tflite-runtime",
+        runtime_version="2.14.0",
+        free_bytes=20 << 30,
+        temperature_c=81.4,
+        problems=("hot: 81 C", "throttled now"),
+        error="pi: hot",
+        seconds=0.2,
+    )
+    _, _, rows = tables.check_table(FleetSummary(ok=False, action="check", devices=(health,), seconds=0.3))
+    assert rows[0][:6] == ["pi", "yes", "NO", "aarch64", "3.11.2", "tflite-runtime 2.14.0"]
+    assert rows[0][7:] == ["81 C", "hot: 81 C; throttled now"]
+    dep = BoardOutcome(device="b1", status="changed", action="uploaded and installed", bytes_uploaded=2500, error=None)
+    s = FleetSummary(ok=True, action="deploy", counts=FleetCounts(changed=1), devices=(dep,), bytes_uploaded=2500, seconds=1.25)
+    assert tables.rollout_table(s, "t")[2] == [["b1", "changed", "uploaded and installed", "2.5 kB", "0.0s", ""]]
+    assert tables.rollout_line(s) == "1 changed; 2.5 kB uploaded in 1.2s"
+    run = BenchRun.model_validate({"threads": 1, "ok": True, "latency_ms": LATENCY_MS, "count": 3})
+    b = BoardOutcome(device="b1", status="ok", results=(run,), error=None)
+    gone = BoardOutcome(device="b2", status="unreachable", error="b2: refused")
+    title, cols, rows = tables.bench_table(
+        FleetSummary(ok=False, action="bench", name="m", sha256="ab" * 32, devices=(b, gone), seconds=1)
+    )
+    assert title == f"bench m ({'ab' * 6})" and cols[2] == "p50 ms" and rows[0][0:2] == ["b1", 1] and rows[0][-1] == "ok"
+    assert rows[1] == ["b2", "", "", "", "", "", "", "", "unreachable: b2: refused"]
+
+
+LATENCY_MS = {k: v * 1000 for k, v in LATENCY.items()}

@@ -15,11 +15,7 @@ import typer
 from edgeq.cli import output, tables
 from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, TargetOpt
 from edgeq.errors import FleetError
-
-
-def _doc(res: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = res.to_json() if hasattr(res, "to_json") else res
-    return doc
+from edgeq.records.fleet import BoardHealth, FleetSummary
 
 
 def _progress_logger(label: str, boards: int) -> Callable[[dict[str, Any]], None]:
@@ -71,18 +67,16 @@ def devices_check(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = _doc(fleet.check(inv, targets or ["all"], parallel=parallel, progress=None))
+    res = fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
     if json_out:
-        output.emit(res)
+        output.emit(res.to_json())
     else:
         output.table(*tables.check_table(res))
-    if not res["ok"]:
-        bad = [r for r in res["devices"] if not r.get("healthy")]
-        first = bad[0]
+    if not res.ok:
+        bad = [r for r in res.devices if not (isinstance(r, BoardHealth) and r.healthy)]
         raise FleetError(
-            f"{len(bad)} of {len(res['devices'])} board(s) unhealthy: {', '.join(r['device'] for r in bad)}; "
-            f"first: {first.get('error')}",
-            first.get("hint") or "see the table above",
+            f"{len(bad)} of {len(res.devices)} board(s) unhealthy: {', '.join(r.device for r in bad)}; first: {bad[0].error}",
+            bad[0].hint or "see the table above",
             result=res,
         )
 
@@ -119,9 +113,9 @@ def devices_trust(
 # ---- deploy / rollback / bench
 
 
-def _finish(res: dict[str, Any], json_out: bool, title: str) -> None:
+def _finish(res: FleetSummary, json_out: bool, title: str) -> None:
     if json_out:
-        output.emit(res)
+        output.emit(res.to_json())
     else:
         output.table(*tables.rollout_table(res, title))
         output.log(tables.rollout_line(res))
@@ -150,8 +144,7 @@ def deploy_cmd(
         res = fleet.deploy(
             inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
         )
-    doc = _doc(res)
-    _finish(doc, json_out, f"deploy {doc['name']} ({doc['sha256'][:12]})")
+    _finish(res, json_out, f"deploy {res.name} ({(res.sha256 or '')[:12]})")
 
 
 def rollback_cmd(
@@ -171,7 +164,7 @@ def rollback_cmd(
     with output.progress_bars():
         progress = _progress_logger("rollback", len(inv.select(target)))
         res = fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress)
-    _finish(_doc(res), json_out, f"rollback {name}")
+    _finish(res, json_out, f"rollback {name}")
 
 
 def bench_cmd(
@@ -212,18 +205,17 @@ def bench_cmd(
             parallel=parallel,
             progress=progress,
         )
-    doc = _doc(res)
     if json_out:
-        output.emit(doc)
+        output.emit(res.to_json())
     else:
-        output.table(*tables.bench_table(doc))
-    if not doc["ok"]:
-        bad = [r for r in doc["devices"] if r["status"] != "ok"]
+        output.table(*tables.bench_table(res))
+    if not res.ok:
+        bad = [r for r in res.devices if r.status != "ok"]
         raise FleetError(
-            f"bench did not succeed on {len(bad)} of {len(doc['devices'])} board(s): {', '.join(r['device'] for r in bad)}; "
-            f"first: {bad[0].get('error')}",
-            bad[0].get("hint") or "see the table above",
-            result=doc,
+            f"bench did not succeed on {len(bad)} of {len(res.devices)} board(s): {', '.join(r.device for r in bad)}; "
+            f"first: {bad[0].error}",
+            bad[0].hint or "see the table above",
+            result=res,
         )
 
 

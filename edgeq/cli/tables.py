@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgeq.cli import format as fmt
+from edgeq.records.fleet import BoardHealth, FleetSummary, LatencyStats
 
 Table = tuple[str, list[str], list[list[str]]]
 
@@ -106,72 +107,65 @@ def devices_rows(devices: Sequence[Any]) -> list[list[str]]:
     ]
 
 
-def check_table(res: dict[str, Any]) -> Table:
+def check_table(res: FleetSummary) -> Table:
     rows = []
-    for r in res["devices"]:
-        rt = f"{r.get('runtime') or ''} {r.get('runtime_version') or ''}".strip()
-        temp = r.get("temperature_c")
+    for r in res.devices:
+        h = r if isinstance(r, BoardHealth) else None  # check gives BoardHealth for every board
+        rt = f"{(h and h.runtime) or ''} {(h and h.runtime_version) or ''}".strip()
+        temp = h.temperature_c if h else None
         rows.append(
             [
-                r["device"],
-                "yes" if r.get("reachable") else "no",
-                "yes" if r.get("healthy") else "NO",
-                r.get("arch"),
-                r.get("python"),
+                r.device,
+                "yes" if h and h.reachable else "no",
+                "yes" if h and h.healthy else "NO",
+                h.arch if h else None,
+                h.python if h else None,
                 rt,
-                fmt.size(r.get("free_bytes")),
-                f"{temp:.0f} C" if isinstance(temp, int | float) else "",
-                "; ".join(r.get("problems") or ([r["error"]] if r.get("error") else [])),
+                fmt.size(h.free_bytes if h else None),
+                f"{temp:.0f} C" if temp is not None else "",
+                "; ".join((h.problems if h else ()) or ([r.error] if r.error else [])),
             ]
         )
     cols = ["Device", "Reachable", "Healthy", "Arch", "Python", "Runtime", "Free disk", "Temp", "Problem"]
     return "device check", cols, rows
 
 
-def rollout_table(res: dict[str, Any], title: str) -> Table:
+def rollout_table(res: FleetSummary, title: str) -> Table:
     rows = [
-        [
-            r["device"],
-            r["status"],
-            r.get("action") or "",
-            fmt.size(r.get("bytes_uploaded") or 0),
-            fmt.seconds(r.get("seconds") or 0),
-            r.get("error") or "",
-        ]
-        for r in res["devices"]
+        [r.device, r.status, r.action or "", fmt.size(r.bytes_uploaded), fmt.seconds(r.seconds), r.error or ""]
+        for r in res.devices
     ]
     return title, ["Device", "Status", "Action", "Uploaded", "Time", "Error"], rows
 
 
-def rollout_line(res: dict[str, Any]) -> str:
-    counts = ", ".join(f"{v} {k}" for k, v in res["counts"].items() if v)
-    return f"{counts}; {fmt.size(res.get('bytes_uploaded', 0))} uploaded in {res['seconds']:.1f}s"
+def rollout_line(res: FleetSummary) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in (res.counts.to_json() if res.counts else {}).items() if v)
+    return f"{counts}; {fmt.size(res.bytes_uploaded)} uploaded in {res.seconds:.1f}s"
 
 
-def bench_table(res: dict[str, Any]) -> Table:
-    results = [b for r in res["devices"] for b in r["results"]]
-    unit = fmt.latency_unit((b.get("latency_ms") or {}).get("p50") for b in results)
-    rows = []
-    for r in res["devices"]:
-        if not r["results"]:
-            rows.append([r["device"], "", "", "", "", "", "", "", r["status"] + ": " + (r.get("error") or "")])
-        for b in r["results"]:
-            lat = b.get("latency_ms") or {}
+def bench_table(res: FleetSummary) -> Table:
+    unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for r in res.devices for b in r.results)
+    rows: list[list[Any]] = []
+    for r in res.devices:
+        if not r.results:
+            rows.append([r.device, "", "", "", "", "", "", "", r.status + ": " + (r.error or "")])
+        for b in r.results:
+            lat = b.latency_ms or LatencyStats()
             rows.append(
                 [
-                    r["device"],
-                    b["threads"],
-                    fmt.latency(lat.get("p50"), unit),
-                    fmt.latency(lat.get("p90"), unit),
-                    fmt.latency(lat.get("p99"), unit),
-                    fmt.latency(lat.get("mean"), unit),
-                    b.get("count") or "",
-                    fmt.latency(b.get("init_ms"), unit),
-                    "ok" if b["ok"] else b.get("error"),
+                    r.device,
+                    b.threads,
+                    fmt.latency(lat.p50, unit),
+                    fmt.latency(lat.p90, unit),
+                    fmt.latency(lat.p99, unit),
+                    fmt.latency(lat.mean, unit),
+                    b.count or "",
+                    fmt.latency(b.init_ms, unit),
+                    "ok" if b.ok else b.error,
                 ]
             )
     cols = ["Device", "Threads", f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", f"Init {unit}", "Status"]
-    return f"bench {res['name']} ({res['sha256'][:12]})", cols, rows
+    return f"bench {res.name} ({(res.sha256 or '')[:12]})", cols, rows
 
 
 # ---- results

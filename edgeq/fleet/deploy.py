@@ -217,10 +217,9 @@ def raise_for_failures(summary: FleetSummary) -> None:
     bad = summary.failed
     names = ", ".join(f"{r.device} ({r.status})" for r in bad)
     first = next((r for r in bad if r.error), None)
-    e = FleetError(
+    raise FleetError(
         f"{summary.action} did not succeed on {len(bad)} of {len(summary.devices)} board(s): {names}"
         + (f"; first error: {first.error}" if first else ""),
         (first.hint if first else None) or "see the per-board table above",
+        result=summary,
     )
-    e.result = summary.to_json()
-    raise e
