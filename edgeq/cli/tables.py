@@ -108,7 +108,7 @@ def devices_rows(devices: Sequence[Any]) -> list[list[str]]:
 
 
 def check_table(res: FleetSummary) -> Table:
-    rows = []
+    rows: list[list[Any]] = []
     for r in res.devices:
         h = r if isinstance(r, BoardHealth) else None  # check gives BoardHealth for every board
         rt = f"{(h and h.runtime) or ''} {(h and h.runtime_version) or ''}".strip()

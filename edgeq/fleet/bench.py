@@ -186,7 +186,7 @@ def bench(
         runs=runs,
         warmup=warmup,
         min_seconds=min_seconds,
-        threads=threads,
+        threads=None if threads is None else tuple(threads),
         counts=res.counts,
         devices=boards,
         seconds=round(time.monotonic() - started, 3),

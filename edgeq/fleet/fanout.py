@@ -151,7 +151,7 @@ def run_fleet(
     return Rollout(
         batches=tuple(tuple(devices[i].name for i in idx) for idx in plan),
         stopped_after_batch=stopped_after,
-        counts=FleetCounts(**Counter(r.status for r in done)),
+        counts=FleetCounts(**Counter[str](r.status for r in done)),
         devices=tuple(done),
     )
 

@@ -76,6 +76,7 @@ def _check_one(d: DeviceSpec, agent: AgentBundle, factory: TransportFactory, pro
             healthy=False,
             **_facts_fields(facts),
         )
+        assert isinstance(rec, BoardHealth)  # noqa: S101 - failure_record builds the record= class
         return rec.replace(problems=(rec.error,))
     assert isinstance(doc, AgentFacts)  # noqa: S101 - read_agent_doc's contract for "facts"
     found = problems(doc.board)
