@@ -430,5 +430,27 @@ class PipelineSpec(Spec):
 
 def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
     """Load a pipeline YAML. Relative data/model paths resolve against the YAML's folder."""
-    spec = load(PipelineSpec, path)
+    data, lines = read_yaml(path)
+    spec = validate(PipelineSpec, data, str(path), lines)
+    _check_pipeline(spec, str(path), lines)
     return spec, Path(path).resolve().parent
+
+
+def _check_pipeline(spec: PipelineSpec, file: str, lines: dict) -> None:
+    """Rules across sections, checked before anything runs."""
+    has_fp32 = any(v.type == "fp32" for v in spec.quantize.variants)
+    wants_drop = spec.validate_.gates.max_accuracy_drop is not None or any(
+        v.gates and v.gates.max_accuracy_drop is not None for v in spec.quantize.variants
+    )
+    if wants_drop and not has_fp32:
+        raise ConfigError(
+            f"{file}: max_accuracy_drop needs an fp32 variant as the baseline", "add '- type: fp32' under quantize.variants"
+        )
+    budget = [i for i, v in enumerate(spec.quantize.variants) if v.accuracy_budget is not None]
+    if budget and spec.data.validation_split == 0:
+        where = _where(file, lines, ("quantize", "variants", budget[0], "accuracy_budget"))
+        raise ConfigError(
+            f"{where}: accuracy_budget needs a validation split (data.validation_split is 0): the "
+            "mixed-precision search measures there, never on the test split",
+            "set data.validation_split, e.g. 0.1",
+        )

@@ -28,10 +28,11 @@ class EdgeqError(Exception):
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, result: dict | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.result = result  # the document measured before the failure, so --json still reports it
 
     def to_dict(self) -> dict:
         return {
@@ -60,10 +61,6 @@ class QuantizeError(EdgeqError):
 
 class GateError(EdgeqError):
     exit_code = ExitCode.GATE
-
-    def __init__(self, message: str, hint: str | None = None, result: dict | None = None):
-        super().__init__(message, hint)
-        self.result = result  # the run summary, so --json still reports what was measured
 
 
 class FleetError(EdgeqError):

@@ -61,15 +61,16 @@ def test_first_and_random_selection():
 
 def test_unmet_budget_is_a_gate_failure_naming_the_layers_tried():
     from edgeq.config import GatesSpec
+    from edgeq.records.run import VariantResult
     from edgeq.stages.validate import check_gates
 
     mp = {"met": False, "budget": 0.005, "val_drop": 0.012, "tried": ["dense_1", "conv2d"]}
-    failed = check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": mp}, GatesSpec(), False)
-    assert len(failed) == 1 and "accuracy_budget 0.50 points not met" in failed[0] and "dense_1, conv2d" in failed[0]
-    assert (
-        check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": {**mp, "met": True}}, GatesSpec(), False)
-        == []
+    r = VariantResult.from_json(
+        {"type": "int8", "artifact": "/a", "sha256": "0", "size_bytes": 10, "accuracy": 0.9, "mixed_precision": mp}
     )
+    failed = check_gates("int8-mixed", r, GatesSpec(), False)
+    assert len(failed) == 1 and "accuracy_budget 0.50 points not met" in failed[0] and "dense_1, conv2d" in failed[0]
+    assert check_gates("int8-mixed", r.replace(mixed_precision={**mp, "met": True}), GatesSpec(), False) == []
 
 
 # --------------------------------------------------------------------------- bad config -> exit 3, file:line

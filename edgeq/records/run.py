@@ -38,6 +38,11 @@ class RunRecord(Record):
         """A copy with some fields changed; the keys it had stay the keys it writes."""
         return type(self).model_validate({**self.model_dump(exclude_unset=True), **changes})
 
+    def without(self, *keys: str) -> Self:
+        """A copy that no longer writes these optional keys."""
+        doc = self.model_dump(exclude_unset=True)
+        return type(self).model_validate({k: v for k, v in doc.items() if k not in keys})
+
 
 class RuntimeInfo(RunRecord):
     """The TFLite runtime that measured (edgeq.runtime.Runtime.describe())."""
