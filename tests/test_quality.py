@@ -129,7 +129,7 @@ def outlier():
     from sklearn.datasets import load_digits
 
     from edgeq.config import VariantSpec
-    from edgeq.stages.quantize import convert
+    from edgeq.stages.convert import convert
 
     sys.path.insert(0, str(PIPELINES))
     try:
@@ -208,8 +208,8 @@ def test_layer_errors_name_the_outlier_layer(outlier):
 
 def test_mixed_precision_recovers_accuracy_with_requested_float_islands_only(outlier):
     from edgeq.config import VariantSpec
+    from edgeq.stages.convert import float_ops
     from edgeq.stages.mixed import search
-    from edgeq.stages.quantize import float_ops
 
     o = outlier
     v = VariantSpec(type="int8", accuracy_budget=0.01)
@@ -256,8 +256,8 @@ def test_plain_int8_within_budget_is_kept_as_is(outlier):
 def test_denylist_names_must_match_whole_tensor_names(outlier):
     """mlir_quantize silently ignores a partial name: requantize's callers must check (mixed does)."""
     from edgeq.config import VariantSpec
+    from edgeq.stages.convert import requantize
     from edgeq.stages.debug import layer_errors
-    from edgeq.stages.quantize import requantize
 
     o = outlier
     v = VariantSpec(type="int8")
@@ -274,7 +274,7 @@ def test_denylist_names_must_match_whole_tensor_names(outlier):
 def test_histogram_calibration_changes_activation_ranges(outlier):
     from edgeq.config import VariantSpec
     from edgeq.stages.calibrate import recalibrate
-    from edgeq.stages.quantize import requantize
+    from edgeq.stages.convert import requantize
 
     o = outlier
     v = VariantSpec(type="int8")

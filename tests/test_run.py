@@ -99,7 +99,7 @@ def test_cached_run_does_not_import_tensorflow(write_pipeline, home, edgeq):
     assert edgeq("run", p).code == 0
     code = (
         "import sys; from edgeq.pipeline import run_pipeline; "
-        f"r = run_pipeline({str(p)!r}); assert r['stages']['train']['cached']; "
+        f"r = run_pipeline({str(p)!r}); assert r.stages.train.cached; "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
     out = subprocess.run(

@@ -12,6 +12,8 @@ import numpy as np
 
 from edgeq import paths
 from edgeq.config import PipelineSpec
+from edgeq.errors import EdgeqError
+from edgeq.progress import fleet_counter
 from edgeq.records.run import AccuracyCheck, BenchmarkStage, DeployStage, VariantResult
 
 
@@ -26,8 +28,6 @@ def inventory(spec: PipelineSpec, base: Path):
 
 
 def _progress(log: Callable[[str], None], label: str, boards: int):
-    from edgeq.progress import fleet_counter
-
     bar = fleet_counter(label, boards)
 
     def cb(ev: dict) -> None:
@@ -177,7 +177,6 @@ def compare_accuracy(preds: np.ndarray, labels: np.ndarray, host: float, tol: fl
 def _accuracy_check(inv, targets, spec, variants, ds, run_dir, keys, log) -> tuple[AccuracyCheck, ...]:
     """Run the whole test split on each board and compare with the validate stage's accuracy."""
     from edgeq import fleet
-    from edgeq.errors import EdgeqError
 
     inputs = run_dir / "test-inputs.npy"
     paths.atomic_write_bytes(inputs, _npy_bytes(ds.x_test))

@@ -1,6 +1,6 @@
 """Mixed precision to an accuracy budget: keep in float the int8 layers that cost the most accuracy.
 
-Calibration happens once (quantize.convert); each candidate model is a requantize() of the calibrated
+Calibration happens once (convert.convert); each candidate model is a requantize() of the calibrated
 model with a denylist, which takes milliseconds, so the search cost is the accuracy measurements.
 Accuracy is measured on the validation split through the interpreter: the test split stays unseen
 until the validate stage reports the final drop.
@@ -15,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeq import runtime as rt
 from edgeq.config import VariantSpec
 from edgeq.errors import QuantizeError
+from edgeq.quiet import captured_output
+from edgeq.stages.convert import float_ops, op_table, requantize
+from edgeq.stages.debug import layer_errors
+from edgeq.stages.validate import predict
 
 SEARCH_SAMPLES = 5000  # validation rows per accuracy measurement: 1 row = 0.02 points at 5000
 MAX_CANDIDATES = 16  # layers measured one by one (by debugger rank); bounds the search on deep models
@@ -24,9 +29,6 @@ MIN_RMSE_SCALE = 0.01  # below this a layer's int8 error is nil (reshapes): keep
 
 
 def _accuracy(runtime, blob: bytes, x: np.ndarray, y: np.ndarray, workdir: Path) -> float:
-    from edgeq.quiet import captured_output
-    from edgeq.stages.validate import predict
-
     path = workdir / "candidate.tflite"
     path.write_bytes(blob)
     with captured_output():
@@ -35,8 +37,6 @@ def _accuracy(runtime, blob: bytes, x: np.ndarray, y: np.ndarray, workdir: Path)
 
 def latency_us(runtime, blob: bytes, workdir: Path, min_runs: int = 200, min_seconds: float = 0.3) -> float:
     """Median batch-1 invoke time on this machine, 1 thread, after 20 warm-up runs."""
-    from edgeq.quiet import captured_output
-
     path = workdir / "latency.tflite"
     path.write_bytes(blob)
     with captured_output():
@@ -63,7 +63,6 @@ def latency_us(runtime, blob: bytes, workdir: Path, min_runs: int = 200, min_sec
 
 def int8_fraction(blob: bytes) -> tuple[float, int, int]:
     """(fraction, int8 ops, compute ops): compute ops exclude QUANTIZE/DEQUANTIZE and int32 shape arithmetic."""
-    from edgeq.stages.quantize import op_table
 
     ops = [o for o in op_table(blob) if o["op"] not in ("QUANTIZE", "DEQUANTIZE") and not o["shape_only"]]
     n8 = sum(not o["float"] for o in ops)
@@ -71,17 +70,12 @@ def int8_fraction(blob: bytes) -> tuple[float, int, int]:
 
 
 def _is_float(blob: bytes, tensor: str) -> bool:
-    from edgeq.stages.quantize import op_table
 
     return any(tensor in o["outputs"] and o["float"] for o in op_table(blob))
 
 
 def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, val, log=lambda s: None) -> tuple[bytes, dict]:
     """Return (model bytes, report). The model is plain int8 when that meets the budget."""
-    from edgeq import runtime as rt
-    from edgeq.stages.debug import layer_errors
-    from edgeq.stages.quantize import float_ops, requantize
-
     budget = variant.accuracy_budget
     if val is None or len(val[0]) == 0:
         raise QuantizeError(

@@ -25,8 +25,12 @@ from edgeq.records.run import (
     VariantResult,
 )
 from edgeq.runtime import Runtime
+from edgeq.stages import qat
 from edgeq.stages.cache import CACHE_VERSION, stage_key
 from edgeq.stages.context import RunContext
+from edgeq.stages.quantize import calibration_set, quantize
+from edgeq.stages.train import train
+from edgeq.stages.validate import check_gates, evaluate, layer_errors_of
 
 LAYER_ERRORS_VERSION = 1  # int8 validate outputs carry per-layer error statistics (edgeq/stages/debug.py)
 CALIBRATED_TYPES = ("int8", "int16x8", "edgetpu")  # variants calibrated on training samples
@@ -59,8 +63,6 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
 
 
 def _train(ctx: RunContext, tmp: Path) -> dict:
-    from edgeq.stages.train import train
-
     spec, ds = ctx.spec, ctx.dataset()
     ctx.log(
         f"  training {spec.model.builtin or spec.model.path or spec.model.factory} on {len(ds.x_train)} samples "
@@ -74,8 +76,6 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     spec = ctx.spec
     common = {"train": train.key, "variant": v.model_dump(mode="json", exclude={"gates", "name"}), "seed": spec.seed}
     if v.qat:  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
-        from edgeq.stages import qat
-
         libs = {**ctx.tf_versions, **qat.versions()}
         key = stage_key(
             {"v": CACHE_VERSION, "stage": "qat", "data": data_key, "train_spec": spec.train.model_dump(mode="json")}
@@ -109,8 +109,6 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
 
 
 def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
-    from edgeq.stages.quantize import calibration_set, quantize
-
     spec, d = ctx.spec, ctx.dataset()
     calib = None
     if v.type in CALIBRATED_TYPES:
@@ -149,8 +147,6 @@ def validate_stage(ctx: RunContext, v: VariantSpec, q: QuantizeStage, runtime: R
     )
 
     def build(tmp: Path) -> dict:
-        from edgeq.stages.validate import evaluate, layer_errors_of
-
         d = ctx.dataset()
         # edgetpu: accuracy of the int8 model before compilation (eval_file: same arithmetic, runs on CPU)
         model = Path(q.output).with_name(q.eval_file or "model.tflite")
@@ -168,8 +164,6 @@ def gate_variants(
 
     Never cached: gates may change without changing measurements.
     """
-    from edgeq.stages.validate import check_gates
-
     spec = ctx.spec
     base_v = next((v for v in spec.quantize.variants if v.type == "fp32"), None)
     base_m = validated[base_v.key] if base_v else None

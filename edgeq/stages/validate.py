@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import GatesSpec, VariantSpec
+from edgeq.quiet import captured_output
 from edgeq.records.run import VariantResult
 from edgeq.runtime import Runtime
+from edgeq.stages.debug import layer_errors
 
 
 def _quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -54,8 +56,6 @@ def predict(runtime: Runtime, model_path: Path, x: np.ndarray, batch: int = 256)
 
 
 def evaluate(runtime: Runtime, model_path: Path, x_test: np.ndarray, y_test: np.ndarray, batch: int) -> dict:
-    from edgeq.quiet import captured_output
-
     start = time.perf_counter()
     with captured_output():  # the runtime logs delegate creation on fd 2
         preds = predict(runtime, model_path, x_test, batch)
@@ -75,8 +75,6 @@ def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray
     Layers kept float by a mixed-precision search are left out: they have no int8 error.
     """
     import json
-
-    from edgeq.stages.debug import layer_errors
 
     cal = quantize_dir / "calibrated.tflite"
     if not cal.exists():
