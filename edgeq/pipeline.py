@@ -22,7 +22,7 @@ from typing import Any
 from edgeq import __version__, paths, zoo
 from edgeq import data as data_mod
 from edgeq.config import load_pipeline
-from edgeq.errors import FleetError, GateError
+from edgeq.errors import FleetError, GateError, Terminated
 from edgeq.records.run import DeployStage, QuantizeStage, RunManifest, RunStages, RuntimeInfo, VariantResult
 from edgeq.stages.cache import StageCache, stage_key
 from edgeq.stages.context import RunContext
@@ -93,8 +93,8 @@ def run_pipeline(
         _run_stages(ctx, out)
         m = out.manifest
         out.manifest = m.replace(status="gate_failed" if m.gates_failed else "fleet_failed" if m.fleet_failed else "ok")
-    except KeyboardInterrupt:
-        out.manifest = out.manifest.replace(status="interrupted")
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM raised as Terminated (edgeq.cli)
+        out.manifest = out.manifest.replace(status="terminated" if isinstance(e, Terminated) else "interrupted")
         raise
     except BaseException as e:
         out.manifest = out.manifest.replace(status="failed", error=getattr(e, "message", None) or f"{type(e).__name__}: {e}")
@@ -105,7 +105,7 @@ def run_pipeline(
         from edgeq.results import record_history  # results are stored locally before anything is exported
 
         history_error = record_history({**out.manifest.to_json(), "run_dir": str(run_dir)}, home)
-        if history_error is not None and out.manifest.status in ("failed", "interrupted"):
+        if history_error is not None and out.manifest.status in ("failed", "interrupted", "terminated"):
             log(f"warning: {history_error.message}")  # don't hide the run's own error behind the store's
     if history_error is not None:
         raise history_error
@@ -181,7 +181,7 @@ def fleet_stages(ctx: RunContext, variants: dict[str, VariantResult], out: _Mani
 def raise_for_failures(manifest: RunManifest) -> None:
     """Gate failures first (GateError, exit 7), then boards that failed to deploy or benchmark (FleetError, exit 8).
 
-    The error carries the run's document as `result`, so --json still reports what was measured.
+    The error carries the manifest as `result`, so --json still reports what was measured.
     """
     fleet_failed = manifest.fleet_failed or ()
     failed = manifest.gates_failed or ()
@@ -189,11 +189,11 @@ def raise_for_failures(manifest: RunManifest) -> None:
         raise FleetError(
             f"{len(fleet_failed)} fleet step(s) failed:\n  " + "\n  ".join(fleet_failed),
             "results of the boards that succeeded are stored in the run; run `edgeq devices check`",
-            result=manifest.to_json(),
+            result=manifest,
         )
     if failed:
         raise GateError(
             "validation gates failed:\n  " + "\n  ".join(failed),
             "improve the model or relax the gates under validate.gates in the pipeline YAML",
-            result=manifest.to_json(),
+            result=manifest,
         )
