@@ -201,7 +201,7 @@ def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
                 n = next(tag)
                 artifact = variant_of(art, root / f"cnn-{n}.tflite", n)
             cpu0, boards0 = time.process_time(), boards_cpu(farm)
-            res = fleet.deploy(inv, [target], artifact, name="cnn", parallel=parallel, agent=agent)
+            res = fleet.deploy(inv, [target], artifact, name="cnn", parallel=parallel, agent=agent).to_json()
             res["orchestrator_cpu"] = time.process_time() - cpu0  # includes the relay threads: idle here
             time.sleep(0.3)  # let sshd reap the sessions: their CPU lands in the listener's cutime then
             res["boards_cpu"] = boards_cpu(farm) - boards0
@@ -210,7 +210,7 @@ def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
             return res
 
         deploy("farm", a.boards)  # agent and a first model on every board: the fleet is "warm", as in a rollout
-        from edgeq.fleet.ssh import open_transport
+        from edgeq.fleet.transports import open_transport
 
         t = open_transport(inv.get("b1"))
         try:  # what one remote command costs on this farm before the agent even starts (login shell, sshd)
@@ -242,13 +242,13 @@ def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
         # (d): a new artifact through the relay, then the very same file again
         new = variant_of(art, root / "same.tflite", 99999)
         relay.reset()
-        first = fleet.deploy(inv, ["relayed"], new, name="cnn", agent=agent)
+        first = fleet.deploy(inv, ["relayed"], new, name="cnn", agent=agent).to_json()
         first_wire = relay.up
         relay.reset()
-        second = fleet.deploy(inv, ["relayed"], new, name="cnn", agent=agent)
+        second = fleet.deploy(inv, ["relayed"], new, name="cnn", agent=agent).to_json()
         second_wire = relay.up
         d8 = deploy("farm", a.boards, new)  # and unchanged on the whole farm (after one upload each)
-        d8b = fleet.deploy(inv, ["farm"], new, name="cnn", parallel=a.boards, agent=agent)
+        d8b = fleet.deploy(inv, ["farm"], new, name="cnn", parallel=a.boards, agent=agent).to_json()
         rec1, rec2 = first["devices"][0], second["devices"][0]
         by = {
             "size": new.stat().st_size,

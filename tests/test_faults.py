@@ -53,7 +53,7 @@ def big_models_fixture(tmp_path_factory) -> dict[str, Path]:
 
 
 def _deploy_ok(dev: Path, art: Path, targets: list[str], name: str = "m") -> dict:
-    doc = fleet.deploy(fleet.load_inventory(dev), targets, art, name=name)
+    doc = fleet.deploy(fleet.load_inventory(dev), targets, art, name=name).to_json()
     assert doc["ok"], doc
     return doc
 
@@ -84,7 +84,7 @@ def test_sshd_killed_during_upload(farm, tmp_path, tflite_models, big_models):
             killed.append(fk.kill_sshd(victim))
 
     try:
-        doc = fleet.deploy(fleet.load_inventory(dev), ["all"], big_models["big"], name="m", progress=progress)
+        doc = fleet.deploy(fleet.load_inventory(dev), ["all"], big_models["big"], name="m", progress=progress).to_json()
         assert killed and killed[0] >= 2, "the listener and the SFTP session were killed"
         recs = by_device(doc)
         v = recs["v"]
@@ -104,7 +104,7 @@ def test_sshd_killed_during_upload(farm, tmp_path, tflite_models, big_models):
     finally:
         fk.restart_sshd(victim)
     # the .part the dead session left in W/tmp is never trusted: the retry uploads afresh and installs
-    doc = fleet.deploy(fleet.load_inventory(dev), ["v"], big_models["big"], name="m")
+    doc = fleet.deploy(fleet.load_inventory(dev), ["v"], big_models["big"], name="m").to_json()
     assert doc["ok"] and by_device(doc)["v"]["action"] == "uploaded and installed"
     assert fk.board_state(_w(tmp_path, "v"), "m").current == doc["sha256"]
 
@@ -298,7 +298,7 @@ def test_disk_fills_up_during_upload(farm, tmp_path, tflite_models, big_models):
             if ev["event"] == "upload" and ev["device"] == "small" and ev["bytes"] == 0 and not filled:
                 filled.append(_fill(mnt, leave=200 << 10))
 
-        doc = fleet.deploy(fleet.load_inventory(dev), ["all"], big_models["medium"], name="m", progress=progress)
+        doc = fleet.deploy(fleet.load_inventory(dev), ["all"], big_models["medium"], name="m", progress=progress).to_json()
         assert filled
         recs = by_device(doc)
         s = recs["small"]
@@ -356,7 +356,7 @@ def test_slow_lossy_link_then_dead_link(farm, tmp_path, tflite_models, big_model
         board_entry(farm, farm.boards[2], tmp_path, "fast2", known_hosts=str(kh)),
     )
     inv = fleet.load_inventory(dev)
-    doc = fleet.deploy(inv, ["all"], big_models["medium"], name="m")
+    doc = fleet.deploy(inv, ["all"], big_models["medium"], name="m").to_json()
     assert doc["ok"], doc
     recs = by_device(doc)
     size_mb = big_models["medium"].stat().st_size / 1e6
@@ -366,14 +366,14 @@ def test_slow_lossy_link_then_dead_link(farm, tmp_path, tflite_models, big_model
         f"LINK deploy of {size_mb:.2f} MB + agent: shaped board {recs['slow']['seconds']:.2f}s, "
         f"loopback board {recs['fast1']['seconds']:.2f}s"
     )
-    good = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=5, min_seconds=0)
+    good = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=5, min_seconds=0).to_json()
     assert good["ok"], good
 
     th, fired = _watch_and_kill(
         lambda: fk.find_agent_pids("bench", netboard.workdir), lambda pids: netboard.set_loss(100), delay=0.2
     )
     t0 = time.monotonic()
-    doc = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=10, min_seconds=3)
+    doc = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=10, min_seconds=3).to_json()
     th.join(5)
     assert fired
     recs = by_device(doc)
@@ -386,7 +386,7 @@ def test_slow_lossy_link_then_dead_link(farm, tmp_path, tflite_models, big_model
     netboard.set_loss(0)
     st = fk.board_state(netboard.workdir, "m")
     assert st.current == doc["sha256"] and st.active_ok and not st.junk, st
-    again = fleet.bench(inv, ["slow"], big_models["medium"], name="m", runs=5, min_seconds=0)
+    again = fleet.bench(inv, ["slow"], big_models["medium"], name="m", runs=5, min_seconds=0).to_json()
     assert again["ok"] and again["devices"][0]["deploy"] == "unchanged", again
     half = fk.half_written_or_unloadable(st)
     lost = sum(1 for n in ("fast1", "fast2") if not recs[n]["results"][0]["ok"])
@@ -480,7 +480,7 @@ def test_agent_killed_at_random_points_of_install(farm, tmp_path, tflite_models,
         # short delays land in start-up or hashing, long ones in the load check or the switch (or after it)
         delay = rng.uniform(0, 0.3) if i % 2 else rng.uniform(0.3, 1.5)
         th, _ = _watch_and_kill(lambda: fk.find_agent_pids("install", vw), kill, delay=delay)
-        doc = fleet.deploy(inv, ["all"], art, name="m")
+        doc = fleet.deploy(inv, ["all"], art, name="m").to_json()
         th.join(5)
         recs = by_device(doc)
         v = recs["iv"]

@@ -37,14 +37,14 @@ from edgeq.errors import ExitCode
 def _status(dev_yaml: Path, device: str, name: str) -> dict:
     """What the agent on the board says about a model (through our own transport)."""
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.ssh import open_transport
+    from edgeq.fleet.transports import open_transport
 
     d = fleet.load_inventory(dev_yaml).get(device)
     t = open_transport(d)
     try:
         b = Board(d, t, build_agent())
         b.ensure_agent()
-        return b.call("status", "--name", name)
+        return b.call("status", "--name", name).to_json()
     finally:
         t.close()
 
@@ -159,7 +159,7 @@ def test_predict_matches_local_interpreter(farm, tmp_path, tflite_models):
 
     dev = write_devices(tmp_path, board_entry(farm, farm.boards[2], tmp_path))
     inv = fleet.load_inventory(dev)
-    assert fleet.deploy(inv, ["b3"], tflite_models["dense_b"], name="p")["ok"]
+    assert fleet.deploy(inv, ["b3"], tflite_models["dense_b"], name="p").ok
     x = np.random.default_rng(0).normal(size=(17, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     got = fleet.predict(inv, "b3", "p", tmp_path / "x.npy")
@@ -283,7 +283,7 @@ def test_canary_batches_and_max_fail_stop_the_rollout(farm, tmp_path, tflite_mod
     )
     events = []
     inv = fleet.load_inventory(dev)
-    doc = fleet.deploy(inv, ["farm"], tflite_models["dense_a"], batches="1,3", max_fail=1, progress=events.append)
+    doc = fleet.deploy(inv, ["farm"], tflite_models["dense_a"], batches="1,3", max_fail=1, progress=events.append).to_json()
     assert doc["batches"] == [["c1"], ["c2", "c3"], ["c4"]]
     assert doc["stopped_after_batch"] == 2 and not doc["ok"]
     st = {r["device"]: r["status"] for r in doc["devices"]}
@@ -296,7 +296,7 @@ def test_canary_batches_and_max_fail_stop_the_rollout(farm, tmp_path, tflite_mod
     )
     assert code == ExitCode.FLEET and by_device(doc)["c4"]["status"] == "skipped"
     # percentages: 25% of 4 = 1, then the rest; with a generous budget every board is tried
-    doc = fleet.deploy(inv, ["farm"], tflite_models["dense_a"], batches="25%,100%", max_fail=5)
+    doc = fleet.deploy(inv, ["farm"], tflite_models["dense_a"], batches="25%,100%", max_fail=5).to_json()
     assert doc["batches"] == [["c1"], ["c2", "c3", "c4"]] and doc["devices"][3]["status"] == "changed"
     code, _, err = run_cli("deploy", tflite_models["dense_a"], "-t", "farm", "--batch", "0,abc", "--devices", dev)
     assert code == ExitCode.USAGE and "--batch" in err
@@ -370,7 +370,7 @@ def test_connection_dropped_mid_upload(farm, tmp_path, tflite_models):
         if ev["event"] == "upload" and ev["bytes"] > 0 and not dropped:
             dropped.append(b.drop_connections())
 
-    doc = fleet.deploy(inv, ["drop"], big, progress=progress)
+    doc = fleet.deploy(inv, ["drop"], big, progress=progress).to_json()
     rec = by_device(doc)["drop"]
     assert dropped and dropped[0] >= 1
     assert rec["status"] == "failed" and rec["kind"] == "connection_dropped" and "dropped" in rec["error"], rec
@@ -396,7 +396,7 @@ def test_agent_killed_mid_bench(farm, tmp_path, tflite_models):
 
     th = threading.Thread(target=killer, daemon=True)
     th.start()
-    doc = fleet.bench(inv, ["victim"], tflite_models["dense_a"], runs=10, min_seconds=60)
+    doc = fleet.bench(inv, ["victim"], tflite_models["dense_a"], runs=10, min_seconds=60).to_json()
     th.join(5)
     assert killed
     rec = by_device(doc)["victim"]

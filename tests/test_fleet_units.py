@@ -395,5 +395,5 @@ def test_local_board_with_missing_python(tmp_path, monkeypatch):
     from edgeq import fleet
 
     p = _yaml(tmp_path, f"devices:\n  - {{name: lp, transport: local, python: /nonexistent/python, workdir: '{tmp_path}/lp'}}\n")
-    doc = fleet.check(load_inventory(p), ["lp"])
+    doc = fleet.check(load_inventory(p), ["lp"]).to_json()
     assert not doc["ok"] and doc["devices"][0]["kind"] == "no_python"

@@ -425,15 +425,15 @@ def test_check_and_bench_records_survive_any_agent_document(fuzz_fleet, doc, whi
     """Whatever a board's agent claims in a successful document, check and bench return one JSON-able record
     per board and never an internal error."""
     from edgeq import fleet
-    from edgeq.fleet.board import file_sha256
+    from edgeq.hashing import file_sha256
 
     inv, art, agent = fuzz_fleet
     sha = file_sha256(art)
     factory = lambda d: _FakeTransport((0, json.dumps(doc), ""), sha, agent.path.stat().st_size)  # noqa: E731
     if which == "facts":
-        res = fleet.check(inv, ["pi"], transport_factory=factory, agent=agent)
+        res = fleet.check(inv, ["pi"], transport_factory=factory, agent=agent).to_json()
     else:
-        res = fleet.bench(inv, ["pi"], art, runs=1, min_seconds=0, transport_factory=factory, agent=agent)
+        res = fleet.bench(inv, ["pi"], art, runs=1, min_seconds=0, transport_factory=factory, agent=agent).to_json()
     rec = res["devices"][0]
     assert rec.get("kind") != "internal", rec
     json.dumps(res)

@@ -110,14 +110,14 @@ def _status(fleet: dict, device: str, name: str) -> dict:
     """What the agent on a board says about a model, through edgeq's own SSH transport."""
     from edgeq import fleet as fl
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.ssh import open_transport
+    from edgeq.fleet.transports import open_transport
 
     d = fl.load_inventory(fleet["devices"]).get(device)
     t = open_transport(d)
     try:
         b = Board(d, t, build_agent(fleet["root"] / "agent"))
         b.ensure_agent()
-        return b.call("status", "--name", name)
+        return b.call("status", "--name", name).to_json()
     finally:
         t.close()
 
@@ -402,7 +402,7 @@ def test_runtime_crash_in_bench_is_a_board_failure(fleet, crashing_model):
     from edgeq import fleet as fl
     from edgeq.fleet.base import BoardError
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.ssh import open_transport
+    from edgeq.fleet.transports import open_transport
 
     d = fl.load_inventory(fleet["devices"]).get("rpi")
     t = open_transport(d)

@@ -189,11 +189,11 @@ def test_agent_keeps_blob_paths_inside_the_work_dir(farm, tmp_path, tflite_model
     through a symlink in W/tmp to a file outside, or whose --name is a path, is refused; the outside files are
     neither moved nor deleted and `current` stays what it was."""
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.ssh import open_transport
+    from edgeq.fleet.transports import open_transport
 
     dev = write_devices(tmp_path, board_entry(farm, farm.boards[1], tmp_path, "c"))
     w = tmp_path / "boards" / "c"
-    good = fleet.deploy(fleet.load_inventory(dev), ["c"], tflite_models["dense_a"], name="m")["sha256"]
+    good = fleet.deploy(fleet.load_inventory(dev), ["c"], tflite_models["dense_a"], name="m").sha256
     other = tflite_models["dense_b"]
     sha = fk.sha256_of(other)
     climb = tmp_path / "boards" / "outside.part"  # W/tmp/../../outside.part

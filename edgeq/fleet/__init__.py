@@ -1,7 +1,8 @@
 """Fleet: the device inventory, transports (ssh, local), deploy/rollback, check, bench and predict.
 
 Importing this package is cheap (no paramiko, no TensorFlow): `edgeq devices list` relies on it.
-The core functions return JSON-able data and never print; per-board failures are data, not raises.
+The core functions return records (edgeq.records.fleet) and never print; per-board failures are data,
+not raises: deploy, rollback, check and bench return a FleetSummary (`.to_json()` is the --json document).
 (The function names shadow their modules as package attributes: import helpers with
 `from edgeq.fleet.deploy import install_on`, which goes through sys.modules.)
 """
@@ -9,8 +10,9 @@ The core functions return JSON-able data and never print; per-board failures are
 from __future__ import annotations
 
 from edgeq.fleet.base import BoardError, Transport
-from edgeq.fleet.bench import bench, check, predict
+from edgeq.fleet.bench import bench, bench_result, predict, unmeasured_result
 from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
+from edgeq.fleet.health import check
 from edgeq.fleet.inventory import DeviceSpec, Inventory, PowerSpec, load_inventory
 
 __all__ = [
@@ -20,10 +22,12 @@ __all__ = [
     "PowerSpec",
     "Transport",
     "bench",
+    "bench_result",
     "check",
     "deploy",
     "load_inventory",
     "predict",
     "raise_for_failures",
     "rollback",
+    "unmeasured_result",
 ]

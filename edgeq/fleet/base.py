@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edgeq.errors import FleetError
+
+if TYPE_CHECKING:
+    from edgeq.fleet.inventory import DeviceSpec
 
 # kinds that mean "we never got to talk to the board" (summary status "unreachable")
 UNREACHABLE_KINDS = frozenset({"unreachable", "refused", "timeout", "dns"})
@@ -67,4 +70,4 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-TransportFactory = Callable[["object"], Transport]  # DeviceSpec -> connected Transport
+TransportFactory = Callable[["DeviceSpec"], Transport]  # a connected transport for one device

@@ -5,15 +5,19 @@ Agent failures become BoardErrors with a kind and a next step; nothing here prin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeq.agent import AgentOutputError, build_zipapp, parse_agent_output
+from edgeq.fleet import paths
+from edgeq.fleet.agentdoc import read_agent_doc
 from edgeq.fleet.base import BoardError, Progress, Transport
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.hashing import file_sha256
+from edgeq.records.fleet import AgentDoc
 
 TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there (or the blob store)
 _KILLED_HINT = "the agent was killed (out of memory? someone stopped it?); check `dmesg` on the board and retry"
@@ -39,19 +43,8 @@ class AgentBundle:
 
 
 def build_agent(dest: Path | None = None) -> AgentBundle:
-    from edgeq.agent import build_zipapp
-    from edgeq.fleet import paths
-
     p = Path(build_zipapp(dest or paths.agent_cache_dir()))
     return AgentBundle(p, file_sha256(p))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Board:
@@ -102,15 +95,14 @@ class Board:
             raise
         return remote
 
-    def call(self, sub: str, *args: str, timeout: float | None = None) -> dict:
-        """Run `python AGENT sub --workdir W args...` and return its JSON document (ok true)."""
+    def call(self, sub: str, *args: str, timeout: float | None = None) -> AgentDoc:
+        """Run `python AGENT sub --workdir W args...` and return its success document as a record."""
         argv = [str(self.device.python), self.agent_path, sub, "--workdir", self.workdir, *map(str, args)]
         rc, out, err = self.t.run(argv, timeout or self.device.command_timeout)
-        return self.interpret(sub, rc, out, err)
+        return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err))
 
     def interpret(self, sub: str, rc: int, out: str, err: str) -> dict:
-        from edgeq.agent import AgentOutputError, parse_agent_output
-
+        """The agent's success document as sent (ok true); every failure raises a BoardError."""
         py = self.device.python
         tail = _tail(err)
         if not out.strip():

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgeq.config import NAME_RE
 from edgeq.errors import ConfigError, FleetError, ModelError
-from edgeq.fleet.base import BoardError
-from edgeq.fleet.board import AgentBundle, Board, build_agent, file_sha256
+from edgeq.fleet.base import BoardError, TransportFactory
+from edgeq.fleet.board import AgentBundle, Board, build_agent
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
 from edgeq.fleet.inventory import DeviceSpec, Inventory
+from edgeq.fleet.transports import open_transport
+from edgeq.hashing import file_sha256
+from edgeq.records.fleet import Action, AgentStatus, AgentSwitch, BoardOutcome, FleetSummary, Rollout
 
 _FREE_MARGIN = 1 << 20  # keep a MiB spare beyond the upload: the agent writes small state files too
 
@@ -52,50 +55,50 @@ def model_name(artifact: Path, name: str | None) -> str:
     return n
 
 
-def _have(status: dict, sha: str) -> bool:
-    have = status.get("have")
-    if isinstance(have, bool):
-        return have
-    if isinstance(have, (list, tuple, set)):
-        return sha in have
-    return False
+def _have(status: AgentStatus, sha: str) -> bool:
+    if isinstance(status.have, bool):
+        return status.have
+    return status.have is not None and sha in status.have
 
 
-def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, progress: ProgressFn | None = None) -> dict:
-    """Make `sha` the current version of `name` on a board. Returns the per-board fields."""
+def _upload(board: Board, artifact: Path, size: int, st: AgentStatus, progress: ProgressFn | None) -> str:
+    """Upload the artifact to W/tmp/*.part after checking the board has room; the remote path."""
+    d = board.device
+    if st.free_bytes is not None and st.free_bytes < size + _FREE_MARGIN:
+        raise BoardError(
+            d.name,
+            f"not enough disk space under {board.workdir}: {st.free_bytes} bytes free, {size} needed",
+            "free space on the board (old models live in W/models/NAME/)",
+            kind="disk_full",
+            current=st.current,
+        )
+    if progress:
+        progress({"event": "upload", "device": d.name, "bytes": 0, "total": size})
+    cb = (
+        (lambda done, total: progress({"event": "upload", "device": d.name, "bytes": done, "total": total})) if progress else None
+    )
+    try:
+        return board.upload_tmp(artifact, ".part", cb)
+    except BoardError as e:
+        e.extra.setdefault("current", st.current)  # nothing was switched: say what stays active
+        raise
+
+
+def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, progress: ProgressFn | None = None) -> BoardOutcome:
+    """Make `sha` the current version of `name` on a board. The board's outcome, without time and bytes."""
     d = board.device
     st = board.call("status", "--name", name, "--sha256", sha)
-    before = st.get("current")
-    out = {"previous": before, "sha256": sha, "model_bytes": 0}
-    if before == sha:
-        return {**out, "status": "ok", "action": "unchanged", "current": sha}
+    assert isinstance(st, AgentStatus)  # noqa: S101 - read_agent_doc's contract for "status"
+    out = BoardOutcome(device=d.name, address=d.address, status="ok", previous=st.current, sha256=sha, model_bytes=0)
+    if st.current == sha:
+        return out.replace(action="unchanged", current=sha, error=None)
     if _have(st, sha):
         blob = f"{board.workdir}/models/{name}/{sha}.tflite"
         action = "installed existing blob"
     else:
-        free = st.get("free_bytes")
-        if isinstance(free, int) and free < size + _FREE_MARGIN:
-            raise BoardError(
-                d.name,
-                f"not enough disk space under {board.workdir}: {free} bytes free, {size} needed",
-                "free space on the board (old models live in W/models/NAME/)",
-                kind="disk_full",
-                current=before,
-            )
-        if progress:
-            progress({"event": "upload", "device": d.name, "bytes": 0, "total": size})
-        cb = (
-            (lambda done, total: progress({"event": "upload", "device": d.name, "bytes": done, "total": total}))
-            if progress
-            else None
-        )
         start_bytes = board.bytes_uploaded
-        try:
-            blob = board.upload_tmp(artifact, ".part", cb)
-        except BoardError as e:
-            e.extra.setdefault("current", before)  # nothing was switched: say what stays active
-            raise
-        out["model_bytes"] = board.bytes_uploaded - start_bytes
+        blob = _upload(board, artifact, size, st, progress)
+        out = out.replace(model_bytes=board.bytes_uploaded - start_bytes)
         action = "uploaded and installed"
     if progress:
         progress({"event": "install", "device": d.name})
@@ -103,12 +106,13 @@ def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, pro
         args = ["--name", name, "--blob", blob, "--sha256", sha, "--threads", str(d.threads), "--delegate", d.delegate]
         res = board.call("install", *args, "--lock-timeout", f"{d.lock_timeout:g}")
     except BoardError as e:
-        e.extra.setdefault("current", before)  # the agent switches only after a successful load
+        e.extra.setdefault("current", st.current)  # the agent switches only after a successful load
         raise
     finally:
         if blob.endswith(".part"):
             board.t.remove(blob)  # the agent renamed it on success; on failure it must not linger
-    return {**out, "status": "changed", "action": action, "current": res.get("current", sha)}
+    assert isinstance(res, AgentSwitch)  # noqa: S101 - read_agent_doc's contract for "install"
+    return out.replace(status="changed", action=action, current=res.current, error=None)
 
 
 def deploy(
@@ -121,19 +125,19 @@ def deploy(
     batches: str | list | None = None,
     max_fail: int | None = None,
     progress: ProgressFn | None = None,
-    transport_factory: Callable | None = None,
+    transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
-) -> dict:
+) -> FleetSummary:
     """Deploy an artifact to the targets. Per-board failures are in the summary (ok False), not raised."""
     size = check_tflite(artifact)
     name = model_name(artifact, name)
     devices = inventory.select(targets)
     sha = file_sha256(artifact)
     agent = agent or build_agent()
-    factory = transport_factory or _default_factory()
+    factory = transport_factory or open_transport
     started = time.monotonic()
 
-    def job(d: DeviceSpec) -> dict:
+    def job(d: DeviceSpec) -> BoardOutcome:
         t0 = time.monotonic()
         with board_session(d, agent, factory, progress) as board:
             try:
@@ -141,8 +145,8 @@ def deploy(
             except BoardError as e:
                 e.extra.setdefault("bytes_uploaded", board.bytes_uploaded)
                 raise
-            rec["bytes_uploaded"] = board.bytes_uploaded  # agent bytes included: what crossed the wire
-        return {"device": d.name, "address": d.address, **rec, "error": None, "seconds": round(time.monotonic() - t0, 3)}
+            up = board.bytes_uploaded  # agent bytes included: what crossed the wire
+        return rec.replace(bytes_uploaded=up, seconds=round(time.monotonic() - t0, 3))
 
     res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
     return _summary("deploy", res, started, artifact=str(artifact), name=name, sha256=sha, size_bytes=size)
@@ -157,77 +161,66 @@ def rollback(
     batches: str | list | None = None,
     max_fail: int | None = None,
     progress: ProgressFn | None = None,
-    transport_factory: Callable | None = None,
+    transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
-) -> dict:
+) -> FleetSummary:
     """Make each board's previous version of `name` current again (the agent checks it loads)."""
     if not re.fullmatch(NAME_RE, name):
         raise ConfigError(f"model name {name!r} is not valid", "use letters, digits, '.', '_', '-' (max 64)")
     devices = inventory.select(targets)
     agent = agent or build_agent()
-    factory = transport_factory or _default_factory()
+    factory = transport_factory or open_transport
     started = time.monotonic()
 
-    def job(d: DeviceSpec) -> dict:
+    def job(d: DeviceSpec) -> BoardOutcome:
         t0 = time.monotonic()
         with board_session(d, agent, factory, progress) as board:
-            res = board.call(
-                "rollback",
-                "--name",
-                name,
-                "--threads",
-                str(d.threads),
-                "--delegate",
-                d.delegate,
-                "--lock-timeout",
-                f"{d.lock_timeout:g}",
-            )
+            args = ["--name", name, "--threads", str(d.threads), "--delegate", d.delegate]
+            res = board.call("rollback", *args, "--lock-timeout", f"{d.lock_timeout:g}")
             up = board.bytes_uploaded
-        return {
-            "device": d.name,
-            "address": d.address,
-            "status": "changed",
-            "action": "rolled back",
-            "previous": res.get("previous"),
-            "current": res.get("current"),
-            "bytes_uploaded": up,
-            "error": None,
-            "seconds": round(time.monotonic() - t0, 3),
-        }
+        assert isinstance(res, AgentSwitch)  # noqa: S101 - read_agent_doc's contract for "rollback"
+        return BoardOutcome(
+            device=d.name,
+            address=d.address,
+            status="changed",
+            action="rolled back",
+            previous=res.previous,
+            current=res.current,
+            bytes_uploaded=up,
+            error=None,
+            seconds=round(time.monotonic() - t0, 3),
+        )
 
     res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
     return _summary("rollback", res, started, name=name)
 
 
-def _default_factory():
-    from edgeq.fleet.ssh import open_transport
-
-    return open_transport
-
-
-def _summary(action: str, res: dict, started: float, **fields) -> dict:
-    bad = res["counts"]["failed"] + res["counts"]["unreachable"] + res["counts"]["skipped"]
-    return {
-        "ok": bad == 0,
-        "action": action,
+def _summary(action: Action, res: Rollout, started: float, **fields: Any) -> FleetSummary:
+    bad = res.counts.failed + res.counts.unreachable + res.counts.skipped
+    return FleetSummary(
+        ok=bad == 0,
+        action=action,
         **fields,
-        **res,
-        "bytes_uploaded": sum(r.get("bytes_uploaded") or 0 for r in res["devices"]),
-        "seconds": round(time.monotonic() - started, 3),
-    }
-
-
-def raise_for_failures(summary: dict) -> None:
-    """The CLI's exit decision: FleetError (exit FLEET) naming the boards that did not succeed."""
-    if summary.get("ok", True):
-        return
-    bad = [r for r in summary["devices"] if r["status"] not in ("ok", "changed")]
-    names = ", ".join(f"{r['device']} ({r['status']})" for r in bad)
-    first = next((r for r in bad if r.get("error")), None)
-    e = FleetError(
-        f"{summary['action']} did not succeed on {len(bad)} of {len(summary['devices'])} board(s): {names}"
-        + (f"; first error: {first['error']}" if first else ""),
-        (first or {}).get("hint") or "see the per-board table above",
+        batches=res.batches,
+        stopped_after_batch=res.stopped_after_batch,
+        counts=res.counts,
+        devices=res.devices,
+        bytes_uploaded=sum(r.bytes_uploaded for r in res.devices),
+        seconds=round(time.monotonic() - started, 3),
     )
-    e.result = summary
+
+
+def raise_for_failures(summary: FleetSummary) -> None:
+    """The CLI's exit decision: FleetError (exit FLEET) naming the boards that did not succeed."""
+    if summary.ok:
+        return
+    bad = summary.failed
+    names = ", ".join(f"{r.device} ({r.status})" for r in bad)
+    first = next((r for r in bad if r.error), None)
+    e = FleetError(
+        f"{summary.action} did not succeed on {len(bad)} of {len(summary.devices)} board(s): {names}"
+        + (f"; first error: {first.error}" if first else ""),
+        (first.hint if first else None) or "see the per-board table above",
+    )
+    e.result = summary.to_json()
     raise e

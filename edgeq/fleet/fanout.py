@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
+
+from pydantic import ValidationError
 
 from edgeq.errors import ConfigError, EdgeqError
 from edgeq.fleet.base import BoardError
 from edgeq.fleet.board import AgentBundle, Board
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.records.fleet import FAILED, BoardOutcome, FleetCounts, Rollout
 
-FAILED = ("failed", "unreachable")
 ProgressFn = Callable[[dict], None]  # called from worker threads with small JSON-able events
 
 
@@ -64,11 +68,14 @@ def plan_batches(n: int, spec: str | list | tuple | None) -> list[range]:
     return out
 
 
-def failure_record(device: DeviceSpec, e: BaseException, started: float, extra: dict | None = None) -> dict:
-    rec = {"device": device.name, "address": device.address, **(extra or {})}
+def failure_record(device: DeviceSpec, e: BaseException, started: float, **fields: Any) -> BoardOutcome:
+    """The outcome of a board whose job raised; `fields` adds the action's own (check: BoardHealth's)."""
+    cls: type[BoardOutcome] = fields.pop("record", BoardOutcome)
+    rec: dict[str, Any] = {"device": device.name, "address": device.address, **fields}
+    details: dict[str, Any] = {}
     if isinstance(e, BoardError):
         rec.update(status="unreachable" if e.unreachable else "failed", kind=e.kind, error=e.message, hint=e.hint)
-        rec.update({k: v for k, v in e.extra.items() if k not in rec})
+        details = {k: v for k, v in e.extra.items() if k not in rec}  # the agent's details (holder, op, ...)
     elif isinstance(e, EdgeqError):
         rec.update(status="failed", kind=type(e).__name__, error=f"{device.name}: {e.message}", hint=e.hint)
     else:  # a bug must not abort the other boards' rollout; it is still reported
@@ -78,73 +85,75 @@ def failure_record(device: DeviceSpec, e: BaseException, started: float, extra: 
             error=f"{device.name}: internal error: {type(e).__name__}: {e}",
             hint="rerun with --debug and report it",
         )
-    rec.setdefault("bytes_uploaded", 0)
+    up = details.pop("bytes_uploaded", 0)
+    rec["bytes_uploaded"] = up if isinstance(up, int) and not isinstance(up, bool) else 0
     rec["seconds"] = round(time.monotonic() - started, 3)
-    return rec
+    try:
+        return cls.model_validate({**rec, **details})
+    except ValidationError:  # a board's detail that collides with a field of ours is dropped, not fatal
+        return cls.model_validate({**rec, **{k: v for k, v in details.items() if k not in cls.model_fields}})
+
+
+def _skipped(d: DeviceSpec, stopped_after: int | None, failures: int, max_fail: int | None) -> BoardOutcome:
+    return BoardOutcome(
+        device=d.name,
+        address=d.address,
+        status="skipped",
+        error=None,
+        hint=f"rollout stopped after batch {stopped_after}: {failures} failure(s) > --max-fail {max_fail}",
+        bytes_uploaded=0,
+        seconds=0.0,
+    )
 
 
 def run_fleet(
     devices: list[DeviceSpec],
-    job: Callable[[DeviceSpec], dict],
+    job: Callable[[DeviceSpec], BoardOutcome],
     *,
     parallel: int = 5,
     batches: str | list | None = None,
     max_fail: int | None = None,
     progress: ProgressFn | None = None,
-) -> dict:
-    """Run job on each device (bounded threads, batch by batch). Returns records and rollout facts."""
+) -> Rollout:
+    """Run job on each device (bounded threads, batch by batch). Returns outcomes and rollout facts."""
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
     if max_fail is not None and max_fail < 0:
         raise ConfigError(f"--max-fail must be 0 or more (got {max_fail})")
     plan = plan_batches(len(devices), batches)
-    records: list[dict | None] = [None] * len(devices)
+    records: list[BoardOutcome | None] = [None] * len(devices)
     failures = 0
     stopped_after = None
 
-    def guarded(d: DeviceSpec) -> dict:
+    def guarded(d: DeviceSpec) -> BoardOutcome:
         started = time.monotonic()
         try:
             rec = job(d)
         except Exception as e:
             rec = failure_record(d, e, started)
-        rec.setdefault("seconds", round(time.monotonic() - started, 3))
         if progress:
-            progress({"event": "done", "device": d.name, "status": rec["status"], "error": rec.get("error")})
+            progress({"event": "done", "device": d.name, "status": rec.status, "error": rec.error})
         return rec
 
     for b, idx in enumerate(plan):
         if progress:
             progress({"event": "batch", "batch": b + 1, "of": len(plan), "devices": [devices[i].name for i in idx]})
         with ThreadPoolExecutor(max_workers=min(parallel, len(idx)), thread_name_prefix="edgeq-fleet") as pool:
-            for i, rec in zip(idx, pool.map(guarded, [devices[i] for i in idx]), strict=False):
+            for i, rec in zip(idx, pool.map(guarded, [devices[i] for i in idx]), strict=True):
                 records[i] = rec
-        failures = sum(1 for r in records if r and r["status"] in FAILED)
+        failures = sum(1 for r in records if r and r.status in FAILED)
         if max_fail is not None and failures > max_fail and b + 1 < len(plan):
             stopped_after = b + 1
             if progress:
                 progress({"event": "stopped", "batch": b + 1, "failures": failures, "max_fail": max_fail})
             break
-    for i, d in enumerate(devices):
-        if records[i] is None:
-            records[i] = {
-                "device": d.name,
-                "address": d.address,
-                "status": "skipped",
-                "error": None,
-                "hint": f"rollout stopped after batch {stopped_after}: {failures} failure(s) > --max-fail {max_fail}",
-                "bytes_uploaded": 0,
-                "seconds": 0.0,
-            }
-    counts = {k: 0 for k in ("ok", "changed", "unreachable", "failed", "skipped")}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return {
-        "batches": [[devices[i].name for i in idx] for idx in plan],
-        "stopped_after_batch": stopped_after,
-        "counts": counts,
-        "devices": records,
-    }
+    done = [r or _skipped(d, stopped_after, failures, max_fail) for d, r in zip(devices, records, strict=True)]
+    return Rollout(
+        batches=tuple(tuple(devices[i].name for i in idx) for idx in plan),
+        stopped_after_batch=stopped_after,
+        counts=FleetCounts(**Counter(r.status for r in done)),
+        devices=tuple(done),
+    )
 
 
 @contextmanager

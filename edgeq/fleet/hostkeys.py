@@ -16,16 +16,10 @@ from pathlib import Path
 
 from edgeq.fleet.base import BoardError
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.keyformat import fingerprint, host_entry
+from edgeq.fleet.ssherrors import classify_connect_error
 
-
-def fingerprint(key_blob: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint of a public key blob: 'SHA256:' + base64 without padding."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
-
-
-def host_entry(host: str, port: int) -> str:
-    """How OpenSSH names a host in known_hosts: bare for port 22, else [host]:port."""
-    return host if port == 22 else f"[{host}]:{port}"
+__all__ = ["HostKey", "fetch_host_key", "fingerprint", "host_entry", "known_keys", "record_host_key"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +47,6 @@ def fetch_host_key(device: DeviceSpec) -> HostKey:
     try:
         sock = socket.create_connection((device.host, device.port), timeout=device.connect_timeout)
     except OSError as e:
-        from edgeq.fleet.ssherrors import classify_connect_error
-
         raise classify_connect_error(device, e) from None
     t = paramiko.Transport(sock)
     t.banner_timeout = device.connect_timeout

@@ -330,12 +330,3 @@ class SSHTransport:
             return self._sftp_client().normalize(".")
         except OSError as e:
             raise self._dropped("resolving the home directory", e) from None
-
-
-def open_transport(device: DeviceSpec, **kw):
-    """The default transport factory: a connected transport for the device's kind."""
-    if device.transport == "local":
-        from edgeq.fleet.local import LocalTransport
-
-        return LocalTransport(device)
-    return SSHTransport(device, **kw).connect()

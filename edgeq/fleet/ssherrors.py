@@ -1,6 +1,6 @@
 """SSH connection failures -> BoardErrors that say what failed and what to do next.
 
-paramiko is imported inside the functions (this module is imported by hostkeys for `trust`).
+paramiko is imported inside the functions. hostkeys imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import errno
 import socket
 
 from edgeq.fleet.base import BoardError
-from edgeq.fleet.hostkeys import fingerprint, host_entry
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.keyformat import fingerprint, host_entry
 
 _UNREACHABLE_ERRNOS = {
     errno.EHOSTUNREACH,

@@ -1,0 +1,21 @@
+"""The default transport factory: a connected transport for a device's kind (ssh or local).
+
+Its own module so deploy, bench and check depend on the transports, and the transports on nothing
+above them. Paramiko is imported only when an SSH board is connected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeq.fleet.base import Transport
+from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.local import LocalTransport
+from edgeq.fleet.ssh import SSHTransport
+
+
+def open_transport(device: DeviceSpec, **kw: Any) -> Transport:
+    """A connected transport for the device's kind; the caller closes it."""
+    if device.transport == "local":
+        return LocalTransport(device)
+    return SSHTransport(device, **kw).connect()
