@@ -9,7 +9,6 @@ run's manifest says how far it got (its status stays "running", with a pid that 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import platform
 import secrets
@@ -23,7 +22,10 @@ from edgeq import __version__, paths, zoo
 from edgeq import data as data_mod
 from edgeq.config import load_pipeline
 from edgeq.errors import FleetError, GateError, Terminated
-from edgeq.records.run import DeployStage, QuantizeStage, RunManifest, RunStages, RuntimeInfo, VariantResult
+from edgeq.hashing import file_sha256
+from edgeq.records.fleet import RuntimeInfo
+from edgeq.records.run import DeployStage, QuantizeStage, RunManifest, RunStages, VariantResult
+from edgeq.stages import fleet
 from edgeq.stages.cache import StageCache, stage_key
 from edgeq.stages.context import RunContext
 from edgeq.stages.steps import gate_variants, quantize_stage, train_stage, validate_stage
@@ -50,10 +52,6 @@ def new_run_id() -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class _ManifestFile:
@@ -117,7 +115,7 @@ def _first_manifest(ctx: RunContext, pipeline_file: Path) -> RunManifest:
         run_id=ctx.run_id,
         pipeline=ctx.spec.name,
         pipeline_file=str(pipeline_file.resolve()),
-        pipeline_sha256=_file_sha(pipeline_file),
+        pipeline_sha256=file_sha256(pipeline_file),
         status="running",
         started=_now(),
         pid=os.getpid(),
@@ -161,8 +159,6 @@ def _run_stages(ctx: RunContext, out: _ManifestFile) -> None:
 
 def fleet_stages(ctx: RunContext, variants: dict[str, VariantResult], out: _ManifestFile) -> None:
     """Deploy, then benchmark (never cached: the boards are the input); failures go to fleet_failed."""
-    from edgeq.stages import fleet
-
     spec = ctx.spec
     inv = fleet.inventory(spec, ctx.base)
     failures: list[str] = []

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import paths
+from edgeq import fleet, paths
 from edgeq.config import PipelineSpec
 from edgeq.errors import EdgeqError
 from edgeq.progress import fleet_counter
-from edgeq.records.run import AccuracyCheck, BenchmarkStage, DeployStage, VariantResult
+from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
+from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
 
 
 def inventory(spec: PipelineSpec, base: Path):
     """The boards the pipeline deploys to: its devices file (relative to the YAML), else the default one."""
-    from edgeq import fleet
-
     if spec.devices:
         p = Path(spec.devices).expanduser()
         return fleet.load_inventory(p if p.is_absolute() else base / p)
@@ -46,9 +45,8 @@ def _progress(log: Callable[[str], None], label: str, boards: int):
 
 def deploy_stage(spec: PipelineSpec, inv, variants: dict[str, VariantResult], log) -> tuple[DeployStage, list[str]]:
     """Deploy each variant the pipeline names to its targets. Returns the stage and its failure messages."""
-    from edgeq import fleet
-
-    out, failures = {}, []
+    out: dict[str, FleetSummary] = {}
+    failures: list[str] = []
     for key in spec.deploy.variants or list(variants):
         log(f"deploy {key}: to {', '.join(spec.deploy.targets)}")
         res = fleet.deploy(
@@ -59,11 +57,7 @@ def deploy_stage(spec: PipelineSpec, inv, variants: dict[str, VariantResult], lo
             progress=_progress(log, f"deploy {key}", len(inv.select(spec.deploy.targets))),
         )
         out[key] = res
-        failures += [
-            f"deploy {key} on {d['device']}: {d.get('error') or d['status']}"
-            for d in res["devices"]
-            if d["status"] not in ("ok", "changed")
-        ]
+        failures += [f"deploy {key} on {d.device}: {d.error or d.status}" for d in res.devices if not d.succeeded]
     return DeployStage(cached=False, results=out), failures
 
 
@@ -74,15 +68,13 @@ def benchmark_stage(
 
     Returns the stage, the accuracy checks (None when not asked) and the failure messages.
     """
-    from edgeq import fleet
-
     b = spec.benchmark
     targets = b.targets or spec.deploy.targets
     inputs = None
     if b.inputs == "test":
         inputs = run_dir / "bench-inputs.npy"
         paths.atomic_write_bytes(inputs, _npy_bytes(dataset().x_test[: b.input_samples]))
-    rows: list[dict] = []
+    rows: list[BenchResult] = []
     failures: list[str] = []
     keys = b.variants or list(variants)
     for key in keys:
@@ -99,7 +91,7 @@ def benchmark_stage(
             parallel=b.parallel,
             progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
         )
-        for d in res["devices"]:
+        for d in res.devices:
             _bench_rows(d, key, run_dir / "bench", rows, failures)
     checks = None
     if b.accuracy_check:
@@ -108,43 +100,19 @@ def benchmark_stage(
     return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
 
 
-def _bench_rows(d: dict, key: str, raw_dir: Path, rows: list[dict], failures: list[str]) -> None:
+def _bench_rows(d: BoardOutcome, key: str, raw_dir: Path, rows: list[BenchResult], failures: list[str]) -> None:
     """One board's benchmark results as manifest rows (raw samples kept beside the manifest)."""
-    if not d.get("results"):
-        rows.append(
-            {
-                "device": d["device"],
-                "variant": key,
-                "threads": None,
-                "ok": False,
-                "status": d["status"],
-                "error": d.get("error"),
-                "hint": d.get("hint"),
-            }
-        )
-        failures.append(f"benchmark {key} on {d['device']}: {d.get('error') or d['status']}")
-    for r in d.get("results", []):
-        row = {"device": d["device"], "variant": key, "threads": r["threads"], "ok": r["ok"]}
-        if r["ok"]:
-            raw = r["raw"]
-            raw_path = raw_dir / f"{d['device']}-{key}-t{r['threads']}.json"
-            paths.atomic_write_json(raw_path, raw)
-            keep = ("latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate")
-            row.update({k: r[k] for k in keep})
-            row["power"] = _power_summary(r.get("power"))
-            row["board"] = raw.get("board")
-            row["raw"] = str(raw_path)
+    if not d.results:
+        rows.append(fleet.unmeasured_result(d, key))
+        failures.append(f"benchmark {key} on {d.device}: {d.error or d.status}")
+    for r in d.results:
+        raw_path = None
+        if r.ok and r.raw is not None:
+            raw_path = raw_dir / f"{d.device}-{key}-t{r.threads}.json"
+            paths.atomic_write_json(raw_path, r.raw.to_json())
         else:
-            row.update({"error": r.get("error"), "kind": r.get("kind"), "hint": r.get("hint")})
-            failures.append(f"benchmark {key} on {d['device']} ({r['threads']} threads): {r.get('error')}")
-        rows.append(row)
-
-
-def _power_summary(p: dict | None) -> dict | None:
-    if not p:
-        return None
-    keep = ("probe", "mean_w", "idle_w", "joules_per_inference", "joules_per_inference_above_idle", "samples", "error")
-    return {k: p.get(k) for k in keep if k in p}
+            failures.append(f"benchmark {key} on {d.device} ({r.threads} threads): {r.error}")
+        rows.append(fleet.bench_result(d.device, key, r, raw_path))
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -176,8 +144,6 @@ def compare_accuracy(preds: np.ndarray, labels: np.ndarray, host: float, tol: fl
 
 def _accuracy_check(inv, targets, spec, variants, ds, run_dir, keys, log) -> tuple[AccuracyCheck, ...]:
     """Run the whole test split on each board and compare with the validate stage's accuracy."""
-    from edgeq import fleet
-
     inputs = run_dir / "test-inputs.npy"
     paths.atomic_write_bytes(inputs, _npy_bytes(ds.x_test))
     out = []

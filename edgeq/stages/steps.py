@@ -7,7 +7,6 @@ cached never imports it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from edgeq import zoo
 from edgeq.config import VariantSpec
 from edgeq.errors import ConfigError
+from edgeq.hashing import file_sha256
 from edgeq.records.run import (
     GateOutcome,
     LayerErrors,
@@ -96,7 +96,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     art = ctx.run_dir / "artifacts" / f"{spec.name}-{v.key}.tflite"
     _link(model, art)
     entry = {"type": v.type, **({"qat": True} if v.qat else {})}
-    entry |= {"artifact": str(art), "sha256": _file_sha(model), "size_bytes": stage.size_bytes}
+    entry |= {"artifact": str(art), "sha256": file_sha256(model), "size_bytes": stage.size_bytes}
     if stage.mixed_precision:
         mp = _mixed_summary(stage.mixed_precision)
         entry["mixed_precision"] = mp
@@ -187,10 +187,6 @@ def gate_variants(
 def _log_worst(ctx: RunContext, key: str, le: LayerErrors) -> None:
     if le.worst:
         ctx.log(f"{key}: worst int8 layers (RMSE/scale): " + ", ".join(f"{w.layer} {w.op} {w.rmse_scale:.2f}" for w in le.worst))
-
-
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _link(src: Path, dst: Path) -> None:
