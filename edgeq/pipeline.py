@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeq import __version__, paths, zoo
 from edgeq import data as data_mod
+from edgeq import runtime as rt
 from edgeq.config import load_pipeline
 from edgeq.errors import FleetError, GateError, Terminated
 from edgeq.hashing import file_sha256
@@ -140,9 +141,6 @@ def _run_stages(ctx: RunContext, out: _ManifestFile) -> None:
         quantized[v.key], variants[v.key] = quantize_stage(ctx, v, train, data_key)
         out.update(variants=variants)
     out.stage(quantize=quantized)
-
-    from edgeq import runtime as rt
-
     runtime = rt.pick()
     validated = {v.key: validate_stage(ctx, v, quantized[v.key], runtime, data_key) for v in spec.quantize.variants}
     out.stage(validate_=validated)

@@ -58,18 +58,18 @@ class _Lines(dict):
     env: dict
 
 
-def _substitute_env(value: Any, where: str, lines: dict, path: tuple = (), hits: dict | None = None) -> Any:
+def _substitute_env(value: Any, file: str, lines: dict, path: tuple = (), hits: dict | None = None) -> Any:
     """Replace ${EDGEQ_*} in strings. Other ${...} are refused: secrets never come from YAML."""
     hits = {} if hits is None else hits
     if isinstance(value, dict):
-        return {k: _substitute_env(v, where, lines, path + (k,), hits) for k, v in value.items()}
+        return {k: _substitute_env(v, file, lines, path + (k,), hits) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute_env(v, where, lines, path + (i,), hits) for i, v in enumerate(value)]
+        return [_substitute_env(v, file, lines, path + (i,), hits) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
 
         def repl(m: re.Match) -> str:
             name = m.group(1)
-            loc = where(where, lines, path)
+            loc = where(file, lines, path)
             if not name.startswith("EDGEQ_"):
                 raise ConfigError(
                     f"{loc}: ${{{name}}} is not allowed; only ${{EDGEQ_*}} variables are substituted",
