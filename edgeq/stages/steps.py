@@ -29,7 +29,7 @@ from edgeq.stages import qat
 from edgeq.stages.cache import CACHE_VERSION, stage_key
 from edgeq.stages.context import RunContext
 from edgeq.stages.quantize import calibration_set, quantize
-from edgeq.stages.train import train
+from edgeq.stages.train import train as train_model
 from edgeq.stages.validate import check_gates, evaluate, layer_errors_of
 
 LAYER_ERRORS_VERSION = 1  # int8 validate outputs carry per-layer error statistics (edgeq/stages/debug.py)
@@ -68,7 +68,7 @@ def _train(ctx: RunContext, tmp: Path) -> dict:
         f"  training {spec.model.builtin or spec.model.path or spec.model.factory} on {len(ds.x_train)} samples "
         f"({spec.train.epochs} epochs, batch {spec.train.batch_size})"
     )
-    return train(spec, ctx.base, ds, tmp, ctx.log)
+    return train_model(spec, ctx.base, ds, tmp, ctx.log)
 
 
 def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key: str) -> tuple[QuantizeStage, VariantResult]:
