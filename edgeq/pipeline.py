@@ -161,11 +161,12 @@ def fleet_stages(ctx: RunContext, variants: dict[str, VariantResult], out: _Mani
     inv = fleet.inventory(spec, ctx.base)
     failures: list[str] = []
     if spec.deploy is not None:
-        deployed, failed = fleet.deploy_stage(spec, inv, variants, ctx.log)
+        deployed, failed = fleet.deploy_stage(spec.deploy, inv, variants, ctx.log)
         out.stage(deploy=deployed)
         failures += failed
     if spec.benchmark is not None:
-        bench, checks, failed = fleet.benchmark_stage(spec, inv, variants, ctx.run_dir, ctx.dataset, ctx.log)
+        targets = spec.benchmark.targets or (spec.deploy.targets if spec.deploy else [])  # config requires one
+        bench, checks, failed = fleet.benchmark_stage(spec.benchmark, targets, inv, variants, ctx.run_dir, ctx.dataset, ctx.log)
         out.stage(**({"benchmark_accuracy": checks} if checks is not None else {}), benchmark=bench)
         out.update(benchmarks=bench.results)
         failures += failed

@@ -184,7 +184,7 @@ class RunStages(RunRecord):
 
     train: TrainStage | None = None
     quantize: dict[str, QuantizeStage] | None = None
-    validate_: dict[str, ValidateStage] | None = Field(None, alias="validate")
+    validate_: dict[str, ValidateStage] | None = Field(default=None, alias="validate")
     deploy: DeployStage | None = None
     benchmark_accuracy: tuple[AccuracyCheck, ...] | None = None
     benchmark: BenchmarkStage | None = None

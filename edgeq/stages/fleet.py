@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq import fleet, paths
-from edgeq.config import PipelineSpec
+from edgeq.config import BenchmarkStageSpec, DeployStageSpec, PipelineSpec
 from edgeq.errors import EdgeqError
 from edgeq.progress import fleet_counter
 from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
@@ -43,33 +43,31 @@ def _progress(log: Callable[[str], None], label: str, boards: int):
     return cb
 
 
-def deploy_stage(spec: PipelineSpec, inv, variants: dict[str, VariantResult], log) -> tuple[DeployStage, list[str]]:
+def deploy_stage(d: DeployStageSpec, inv, variants: dict[str, VariantResult], log) -> tuple[DeployStage, list[str]]:
     """Deploy each variant the pipeline names to its targets. Returns the stage and its failure messages."""
     out: dict[str, FleetSummary] = {}
     failures: list[str] = []
-    for key in spec.deploy.variants or list(variants):
-        log(f"deploy {key}: to {', '.join(spec.deploy.targets)}")
+    for key in d.variants or list(variants):
+        log(f"deploy {key}: to {', '.join(d.targets)}")
         res = fleet.deploy(
             inv,
-            spec.deploy.targets,
+            d.targets,
             Path(variants[key].artifact),
-            parallel=spec.deploy.parallel,
-            progress=_progress(log, f"deploy {key}", len(inv.select(spec.deploy.targets))),
+            parallel=d.parallel,
+            progress=_progress(log, f"deploy {key}", len(inv.select(d.targets))),
         )
         out[key] = res
-        failures += [f"deploy {key} on {d.device}: {d.error or d.status}" for d in res.devices if not d.succeeded]
+        failures += [f"deploy {key} on {b.device}: {b.error or b.status}" for b in res.devices if not b.succeeded]
     return DeployStage(cached=False, results=out), failures
 
 
 def benchmark_stage(
-    spec: PipelineSpec, inv, variants: dict[str, VariantResult], run_dir: Path, dataset, log
+    b: BenchmarkStageSpec, targets: list[str], inv, variants: dict[str, VariantResult], run_dir: Path, dataset, log
 ) -> tuple[BenchmarkStage, tuple[AccuracyCheck, ...] | None, list[str]]:
     """Benchmark each variant on each target (and, if asked, its accuracy on the boards).
 
     Returns the stage, the accuracy checks (None when not asked) and the failure messages.
     """
-    b = spec.benchmark
-    targets = b.targets or spec.deploy.targets
     inputs = None
     if b.inputs == "test":
         inputs = run_dir / "bench-inputs.npy"
@@ -95,7 +93,7 @@ def benchmark_stage(
             _bench_rows(d, key, run_dir / "bench", rows, failures)
     checks = None
     if b.accuracy_check:
-        checks = _accuracy_check(inv, targets, spec, variants, dataset(), run_dir, keys, log)
+        checks = _accuracy_check(inv, targets, b.accuracy_tolerance, variants, dataset(), run_dir, keys, log)
         failures += [f"accuracy check {r.variant} on {r.device}: {r.error}" for r in checks if not r.ok]
     return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
 
@@ -142,7 +140,7 @@ def compare_accuracy(preds: np.ndarray, labels: np.ndarray, host: float, tol: fl
     )
 
 
-def _accuracy_check(inv, targets, spec, variants, ds, run_dir, keys, log) -> tuple[AccuracyCheck, ...]:
+def _accuracy_check(inv, targets, tol, variants, ds, run_dir, keys, log) -> tuple[AccuracyCheck, ...]:
     """Run the whole test split on each board and compare with the validate stage's accuracy."""
     inputs = run_dir / "test-inputs.npy"
     paths.atomic_write_bytes(inputs, _npy_bytes(ds.x_test))
@@ -153,7 +151,6 @@ def _accuracy_check(inv, targets, spec, variants, ds, run_dir, keys, log) -> tup
             try:
                 preds = np.asarray(fleet.predict(inv, dev.name, name, inputs))
                 host = variants[key].accuracy
-                tol = spec.benchmark.accuracy_tolerance
                 acc, delta, err = compare_accuracy(preds, ds.y_test, host, tol)
                 out.append(
                     AccuracyCheck(

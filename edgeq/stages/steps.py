@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from edgeq import zoo
 from edgeq.config import VariantSpec
@@ -95,7 +96,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     stage = QuantizeStage.from_json({"key": key, "cached": cached, "output": str(model), **meta})
     art = ctx.run_dir / "artifacts" / f"{spec.name}-{v.key}.tflite"
     _link(model, art)
-    entry = {"type": v.type, **({"qat": True} if v.qat else {})}
+    entry: dict[str, Any] = {"type": v.type, **({"qat": True} if v.qat else {})}
     entry |= {"artifact": str(art), "sha256": file_sha256(model), "size_bytes": stage.size_bytes}
     if stage.mixed_precision:
         mp = _mixed_summary(stage.mixed_precision)
