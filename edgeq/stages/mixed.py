@@ -99,47 +99,13 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
             f"  mixed precision: fp32 {acc_f:.4f}, plain int8 {acc_q:.4f} on {len(y)} validation rows "
             f"(budget {budget * 100:.2f} pts)"
         )
-        best, best_acc, best_n, chosen, steps, candidates = plain, acc_q, 0, [], [], []
+        best, best_acc, chosen, steps, candidates = plain, acc_q, [], [], []
         met = acc_f - acc_q <= budget
         if not met:
-            stats = layer_errors(calibrated, variant, x)
-            ranked = sorted(
-                (la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE), key=lambda la: -la["rmse_scale"]
-            )[:MAX_CANDIDATES]
-            alone: dict[str, tuple[float, bytes]] = {}
-            for la in ranked:  # the debugger's rank is a first guess; the measured accuracy decides the order
-                blob = requantize(calibrated, variant, [la["tensor"]])
-                applied = _is_float(blob, la["tensor"])
-                acc = _accuracy(runtime, blob, x, y, work) if applied else None
-                candidates.append(
-                    {
-                        "layer": la["layer"],
-                        "op": la["op"],
-                        "tensor": la["tensor"],
-                        "rmse_scale": la["rmse_scale"],
-                        "val_accuracy_alone": acc,
-                        "applied": applied,
-                    }
-                )
-                if applied:
-                    alone[la["tensor"]] = (acc, blob)
-            order = sorted((c for c in candidates if c["applied"]), key=lambda c: -c["val_accuracy_alone"])
-            for c in order:
-                chosen.append(c)
-                names = [k["tensor"] for k in chosen]
-                blob = alone[c["tensor"]][1] if len(chosen) == 1 else requantize(calibrated, variant, names)
-                acc = alone[c["tensor"]][0] if len(chosen) == 1 else _accuracy(runtime, blob, x, y, work)
-                steps.append({"float_layers": [k["layer"] for k in chosen], "val_accuracy": acc})
-                log(
-                    f"  mixed precision: {', '.join(k['layer'] for k in chosen)} float -> {acc:.4f} "
-                    f"(drop {(acc_f - acc) * 100:.2f} pts)"
-                )
-                if acc > best_acc or acc_f - acc <= budget:
-                    best, best_acc, best_n = blob, acc, len(chosen)
-                if acc_f - acc <= budget:
-                    met = True
-                    break
-            chosen = chosen[:best_n]
+            candidates, alone = _candidates(calibrated, variant, runtime, x, y, work)
+            best, best_acc, chosen, steps, met = _grow(
+                calibrated, variant, runtime, (x, y, work), candidates, alone, (acc_f, acc_q, plain), log
+            )
         names = [c["tensor"] for c in chosen]
         bad = float_ops(best, allowed=names)
         if bad:  # an unrequested float island: the same refusal as for a plain int8 model
@@ -170,3 +136,56 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
         }
     )
     return best, report
+
+
+def _candidates(calibrated: bytes, variant: VariantSpec, runtime, x, y, work: Path) -> tuple[list[dict], dict]:
+    """The worst int8 layers (per the debugger), each measured kept float alone: (candidates, {tensor: (acc, blob)})."""
+    stats = layer_errors(calibrated, variant, x)
+    ranked = sorted((la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE), key=lambda la: -la["rmse_scale"])[
+        :MAX_CANDIDATES
+    ]
+    candidates: list[dict] = []
+    alone: dict[str, tuple[float, bytes]] = {}
+    for la in ranked:  # the debugger's rank is a first guess; the measured accuracy decides the order
+        blob = requantize(calibrated, variant, [la["tensor"]])
+        applied = _is_float(blob, la["tensor"])
+        acc = _accuracy(runtime, blob, x, y, work) if applied else None
+        candidates.append(
+            {
+                "layer": la["layer"],
+                "op": la["op"],
+                "tensor": la["tensor"],
+                "rmse_scale": la["rmse_scale"],
+                "val_accuracy_alone": acc,
+                "applied": applied,
+            }
+        )
+        if applied and acc is not None:
+            alone[la["tensor"]] = (acc, blob)
+    return candidates, alone
+
+
+def _grow(calibrated: bytes, variant: VariantSpec, runtime, data, candidates: list[dict], alone: dict, start, log):
+    """Keep layers float one more at a time, best alone first, until the budget is met.
+
+    Returns (best model, its accuracy, the layers it keeps float, the steps, whether the budget is met).
+    """
+    x, y, work = data
+    acc_f, best_acc, best = start
+    budget = variant.accuracy_budget
+    chosen: list[dict] = []
+    steps: list[dict] = []
+    best_n, met = 0, False
+    for c in sorted((c for c in candidates if c["applied"]), key=lambda c: -c["val_accuracy_alone"]):
+        chosen.append(c)
+        names = [k["tensor"] for k in chosen]
+        blob = alone[c["tensor"]][1] if len(chosen) == 1 else requantize(calibrated, variant, names)
+        acc = alone[c["tensor"]][0] if len(chosen) == 1 else _accuracy(runtime, blob, x, y, work)
+        steps.append({"float_layers": [k["layer"] for k in chosen], "val_accuracy": acc})
+        log(f"  mixed precision: {', '.join(k['layer'] for k in chosen)} float -> {acc:.4f} (drop {(acc_f - acc) * 100:.2f} pts)")
+        if acc > best_acc or acc_f - acc <= budget:
+            best, best_acc, best_n = blob, acc, len(chosen)
+        if acc_f - acc <= budget:
+            met = True
+            break
+    return best, best_acc, chosen[:best_n], steps, met
