@@ -62,7 +62,7 @@ def test_qat_int8_runs_in_interpreter_close_to_fp32_and_is_cached(edgeq, write_p
 
     # 2) the artifact itself: full-integer int8 in a real interpreter, same accuracy as the manifest says
     from edgeq import runtime as rt
-    from edgeq.stages.quantize import float_ops
+    from edgeq.stages.convert import float_ops
     from edgeq.stages.validate import predict
 
     art = v["int8-qat"]["artifact"]
@@ -201,7 +201,7 @@ def test_qat_custom_layer_through_the_factory_hook(edgeq, write_pipeline, tmp_pa
     assert r.code == 0, r.stderr
     v = r.json()["variants"]
     with open(v["int8-qat"]["artifact"], "rb") as f:
-        from edgeq.stages.quantize import float_ops
+        from edgeq.stages.convert import float_ops
 
         assert float_ops(f.read()) == []
     assert v["int8-qat"]["accuracy"] > 0.5 and abs(v["int8-qat"]["accuracy_drop"]) <= 0.03, v

@@ -61,15 +61,16 @@ def test_first_and_random_selection():
 
 def test_unmet_budget_is_a_gate_failure_naming_the_layers_tried():
     from edgeq.config import GatesSpec
+    from edgeq.records.run import VariantResult
     from edgeq.stages.validate import check_gates
 
     mp = {"met": False, "budget": 0.005, "val_drop": 0.012, "tried": ["dense_1", "conv2d"]}
-    failed = check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": mp}, GatesSpec(), False)
-    assert len(failed) == 1 and "accuracy_budget 0.50 points not met" in failed[0] and "dense_1, conv2d" in failed[0]
-    assert (
-        check_gates("int8-mixed", {"accuracy": 0.9, "size_bytes": 10, "mixed_precision": {**mp, "met": True}}, GatesSpec(), False)
-        == []
+    r = VariantResult.from_json(
+        {"type": "int8", "artifact": "/a", "sha256": "0", "size_bytes": 10, "accuracy": 0.9, "mixed_precision": mp}
     )
+    failed = check_gates("int8-mixed", r, GatesSpec(), False)
+    assert len(failed) == 1 and "accuracy_budget 0.50 points not met" in failed[0] and "dense_1, conv2d" in failed[0]
+    assert check_gates("int8-mixed", r.replace(mixed_precision={**mp, "met": True}), GatesSpec(), False) == []
 
 
 # --------------------------------------------------------------------------- bad config -> exit 3, file:line
@@ -128,7 +129,7 @@ def outlier():
     from sklearn.datasets import load_digits
 
     from edgeq.config import VariantSpec
-    from edgeq.stages.quantize import convert
+    from edgeq.stages.convert import convert
 
     sys.path.insert(0, str(PIPELINES))
     try:
@@ -207,8 +208,8 @@ def test_layer_errors_name_the_outlier_layer(outlier):
 
 def test_mixed_precision_recovers_accuracy_with_requested_float_islands_only(outlier):
     from edgeq.config import VariantSpec
+    from edgeq.stages.convert import float_ops
     from edgeq.stages.mixed import search
-    from edgeq.stages.quantize import float_ops
 
     o = outlier
     v = VariantSpec(type="int8", accuracy_budget=0.01)
@@ -255,8 +256,8 @@ def test_plain_int8_within_budget_is_kept_as_is(outlier):
 def test_denylist_names_must_match_whole_tensor_names(outlier):
     """mlir_quantize silently ignores a partial name: requantize's callers must check (mixed does)."""
     from edgeq.config import VariantSpec
+    from edgeq.stages.convert import requantize
     from edgeq.stages.debug import layer_errors
-    from edgeq.stages.quantize import requantize
 
     o = outlier
     v = VariantSpec(type="int8")
@@ -273,7 +274,7 @@ def test_denylist_names_must_match_whole_tensor_names(outlier):
 def test_histogram_calibration_changes_activation_ranges(outlier):
     from edgeq.config import VariantSpec
     from edgeq.stages.calibrate import recalibrate
-    from edgeq.stages.quantize import requantize
+    from edgeq.stages.convert import requantize
 
     o = outlier
     v = VariantSpec(type="int8")

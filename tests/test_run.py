@@ -99,7 +99,7 @@ def test_cached_run_does_not_import_tensorflow(write_pipeline, home, edgeq):
     assert edgeq("run", p).code == 0
     code = (
         "import sys; from edgeq.pipeline import run_pipeline; "
-        f"r = run_pipeline({str(p)!r}); assert r['stages']['train']['cached']; "
+        f"r = run_pipeline({str(p)!r}); assert r.stages.train.cached; "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
     out = subprocess.run(
@@ -153,6 +153,11 @@ def test_killed_mid_stage_leaves_nothing_and_next_run_resumes(write_pipeline, ho
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the killed run's manifest says how far it got: it is written at every stage boundary
+    killed = [json.loads(m.read_text()) for m in (home / "runs").glob("*/manifest.json")]
+    killed = [m for m in killed if m["status"] == "running" and "q0" in str(m["params"]["quantize"])]
+    assert len(killed) == 1 and killed[0]["stages"]["train"]["key"] and "quantize" not in killed[0]["stages"]
+    assert list(killed[0]["variants"]) == ["fp32", "q0"] and killed[0]["pid"] == proc.pid
     r = edgeq("run", p, "--json")
     assert r.code == 0
     d = r.json()

@@ -16,14 +16,14 @@ import warnings
 
 import numpy as np
 
+from edgeq import runtime as rt
+from edgeq.quiet import captured_output, import_tensorflow
+
 NUM_BINS = 512  # TF's histogram calibrator default; MSE searches are O(bins) per step
 _METHODS = {"percentile": "CALIBRATION_METHOD_HISTOGRAM_PERCENTILE", "mse": "CALIBRATION_METHOD_HISTOGRAM_MSE_MAX_FREQUENCY"}
 
 
 def _histograms(calibrated: bytes, x: np.ndarray, ranges: dict[int, tuple[float, float]]) -> dict[int, np.ndarray]:
-    from edgeq import runtime as rt
-    from edgeq.quiet import captured_output
-
     with warnings.catch_warnings(), captured_output():
         warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": reading them is the point here
         it = rt.pick().interpreter_cls(model_content=calibrated, experimental_preserve_all_tensors=True)
@@ -41,8 +41,6 @@ def _histograms(calibrated: bytes, x: np.ndarray, ranges: dict[int, tuple[float,
 
 def recalibrate(calibrated: bytes, x: np.ndarray, method: str, percentile: float = 99.999) -> tuple[bytes, dict]:
     """Return (calibrated model with histogram-based ranges, {tensors changed, mean range shrink})."""
-    from edgeq.quiet import import_tensorflow
-
     import_tensorflow()
     from tensorflow.compiler.mlir.quantization.stablehlo import quantization_config_pb2 as qc
     from tensorflow.compiler.mlir.quantization.tensorflow.calibrator import calibration_algorithm as ca

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from edgeq.config import VariantSpec
+from edgeq.quiet import captured_output, import_tensorflow
 
 DEBUG_SAMPLES = 200  # enough for stable per-layer statistics; the debug model runs batch 1, op by op
 TOP = 5
@@ -33,8 +34,6 @@ def short_name(tensor: str) -> str:
 
 
 def debug_model(calibrated: bytes, variant: VariantSpec, denylist: tuple[str, ...] | list[str] = ()) -> bytes:
-    from edgeq.quiet import captured_output, import_tensorflow
-
     import_tensorflow()
     from tensorflow.lite.python.convert import mlir_quantize
 
@@ -56,8 +55,6 @@ def layer_errors(
     layer (short name), tensor (full name, usable in a denylist), scale, zero_point, rmse_scale,
     mean_error, max_abs_error, num_elements.
     """
-    from edgeq.quiet import captured_output, import_tensorflow
-
     tf = import_tensorflow()
     blob = debug_model(calibrated, variant, denylist)
     x = np.asarray(x[:DEBUG_SAMPLES], dtype=np.float32)

@@ -20,6 +20,9 @@ import numpy as np
 
 from edgeq.config import VariantSpec
 from edgeq.errors import ModelError, QuantizeError
+from edgeq.inspect import inspect_model
+from edgeq.quiet import import_tensorflow
+from edgeq.stages.convert import convert
 
 COMPILER = "edgetpu_compiler"
 COMPILER_ENV = "EDGEQ_EDGETPU_COMPILER"  # an explicit path wins over PATH
@@ -55,8 +58,6 @@ def static_batch(model):
 
 def check_compatible(blob: bytes, variant: VariantSpec) -> dict:
     """Raise QuantizeError naming the first offending op when the int8 model cannot go to the Edge TPU."""
-    from edgeq.inspect import inspect_model
-
     compat = inspect_model(blob)["edgetpu"]
     if not compat["compatible"]:
         f = compat["first_offending"]
@@ -116,15 +117,10 @@ def quantize_edgetpu(
     timeout: float = TIMEOUT_S,
 ) -> dict:
     """int8 conversion (same options as an int8 variant) -> compatibility check -> edgetpu_compiler."""
-    from edgeq.inspect import inspect_model
-    from edgeq.stages.quantize import convert
-
     start = time.perf_counter()
     if saved_model:
         source = model_path  # its signature fixes the shapes; a free batch is reported by the check below
     else:
-        from edgeq.quiet import import_tensorflow
-
         import_tensorflow()
         source = static_batch(load_model(model_path))
     as_int8 = variant.model_copy(update={"type": "int8"})

@@ -1,4 +1,7 @@
-"""deploy and benchmark stages: never cached (boards change), results stored per device x variant x threads."""
+"""deploy and benchmark stages: never cached (boards change), results stored per device x variant x threads.
+
+They reach the boards through edgeq.fleet's public API only.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import paths
-from edgeq.config import PipelineSpec
+from edgeq import fleet, paths
+from edgeq.config import BenchmarkStageSpec, DeployStageSpec, PipelineSpec
+from edgeq.errors import EdgeqError
+from edgeq.progress import fleet_counter
+from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
+from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
 
 
-def _inventory(spec: PipelineSpec, base: Path):
-    from edgeq import fleet
-
+def inventory(spec: PipelineSpec, base: Path):
+    """The boards the pipeline deploys to: its devices file (relative to the YAML), else the default one."""
     if spec.devices:
         p = Path(spec.devices).expanduser()
         return fleet.load_inventory(p if p.is_absolute() else base / p)
@@ -21,8 +27,6 @@ def _inventory(spec: PipelineSpec, base: Path):
 
 
 def _progress(log: Callable[[str], None], label: str, boards: int):
-    from edgeq.progress import fleet_counter
-
     bar = fleet_counter(label, boards)
 
     def cb(ev: dict) -> None:
@@ -39,111 +43,74 @@ def _progress(log: Callable[[str], None], label: str, boards: int):
     return cb
 
 
-def run_fleet_stages(spec: PipelineSpec, base: Path, manifest: dict, run_dir: Path, dataset, log) -> list[str]:
-    """Deploy and benchmark as the pipeline says. Returns failure messages (boards that did not succeed)."""
-    from edgeq import fleet
-
-    inv = _inventory(spec, base)
+def deploy_stage(d: DeployStageSpec, inv, variants: dict[str, VariantResult], log) -> tuple[DeployStage, list[str]]:
+    """Deploy each variant the pipeline names to its targets. Returns the stage and its failure messages."""
+    out: dict[str, FleetSummary] = {}
     failures: list[str] = []
-    variants = manifest["variants"]
-    if spec.deploy is not None:
-        out = {}
-        for key in spec.deploy.variants or list(variants):
-            log(f"deploy {key}: to {', '.join(spec.deploy.targets)}")
-            res = fleet.deploy(
-                inv,
-                spec.deploy.targets,
-                Path(variants[key]["artifact"]),
-                parallel=spec.deploy.parallel,
-                progress=_progress(log, f"deploy {key}", len(inv.select(spec.deploy.targets))),
-            )
-            out[key] = res
-            failures += [
-                f"deploy {key} on {d['device']}: {d.get('error') or d['status']}"
-                for d in res["devices"]
-                if d["status"] not in ("ok", "changed")
-            ]
-        manifest["stages"]["deploy"] = {"cached": False, "results": out}
-
-    if spec.benchmark is not None:
-        b = spec.benchmark
-        targets = b.targets or spec.deploy.targets
-        inputs = None
-        if b.inputs == "test":
-            ds = dataset()
-            inputs = run_dir / "bench-inputs.npy"
-            buf = _npy_bytes(ds.x_test[: b.input_samples])
-            paths.atomic_write_bytes(inputs, buf)
-        rows, raw_dir = [], run_dir / "bench"
-        for key in b.variants or list(variants):
-            log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
-            res = fleet.bench(
-                inv,
-                targets,
-                Path(variants[key]["artifact"]),
-                runs=b.runs,
-                warmup=b.warmup,
-                min_seconds=b.min_seconds,
-                threads=b.threads,
-                inputs=inputs,
-                parallel=b.parallel,
-                progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
-            )
-            for d in res["devices"]:
-                if not d.get("results"):
-                    rows.append(
-                        {
-                            "device": d["device"],
-                            "variant": key,
-                            "threads": None,
-                            "ok": False,
-                            "status": d["status"],
-                            "error": d.get("error"),
-                            "hint": d.get("hint"),
-                        }
-                    )
-                    failures.append(f"benchmark {key} on {d['device']}: {d.get('error') or d['status']}")
-                for r in d.get("results", []):
-                    row = {"device": d["device"], "variant": key, "threads": r["threads"], "ok": r["ok"]}
-                    if r["ok"]:
-                        raw = r["raw"]
-                        raw_path = raw_dir / f"{d['device']}-{key}-t{r['threads']}.json"
-                        paths.atomic_write_json(raw_path, raw)  # raw samples kept beside the manifest
-                        row.update(
-                            {
-                                k: r[k]
-                                for k in (
-                                    "latency_ms",
-                                    "count",
-                                    "init_ms",
-                                    "first_invoke_ms",
-                                    "peak_rss_bytes",
-                                    "runtime",
-                                    "delegate",
-                                )
-                            }
-                        )
-                        row["power"] = _power_summary(r.get("power"))
-                        row["board"] = raw.get("board")
-                        row["raw"] = str(raw_path)
-                    else:
-                        row.update({"error": r.get("error"), "kind": r.get("kind"), "hint": r.get("hint")})
-                        failures.append(f"benchmark {key} on {d['device']} ({r['threads']} threads): {r.get('error')}")
-                    rows.append(row)
-        if b.accuracy_check:
-            rows_acc = _accuracy_check(inv, targets, spec, manifest, dataset(), run_dir, b.variants or list(variants), log)
-            manifest["stages"]["benchmark_accuracy"] = rows_acc
-            failures += [f"accuracy check {r['variant']} on {r['device']}: {r['error']}" for r in rows_acc if not r["ok"]]
-        manifest["stages"]["benchmark"] = {"cached": False, "results": rows}
-        manifest["benchmarks"] = rows
-    return failures
+    for key in d.variants or list(variants):
+        log(f"deploy {key}: to {', '.join(d.targets)}")
+        res = fleet.deploy(
+            inv,
+            d.targets,
+            Path(variants[key].artifact),
+            parallel=d.parallel,
+            progress=_progress(log, f"deploy {key}", len(inv.select(d.targets))),
+        )
+        out[key] = res
+        failures += [f"deploy {key} on {b.device}: {b.error or b.status}" for b in res.devices if not b.succeeded]
+    return DeployStage(cached=False, results=out), failures
 
 
-def _power_summary(p: dict | None) -> dict | None:
-    if not p:
-        return None
-    keep = ("probe", "mean_w", "idle_w", "joules_per_inference", "joules_per_inference_above_idle", "samples", "error")
-    return {k: p.get(k) for k in keep if k in p}
+def benchmark_stage(
+    b: BenchmarkStageSpec, targets: list[str], inv, variants: dict[str, VariantResult], run_dir: Path, dataset, log
+) -> tuple[BenchmarkStage, tuple[AccuracyCheck, ...] | None, list[str]]:
+    """Benchmark each variant on each target (and, if asked, its accuracy on the boards).
+
+    Returns the stage, the accuracy checks (None when not asked) and the failure messages.
+    """
+    inputs = None
+    if b.inputs == "test":
+        inputs = run_dir / "bench-inputs.npy"
+        paths.atomic_write_bytes(inputs, _npy_bytes(dataset().x_test[: b.input_samples]))
+    rows: list[BenchResult] = []
+    failures: list[str] = []
+    keys = b.variants or list(variants)
+    for key in keys:
+        log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
+        res = fleet.bench(
+            inv,
+            targets,
+            Path(variants[key].artifact),
+            runs=b.runs,
+            warmup=b.warmup,
+            min_seconds=b.min_seconds,
+            threads=b.threads,
+            inputs=inputs,
+            parallel=b.parallel,
+            progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
+        )
+        for d in res.devices:
+            _bench_rows(d, key, run_dir / "bench", rows, failures)
+    checks = None
+    if b.accuracy_check:
+        checks = _accuracy_check(inv, targets, b.accuracy_tolerance, variants, dataset(), run_dir, keys, log)
+        failures += [f"accuracy check {r.variant} on {r.device}: {r.error}" for r in checks if not r.ok]
+    return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
+
+
+def _bench_rows(d: BoardOutcome, key: str, raw_dir: Path, rows: list[BenchResult], failures: list[str]) -> None:
+    """One board's benchmark results as manifest rows (raw samples kept beside the manifest)."""
+    if not d.results:
+        rows.append(fleet.unmeasured_result(d, key))
+        failures.append(f"benchmark {key} on {d.device}: {d.error or d.status}")
+    for r in d.results:
+        raw_path = None
+        if r.ok and r.raw is not None:
+            raw_path = raw_dir / f"{d.device}-{key}-t{r.threads}.json"
+            paths.atomic_write_json(raw_path, r.raw.to_json())
+        else:
+            failures.append(f"benchmark {key} on {d.device} ({r.threads} threads): {r.error}")
+        rows.append(fleet.bench_result(d.device, key, r, raw_path))
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -173,38 +140,34 @@ def compare_accuracy(preds: np.ndarray, labels: np.ndarray, host: float, tol: fl
     )
 
 
-def _accuracy_check(inv, targets, spec, manifest, ds, run_dir, keys, log) -> list[dict]:
+def _accuracy_check(inv, targets, tol, variants, ds, run_dir, keys, log) -> tuple[AccuracyCheck, ...]:
     """Run the whole test split on each board and compare with the validate stage's accuracy."""
-    from edgeq import fleet
-    from edgeq.errors import EdgeqError
-
     inputs = run_dir / "test-inputs.npy"
     paths.atomic_write_bytes(inputs, _npy_bytes(ds.x_test))
     out = []
     for dev in inv.select(targets):
         for key in keys:
-            name = Path(manifest["variants"][key]["artifact"]).stem
+            name = Path(variants[key].artifact).stem
             try:
                 preds = np.asarray(fleet.predict(inv, dev.name, name, inputs))
-                host = manifest["variants"][key]["accuracy"]
-                tol = spec.benchmark.accuracy_tolerance
+                host = variants[key].accuracy
                 acc, delta, err = compare_accuracy(preds, ds.y_test, host, tol)
                 out.append(
-                    {
-                        "device": dev.name,
-                        "variant": key,
-                        "ok": err is None,
-                        "board_accuracy": acc,
-                        "validate_accuracy": host,
-                        "accuracy_delta": delta,
-                        "tolerance": tol,
-                        "error": err,
-                    }
+                    AccuracyCheck(
+                        device=dev.name,
+                        variant=key,
+                        ok=err is None,
+                        board_accuracy=acc,
+                        validate_accuracy=host,
+                        accuracy_delta=delta,
+                        tolerance=tol,
+                        error=err,
+                    )
                 )
                 log(
                     f"  {dev.name}: {key} accuracy on the board {acc} (validate {host:.4f}"
                     + (f", {delta * 100:+.2f} pts)" if delta is not None else ")")
                 )
             except EdgeqError as e:
-                out.append({"device": dev.name, "variant": key, "ok": False, "error": e.message})
-    return out
+                out.append(AccuracyCheck(device=dev.name, variant=key, ok=False, error=e.message))
+    return tuple(out)

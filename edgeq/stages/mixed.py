@@ -1,6 +1,6 @@
 """Mixed precision to an accuracy budget: keep in float the int8 layers that cost the most accuracy.
 
-Calibration happens once (quantize.convert); each candidate model is a requantize() of the calibrated
+Calibration happens once (convert.convert); each candidate model is a requantize() of the calibrated
 model with a denylist, which takes milliseconds, so the search cost is the accuracy measurements.
 Accuracy is measured on the validation split through the interpreter: the test split stays unseen
 until the validate stage reports the final drop.
@@ -15,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeq import runtime as rt
 from edgeq.config import VariantSpec
 from edgeq.errors import QuantizeError
+from edgeq.quiet import captured_output
+from edgeq.stages.convert import float_ops, op_table, requantize
+from edgeq.stages.debug import layer_errors
+from edgeq.stages.validate import predict
 
 SEARCH_SAMPLES = 5000  # validation rows per accuracy measurement: 1 row = 0.02 points at 5000
 MAX_CANDIDATES = 16  # layers measured one by one (by debugger rank); bounds the search on deep models
@@ -24,9 +29,6 @@ MIN_RMSE_SCALE = 0.01  # below this a layer's int8 error is nil (reshapes): keep
 
 
 def _accuracy(runtime, blob: bytes, x: np.ndarray, y: np.ndarray, workdir: Path) -> float:
-    from edgeq.quiet import captured_output
-    from edgeq.stages.validate import predict
-
     path = workdir / "candidate.tflite"
     path.write_bytes(blob)
     with captured_output():
@@ -35,8 +37,6 @@ def _accuracy(runtime, blob: bytes, x: np.ndarray, y: np.ndarray, workdir: Path)
 
 def latency_us(runtime, blob: bytes, workdir: Path, min_runs: int = 200, min_seconds: float = 0.3) -> float:
     """Median batch-1 invoke time on this machine, 1 thread, after 20 warm-up runs."""
-    from edgeq.quiet import captured_output
-
     path = workdir / "latency.tflite"
     path.write_bytes(blob)
     with captured_output():
@@ -63,7 +63,6 @@ def latency_us(runtime, blob: bytes, workdir: Path, min_runs: int = 200, min_sec
 
 def int8_fraction(blob: bytes) -> tuple[float, int, int]:
     """(fraction, int8 ops, compute ops): compute ops exclude QUANTIZE/DEQUANTIZE and int32 shape arithmetic."""
-    from edgeq.stages.quantize import op_table
 
     ops = [o for o in op_table(blob) if o["op"] not in ("QUANTIZE", "DEQUANTIZE") and not o["shape_only"]]
     n8 = sum(not o["float"] for o in ops)
@@ -71,17 +70,12 @@ def int8_fraction(blob: bytes) -> tuple[float, int, int]:
 
 
 def _is_float(blob: bytes, tensor: str) -> bool:
-    from edgeq.stages.quantize import op_table
 
     return any(tensor in o["outputs"] and o["float"] for o in op_table(blob))
 
 
 def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, val, log=lambda s: None) -> tuple[bytes, dict]:
     """Return (model bytes, report). The model is plain int8 when that meets the budget."""
-    from edgeq import runtime as rt
-    from edgeq.stages.debug import layer_errors
-    from edgeq.stages.quantize import float_ops, requantize
-
     budget = variant.accuracy_budget
     if val is None or len(val[0]) == 0:
         raise QuantizeError(
@@ -105,47 +99,13 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
             f"  mixed precision: fp32 {acc_f:.4f}, plain int8 {acc_q:.4f} on {len(y)} validation rows "
             f"(budget {budget * 100:.2f} pts)"
         )
-        best, best_acc, best_n, chosen, steps, candidates = plain, acc_q, 0, [], [], []
+        best, best_acc, chosen, steps, candidates = plain, acc_q, [], [], []
         met = acc_f - acc_q <= budget
         if not met:
-            stats = layer_errors(calibrated, variant, x)
-            ranked = sorted(
-                (la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE), key=lambda la: -la["rmse_scale"]
-            )[:MAX_CANDIDATES]
-            alone: dict[str, tuple[float, bytes]] = {}
-            for la in ranked:  # the debugger's rank is a first guess; the measured accuracy decides the order
-                blob = requantize(calibrated, variant, [la["tensor"]])
-                applied = _is_float(blob, la["tensor"])
-                acc = _accuracy(runtime, blob, x, y, work) if applied else None
-                candidates.append(
-                    {
-                        "layer": la["layer"],
-                        "op": la["op"],
-                        "tensor": la["tensor"],
-                        "rmse_scale": la["rmse_scale"],
-                        "val_accuracy_alone": acc,
-                        "applied": applied,
-                    }
-                )
-                if applied:
-                    alone[la["tensor"]] = (acc, blob)
-            order = sorted((c for c in candidates if c["applied"]), key=lambda c: -c["val_accuracy_alone"])
-            for c in order:
-                chosen.append(c)
-                names = [k["tensor"] for k in chosen]
-                blob = alone[c["tensor"]][1] if len(chosen) == 1 else requantize(calibrated, variant, names)
-                acc = alone[c["tensor"]][0] if len(chosen) == 1 else _accuracy(runtime, blob, x, y, work)
-                steps.append({"float_layers": [k["layer"] for k in chosen], "val_accuracy": acc})
-                log(
-                    f"  mixed precision: {', '.join(k['layer'] for k in chosen)} float -> {acc:.4f} "
-                    f"(drop {(acc_f - acc) * 100:.2f} pts)"
-                )
-                if acc > best_acc or acc_f - acc <= budget:
-                    best, best_acc, best_n = blob, acc, len(chosen)
-                if acc_f - acc <= budget:
-                    met = True
-                    break
-            chosen = chosen[:best_n]
+            candidates, alone = _candidates(calibrated, variant, runtime, x, y, work)
+            best, best_acc, chosen, steps, met = _grow(
+                calibrated, variant, runtime, (x, y, work), candidates, alone, (acc_f, acc_q, plain), log
+            )
         names = [c["tensor"] for c in chosen]
         bad = float_ops(best, allowed=names)
         if bad:  # an unrequested float island: the same refusal as for a plain int8 model
@@ -176,3 +136,56 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
         }
     )
     return best, report
+
+
+def _candidates(calibrated: bytes, variant: VariantSpec, runtime, x, y, work: Path) -> tuple[list[dict], dict]:
+    """The worst int8 layers (per the debugger), each measured kept float alone: (candidates, {tensor: (acc, blob)})."""
+    stats = layer_errors(calibrated, variant, x)
+    ranked = sorted((la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE), key=lambda la: -la["rmse_scale"])[
+        :MAX_CANDIDATES
+    ]
+    candidates: list[dict] = []
+    alone: dict[str, tuple[float, bytes]] = {}
+    for la in ranked:  # the debugger's rank is a first guess; the measured accuracy decides the order
+        blob = requantize(calibrated, variant, [la["tensor"]])
+        applied = _is_float(blob, la["tensor"])
+        acc = _accuracy(runtime, blob, x, y, work) if applied else None
+        candidates.append(
+            {
+                "layer": la["layer"],
+                "op": la["op"],
+                "tensor": la["tensor"],
+                "rmse_scale": la["rmse_scale"],
+                "val_accuracy_alone": acc,
+                "applied": applied,
+            }
+        )
+        if applied and acc is not None:
+            alone[la["tensor"]] = (acc, blob)
+    return candidates, alone
+
+
+def _grow(calibrated: bytes, variant: VariantSpec, runtime, data, candidates: list[dict], alone: dict, start, log):
+    """Keep layers float one more at a time, best alone first, until the budget is met.
+
+    Returns (best model, its accuracy, the layers it keeps float, the steps, whether the budget is met).
+    """
+    x, y, work = data
+    acc_f, best_acc, best = start
+    budget = variant.accuracy_budget
+    chosen: list[dict] = []
+    steps: list[dict] = []
+    best_n, met = 0, False
+    for c in sorted((c for c in candidates if c["applied"]), key=lambda c: -c["val_accuracy_alone"]):
+        chosen.append(c)
+        names = [k["tensor"] for k in chosen]
+        blob = alone[c["tensor"]][1] if len(chosen) == 1 else requantize(calibrated, variant, names)
+        acc = alone[c["tensor"]][0] if len(chosen) == 1 else _accuracy(runtime, blob, x, y, work)
+        steps.append({"float_layers": [k["layer"] for k in chosen], "val_accuracy": acc})
+        log(f"  mixed precision: {', '.join(k['layer'] for k in chosen)} float -> {acc:.4f} (drop {(acc_f - acc) * 100:.2f} pts)")
+        if acc > best_acc or acc_f - acc <= budget:
+            best, best_acc, best_n = blob, acc, len(chosen)
+        if acc_f - acc <= budget:
+            met = True
+            break
+    return best, best_acc, chosen[:best_n], steps, met

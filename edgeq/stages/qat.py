@@ -22,6 +22,8 @@ from pathlib import Path
 from edgeq import errors
 from edgeq.config import PipelineSpec, VariantSpec
 from edgeq.errors import ConfigError, QuantizeError
+from edgeq.quiet import DEBUG_ENV
+from edgeq.stages.convert import float_ops
 
 _DISTS = ("tf-keras", "tensorflow-model-optimization")
 _TERM_GRACE_S = 5.0  # TF may take a moment to leave a fit() loop on SIGTERM before it is killed
@@ -92,8 +94,6 @@ def run_qat(
         if not (isinstance(cls, type) and issubclass(cls, errors.EdgeqError)):
             cls = QuantizeError
         raise cls(f"variant {variant.key}: {result['message']}", result.get("hint"))
-    from edgeq.stages.quantize import float_ops
-
     blob = (out_dir / "model.tflite").read_bytes()
     bad = float_ops(blob)
     if bad:
@@ -114,8 +114,6 @@ def run_qat(
 
 def _run_child(argv: list[str], log: Callable[[str], None]) -> list[str]:
     """Run the worker, relay its progress lines to log; return its last other lines. Ctrl-C ends it."""
-    from edgeq.quiet import DEBUG_ENV
-
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_USE_LEGACY_KERAS": "1"}
     debug = bool(os.environ.get(DEBUG_ENV))
     tail: collections.deque[str] = collections.deque(maxlen=_KEPT_LINES)

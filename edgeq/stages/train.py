@@ -10,12 +10,12 @@ from edgeq import zoo
 from edgeq.config import PipelineSpec
 from edgeq.data import Dataset
 from edgeq.errors import ModelError
+from edgeq.progress import tracker
+from edgeq.quiet import import_tensorflow
 
 
 def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Callable[[str], None]) -> dict:
     """Build (or load) the model, fit it, save out_dir/model.keras. Returns the stage's metrics."""
-    from edgeq.quiet import import_tensorflow
-
     import_tensorflow()
     import keras
 
@@ -38,8 +38,6 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
             f"the model's output shape {out_shape} does not match the {ds.num_classes} classes of the dataset",
             "make the last layer Dense(num_classes, activation='softmax')",
         )
-
-    from edgeq.progress import tracker
 
     advance = tracker()
     steps = max(1, -(-len(ds.x_train) // t.batch_size))

@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import GatesSpec, VariantSpec
+from edgeq.quiet import captured_output
+from edgeq.records.run import VariantResult
 from edgeq.runtime import Runtime
+from edgeq.stages.debug import layer_errors
 
 
 def _quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -53,8 +56,6 @@ def predict(runtime: Runtime, model_path: Path, x: np.ndarray, batch: int = 256)
 
 
 def evaluate(runtime: Runtime, model_path: Path, x_test: np.ndarray, y_test: np.ndarray, batch: int) -> dict:
-    from edgeq.quiet import captured_output
-
     start = time.perf_counter()
     with captured_output():  # the runtime logs delegate creation on fd 2
         preds = predict(runtime, model_path, x_test, batch)
@@ -75,8 +76,6 @@ def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray
     """
     import json
 
-    from edgeq.stages.debug import layer_errors
-
     cal = quantize_dir / "calibrated.tflite"
     if not cal.exists():
         return {"skipped": "no calibrated model (quantization-aware training, or an older cache entry)"}
@@ -85,23 +84,23 @@ def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray
     return layer_errors(cal.read_bytes(), variant, x_test, denylist)
 
 
-def check_gates(variant: str, metrics: dict, gates: GatesSpec, is_baseline: bool) -> list[str]:
+def check_gates(variant: str, result: VariantResult, gates: GatesSpec, is_baseline: bool) -> list[str]:
     """Return the failed gates' messages (empty when the variant passes)."""
     failed = []
-    mp = metrics.get("mixed_precision")
-    if mp and not mp.get("met"):
+    mp = result.mixed_precision
+    if mp is not None and not mp.met:
         failed.append(
-            f"{variant}: accuracy_budget {mp['budget'] * 100:.2f} points not met on the validation split "
-            f"even with layers kept float (best drop {mp['val_drop'] * 100:.2f} points; tried "
-            f"{', '.join(mp.get('tried') or []) or 'no layer'})"
+            f"{variant}: accuracy_budget {mp.budget * 100:.2f} points not met on the validation split "
+            f"even with layers kept float (best drop {mp.val_drop * 100:.2f} points; tried "
+            f"{', '.join(mp.tried or []) or 'no layer'})"
         )
-    if gates.min_accuracy is not None and metrics["accuracy"] < gates.min_accuracy:
-        failed.append(f"{variant}: accuracy {metrics['accuracy']:.4f} < min_accuracy {gates.min_accuracy}")
-    drop = metrics.get("accuracy_drop")
+    if gates.min_accuracy is not None and result.accuracy < gates.min_accuracy:
+        failed.append(f"{variant}: accuracy {result.accuracy:.4f} < min_accuracy {gates.min_accuracy}")
+    drop = result.accuracy_drop
     if not is_baseline and gates.max_accuracy_drop is not None and drop is not None and drop > gates.max_accuracy_drop:
         failed.append(
             f"{variant}: accuracy drop {drop * 100:.2f} points > max_accuracy_drop {gates.max_accuracy_drop * 100:.2f} points"
         )
-    if gates.max_size_bytes is not None and metrics["size_bytes"] > gates.max_size_bytes:
-        failed.append(f"{variant}: size {metrics['size_bytes']} bytes > max_size_bytes {gates.max_size_bytes}")
+    if gates.max_size_bytes is not None and result.size_bytes > gates.max_size_bytes:
+        failed.append(f"{variant}: size {result.size_bytes} bytes > max_size_bytes {gates.max_size_bytes}")
     return failed

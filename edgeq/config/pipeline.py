@@ -1,187 +1,15 @@
-"""The only YAML reader: turns pipeline and devices files into validated, immutable specs.
-
-Errors name the file, the line, the key path and what was expected; nothing past this module
-touches a raw dict.
-"""
+"""The pipeline spec (pipelines/*.yaml): every key, its default, and the rules across sections."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from edgeq.config.reader import Spec, read_yaml, validate, where
 from edgeq.errors import ConfigError
-from edgeq.yamlguard import check_graph
-
-T = TypeVar("T", bound=BaseModel)
-
-
-class Spec(BaseModel):
-    """Base of every config spec: unknown keys are errors, values are frozen once validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------------- YAML with lines
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of every mapping key and sequence item."""
-
-
-def _key_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            out[path + (key,)] = key_node.start_mark.line + 1
-            _key_lines(value_node, path + (key,), out)
-            # the key's own line wins over the value's first line
-            out[path + (key,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _key_lines(item, path + (i,), out)
-    return out
-
-
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class _Lines(dict):
-    """{key path: line}, plus `env`: {key path: [(variable, value)]} for every ${EDGEQ_*} substituted there,
-    so a validation error can name the variable instead of echoing its value (it may be a secret)."""
-
-    env: dict
-
-
-def _substitute_env(value: Any, where: str, lines: dict, path: tuple = (), hits: dict | None = None) -> Any:
-    """Replace ${EDGEQ_*} in strings. Other ${...} are refused: secrets never come from YAML."""
-    hits = {} if hits is None else hits
-    if isinstance(value, dict):
-        return {k: _substitute_env(v, where, lines, path + (k,), hits) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute_env(v, where, lines, path + (i,), hits) for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
-
-        def repl(m: re.Match) -> str:
-            name = m.group(1)
-            loc = _where(where, lines, path)
-            if not name.startswith("EDGEQ_"):
-                raise ConfigError(
-                    f"{loc}: ${{{name}}} is not allowed; only ${{EDGEQ_*}} variables are substituted",
-                    "rename the variable to start with EDGEQ_ (e.g. ${EDGEQ_PI_HOST})",
-                )
-            if name not in os.environ:
-                raise ConfigError(
-                    f"{loc}: environment variable {name} is not set",
-                    f"export {name}=... before running edgeq",
-                )
-            hits.setdefault(path, []).append((name, os.environ[name]))
-            return os.environ[name]
-
-        return _ENV_RE.sub(repl, value)
-    return value
-
-
-def _fmt_path(path: tuple) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
-
-
-def _where(file: str, lines: dict, path: tuple) -> str:
-    probe = tuple(path)
-    while probe not in lines and probe:
-        probe = probe[:-1]
-    line = lines.get(probe, 1)
-    return f"{file}:{line}: {_fmt_path(path)}"
-
-
-def read_yaml(path: str | Path, *, substitute_env: bool = False) -> tuple[Any, dict]:
-    """Read a YAML file; return (data, {key path: line}). Raises ConfigError, never yaml errors."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found", "check the path") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read: {e}", "check the file's permissions and encoding") from None
-    try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}{line}: YAML syntax error: {problem}", "fix the YAML syntax at that line") from None
-    except RecursionError:
-        raise ConfigError(f"{p}: YAML nesting too deep", "simplify the file") from None
-    if node is not None:
-        check_graph(node, p)
-    lines = _Lines(_key_lines(node) if node is not None else {(): 1})
-    lines.env = {}
-    if substitute_env:
-        data = _substitute_env(data, str(p), lines, (), lines.env)
-    return data, lines
-
-
-def _redact(text: str, loc: tuple, env: dict) -> str:
-    """Put ${NAME} back in place of values substituted at or under loc (errors never echo them)."""
-    for path, pairs in env.items():
-        if path[: len(loc)] == loc or loc[: len(path)] == path:
-            for name, value in sorted(pairs, key=lambda p: -len(p[1])):
-                if value:
-                    text = text.replace(repr(value), "${" + name + "}").replace(value, "${" + name + "}")
-    return text
-
-
-def _describe(err: dict) -> str:
-    t = err.get("type", "")
-    if t == "missing":
-        return "required key is missing"
-    if t == "extra_forbidden":
-        return "unknown key"
-    msg = err.get("msg", "invalid value")
-    if "input" in err and t not in ("model_type", "dict_type"):
-        inp = err["input"]
-        if not isinstance(inp, (dict, list)):
-            msg += f" (got {inp!r})"
-    return msg
-
-
-def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
-    """Validate raw YAML data against a spec; errors carry file:line and the key path."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{file}:1: expected a mapping at the top level, got {type(data).__name__}", "see README: pipeline YAML reference"
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        msgs = []
-        for err in e.errors()[:10]:
-            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
-            msgs.append(f"{_where(file, lines, loc)}: {_redact(_describe(err), loc, getattr(lines, 'env', None) or {})}")
-        more = f"\n(and {len(e.errors()) - 10} more)" if len(e.errors()) > 10 else ""
-        raise ConfigError(
-            "invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key"
-        ) from None
-
-
-def load(model: type[T], path: str | Path, *, substitute_env: bool = False) -> T:
-    data, lines = read_yaml(path, substitute_env=substitute_env)
-    return validate(model, data, str(path), lines)
-
-
-# --------------------------------------------------------------------------- pipeline spec
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -430,5 +258,27 @@ class PipelineSpec(Spec):
 
 def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
     """Load a pipeline YAML. Relative data/model paths resolve against the YAML's folder."""
-    spec = load(PipelineSpec, path)
+    data, lines = read_yaml(path)
+    spec = validate(PipelineSpec, data, str(path), lines)
+    _check_pipeline(spec, str(path), lines)
     return spec, Path(path).resolve().parent
+
+
+def _check_pipeline(spec: PipelineSpec, file: str, lines: dict) -> None:
+    """Rules across sections, checked before anything runs."""
+    has_fp32 = any(v.type == "fp32" for v in spec.quantize.variants)
+    wants_drop = spec.validate_.gates.max_accuracy_drop is not None or any(
+        v.gates and v.gates.max_accuracy_drop is not None for v in spec.quantize.variants
+    )
+    if wants_drop and not has_fp32:
+        raise ConfigError(
+            f"{file}: max_accuracy_drop needs an fp32 variant as the baseline", "add '- type: fp32' under quantize.variants"
+        )
+    budget = [i for i, v in enumerate(spec.quantize.variants) if v.accuracy_budget is not None]
+    if budget and spec.data.validation_split == 0:
+        loc = where(file, lines, ("quantize", "variants", budget[0], "accuracy_budget"))
+        raise ConfigError(
+            f"{loc}: accuracy_budget needs a validation split (data.validation_split is 0): the "
+            "mixed-precision search measures there, never on the test split",
+            "set data.validation_split, e.g. 0.1",
+        )
