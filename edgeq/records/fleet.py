@@ -1,0 +1,432 @@
+"""Fleet records: what a board's agent reports, what one board ends as, and what a fleet command returns.
+
+Today's documents carry some keys only on some boards (a failed board has `kind` and `hint`, a deployed
+one `action` and `current`; a failed benchmark has `error`, a good one `latency_ms`). `omit_if_unset`
+names those keys: they are written when the producer set them (even to None) and left out otherwise,
+so `to_json()` gives today's documents key for key, and `from_json(to_json())` gives them back.
+
+Two groups:
+- agent documents (`Agent*`, `BoardFacts`, `PowerReading`): the JSON a board's agent prints, read at one
+  boundary (edgeq.fleet.agentdoc); a document of the wrong shape never gets past it;
+- orchestrator records (`BoardOutcome`, `BoardHealth`, `BenchRun`, `FleetSummary`, `BenchResult`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import ConfigDict, StrictBool, StrictInt
+
+from edgeq.records.base import Record
+
+Status = Literal["ok", "changed", "failed", "unreachable", "skipped"]
+Action = Literal["deploy", "rollback", "check", "bench"]
+STATUSES: tuple[Status, ...] = ("ok", "changed", "unreachable", "failed", "skipped")
+FAILED: tuple[Status, ...] = ("failed", "unreachable")  # the statuses that count against --max-fail
+
+
+class FleetRecord(Record):
+    """A record whose optional keys appear only when set (see the module doc)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    omit_if_unset: ClassVar[frozenset[str]] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        for name in self.omit_if_unset - self.model_fields_set:
+            out.pop(type(self).model_fields[name].alias or name, None)
+        return out
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed; keys that were unset stay unset (and out of the JSON)."""
+        kept = {k: getattr(self, k) for k in self.model_fields_set if k in type(self).model_fields}
+        return type(self).model_validate({**kept, **(self.__pydantic_extra__ or {}), **changes})
+
+
+# ------------------------------------------------------------------------------------------------ board facts
+
+
+class RuntimeInfo(Record):
+    """The TFLite runtime the agent found: ai-edge-litert, tflite-runtime or tensorflow."""
+
+    name: str | None = None
+    version: str | None = None
+
+
+class DelegateInfo(FleetRecord):
+    requested: str | None = None
+    used: str | None = None
+    note: str | None = None
+
+    omit_if_unset = frozenset({"used", "note"})
+
+
+class ThermalZone(Record):
+    zone: str | None = None
+    type: str | None = None
+    temp_c: float | None = None
+
+
+class Throttled(FleetRecord):
+    """`vcgencmd get_throttled` on a Raspberry Pi: raw "0x50005" and its bits."""
+
+    raw: str | None = None
+    flags: StrictInt | None = None
+    error: str | None = None
+
+    omit_if_unset = frozenset({"error"})
+
+
+class BoardFacts(Record):
+    """The environment recorded with every result. Every reading is best effort: None when unreadable."""
+
+    hostname: str | None = None
+    arch: str | None = None
+    cpu_model: str | None = None
+    board_model: str | None = None
+    cores: StrictInt | None = None
+    cores_available: StrictInt | None = None
+    kernel: str | None = None
+    os: str | None = None
+    python: str | None = None
+    numpy: str | None = None
+    runtime: RuntimeInfo | None = None
+    workdir: str | None = None
+    free_bytes: StrictInt | None = None
+    temp_c: float | None = None
+    thermal_zones: tuple[ThermalZone, ...] = ()
+    cpu_freq_khz: StrictInt | None = None
+    cpu_governor: str | None = None
+    throttled: Throttled | None = None
+
+
+# ------------------------------------------------------------------------------------------------ power
+
+_POWER_SUMMARY_KEYS = ("probe", "mean_w", "idle_w", "joules_per_inference", "joules_per_inference_above_idle", "samples", "error")
+
+
+class PowerSummary(FleetRecord):
+    """The power figures a manifest keeps per benchmark (the samples stay in the raw file)."""
+
+    probe: str | None = None
+    mean_w: float | None = None
+    idle_w: float | None = None
+    joules_per_inference: float | None = None
+    joules_per_inference_above_idle: float | None = None
+    samples: StrictInt | None = None
+    error: str | None = None
+
+    omit_if_unset = frozenset(_POWER_SUMMARY_KEYS)
+
+
+class PowerReading(FleetRecord):
+    """The agent's power document: sampled only inside the timed window, idle measured before it."""
+
+    probe: str | None = None
+    interval_s: float | None = None
+    idle_s: float | None = None
+    note: str | None = None
+    error: str | None = None
+    mean_w: float | None = None
+    min_w: float | None = None
+    max_w: float | None = None
+    idle_w: float | None = None
+    samples: StrictInt | None = None
+    samples_w: tuple[float, ...] | None = None
+    idle_samples: StrictInt | None = None
+    read_errors: StrictInt | None = None
+    first_error: str | None = None
+    joules_per_inference: float | None = None
+    joules_per_inference_above_idle: float | None = None
+
+    omit_if_unset = frozenset(
+        {"probe", "interval_s", "idle_s", "note", "error", "mean_w", "min_w", "max_w", "idle_w", "samples"}
+        | {"samples_w", "idle_samples", "read_errors", "first_error", "joules_per_inference"}
+        | {"joules_per_inference_above_idle"}
+    )
+
+    def summary(self) -> PowerSummary:
+        return PowerSummary(**{k: getattr(self, k) for k in _POWER_SUMMARY_KEYS if k in self.model_fields_set})
+
+
+# ------------------------------------------------------------------------------------------------ agent documents
+
+
+class LatencyStats(Record):
+    """Latency statistics over the timed runs, in the unit the holder's field name says (ms or s)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class AgentLatency(LatencyStats):
+    count: StrictInt
+
+
+class AgentMemory(Record):
+    vmhwm_before_init_bytes: StrictInt | None = None
+    vmhwm_after_init_bytes: StrictInt | None = None
+    vmhwm_after_runs_bytes: StrictInt | None = None
+
+
+class AgentDoc(FleetRecord):
+    """The envelope of every successful agent document."""
+
+    model_config = ConfigDict(extra="allow")  # a newer agent's extra keys travel on untouched
+
+    ok: Literal[True] = True
+    protocol: StrictInt | None = None
+    command: str | None = None
+
+    omit_if_unset = frozenset({"protocol", "command"})
+
+
+class AgentFacts(AgentDoc):
+    board: BoardFacts
+
+
+class AgentStatus(AgentDoc):
+    name: str | None = None
+    current: str | None
+    previous: str | None = None
+    have: StrictBool | tuple[str, ...] | None = None
+    blobs: tuple[str, ...] = ()
+    free_bytes: StrictInt | None = None
+
+
+class AgentSwitch(AgentDoc):
+    """What install and rollback report: the version now current and the one before it."""
+
+    name: str | None = None
+    changed: StrictBool | None = None
+    current: str | None
+    previous: str | None = None
+    load_seconds: float | None = None
+    pruned: tuple[str, ...] | None = None
+    free_bytes: StrictInt | None = None
+    runtime: RuntimeInfo | None = None
+
+    omit_if_unset = AgentDoc.omit_if_unset | {"pruned"}
+
+
+class AgentBench(AgentDoc):
+    """One benchmark as the agent measured it; kept whole beside the manifest (the raw samples)."""
+
+    model: dict[str, Any] | None = None
+    runtime: RuntimeInfo | None = None
+    threads: StrictInt | None = None
+    delegate: DelegateInfo | None = None
+    inputs_source: str | None = None
+    started_at: str | None = None
+    init_seconds: float | None = None
+    first_invoke_seconds: float | None = None
+    warmup_runs: StrictInt | None = None
+    runs_requested: StrictInt | None = None
+    min_seconds: float | None = None
+    stopped_by: str | None = None
+    timed_seconds: float | None = None
+    window_seconds: float | None = None
+    latency_s: AgentLatency
+    samples_s: tuple[float, ...]
+    samples_stride: StrictInt = 1
+    memory: AgentMemory | None = None
+    power: PowerReading | None = None
+    board: BoardFacts | None = None
+    board_after: dict[str, Any] | None = None
+
+
+class AgentPredict(AgentDoc):
+    predictions: tuple[StrictInt, ...]
+    count: StrictInt | None = None
+    batch_used: StrictInt | None = None
+    seconds: float | None = None
+    model: dict[str, Any] | None = None
+    runtime: RuntimeInfo | None = None
+    delegate: DelegateInfo | None = None
+
+
+# ------------------------------------------------------------------------------------------------ orchestrator side
+
+
+class BenchRun(FleetRecord):
+    """One `bench` call on one board at one thread count: the figures, or why it failed."""
+
+    threads: StrictInt
+    ok: bool
+    latency_ms: LatencyStats | None = None
+    count: StrictInt | None = None
+    init_ms: float | None = None
+    first_invoke_ms: float | None = None
+    peak_rss_bytes: StrictInt | None = None
+    runtime: RuntimeInfo | None = None
+    delegate: DelegateInfo | None = None
+    power: PowerReading | None = None
+    raw: AgentBench | None = None
+    kind: str | None = None
+    error: str | None = None
+    hint: str | None = None
+
+    omit_if_unset = frozenset(
+        {"latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate", "power", "raw"}
+        | {"kind", "error", "hint"}
+    )
+
+
+class BoardOutcome(FleetRecord):
+    """How one board ended in deploy, rollback or bench (check: `BoardHealth`).
+
+    A failure keeps the agent's details as extra keys (holder of a lock, expected/actual hash, op, ...).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    device: str
+    address: str | None = None
+    status: Status
+    # deploy and rollback
+    action: str | None = None
+    previous: str | None = None
+    sha256: str | None = None
+    model_bytes: StrictInt | None = None
+    current: str | None = None
+    # bench: what deploying first did, and one run per thread count
+    deploy: str | None = None
+    results: tuple[BenchRun, ...] = ()
+    kind: str | None = None
+    error: str | None = None
+    hint: str | None = None
+    bytes_uploaded: StrictInt = 0
+    seconds: float = 0.0
+
+    omit_if_unset = frozenset(
+        {"action", "previous", "sha256", "model_bytes", "current", "deploy", "results", "kind", "hint", "bytes_uploaded"}
+    )
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in ("ok", "changed")
+
+
+class BoardHealth(BoardOutcome):
+    """`devices check` for one board: reachable, healthy, and the facts the table shows."""
+
+    transport: str | None = None
+    reachable: bool
+    healthy: bool
+    arch: str | None = None
+    cpu: str | None = None
+    board_model: str | None = None
+    cores: StrictInt | None = None
+    kernel: str | None = None
+    os: str | None = None
+    python: str | None = None
+    numpy: str | None = None
+    runtime: str | None = None
+    runtime_version: str | None = None
+    free_bytes: StrictInt | None = None
+    temperature_c: float | None = None
+    throttled: str | None = None
+    problems: tuple[str, ...] = ()
+    facts: BoardFacts | None = None
+
+    omit_if_unset = BoardOutcome.omit_if_unset | {"facts"}
+
+
+class FleetCounts(Record):
+    ok: int = 0
+    changed: int = 0
+    unreachable: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class Rollout(Record):
+    """run_fleet's result: one outcome per device (in inventory order) and how the batches went."""
+
+    batches: tuple[tuple[str, ...], ...]
+    stopped_after_batch: int | None
+    counts: FleetCounts
+    devices: tuple[BoardOutcome, ...]
+
+
+class FleetSummary(FleetRecord):
+    """What deploy, rollback, check and bench return (their --json document)."""
+
+    ok: bool
+    action: Action
+    artifact: str | None = None
+    name: str | None = None
+    sha256: str | None = None
+    size_bytes: StrictInt | None = None
+    runs: StrictInt | None = None
+    warmup: StrictInt | None = None
+    min_seconds: float | None = None
+    threads: tuple[int, ...] | None = None
+    batches: tuple[tuple[str, ...], ...] = ()
+    stopped_after_batch: int | None = None
+    counts: FleetCounts | None = None
+    devices: tuple[BoardOutcome, ...]
+    bytes_uploaded: StrictInt = 0
+    seconds: float
+
+    omit_if_unset = frozenset(
+        {"artifact", "name", "sha256", "size_bytes", "runs", "warmup", "min_seconds", "threads", "batches"}
+        | {"stopped_after_batch", "counts", "bytes_uploaded"}
+    )
+
+    @property
+    def failed(self) -> tuple[BoardOutcome, ...]:
+        """The boards that did not succeed (failed, unreachable, skipped)."""
+        return tuple(d for d in self.devices if not d.succeeded)
+
+
+# ------------------------------------------------------------------------------------------------ manifest rows
+
+
+class BenchResult(FleetRecord):
+    """One manifest `benchmarks` row: device x variant x threads (threads None: the board never ran one)."""
+
+    device: str
+    variant: str
+    threads: StrictInt | None
+    ok: bool
+    status: Status | None = None
+    latency_ms: LatencyStats | None = None
+    count: StrictInt | None = None
+    init_ms: float | None = None
+    first_invoke_ms: float | None = None
+    peak_rss_bytes: StrictInt | None = None
+    runtime: RuntimeInfo | None = None
+    delegate: DelegateInfo | None = None
+    power: PowerSummary | None = None
+    board: BoardFacts | None = None
+    raw: str | None = None  # the raw-samples file (the agent's whole bench document) beside the manifest
+    error: str | None = None
+    kind: str | None = None
+    hint: str | None = None
+
+    omit_if_unset = frozenset(
+        {"status", "latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate"}
+        | {"power", "board", "raw", "error", "kind", "hint"}
+    )
+
+
+class AccuracyCheck(FleetRecord):
+    """One manifest `benchmark_accuracy` row: the board's accuracy on the test split against validate's."""
+
+    device: str
+    variant: str
+    ok: bool
+    board_accuracy: float | None = None
+    validate_accuracy: float | None = None
+    accuracy_delta: float | None = None
+    tolerance: float | None = None
+    error: str | None = None
+
+    omit_if_unset = frozenset({"board_accuracy", "validate_accuracy", "accuracy_delta", "tolerance"})
