@@ -9,6 +9,7 @@ across nightly runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -171,9 +172,9 @@ def run_families(run: StoredRun, last_success_ts: float | None) -> list[Any]:
     return list(fam.values())
 
 
-def _merge(groups: list[list]) -> list:
+def _merge(groups: list[list[Any]]) -> list[Any]:
     """One family per name across pipelines (an exposition must not repeat a metric name)."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for fams in groups:
         for f in fams:
             if f.name in out:
@@ -184,14 +185,14 @@ def _merge(groups: list[list]) -> list:
 
 
 class _Static:
-    def __init__(self, families):
+    def __init__(self, families: list[Any]):
         self.families = families
 
-    def collect(self):
+    def collect(self) -> Iterator[Any]:
         return iter(self.families)
 
 
-def registry_for(families):
+def registry_for(families: list[Any]) -> Any:
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry(auto_describe=False)
@@ -208,7 +209,7 @@ def run_registry(run_ref: str, db_path: Path | None = None) -> tuple[Any, Stored
         return registry_for(run_families(full, query.last_success_ts(h, full.pipeline))), full
 
 
-def latest_families(db_path: Path | None = None) -> list:
+def latest_families(db_path: Path | None = None) -> list[Any]:
     """The newest run of every pipeline in the history (what the exporter and the textfile show)."""
     from edgeq.results import query
 
@@ -218,7 +219,7 @@ def latest_families(db_path: Path | None = None) -> list:
         )
 
 
-def exposition(registry) -> bytes:
+def exposition(registry: Any) -> bytes:
     from prometheus_client import generate_latest
 
     return generate_latest(registry)
@@ -235,7 +236,7 @@ def check_gateway(url: str) -> str:
     return u.geturl()
 
 
-def _handler(url, method, timeout, headers, data):
+def _handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
     import socket
     import urllib.error
     import urllib.request
@@ -313,7 +314,7 @@ class HistoryCollector:
     def __init__(self, db_path: Path | None = None):
         self.db_path = db_path
 
-    def collect(self):
+    def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         t = time.perf_counter()
@@ -331,7 +332,7 @@ class HistoryCollector:
         )
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None):
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None) -> Any:
     """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down."""
     from prometheus_client import CollectorRegistry, start_http_server
 

@@ -51,7 +51,7 @@ def _e(x: object) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _fig():
+def _fig() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +60,7 @@ def _fig():
     return Figure
 
 
-def _png(fig) -> str:
+def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -210,6 +210,10 @@ def _ms(s: float | None) -> float | None:
     return None if s is None else s * 1e3
 
 
+def _text(x: int | None) -> str:
+    return "" if x is None else str(x)
+
+
 def comparison_tables(c: Comparison) -> list[Table]:
     b, k = c.base, c.candidate
     out: list[Table] = []
@@ -218,7 +222,7 @@ def comparison_tables(c: Comparison) -> list[Table]:
         [
             x.device,
             x.variant,
-            x.threads,
+            _text(x.threads),
             fmt.latency(_ms(x.base_p50_s), unit),
             fmt.latency(_ms(x.candidate_p50_s), unit),
             fmt.ratio(x.ratio),
@@ -245,7 +249,7 @@ def comparison_tables(c: Comparison) -> list[Table]:
             "peak memory MiB",
             m.device,
             m.variant,
-            m.threads,
+            _text(m.threads),
             fmt.mib(m.base_bytes),
             fmt.mib(m.candidate_bytes),
             fmt.ratio(m.ratio),
@@ -258,7 +262,7 @@ def comparison_tables(c: Comparison) -> list[Table]:
             "energy mJ/inference",
             e.device,
             e.variant,
-            e.threads,
+            _text(e.threads),
             f"{e.base_j * 1e3:.4g}",
             f"{e.candidate_j * 1e3:.4g}",
             fmt.ratio(e.ratio),

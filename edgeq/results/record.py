@@ -39,7 +39,7 @@ def parse_ts(iso: str | None) -> float | None:
     return t.timestamp()
 
 
-def pack_samples(samples) -> bytes:
+def pack_samples(samples: Iterable[float]) -> bytes:
     a = array.array("f", (float(x) for x in samples))
     if sys.byteorder != "little":
         a.byteswap()
@@ -137,15 +137,11 @@ def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recor
     benches = []
     for i, b in enumerate(m.benchmarks or ()):
         try:
-            raw = b.get("raw")
             bench = BenchResult.from_json({k: v for k, v in b.items() if k != "raw"})
-        except (RecordError, AttributeError) as e:
+        except RecordError as e:
             raise _shape_error(where, e, f"benchmarks.{i}") from None
-        benches.append((bench, _raw_source(raw)))
-    if path is not None:
-        manifest_path = str(path)
-    else:
-        manifest_path = str(Path(m.run_dir) / "manifest.json") if m.run_dir else None
+        benches.append((bench, _raw_source(b.get("raw"))))  # the agent's samples: a file beside the manifest, or inline
+    manifest_path = str(path) if path else str(Path(m.run_dir) / "manifest.json") if m.run_dir else None
     return Recordable(manifest=m, benchmarks=tuple(benches), params=params, manifest_path=manifest_path)
 
 
@@ -160,12 +156,9 @@ def _read_json(p: Path) -> Any:
         raise StoreError(f"run manifest {p} is unreadable: {e}", "the run folder is damaged; rerun the pipeline") from None
 
 
-def _shape_error(where: str, e: Exception, prefix: str) -> StoreError:
-    if isinstance(e, RecordError):
-        field, problem = ".".join(x for x in (prefix, e.field) if x), e.problem
-    else:
-        field, problem = prefix, "expected an object"
-    return StoreError(f"{where} is not a run manifest this edgeq can read: field {field!r}: {problem}", _HINT)
+def _shape_error(where: str, e: RecordError, prefix: str) -> StoreError:
+    field = ".".join(x for x in (prefix, e.field) if x)
+    return StoreError(f"{where} is not a run manifest this edgeq can read: field {field!r}: {e.problem}", _HINT)
 
 
 def _raw_source(raw: Any) -> RawSamples | str | None:
@@ -272,7 +265,10 @@ _INSERT_SAMPLES = "INSERT INTO benchmark_samples (benchmark_id, samples) VALUES 
 
 
 def record_run(
-    manifest: RunManifest | Mapping[str, Any] | str | Path, db_path: Path | None = None, *, timeout: float | None = None
+    manifest: Recordable | RunManifest | Mapping[str, Any] | str | Path,
+    db_path: Path | None = None,
+    *,
+    timeout: float | None = None,
 ) -> str:
     """Store a run (a RunManifest, a manifest document, a manifest.json path or a run folder). Idempotent per run_id.
     Returns the run id. Runs still in progress are refused: their results are not final."""
