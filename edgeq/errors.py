@@ -20,7 +20,13 @@ class ExitCode(enum.IntEnum):
     REGRESSION = 9  # a performance/accuracy regression with --fail-on-regression
     STORE = 10  # results store or run folder unusable (corrupt, locked, unknown run)
     EXPORT = 11  # metrics export failed (results are still stored)
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM (systemd stop, CI cancel, `timeout`): handled like Ctrl-C
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so it takes the Ctrl-C path: stage cleanup, manifest
+    `terminated`, finished results stored, one line on stderr, exit 143."""
 
 
 class EdgeqError(Exception):

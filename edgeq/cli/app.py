@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ import typer
 
 from edgeq import __version__
 from edgeq.cli import output
-from edgeq.errors import EdgeqError, ExitCode
+from edgeq.errors import EdgeqError, ExitCode, Terminated
 
 app = typer.Typer(
     name="edgeq",
@@ -66,9 +67,24 @@ def report_error(e: EdgeqError) -> None:
         output.log(f"hint: {e.hint}")
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    output.current().terminated = True  # Typer may re-raise a plain KeyboardInterrupt
+    raise Terminated()
+
+
+def _stopped(terminated: bool) -> None:
+    if terminated:
+        output.log("terminated (SIGTERM)")
+        sys.exit(int(ExitCode.TERMINATED))
+    output.log("interrupted")
+    sys.exit(int(ExitCode.INTERRUPTED))
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = output.reset()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
     except EdgeqError as e:
@@ -76,10 +92,11 @@ def main() -> None:
             raise
         report_error(e)
         sys.exit(int(e.exit_code))
-    except KeyboardInterrupt:
-        output.log("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    except SystemExit:
+    except KeyboardInterrupt as e:
+        _stopped(out.terminated or isinstance(e, Terminated))
+    except SystemExit as e:
+        if e.code == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C (and our SIGTERM) into a silent exit 130
+            _stopped(out.terminated)
         raise
     except Exception as e:  # a bug: say so plainly, traceback only with --debug
         if out.debug:

@@ -24,6 +24,7 @@ class Output:
         self.json = False
         self.printed = False  # stdout already holds the one JSON document
         self.debug = False
+        self.terminated = False  # SIGTERM arrived
         self._err: Console | None = None
         self._out: Console | None = None
 
