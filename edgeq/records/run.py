@@ -5,6 +5,8 @@ no history; an edgetpu quantize stage has no `calibration_selection`, a plain on
 So these records keep optional keys exactly as given: `to_json()` writes an optional key when it
 was given, even as null, and leaves it out when it was not. Keys this version does not know (stage
 metrics of a newer edgeq) are kept too, after the known ones.
+
+Fleet parts (deploy summaries, benchmark rows, board accuracy checks, runtime) are edgeq.records.fleet's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Self
 from pydantic import ConfigDict, Field
 
 from edgeq.records.base import Record, _jsonable
+from edgeq.records.fleet import AccuracyCheck, BenchResult, FleetSummary, RuntimeInfo
 
 Num = int | float  # a number as written: 1 stays 1, 1.0 stays 1.0
 Doc = dict[str, Any]  # a sub-document this layer passes through unread
@@ -42,13 +45,6 @@ class RunRecord(Record):
         """A copy that no longer writes these optional keys."""
         doc = self.model_dump(exclude_unset=True)
         return type(self).model_validate({k: v for k, v in doc.items() if k not in keys})
-
-
-class RuntimeInfo(RunRecord):
-    """The TFLite runtime that measured (edgeq.runtime.Runtime.describe())."""
-
-    name: str
-    version: str | None = None
 
 
 class LayerError(RunRecord):
@@ -169,29 +165,18 @@ class ValidateStage(StageRun):
 
 
 class DeployStage(RunRecord):
-    """Deploy results per variant (edgeq.fleet.deploy's document), or why nothing was deployed."""
+    """Deploy results per variant (what edgeq.fleet.deploy returned), or why nothing was deployed."""
 
     skipped: str | None = None
     cached: bool | None = None
-    results: dict[str, Doc] | None = None
+    results: dict[str, FleetSummary] | None = None
 
 
 class BenchmarkStage(RunRecord):
+    """One row per device x variant x threads (a board that ran none has one row with threads None)."""
+
     cached: bool | None = None
-    results: tuple[Doc, ...] = ()
-
-
-class AccuracyCheck(RunRecord):
-    """The whole test split run on a board, compared with validate's accuracy."""
-
-    device: str
-    variant: str
-    ok: bool
-    board_accuracy: Num | None = None
-    validate_accuracy: Num | None = None
-    accuracy_delta: Num | None = None
-    tolerance: Num | None = None
-    error: str | None = None
+    results: tuple[BenchResult, ...] = ()
 
 
 class RunStages(RunRecord):
@@ -209,7 +194,7 @@ class RunManifest(RunRecord):
     """HOME/runs/<id>/manifest.json: written at start, at each stage boundary and at the end.
 
     status: running (or a killed run), ok, gate_failed, fleet_failed, failed (with `error`),
-    interrupted. `run_dir` is never written to the file: run_pipeline adds it to what it returns.
+    interrupted (Ctrl-C), terminated (SIGTERM). `run_dir` is never written to the file: run_pipeline adds it to what it returns.
     """
 
     run_id: str
@@ -226,7 +211,7 @@ class RunManifest(RunRecord):
     variants: dict[str, VariantResult]
     runtime: RuntimeInfo | None = None
     gates_failed: tuple[str, ...] | None = None
-    benchmarks: tuple[Doc, ...] | None = None
+    benchmarks: tuple[BenchResult, ...] | None = None  # the benchmark stage's rows, again at the top
     fleet_failed: tuple[str, ...] | None = None
     error: str | None = None
     finished: str | None = None

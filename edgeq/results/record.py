@@ -96,10 +96,6 @@ class RunParams(Record):
         return None if g is None or g.max_accuracy_drop is None else float(g.max_accuracy_drop)
 
 
-class _Timed(Record):
-    seconds: float | None = None
-
-
 class Recordable(Record):
     """A run as the history reads it: the manifest, its benchmark rows as records, and the file it came from."""
 
@@ -118,9 +114,9 @@ def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recor
     A manifest of the wrong shape is a StoreError naming the file and the field."""
     path: Path | None = None
     if isinstance(source, RunManifest):
-        doc: Any = source.to_json()
-    elif isinstance(source, Mapping):
-        doc = source
+        return _recordable(source, {}, None, RunParams.from_json(source.params))
+    if isinstance(source, Mapping):
+        doc: Any = source
     else:
         path = Path(source)
         if path.is_dir():
@@ -129,20 +125,41 @@ def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recor
     where = str(path) if path else "the run manifest"
     if not isinstance(doc, Mapping) or not doc.get("run_id") or not doc.get("pipeline"):
         raise StoreError(f"{where} is not an edgeq run manifest (no run_id/pipeline)", _HINT)
+    doc, inline = _split_inline_samples(doc)
     try:
-        m = source if isinstance(source, RunManifest) else RunManifest.from_json(doc)
+        m = RunManifest.from_json(doc)
         params = RunParams.from_json(m.params)
     except RecordError as e:
-        raise _shape_error(where, e, "") from None
-    benches = []
-    for i, b in enumerate(m.benchmarks or ()):
-        try:
-            bench = BenchResult.from_json({k: v for k, v in b.items() if k != "raw"})
-        except RecordError as e:
-            raise _shape_error(where, e, f"benchmarks.{i}") from None
-        benches.append((bench, _raw_source(b.get("raw"))))  # the agent's samples: a file beside the manifest, or inline
+        raise StoreError(f"{where} is not a run manifest this edgeq can read: field {e.field!r}: {e.problem}", _HINT) from None
+    return _recordable(m, inline, path, params)
+
+
+def _split_inline_samples(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[int, RawSamples | None]]:
+    """Benchmark rows may carry the agent's samples inline (`raw` an object) instead of a file's path."""
+    rows = doc.get("benchmarks")
+    if not isinstance(rows, list | tuple) or not any(isinstance(b, Mapping) and isinstance(b.get("raw"), Mapping) for b in rows):
+        return doc, {}
+    inline: dict[int, RawSamples | None] = {}
+    kept = []
+    for i, b in enumerate(rows):
+        if isinstance(b, Mapping) and isinstance(b.get("raw"), Mapping):
+            inline[i] = _inline(b["raw"])
+            b = {k: v for k, v in b.items() if k != "raw"}
+        kept.append(b)
+    return {**doc, "benchmarks": kept}, inline
+
+
+def _inline(raw: Mapping[str, Any]) -> RawSamples | None:
+    try:
+        return RawSamples.from_json(raw)
+    except RecordError:
+        return None  # no usable samples: the summary is still worth keeping
+
+
+def _recordable(m: RunManifest, inline: dict[int, RawSamples | None], path: Path | None, params: RunParams) -> Recordable:
+    benches = tuple((b, inline[i] if i in inline else b.raw) for i, b in enumerate(m.benchmarks or ()))
     manifest_path = str(path) if path else str(Path(m.run_dir) / "manifest.json") if m.run_dir else None
-    return Recordable(manifest=m, benchmarks=tuple(benches), params=params, manifest_path=manifest_path)
+    return Recordable(manifest=m, benchmarks=benches, params=params, manifest_path=manifest_path)
 
 
 def _read_json(p: Path) -> Any:
@@ -154,23 +171,6 @@ def _read_json(p: Path) -> Any:
         ) from None
     except (OSError, ValueError) as e:
         raise StoreError(f"run manifest {p} is unreadable: {e}", "the run folder is damaged; rerun the pipeline") from None
-
-
-def _shape_error(where: str, e: RecordError, prefix: str) -> StoreError:
-    field = ".".join(x for x in (prefix, e.field) if x)
-    return StoreError(f"{where} is not a run manifest this edgeq can read: field {field!r}: {e.problem}", _HINT)
-
-
-def _raw_source(raw: Any) -> RawSamples | str | None:
-    """A benchmark row's raw samples: the path of the agent's document beside the manifest, or the samples inline."""
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, Mapping):
-        try:
-            return RawSamples.from_json(raw)
-        except RecordError:
-            return None
-    return None
 
 
 def _raw(raw: RawSamples | str | None) -> tuple[tuple[float, ...] | None, int | None, str | None]:
@@ -199,8 +199,7 @@ def _stage_rows(run_id: str, st: RunStages) -> list[tuple[Any, ...]]:
             rows.append((run_id, name, variant, int(bool(v.cached)), _f(v.seconds)))
     if st.deploy is not None and st.deploy.results is not None:
         for variant, r in st.deploy.results.items():
-            if isinstance(r, Mapping):
-                rows.append((run_id, "deploy", variant, 0, _f(_Timed.from_json(r).seconds)))
+            rows.append((run_id, "deploy", variant, 0, _f(r.seconds)))
     return rows
 
 
