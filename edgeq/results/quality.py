@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edgeq.records import Record
+from edgeq.records import Record, RecordError
 from edgeq.records.run import VariantResult
 
 Num = int | float  # as the manifest wrote it: 1 stays 1
@@ -42,7 +42,10 @@ class QualitySummary(Record):
 def quality_summary(v: VariantResult | Mapping[str, Any]) -> QualitySummary:
     """The summary of one manifest variant (a VariantResult; a manifest dict is read as one)."""
     if not isinstance(v, VariantResult):
-        v = VariantResult.from_json(v)
+        try:
+            v = VariantResult.from_json(v)
+        except RecordError:
+            return QualitySummary()  # a variant that never got an artifact has nothing to analyse
     mp = v.mixed_precision
     mixed = None
     if mp is not None:

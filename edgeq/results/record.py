@@ -130,7 +130,8 @@ def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recor
         m = RunManifest.from_json(doc)
         params = RunParams.from_json(m.params)
     except RecordError as e:
-        raise StoreError(f"{where} is not a run manifest this edgeq can read: field {e.field!r}: {e.problem}", _HINT) from None
+        what = f"run manifest {path}" if path else f"the run manifest of run {doc['run_id']}"
+        raise StoreError(f"{what} has a bad field {e.field!r}: {e.problem}", _HINT) from None
     return _recordable(m, inline, path, params)
 
 
