@@ -113,25 +113,29 @@ def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recor
 
     A manifest of the wrong shape is a StoreError naming the file and the field."""
     path: Path | None = None
+    inline: dict[int, RawSamples | None] = {}
     if isinstance(source, RunManifest):
-        return _recordable(source, {}, None, RunParams.from_json(source.params))
-    if isinstance(source, Mapping):
-        doc: Any = source
+        m, what = source, f"the run manifest of run {source.run_id}"
     else:
-        path = Path(source)
-        if path.is_dir():
-            path = path / "manifest.json"
-        doc = _read_json(path)
-    where = str(path) if path else "the run manifest"
-    if not isinstance(doc, Mapping) or not doc.get("run_id") or not doc.get("pipeline"):
-        raise StoreError(f"{where} is not an edgeq run manifest (no run_id/pipeline)", _HINT)
-    doc, inline = _split_inline_samples(doc)
+        if isinstance(source, Mapping):
+            doc: Any = source
+        else:
+            path = Path(source)
+            if path.is_dir():
+                path = path / "manifest.json"
+            doc = _read_json(path)
+        if not isinstance(doc, Mapping) or not doc.get("run_id") or not doc.get("pipeline"):
+            raise StoreError(f"{path or 'the run manifest'} is not an edgeq run manifest (no run_id/pipeline)", _HINT)
+        what = f"run manifest {path}" if path else f"the run manifest of run {doc['run_id']}"
+        doc, inline = _split_inline_samples(doc)
+        try:
+            m = RunManifest.from_json(doc)
+        except RecordError as e:
+            raise StoreError(f"{what} has a bad field {e.field!r}: {e.problem}", _HINT) from None
     try:
-        m = RunManifest.from_json(doc)
         params = RunParams.from_json(m.params)
     except RecordError as e:
-        what = f"run manifest {path}" if path else f"the run manifest of run {doc['run_id']}"
-        raise StoreError(f"{what} has a bad field {e.field!r}: {e.problem}", _HINT) from None
+        raise StoreError(f"{what} has a bad field 'params.{e.field}': {e.problem}", _HINT) from None
     return _recordable(m, inline, path, params)
 
 

@@ -33,6 +33,10 @@ def test_a_manifest_of_the_wrong_shape_names_the_field(tmp_path):
         StoreError, match=r"run manifest of run 20261127T195332Z-ab72e4 has a bad field 'benchmarks\.1\.peak_rss_bytes'"
     ):
         load_manifest(doc)
+    doc = json.loads(REAL.read_text())
+    doc["params"]["validate"]["gates"]["max_accuracy_drop"] = "two points"
+    with pytest.raises(StoreError, match=r"has a bad field 'params\.validate\.gates\.max_accuracy_drop'"):
+        load_manifest(doc)
     f = tmp_path / "manifest.json"
     f.write_text(json.dumps({**doc, "variants": {"int8": {"type": "int8"}}}))
     with pytest.raises(StoreError, match=rf"run manifest {f} has a bad field 'variants\.int8\.artifact'"):
