@@ -176,7 +176,7 @@ def test_sshd_killed_during_pipeline_benchmark(farm, tmp_path, edgeq, write_pipe
             st = fk.board_state(_w(tmp_path, d), mdir.name)
             assert st.current and st.active_ok, (d, mdir.name, st)
             half += fk.half_written_or_unloadable(st)
-    lost = len(expected) - len({(b["device"], b["variant"]) for b in good})
+    lost = len(expected) - len({(b.device, b.variant) for b in good})
     fk.report("sshd killed during a pipeline benchmark", half, lost)
     assert half == 0 and lost == 0
 
