@@ -9,15 +9,18 @@ across nightly runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from edgeq.errors import EdgeqError, ExportError
+from edgeq.records import Record
+from edgeq.results.rows import BenchmarkRow, StoredRun
 
 DEFAULT_JOB = "edgeq"
 DEFAULT_PORT = 9108
 DEFAULT_TIMEOUT_S = 10.0  # a Pushgateway on the LAN answers in milliseconds; 10 s means it is down or wedged
-QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p99", "0.99"))
 
 BENCH_LABELS = ("pipeline", "device", "variant", "threads", "arch")
 
@@ -60,7 +63,34 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _families():
+class PushSummary(Record):
+    """What `edgeq metrics push --json` prints (and `edgeq run --push-gateway` adds as `metrics_push`)."""
+
+    ok: Literal[True] = True
+    gateway: str
+    job: str
+    grouping_key: dict[str, str]
+    run_id: str
+    pipeline: str
+    series: int
+
+
+class PushFailure(Record):
+    """`metrics_push` of a run whose push failed: the results are stored, the export can be redone."""
+
+    ok: Literal[False] = False
+    gateway: str
+    error: str
+
+
+class TextfileSummary(Record):
+    ok: Literal[True] = True
+    path: str
+    series: int
+    bytes: int
+
+
+def _families() -> dict[str, Any]:
     from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
     kind = {"edgeq_latency_seconds": SummaryMetricFamily}
@@ -69,91 +99,82 @@ def _families():
     }
 
 
-def _add_latency(fam, labels: list[str], b: dict) -> None:
+def _add_latency(fam: Any, labels: list[str], b: BenchmarkRow) -> None:
     from prometheus_client.samples import Sample
 
-    names = dict(zip(BENCH_LABELS, labels, strict=False))
-    for col, q in QUANTILES:
-        if b.get(f"{col}_s") is not None:
-            fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, b[f"{col}_s"]))
-    if b.get("count") and b.get("mean_s") is not None:
-        fam.samples.append(Sample("edgeq_latency_seconds_count", names, float(b["count"])))
-        fam.samples.append(Sample("edgeq_latency_seconds_sum", names, b["mean_s"] * b["count"]))
+    names = dict(zip(BENCH_LABELS, labels, strict=True))
+    for value, q in ((b.p50_s, "0.5"), (b.p90_s, "0.9"), (b.p99_s, "0.99")):
+        if value is not None:
+            fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, value))
+    if b.count and b.mean_s is not None:
+        fam.samples.append(Sample("edgeq_latency_seconds_count", names, float(b.count)))
+        fam.samples.append(Sample("edgeq_latency_seconds_sum", names, b.mean_s * b.count))
 
 
-def run_families(run: dict, last_success_ts: float | None) -> list:
-    """Metric families for one loaded run (query.load) of a pipeline. Pure: no I/O."""
-    fam = _families()
-    p = run["pipeline"]
+def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ...]) -> None:
     health: dict[str, int] = {}
-    for b in run.get("benchmarks", []):
-        dev = b["device"]
-        health[dev] = health.get(dev, 1) & int(bool(b["ok"]))
-        if not b["ok"]:
+    for b in benches:
+        health[b.device] = health.get(b.device, 1) & int(b.ok)
+        if not b.ok:
             continue
-        lab = [p, dev, b["variant"], str(b["threads"]), b.get("arch") or ""]
+        lab = [p, b.device, b.variant, str(b.threads), b.arch or ""]
         _add_latency(fam["edgeq_latency_seconds"], lab, b)
-        for name, col in (
-            ("edgeq_init_seconds", "init_s"),
-            ("edgeq_first_inference_seconds", "first_invoke_s"),
-            ("edgeq_peak_memory_bytes", "peak_rss_bytes"),
-            ("edgeq_power_watts", "power_mean_w"),
-            ("edgeq_energy_per_inference_joules", "energy_j"),
+        for name, value in (
+            ("edgeq_init_seconds", b.init_s),
+            ("edgeq_first_inference_seconds", b.first_invoke_s),
+            ("edgeq_peak_memory_bytes", b.peak_rss_bytes),
+            ("edgeq_power_watts", b.power_mean_w),
+            ("edgeq_energy_per_inference_joules", b.energy_j),
         ):
-            if b.get(col) is not None:
-                fam[name].add_metric(lab, float(b[col]))
+            if value is not None:
+                fam[name].add_metric(lab, float(value))
     seen_info = set()
-    for b in run.get("benchmarks", []):
-        dev = b["device"]
-        if dev in seen_info or not b["ok"]:
+    for b in benches:
+        if b.device in seen_info or not b.ok:
             continue
-        seen_info.add(dev)
-        fam["edgeq_device_info"].add_metric(
-            [
-                p,
-                dev,
-                b.get("arch") or "",
-                b.get("board_model") or "",
-                b.get("cpu_model") or "",
-                b.get("runtime_name") or "",
-                b.get("runtime_version") or "",
-            ],
-            1,
-        )
-        if b.get("temp_c") is not None:
-            fam["edgeq_device_temperature_celsius"].add_metric([p, dev], b["temp_c"])
+        seen_info.add(b.device)
+        info = [b.arch, b.board_model, b.cpu_model, b.runtime_name, b.runtime_version]
+        fam["edgeq_device_info"].add_metric([p, b.device, *[x or "" for x in info]], 1)
+        if b.temp_c is not None:
+            fam["edgeq_device_temperature_celsius"].add_metric([p, b.device], b.temp_c)
     for dev, up in health.items():
         fam["edgeq_device_up"].add_metric([p, dev], up)
-    for v, val in run.get("validations", {}).items():
-        if val.get("size_bytes") is not None:
-            fam["edgeq_model_size_bytes"].add_metric([p, v, val.get("type") or ""], val["size_bytes"])
-        for name, key in (
-            ("edgeq_model_size_ratio", "size_ratio"),
-            ("edgeq_accuracy_ratio", "accuracy"),
-            ("edgeq_accuracy_drop_ratio", "accuracy_drop"),
-            ("edgeq_accuracy_drop_budget_ratio", "accuracy_drop_budget"),
+
+
+def run_families(run: StoredRun, last_success_ts: float | None) -> list[Any]:
+    """Metric families for one loaded run (query.load) of a pipeline. Pure: no I/O."""
+    fam = _families()
+    p = run.pipeline
+    _bench_families(fam, p, run.benchmarks)
+    for v, val in run.validations.items():
+        if val.size_bytes is not None:
+            fam["edgeq_model_size_bytes"].add_metric([p, v, val.type or ""], val.size_bytes)
+        for name, value in (
+            ("edgeq_model_size_ratio", val.size_ratio),
+            ("edgeq_accuracy_ratio", val.accuracy),
+            ("edgeq_accuracy_drop_ratio", val.accuracy_drop),
+            ("edgeq_accuracy_drop_budget_ratio", val.accuracy_drop_budget),
         ):
-            if val.get(key) is not None:
-                fam[name].add_metric([p, v], val[key])
-        if val.get("gates_passed") is not None:
-            fam["edgeq_gates_passed"].add_metric([p, v], int(val["gates_passed"]))
-    for st in run.get("stages", []):
-        fam["edgeq_stage_cached"].add_metric([p, st["stage"], st["variant"]], int(st["cached"]))
-        if st["seconds"] is not None:
-            spent = 0.0 if st["cached"] else st["seconds"]
-            fam["edgeq_stage_duration_seconds"].add_metric([p, st["stage"], st["variant"]], spent)
-    if run.get("wall_seconds") is not None:
-        fam["edgeq_run_duration_seconds"].add_metric([p], run["wall_seconds"])
-    fam["edgeq_last_run_timestamp_seconds"].add_metric([p], run.get("finished_ts") or run["started_ts"])
-    fam["edgeq_last_run_ok"].add_metric([p], int(run.get("status") == "ok"))
+            if value is not None:
+                fam[name].add_metric([p, v], value)
+        if val.gates_passed is not None:
+            fam["edgeq_gates_passed"].add_metric([p, v], int(val.gates_passed))
+    for st in run.stages:
+        fam["edgeq_stage_cached"].add_metric([p, st.stage, st.variant], int(st.cached))
+        if st.seconds is not None:
+            fam["edgeq_stage_duration_seconds"].add_metric([p, st.stage, st.variant], 0.0 if st.cached else st.seconds)
+    if run.wall_seconds is not None:
+        fam["edgeq_run_duration_seconds"].add_metric([p], run.wall_seconds)
+    fam["edgeq_last_run_timestamp_seconds"].add_metric([p], run.finished_ts or run.started_ts)
+    fam["edgeq_last_run_ok"].add_metric([p], int(run.status == "ok"))
     if last_success_ts is not None:
         fam["edgeq_last_success_timestamp_seconds"].add_metric([p], last_success_ts)
     return list(fam.values())
 
 
-def _merge(groups: list[list]) -> list:
+def _merge(groups: list[list[Any]]) -> list[Any]:
     """One family per name across pipelines (an exposition must not repeat a metric name)."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for fams in groups:
         for f in fams:
             if f.name in out:
@@ -164,14 +185,14 @@ def _merge(groups: list[list]) -> list:
 
 
 class _Static:
-    def __init__(self, families):
+    def __init__(self, families: list[Any]):
         self.families = families
 
-    def collect(self):
+    def collect(self) -> Iterator[Any]:
         return iter(self.families)
 
 
-def registry_for(families):
+def registry_for(families: list[Any]) -> Any:
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry(auto_describe=False)
@@ -179,27 +200,26 @@ def registry_for(families):
     return reg
 
 
-def run_registry(run_ref: str, db_path: Path | None = None):
+def run_registry(run_ref: str, db_path: Path | None = None) -> tuple[Any, StoredRun]:
     """(registry, run) for one stored run: what `metrics push` sends."""
     from edgeq.results import query
 
     with query.open_for_reading(db_path) as h:
-        run = query.resolve(h, run_ref)
-        full = query.load(h, run)
-        return registry_for(run_families(full, query.last_success_ts(h, run["pipeline"]))), full
+        full = query.load(h, query.resolve(h, run_ref))
+        return registry_for(run_families(full, query.last_success_ts(h, full.pipeline))), full
 
 
-def latest_families(db_path: Path | None = None) -> list:
+def latest_families(db_path: Path | None = None) -> list[Any]:
     """The newest run of every pipeline in the history (what the exporter and the textfile show)."""
     from edgeq.results import query
 
     with query.open_for_reading(db_path) as h:
         return _merge(
-            [run_families(query.load(h, r), query.last_success_ts(h, r["pipeline"])) for r in query.latest_per_pipeline(h)]
+            [run_families(query.load(h, r), query.last_success_ts(h, r.pipeline)) for r in query.latest_per_pipeline(h)]
         )
 
 
-def exposition(registry) -> bytes:
+def exposition(registry: Any) -> bytes:
     from prometheus_client import generate_latest
 
     return generate_latest(registry)
@@ -216,7 +236,7 @@ def check_gateway(url: str) -> str:
     return u.geturl()
 
 
-def _handler(url, method, timeout, headers, data):
+def _handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
     import socket
     import urllib.error
     import urllib.request
@@ -252,30 +272,28 @@ def _handler(url, method, timeout, headers, data):
 
 def push(
     run_ref: str, gateway: str, *, db_path: Path | None = None, job: str = DEFAULT_JOB, timeout: float = DEFAULT_TIMEOUT_S
-) -> dict:
+) -> PushSummary:
     """PUT a stored run to the Pushgateway under grouping key {job, pipeline}: the group is replaced, so a board
     that left the fleet (or a dropped variant) disappears instead of going stale."""
     from prometheus_client import push_to_gateway
 
     gateway = check_gateway(gateway)
     reg, run = run_registry(run_ref, db_path)
-    push_to_gateway(gateway, job=job, registry=reg, grouping_key={"pipeline": run["pipeline"]}, timeout=timeout, handler=_handler)
-    series = sum(len(f.samples) for f in reg.collect())
-    return {
-        "ok": True,
-        "gateway": gateway,
-        "job": job,
-        "grouping_key": {"job": job, "pipeline": run["pipeline"]},
-        "run_id": run["run_id"],
-        "pipeline": run["pipeline"],
-        "series": series,
-    }
+    push_to_gateway(gateway, job=job, registry=reg, grouping_key={"pipeline": run.pipeline}, timeout=timeout, handler=_handler)
+    return PushSummary(
+        gateway=gateway,
+        job=job,
+        grouping_key={"job": job, "pipeline": run.pipeline},
+        run_id=run.run_id,
+        pipeline=run.pipeline,
+        series=sum(len(f.samples) for f in reg.collect()),
+    )
 
 
 # ---- textfile and exporter
 
 
-def write_textfile(path: Path, db_path: Path | None = None) -> dict:
+def write_textfile(path: Path, db_path: Path | None = None) -> TextfileSummary:
     from edgeq import paths
 
     fams = latest_families(db_path)
@@ -287,7 +305,7 @@ def write_textfile(path: Path, db_path: Path | None = None) -> dict:
             f"cannot write the metrics textfile {path}: {e}",
             "check the folder exists and is writable (node_exporter's --collector.textfile.directory)",
         ) from None
-    return {"ok": True, "path": str(path), "series": sum(len(f.samples) for f in fams), "bytes": len(data)}
+    return TextfileSummary(path=str(path), series=sum(len(f.samples) for f in fams), bytes=len(data))
 
 
 class HistoryCollector:
@@ -296,7 +314,7 @@ class HistoryCollector:
     def __init__(self, db_path: Path | None = None):
         self.db_path = db_path
 
-    def collect(self):
+    def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         t = time.perf_counter()
@@ -314,7 +332,7 @@ class HistoryCollector:
         )
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None):
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None) -> Any:
     """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down."""
     from prometheus_client import CollectorRegistry, start_http_server
 

@@ -13,16 +13,17 @@ from typing import Any
 from pydantic import ConfigDict
 
 from edgeq.errors import EdgeqError, RegressionError
+from edgeq.metrics import PushFailure, PushSummary
 from edgeq.records import Record
+from edgeq.results.compare import Comparison
 
 Log = Callable[[str], None]
 
 
-def regression_error(c: dict[str, Any]) -> RegressionError:
+def regression_error(c: Comparison) -> RegressionError:
     """The error for a comparison that found regressions (edgeq compare/run --fail-on-regression)."""
     return RegressionError(
-        f"{len(c['regressions'])} regression(s) from run {c['base']['run_id']} to {c['candidate']['run_id']}:\n  "
-        + "\n  ".join(c["regressions"]),
+        f"{len(c.regressions)} regression(s) from run {c.base.run_id} to {c.candidate.run_id}:\n  " + "\n  ".join(c.regressions),
         "look at `edgeq report` for the distributions; a real slowdown needs a fix, noise needs more "
         "benchmark runs (benchmark.runs / min_seconds)",
     )
@@ -31,27 +32,27 @@ def regression_error(c: dict[str, Any]) -> RegressionError:
 class Publication(Record):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    metrics_push: dict[str, Any] | None = None  # the push summary, or {"ok": False, ...} on failure
+    metrics_push: PushSummary | PushFailure | None = None
     export_error: EdgeqError | None = None
-    comparison: dict[str, Any] | None = None
+    comparison: Comparison | None = None
 
     def doc_fields(self) -> dict[str, Any]:
         """Keys added to the run's --json document."""
         out: dict[str, Any] = {}
         if self.metrics_push is not None:
-            out["metrics_push"] = self.metrics_push
+            out["metrics_push"] = self.metrics_push.to_json()
         c = self.comparison
         if c is not None:
-            out["regressions"] = {"base": c["base"]["run_id"], "regressed": c["regressed"], "list": c["regressions"]}
+            out["regressions"] = {"base": c.base.run_id, "regressed": c.regressed, "list": list(c.regressions)}
         return out
 
     def error(self) -> EdgeqError | None:
-        if self.comparison is not None and self.comparison["regressed"]:
+        if self.comparison is not None and self.comparison.regressed:
             return regression_error(self.comparison)
         return self.export_error
 
 
-def _push(run_id: str, gateway: str, log: Log) -> tuple[dict[str, Any], EdgeqError | None]:
+def _push(run_id: str, gateway: str, log: Log) -> tuple[PushSummary | PushFailure, EdgeqError | None]:
     from edgeq import metrics
 
     try:
@@ -63,12 +64,12 @@ def _push(run_id: str, gateway: str, log: Log) -> tuple[dict[str, Any], EdgeqErr
             f"edgeq metrics push {run_id} --gateway {gateway}",
         )
         log(f"metrics push failed: {e.message} (the results are stored in the history)")
-        return {"ok": False, "gateway": gateway, "error": e.message}, err
-    log(f"metrics: pushed {res['series']} series to {res['gateway']} (job={res['job']}, pipeline={res['pipeline']})")
+        return PushFailure(gateway=gateway, error=e.message), err
+    log(f"metrics: pushed {res.series} series to {res.gateway} (job={res.job}, pipeline={res.pipeline})")
     return res, None
 
 
-def _compare(run_id: str, pipeline: str, log: Log) -> dict[str, Any] | None:
+def _compare(run_id: str, pipeline: str, log: Log) -> Comparison | None:
     from edgeq.results import compare_with_previous
 
     try:
@@ -79,12 +80,12 @@ def _compare(run_id: str, pipeline: str, log: Log) -> dict[str, Any] | None:
     if c is None:
         log(f"regression check: no earlier run of pipeline {pipeline!r} to compare with")
         return None
-    if c["regressions"]:
-        log(f"regression check against run {c['base']['run_id']}: {len(c['regressions'])} regression(s)")
-        for r in c["regressions"]:
+    if c.regressions:
+        log(f"regression check against run {c.base.run_id}: {len(c.regressions)} regression(s)")
+        for r in c.regressions:
             log(f"  {r}")
     else:
-        log(f"regression check against run {c['base']['run_id']}: no regression")
+        log(f"regression check against run {c.base.run_id}: no regression")
     return c
 
 

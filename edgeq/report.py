@@ -11,16 +11,47 @@ import datetime as dt
 import html
 import io
 from pathlib import Path
+from typing import Any, Literal
 
 from edgeq import paths
 from edgeq.errors import EdgeqError, StoreError
+from edgeq.records import Record
+from edgeq.results.compare import Comparison
+from edgeq.results.quality import quality_note
+from edgeq.results.rows import BenchmarkRow, StoredRun, as_given
+
+BOARD_KEYS = (
+    "hostname",
+    "arch",
+    "board_model",
+    "cpu_model",
+    "cores",
+    "kernel",
+    "os",
+    "python",
+    "numpy",
+    "temp_c",
+    "cpu_freq_khz",
+    "cpu_governor",
+    "throttled",
+)
 
 
-def _e(x) -> str:
+class ReportSummary(Record):
+    """What `edgeq report --json` prints."""
+
+    ok: Literal[True] = True
+    path: str
+    run_id: str
+    bytes: int
+    trend_runs: int
+
+
+def _e(x: object) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _fig():
+def _fig() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,29 +60,29 @@ def _fig():
     return Figure
 
 
-def _png(fig) -> str:
+def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _label(b: dict) -> str:
-    return f"{b['variant']} · {b['threads']} thr"
+def _label(b: BenchmarkRow) -> str:
+    return f"{b.variant} · {b.threads} thr"
 
 
-def latency_plot(run: dict) -> str | None:
-    benches = [b for b in run["benchmarks"] if b["ok"] and b.get("samples_s")]
+def latency_plot(run: StoredRun) -> str | None:
+    benches = [b for b in run.benchmarks if b.ok and b.samples_s and b.p50_s is not None]
     if not benches:
         return None
     import numpy as np
 
-    devices = sorted({b["device"] for b in benches})
+    devices = sorted({b.device for b in benches})
     Figure = _fig()
     fig = Figure(figsize=(10, 3.2 * len(devices)))
     axes = fig.subplots(len(devices), 1, squeeze=False)[:, 0]
     for ax, dev in zip(axes, devices, strict=False):
-        rows = [b for b in benches if b["device"] == dev]
-        us = [np.asarray(b["samples_s"], dtype=np.float64) * 1e6 for b in rows]
+        rows = [b for b in benches if b.device == dev]
+        us = [np.asarray(b.samples_s, dtype=np.float64) * 1e6 for b in rows]
         lo = min(float(np.percentile(u, 0.5)) for u in us)
         hi = max(float(np.percentile(u, 99.5)) for u in us)  # the far tail (a scheduler hiccup) would flatten the rest
         if hi <= lo:
@@ -64,11 +95,11 @@ def latency_plot(run: dict) -> str | None:
                 histtype="step",
                 linewidth=1.6,
                 density=True,
-                label=f"{_label(b)}  p50 {b['p50_s'] * 1e6:.4g} µs  (n={len(u):,})",
+                label=f"{_label(b)}  p50 {(b.p50_s or 0) * 1e6:.4g} µs  (n={len(u):,})",
             )
-            ax.axvline(b["p50_s"] * 1e6, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
-        arch = rows[0].get("arch") or ""
-        ax.set_title(f"{dev} ({arch} {rows[0].get('board_model') or rows[0].get('cpu_model') or ''})".strip(), loc="left")
+            ax.axvline((b.p50_s or 0) * 1e6, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
+        first = rows[0]
+        ax.set_title(f"{dev} ({first.arch or ''} {first.board_model or first.cpu_model or ''})".strip(), loc="left")
         ax.set_xlabel("latency per inference (µs), 0.5-99.5 percentile range")
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
@@ -77,16 +108,16 @@ def latency_plot(run: dict) -> str | None:
     return _png(fig)
 
 
-def accuracy_size_plot(run: dict) -> str | None:
-    vals = {k: v for k, v in run["validations"].items() if v.get("accuracy") is not None and v.get("size_bytes")}
+def accuracy_size_plot(run: StoredRun) -> str | None:
+    vals = {k: (v.size_bytes, v.accuracy) for k, v in run.validations.items() if v.accuracy is not None and v.size_bytes}
     if not vals:
         return None
     Figure = _fig()
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
-    for k, v in vals.items():
-        ax.scatter(v["size_bytes"] / 1024, v["accuracy"] * 100, s=60)
-        ax.annotate(k, (v["size_bytes"] / 1024, v["accuracy"] * 100), textcoords="offset points", xytext=(6, 4))
+    for k, (size, acc) in vals.items():
+        ax.scatter(size / 1024, acc * 100, s=60)
+        ax.annotate(k, (size / 1024, acc * 100), textcoords="offset points", xytext=(6, 4))
     ax.set_xlabel("model size (KiB)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs size per variant", loc="left")
@@ -95,31 +126,31 @@ def accuracy_size_plot(run: dict) -> str | None:
     return _png(fig)
 
 
-def trend_plot(runs: list[dict]) -> str | None:
+def trend_plot(runs: list[StoredRun]) -> str | None:
     if not runs:
         return None
     Figure = _fig()
     fig = Figure(figsize=(10, 7))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     xs = list(range(len(runs)))
-    series: dict[str, list] = {}
+    series: dict[str, list[float | None]] = {}
     for i, r in enumerate(runs):
-        for b in r["benchmarks"]:
-            if b["ok"] and b.get("p50_s") is not None:
-                series.setdefault(f"{b['device']} · {_label(b)}", [None] * len(runs))[i] = b["p50_s"] * 1e6
+        for b in r.benchmarks:
+            if b.ok and b.p50_s is not None:
+                series.setdefault(f"{b.device} · {_label(b)}", [None] * len(runs))[i] = b.p50_s * 1e6
     for name, ys in sorted(series.items()):
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax1.set_ylabel("p50 latency (µs)")
-    ax1.set_title(f"last {len(runs)} runs of {runs[-1]['pipeline']}", loc="left")
+    ax1.set_title(f"last {len(runs)} runs of {runs[-1].pipeline}", loc="left")
     if series:
         ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
-    acc: dict[str, list] = {}
+    acc: dict[str, list[float | None]] = {}
     for i, r in enumerate(runs):
-        for k, v in r["validations"].items():
-            if v.get("accuracy") is not None:
-                acc.setdefault(k, [None] * len(runs))[i] = v["accuracy"] * 100
+        for k, v in r.validations.items():
+            if v.accuracy is not None:
+                acc.setdefault(k, [None] * len(runs))[i] = v.accuracy * 100
     for name, ys in sorted(acc.items()):
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", label=name)
@@ -128,18 +159,18 @@ def trend_plot(runs: list[dict]) -> str | None:
         ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     ax2.set_xticks(xs)
-    ax2.set_xticklabels([(r["started"] or r["run_id"])[:16].replace("T", "\n") for r in runs], fontsize=7)
+    ax2.set_xticklabels([(r.started or r.run_id)[:16].replace("T", "\n") for r in runs], fontsize=7)
     fig.tight_layout()
     return _png(fig)
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _f(x, fmt: str, scale: float = 1.0) -> str:
+def _f(x: float | None, fmt: str, scale: float = 1.0) -> str:
     return "" if x is None else format(x * scale, fmt)
 
 
@@ -150,152 +181,141 @@ th{background:#f0f3f6}tr:nth-child(even) td{background:#f8fafc}.ok{color:#1a7f37
 .meta{color:#57606a;font-size:13px}img{max-width:100%;border:1px solid #d0d7de;margin:6px 0}"""
 
 
-def render_html(run: dict, trend: list[dict], comparison: dict | None) -> str:
-    status_cls = "ok" if run["status"] == "ok" else "bad"
+def _head(run: StoredRun) -> list[str]:
+    status_cls = "ok" if run.status == "ok" else "bad"
     parts = [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeq report {_e(run['run_id'])}</title>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeq report {_e(run.run_id)}</title>"
         f"<style>{CSS}</style></head><body>",
-        f"<h1>edgeq · {_e(run['pipeline'])} · run {_e(run['run_id'])}</h1>",
-        f"<p class='meta'>status <span class='{status_cls}'>{_e(run['status'])}</span> · started {_e(run['started'])} · "
-        f"wall {_f(run.get('wall_seconds'), '.1f')} s · pipeline file {_e(run.get('pipeline_file'))} "
-        f"(sha256 {_e((run.get('pipeline_sha256') or '')[:12])}) · runtime {_e(run['runtime'].get('name'))} "
-        f"{_e(run['runtime'].get('version'))}</p>",
-        "<p class='meta'>" + " · ".join(f"{_e(k)} {_e(v)}" for k, v in (run.get("versions") or {}).items()) + "</p>",
+        f"<h1>edgeq · {_e(run.pipeline)} · run {_e(run.run_id)}</h1>",
+        f"<p class='meta'>status <span class='{status_cls}'>{_e(run.status)}</span> · started {_e(run.started)} · "
+        f"wall {_f(run.wall_seconds, '.1f')} s · pipeline file {_e(run.pipeline_file)} "
+        f"(sha256 {_e((run.pipeline_sha256 or '')[:12])}) · runtime {_e(run.runtime.name)} "
+        f"{_e(run.runtime.version)}</p>",
+        "<p class='meta'>" + " · ".join(f"{_e(k)} {_e(v)}" for k, v in (run.versions or {}).items()) + "</p>",
     ]
-    if run.get("error"):
-        parts.append(f"<p class='bad'>error: {_e(run['error'])}</p>")
-    for f in (run.get("gates_failed") or []) + (run.get("fleet_failed") or []):
+    if run.error:
+        parts.append(f"<p class='bad'>error: {_e(run.error)}</p>")
+    for f in (run.gates_failed or ()) + (run.fleet_failed or ()):
         parts.append(f"<p class='bad'>{_e(f)}</p>")
-    from edgeq.results.quality import quality_note
+    return parts
 
-    parts.append(
-        "<h2>Variants</h2>"
-        + _table(
-            ["variant", "type", "accuracy", "drop vs fp32 (pts)", "size (bytes)", "size / fp32", "gates", "quantization notes"],
+
+def _variants(run: StoredRun) -> str:
+    cols = ["variant", "type", "accuracy", "drop vs fp32 (pts)", "size (bytes)", "size / fp32", "gates", "quantization notes"]
+    rows = [
+        [
+            k,
+            v.type,
+            _f(v.accuracy, ".2%"),
+            _f(v.accuracy_drop, "+.2f", 100),
+            v.size_bytes,
+            _f(v.size_ratio, ".3f"),
+            "" if v.gates_passed is None else ("pass" if v.gates_passed else "FAIL"),
+            quality_note(v.quality),
+        ]
+        for k, v in run.validations.items()
+    ]
+    return "<h2>Variants</h2>" + _table(cols, rows)
+
+
+BENCH_COLUMNS = [
+    "device",
+    "variant",
+    "threads",
+    "arch",
+    "board",
+    "runtime",
+    "p50 µs",
+    "p90 µs",
+    "p99 µs",
+    "init ms",
+    "peak MiB",
+    "W",
+    "mJ / inference",
+    "samples",
+    "status",
+]
+
+
+def _bench_cells(b: BenchmarkRow) -> list[Any]:
+    return [
+        b.device,
+        b.variant,
+        b.threads,
+        b.arch,
+        b.board_model or b.cpu_model,
+        f"{b.runtime_name or ''} {b.runtime_version or ''}".strip(),
+        _f(b.p50_s, ".3f", 1e6),
+        _f(b.p90_s, ".3f", 1e6),
+        _f(b.p99_s, ".3f", 1e6),
+        _f(b.init_s, ".2f", 1e3),
+        _f(b.peak_rss_bytes, ".1f", 1 / 2**20),
+        _f(b.power_mean_w, ".2f"),
+        _f(b.energy_j, ".4g", 1e3),
+        len(b.samples_s or ()),
+        "ok" if b.ok else f"FAILED: {b.error}",
+    ]
+
+
+def _board_cell(v: Any) -> Any:
+    return as_given(v) if isinstance(v, Record) else v  # a nested fact shows as the board reported it
+
+
+def _benchmarks(run: StoredRun) -> list[str]:
+    parts = ["<h2>On-device benchmark</h2>" + _table(BENCH_COLUMNS, [_bench_cells(b) for b in run.benchmarks])]
+    img = latency_plot(run)
+    parts.append(f"<img alt='latency distribution' src='{img}'>" if img else "<p class='meta'>no raw samples stored</p>")
+    boards: dict[str, Any] = {}
+    for b in run.benchmarks:
+        boards.setdefault(b.device, b.board)
+    rows = [[d, *[_board_cell(getattr(facts, k)) for k in BOARD_KEYS]] for d, facts in boards.items()]
+    parts.append("<h2>Boards</h2>" + _table(["device", *BOARD_KEYS], rows))
+    return parts
+
+
+def _comparison(c: Comparison) -> list[str]:
+    latency = _table(
+        ["device", "variant", "threads", "base p50 µs", "p50 µs", "ratio", "Mann-Whitney p", "verdict"],
+        [
             [
-                [
-                    k,
-                    v["type"],
-                    _f(v["accuracy"], ".2%"),
-                    _f(v["accuracy_drop"], "+.2f", 100),
-                    v["size_bytes"],
-                    _f(v["size_ratio"], ".3f"),
-                    "" if v["gates_passed"] is None else ("pass" if v["gates_passed"] else "FAIL"),
-                    quality_note(v.get("quality") or {}),
-                ]
-                for k, v in run["validations"].items()
-            ],
-        )
+                x.device,
+                x.variant,
+                x.threads,
+                _f(x.base_p50_s, ".3f", 1e6),
+                _f(x.candidate_p50_s, ".3f", 1e6),
+                _f(x.ratio, ".3f"),
+                _f(x.p_value, ".2g"),
+                x.verdict,
+            ]
+            for x in c.latency
+        ],
     )
+    accuracy = _table(
+        ["variant", "base accuracy", "accuracy", "delta (pts)", "regression"],
+        [
+            [a.variant, _f(a.base, ".2%"), _f(a.candidate, ".2%"), _f(a.delta, "+.2f", 100), "yes" if a.regression else "no"]
+            for a in c.accuracy
+        ],
+    )
+    verdict = (
+        ("<p class='bad'>" + "<br>".join(_e(r) for r in c.regressions) + "</p>")
+        if c.regressions
+        else "<p class='ok'>no regression</p>"
+    )
+    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict]
+
+
+def render_html(run: StoredRun, trend: list[StoredRun], comparison: Comparison | None) -> str:
+    """The report's HTML. Every piece of foreign text (names, board facts, errors) is escaped."""
+    parts = _head(run)
+    parts.append(_variants(run))
     img = accuracy_size_plot(run)
     if img:
         parts.append(f"<img alt='accuracy vs size' src='{img}'>")
-    if run["benchmarks"]:
-        parts.append(
-            "<h2>On-device benchmark</h2>"
-            + _table(
-                [
-                    "device",
-                    "variant",
-                    "threads",
-                    "arch",
-                    "board",
-                    "runtime",
-                    "p50 µs",
-                    "p90 µs",
-                    "p99 µs",
-                    "init ms",
-                    "peak MiB",
-                    "W",
-                    "mJ / inference",
-                    "samples",
-                    "status",
-                ],
-                [
-                    [
-                        b["device"],
-                        b["variant"],
-                        b["threads"],
-                        b.get("arch"),
-                        b.get("board_model") or b.get("cpu_model"),
-                        f"{b.get('runtime_name') or ''} {b.get('runtime_version') or ''}".strip(),
-                        _f(b["p50_s"], ".3f", 1e6),
-                        _f(b["p90_s"], ".3f", 1e6),
-                        _f(b["p99_s"], ".3f", 1e6),
-                        _f(b["init_s"], ".2f", 1e3),
-                        _f(b["peak_rss_bytes"], ".1f", 1 / 2**20),
-                        _f(b["power_mean_w"], ".2f"),
-                        _f(b["energy_j"], ".4g", 1e3),
-                        len(b.get("samples_s") or []),
-                        "ok" if b["ok"] else f"FAILED: {b.get('error')}",
-                    ]
-                    for b in run["benchmarks"]
-                ],
-            )
-        )
-        img = latency_plot(run)
-        parts.append(f"<img alt='latency distribution' src='{img}'>" if img else "<p class='meta'>no raw samples stored</p>")
-        boards = {}
-        for b in run["benchmarks"]:
-            boards.setdefault(b["device"], b.get("board") or {})
-        keys = (
-            "hostname",
-            "arch",
-            "board_model",
-            "cpu_model",
-            "cores",
-            "kernel",
-            "os",
-            "python",
-            "numpy",
-            "temp_c",
-            "cpu_freq_khz",
-            "cpu_governor",
-            "throttled",
-        )
-        parts.append("<h2>Boards</h2>" + _table(["device", *keys], [[d, *[bd.get(k) for k in keys]] for d, bd in boards.items()]))
+    if run.benchmarks:
+        parts += _benchmarks(run)
     if comparison:
-        c = comparison
-        parts.append(f"<h2>Compared with the previous run {_e(c['base']['run_id'])}</h2>")
-        parts.append(
-            _table(
-                ["device", "variant", "threads", "base p50 µs", "p50 µs", "ratio", "Mann-Whitney p", "verdict"],
-                [
-                    [
-                        x["device"],
-                        x["variant"],
-                        x["threads"],
-                        _f(x["base_p50_s"], ".3f", 1e6),
-                        _f(x["candidate_p50_s"], ".3f", 1e6),
-                        _f(x["ratio"], ".3f"),
-                        _f(x["p_value"], ".2g"),
-                        x["verdict"],
-                    ]
-                    for x in c["latency"]
-                ],
-            )
-        )
-        parts.append(
-            _table(
-                ["variant", "base accuracy", "accuracy", "delta (pts)", "regression"],
-                [
-                    [
-                        a["variant"],
-                        _f(a["base"], ".2%"),
-                        _f(a["candidate"], ".2%"),
-                        _f(a["delta"], "+.2f", 100),
-                        "yes" if a["regression"] else "no",
-                    ]
-                    for a in c["accuracy"]
-                ],
-            )
-        )
-        verdict = (
-            ("<p class='bad'>" + "<br>".join(_e(r) for r in c["regressions"]) + "</p>")
-            if c["regressions"]
-            else "<p class='ok'>no regression</p>"
-        )
-        parts.append(verdict)
+        parts += _comparison(comparison)
     img = trend_plot(trend)
     if img:
         parts.append(f"<h2>Trend</h2><img alt='trend of the last runs' src='{img}'>")
@@ -306,13 +326,13 @@ def render_html(run: dict, trend: list[dict], comparison: dict | None) -> str:
 
 def write_report(
     run_ref: str, output: Path | None = None, *, last: int = 10, db_path: Path | None = None, pipeline: str | None = None
-) -> dict:
+) -> ReportSummary:
     from edgeq.results import query
     from edgeq.results.compare import compare
 
     with query.open_for_reading(db_path) as h:
         run = query.load(h, query.resolve(h, run_ref, pipeline), samples=True)
-        trend = query.trend(h, run["pipeline"], run["started_ts"], last)
+        trend = query.trend(h, run.pipeline, run.started_ts, last)
         prev = query.previous(h, run)
         comparison = None
         if prev is not None:
@@ -321,9 +341,9 @@ def write_report(
             except EdgeqError:
                 comparison = None  # nothing in common with the previous run: the report simply has no comparison
     doc = render_html(run, trend, comparison)
-    out = Path(output) if output else Path(f"edgeq-report-{run['run_id']}.html")
+    out = Path(output) if output else Path(f"edgeq-report-{run.run_id}.html")
     try:
         paths.atomic_write_bytes(out, doc.encode())
     except OSError as e:
         raise StoreError(f"cannot write the report {out}: {e}", "pick a writable path with -o FILE.html") from None
-    return {"ok": True, "path": str(out.resolve()), "run_id": run["run_id"], "bytes": len(doc), "trend_runs": len(trend)}
+    return ReportSummary(path=str(out.resolve()), run_id=run.run_id, bytes=len(doc), trend_runs=len(trend))

@@ -301,18 +301,25 @@ def synthetic_manifest(
                             "idle_w": w * 0.7,
                             "joules_per_inference": w * float(s.mean()),
                         },
-                        "board": {
+                        "board": {  # every key the agent reports (edgeq/agent/facts.py), in its order
                             "hostname": d,
                             "arch": "aarch64",
                             "cpu_model": "Cortex-A76",
                             "board_model": "Raspberry Pi 5 Model B Rev 1.0" if d == "pi5" else "Raspberry Pi 4 Model B",
                             "cores": 4,
+                            "cores_available": 4,
                             "kernel": "6.6.51",
                             "os": "Debian GNU/Linux 12 (bookworm)",
                             "python": "3.11.2",
+                            "numpy": "1.26.4",
+                            "runtime": {"name": "tflite-runtime", "version": "2.14.0"},
+                            "workdir": "/var/lib/edgeq",
+                            "free_bytes": 20_000_000_000,
                             "temp_c": 51.2,
+                            "thermal_zones": [{"zone": "thermal_zone0", "type": "cpu-thermal", "temp_c": 51.2}],
                             "cpu_freq_khz": 2400000,
-                            "throttled": {"now": [], "since_boot": []},
+                            "cpu_governor": "ondemand",
+                            "throttled": {"raw": "0x0", "flags": 0},
                         },
                         "raw": {"samples_s": [float(x) for x in s], "samples_stride": 1},
                     }
@@ -332,10 +339,32 @@ def synthetic_manifest(
         },
         "versions": {"edgeq": "0.1.0", "python": "3.11.7", "tensorflow": "2.21.0", "numpy": "2.4.6"},
         "runtime": {"name": "ai-edge-litert", "version": "2.3.0"},
-        "stages": {
-            "train": {"cached": False, "seconds": 40.0},
-            "quantize": {v: {"cached": False, "seconds": 2.0} for v in variants},
-            "validate": {v: {"cached": True, "seconds": 0.5} for v in variants},
+        "inputs": {"data": {"sklearn-digits": "scikit-learn 1.9.1"}, "model": {"builtin": "mlp"}},
+        "stages": {  # the keys pipeline.run_pipeline writes (a RunManifest reads them)
+            "train": {"key": "0" * 24, "cached": False, "output": "/tmp/model.keras", "seconds": 40.0},
+            "quantize": {
+                v: {
+                    "key": "1" * 24,
+                    "cached": False,
+                    "output": f"/tmp/{v}.tflite",
+                    "variant": v,
+                    "type": v,
+                    "size_bytes": size.get(v, 1000),
+                    "seconds": 2.0,
+                }
+                for v in variants
+            },
+            "validate": {
+                v: {
+                    "key": "2" * 24,
+                    "cached": True,
+                    "accuracy": acc[v],
+                    "test_samples": 1000,
+                    "size_bytes": size.get(v, 1000),
+                    "seconds": 0.5,
+                }
+                for v in variants
+            },
         },
         "variants": vdoc,
         "gates_failed": [],

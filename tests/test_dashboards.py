@@ -95,13 +95,13 @@ def test_failed_push_keeps_results_and_a_later_push_delivers_them(farm_run, prom
     assert doc["status"] == "ok" and doc["metrics_push"]["ok"] is False
     with open_for_reading(farm_run["home"] / "history.db") as h:
         run = query.load(h, query.resolve(h, doc["run_id"]), samples=True)
-    assert run["status"] == "ok" and set(run["validations"]) == {"fp32", "int8"}
-    assert {(b["device"], b["variant"], b["threads"]) for b in run["benchmarks"]} == {
+    assert run.status == "ok" and set(run.validations) == {"fp32", "int8"}
+    assert {b.key for b in run.benchmarks} == {
         ("board-a", "fp32", 1),
         ("board-a", "int8", 1),
     }
-    for b in run["benchmarks"]:
-        assert b["ok"] and len(b["samples_s"]) >= 30 and b["power_mean_w"] == pytest.approx(2.5) and b["energy_j"] > 0
+    for b in run.benchmarks:
+        assert b.ok and len(b.samples_s) >= 30 and b.power_mean_w == pytest.approx(2.5) and b.energy_j > 0
     p = farm_run["push"]
     assert p.code == 0, p.stderr
     assert p.json()["run_id"] == doc["run_id"] and p.json()["series"] > 20
@@ -231,7 +231,7 @@ def test_run_pushes_and_fails_on_regression(farm_run, promfarm, tmp_path):  # no
     assert doc["metrics_push"]["ok"] is True and doc["regressions"]["regressed"]  # pushed before the check
     assert any("latency fp32 on board-a" in s for s in doc["regressions"]["list"])
     with open_for_reading(db) as h:
-        assert query.resolve(h, "latest")["run_id"] == doc["run_id"]  # stored although the run exits 9
+        assert query.resolve(h, "latest").run_id == doc["run_id"]  # stored although the run exits 9
     promfarm.wait_for(
         'edgeq_last_run_timestamp_seconds{job="edgeq", pipeline="dash"}', predicate=lambda res: any(r["value"][1] for r in res)
     )

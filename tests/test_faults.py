@@ -163,12 +163,12 @@ def test_sshd_killed_during_pipeline_benchmark(farm, tmp_path, edgeq, write_pipe
 
     with open_for_reading(db) as h:
         rows = query.benchmarks(h, run_id, samples=True)
-    good = [b for b in rows if b["device"] in ("p1", "p3") and b["ok"]]
-    bad = [b for b in rows if b["device"] == "pv"]
+    good = [b for b in rows if b.device in ("p1", "p3") and b.ok]
+    bad = [b for b in rows if b.device == "pv"]
     expected = {(d, v) for d in ("p1", "p3") for v in variants}
-    assert {(b["device"], b["variant"]) for b in good} == expected
-    assert all(b["count"] >= 20 and len(b["samples_s"]) > 0 for b in good)
-    assert bad and not any(b["ok"] for b in bad) and all(b["error"] and b["error"].startswith("pv: ") for b in bad), bad
+    assert {(b.device, b.variant) for b in good} == expected
+    assert all(b.count >= 20 and len(b.samples_s) > 0 for b in good)
+    assert bad and not any(b.ok for b in bad) and all(b.error and b.error.startswith("pv: ") for b in bad), bad
 
     half = 0
     for d in ("p1", "pv", "p3"):
@@ -176,7 +176,7 @@ def test_sshd_killed_during_pipeline_benchmark(farm, tmp_path, edgeq, write_pipe
             st = fk.board_state(_w(tmp_path, d), mdir.name)
             assert st.current and st.active_ok, (d, mdir.name, st)
             half += fk.half_written_or_unloadable(st)
-    lost = len(expected) - len({(b["device"], b["variant"]) for b in good})
+    lost = len(expected) - len({(b.device, b.variant) for b in good})
     fk.report("sshd killed during a pipeline benchmark", half, lost)
     assert half == 0 and lost == 0
 

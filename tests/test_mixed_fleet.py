@@ -198,16 +198,16 @@ def test_history_stores_arch_and_runtime_per_board(pipeline_run, fleet):
 
     with open_for_reading(default_db_path(fleet["home"])) as h:
         run = load(h, resolve(h, pipeline_run["run_id"]), samples=True)
-    assert run["status"] == "ok"
-    rows = {(b["device"], b["variant"]): b for b in run["benchmarks"]}
+    assert run.status == "ok"
+    rows = {(b.device, b.variant): b for b in run.benchmarks}
     assert set(rows) == {(d, v) for d in ALL for v in ("fp32", "int8")}
     for (dev, _v), b in rows.items():
-        assert b["ok"] and b["arch"] == ("aarch64" if dev in ARM else "x86_64"), b
-        assert len(b["samples_s"]) >= 20
-    assert (rows[("rpi", "int8")]["runtime_name"], rows[("rpi", "int8")]["runtime_version"]) == ("tflite-runtime", "2.14.0")
-    assert rows[("rpi", "int8")]["hostname"] == "raspberrypi"
-    assert rows[("rpi-litert", "int8")]["runtime_name"] == "ai-edge-litert"
-    assert {rows[(d, "int8")]["runtime_name"] for d in X86} == {"ai-edge-litert"}
+        assert b.ok and b.arch == ("aarch64" if dev in ARM else "x86_64"), b
+        assert len(b.samples_s) >= 20
+    assert (rows[("rpi", "int8")].runtime_name, rows[("rpi", "int8")].runtime_version) == ("tflite-runtime", "2.14.0")
+    assert rows[("rpi", "int8")].hostname == "raspberrypi"
+    assert rows[("rpi-litert", "int8")].runtime_name == "ai-edge-litert"
+    assert {rows[(d, "int8")].runtime_name for d in X86} == {"ai-edge-litert"}
     # the manifest on disk says the same
     manifest = json.loads((fleet["home"] / "runs" / pipeline_run["run_id"] / "manifest.json").read_text())
     assert {b["device"]: b["board"]["arch"] for b in manifest["benchmarks"]}["rpi"] == "aarch64"

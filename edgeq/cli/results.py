@@ -7,12 +7,15 @@ No prometheus_client, matplotlib or numpy at import time: `edgeq --help` stays f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from edgeq.cli import output, tables
 from edgeq.cli.options import DbOpt, JsonOpt
+
+if TYPE_CHECKING:
+    from edgeq.results.compare import Comparison
 
 GATEWAY_HELP = "Pushgateway URL, e.g. http://pushgateway.lan:9091."
 
@@ -37,13 +40,15 @@ def history(
     imported = None
     if import_:
         imported = import_runs(import_, db)
-        for s in imported["skipped"]:
-            output.log(f"skipped {s['path']}: {s['reason']}")
-        output.log(f"imported {len(imported['recorded'])} run(s) into {db}")
+        for s in imported.skipped:
+            output.log(f"skipped {s.path}: {s.reason}")
+        output.log(f"imported {len(imported.recorded)} run(s) into {db}")
     with query.open_for_reading(db) as h:
         runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit)
     if json_out:
-        output.emit({"db": str(db), **({"imported": imported} if imported else {}), "runs": runs})
+        output.emit(
+            {"db": str(db), **({"imported": imported.to_json()} if imported else {}), "runs": [r.to_json() for r in runs]}
+        )
         return
     output.table(*tables.history_table(runs, str(db)))
     if not runs:
@@ -53,7 +58,7 @@ def history(
 # ---- compare
 
 
-def render_comparison(c: dict[str, Any]) -> None:
+def render_comparison(c: Comparison) -> None:
     for t in tables.comparison_tables(c):
         output.table(*t)
     for line in tables.comparison_notes(c):
@@ -91,10 +96,10 @@ def compare(
         base, candidate, db_path=db, pipeline=pipeline, threshold=threshold, alpha=alpha, accuracy_tolerance=accuracy_tolerance
     )
     if json_out:
-        output.emit(c)
+        output.emit(c.to_json())
     else:
         render_comparison(c)
-    if fail_on_regression and c["regressed"]:
+    if fail_on_regression and c.regressed:
         from edgeq.publish import regression_error
 
         raise regression_error(c)
@@ -119,9 +124,9 @@ def report(
 
     res = write_report(run, out_file, last=last, db_path=db, pipeline=pipeline)
     if json_out:
-        output.emit(res)
+        output.emit(res.to_json())
     else:
-        output.echo(res["path"])
+        output.echo(res.path)
 
 
 # ---- metrics
@@ -146,11 +151,9 @@ def metrics_push(
 
     res = metrics.push(run, gateway, db_path=db, job=job, timeout=timeout)
     if json_out:
-        output.emit(res)
+        output.emit(res.to_json())
     else:
-        output.log(
-            f"pushed run {res['run_id']} ({res['series']} series) to {res['gateway']} as job={job} pipeline={res['pipeline']}"
-        )
+        output.log(f"pushed run {res.run_id} ({res.series} series) to {res.gateway} as job={job} pipeline={res.pipeline}")
 
 
 @metrics_app.command("textfile")
@@ -165,9 +168,9 @@ def metrics_textfile(
 
     res = metrics.write_textfile(path, db_path=db)
     if json_out:
-        output.emit(res)
+        output.emit(res.to_json())
     else:
-        output.log(f"wrote {res['series']} series to {res['path']}")
+        output.log(f"wrote {res.series} series to {res.path}")
 
 
 @metrics_app.command("serve")

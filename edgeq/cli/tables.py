@@ -7,10 +7,14 @@ strings; foreign text (board output, YAML names) is escaped when drawn, never he
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.cli import format as fmt
 from edgeq.records.fleet import BoardHealth, FleetSummary, LatencyStats
+
+if TYPE_CHECKING:
+    from edgeq.results import StoredRun
+    from edgeq.results.compare import Comparison
 
 Table = tuple[str, list[str], list[list[str]]]
 
@@ -22,7 +26,7 @@ def _notes(v: dict[str, Any]) -> str:
     """Mixed-precision outcome, else the worst int8 layer: what to look at first when accuracy dropped."""
     from edgeq.results.quality import quality_note, quality_summary
 
-    return quality_note({k: x for k, x in quality_summary(v).items() if k != "qat"})  # QAT shows in the type column
+    return quality_note(quality_summary(v), qat=False)  # QAT shows in the type column
 
 
 def run_variants(doc: dict[str, Any]) -> Table:
@@ -171,23 +175,23 @@ def bench_table(res: FleetSummary) -> Table:
 # ---- results
 
 
-def history_table(runs: list[dict[str, Any]], db: str) -> Table:
-    unit = fmt.latency_unit(b["p50_s"] * 1e3 for r in runs for b in r["benchmarks"] if b["ok"] and b["p50_s"] is not None)
+def history_table(runs: list[StoredRun], db: str) -> Table:
+    unit = fmt.latency_unit(b.p50_s * 1e3 for r in runs for b in r.benchmarks if b.ok and b.p50_s is not None)
     rows = []
     for r in runs:
-        acc = ", ".join(f"{v} {fmt.pct(x.get('accuracy'))}" for v, x in r["validations"].items())
+        acc = ", ".join(f"{v} {fmt.pct(x.accuracy)}" for v, x in r.validations.items())
         bench = "; ".join(
-            f"{b['device']}/{b['variant']}/t{b['threads']} "
-            + (fmt.latency(None if b["p50_s"] is None else b["p50_s"] * 1e3, unit) if b["ok"] else "FAILED")
-            for b in r["benchmarks"]
+            f"{b.device}/{b.variant}/t{b.threads} "
+            + (fmt.latency(None if b.p50_s is None else b.p50_s * 1e3, unit) if b.ok else "FAILED")
+            for b in r.benchmarks
         )
         rows.append(
             [
-                r["run_id"],
-                r["pipeline"],
-                r["status"],
-                (r["started"] or "")[:19].replace("T", " "),
-                "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}",
+                r.run_id,
+                r.pipeline,
+                r.status,
+                (r.started or "")[:19].replace("T", " "),
+                "" if r.wall_seconds is None else f"{r.wall_seconds:.1f}",
                 acc,
                 bench,
             ]
@@ -200,67 +204,65 @@ def _ms(s: float | None) -> float | None:
     return None if s is None else s * 1e3
 
 
-def comparison_tables(c: dict[str, Any]) -> list[Table]:
-    b, k = c["base"], c["candidate"]
+def _text(x: int | None) -> str:
+    return "" if x is None else str(x)
+
+
+def comparison_tables(c: Comparison) -> list[Table]:
+    b, k = c.base, c.candidate
     out: list[Table] = []
-    unit = fmt.latency_unit(_ms(x["base_p50_s"]) for x in c["latency"])
+    unit = fmt.latency_unit(_ms(x.base_p50_s) for x in c.latency)
     rows = [
         [
-            x["device"],
-            x["variant"],
-            x["threads"],
-            fmt.latency(_ms(x["base_p50_s"]), unit),
-            fmt.latency(_ms(x["candidate_p50_s"]), unit),
-            fmt.ratio(x["ratio"]),
-            "" if x["p_value"] is None else f"{x['p_value']:.2g}",
-            x["verdict"].upper() if x["regression"] else x["verdict"],
+            x.device,
+            x.variant,
+            _text(x.threads),
+            fmt.latency(_ms(x.base_p50_s), unit),
+            fmt.latency(_ms(x.candidate_p50_s), unit),
+            fmt.ratio(x.ratio),
+            "" if x.p_value is None else f"{x.p_value:.2g}",
+            x.verdict.upper() if x.regression else x.verdict,
         ]
-        for x in c["latency"]
+        for x in c.latency
     ]
     if rows:
         title = (
-            f"latency {b['run_id']} -> {k['run_id']} (pipeline {k['pipeline']}; regression = p50 ratio > "
-            f"{c['threshold']:g} and Mann-Whitney p < {c['alpha']:g})"
+            f"latency {b.run_id} -> {k.run_id} (pipeline {k.pipeline}; regression = p50 ratio > "
+            f"{c.threshold:g} and Mann-Whitney p < {c.alpha:g})"
         )
         cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "p", "verdict"]
         out.append((title, cols, rows))
-    if c["accuracy"]:
+    if c.accuracy:
         acc = [
-            [
-                a["variant"],
-                fmt.pct(a["base"]),
-                fmt.pct(a["candidate"]),
-                f"{a['delta'] * 100:+.2f}",
-                "REGRESSION" if a["regression"] else "ok",
-            ]
-            for a in c["accuracy"]
+            [a.variant, fmt.pct(a.base), fmt.pct(a.candidate), f"{a.delta * 100:+.2f}", "REGRESSION" if a.regression else "ok"]
+            for a in c.accuracy
         ]
         out.append(("accuracy", ["variant", "base", "candidate", "delta (pts)", "verdict"], acc))
     other = [
         [
             "peak memory MiB",
-            m["device"],
-            m["variant"],
-            m["threads"],
-            fmt.mib(m["base_bytes"]),
-            fmt.mib(m["candidate_bytes"]),
-            fmt.ratio(m["ratio"]),
-            "REGRESSION" if m["regression"] else "ok",
+            m.device,
+            m.variant,
+            _text(m.threads),
+            fmt.mib(m.base_bytes),
+            fmt.mib(m.candidate_bytes),
+            fmt.ratio(m.ratio),
+            "REGRESSION" if m.regression else "ok",
         ]
-        for m in c["memory"]
+        for m in c.memory
     ]
     other += [
         [
             "energy mJ/inference",
-            e["device"],
-            e["variant"],
-            e["threads"],
-            f"{e['base_j'] * 1e3:.4g}",
-            f"{e['candidate_j'] * 1e3:.4g}",
-            fmt.ratio(e["ratio"]),
-            "REGRESSION" if e["regression"] else "ok",
+            e.device,
+            e.variant,
+            _text(e.threads),
+            f"{e.base_j * 1e3:.4g}",
+            f"{e.candidate_j * 1e3:.4g}",
+            fmt.ratio(e.ratio),
+            "REGRESSION" if e.regression else "ok",
         ]
-        for e in c["energy"]
+        for e in c.energy
     ]
     if other:
         out.append(
@@ -269,14 +271,14 @@ def comparison_tables(c: dict[str, Any]) -> list[Table]:
     return out
 
 
-def comparison_notes(c: dict[str, Any]) -> list[str]:
-    notes = [f"only in base: {x['variant']} on {x['device']} ({x['threads']} threads)" for x in c["only_in_base"]]
-    notes += [f"only in candidate: {x['variant']} on {x['device']} ({x['threads']} threads)" for x in c["only_in_candidate"]]
-    if not c["same_pipeline_file"]:
+def comparison_notes(c: Comparison) -> list[str]:
+    notes = [f"only in base: {x.variant} on {x.device} ({x.threads} threads)" for x in c.only_in_base]
+    notes += [f"only in candidate: {x.variant} on {x.device} ({x.threads} threads)" for x in c.only_in_candidate]
+    if not c.same_pipeline_file:
         notes.append("note: the pipeline file changed between the two runs")
-    if c["regressions"]:
-        notes.append(f"{len(c['regressions'])} regression(s):")
-        notes += [f"  {r}" for r in c["regressions"]]
+    if c.regressions:
+        notes.append(f"{len(c.regressions)} regression(s):")
+        notes += [f"  {r}" for r in c.regressions]
     else:
         notes.append("no regression")
     return notes

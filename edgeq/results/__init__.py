@@ -1,22 +1,35 @@
 """Results history: every validate and benchmark result of every run, in one SQLite file, and comparisons over time.
 
-    record_run(manifest | path, db_path=None)   store a finished run (idempotent per run_id)
-    compare_runs(base, candidate, ...)          latency (ratio + Mann-Whitney U), accuracy, memory, energy
-    open_for_reading(db_path) + query.*         runs, results, trends
+    record_run(manifest | path, db_path=None)   store a finished run (a RunManifest, its document or its file)
+    compare_runs(base, candidate, ...)          a Comparison: latency (ratio + Mann-Whitney U), accuracy, memory, energy
+    open_for_reading(db_path) + query.*         records (edgeq.results.rows): runs, results, trends
 
 The database is $EDGEQ_HISTORY_DB, else <edgeq home>/history.db. Errors are StoreError (exit 10).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import StoreError
+from edgeq.records.run import RunManifest
 from edgeq.results.compare import compare, compare_runs, compare_with_previous
 from edgeq.results.db import DB_ENV, History, default_db_path, open_history
 from edgeq.results.query import open_for_reading
-from edgeq.results.record import import_runs, load_manifest, record_run
+from edgeq.results.record import ImportReport, import_runs, load_manifest, record_run
+from edgeq.results.rows import BenchmarkRow, RunRow, StageRow, StoredRun, ValidationRow
 
 __all__ = [
     "DB_ENV",
+    "BenchmarkRow",
     "History",
+    "ImportReport",
+    "RunRow",
+    "StageRow",
+    "StoredRun",
+    "ValidationRow",
     "compare",
     "compare_runs",
     "compare_with_previous",
@@ -30,13 +43,10 @@ __all__ = [
 ]
 
 
-def record_history(manifest: dict, home=None):
+def record_history(manifest: RunManifest | Mapping[str, Any], home: Path | None = None) -> StoreError | None:
     """Record a just-finished run; returns the StoreError instead of raising (the pipeline decides what it means)."""
-    from edgeq.errors import StoreError
-
     try:
         record_run(manifest, default_db_path(home))
     except StoreError as e:
-        e.result = manifest  # so `edgeq run --json` still reports what was measured
-        return e
+        return StoreError(e.message, e.hint, result=manifest)  # so `edgeq run --json` still reports what was measured
     return None

@@ -4,185 +4,276 @@ accuracy per variant, peak memory and energy per inference. Pure logic over load
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edgeq.errors import StoreError
+from edgeq.records import Record
 from edgeq.results import query
+from edgeq.results.rows import BenchmarkRow, StoredRun
 from edgeq.results.stats import mann_whitney_u
 
 DEFAULT_THRESHOLD = 1.10  # 10% slower p50: below this, nightly noise on a shared board dominates
 DEFAULT_ALPHA = 0.05
 DEFAULT_ACCURACY_TOLERANCE = 0.005  # half a point: one image of a ~360-image test split is 0.0028
 
-
-def _key(b: dict) -> tuple:
-    return (b["device"], b["variant"], b["threads"])
+Key = tuple[str, str, int | None]
 
 
-def _ratio(cand, base):
+class RunBrief(Record):
+    run_id: str
+    pipeline: str
+    status: str
+    started: str | None = None
+    pipeline_sha256: str | None = None
+    versions: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, run: StoredRun) -> RunBrief:
+        return cls(**{k: getattr(run, k) for k in cls.model_fields})
+
+
+class BenchKey(Record):
+    device: str
+    variant: str
+    threads: int | None = None
+
+
+class LatencyChange(BenchKey):
+    base_p50_s: float | None = None
+    candidate_p50_s: float | None = None
+    base_p90_s: float | None = None
+    candidate_p90_s: float | None = None
+    ratio: float | None = None
+    p_value: float | None = None
+    n_base: int
+    n_candidate: int
+    significant: bool
+    verdict: str  # regression, improvement, no samples, noise, same
+    regression: bool
+
+
+class MemoryChange(BenchKey):
+    base_bytes: int
+    candidate_bytes: int
+    ratio: float
+    regression: bool
+
+
+class EnergyChange(BenchKey):
+    base_j: float
+    candidate_j: float
+    ratio: float
+    regression: bool
+
+
+class AccuracyChange(Record):
+    variant: str
+    base: float
+    candidate: float
+    delta: float
+    regression: bool
+
+
+class SizeChange(Record):
+    variant: str
+    base_bytes: int
+    candidate_bytes: int
+    ratio: float
+
+
+class Comparison(Record):
+    """`edgeq compare --json`: what changed from a base run to a candidate run, and which changes are regressions."""
+
+    base: RunBrief
+    candidate: RunBrief
+    same_pipeline_file: bool
+    threshold: float
+    alpha: float
+    accuracy_tolerance: float
+    latency: tuple[LatencyChange, ...] = ()
+    accuracy: tuple[AccuracyChange, ...] = ()
+    memory: tuple[MemoryChange, ...] = ()
+    energy: tuple[EnergyChange, ...] = ()
+    size: tuple[SizeChange, ...] = ()
+    only_in_base: tuple[BenchKey, ...] = ()
+    only_in_candidate: tuple[BenchKey, ...] = ()
+    regressions: tuple[str, ...] = ()
+    regressed: bool = False
+
+
+def _ratio(cand: float | None, base: float | None) -> float | None:
     if cand is None or base is None or base == 0:
         return None
     return cand / base
 
 
-def _brief(run: dict) -> dict:
-    return {k: run.get(k) for k in ("run_id", "pipeline", "status", "started", "pipeline_sha256")} | {
-        "versions": run.get("versions")
-    }
+def _verdict(slower: bool, faster: bool, significant: bool, p: float | None) -> str:
+    if slower and significant:
+        return "regression"
+    if faster and significant:
+        return "improvement"
+    if p is None and (slower or faster):
+        return "no samples"
+    return "noise" if slower or faster else "same"
+
+
+def _where(k: Key) -> str:
+    device, variant, threads = k
+    return f"{variant} on {device} ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def _latency(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: float) -> tuple[LatencyChange, str | None]:
+    ratio = _ratio(c.p50_s, b.p50_s)
+    test = mann_whitney_u(b.samples_s or (), c.samples_s or ())
+    p = test.p_value
+    significant = p is not None and p < alpha
+    slower = ratio is not None and ratio > threshold
+    faster = ratio is not None and ratio < 1.0 / threshold
+    verdict = _verdict(slower, faster, significant, p)
+    row = LatencyChange(
+        device=k[0],
+        variant=k[1],
+        threads=k[2],
+        base_p50_s=b.p50_s,
+        candidate_p50_s=c.p50_s,
+        base_p90_s=b.p90_s,
+        candidate_p90_s=c.p90_s,
+        ratio=ratio,
+        p_value=p,
+        n_base=test.n_x,
+        n_candidate=test.n_y,
+        significant=significant,
+        verdict=verdict,
+        regression=verdict == "regression",
+    )
+    if not row.regression or ratio is None or p is None or b.p50_s is None or c.p50_s is None:
+        return row, None
+    return row, (
+        f"latency {_where(k)}: p50 {b.p50_s * 1e6:.4g} -> {c.p50_s * 1e6:.4g} µs "
+        f"(x{ratio:.3f} > {threshold:g}, Mann-Whitney p={p:.2g} < {alpha:g})"
+    )
+
+
+def _memory(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float) -> tuple[MemoryChange | None, str | None]:
+    mr = _ratio(c.peak_rss_bytes, b.peak_rss_bytes)
+    if mr is None or b.peak_rss_bytes is None or c.peak_rss_bytes is None:
+        return None, None
+    row = MemoryChange(
+        device=k[0],
+        variant=k[1],
+        threads=k[2],
+        base_bytes=b.peak_rss_bytes,
+        candidate_bytes=c.peak_rss_bytes,
+        ratio=mr,
+        regression=mr > threshold,
+    )
+    note = f"peak memory {_where(k)}: {b.peak_rss_bytes:,} -> {c.peak_rss_bytes:,} bytes (x{mr:.3f} > {threshold:g})"
+    return row, note if row.regression else None
+
+
+def _energy(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float) -> tuple[EnergyChange | None, str | None]:
+    er = _ratio(c.energy_j, b.energy_j)
+    if er is None or b.energy_j is None or c.energy_j is None:
+        return None, None
+    row = EnergyChange(
+        device=k[0], variant=k[1], threads=k[2], base_j=b.energy_j, candidate_j=c.energy_j, ratio=er, regression=er > threshold
+    )
+    note = f"energy per inference {_where(k)}: {b.energy_j:.4g} -> {c.energy_j:.4g} J (x{er:.3f} > {threshold:g})"
+    return row, note if row.regression else None
+
+
+def _nothing_in_common(base: StoredRun, cand: StoredRun, bb: dict[Key, BenchmarkRow], cb: dict[Key, BenchmarkRow]) -> StoreError:
+    def desc(r: StoredRun, benches: dict[Key, BenchmarkRow]) -> str:
+        devs = sorted({k[0] for k in benches})
+        return f"{r.run_id} (pipeline {r.pipeline}, variants {sorted(r.validations) or '-'}, devices {devs or '-'})"
+
+    return StoreError(
+        f"runs share no device/variant to compare: base {desc(base, bb)}, candidate {desc(cand, cb)}",
+        "compare runs of the same pipeline (`edgeq history --pipeline NAME` lists them)",
+    )
 
 
 def compare(
-    base: dict,
-    cand: dict,
+    base: StoredRun,
+    cand: StoredRun,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
-) -> dict:
+) -> Comparison:
     """Compare two loaded runs (query.load(..., samples=True)). Raises StoreError when they share nothing."""
-    if base["run_id"] == cand["run_id"]:
+    if base.run_id == cand.run_id:
         raise StoreError(
-            f"run {base['run_id']} compared with itself",
+            f"run {base.run_id} compared with itself",
             "name two different runs, or omit both to compare the latest run with the one before it",
         )
-    bb = {_key(b): b for b in base.get("benchmarks", []) if b.get("ok")}
-    cb = {_key(b): b for b in cand.get("benchmarks", []) if b.get("ok")}
-    bv, cv = base.get("validations", {}), cand.get("validations", {})
+    bb = {b.key: b for b in base.benchmarks if b.ok}
+    cb = {b.key: b for b in cand.benchmarks if b.ok}
     common_b = [k for k in cb if k in bb]
-    common_v = [k for k in cv if k in bv]
+    common_v = [k for k in cand.validations if k in base.validations]
     # both benchmarked but on nothing in common (other boards or variants): comparing accuracy alone would mislead
     if (not common_b and bb and cb) or (not common_b and not common_v):
-
-        def desc(r, benches, vals):
-            devs = sorted({k[0] for k in benches})
-            return f"{r['run_id']} (pipeline {r['pipeline']}, variants {sorted(vals) or '-'}, devices {devs or '-'})"
-
-        raise StoreError(
-            f"runs share no device/variant to compare: base {desc(base, bb, bv)}, candidate {desc(cand, cb, cv)}",
-            "compare runs of the same pipeline (`edgeq history --pipeline NAME` lists them)",
-        )
+        raise _nothing_in_common(base, cand, bb, cb)
     latency, memory, energy, regressions = [], [], [], []
     for k in common_b:
-        b, c = bb[k], cb[k]
-        device, variant, threads = k
-        where = f"{variant} on {device} ({threads} thread{'s' if threads != 1 else ''})"
-        ratio = _ratio(c["p50_s"], b["p50_s"])
-        test = mann_whitney_u(b.get("samples_s") or [], c.get("samples_s") or [])
-        p = test["p_value"]
-        significant = p is not None and p < alpha
-        slower = ratio is not None and ratio > threshold
-        faster = ratio is not None and ratio < 1.0 / threshold
-        verdict = (
-            "regression"
-            if slower and significant
-            else "improvement"
-            if faster and significant
-            else "no samples"
-            if p is None and (slower or faster)
-            else "noise"
-            if slower or faster
-            else "same"
-        )
-        row = {
-            "device": device,
-            "variant": variant,
-            "threads": threads,
-            "base_p50_s": b["p50_s"],
-            "candidate_p50_s": c["p50_s"],
-            "base_p90_s": b["p90_s"],
-            "candidate_p90_s": c["p90_s"],
-            "ratio": ratio,
-            "p_value": p,
-            "n_base": test["n_x"],
-            "n_candidate": test["n_y"],
-            "significant": significant,
-            "verdict": verdict,
-            "regression": verdict == "regression",
-        }
-        latency.append(row)
-        if row["regression"]:
-            regressions.append(
-                f"latency {where}: p50 {b['p50_s'] * 1e6:.4g} -> {c['p50_s'] * 1e6:.4g} µs "
-                f"(x{ratio:.3f} > {threshold:g}, Mann-Whitney p={p:.2g} < {alpha:g})"
-            )
-        mr = _ratio(c.get("peak_rss_bytes"), b.get("peak_rss_bytes"))
-        if mr is not None:
-            reg = mr > threshold
-            memory.append(
-                {
-                    "device": device,
-                    "variant": variant,
-                    "threads": threads,
-                    "base_bytes": b["peak_rss_bytes"],
-                    "candidate_bytes": c["peak_rss_bytes"],
-                    "ratio": mr,
-                    "regression": reg,
-                }
-            )
+        lat, note = _latency(k, bb[k], cb[k], threshold, alpha)
+        latency.append(lat)
+        mem, mem_note = _memory(k, bb[k], cb[k], threshold)
+        en, en_note = _energy(k, bb[k], cb[k], threshold)
+        memory += [mem] if mem else []
+        energy += [en] if en else []
+        regressions += [n for n in (note, mem_note, en_note) if n]
+    accuracy, size, acc_notes = _validations(base, cand, common_v, accuracy_tolerance)
+    regressions += acc_notes
+    return Comparison(
+        base=RunBrief.of(base),
+        candidate=RunBrief.of(cand),
+        same_pipeline_file=base.pipeline_sha256 == cand.pipeline_sha256,
+        threshold=threshold,
+        alpha=alpha,
+        accuracy_tolerance=accuracy_tolerance,
+        latency=tuple(latency),
+        accuracy=tuple(accuracy),
+        memory=tuple(memory),
+        energy=tuple(energy),
+        size=tuple(size),
+        only_in_base=tuple(BenchKey(device=k[0], variant=k[1], threads=k[2]) for k in bb if k not in cb),
+        only_in_candidate=tuple(BenchKey(device=k[0], variant=k[1], threads=k[2]) for k in cb if k not in bb),
+        regressions=tuple(regressions),
+        regressed=bool(regressions),
+    )
+
+
+def _validations(
+    base: StoredRun, cand: StoredRun, common: list[str], tolerance: float
+) -> tuple[list[AccuracyChange], list[SizeChange], list[str]]:
+    accuracy, size, notes = [], [], []
+    for v in common:
+        b, c = base.validations[v], cand.validations[v]
+        if b.accuracy is not None and c.accuracy is not None:
+            delta = c.accuracy - b.accuracy
+            reg = -delta > tolerance
+            accuracy.append(AccuracyChange(variant=v, base=b.accuracy, candidate=c.accuracy, delta=delta, regression=reg))
             if reg:
-                regressions.append(
-                    f"peak memory {where}: {b['peak_rss_bytes']:,} -> {c['peak_rss_bytes']:,} bytes (x{mr:.3f} > {threshold:g})"
+                notes.append(
+                    f"accuracy {v}: {b.accuracy:.4f} -> {c.accuracy:.4f} "
+                    f"({delta * 100:+.2f} points, tolerance {tolerance * 100:g})"
                 )
-        er = _ratio(c.get("energy_j"), b.get("energy_j"))
-        if er is not None:
-            reg = er > threshold
-            energy.append(
-                {
-                    "device": device,
-                    "variant": variant,
-                    "threads": threads,
-                    "base_j": b["energy_j"],
-                    "candidate_j": c["energy_j"],
-                    "ratio": er,
-                    "regression": reg,
-                }
-            )
-            if reg:
-                regressions.append(
-                    f"energy per inference {where}: {b['energy_j']:.4g} -> {c['energy_j']:.4g} J (x{er:.3f} > {threshold:g})"
-                )
-    accuracy, size = [], []
-    for v in common_v:
-        b, c = bv[v], cv[v]
-        if b.get("accuracy") is not None and c.get("accuracy") is not None:
-            delta = c["accuracy"] - b["accuracy"]
-            reg = -delta > accuracy_tolerance
-            accuracy.append({"variant": v, "base": b["accuracy"], "candidate": c["accuracy"], "delta": delta, "regression": reg})
-            if reg:
-                regressions.append(
-                    f"accuracy {v}: {b['accuracy']:.4f} -> {c['accuracy']:.4f} "
-                    f"({delta * 100:+.2f} points, tolerance {accuracy_tolerance * 100:g})"
-                )
-        if b.get("size_bytes") and c.get("size_bytes"):
+        if b.size_bytes and c.size_bytes:
             size.append(
-                {
-                    "variant": v,
-                    "base_bytes": b["size_bytes"],
-                    "candidate_bytes": c["size_bytes"],
-                    "ratio": c["size_bytes"] / b["size_bytes"],
-                }
+                SizeChange(variant=v, base_bytes=b.size_bytes, candidate_bytes=c.size_bytes, ratio=c.size_bytes / b.size_bytes)
             )
-    return {
-        "base": _brief(base),
-        "candidate": _brief(cand),
-        "same_pipeline_file": base.get("pipeline_sha256") == cand.get("pipeline_sha256"),
-        "threshold": threshold,
-        "alpha": alpha,
-        "accuracy_tolerance": accuracy_tolerance,
-        "latency": latency,
-        "accuracy": accuracy,
-        "memory": memory,
-        "energy": energy,
-        "size": size,
-        "only_in_base": [dict(zip(("device", "variant", "threads"), k, strict=False)) for k in bb if k not in cb],
-        "only_in_candidate": [dict(zip(("device", "variant", "threads"), k, strict=False)) for k in cb if k not in bb],
-        "regressions": regressions,
-        "regressed": bool(regressions),
-    }
+    return accuracy, size, notes
 
 
 def compare_runs(
-    base_ref: str | None = None, cand_ref: str | None = None, *, db_path: Path | None = None, pipeline: str | None = None, **opts
-) -> dict:
+    base_ref: str | None = None,
+    cand_ref: str | None = None,
+    *,
+    db_path: Path | None = None,
+    pipeline: str | None = None,
+    **opts: Any,
+) -> Comparison:
     """Resolve the runs and compare them.
 
     No refs: the latest run (of `pipeline` if given) vs the previous run of its pipeline.
@@ -194,16 +285,16 @@ def compare_runs(
             base = query.previous(h, cand)
             if base is None:
                 raise StoreError(
-                    f"run {cand['run_id']} is the first recorded run of pipeline {cand['pipeline']!r} with "
+                    f"run {cand.run_id} is the first recorded run of pipeline {cand.pipeline!r} with "
                     "results: nothing to compare it with",
                     "run the pipeline again, or name two runs: edgeq compare BASE CANDIDATE",
                 )
         elif cand_ref is None:
             base = query.resolve(h, base_ref)
-            cand = query.resolve(h, "latest", base["pipeline"])
-            if cand["run_id"] == base["run_id"]:
+            cand = query.resolve(h, "latest", base.pipeline)
+            if cand.run_id == base.run_id:
                 raise StoreError(
-                    f"run {base['run_id']} is the latest run of pipeline {base['pipeline']!r}: nothing newer to compare it with",
+                    f"run {base.run_id} is the latest run of pipeline {base.pipeline!r}: nothing newer to compare it with",
                     "name two runs: edgeq compare BASE CANDIDATE",
                 )
         else:
@@ -212,7 +303,7 @@ def compare_runs(
         return compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts)
 
 
-def compare_with_previous(run_id: str, *, db_path: Path | None = None, **opts) -> dict | None:
+def compare_with_previous(run_id: str, *, db_path: Path | None = None, **opts: Any) -> Comparison | None:
     """For `edgeq run --fail-on-regression`: this run vs the previous one of its pipeline (None if it is the first)."""
     with query.open_for_reading(db_path) as h:
         cand = query.resolve(h, run_id)

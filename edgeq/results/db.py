@@ -10,7 +10,9 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from edgeq import paths
 from edgeq.errors import StoreError
@@ -161,21 +163,21 @@ class History:
     def __enter__(self) -> History:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
 
-    def execute(self, sql: str, args=()) -> sqlite3.Cursor:
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self.conn.execute(sql, args)
         except sqlite3.DatabaseError as e:
             raise store_error(self.path, e, "reading", self.timeout) from None
 
     @contextlib.contextmanager
-    def write(self, doing: str = "writing"):
+    def write(self, doing: str = "writing") -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so a busy database waits (busy timeout) instead of
         failing half-way; everything inside commits together or not at all."""
         try:

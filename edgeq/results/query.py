@@ -1,13 +1,20 @@
-"""Read the history: resolve run references, list runs, load a run's results (optionally with raw samples)."""
+"""Read the history: resolve run references, list runs, load a run's results (optionally with raw samples).
+
+Every function returns records (edgeq.results.rows); their to_json() is what `edgeq history --json` shows."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from edgeq.errors import StoreError
+from edgeq.records import RecordError
 from edgeq.results.db import History, open_history
 from edgeq.results.record import unpack_samples
+from edgeq.results.rows import BenchmarkRow, RunRow, StageRow, StoredRun, ValidationRow
+
+R = TypeVar("R")
 
 RESULT_STATUSES = ("ok", "gate_failed", "fleet_failed")  # runs whose measurements are complete enough to compare
 
@@ -29,27 +36,33 @@ _PIPELINES = "SELECT DISTINCT pipeline FROM runs ORDER BY pipeline"
 _LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? ORDER BY started_ts DESC, run_id DESC LIMIT 1"
 
 
-def _rows(h: History, sql: str, args=()) -> list[dict]:
+def _rows(h: History, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     cur = h.execute(sql, args)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _run_dict(d: dict) -> dict:
-    d = dict(d)
-    for k in ("versions", "gates_failed", "fleet_failed"):
-        d[k] = json.loads(d[k] or "null")
-    d["runtime"] = {"name": d.pop("runtime_name"), "version": d.pop("runtime_version")}
-    d.pop("recorded_ts", None)
-    return d
+def _read(h: History, what: str, make: Callable[[dict[str, Any]], R], row: dict[str, Any]) -> R:
+    """One stored row as its record: a row of the wrong shape is a StoreError naming the database and the field."""
+    try:
+        return make(row)
+    except RecordError as e:
+        raise StoreError(
+            f"history database {h.path}: {what} has a bad field {e.field!r}: {e.problem}",
+            "move the database aside and rebuild it from the run folders: edgeq history --import <edgeq home>/runs",
+        ) from None
 
 
-def _one(h: History, sql: str, args=()) -> dict | None:
+def _run(h: History, row: dict[str, Any]) -> RunRow:
+    return _read(h, f"run {row.get('run_id')!r}", RunRow.from_row, row)
+
+
+def _one(h: History, sql: str, args: tuple[Any, ...] = ()) -> RunRow | None:
     rows = _rows(h, sql, args)
-    return _run_dict(rows[0]) if rows else None
+    return _run(h, rows[0]) if rows else None
 
 
-def resolve(h: History, ref: str | None, pipeline: str | None = None) -> dict:
+def resolve(h: History, ref: str | None, pipeline: str | None = None) -> RunRow:
     """'latest' (optionally of a pipeline), a run id, or an unambiguous run id prefix. Unknown -> StoreError naming it."""
     ref = ref or "latest"
     if ref == "latest":
@@ -66,7 +79,7 @@ def resolve(h: History, ref: str | None, pipeline: str | None = None) -> dict:
         rows = _rows(h, _RUN_BY_PREFIX, (esc + "%",))
         if len(rows) > 1:
             raise StoreError(f"run id prefix {ref!r} matches several runs in {h.path}", "give more characters of the run id")
-        run = _run_dict(rows[0]) if rows else None
+        run = _run(h, rows[0]) if rows else None
     if run is None:
         raise StoreError(
             f"unknown run {ref!r}: not in the history {h.path}",
@@ -75,31 +88,19 @@ def resolve(h: History, ref: str | None, pipeline: str | None = None) -> dict:
     return run
 
 
-def previous(h: History, run: dict) -> dict | None:
+def previous(h: History, run: RunRow) -> RunRow | None:
     """The run of the same pipeline just before this one that has comparable results."""
-    return _one(h, _PREVIOUS, (run["pipeline"], run["run_id"], run["started_ts"], run["started_ts"], run["run_id"]))
+    return _one(h, _PREVIOUS, (run.pipeline, run.run_id, run.started_ts, run.started_ts, run.run_id))
 
 
-def validations(h: History, run_id: str) -> dict:
-    out = {}
-    for r in _rows(h, "SELECT * FROM validations WHERE run_id = ? ORDER BY rowid", (run_id,)):
-        r.pop("run_id")
-        r["gates_passed"] = None if r["gates_passed"] is None else bool(r["gates_passed"])
-        r["gates_failed"] = json.loads(r["gates_failed"] or "[]")
-        r["quality"] = json.loads(r.get("quality") or "{}")
-        out[r.pop("variant")] = r
-    return out
+def validations(h: History, run_id: str) -> dict[str, ValidationRow]:
+    rows = _rows(h, "SELECT * FROM validations WHERE run_id = ? ORDER BY rowid", (run_id,))
+    return {r["variant"]: _read(h, f"run {run_id!r} variant {r['variant']!r}", ValidationRow.from_row, r) for r in rows}
 
 
-def benchmarks(h: History, run_id: str, samples: bool = False) -> list[dict]:
-    out = []
-    for d in _rows(h, "SELECT * FROM benchmarks WHERE run_id = ? ORDER BY id", (run_id,)):
-        d.pop("run_id")
-        d["ok"] = bool(d["ok"])
-        d["board"] = json.loads(d["board"] or "{}")
-        d["delegate"] = json.loads(d["delegate"]) if d["delegate"] else None
-        d["throttled"] = json.loads(d["throttled"]) if d["throttled"] else None
-        out.append(d)
+def benchmarks(h: History, run_id: str, samples: bool = False) -> list[BenchmarkRow]:
+    rows = _rows(h, "SELECT * FROM benchmarks WHERE run_id = ? ORDER BY id", (run_id,))
+    out = [_read(h, f"run {run_id!r} benchmark on {r['device']!r}", BenchmarkRow.from_row, r) for r in rows]
     if samples:
         blobs = dict(
             h.execute(
@@ -108,45 +109,49 @@ def benchmarks(h: History, run_id: str, samples: bool = False) -> list[dict]:
                 (run_id,),
             ).fetchall()
         )
-        for d in out:
-            d["samples_s"] = unpack_samples(blobs.get(d["id"]))
+        out = [b.model_copy(update={"samples_s": tuple(unpack_samples(blobs.get(b.id)))}) for b in out]
     return out
 
 
-def stages(h: History, run_id: str) -> list[dict]:
+def stages(h: History, run_id: str) -> list[StageRow]:
     rows = h.execute("SELECT stage, variant, cached, seconds FROM stages WHERE run_id = ? ORDER BY rowid", (run_id,))
-    return [{"stage": s, "variant": v, "cached": bool(c), "seconds": sec} for s, v, c, sec in rows.fetchall()]
+    return [StageRow(stage=s, variant=v, cached=bool(c), seconds=sec) for s, v, c, sec in rows.fetchall()]
 
 
-def load(h: History, run: dict, samples: bool = False) -> dict:
+def load(h: History, run: RunRow, samples: bool = False) -> StoredRun:
     """A run with its validations, benchmarks and stage durations."""
-    return {
-        **run,
-        "validations": validations(h, run["run_id"]),
-        "benchmarks": benchmarks(h, run["run_id"], samples),
-        "stages": stages(h, run["run_id"]),
-    }
+    return StoredRun(
+        **dict(run),
+        validations=validations(h, run.run_id),
+        benchmarks=tuple(benchmarks(h, run.run_id, samples)),
+        stages=tuple(stages(h, run.run_id)),
+    )
 
 
-def list_runs(h: History, pipeline: str | None = None, device: str | None = None, limit: int = 20) -> list[dict]:
+def list_runs(h: History, pipeline: str | None = None, device: str | None = None, limit: int = 20) -> list[StoredRun]:
     out = []
     for r in _rows(h, _LIST, (pipeline, pipeline, device, device, int(limit))):
-        full = load(h, _run_dict(r))
+        full = load(h, _run(h, r))
         if device:
-            full["benchmarks"] = [b for b in full["benchmarks"] if b["device"] == device]
+            full = full.model_copy(update={"benchmarks": tuple(b for b in full.benchmarks if b.device == device)})
         out.append(full)
     return out
 
 
-def trend(h: History, pipeline: str, before_ts: float, limit: int) -> list[dict]:
+def trend(h: History, pipeline: str, before_ts: float, limit: int) -> list[StoredRun]:
     """The last `limit` runs of a pipeline up to (and including) a time, oldest first, without samples."""
     rows = _rows(h, _TREND, (pipeline, before_ts, int(limit)))
-    return [load(h, _run_dict(r)) for r in reversed(rows)]
+    return [load(h, _run(h, r)) for r in reversed(rows)]
 
 
-def latest_per_pipeline(h: History) -> list[dict]:
+def latest_per_pipeline(h: History) -> list[RunRow]:
     """The newest run of every pipeline (what the exporter and the textfile show)."""
-    return [_one(h, _LATEST_OF, (p,)) for (p,) in h.execute(_PIPELINES).fetchall()]
+    out = []
+    for (p,) in h.execute(_PIPELINES).fetchall():
+        run = _one(h, _LATEST_OF, (p,))
+        if run is not None:
+            out.append(run)
+    return out
 
 
 def last_success_ts(h: History, pipeline: str) -> float | None:

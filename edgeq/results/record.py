@@ -10,11 +10,19 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field
 
 from edgeq.errors import StoreError
+from edgeq.records import Record, RecordError
+from edgeq.records.fleet import BenchResult, BoardFacts, LatencyStats, PowerSummary, RuntimeInfo
+from edgeq.records.run import RunManifest, RunStages, VariantResult
 from edgeq.results.db import open_history
 from edgeq.results.quality import quality_summary
+from edgeq.results.rows import as_given
 
 _LAT = ("p50", "p90", "p99", "mean", "std", "min", "max")
 
@@ -31,7 +39,7 @@ def parse_ts(iso: str | None) -> float | None:
     return t.timestamp()
 
 
-def pack_samples(samples) -> bytes:
+def pack_samples(samples: Iterable[float]) -> bytes:
     a = array.array("f", (float(x) for x in samples))
     if sys.byteorder != "little":
         a.byteswap()
@@ -48,110 +56,196 @@ def unpack_samples(blob: bytes | None) -> list[float]:
     return a.tolist()
 
 
-def load_manifest(source) -> dict:
-    """A manifest dict, a manifest.json path, or a run folder holding one."""
-    if isinstance(source, dict):
-        return source
-    p = Path(source)
-    if p.is_dir():
-        p = p / "manifest.json"
+class RawSamples(Record):
+    """The part of the agent's bench document (beside the manifest, or inline) the history keeps."""
+
+    samples_s: tuple[float, ...]
+    samples_stride: int | None = 1
+
+
+class _Gate(Record):
+    max_accuracy_drop: float | None = None
+
+
+class _VariantParams(Record):
+    name: str | None = None
+    type: str | None = None
+    gates: _Gate | None = None
+
+
+class _QuantizeParams(Record):
+    variants: tuple[_VariantParams, ...] | None = None
+
+
+class _ValidateParams(Record):
+    gates: _Gate | None = None
+
+
+class RunParams(Record):
+    """The part of a manifest's `params` (the pipeline as run) the history reads: the accuracy-drop budgets."""
+
+    quantize: _QuantizeParams | None = None
+    validate_: _ValidateParams | None = Field(None, alias="validate")
+
+    def drop_budget(self, variant: str) -> float | None:
+        """The max_accuracy_drop gate that applies to a variant: its own, else the validate section's."""
+        for v in (self.quantize.variants if self.quantize else None) or ():
+            if (v.name or v.type) == variant and v.gates and v.gates.max_accuracy_drop is not None:
+                return float(v.gates.max_accuracy_drop)
+        g = self.validate_.gates if self.validate_ else None
+        return None if g is None or g.max_accuracy_drop is None else float(g.max_accuracy_drop)
+
+
+class Recordable(Record):
+    """A run as the history reads it: the manifest, its benchmark rows as records, and the file it came from."""
+
+    manifest: RunManifest
+    benchmarks: tuple[tuple[BenchResult, RawSamples | str | None], ...]
+    params: RunParams
+    manifest_path: str | None = None
+
+
+_HINT = "give <edgeq home>/runs/<run id>/manifest.json"
+
+
+def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recordable:
+    """A RunManifest, a manifest document, a manifest.json path, or a run folder holding one: read at this one boundary.
+
+    A manifest of the wrong shape is a StoreError naming the file and the field."""
+    path: Path | None = None
+    inline: dict[int, RawSamples | None] = {}
+    if isinstance(source, RunManifest):
+        m, what = source, f"the run manifest of run {source.run_id}"
+    else:
+        if isinstance(source, Mapping):
+            doc: Any = source
+        else:
+            path = Path(source)
+            if path.is_dir():
+                path = path / "manifest.json"
+            doc = _read_json(path)
+        if not isinstance(doc, Mapping) or not doc.get("run_id") or not doc.get("pipeline"):
+            raise StoreError(f"{path or 'the run manifest'} is not an edgeq run manifest (no run_id/pipeline)", _HINT)
+        what = f"run manifest {path}" if path else f"the run manifest of run {doc['run_id']}"
+        doc, inline = _split_inline_samples(doc)
+        try:
+            m = RunManifest.from_json(doc)
+        except RecordError as e:
+            raise StoreError(f"{what} has a bad field {e.field!r}: {e.problem}", _HINT) from None
     try:
-        doc = json.loads(p.read_text())
+        params = RunParams.from_json(m.params)
+    except RecordError as e:
+        raise StoreError(f"{what} has a bad field 'params.{e.field}': {e.problem}", _HINT) from None
+    return _recordable(m, inline, path, params)
+
+
+def _split_inline_samples(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[int, RawSamples | None]]:
+    """Benchmark rows may carry the agent's samples inline (`raw` an object) instead of a file's path."""
+    rows = doc.get("benchmarks")
+    if not isinstance(rows, list | tuple) or not any(isinstance(b, Mapping) and isinstance(b.get("raw"), Mapping) for b in rows):
+        return doc, {}
+    inline: dict[int, RawSamples | None] = {}
+    kept = []
+    for i, b in enumerate(rows):
+        if isinstance(b, Mapping) and isinstance(b.get("raw"), Mapping):
+            inline[i] = _inline(b["raw"])
+            b = {k: v for k, v in b.items() if k != "raw"}
+        kept.append(b)
+    return {**doc, "benchmarks": kept}, inline
+
+
+def _inline(raw: Mapping[str, Any]) -> RawSamples | None:
+    try:
+        return RawSamples.from_json(raw)
+    except RecordError:
+        return None  # no usable samples: the summary is still worth keeping
+
+
+def _recordable(m: RunManifest, inline: dict[int, RawSamples | None], path: Path | None, params: RunParams) -> Recordable:
+    benches = tuple((b, inline[i] if i in inline else b.raw) for i, b in enumerate(m.benchmarks or ()))
+    manifest_path = str(path) if path else str(Path(m.run_dir) / "manifest.json") if m.run_dir else None
+    return Recordable(manifest=m, benchmarks=benches, params=params, manifest_path=manifest_path)
+
+
+def _read_json(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text())
     except FileNotFoundError:
         raise StoreError(
             f"no run manifest at {p}", "give a run folder (<edgeq home>/runs/<run id>) or its manifest.json"
         ) from None
     except (OSError, ValueError) as e:
         raise StoreError(f"run manifest {p} is unreadable: {e}", "the run folder is damaged; rerun the pipeline") from None
-    if not isinstance(doc, dict) or not doc.get("run_id") or not doc.get("pipeline"):
-        raise StoreError(
-            f"{p} is not an edgeq run manifest (no run_id/pipeline)", "give <edgeq home>/runs/<run id>/manifest.json"
-        )
-    doc.setdefault("manifest_path", str(p))
-    return doc
 
 
-def _raw(row: dict) -> tuple[list | None, int | None, str | None]:
-    """The raw latency samples (seconds) of a benchmark row: the agent's JSON beside the manifest, or inline."""
-    raw = row.get("raw")
-    path = None
-    if isinstance(raw, str):
-        path = raw
+def _raw(raw: RawSamples | str | None) -> tuple[tuple[float, ...] | None, int | None, str | None]:
+    """(samples in seconds, stride, path): a moved or pruned run folder keeps the summary, without the samples."""
+    path = raw if isinstance(raw, str) else None
+    if path is not None:
         try:
-            raw = json.loads(Path(raw).read_text())
-        except (OSError, ValueError):
-            return None, None, path  # a moved or pruned run folder: the summary is still worth keeping
-    if isinstance(raw, dict) and isinstance(raw.get("samples_s"), list):
-        return raw["samples_s"], int(raw.get("samples_stride") or 1), path
+            raw = RawSamples.from_json(json.loads(Path(path).read_text()))
+        except (OSError, ValueError):  # RecordError is a ValueError
+            return None, None, path
+    if isinstance(raw, RawSamples):
+        return raw.samples_s, int(raw.samples_stride or 1), path
     return None, None, path
 
 
-def _f(x, scale: float = 1.0):
+def _f(x: float | None, scale: float = 1.0) -> float | None:
     return None if x is None else float(x) * scale
 
 
-def _budget(manifest: dict, variant: str) -> float | None:
-    q = (manifest.get("params") or {}).get("quantize") or {}
-    for v in q.get("variants") or []:
-        key = v.get("name") or v.get("type")
-        if key == variant and v.get("gates") and v["gates"].get("max_accuracy_drop") is not None:
-            return float(v["gates"]["max_accuracy_drop"])
-    g = ((manifest.get("params") or {}).get("validate") or {}).get("gates") or {}
-    return None if g.get("max_accuracy_drop") is None else float(g["max_accuracy_drop"])
-
-
-def _stage_rows(run_id: str, stages: dict) -> list[tuple]:
-    rows = []
-    for name, st in (stages or {}).items():
-        if not isinstance(st, dict):
-            continue
-        if name == "train":
-            rows.append((run_id, name, "", int(bool(st.get("cached"))), _f(st.get("seconds"))))
-        elif name in ("quantize", "validate"):
-            for variant, v in st.items():
-                if isinstance(v, dict):
-                    rows.append((run_id, name, variant, int(bool(v.get("cached"))), _f(v.get("seconds"))))
-        elif name == "deploy" and isinstance(st.get("results"), dict):
-            for variant, r in st["results"].items():
-                if isinstance(r, dict):
-                    rows.append((run_id, name, variant, 0, _f(r.get("seconds"))))
+def _stage_rows(run_id: str, st: RunStages) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    if st.train is not None:
+        rows.append((run_id, "train", "", int(bool(st.train.cached)), _f(st.train.seconds)))
+    for name, per in (("quantize", st.quantize), ("validate", st.validate_)):
+        for variant, v in (per or {}).items():
+            rows.append((run_id, name, variant, int(bool(v.cached)), _f(v.seconds)))
+    if st.deploy is not None and st.deploy.results is not None:
+        for variant, r in st.deploy.results.items():
+            rows.append((run_id, "deploy", variant, 0, _f(r.seconds)))
     return rows
 
 
-def _bench_row(run_id: str, b: dict) -> tuple[tuple, bytes | None]:
-    lat = b.get("latency_ms") or {}
-    power = b.get("power") or {}
-    board = b.get("board") or {}
-    rt = b.get("runtime") or {}
-    samples, stride, path = _raw(b) if b.get("ok") else (None, None, None)
-    thr = board.get("throttled")
+def _dumps(rec: Record | None) -> str | None:
+    doc = as_given(rec)
+    return json.dumps(doc) if doc else None
+
+
+def _bench_row(run_id: str, b: BenchResult, raw: RawSamples | str | None) -> tuple[tuple[Any, ...], bytes | None]:
+    lat = b.latency_ms or LatencyStats()
+    power = b.power or PowerSummary()
+    board = b.board or BoardFacts()
+    rt = b.runtime or RuntimeInfo()
+    samples, stride, path = _raw(raw) if b.ok else (None, None, None)
     row = (
         run_id,
-        b.get("device") or "?",
-        b.get("variant") or "?",
-        b.get("threads"),
-        int(bool(b.get("ok"))),
-        b.get("error"),
-        b.get("kind") or b.get("status"),
-        *[_f(lat.get(k), 1e-3) for k in _LAT],
-        b.get("count"),
-        _f(b.get("init_ms"), 1e-3),
-        _f(b.get("first_invoke_ms"), 1e-3),
-        b.get("peak_rss_bytes"),
-        rt.get("name"),
-        rt.get("version"),
-        json.dumps(b.get("delegate")) if b.get("delegate") else None,
-        power.get("probe"),
-        _f(power.get("mean_w")),
-        _f(power.get("idle_w")),
-        _f(power.get("joules_per_inference")),
-        board.get("arch"),
-        board.get("board_model"),
-        board.get("cpu_model"),
-        board.get("hostname"),
-        _f(board.get("temp_c")),
-        None if thr is None else json.dumps(thr),
-        json.dumps(board, default=str),
+        b.device or "?",
+        b.variant or "?",
+        b.threads,
+        int(bool(b.ok)),
+        b.error,
+        b.kind or b.status,
+        *[_f(getattr(lat, k), 1e-3) for k in _LAT],
+        b.count,
+        _f(b.init_ms, 1e-3),
+        _f(b.first_invoke_ms, 1e-3),
+        b.peak_rss_bytes,
+        rt.name,
+        rt.version,
+        _dumps(b.delegate),
+        power.probe,
+        _f(power.mean_w),
+        _f(power.idle_w),
+        _f(power.joules_per_inference),
+        board.arch,
+        board.board_model,
+        board.cpu_model,
+        board.hostname,
+        _f(board.temp_c),
+        None if board.throttled is None else json.dumps(as_given(board.throttled)),
+        json.dumps(as_given(b.board) or {}),
         stride,
         path,
     )
@@ -174,69 +268,52 @@ _INSERT_BENCH = (
 _INSERT_SAMPLES = "INSERT INTO benchmark_samples (benchmark_id, samples) VALUES (?, ?)"
 
 
-def record_run(manifest, db_path: Path | None = None, *, timeout: float | None = None) -> str:
-    """Store a run (a manifest dict, a manifest.json path or a run folder). Idempotent per run_id. Returns the run id.
-
-    Runs still in progress are refused: their results are not final."""
-    m = load_manifest(manifest)
-    run_id, status = str(m["run_id"]), m.get("status") or "unknown"
+def record_run(
+    manifest: Recordable | RunManifest | Mapping[str, Any] | str | Path,
+    db_path: Path | None = None,
+    *,
+    timeout: float | None = None,
+) -> str:
+    """Store a run (a RunManifest, a manifest document, a manifest.json path or a run folder). Idempotent per run_id.
+    Returns the run id. Runs still in progress are refused: their results are not final."""
+    r = manifest if isinstance(manifest, Recordable) else load_manifest(manifest)
+    m = r.manifest
+    run_id, status = m.run_id, m.status or "unknown"
     if status == "running":
         raise StoreError(
             f"run {run_id} is still running (or was killed before it finished): its results are not final",
             "record it after it finishes; a killed run has nothing worth comparing",
         )
-    started_ts = parse_ts(m.get("started")) or time.time()
-    rt = m.get("runtime") or {}
+    rt = m.runtime or RuntimeInfo()
     run_row = (
         run_id,
-        str(m["pipeline"]),
-        m.get("pipeline_file"),
-        m.get("pipeline_sha256"),
+        m.pipeline,
+        m.pipeline_file,
+        m.pipeline_sha256,
         status,
-        m.get("started"),
-        m.get("finished"),
-        started_ts,
-        parse_ts(m.get("finished")),
-        _f(m.get("wall_seconds")),
-        m.get("error"),
-        rt.get("name"),
-        rt.get("version"),
-        json.dumps(m.get("versions") or {}),
-        json.dumps(m.get("gates_failed") or []),
-        json.dumps(m.get("fleet_failed") or []),
-        m.get("manifest_path") or (str(Path(m["run_dir"]) / "manifest.json") if m.get("run_dir") else None),
+        m.started,
+        m.finished,
+        parse_ts(m.started) or time.time(),
+        parse_ts(m.finished),
+        _f(m.wall_seconds),
+        m.error,
+        rt.name,
+        rt.version,
+        json.dumps(m.versions or {}),
+        json.dumps(list(m.gates_failed or ())),
+        json.dumps(list(m.fleet_failed or ())),
+        r.manifest_path,
         time.time(),
     )
-    val_rows = []
-    for variant, v in (m.get("variants") or {}).items():
-        if v.get("accuracy") is None and v.get("size_bytes") is None:
-            continue
-        gates = v.get("gates") or {}
-        val_rows.append(
-            (
-                run_id,
-                variant,
-                v.get("type"),
-                v.get("sha256"),
-                v.get("size_bytes"),
-                _f(v.get("accuracy")),
-                v.get("test_samples"),
-                _f(v.get("accuracy_drop")),
-                _budget(m, variant),
-                _f(v.get("size_ratio")),
-                None if not gates else int(bool(gates.get("passed"))),
-                json.dumps(gates.get("failed") or []),
-                json.dumps(quality_summary(v)),
-            )
-        )
-    bench_rows = [_bench_row(run_id, b) for b in (m.get("benchmarks") or []) if isinstance(b, dict)]
-    stage_rows = _stage_rows(run_id, m.get("stages") or {})
+    val_rows = [_validation_row(run_id, k, v, r.params) for k, v in m.variants.items()]
+    bench_rows = [_bench_row(run_id, b, raw) for b, raw in r.benchmarks]
+    stage_rows = _stage_rows(run_id, m.stages)
 
     with open_history(db_path, create=True, timeout=timeout) as h, h.write(f"recording run {run_id}") as c:
         c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))  # cascades: recording again replaces the run
         c.execute(_INSERT_RUN, run_row)
         c.executemany(_INSERT_STAGE, stage_rows)
-        c.executemany(_INSERT_VALIDATION, val_rows)
+        c.executemany(_INSERT_VALIDATION, [v for v in val_rows if v is not None])
         for row, blob in bench_rows:
             bid = c.execute(_INSERT_BENCH, row).lastrowid
             if blob is not None:
@@ -244,7 +321,39 @@ def record_run(manifest, db_path: Path | None = None, *, timeout: float | None =
     return run_id
 
 
-def import_runs(sources, db_path: Path | None = None) -> dict:
+def _validation_row(run_id: str, variant: str, v: VariantResult, params: RunParams) -> tuple[Any, ...] | None:
+    if v.accuracy is None and v.size_bytes is None:
+        return None
+    return (
+        run_id,
+        variant,
+        v.type,
+        v.sha256,
+        v.size_bytes,
+        _f(v.accuracy),
+        v.test_samples,
+        _f(v.accuracy_drop),
+        params.drop_budget(variant),
+        _f(v.size_ratio),
+        None if v.gates is None else int(bool(v.gates.passed)),
+        json.dumps(list(v.gates.failed) if v.gates else []),
+        json.dumps(quality_summary(v).to_json()),
+    )
+
+
+class Skipped(Record):
+    path: str
+    reason: str
+
+
+class ImportReport(Record):
+    """What `edgeq history --import` did: the run ids recorded, and each manifest skipped with the reason."""
+
+    recorded: tuple[str, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+
+def import_runs(sources: Iterable[str | Path], db_path: Path | None = None) -> ImportReport:
     """Record every finished run found in the given run folders, manifest files or runs/ folders."""
     found: list[Path] = []
     for s in sources:
@@ -253,16 +362,17 @@ def import_runs(sources, db_path: Path | None = None) -> dict:
             found += sorted(x for x in p.glob("*/manifest.json"))
         else:
             found.append(p)
-    recorded, skipped = [], []
+    recorded: list[str] = []
+    skipped: list[Skipped] = []
     for p in found:
         try:
-            m = load_manifest(p)
-            if m.get("status") == "running":
-                skipped.append({"path": str(p), "reason": "still running or killed"})
+            r = load_manifest(p)
+            if r.manifest.status == "running":
+                skipped.append(Skipped(path=str(p), reason="still running or killed"))
                 continue
-            recorded.append(record_run(m, db_path))
+            recorded.append(record_run(r, db_path))
         except StoreError as e:
             if "history database" in e.message:
                 raise
-            skipped.append({"path": str(p), "reason": e.message})
-    return {"recorded": recorded, "skipped": skipped}
+            skipped.append(Skipped(path=str(p), reason=e.message))
+    return ImportReport(recorded=tuple(recorded), skipped=tuple(skipped))

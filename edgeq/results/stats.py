@@ -8,24 +8,34 @@ accurate; below MIN_SAMPLES per side the test is not run (no significance claime
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+
+from edgeq.records import Record
 
 MIN_SAMPLES = 8
 
 
-def mann_whitney_u(x, y) -> dict:
-    """Two-sided test of H0 "x and y come from the same distribution".
+class UTest(Record):
+    """The outcome of one test: u (for x), z, p_value, the sample counts, and the common-language effect size
+    P(x > y) + P(x = y)/2. p_value is None when either side has fewer than MIN_SAMPLES samples."""
 
-    Returns {u (for x), z, p_value, n_x, n_y, effect (common-language effect size: P(x > y) + P(x = y)/2)}.
-    p_value is None when either side has fewer than MIN_SAMPLES samples.
-    """
+    u: float | None = None
+    z: float | None = None
+    p_value: float | None = None
+    n_x: int
+    n_y: int
+    effect: float | None = None
+
+
+def mann_whitney_u(x: Iterable[float], y: Iterable[float]) -> UTest:
+    """Two-sided test of H0 "x and y come from the same distribution"."""
     import numpy as np
 
     a = np.asarray(x, dtype=np.float64).ravel()
     b = np.asarray(y, dtype=np.float64).ravel()
     n1, n2 = int(a.size), int(b.size)
-    out = {"u": None, "z": None, "p_value": None, "n_x": n1, "n_y": n2, "effect": None}
     if n1 < MIN_SAMPLES or n2 < MIN_SAMPLES:
-        return out
+        return UTest(n_x=n1, n_y=n2)
     both = np.concatenate([a, b])
     order = np.argsort(both, kind="mergesort")
     s = both[order]
@@ -43,12 +53,10 @@ def mann_whitney_u(x, y) -> dict:
     tie_term = float(((t**3) - t).sum()) / (n * (n - 1))
     var = n1 * n2 / 12.0 * ((n + 1) - tie_term)
     mu = n1 * n2 / 2.0
-    out.update(u=u1, effect=u1 / (n1 * n2))
+    effect = u1 / (n1 * n2)
     if var <= 0:  # every sample equal on both sides: no evidence of any difference
-        out.update(z=0.0, p_value=1.0)
-        return out
+        return UTest(u=u1, z=0.0, p_value=1.0, n_x=n1, n_y=n2, effect=effect)
     d = u1 - mu
     d = math.copysign(max(abs(d) - 0.5, 0.0), d)  # continuity correction (as scipy's use_continuity=True)
     z = d / math.sqrt(var)
-    out.update(z=z, p_value=min(1.0, math.erfc(abs(z) / math.sqrt(2.0))))
-    return out
+    return UTest(u=u1, z=z, p_value=min(1.0, math.erfc(abs(z) / math.sqrt(2.0))), n_x=n1, n_y=n2, effect=effect)
