@@ -1,6 +1,6 @@
 """A real Prometheus and a real Pushgateway on loopback ports, for the metrics and dashboard tests.
 
-Installs the Debian packages if the binaries are missing (root only), starts both with a generated config
+Needs the Debian packages tests/run-all.sh installs (Missing names them otherwise); starts both with a generated config
 (Prometheus scrapes the Pushgateway with honor_labels and the `edgeq metrics serve` exporter every second,
 and loads dashboards/rules/edgeq.rules.yml), and stops them at teardown. No fake HTTP server anywhere.
 """
@@ -19,24 +19,17 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
+from edgeq.testing import Missing
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "dashboards" / "rules" / "edgeq.rules.yml"
 BINARIES = {"prometheus": "prometheus", "prometheus-pushgateway": "prometheus-pushgateway", "promtool": "prometheus"}
 
 
 def ensure_installed() -> None:
     missing = sorted({pkg for binary, pkg in BINARIES.items() if shutil.which(binary) is None})
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        pytest.skip(f"needs the Debian packages {missing} (run tests/run-all.sh as root, or install them)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env, capture_output=True
-    )
+    if missing:
+        raise Missing(f"needs the Debian packages {missing} (tests/run-all.sh installs them)")
 
 
 def free_port() -> int:
@@ -89,18 +82,6 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-@pytest.fixture
-def pushgateway(tmp_path):
-    """A fresh real Pushgateway of its own (empty), for tests that break or pause it: yields (url, process)."""
-    ensure_installed()
-    port = free_port()
-    proc = start_pushgateway(tmp_path, port)
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        stop(proc)
 
 
 class PromFarm:
@@ -198,16 +179,6 @@ def with_suppressed(fn) -> None:
         fn()
     except OSError:
         pass
-
-
-@pytest.fixture(scope="session")
-def promfarm(tmp_path_factory):
-    farm = PromFarm(tmp_path_factory.mktemp("promfarm"))
-    try:
-        farm.start()
-        yield farm
-    finally:
-        farm.close()
 
 
 # ---- synthetic runs (pure data) shared by the results tests: realistic manifests with inline raw samples

@@ -20,8 +20,8 @@ per-board state directory. Its sshd (the chroot's own, emulated) runs in private
 namespaces (enter-chroot.sh), so all of the board's mounts vanish with it, and it dies with the test
 process that started it.
 
-Command line:  python tests/farm/aarch64.py build
-               python tests/farm/aarch64.py start [--port N] [--pubkey FILE]
+Command line:  python -m edgeq.testing.aarch64 build
+               python -m edgeq.testing.aarch64 start [--port N] [--pubkey FILE]
 """
 
 from __future__ import annotations
@@ -121,11 +121,8 @@ def ensure_host(cache: Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     missing = sorted({pkg for path, pkg in HOST_PACKAGES.items() if not Path(path).exists()})
     if missing:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
-            p = _run(argv, env=env)
-            if p.returncode:
-                raise FarmError(f"`{' '.join(argv)}` failed ({p.returncode}): {(p.stderr or p.stdout)[-1500:]}")
+        # Installing is the test command's job (tests/run-all.sh), not the board's.
+        raise FarmError(f"missing Debian packages {', '.join(missing)}: run tests/run-all.sh, or apt-get install them")
     if not (BINFMT_DIR / "status").exists():
         p = _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)])
         if p.returncode:
@@ -728,7 +725,7 @@ def _start_once(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="aarch64.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m edgeq.testing.aarch64", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build (or reuse) the cached arm64 rootfs; print its path and timing")
     st = sub.add_parser("start", help="start a board and keep it running until Ctrl-C")

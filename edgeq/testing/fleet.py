@@ -1,6 +1,6 @@
-"""Fixtures and helpers for the fleet tests (imported by tests/test_fleet*.py; not a conftest).
+"""Helpers for the fleet tests and benches: devices.yaml entries for farm boards, the CLI run in-process.
 
-The farm is real OpenSSH (tests/sshfarm.py); models are built with real TensorFlow.
+The farm is real OpenSSH (edgeq.testing.sshfarm); tests/farm/conftest.py wraps it as the `farm` fixture.
 """
 
 from __future__ import annotations
@@ -11,53 +11,7 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import pytest
-import sshfarm
-
-# Fixtures are registered under their `name=`; test modules import the *_fixture functions, so
-# linters never see a test argument shadowing an import.
-
-
-@pytest.fixture(autouse=True, name="edgeq_home")
-def edgeq_home_fixture(tmp_path, monkeypatch):
-    """Every test gets its own edgeq home; nothing lands in the repo's ./.edgeq."""
-    monkeypatch.setenv("EDGEQ_HOME", str(tmp_path / "edgeq-home"))
-    monkeypatch.delenv("EDGEQ_DEVICES", raising=False)
-
-
-@pytest.fixture(scope="module", name="farm")
-def farm_fixture(tmp_path_factory):
-    f = sshfarm.SSHFarm.start(tmp_path_factory.mktemp("farm"), n=3)
-    try:
-        yield f
-    finally:
-        f.stop()
-
-
-@pytest.fixture(scope="module", name="tflite_models")
-def tflite_models_fixture(tmp_path_factory) -> dict[str, Path]:
-    """Two loadable Input(8)->Dense(3) models with different weights, and a truncated (unloadable) one."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    d = tmp_path_factory.mktemp("models")
-    out = {}
-    for name, seed in (("dense_a", 1), ("dense_b", 2)):
-        tf.keras.utils.set_random_seed(seed)
-        inp = tf.keras.Input((8,))
-        model = tf.keras.Model(inp, tf.keras.layers.Dense(3)(inp))
-        blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-        assert blob[4:8] == b"TFL3"
-        (d / f"{name}.tflite").write_bytes(blob)
-        out[name] = d / f"{name}.tflite"
-    good = out["dense_a"].read_bytes()
-    out["broken"] = d / "broken.tflite"
-    out["broken"].write_bytes(good[: len(good) // 2])  # right header, cut in half: the runtime refuses it
-    out["not_tflite"] = d / "model.onnx.tflite"
-    out["not_tflite"].write_bytes(b"\x08\x07\x12\x04onnx" + bytes(100))
-    return out
+from edgeq.testing import sshfarm
 
 
 def board_entry(farm: sshfarm.SSHFarm, board: sshfarm.FarmBoard, tmp_path: Path, name: str | None = None, **over) -> str:
