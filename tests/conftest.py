@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,14 @@ def write_pipeline(tmp_path):
         return p
 
     return write
+
+
+@pytest.fixture
+def canary(tmp_path):
+    """A path that any shell injection in these tests would create; asserted absent at the end."""
+    c = Path(f"/tmp/edgeq-canary-{uuid.uuid4().hex}")
+    yield c
+    found = [p for p in (c, Path.home() / c.name, tmp_path / c.name, Path.cwd() / c.name) if p.exists()]
+    for p in found:
+        p.unlink()
+    assert not found, f"a shell ran an injected command: {found}"

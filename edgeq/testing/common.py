@@ -34,3 +34,23 @@ def assert_clean_error(r: Result, code: int, *needles: str) -> None:
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr  # noqa: S101
     for n in needles:
         assert n in r.stderr, (n, r.stderr)  # noqa: S101
+
+
+# Names with shell metacharacters, quotes, a newline, `..`: none may ever reach a shell or leave a work dir.
+# "{c}" is replaced with the `canary` fixture's path (a file an injected command would create).
+NASTY = [
+    "a b",
+    "a;touch {c}",
+    "$(touch {c})",
+    "`touch {c}`",
+    "it's",
+    'q"uote',
+    "a\nb",
+    "..",
+    "../x",
+    "a/../../b",
+    "-rf",
+    "a|b&c>d<e",
+    "~root",
+    "*",
+]

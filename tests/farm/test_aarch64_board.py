@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import paramiko
 import pytest
-from farm import aarch64
-from farm.fixtures import aarch64_board_fixture, aarch64_rootfs_fixture  # noqa: F401 - register the fixtures
+
+from edgeq.testing import aarch64
 
 pytestmark = pytest.mark.slow
 

@@ -18,20 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-import faultkit as fk
 import pytest
-from fleet_fixtures import (  # noqa: F401 - the *_fixture imports register fixtures with pytest
-    board_entry,
-    by_device,
-    edgeq_home_fixture,
-    farm_fixture,
-    run_json,
-    tflite_models_fixture,
-    write_devices,
-)
 
 from edgeq import fleet
 from edgeq.errors import ExitCode
+from edgeq.testing import faultkit as fk
+from edgeq.testing.fleet import board_entry, by_device, run_json, write_devices
 
 
 @pytest.fixture(scope="module", name="big_models")

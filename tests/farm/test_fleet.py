@@ -17,21 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sshfarm
-from faultkit import find_agent_pids
-from fleet_fixtures import (  # noqa: F401 - the *_fixture imports register fixtures with pytest
-    board_entry,
-    by_device,
-    edgeq_home_fixture,
-    farm_fixture,
-    run_cli,
-    run_json,
-    tflite_models_fixture,
-    write_devices,
-)
 
 from edgeq import fleet
 from edgeq.errors import ExitCode
+from edgeq.testing import sshfarm
+from edgeq.testing.faultkit import find_agent_pids
+from edgeq.testing.fleet import board_entry, by_device, run_cli, run_json, write_devices
 
 
 def _status(dev_yaml: Path, device: str, name: str) -> dict:

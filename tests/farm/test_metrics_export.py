@@ -14,8 +14,8 @@ import pytest
 
 from edgeq import metrics
 from edgeq.results import open_for_reading, query, record_run
-from tests.conftest import assert_clean_error
-from tests.promfarm import free_port, http_get, promfarm, pushgateway, synthetic_manifest  # noqa: F401 - fixtures
+from edgeq.testing.common import assert_clean_error
+from edgeq.testing.promfarm import free_port, http_get, synthetic_manifest
 
 BOUNDED = {
     "pipeline",
@@ -100,18 +100,6 @@ def test_exposition_names_units_and_bounded_labels(db):
     } <= names
     stage = {(s.labels["stage"], s.labels["variant"]): s.value for s in parsed["edgeq_stage_duration_seconds"].samples}
     assert stage[("train", "")] == 40.0 and stage[("validate", "int8")] == 0.0  # cached: no time spent in this run
-
-
-def test_failed_board_is_down_and_last_success_survives_a_failed_run(tmp_path):
-    db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00"), db)
-    record_run(synthetic_manifest("r2", started="2026-01-02T02:30:00+00:00", failed_devices=("pi4",), status="fleet_failed"), db)
-    parsed = _parse(metrics.exposition(metrics.run_registry("latest", db)[0]).decode())
-    up = {s.labels["device"]: s.value for s in parsed["edgeq_device_up"].samples}
-    assert up == {"pi5": 1.0, "pi4": 0.0}
-    assert parsed["edgeq_last_run_ok"].samples[0].value == 0.0
-    assert parsed["edgeq_last_success_timestamp_seconds"].samples[0].value == pytest.approx(1767234600.0)  # r1 (01-01 02:30)
-    assert {s.labels["device"] for s in parsed["edgeq_latency_seconds"].samples} == {"pi5"}
 
 
 def test_textfile_for_node_exporter(db, tmp_path, edgeq):
@@ -256,17 +244,3 @@ def test_exporter_scraped_by_real_prometheus(db, tmp_path, promfarm):  # noqa: F
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-
-
-def test_exporter_survives_a_corrupt_history(tmp_path):
-    db = tmp_path / "h.db"
-    db.write_bytes(b"garbage" * 1000)
-    server, _ = metrics.serve("127.0.0.1", 0, db_path=db)
-    try:
-        code, body = http_get(f"http://127.0.0.1:{server.server_address[1]}/metrics")
-        assert code == 200
-        parsed = _parse(body.decode())
-        assert parsed["edgeq_history_up"].samples[0].value == 0.0
-    finally:
-        server.shutdown()
-        server.server_close()

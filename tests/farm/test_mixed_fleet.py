@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sshfarm
 import yaml
-from farm.fixtures import aarch64_board_fixture, aarch64_rootfs_fixture  # noqa: F401 - registers the fixtures
 
-from tests.conftest import TINY, Result
+from edgeq.testing import sshfarm
+from edgeq.testing.common import TINY, Result
 
 X86 = ("x1", "x2")
 ARM = ("rpi", "rpi-litert")

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_error
+from edgeq.testing.common import assert_clean_error
 
 CONFIG, DATA, MODEL = 3, 4, 5
 

@@ -22,7 +22,7 @@ from edgeq.config import VariantSpec
 from edgeq.errors import QuantizeError
 from edgeq.inspect import edgetpu_compatibility
 from edgeq.stages import edgetpu
-from tests.conftest import assert_clean_error
+from edgeq.testing.common import assert_clean_error
 
 QUANTIZE = 6
 

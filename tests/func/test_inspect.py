@@ -14,7 +14,7 @@ import pytest
 from edgeq.config import VariantSpec
 from edgeq.errors import ModelError
 from edgeq.inspect import edgetpu_compatibility, inspect_model
-from tests.conftest import REPO, assert_clean_error
+from edgeq.testing.common import REPO, assert_clean_error
 
 MODEL = 5
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_error
+from edgeq.testing.common import assert_clean_error
 
 DIGITS = {"source": "sklearn-digits", "max_train": 1500, "max_test": 300}
 CNN = {"builtin": "cnn", "filters": [8, 16], "dense": 32}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_error
+from edgeq.testing.common import assert_clean_error
 
 
 def _interp(path):

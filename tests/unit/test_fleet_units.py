@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import sshfarm
-from fleet_fixtures import edgeq_home_fixture, run_cli, run_json  # noqa: F401 - edgeq_home_fixture: autouse fixture
 
 from edgeq.errors import ConfigError, ExitCode
 from edgeq.fleet import load_inventory
@@ -23,9 +21,9 @@ from edgeq.fleet.fanout import parse_batches, plan_batches
 from edgeq.fleet.hostkeys import HostKey, fingerprint, host_entry, known_keys, record_host_key
 from edgeq.fleet.retry import RetryPolicy
 from edgeq.fleet.ssh import quote_argv
-
-REPO = Path(__file__).resolve().parents[1]
-
+from edgeq.testing import sshfarm
+from edgeq.testing.common import REPO
+from edgeq.testing.fleet import run_cli, run_json
 
 # --------------------------------------------------------------------------- retry policy (fake clock)
 

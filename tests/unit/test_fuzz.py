@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fleet_fixtures import run_cli
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +26,7 @@ from edgeq.config import PipelineSpec, load_pipeline
 from edgeq.errors import ConfigError, ExitCode
 from edgeq.fleet import load_inventory
 from edgeq.fleet.base import BoardError
+from edgeq.testing.fleet import run_cli
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from edgeq.results import record_run
-from tests.conftest import assert_clean_error
-from tests.promfarm import synthetic_manifest
+from edgeq.testing.common import assert_clean_error
+from edgeq.testing.promfarm import synthetic_manifest
 
 
 @pytest.fixture
