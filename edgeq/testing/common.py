@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def assert_clean_error(r: Result, code: int, *needles: str) -> None:
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr  # noqa: S101
     for n in needles:
         assert n in r.stderr, (n, r.stderr)  # noqa: S101
+
+
+def history_counts(db) -> dict:
+    """Rows per table of a results history (SQLite), to compare before and after a write."""
+    c = sqlite3.connect(str(db))
+    try:
+        return {
+            t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
+            for t in ("runs", "validations", "benchmarks", "benchmark_samples", "stages")
+        }
+    finally:
+        c.close()
 
 
 # Names with shell metacharacters, quotes, a newline, `..`: none may ever reach a shell or leave a work dir.

@@ -1,4 +1,4 @@
-"""The results history: real SQLite files, real concurrent processes, the real CLI."""
+"""The results history through the CLI and from concurrent processes: locks, corruption, filters, import."""
 
 from __future__ import annotations
 
@@ -13,8 +13,45 @@ import pytest
 
 from edgeq.errors import StoreError
 from edgeq.results import record_run
-from edgeq.testing.common import assert_clean_error
+from edgeq.testing.common import REPO, assert_clean_error
+from edgeq.testing.common import history_counts as _counts
 from edgeq.testing.promfarm import synthetic_manifest
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from edgeq.results import record_run
+    from edgeq.testing.promfarm import synthetic_manifest
+    who, db, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    runs = [synthetic_manifest(f"{{who}}-{{i}}", n=2000, seed=i, started=f"2026-01-01T00:{{i:02d}}:00+00:00")
+            for i in range(12)]
+    while time.time() < start:
+        time.sleep(0.001)
+    for m in runs:
+        record_run(m, db)
+    print("ok")
+""")
+
+
+def test_processes_writing_at_once_all_succeed(tmp_path):
+    db = tmp_path / "h.db"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO)))
+    start = time.time() + 3.0  # every writer has built its manifests and starts on the same instant
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), f"w{k}", str(db), str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for k in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=False):
+        assert p.returncode == 0 and out.strip() == "ok", err
+    assert _counts(db) == {"runs": 36, "validations": 72, "benchmarks": 144, "benchmark_samples": 144, "stages": 180}
+    c = sqlite3.connect(str(db))
+    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    c.close()
+
 
 LOCKER = textwrap.dedent("""
     import sqlite3, sys, time

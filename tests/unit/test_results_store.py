@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 
 import pytest
 
 from edgeq.errors import StoreError
 from edgeq.results import open_for_reading, query, record_run
-from edgeq.testing.common import REPO
+from edgeq.testing.common import history_counts as _counts
 from edgeq.testing.promfarm import synthetic_manifest
-
-
-def _counts(db) -> dict:
-    c = sqlite3.connect(str(db))
-    try:
-        return {
-            t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
-            for t in ("runs", "validations", "benchmarks", "benchmark_samples", "stages")
-        }
-    finally:
-        c.close()
 
 
 def test_record_run_stores_everything_and_is_idempotent(tmp_path):
@@ -81,42 +66,6 @@ def test_running_or_bogus_manifests_are_refused(tmp_path):
         record_run(bad, tmp_path / "h.db")
     with pytest.raises(StoreError, match="no run manifest"):
         record_run(tmp_path / "nope", tmp_path / "h.db")
-
-
-WRITER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {repo!r})
-    from edgeq.results import record_run
-    from edgeq.testing.promfarm import synthetic_manifest
-    who, db, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    runs = [synthetic_manifest(f"{{who}}-{{i}}", n=2000, seed=i, started=f"2026-01-01T00:{{i:02d}}:00+00:00")
-            for i in range(12)]
-    while time.time() < start:
-        time.sleep(0.001)
-    for m in runs:
-        record_run(m, db)
-    print("ok")
-""")
-
-
-def test_processes_writing_at_once_all_succeed(tmp_path):
-    db = tmp_path / "h.db"
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER.format(repo=str(REPO)))
-    start = time.time() + 3.0  # every writer has built its manifests and starts on the same instant
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), f"w{k}", str(db), str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for k in range(3)
-    ]
-    outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=False):
-        assert p.returncode == 0 and out.strip() == "ok", err
-    assert _counts(db) == {"runs": 36, "validations": 72, "benchmarks": 144, "benchmark_samples": 144, "stages": 180}
-    c = sqlite3.connect(str(db))
-    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    c.close()
 
 
 def test_newer_schema_is_refused(tmp_path):
