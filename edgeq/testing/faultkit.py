@@ -139,7 +139,7 @@ def hold_lock(workdir: Path) -> subprocess.Popen:
     proc = subprocess.Popen(  # noqa: S603 - fixed argv
         [sys.executable, "-c", _HOLDER, str(workdir / "lock"), str(REPO)], stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout.readline().strip() == "locked"
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
     return proc
 
 

@@ -50,7 +50,8 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            argv = proc.args if isinstance(proc.args, list) else [proc.args]
+            raise RuntimeError(f"{argv[0]!s} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if http_get(url, timeout=1.0)[0] == 200:
                 return

@@ -196,7 +196,7 @@ def qemu_version(cache: Path | None = None) -> str:
 
 def _binfmt_entry(path: Path) -> dict:
     text = path.read_text()
-    info = {"enabled": text.startswith("enabled")}
+    info: dict = {"enabled": text.startswith("enabled")}
     for line in text.splitlines()[1:]:
         k, _, v = line.partition(" ")
         info[k.rstrip(":")] = v.strip()
@@ -504,9 +504,9 @@ class Board:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
-        left = _mounts_under(self.state_dir) + _mounts_under(self.rootfs)
-        if left:  # cannot happen with namespaces; never leave them behind if it ever does
-            for mnt in sorted(left, key=len, reverse=True):
+        mounts = _mounts_under(self.state_dir) + _mounts_under(self.rootfs)
+        if mounts:  # cannot happen with namespaces; never leave them behind if it ever does
+            for mnt in sorted(mounts, key=len, reverse=True):
                 if _run(["umount", mnt]).returncode:
                     _run(["umount", "-l", mnt])
         if not keep_state:
@@ -764,9 +764,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  host key {board.host_key_fingerprint}; pythons {board.pythons}; Ctrl-C stops it")
         try:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            while board.proc.poll() is None:
+            proc = board.proc
+            assert proc is not None  # start_board returns a running board
+            while proc.poll() is None:
                 time.sleep(1)
-            say(f"the board's sshd exited ({board.proc.returncode}); log {board.log}")
+            say(f"the board's sshd exited ({proc.returncode}); log {board.log}")
         except KeyboardInterrupt:
             pass
     return 0
