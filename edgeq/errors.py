@@ -20,7 +20,13 @@ class ExitCode(enum.IntEnum):
     REGRESSION = 9  # a performance/accuracy regression with --fail-on-regression
     STORE = 10  # results store or run folder unusable (corrupt, locked, unknown run)
     EXPORT = 11  # metrics export failed (results are still stored)
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM (systemd stop, CI cancel, `timeout`): handled like Ctrl-C
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so it takes the Ctrl-C path: stage cleanup, manifest
+    `terminated`, finished results stored, one line on stderr, exit 143."""
 
 
 class EdgeqError(Exception):
@@ -28,12 +34,14 @@ class EdgeqError(Exception):
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, result: object = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # what was measured before the failure (a run or fleet summary), so --json still reports it
+        self.result = result
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "error": type(self).__name__,
             "message": self.message,
@@ -60,10 +68,6 @@ class QuantizeError(EdgeqError):
 
 class GateError(EdgeqError):
     exit_code = ExitCode.GATE
-
-    def __init__(self, message: str, hint: str | None = None, result: dict | None = None):
-        super().__init__(message, hint)
-        self.result = result  # the run summary, so --json still reports what was measured
 
 
 class FleetError(EdgeqError):

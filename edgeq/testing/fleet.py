@@ -37,6 +37,7 @@ def write_devices(tmp_path: Path, *entries: str, defaults: str = "", local: bool
 def run_cli(*args, stdin: str = "") -> tuple[int, str, str]:
     """Run `edgeq ARGS` in-process through edgeq.cli.main (the real error -> exit code mapping)."""
     from edgeq import cli
+    from edgeq.cli import output as cli_output
 
     out, err = io.StringIO(), io.StringIO()
     old_argv, old_in = sys.argv, sys.stdin
@@ -49,7 +50,7 @@ def run_cli(*args, stdin: str = "") -> tuple[int, str, str]:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv, sys.stdin = old_argv, old_in
-        cli.set_json(False)
+        cli_output.reset()
     return code, out.getvalue(), err.getvalue()
 
 

@@ -6,22 +6,27 @@ Nothing heavy at import time: the report comes from a flatbuffer reader, not Ten
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from edgeq.console import out_console, print_json, table
+from edgeq.cli import output
+from edgeq.cli.options import JsonOpt
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return ""
     return f"{x:.6g}"
 
 
-def _shape(t: dict) -> str:
+def _shape(t: dict[str, Any]) -> str:
     sig = t["shape_signature"]
     return str(sig if sig != t["shape"] else t["shape"]).replace(" ", "")
 
 
-def _quant_cell(q: dict | None) -> tuple[str, str, str]:
+def _quant_cell(q: dict[str, Any] | None) -> tuple[str, str, str]:
     """(scale, zero point, real range) cells; per-channel tensors show the spread over channels."""
     if not q or not q["scale"]:
         return "", "", ""
@@ -36,20 +41,22 @@ def _quant_cell(q: dict | None) -> tuple[str, str, str]:
     return f"{_fmt(min(sc))}..{_fmt(max(sc))} ({q['channels']} ch, axis {q['axis']})", zps, rng
 
 
-def render(doc: dict, channels: bool = False) -> None:
+def render(doc: dict[str, Any], channels: bool = False) -> None:
     size = doc["size"]
-    out_console().print(
-        f"[bold]{doc['path']}[/bold]  {size['file_bytes']:,} bytes · schema v{doc['schema_version']} · "
-        f"{len(doc['subgraphs'])} subgraph(s)" + (f" · {doc['description']}" if doc["description"] else "")
+    output.current().out.print(
+        f"[bold]{escape(doc['path'])}[/bold]  {size['file_bytes']:,} bytes · schema v{doc['schema_version']} · "
+        f"{len(doc['subgraphs'])} subgraph(s)" + (f" · {escape(doc['description'])}" if doc["description"] else "")
     )
-    prec_of: dict[str, set] = {}
+    prec_of: dict[str, set[str]] = {}
     for p, ops in doc["precision"].items():
         for name in ops:
             prec_of.setdefault(name, set()).add(p)
-    table("ops", ["op", "count", "runs in"], [[n, c, ", ".join(sorted(prec_of.get(n, ())))] for n, c in doc["op_counts"].items()])
+    output.table(
+        "ops", ["op", "count", "runs in"], [[n, c, ", ".join(sorted(prec_of.get(n, ())))] for n, c in doc["op_counts"].items()]
+    )
     for sg in doc["subgraphs"]:
         tensors = sg["tensors"]
-        table(
+        output.table(
             f"subgraph {sg['index']} {sg['name']}: ops in execution order",
             ["#", "op", "runs in", "inputs", "outputs"],
             [
@@ -70,7 +77,7 @@ def render(doc: dict, channels: bool = False) -> None:
             rows.append(
                 [t["index"], t["name"], t["dtype"], _shape(t), kind, f"{t['bytes']:,}" if t["bytes"] else "", scale, zp, rng]
             )
-        table(
+        output.table(
             f"subgraph {sg['index']}: tensors (real value = scale × (q − zero point))",
             ["#", "name", "dtype", "shape", "kind", "bytes", "scale", "zero point", "real range"],
             rows,
@@ -79,7 +86,7 @@ def render(doc: dict, channels: bool = False) -> None:
             for t in tensors:
                 q = t["quantization"]
                 if q and q["per_channel"]:
-                    table(
+                    output.table(
                         f"tensor {t['index']} {t['name']}: per-channel (axis {q['axis']})",
                         ["channel", "scale", "zero point", "real range"],
                         [
@@ -90,7 +97,7 @@ def render(doc: dict, channels: bool = False) -> None:
                         ],
                     )
     wrows = [[f"weights ({dt})", f"{b:,}"] for dt, b in size["weights_by_dtype"].items()]
-    table(
+    output.table(
         "size",
         ["part", "bytes"],
         [
@@ -101,7 +108,7 @@ def render(doc: dict, channels: bool = False) -> None:
             ["file", f"{size['file_bytes']:,}"],
         ],
     )
-    table(
+    output.table(
         "compute precision (by each op's non-constant tensors)",
         ["runs in", "ops", "which"],
         [[p, sum(ops.values()), ", ".join(f"{n}×{c}" for n, c in ops.items())] for p, ops in doc["precision"].items()],
@@ -109,41 +116,40 @@ def render(doc: dict, channels: bool = False) -> None:
     _render_edgetpu(doc["edgetpu"])
 
 
-def _render_edgetpu(e: dict) -> None:
+def _render_edgetpu(e: dict[str, Any]) -> None:
     if e["compatible"]:
-        out_console().print(
+        output.current().out.print(
             f"Edge TPU: [green]compatible[/green] (all {e['ops_total']} ops)"
             + (" · already compiled" if e["already_compiled"] else ""),
             highlight=False,
         )
     else:
         f = e["first_offending"]
-        out_console().print(
-            f"Edge TPU: [red]not compatible[/red]: first offending op {f['op']} (op #{f['index']}): "
-            f"{f['reason']} · {e['ops_before_first_offending']} of {e['ops_total']} ops precede it",
+        output.current().out.print(
+            f"Edge TPU: [red]not compatible[/red]: first offending op {escape(f['op'])} (op #{f['index']}): "
+            f"{escape(f['reason'])} · {e['ops_before_first_offending']} of {e['ops_total']} ops precede it",
             highlight=False,
         )
-        table(
+        output.table(
             "Edge TPU problems",
             ["op #", "op", "check", "reason"],
             [[p["index"], p["op"], p["check"], p["reason"]] for p in e["problems"]],
         )
-    out_console().print(f"rules: {e['reference']}", highlight=False)
+    output.current().out.print(f"rules: {escape(e['reference'])}", highlight=False)
 
 
 def inspect_cmd(
-    model: Path = typer.Argument(..., help="A .tflite model file.", metavar="MODEL.tflite"),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    channels: bool = typer.Option(False, "--channels", help="Also list every channel of per-channel tensors."),
+    model: Annotated[Path, typer.Argument(help="A .tflite model file.", metavar="MODEL.tflite")],
+    json_out: JsonOpt = False,
+    channels: Annotated[bool, typer.Option("--channels", help="Also list every channel of per-channel tensors.")] = False,
 ) -> None:
     """Ops, tensors, quantization (scale, zero point, real range), size breakdown and Edge TPU compatibility."""
-    from edgeq.cli import set_json  # inside: edgeq.cli imports this module
+    output.use_json(json_out)
     from edgeq.inspect import inspect_model
 
-    set_json(json_out)
     doc = inspect_model(model)
     if json_out:
-        print_json(doc)
+        output.emit(doc)
     else:
         render(doc, channels=channels)
 

@@ -1,0 +1,16 @@
+"""The edgeq command line: one module per command group, over one core call each.
+
+    app.py      the Typer app, --version/--debug, errors -> exit codes (the one place)
+    run.py      edgeq run                     fleet.py    devices list/check/trust, deploy, rollback, bench
+    results.py  history, compare, report, metrics push/textfile/serve
+    inspect.py  edgeq inspect
+    options.py  shared options (--json, --devices, --target, --db, --batch, --max-fail)
+    output.py   stdout/stderr, the --json document and whether it was printed
+    format.py   units: latency, bytes, percentages        tables.py  records -> table rows (pure)
+
+No TensorFlow and no paramiko at import time: `edgeq --help` must stay fast.
+"""
+
+from edgeq.cli.app import app, main
+
+__all__ = ["app", "main"]

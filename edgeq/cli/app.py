@@ -1,0 +1,106 @@
+"""The Typer app and the one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from edgeq import __version__
+from edgeq.cli import output
+from edgeq.errors import EdgeqError, ExitCode, Terminated
+
+app = typer.Typer(
+    name="edgeq",
+    help="Quantize models to TFLite, validate them, and benchmark them on ARM edge boards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeq {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    output.current().debug = debug
+
+
+def _register() -> None:
+    from edgeq.cli import fleet, inspect, results, run
+
+    run.register(app)
+    fleet.register(app)
+    results.register(app)
+    inspect.register(app)
+
+
+_register()
+
+
+def _jsonable(result: Any) -> Any:
+    return result.to_json() if hasattr(result, "to_json") else result
+
+
+def report_error(e: EdgeqError) -> None:
+    """An expected failure: one JSON document (unless the command already printed its own), then stderr lines."""
+    out = output.current()
+    if out.json and not out.printed:
+        doc: dict[str, Any] = {"ok": False, **e.to_dict()}
+        if e.result:
+            doc["result"] = _jsonable(e.result)
+        output.emit(doc)
+    output.log(f"error: {e.message}")
+    if e.hint:
+        output.log(f"hint: {e.hint}")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    output.current().terminated = True  # Typer may re-raise a plain KeyboardInterrupt
+    raise Terminated()
+
+
+def _stopped(terminated: bool) -> None:
+    if terminated:
+        output.log("terminated (SIGTERM)")
+        sys.exit(int(ExitCode.TERMINATED))
+    output.log("interrupted")
+    sys.exit(int(ExitCode.INTERRUPTED))
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = output.reset()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app()
+    except EdgeqError as e:
+        if out.debug:
+            raise
+        report_error(e)
+        sys.exit(int(e.exit_code))
+    except KeyboardInterrupt as e:
+        _stopped(out.terminated or isinstance(e, Terminated))
+    except SystemExit as e:
+        if e.code == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C (and our SIGTERM) into a silent exit 130
+            _stopped(out.terminated)
+        raise
+    except Exception as e:  # a bug: say so plainly, traceback only with --debug
+        if out.debug:
+            raise
+        output.log(f"internal error: {type(e).__name__}: {e}")
+        output.log("hint: rerun with --debug for the traceback and report it")
+        sys.exit(int(ExitCode.INTERNAL))

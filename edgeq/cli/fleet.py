@@ -1,0 +1,238 @@
+"""Fleet commands: devices list/check/trust, deploy, rollback, bench.
+
+Each command parses, calls one edgeq.fleet function, renders (table or one --json document) and
+decides the exit code. No paramiko or TensorFlow at import time: `edgeq devices list` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeq.cli import output, tables
+from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, TargetOpt
+from edgeq.errors import FleetError
+
+
+def _doc(res: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = res.to_json() if hasattr(res, "to_json") else res
+    return doc
+
+
+def _progress_logger(label: str, boards: int) -> Callable[[dict[str, Any]], None]:
+    from edgeq.progress import fleet_counter
+
+    bar = fleet_counter(label, boards)
+
+    def progress(ev: dict[str, Any]) -> None:
+        bar(ev)
+        kind = ev.get("event")
+        if kind == "batch" and ev.get("of", 1) > 1:
+            output.log(f"batch {ev['batch']}/{ev['of']}: {', '.join(ev['devices'])}")
+        elif kind == "done":
+            err = ev.get("error") if ev["status"] != "ok" else None
+            output.log(f"{ev['device']}: {ev['status']}" + (f" - {err.removeprefix(ev['device'] + ': ')}" if err else ""))
+        elif kind == "stopped":
+            output.log(
+                f"stopping the rollout after batch {ev['batch']}: {ev['failures']} failure(s) > --max-fail {ev['max_fail']}"
+            )
+
+    return progress
+
+
+# ---- devices
+
+
+def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
+    """List the boards in devices.yaml (no connection is made)."""
+    output.use_json(json_out)
+    from edgeq.fleet.inventory import load_inventory
+
+    inv = load_inventory(devices)
+    source = str(inv.source) if inv.source else "embedded default"
+    if json_out:
+        output.emit({"ok": True, "source": source, "devices": [d.public() for d in inv.devices]})
+        return
+    cols = ["Name", "Transport", "Address", "User", "Tags", "Python", "Workdir", "Model"]
+    output.table(f"devices ({source})", cols, tables.devices_rows(inv.devices))
+
+
+def devices_check(
+    targets: Annotated[list[str] | None, typer.Argument(help="Device names or tags (default: all).")] = None,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards contacted at once.")] = 5,
+    devices: DevicesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
+    output.use_json(json_out)
+    from edgeq import fleet
+
+    inv = fleet.load_inventory(devices)
+    res = _doc(fleet.check(inv, targets or ["all"], parallel=parallel, progress=None))
+    if json_out:
+        output.emit(res)
+    else:
+        output.table(*tables.check_table(res))
+    if not res["ok"]:
+        bad = [r for r in res["devices"] if not r.get("healthy")]
+        first = bad[0]
+        raise FleetError(
+            f"{len(bad)} of {len(res['devices'])} board(s) unhealthy: {', '.join(r['device'] for r in bad)}; "
+            f"first: {first.get('error')}",
+            first.get("hint") or "see the table above",
+            result=res,
+        )
+
+
+def devices_trust(
+    name: Annotated[str, typer.Argument(help="Device name in devices.yaml.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Record the key without asking.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a different key already recorded (a reinstalled board).")
+    ] = False,
+    devices: DevicesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch a board's SSH host key, show its fingerprint and record it in the fleet known_hosts."""
+    output.use_json(json_out)
+    from edgeq.fleet.inventory import load_inventory
+    from edgeq.fleet.trust import trust
+
+    def ask(key: Any, known_hosts: Path) -> bool:
+        try:
+            q = f"Trust {key.keytype} {key.fingerprint} for {name} ({key.entry}) in {known_hosts}?"
+            return bool(typer.confirm(q, err=True, default=False))
+        except (typer.Abort, EOFError):  # Ctrl-D or a closed stdin is a "no"
+            return False
+
+    d = load_inventory(devices).get(name)
+    res = trust(d, yes=yes, replace=replace, confirm=None if json_out else ask, log=output.log)
+    if json_out:
+        output.emit(res.to_json())
+    else:
+        output.echo(f"{name}: {res.keytype} {res.fingerprint} {res.result} in {res.known_hosts}")
+
+
+# ---- deploy / rollback / bench
+
+
+def _finish(res: dict[str, Any], json_out: bool, title: str) -> None:
+    if json_out:
+        output.emit(res)
+    else:
+        output.table(*tables.rollout_table(res, title))
+        output.log(tables.rollout_line(res))
+    from edgeq.fleet import raise_for_failures
+
+    raise_for_failures(res)
+
+
+def deploy_cmd(
+    artifact: Annotated[Path, typer.Argument(help="The .tflite artifact to deploy.", metavar="ARTIFACT.tflite")],
+    target: TargetOpt,
+    name: Annotated[str | None, typer.Option("--name", help="Model name on the boards (default: the artifact's stem).")] = None,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards deployed at once.")] = 5,
+    batch: BatchOpt = None,
+    max_fail: MaxFailOpt = None,
+    devices: DevicesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Deploy a TFLite model to boards (uploads only what is missing; current switches only after the board loads it)."""
+    output.use_json(json_out)
+    from edgeq import fleet
+
+    inv = fleet.load_inventory(devices)
+    with output.progress_bars():
+        progress = _progress_logger("deploy", len(inv.select(target)))
+        res = fleet.deploy(
+            inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+        )
+    doc = _doc(res)
+    _finish(doc, json_out, f"deploy {doc['name']} ({doc['sha256'][:12]})")
+
+
+def rollback_cmd(
+    target: TargetOpt,
+    name: Annotated[str, typer.Option("--name", help="Model name on the boards.")],
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards handled at once.")] = 5,
+    batch: BatchOpt = None,
+    max_fail: MaxFailOpt = None,
+    devices: DevicesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make each board's previous version of a model current again."""
+    output.use_json(json_out)
+    from edgeq import fleet
+
+    inv = fleet.load_inventory(devices)
+    with output.progress_bars():
+        progress = _progress_logger("rollback", len(inv.select(target)))
+        res = fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress)
+    _finish(_doc(res), json_out, f"rollback {name}")
+
+
+def bench_cmd(
+    artifact: Annotated[Path, typer.Argument(help="The .tflite artifact to benchmark.", metavar="ARTIFACT.tflite")],
+    target: TargetOpt,
+    name: Annotated[str | None, typer.Option("--name", help="Model name on the boards (default: the artifact's stem).")] = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (at least).")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 5,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", min=0.0, help="Keep running until this much time was measured.")
+    ] = 1.0,
+    threads: Annotated[
+        list[int] | None,
+        typer.Option("--threads", min=1, help="Interpreter threads (repeatable; default: the device's threads)."),
+    ] = None,
+    inputs: Annotated[Path | None, typer.Option("--inputs", help=".npy inputs (default: seeded random data).")] = None,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards benchmarked at once.")] = 5,
+    devices: DevicesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Deploy if needed, then measure on-board latency per device x threads."""
+    output.use_json(json_out)
+    from edgeq import fleet
+
+    inv = fleet.load_inventory(devices)
+    with output.progress_bars():
+        progress = _progress_logger("bench", len(inv.select(target)))
+        res = fleet.bench(
+            inv,
+            target,
+            artifact,
+            name=name,
+            runs=runs,
+            warmup=warmup,
+            min_seconds=min_seconds,
+            threads=threads or None,
+            inputs=inputs,
+            parallel=parallel,
+            progress=progress,
+        )
+    doc = _doc(res)
+    if json_out:
+        output.emit(doc)
+    else:
+        output.table(*tables.bench_table(doc))
+    if not doc["ok"]:
+        bad = [r for r in doc["devices"] if r["status"] != "ok"]
+        raise FleetError(
+            f"bench did not succeed on {len(bad)} of {len(doc['devices'])} board(s): {', '.join(r['device'] for r in bad)}; "
+            f"first: {bad[0].get('error')}",
+            bad[0].get("hint") or "see the table above",
+            result=doc,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    devices_app = typer.Typer(help="The board registry (devices.yaml): list, check, trust.", no_args_is_help=True)
+    devices_app.command("list")(devices_list)
+    devices_app.command("check")(devices_check)
+    devices_app.command("trust")(devices_trust)
+    app.add_typer(devices_app, name="devices")
+    app.command("deploy")(deploy_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("bench")(bench_cmd)

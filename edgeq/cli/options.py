@@ -1,0 +1,41 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+JSON_HELP = "Print one JSON document on stdout (logs go to stderr)."
+DEVICES_HELP = "devices.yaml to use (else $EDGEQ_DEVICES, else ./devices.yaml, else one `local` board)."
+TARGET_HELP = "Device name, tag, or `all` (repeatable)."
+DB_HELP = "History database (else $EDGEQ_HISTORY_DB, else <edgeq home>/history.db)."
+
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+DevicesOpt = Annotated[Path | None, typer.Option("--devices", envvar="EDGEQ_DEVICES", help=DEVICES_HELP, show_envvar=True)]
+TargetOpt = Annotated[list[str], typer.Option("--target", "-t", help=TARGET_HELP)]
+DbOpt = Annotated[Path | None, typer.Option("--db", envvar="EDGEQ_HISTORY_DB", help=DB_HELP, show_envvar=True)]
+
+
+def parse_batch(value: str | None) -> str | None:
+    """--batch is checked at parse time (a usage error, exit 2), with the core's own parser."""
+    if value is None:
+        return None
+    from edgeq.errors import ConfigError
+    from edgeq.fleet.fanout import parse_batches
+
+    try:
+        parse_batches(value)
+    except ConfigError as e:
+        raise typer.BadParameter(e.message) from None
+    return value
+
+
+BatchOpt = Annotated[
+    str | None,
+    typer.Option("--batch", callback=parse_batch, help="Canary batches: cumulative counts/percentages, e.g. 1,25%,100%."),
+]
+MaxFailOpt = Annotated[
+    int | None, typer.Option("--max-fail", min=0, help="Stop before the next batch once more boards than this have failed.")
+]

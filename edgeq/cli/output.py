@@ -1,0 +1,132 @@
+"""Where the CLI's words go: tables on stdout, logs on stderr, or one --json document on stdout.
+
+`Output` is the one place that knows whether this invocation speaks JSON and whether stdout already
+holds its document (so an error after a printed summary is not printed twice). One `Output` lives per
+invocation in a ContextVar set by `edgeq.cli.main`; nothing else keeps state.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+class Output:
+    def __init__(self) -> None:
+        self.json = False
+        self.printed = False  # stdout already holds the one JSON document
+        self.debug = False
+        self.terminated = False  # SIGTERM arrived
+        self._err: Console | None = None
+        self._out: Console | None = None
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = Console(file=sys.stderr, highlight=False, soft_wrap=True, emoji=False)
+        return self._err
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            # piped output is read by people in logs and CI: don't fold tables to 80 columns
+            width = None if sys.stdout.isatty() else 200
+            self._out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width, emoji=False)
+        return self._out
+
+
+_current: ContextVar[Output | None] = ContextVar("edgeq_output", default=None)
+
+
+def current() -> Output:
+    o = _current.get()
+    if o is None:
+        o = Output()
+        _current.set(o)
+    return o
+
+
+def reset() -> Output:
+    """A fresh Output for a new invocation (edgeq.cli.main; in-process test runners)."""
+    o = Output()
+    _current.set(o)
+    return o
+
+
+def use_json(flag: bool) -> None:
+    """Commands with --json call this first, so even an early error is reported as a JSON document."""
+    current().json = flag
+
+
+def emit(doc: Any) -> None:
+    """Print the command's one JSON document on stdout."""
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+    current().printed = True
+
+
+def log(message: str) -> None:
+    """A progress/log line: always stderr, so --json stdout stays one clean document."""
+    current().err.print(message, markup=False)
+
+
+def echo(message: str) -> None:
+    """One plain line on stdout (no markup: paths and names are foreign text)."""
+    current().out.print(message, markup=False)
+
+
+def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    # every cell and the title are data (board text, YAML names): never rich markup
+    t = Table(title=escape(title), title_justify="left")
+    for c in columns:
+        t.add_column(escape(c), overflow="fold")
+    for r in rows:
+        t.add_row(*[escape("" if v is None else str(v)) for v in r])
+    current().out.print(t)
+
+
+def progress_enabled() -> bool:
+    """Progress bars only when a person watches: stderr is a TTY and stdout is not a JSON stream."""
+    return not current().json and sys.stderr.isatty()
+
+
+@contextmanager
+def progress_bars() -> Iterator[None]:
+    """Rich progress bars on stderr for edgeq.progress reports while the block runs (if a person watches)."""
+    from edgeq import progress as _p
+
+    if not progress_enabled():
+        with _p.reporting(None):
+            yield
+        return
+    import threading
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=current().err,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def advance(label: str, done: int, total: int) -> None:
+        with lock:  # fleet workers report from their own threads
+            if label not in tasks:
+                tasks[label] = bars.add_task(escape(label), total=max(total, 1))
+            bars.update(tasks[label], completed=done, total=max(total, 1))
+
+    with bars, _p.reporting(advance):
+        yield
