@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
 import subprocess
@@ -71,14 +70,7 @@ def test_report_without_benchmarks_or_samples(tmp_path, edgeq):
 def _chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        if os.geteuid() != 0:
-            pytest.skip("needs the Debian package chromium (tests/run-all.sh installs it)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], check=True, env=env, capture_output=True
-        )
-        exe = shutil.which("chromium")
+        pytest.fail("needs the Debian package chromium (tests/run-all.sh installs it)", pytrace=False)
     return exe
 
 
