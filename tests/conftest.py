@@ -15,8 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from edgeq.testing.common import TINY, Result
+
+# Property tests: tests/run-all.sh (so CI) runs the "ci" profile; a developer's `pytest tests/unit` the
+# lighter default, which keeps the unit tier under a minute on 2 cores. Tests that set max_examples keep it.
+settings.register_profile("ci", max_examples=150)
+settings.register_profile("dev", max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(autouse=True)

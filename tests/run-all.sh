@@ -35,6 +35,8 @@ check python3 -m mypy edgeq
 check lint-imports
 check deptry .
 
+# Property tests at full strength here (tests/conftest.py registers the hypothesis profiles).
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
 echo "+ python3 -m pytest $*" >&2
 rc=0

@@ -28,7 +28,8 @@ from edgeq.fleet import load_inventory
 from edgeq.fleet.base import BoardError
 from edgeq.testing.fleet import run_cli
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# max_examples comes from the hypothesis profile (tests/conftest.py): 150 in CI, fewer in a local unit run.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID_PIPELINE = {
