@@ -30,7 +30,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 from _common import append_results  # noqa: E402
 
 PIPELINE = REPO / "pipelines" / "fashion-mnist-mlp.yaml"
@@ -153,7 +153,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.cache:
         os.environ["EDGEQ_FARM_CACHE"] = str(args.cache)
-    from farm import aarch64
+    from edgeq.testing import aarch64
 
     load_start = loadavg()
     work = Path(tempfile.mkdtemp(prefix="edgeq-aarch64-bench-"))
@@ -232,7 +232,7 @@ def main() -> int:
         board.stop()
 
     body = (
-        "Emulated board: arm64 Debian bookworm under qemu-user (tests/farm), real sshd on loopback; "
+        "Emulated board: arm64 Debian bookworm under qemu-user (edgeq.testing.aarch64), real sshd on loopback; "
         "every step is the wall time of the `edgeq` CLI.\n\n"
     )
     body += f"- load average at start / end: {load_start} / {loadavg()} (the machine is shared)\n"

@@ -9,7 +9,7 @@ Run:  python bench/fleet_bench.py [--repeats 5] [--boards 8] [--threads 1] [--ru
      shared machine) are reported. Target: harness mean within 3% of bare.
  (b) repeatability: the spread of p50 over the same repeated `edgeq bench` runs, (max-min)/median. Target <= 5%.
  (c) fan-out: edgeq.fleet.deploy of a new artifact (agent already on the boards) to 1 vs N real sshd boards
-     (tests/sshfarm.py), interleaved; wall = deploy()'s own clock, in-process (no CLI start-up in either).
+     (edgeq.testing.sshfarm), interleaved; wall = deploy()'s own clock, in-process (no CLI start-up in either).
      Target: N-board wall <= 2.5 x 1-board wall.
  (d) re-deploying an unchanged artifact: deploy()'s counters (model_bytes, bytes_uploaded = what put_file sent),
      and the bytes the client really sent on the wire, counted by a TCP relay between paramiko and sshd.
@@ -36,8 +36,7 @@ from _fleetkit import BARE, CountingRelay, boards_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-import sshfarm  # noqa: E402
+from edgeq.testing import sshfarm  # noqa: E402
 
 PIPELINE = """\
 name: fleetbench-cnn

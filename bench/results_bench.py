@@ -26,7 +26,7 @@ from _common import append_results  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from edgeq.results import record_run  # noqa: E402
-from tests.promfarm import free_port, synthetic_manifest  # noqa: E402
+from edgeq.testing.promfarm import free_port, synthetic_manifest  # noqa: E402
 
 VARIANTS = ("fp32", "int8", "dynamic", "float16")
 DEVICES = ("pi5", "pi4")

@@ -1,4 +1,8 @@
-"""Shared fixtures: an isolated edgeq home, a real `python -m edgeq` runner, tiny pipelines."""
+"""Fixtures for every tier: an isolated edgeq home, a real `python -m edgeq` runner, tiny pipelines.
+
+Helpers that are not fixtures live in edgeq.testing (import them from there); tests/farm/conftest.py
+adds the farm's fixtures (sshd boards, Prometheus, the emulated aarch64 board).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,27 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
-REPO = Path(__file__).resolve().parents[1]
+from edgeq.testing.common import TINY, Result
+
+# Property tests: tests/run-all.sh (so CI) runs the "ci" profile; a developer's `pytest tests/unit` the
+# lighter default, which keeps the unit tier under a minute on 2 cores. Tests that set max_examples keep it.
+settings.register_profile("ci", max_examples=150)
+settings.register_profile("dev", max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
+@pytest.fixture(autouse=True)
+def edgeq_home(tmp_path, monkeypatch):
+    """Every test gets its own edgeq home; nothing lands in the repo's ./.edgeq."""
+    monkeypatch.setenv("EDGEQ_HOME", str(tmp_path / "edgeq-home"))
+    monkeypatch.delenv("EDGEQ_DEVICES", raising=False)
 
 
 @pytest.fixture
@@ -51,16 +59,6 @@ def edgeq(home, tmp_path):
     return run
 
 
-TINY = {
-    "name": "tiny",
-    "seed": 1,
-    "data": {"source": "sklearn-digits", "max_train": 400, "max_test": 150},
-    "model": {"builtin": "mlp", "hidden": [32]},
-    "train": {"epochs": 8, "batch_size": 32, "learning_rate": 0.005},
-    "quantize": {"variants": [{"type": "fp32"}, {"type": "int8", "calibration_samples": 50}]},
-}
-
-
 @pytest.fixture
 def write_pipeline(tmp_path):
     """Write a pipeline YAML (a dict merged over TINY, or raw text) and return its path."""
@@ -79,8 +77,12 @@ def write_pipeline(tmp_path):
     return write
 
 
-def assert_clean_error(r: Result, code: int, *needles: str) -> None:
-    assert r.code == code, (r.code, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
-    for n in needles:
-        assert n in r.stderr, (n, r.stderr)
+@pytest.fixture
+def canary(tmp_path):
+    """A path that any shell injection in these tests would create; asserted absent at the end."""
+    c = Path(f"/tmp/edgeq-canary-{uuid.uuid4().hex}")
+    yield c
+    found = [p for p in (c, Path.home() / c.name, tmp_path / c.name, Path.cwd() / c.name) if p.exists()]
+    for p in found:
+        p.unlink()
+    assert not found, f"a shell ran an injected command: {found}"

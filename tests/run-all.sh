@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The README's second set-up command: install everything the test suite needs (Debian packages
-# and Python packages) on a fresh machine, then run the whole suite. .ci/run calls exactly this.
+# The README's test command: install everything the test suite needs (Debian packages and Python
+# packages) on a fresh machine, run the checks, then the tests. .ci/run calls exactly this.
+# Arguments go to pytest (default: the whole suite, all three tiers: tests/unit, tests/func, tests/farm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real parts the tests start or read: sshd boards, the Fashion-MNIST files, the emulated aarch64
-# board's rootfs builder (tests/farm also installs it if missing, and fetches qemu 10 from
-# bookworm-backports into its own cache: no host apt source is changed); iproute2 + nftables shape
-# a slow, lossy link into a network namespace (tests/test_faults.py; this kernel has no netem).
-APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium debootstrap iproute2 nftables)
+# board's rootfs builder (debootstrap; edgeq.testing.aarch64 fetches qemu 10 from bookworm-backports
+# and the board's wheels into its own cache: no host apt source is changed), headless chromium for the
+# report, Prometheus + Pushgateway; iproute2 + nftables shape a slow, lossy link into a network
+# namespace (tests/farm/test_faults.py; this kernel has no netem). Fixtures never install anything:
+# a missing part fails its tests with its name.
+APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium
+  debootstrap util-linux iproute2 nftables)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -20,7 +24,25 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
-# Security lint (bandit rules) on the package.
-python3 -m ruff check --select S edgeq
+# Each check says what it runs; the first failure stops the script (set -e) with its exit code.
+check() {
+  echo "+ $*" >&2
+  "$@"
+}
+check python3 -m ruff check .
+check python3 -m ruff format --check .
+check python3 -m mypy edgeq
+check lint-imports
+check deptry .
 
-exec python3 -m pytest "$@"
+# Property tests at full strength here (tests/conftest.py registers the hypothesis profiles).
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
+# pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
+echo "+ python3 -m pytest $*" >&2
+rc=0
+python3 -m pytest "$@" || rc=$?
+if [ "$rc" = 5 ]; then
+  echo "pytest collected no tests (exit 5): failing" >&2
+  exit 1
+fi
+exit "$rc"

@@ -288,7 +288,7 @@ class WorkdirLock:
         self.timeout = float(timeout)
         self.command = command
         self.poll = poll
-        self.fd = None
+        self.fd: int | None = None
 
     def __enter__(self):
         self.acquire()

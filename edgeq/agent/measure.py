@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
 from . import boardfs, facts, power, tfl
 from .codes import AgentFailure
@@ -69,7 +70,7 @@ def latency_stats(samples) -> dict:
 
 def _bench_inputs(interp, args):
     """[(input index, [tensors...])] to feed; the first input takes --inputs, the others seeded random data."""
-    np = tfl.np
+    np: Any = tfl.np  # find_runtime() has imported it
     rng = np.random.default_rng(args.seed)
     details = interp.get_input_details()
     feeds = []
@@ -95,7 +96,7 @@ def bench(args) -> dict:
     if args.name is not None:
         boardfs.check_name(args.name)
     rt = tfl.find_runtime()
-    np = tfl.np
+    np: Any = tfl.np  # find_runtime() has imported it
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "bench"):
         path, name = _resolve_model(store, args)
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -119,7 +120,7 @@ def bench(args) -> dict:
         idle = power.measure_idle(probe, power_spec) if probe is not None else None
         sampler = power.Sampler(probe, power_spec["interval_s"]) if probe is not None else None
 
-        samples = []
+        samples: list[float] = []
         timed = 0.0
         step = 0
         perf = time.perf_counter
@@ -170,7 +171,9 @@ def bench(args) -> dict:
         "samples_s": [round(x, 9) for x in samples[::stride]],
         "samples_stride": stride,
         "memory": {"vmhwm_before_init_bytes": hwm_before, "vmhwm_after_init_bytes": hwm_init, "vmhwm_after_runs_bytes": hwm_runs},
-        "power": power.summarize(power_spec, probe, idle, sampler, stats["mean"]) if probe is not None else None,
+        "power": power.summarize(power_spec, probe, idle, sampler, stats["mean"])
+        if probe is not None and idle is not None and sampler is not None
+        else None,
         "board": board,
         "board_after": after,
     }
@@ -200,7 +203,7 @@ def predict(args) -> dict:
     if args.name is not None:
         boardfs.check_name(args.name)
     rt = tfl.find_runtime()
-    np = tfl.np
+    np: Any = tfl.np  # find_runtime() has imported it
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "predict"):
         path, name = _resolve_model(store, args)
         interp, delegate_info, _ = tfl.make_interpreter(rt, path, args.threads, args.delegate)
@@ -223,7 +226,7 @@ def predict(args) -> dict:
         start = time.perf_counter()
         native = shape[0] if shape and shape[0] > 0 else 1
         current = _resize_batch(interp, detail, shape, min(args.batch, n) if n else native, native)
-        predictions = []
+        predictions: list[Any] = []
         for pos in range(0, n, current):
             chunk = data[pos : pos + current]
             rows = chunk.shape[0]

@@ -62,7 +62,8 @@ def parse_power_spec(text) -> dict:
 
 def parse_pmic(text: str):
     """(total watts, {rail: {"a":, "v":, "w":}}) from `vcgencmd pmic_read_adc`; rails without both readings are skipped."""
-    currents, volts = {}, {}
+    currents: dict[str, float] = {}
+    volts: dict[str, float] = {}
     for line in text.splitlines():
         m = _PMIC_LINE.match(line)
         if not m:
@@ -79,7 +80,7 @@ def parse_pmic(text: str):
 
 class Probe:
     name = "none"
-    note = None
+    note: str | None = None
 
     def reset(self) -> None:
         """Forget state carried between readings (energy counters) before a new window."""
@@ -122,7 +123,7 @@ class HwmonProbe(Probe):
         base = os.path.basename(path)
         self.energy = kind == "energy" or (kind == "auto" and (base.startswith("energy") or base.endswith("energy_uj")))
         self.note = ("energy counter in µJ, power = ΔE/Δt" if self.energy else "power in µW") + " from " + path
-        self._last = None
+        self._last: tuple[float, float] | None = None
 
     def reset(self) -> None:
         self._last = None
@@ -178,11 +179,11 @@ class Sampler:
     def __init__(self, probe: Probe, interval_s: float):
         self.probe = probe
         self.interval_s = interval_s
-        self.watts = []
+        self.watts: list[float] = []
         self.errors = 0
-        self.first_error = None
+        self.first_error: str | None = None
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
         try:

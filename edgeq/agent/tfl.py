@@ -64,7 +64,7 @@ def _dist_version(dists, module) -> str | None:
     try:
         from importlib import metadata
     except ImportError:  # pragma: no cover - Python < 3.8
-        metadata = None
+        metadata = None  # type: ignore[assignment]
     if metadata is not None:
         for dist in dists:
             try:
@@ -285,7 +285,7 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
                 _interp, _info, seconds = make_interpreter(rt, model_path, threads, delegate)
                 t = time.perf_counter()
                 _zeros_invoke(_interp)
-                doc = {"ok": True, "load_seconds": seconds, "invoke_seconds": time.perf_counter() - t}
+                doc: dict | None = {"ok": True, "load_seconds": seconds, "invoke_seconds": time.perf_counter() - t}
             except AgentFailure as failure:
                 doc = {"ok": False, "failure": failure.to_doc()}
             except Exception as exc:  # invoke() raising (RuntimeError from a kernel): the model cannot run here

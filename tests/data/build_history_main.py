@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 
 def manifests() -> list[dict]:
-    from tests.promfarm import synthetic_manifest
+    from edgeq.testing.promfarm import synthetic_manifest
 
     real = json.loads((HERE / "manifest-v0.1.json").read_text())
     for b in real["benchmarks"]:  # the run folder was pruned: the summary stays, the raw samples are gone

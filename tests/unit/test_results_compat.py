@@ -1,0 +1,97 @@
+"""A history written by an earlier edgeq stays readable, and shows the same documents.
+
+tests/data/history-main.db was written by the code of main before results became typed records
+(tests/data/build_history_main.py says how); the golden file holds what it showed then.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+GOLDEN = json.loads((DATA / "history-main.golden.json").read_text())
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_history_main", DATA / "build_history_main.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _doc(x):
+    return x.to_json() if hasattr(x, "to_json") else x
+
+
+@pytest.fixture
+def db(tmp_path):
+    db = tmp_path / "history.db"
+    shutil.copyfile(DATA / "history-main.db", db)  # opening may add WAL files: never beside the checked-in copy
+    return db
+
+
+def test_history_and_compare_documents_are_unchanged(db, edgeq):
+    r = edgeq("history", "--limit", "50", "--db", db, "--json")
+    assert r.code == 0, r.stderr
+    assert {k: v for k, v in r.json().items() if k != "db"} == GOLDEN["history"]
+    r = edgeq("compare", "--pipeline", "synth", "--db", db, "--json")
+    assert r.code == 0, r.stderr
+    assert r.json() == GOLDEN["compare_latest_synth"]
+    r = edgeq("compare", "20260102T023000Z-222222", "20260101T023000Z-111111", "--db", db, "--json")
+    assert r.code == 0, r.stderr
+    assert r.json() == GOLDEN["compare_named"]
+
+
+def test_loaded_runs_exposition_and_report_are_unchanged(db):
+    from edgeq import metrics
+    from edgeq.report import render_html
+    from edgeq.results import query
+    from edgeq.results.compare import compare
+
+    with query.open_for_reading(db) as h:
+        ids = sorted(x["run_id"] for x in GOLDEN["history"]["runs"])
+        runs = [query.load(h, query.resolve(h, r), samples=True) for r in ids]
+        assert [_doc(r) for r in runs] == GOLDEN["loaded_with_samples"]
+        synth = [r for r in runs if _doc(r)["pipeline"] == "synth"]
+        trend = query.trend(h, "synth", _doc(synth[1])["started_ts"], 10)
+        html = render_html(synth[1], trend, compare(synth[0], synth[1]))
+        html_real = render_html(runs[-1], [], None)
+        html_failed = render_html(next(r for r in runs if _doc(r)["status"] == "failed"), [], None)
+    assert metrics.exposition(metrics.registry_for(metrics.latest_families(db))).decode() == GOLDEN["exposition"]
+    normalize = _builder().normalize_html
+    assert normalize(html) == GOLDEN["report_html"]
+    assert normalize(html_real) == GOLDEN["report_html_real"]
+    assert normalize(html_failed) == GOLDEN["report_html_failed"]
+    assert "<script>" not in html_failed and "&lt;script&gt;" in html_failed
+
+
+def _dump(db: Path) -> dict:
+    c = sqlite3.connect(str(db))
+    out = {}
+    for table, order in (
+        ("runs", "run_id"),
+        ("stages", "run_id, rowid"),
+        ("validations", "run_id, rowid"),
+        ("benchmarks", "id"),
+        ("benchmark_samples", "benchmark_id"),
+    ):
+        cur = c.execute(f"SELECT * FROM {table} ORDER BY {order}")  # noqa: S608 - literal table names
+        names = [d[0] for d in cur.description]
+        out[table] = [{k: v for k, v in zip(names, row, strict=True) if k != "recorded_ts"} for row in cur]
+    c.close()
+    return out
+
+
+def test_recording_the_same_manifests_again_writes_the_same_rows(tmp_path):
+    from edgeq.results import record_run
+
+    db = tmp_path / "again.db"
+    for m in _builder().manifests():
+        record_run(m, db)
+    assert _dump(db) == _dump(DATA / "history-main.db")
