@@ -32,8 +32,10 @@ check() {
 check python3 -m ruff check .
 check python3 -m ruff format --check .
 check python3 -m mypy edgeq
-check lint-imports
-check deptry .
+# console scripts by full path: a pyenv or venv may not have them on PATH (no shim until a rehash)
+SCRIPTS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+check "$SCRIPTS/lint-imports"
+check python3 -m deptry .
 
 # Property tests at full strength here (tests/conftest.py registers the hypothesis profiles).
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"

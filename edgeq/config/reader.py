@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,7 +142,7 @@ def _redact(text: str, loc: tuple, env: dict) -> str:
     return text
 
 
-def _describe(err: dict) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     t = err.get("type", "")
     if t == "missing":
         return "required key is missing"

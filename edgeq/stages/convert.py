@@ -8,6 +8,7 @@ imports none of them.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import numpy as np
 
@@ -63,11 +64,11 @@ def float_ops(blob: bytes, allowed: tuple[str, ...] | list[str] = ()) -> list[st
     left in float between DEQUANTIZE/QUANTIZE. A "full-integer" model must not contain such islands,
     except the ones asked for: ops whose output tensor is in `allowed` (a mixed-precision denylist).
     """
-    allowed = set(allowed)
+    keep = set(allowed)
     return [
         f"{op['op']} (op #{op['index']})"
         for op in op_table(blob)
-        if op["float"] and op["op"] not in ("QUANTIZE", "DEQUANTIZE") and not allowed.intersection(op["outputs"])
+        if op["float"] and op["op"] not in ("QUANTIZE", "DEQUANTIZE") and not keep.intersection(op["outputs"])
     ]
 
 
@@ -164,7 +165,9 @@ def convert(
             blob = conv.convert()
             if t == "int8":
                 if variant.calibration_method != "minmax":
-                    blob, info = recalibrate(blob, calib, variant.calibration_method, variant.calibration_percentile)
+                    blob, info = recalibrate(
+                        blob, cast(np.ndarray, calib), variant.calibration_method, variant.calibration_percentile
+                    )
                     if calibrated_out is not None:
                         calibrated_out["calibration"] = info
                 if calibrated_out is not None:

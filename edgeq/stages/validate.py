@@ -89,12 +89,14 @@ def check_gates(variant: str, result: VariantResult, gates: GatesSpec, is_baseli
     failed = []
     mp = result.mixed_precision
     if mp is not None and not mp.met:
+        budget = f"{mp.budget * 100:.2f}" if mp.budget is not None else "?"
+        best = f"{mp.val_drop * 100:.2f}" if mp.val_drop is not None else "?"
         failed.append(
-            f"{variant}: accuracy_budget {mp.budget * 100:.2f} points not met on the validation split "
-            f"even with layers kept float (best drop {mp.val_drop * 100:.2f} points; tried "
+            f"{variant}: accuracy_budget {budget} points not met on the validation split "
+            f"even with layers kept float (best drop {best} points; tried "
             f"{', '.join(mp.tried or []) or 'no layer'})"
         )
-    if gates.min_accuracy is not None and result.accuracy < gates.min_accuracy:
+    if gates.min_accuracy is not None and result.accuracy is not None and result.accuracy < gates.min_accuracy:
         failed.append(f"{variant}: accuracy {result.accuracy:.4f} < min_accuracy {gates.min_accuracy}")
     drop = result.accuracy_drop
     if not is_baseline and gates.max_accuracy_drop is not None and drop is not None and drop > gates.max_accuracy_drop:
