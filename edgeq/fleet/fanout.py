@@ -123,15 +123,19 @@ class FleetTerminated(FleetInterrupted, Terminated):
     """The same for SIGTERM (edgeq.errors.Terminated): exit 143 and manifest `terminated` stay as they are."""
 
 
-def _stalled(d: DeviceSpec, w: BoardWatch, started: float) -> BoardOutcome:
+StallFn = Callable[[DeviceSpec, BoardError, float], BoardOutcome]  # (device, error, monotonic start) -> its record
+
+
+def _stalled(d: DeviceSpec, w: BoardWatch, started: float, on_stall: StallFn | None) -> BoardOutcome:
     err = BoardError(
         d.name,
         f"stopped answering while {w.what} (no reply within {w.bound:g}s + {WATCHDOG_GRACE:g}s grace); given up",
         "the board accepted the connection and then hung: check its sshd and load (a reboot helps), "
         "or raise connect_timeout / command_timeout in devices.yaml for a slow board",
         kind="timeout",
+        step=w.what,
     )
-    return failure_record(d, err, started)
+    return (on_stall or failure_record)(d, err, started)
 
 
 def _interrupted(d: DeviceSpec, running: bool) -> BoardOutcome:
@@ -160,7 +164,14 @@ def _close_quietly(w: BoardWatch) -> None:
     threading.Thread(target=run, daemon=True, name=f"edgeq-close-{w.device}").start()
 
 
-def _run_batch(devices: list[DeviceSpec], job, parallel: int, progress: ProgressFn | None, out: dict[int, BoardOutcome]) -> None:
+def _run_batch(
+    devices: list[DeviceSpec],
+    job,
+    parallel: int,
+    progress: ProgressFn | None,
+    out: dict[int, BoardOutcome],
+    on_stall: StallFn | None = None,
+) -> None:
     """Run job on devices (at most `parallel` at once) into out[i]; a wedged board is given up, never joined.
 
     Workers are daemon threads: a stuck one cannot hold back the summary or the process exit.
@@ -203,7 +214,7 @@ def _run_batch(devices: list[DeviceSpec], job, parallel: int, progress: Progress
                     w.abandoned = True
                     del running[i]
                     _close_quietly(w)
-                    finish(i, _stalled(devices[i], w, started))
+                    finish(i, _stalled(devices[i], w, started, on_stall))
     except KeyboardInterrupt:
         for i, (w, _) in running.items():
             w.abandoned = True
@@ -232,12 +243,14 @@ def run_fleet(
     batches: str | list | None = None,
     max_fail: int | None = None,
     progress: ProgressFn | None = None,
+    on_stall: StallFn | None = None,
 ) -> Rollout:
     """Run job on each device (bounded threads, batch by batch). Returns outcomes and rollout facts.
 
     A board whose network step overruns its bound by WATCHDOG_GRACE is reported (kind timeout) without
     waiting for its worker. Ctrl-C raises FleetInterrupted (FleetTerminated for SIGTERM) carrying the
-    finished boards at once; the boards in progress are cut off, not waited for.
+    finished boards at once; the boards in progress are cut off, not waited for. `on_stall` builds a
+    given-up board's record (default failure_record: a BoardOutcome; check passes its BoardHealth builder).
     """
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
@@ -252,7 +265,7 @@ def run_fleet(
             progress({"event": "batch", "batch": b + 1, "of": len(plan), "devices": [devices[i].name for i in idx]})
         got: dict[int, BoardOutcome] = {}
         try:
-            _run_batch([devices[i] for i in idx], job, parallel, progress, got)
+            _run_batch([devices[i] for i in idx], job, parallel, progress, got, on_stall)
         except KeyboardInterrupt as e:
             for k, rec in got.items():
                 records[idx[k]] = rec

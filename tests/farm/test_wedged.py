@@ -194,7 +194,7 @@ def test_run_with_a_wedged_board_stores_the_healthy_results(farm, tmp_path, wedg
     pf = tmp_path / "pipe.yaml"
     pf.write_text(yaml.safe_dump(pipe, sort_keys=False))
     # training takes its own time; the two fleet stages each add at most the wedged board's bound
-    p, wall = _edgeq(tmp_path, "run", pf, "--json", timeout=600)
+    p, wall = _edgeq(tmp_path, "run", pf, "--json", timeout=240)
     assert p.returncode == 8, p.stderr[-3000:]
     doc = json.loads(p.stdout)
     dep = tf.by_device(doc["stages"]["deploy"]["results"]["int8"])
