@@ -39,6 +39,33 @@ def _progress_logger(label: str, boards: int) -> Callable[[dict[str, Any]], None
     return progress
 
 
+def _keep_finished(action: Any, json_out: bool, title: str, run: Callable[[], FleetSummary]) -> FleetSummary:
+    """run(); on Ctrl-C (or SIGTERM) show what finished before the interrupt propagates (exit 130/143)."""
+    import time
+
+    from edgeq.fleet.fanout import FleetInterrupted
+
+    t0 = time.monotonic()
+    try:
+        return run()
+    except FleetInterrupted as e:
+        r = e.rollout
+        part = FleetSummary(
+            ok=False,
+            action=action,
+            batches=r.batches,
+            counts=r.counts,
+            devices=r.devices,
+            bytes_uploaded=sum(d.bytes_uploaded for d in r.devices),
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        if json_out:
+            output.emit(part.to_json())
+        else:
+            output.table(*tables.rollout_table(part, f"{title} (interrupted)"))
+        raise
+
+
 # ---- devices
 
 
@@ -67,7 +94,9 @@ def devices_check(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
+    res = _keep_finished(
+        "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
+    )
     if json_out:
         output.emit(res.to_json())
     else:
@@ -141,8 +170,13 @@ def deploy_cmd(
     inv = fleet.load_inventory(devices)
     with output.progress_bars():
         progress = _progress_logger("deploy", len(inv.select(target)))
-        res = fleet.deploy(
-            inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+        res = _keep_finished(
+            "deploy",
+            json_out,
+            "deploy",
+            lambda: fleet.deploy(
+                inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+            ),
         )
     _finish(res, json_out, f"deploy {res.name} ({(res.sha256 or '')[:12]})")
 
@@ -163,7 +197,12 @@ def rollback_cmd(
     inv = fleet.load_inventory(devices)
     with output.progress_bars():
         progress = _progress_logger("rollback", len(inv.select(target)))
-        res = fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress)
+        res = _keep_finished(
+            "rollback",
+            json_out,
+            "rollback",
+            lambda: fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress),
+        )
     _finish(res, json_out, f"rollback {name}")
 
 

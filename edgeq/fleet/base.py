@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -71,3 +74,54 @@ class Transport(Protocol):
 
 
 TransportFactory = Callable[["DeviceSpec"], Transport]  # a connected transport for one device
+
+
+class BoardWatch:
+    """What one board's worker is waiting for, and until when: read by the fan-out's watchdog.
+
+    The transport names each network step and its bound (`step`); the watchdog gives the board up
+    when a step overruns its bound by WATCHDOG_GRACE, and calls `closers` to unblock the worker.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.what: str | None = None
+        self.deadline: float | None = None  # time.monotonic() bound of the current step; None: no wait
+        self.bound: float = 0.0
+        self.closers: list[Callable[[], object]] = []
+        self.abandoned = False  # set by the watchdog: the worker's result no longer counts
+
+    @contextmanager
+    def step(self, what: str, seconds: float) -> Iterator[None]:
+        outer = (self.what, self.deadline, self.bound)
+        self.what, self.bound, self.deadline = what, seconds, time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.what, self.deadline, self.bound = outer
+
+    def overdue(self, now: float, grace: float) -> bool:
+        return self.deadline is not None and now > self.deadline + grace
+
+
+_current = threading.local()
+
+
+def current_watch() -> BoardWatch | None:
+    """The watch of the board this thread works for (set by the fan-out), or None."""
+    return getattr(_current, "watch", None)
+
+
+def set_current_watch(w: BoardWatch | None) -> None:
+    _current.watch = w
+
+
+@contextmanager
+def watched(what: str, seconds: float) -> Iterator[None]:
+    """Name a network wait and its bound for the watchdog (a no-op outside a fan-out)."""
+    w = current_watch()
+    if w is None:
+        yield
+        return
+    with w.step(what, seconds):
+        yield

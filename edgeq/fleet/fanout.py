@@ -6,17 +6,18 @@ Jobs never raise for a board's failure: every board ends as one record with a st
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 from pydantic import ValidationError
 
-from edgeq.errors import ConfigError, EdgeqError
-from edgeq.fleet.base import BoardError
+from edgeq.errors import ConfigError, EdgeqError, Terminated
+from edgeq.fleet.base import BoardError, BoardWatch, current_watch, set_current_watch
 from edgeq.fleet.board import AgentBundle, Board
 from edgeq.fleet.inventory import DeviceSpec
 from edgeq.records.fleet import FAILED, BoardOutcome, FleetCounts, Rollout
@@ -106,6 +107,134 @@ def _skipped(d: DeviceSpec, stopped_after: int | None, failures: int, max_fail: 
     )
 
 
+WATCHDOG_GRACE = 5.0  # seconds a network step may overrun its own bound before the watchdog gives the board up
+_TICK = 0.2  # how often the fan-out looks at the running boards' watches
+
+
+class FleetInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a fan-out: `rollout` holds the finished boards; the others are skipped (kind interrupted)."""
+
+    def __init__(self, rollout: Rollout):
+        super().__init__()
+        self.rollout = rollout
+
+
+class FleetTerminated(FleetInterrupted, Terminated):
+    """The same for SIGTERM (edgeq.errors.Terminated): exit 143 and manifest `terminated` stay as they are."""
+
+
+StallFn = Callable[[DeviceSpec, BoardError, float], BoardOutcome]  # (device, error, monotonic start) -> its record
+
+
+def _stalled(d: DeviceSpec, w: BoardWatch, started: float, on_stall: StallFn | None) -> BoardOutcome:
+    err = BoardError(
+        d.name,
+        f"stopped answering while {w.what} (no reply within {w.bound:g}s + {WATCHDOG_GRACE:g}s grace); given up",
+        "the board accepted the connection and then hung: check its sshd and load (a reboot helps), "
+        "or raise connect_timeout / command_timeout in devices.yaml for a slow board",
+        kind="timeout",
+        step=w.what,
+    )
+    return (on_stall or failure_record)(d, err, started)
+
+
+def _interrupted(d: DeviceSpec, running: bool) -> BoardOutcome:
+    return BoardOutcome(
+        device=d.name,
+        address=d.address,
+        status="skipped",
+        kind="interrupted",
+        error=f"{d.name}: interrupted before it finished" if running else None,
+        hint="interrupted (Ctrl-C or SIGTERM): " + ("this board was in progress" if running else "this board was not started"),
+        bytes_uploaded=0,
+        seconds=0.0,
+    )
+
+
+def _close_quietly(w: BoardWatch) -> None:
+    """Unblock a worker stuck on the network: close its connection, from a thread of its own (close may block too)."""
+
+    def run() -> None:
+        for c in list(w.closers):
+            try:
+                c()
+            except Exception:  # noqa: S110 - the board is given up; a failing close changes nothing
+                pass
+
+    threading.Thread(target=run, daemon=True, name=f"edgeq-close-{w.device}").start()
+
+
+def _run_batch(
+    devices: list[DeviceSpec],
+    job,
+    parallel: int,
+    progress: ProgressFn | None,
+    out: dict[int, BoardOutcome],
+    on_stall: StallFn | None = None,
+) -> None:
+    """Run job on devices (at most `parallel` at once) into out[i]; a wedged board is given up, never joined.
+
+    Workers are daemon threads: a stuck one cannot hold back the summary or the process exit.
+    """
+    done: queue.SimpleQueue[tuple[int, BoardOutcome]] = queue.SimpleQueue()
+    running: dict[int, tuple[BoardWatch, float]] = {}
+    todo = list(range(len(devices)))
+
+    def worker(i: int, w: BoardWatch) -> None:
+        set_current_watch(w)
+        started = time.monotonic()
+        try:
+            rec = job(devices[i])
+        except Exception as e:
+            rec = failure_record(devices[i], e, started)
+        done.put((i, rec))
+
+    def finish(i: int, rec: BoardOutcome) -> None:
+        out[i] = rec
+        if progress:
+            progress({"event": "done", "device": rec.device, "status": rec.status, "error": rec.error})
+
+    try:
+        while todo or running:
+            while todo and len(running) < parallel:
+                i = todo.pop(0)
+                w = BoardWatch(devices[i].name)
+                running[i] = (w, time.monotonic())
+                threading.Thread(target=worker, args=(i, w), daemon=True, name=f"edgeq-fleet-{devices[i].name}").start()
+            try:
+                i, rec = done.get(timeout=_TICK)
+                if i in running and not running[i][0].abandoned:
+                    del running[i]
+                    finish(i, rec)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            for i, (w, started) in list(running.items()):
+                if w.overdue(now, WATCHDOG_GRACE):
+                    w.abandoned = True
+                    del running[i]
+                    _close_quietly(w)
+                    finish(i, _stalled(devices[i], w, started, on_stall))
+    except KeyboardInterrupt:
+        for i, (w, _) in running.items():
+            w.abandoned = True
+            _close_quietly(w)
+            out[i] = _interrupted(devices[i], running=True)
+        for i in todo:
+            out[i] = _interrupted(devices[i], running=False)
+        raise
+
+
+def _rollout(devices, plan, records, stopped_after, failures, max_fail) -> Rollout:
+    done = [r or _skipped(d, stopped_after, failures, max_fail) for d, r in zip(devices, records, strict=True)]
+    return Rollout(
+        batches=tuple(tuple(devices[i].name for i in idx) for idx in plan),
+        stopped_after_batch=stopped_after,
+        counts=FleetCounts(**Counter[str](r.status for r in done)),
+        devices=tuple(done),
+    )
+
+
 def run_fleet(
     devices: list[DeviceSpec],
     job: Callable[[DeviceSpec], BoardOutcome],
@@ -114,8 +243,15 @@ def run_fleet(
     batches: str | list | None = None,
     max_fail: int | None = None,
     progress: ProgressFn | None = None,
+    on_stall: StallFn | None = None,
 ) -> Rollout:
-    """Run job on each device (bounded threads, batch by batch). Returns outcomes and rollout facts."""
+    """Run job on each device (bounded threads, batch by batch). Returns outcomes and rollout facts.
+
+    A board whose network step overruns its bound by WATCHDOG_GRACE is reported (kind timeout) without
+    waiting for its worker. Ctrl-C raises FleetInterrupted (FleetTerminated for SIGTERM) carrying the
+    finished boards at once; the boards in progress are cut off, not waited for. `on_stall` builds a
+    given-up board's record (default failure_record: a BoardOutcome; check passes its BoardHealth builder).
+    """
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
     if max_fail is not None and max_fail < 0:
@@ -124,36 +260,29 @@ def run_fleet(
     records: list[BoardOutcome | None] = [None] * len(devices)
     failures = 0
     stopped_after = None
-
-    def guarded(d: DeviceSpec) -> BoardOutcome:
-        started = time.monotonic()
-        try:
-            rec = job(d)
-        except Exception as e:
-            rec = failure_record(d, e, started)
-        if progress:
-            progress({"event": "done", "device": d.name, "status": rec.status, "error": rec.error})
-        return rec
-
     for b, idx in enumerate(plan):
         if progress:
             progress({"event": "batch", "batch": b + 1, "of": len(plan), "devices": [devices[i].name for i in idx]})
-        with ThreadPoolExecutor(max_workers=min(parallel, len(idx)), thread_name_prefix="edgeq-fleet") as pool:
-            for i, rec in zip(idx, pool.map(guarded, [devices[i] for i in idx]), strict=True):
-                records[i] = rec
+        got: dict[int, BoardOutcome] = {}
+        try:
+            _run_batch([devices[i] for i in idx], job, parallel, progress, got, on_stall)
+        except KeyboardInterrupt as e:
+            for k, rec in got.items():
+                records[idx[k]] = rec
+            for later in plan[b + 1 :]:
+                for i in later:
+                    records[i] = _interrupted(devices[i], running=False)
+            cls = FleetTerminated if isinstance(e, Terminated) else FleetInterrupted
+            raise cls(_rollout(devices, plan, records, None, failures, max_fail)) from None
+        for k, rec in got.items():
+            records[idx[k]] = rec
         failures = sum(1 for r in records if r and r.status in FAILED)
         if max_fail is not None and failures > max_fail and b + 1 < len(plan):
             stopped_after = b + 1
             if progress:
                 progress({"event": "stopped", "batch": b + 1, "failures": failures, "max_fail": max_fail})
             break
-    done = [r or _skipped(d, stopped_after, failures, max_fail) for d, r in zip(devices, records, strict=True)]
-    return Rollout(
-        batches=tuple(tuple(devices[i].name for i in idx) for idx in plan),
-        stopped_after_batch=stopped_after,
-        counts=FleetCounts(**Counter[str](r.status for r in done)),
-        devices=tuple(done),
-    )
+    return _rollout(devices, plan, records, stopped_after, failures, max_fail)
 
 
 @contextmanager
@@ -164,6 +293,9 @@ def board_session(
     if progress:
         progress({"event": "connect", "device": device.name, "address": device.address})
     t = transport_factory(device)
+    w = current_watch()
+    if w is not None:
+        w.closers.append(t.close)  # the watchdog's way to unblock this worker if the board wedges
     try:
         board = Board(device, t, agent)
         board.ensure_agent()

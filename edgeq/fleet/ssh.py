@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
+import random
 import select
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from edgeq.fleet.base import BoardError, Progress
+from edgeq.fleet.base import BoardError, watched
 from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.retry import RetryPolicy
-from edgeq.fleet.ssherrors import classify_connect_error, quiet_paramiko, reject_unknown_policy
+from edgeq.fleet.keyformat import key_file_problem
+from edgeq.fleet.retry import CONNECT_GATE, ConnectGate, RetryPolicy
+from edgeq.fleet.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko, reject_unknown_policy
+from edgeq.fleet.sshfiles import SFTPFiles, io_timeout
 
 _UNREACHABLE_ERRNOS = {
     errno.EHOSTUNREACH,
@@ -35,14 +39,28 @@ def quote_argv(argv: list[str]) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
-class SSHTransport:
+def gate_timeout(device: DeviceSpec) -> float:
+    """How long a board waits for its address's connection slot (others' attempts are bounded too)."""
+    return max(60.0, 6 * device.connect_timeout)
+
+
+class SSHTransport(SFTPFiles):
     def __init__(
-        self, device: DeviceSpec, *, env: dict | None = None, sleep: Callable[[float], None] = time.sleep, on_retry=None
+        self,
+        device: DeviceSpec,
+        *,
+        env: dict | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry=None,
+        gate: ConnectGate = CONNECT_GATE,
+        rng: random.Random | None = None,
     ):
         self.device = device
         self._env = os.environ if env is None else env
         self._sleep = sleep
         self._on_retry = on_retry
+        self._gate = gate
+        self._rng = rng
         self._client = None
         self._sftp = None
 
@@ -51,13 +69,33 @@ class SSHTransport:
     def connect(self) -> SSHTransport:
         quiet_paramiko()
         d = self.device
-        policy = RetryPolicy(attempts=d.retries, base_delay=d.retry_delay, max_delay=30.0)
+        policy = RetryPolicy(attempts=d.retries, base_delay=d.retry_delay, max_delay=30.0, jitter=True)
+        problem = key_file_problem(d.key_file) if d.key_file else None
+        if problem:  # what OpenSSH does with such a key: refuse it before any connection
+            raise BoardError(d.name, problem, f"chmod 600 {d.key_file}", kind="auth")
 
         def once():
             try:
-                return self._connect_once()
+                with watched(f"waiting for a connection slot to {d.address}", gate_timeout(d) + 1):
+                    slot = self._gate.attempt(str(d.host), d.port, timeout=gate_timeout(d))
+                    slot.__enter__()
+                try:
+                    # TCP connect, banner + key exchange, auth: each bounded by connect_timeout
+                    with watched(f"connecting to {d.address}", 3 * d.connect_timeout + 2):
+                        return self._connect_once()
+                finally:
+                    slot.__exit__(None, None, None)
             except BoardError:
                 raise
+            except TimeoutError as e:
+                if "connection slot" in str(e):
+                    raise BoardError(
+                        d.name,
+                        f"{e}: other boards behind the same address were connecting",
+                        "lower --parallel, or raise MaxStartups in that sshd",
+                        kind="timeout",
+                    ) from None
+                raise classify_connect_error(d, e) from None
             except Exception as e:
                 raise classify_connect_error(d, e) from None
 
@@ -66,6 +104,7 @@ class SSHTransport:
             retryable=lambda e: isinstance(e, BoardError) and e.retryable,
             sleep=self._sleep,
             on_retry=self._on_retry,
+            rng=self._rng,
         )
         return self
 
@@ -110,8 +149,14 @@ class SSHTransport:
                 auth_timeout=d.connect_timeout,
                 channel_timeout=d.connect_timeout,
             )
-        except BaseException:
+        except BaseException as e:
+            t = client.get_transport()
+            # paramiko stops waiting for the banner at the same time as for the whole negotiation and
+            # then reports "No existing session": no remote version at all means no banner ever came
+            no_banner = t is not None and not getattr(t, "remote_version", "") and not isinstance(e, paramiko.BadHostKeyException)
             client.close()
+            if no_banner and isinstance(e, (paramiko.SSHException, EOFError, OSError)):
+                raise banner_timeout_error(d) from None
             raise
         t = client.get_transport()
         if d.keepalive and t is not None:
@@ -126,13 +171,49 @@ class SSHTransport:
         return client
 
     def close(self) -> None:
-        for obj in (self._sftp, self._client):
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:  # noqa: S110 - closing a dead connection may raise; nothing to do
-                    pass
+        sftp, client = self._sftp, self._client
         self._sftp = self._client = None
+        with watched(f"closing the connection to {self.device.address}", self.device.connect_timeout):
+            for obj in (sftp, client):
+                if obj is not None:
+                    try:
+                        obj.close()
+                    except Exception:  # noqa: S110 - closing a dead connection may raise; nothing to do
+                        pass
+
+    def _stalled(self, what: str, seconds: float) -> BoardError:
+        return BoardError(
+            self.device.name,
+            f"{self.device.address} stopped answering: no reply to {what} within {seconds:g}s",
+            "the board accepted the login, then hung (a wedged sshd or an overloaded board): check it and its sshd, "
+            "or raise connect_timeout in devices.yaml for a slow board",
+            kind="timeout",
+            step=what,
+        )
+
+    def _bounded(self, what: str, seconds: float, fn: Callable[[], Any], cut: Callable[[], Any]) -> Any:
+        """fn() within `seconds`, else cut() (closing the channel wakes paramiko's unbounded waits) and a timeout."""
+        fired = threading.Event()
+
+        def fire() -> None:
+            fired.set()
+            try:
+                cut()
+            except Exception:  # noqa: S110 - the channel is given up either way
+                pass
+
+        timer = threading.Timer(seconds, fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            with watched(what, seconds):
+                return fn()
+        except Exception as e:
+            if fired.is_set() or isinstance(e, TimeoutError):
+                raise self._stalled(what, seconds) from None
+            raise
+        finally:
+            timer.cancel()
 
     def _transport(self):
         t = self._client.get_transport() if self._client is not None else None
@@ -146,6 +227,8 @@ class SSHTransport:
         return t
 
     def _dropped(self, what: str, e: BaseException) -> BoardError:
+        if isinstance(e, TimeoutError):  # socket.timeout: a channel read hit its bound (io_timeout)
+            return self._stalled(what, io_timeout(self.device))
         return BoardError(
             self.device.name,
             f"connection to {self.device.address} dropped {what} ({type(e).__name__}: {e})",
@@ -162,58 +245,19 @@ class SSHTransport:
         what = argv[2] if len(argv) > 2 else argv[0]
         deadline = time.monotonic() + timeout
         t = self._transport()
+        ct = self.device.connect_timeout
+        step = f"the session open for {what}"
         try:
-            chan = t.open_session(timeout=self.device.connect_timeout)
+            with watched(step, ct + 1):
+                chan = t.open_session(timeout=ct)
         except (paramiko.SSHException, EOFError, OSError) as e:
+            if "Timeout opening channel" in str(e) or isinstance(e, TimeoutError):
+                raise self._stalled(step, ct) from None
             raise self._dropped(f"opening a session for {what}", e) from None
         try:
-            chan.exec_command(cmd)
-            out, err = bytearray(), bytearray()
-            # drain both streams while waiting: a full stderr window would block the remote
-            # process and recv_exit_status() forever (the classic paramiko deadlock)
-            fd = chan.fileno()
-            while True:
-                while chan.recv_ready():
-                    out += chan.recv(65536)
-                while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                if (
-                    (chan.eof_received or chan.closed)
-                    and chan.exit_status_ready()
-                    and not chan.recv_ready()
-                    and not chan.recv_stderr_ready()
-                ):
-                    break
-                if not t.is_active():
-                    raise BoardError(
-                        self.device.name,
-                        f"connection to {self.device.address} dropped while running {what}",
-                        "check the board's network and power",
-                        kind="connection_dropped",
-                    )
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BoardError(
-                        self.device.name,
-                        f"{what} did not finish within {timeout:g}s",
-                        "raise command_timeout in devices.yaml, or check the board",
-                        kind="command_timeout",
-                    )
-                if chan.eof_received or chan.closed:
-                    time.sleep(min(0.01, left))  # EOF seen, exit status in flight; the pipe stays readable now
-                else:
-                    select.select([fd], [], [], min(0.5, left))
-            rc = chan.recv_exit_status()
-            # -1 (no exit status) is either the command killed by a signal (paramiko ignores exit-signal) or
-            # the connection dying under it; the transport thread records its failure before it closes the
-            # channels, so saved_exception tells the two apart without waiting
-            if rc == -1 and (not t.is_active() or getattr(t, "saved_exception", None) is not None):
-                raise BoardError(
-                    self.device.name,
-                    f"connection to {self.device.address} dropped while running {what}",
-                    "check the board's network, power and sshd, then retry (nothing half-written is ever used)",
-                    kind="connection_dropped",
-                )
+            self._bounded(f"the exec request for {what}", ct, lambda: chan.exec_command(cmd), chan.close)
+            with watched(f"running {what}", max(0.0, deadline - time.monotonic())):
+                rc, out, err = self._collect(chan, t, what, timeout, deadline)
         except BoardError:
             raise
         except (paramiko.SSHException, EOFError, OSError) as e:
@@ -222,111 +266,52 @@ class SSHTransport:
             chan.close()
         return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    # ---------------------------------------------------------------- files (SFTP: no shell involved)
-
-    def _sftp_client(self):
-        if self._sftp is None:
-            t = self._transport()
-            import paramiko
-
-            try:
-                self._sftp = paramiko.SFTPClient.from_transport(t)
-            except (paramiko.SSHException, EOFError, OSError) as e:
+    def _collect(self, chan, t, what: str, timeout: float, deadline: float) -> tuple[int, bytearray, bytearray]:
+        """Drain the command's output until it exits or the deadline passes."""
+        out, err = bytearray(), bytearray()
+        # drain both streams while waiting: a full stderr window would block the remote
+        # process and recv_exit_status() forever (the classic paramiko deadlock)
+        fd = chan.fileno()
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if (
+                (chan.eof_received or chan.closed)
+                and chan.exit_status_ready()
+                and not chan.recv_ready()
+                and not chan.recv_stderr_ready()
+            ):
+                break
+            if not t.is_active():
                 raise BoardError(
                     self.device.name,
-                    f"SFTP is not available on {self.device.address}: {e}",
-                    "enable the sftp Subsystem in the board's sshd_config",
-                    kind="ssh",
-                ) from None
-            self._sftp.get_channel().settimeout(self.device.command_timeout)
-        return self._sftp
-
-    def put_file(self, local: Path, remote_path: str, callback: Progress | None = None) -> int:
-        import paramiko
-
-        sftp = self._sftp_client()
-        size = Path(local).stat().st_size
-        try:
-            sftp.put(str(local), remote_path, callback=callback, confirm=True)
-        except (EOFError, paramiko.SSHException, OSError) as e:
-            t = self._client.get_transport() if self._client is not None else None
-            if t is None or not t.is_active() or isinstance(e, (EOFError, paramiko.SSHException)):
-                raise self._dropped(f"while uploading {Path(local).name}", e) from None
-            # an SFTP status from a live server: permission denied, or "Failure" (often: disk full)
-            msg = str(e)
-            if "size mismatch" in msg or msg.strip() == "Failure" or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-                # OpenSSH's sftp-server reports ENOSPC as a bare "Failure", and paramiko's pipelined writes
-                # often only notice it as a short file at the final size check: either way the disk is full
-                stored = self.size(remote_path)
+                    f"connection to {self.device.address} dropped while running {what}",
+                    "check the board's network and power",
+                    kind="connection_dropped",
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise BoardError(
                     self.device.name,
-                    f"upload to {remote_path} failed: the board kept {stored if stored is not None else '?'} of {size} bytes "
-                    f"(SFTP: {msg}); its disk is most likely full",
-                    f"free disk space on the board under {posixpath.dirname(posixpath.dirname(remote_path))}, then retry",
-                    kind="disk_full",
-                ) from None
+                    f"{what} did not finish within {timeout:g}s",
+                    "raise command_timeout in devices.yaml, or check the board",
+                    kind="command_timeout",
+                )
+            if chan.eof_received or chan.closed:
+                time.sleep(min(0.01, left))  # EOF seen, exit status in flight; the pipe stays readable now
+            else:
+                select.select([fd], [], [], min(0.5, left))
+        rc = chan.recv_exit_status()
+        # -1 (no exit status) is either the command killed by a signal (paramiko ignores exit-signal) or
+        # the connection dying under it; the transport thread records its failure before it closes the
+        # channels, so saved_exception tells the two apart without waiting
+        if rc == -1 and (not t.is_active() or getattr(t, "saved_exception", None) is not None):
             raise BoardError(
                 self.device.name,
-                f"upload to {remote_path} failed: {e}",
-                "check free disk space and permissions on the board",
-                kind="upload_failed",
-            ) from None
-        return size
-
-    def size(self, remote_path: str) -> int | None:
-        import stat as st
-
-        try:
-            a = self._sftp_client().stat(remote_path)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if getattr(e, "errno", None) == errno.ENOENT:
-                return None
-            raise self._dropped(f"checking {remote_path}", e) from None
-        return a.st_size if a.st_mode is not None and st.S_ISREG(a.st_mode) else None
-
-    def makedirs(self, remote_path: str) -> None:
-        import posixpath
-        import stat as st
-
-        sftp = self._sftp_client()
-        p = remote_path.rstrip("/") or "/"
-
-        def is_dir() -> bool:
-            try:
-                return st.S_ISDIR(sftp.stat(p).st_mode or 0)
-            except OSError:
-                return False
-
-        if is_dir():
-            return
-        parent = posixpath.dirname(p)
-        if parent and parent != p:
-            self.makedirs(parent)
-        try:
-            sftp.mkdir(p)
-        except OSError as e:
-            if is_dir():  # another session (a second device on the same host) made it meanwhile
-                return
-            raise BoardError(
-                self.device.name, f"cannot create {p}: {e}", "check workdir: in devices.yaml and its permissions", kind="os_error"
-            ) from None
-
-    def rename(self, src: str, dst: str) -> None:
-        try:
-            self._sftp_client().posix_rename(src, dst)
-        except OSError as e:
-            raise BoardError(self.device.name, f"cannot rename {src} -> {dst}: {e}", kind="os_error") from None
-
-    def remove(self, remote_path: str) -> None:
-        try:
-            self._sftp_client().remove(remote_path)
-        except Exception:  # noqa: S110 - best effort by contract: a dead link or a missing file leaves only a stale W/tmp/*.part the agent prunes
-            pass
-
-    def home(self) -> str:
-        try:
-            return self._sftp_client().normalize(".")
-        except OSError as e:
-            raise self._dropped("resolving the home directory", e) from None
+                f"connection to {self.device.address} dropped while running {what}",
+                "check the board's network, power and sshd, then retry (nothing half-written is ever used)",
+                kind="connection_dropped",
+            )
+        return rc, out, err

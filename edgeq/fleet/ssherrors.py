@@ -117,13 +117,7 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
     if isinstance(e, paramiko.SSHException):
         msg = str(e)
         if "banner" in msg.lower():
-            return BoardError(
-                name,
-                f"no SSH banner from {addr}: {msg}",
-                "is it an SSH server? check port: in devices.yaml",
-                kind="unreachable",
-                retryable=True,
-            )
+            return banner_timeout_error(device, msg)
         # "Invalid key": paramiko could not decrypt an OpenSSH-format key, i.e. a wrong passphrase
         if "private key" in msg.lower() or "key" in msg.lower() and "deserializ" in msg.lower() or msg.strip() == "Invalid key":
             via = f" with the passphrase from {device.key_passphrase_env}" if device.key_passphrase_env else ""
@@ -143,6 +137,20 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
             retryable=True,
         )
     return BoardError(name, f"cannot connect to {addr}: {type(e).__name__}: {e}", kind="ssh")
+
+
+def banner_timeout_error(device: DeviceSpec, detail: str = "") -> BoardError:
+    """The port accepted the TCP connection but no SSH banner came: unreachable for SSH, worth a retry."""
+    why = f" ({detail})" if detail else ""
+    return BoardError(
+        device.name,
+        f"{device.address} accepted the connection but sent no SSH banner within {device.connect_timeout:g}s{why}",
+        "the board's sshd is overloaded or hung (MaxStartups reached, out of memory, a wedged board), or port: "
+        "points at something that is not SSH: check the board, or raise connect_timeout in devices.yaml",
+        kind="timeout",
+        retryable=True,
+        step="the SSH banner",
+    )
 
 
 def quiet_paramiko() -> None:

@@ -122,7 +122,8 @@ def test_ssh_connect_retries_refused_with_backoff_but_not_auth(tmp_path):
             SSHTransport(d, sleep=c.sleep).connect()
     assert ei.value.kind == "refused" and ei.value.unreachable
     assert ei.value.message.startswith("pi: connection refused by 127.0.0.1:")
-    assert c.sleeps == [0.5, 1.0, 2.0]
+    # full jitter (issue 11 item 13): each wait is uniform in [0, 0.5 * 2^k]
+    assert len(c.sleeps) == 3 and all(0 <= w <= cap for w, cap in zip(c.sleeps, [0.5, 1.0, 2.0], strict=True))
 
     d2 = d.model_copy(update={"key_file": str(tmp_path / "missing_key")})
     c2 = FakeClock()
