@@ -238,7 +238,13 @@ class Store:
         previous = self.pointer(name, "previous")
         if expect is not None and current != expect:
             if previous == expect:  # this very rollback already happened (a retry): nothing to do
-                return {"name": name, "changed": False, "current": current, "previous": previous, "free_bytes": free_bytes(self.root)}
+                return {
+                    "name": name,
+                    "changed": False,
+                    "current": current,
+                    "previous": previous,
+                    "free_bytes": free_bytes(self.root),
+                }
             raise AgentFailure(
                 "not_current",
                 "model " + name + " is at " + str(current) + ", not " + expect + " (--from): someone deployed or rolled "
@@ -406,8 +412,13 @@ class WorkdirLock:
                 if not said and self.timeout > 0:
                     said = True
                     print(
-                        "edgeq-agent: " + self.path + " is held by " + describe_holder(self._holder(fd))
-                        + "; waiting up to " + format(self.timeout, "g") + " s",
+                        "edgeq-agent: "
+                        + self.path
+                        + " is held by "
+                        + describe_holder(self._holder(fd))
+                        + "; waiting up to "
+                        + format(self.timeout, "g")
+                        + " s",
                         file=sys.stderr,
                         flush=True,
                     )

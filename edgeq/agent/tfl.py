@@ -291,7 +291,7 @@ def _read_child(rfd: int, pid: int, timeout: float, name: str) -> bytes:
     """Everything the child writes, or kill its process group once `timeout` seconds have passed."""
     import select
 
-    chunks = []
+    chunks: list = []
     deadline = time.monotonic() + timeout if timeout else None
     while True:
         left = None if deadline is None else deadline - time.monotonic()
@@ -303,8 +303,11 @@ def _read_child(rfd: int, pid: int, timeout: float, name: str) -> bytes:
             os.waitpid(pid, 0)
             raise AgentFailure(
                 "load_timeout",
-                "the load check of " + name + " (allocate + one invoke on zeros) did not finish within "
-                + format(timeout, "g") + " s and was killed: the model may loop forever (a WHILE that never ends)",
+                "the load check of "
+                + name
+                + " (allocate + one invoke on zeros) did not finish within "
+                + format(timeout, "g")
+                + " s and was killed: the model may loop forever (a WHILE that never ends)",
                 load_timeout=timeout,
             )
         ready, _, _ = select.select([rfd], [], [], left)
