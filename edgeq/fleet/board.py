@@ -132,9 +132,11 @@ class Board:
             euid = int(facts["euid"])
         except (ValueError, IndexError, KeyError, TypeError):
             return self._fail(
-                f"cannot check the work dir {self.workdir} (exit {rc}): {_tail(err) or _tail(out) or 'no output'}",
-                "check that python: in devices.yaml is Python 3.9+ and workdir: is a directory this login can create",
-                kind="os_error",
+                f"the board's python {self.device.python!r} did not run edgeq's check of the work dir {self.workdir} "
+                f"(exit {rc}): {_tail(err) or _tail(out) or 'no output'}",
+                "check that python: in devices.yaml is Python 3.9+ (not a wrapper that prints) and that workdir: "
+                "is a directory this login can create",
+                kind="bad_output",
             )
         for path in (self.workdir, f"{self.workdir}/agent", self.agent_path):
             st = paths_.get(path)
