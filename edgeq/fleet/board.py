@@ -23,11 +23,15 @@ from edgeq.records.fleet import AgentDoc
 TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there (or the blob store)
 # stdlib only, any Python 3: create W and W/agent 0700 when missing; report owners, modes and the agent's sha256
 _PREFLIGHT = """
-import hashlib, json, os, stat, sys
+import errno, hashlib, json, os, stat, sys
 w, agent = sys.argv[1], sys.argv[2]
 for d in (w, os.path.dirname(agent)):
     if not os.path.lexists(d):
-        os.makedirs(d, 0o700, exist_ok=True)
+        try:
+            os.makedirs(d, 0o700, exist_ok=True)
+        except OSError as e:
+            print(json.dumps({"error": "cannot create " + d + ": " + str(e.strerror), "errno": errno.errorcode.get(e.errno)}))
+            sys.exit(7)
 def info(p):
     try:
         st = os.lstat(p)
@@ -128,6 +132,15 @@ class Board:
             )
         try:
             facts = json.loads(out.strip().splitlines()[-1])
+            if "error" in facts:
+                full = facts.get("errno") in ("ENOSPC", "EDQUOT")
+                return self._fail(
+                    str(facts["error"]),
+                    f"free space on the board under {self.workdir}"
+                    if full
+                    else "check workdir: in devices.yaml and its permissions",
+                    kind="disk_full" if full else "os_error",
+                )
             paths_ = facts["paths"]
             euid = int(facts["euid"])
         except (ValueError, IndexError, KeyError, TypeError):

@@ -332,7 +332,7 @@ def test_passphrase_never_in_output(farm, tmp_path, tflite_models, monkeypatch):
 def test_disk_full(farm, tmp_path, tflite_models):
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)  # noqa: S603,S607
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)], capture_output=True)  # noqa: S603,S607
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode()[:200]}")
     try:
