@@ -8,11 +8,14 @@ Subcommands (every argument is plain argv):
     facts    [--workdir W]
     status   --workdir W --name N [--sha256 H]
     install  --workdir W --name N --blob PATH --sha256 H [--threads T] [--delegate D] [--lock-timeout S]
-    rollback --workdir W --name N [--threads T] [--delegate D] [--lock-timeout S]
+    rollback --workdir W --name N [--from H] [--threads T] [--delegate D] [--lock-timeout S]
     bench    --workdir W (--name N | --model PATH) [--runs 50] [--warmup 5] [--min-seconds 1.0] [--max-seconds 0]
              [--threads 1] [--delegate xnnpack|none|edgetpu] [--inputs X.npy] [--seed 0] [--power JSON]
-             [--lock-timeout 30]
+             [--lock-timeout 30] [--sha256 H]
     predict  --workdir W (--name N | --model PATH) --inputs X.npy [--batch 256] [--threads 1] [--lock-timeout 30]
+             [--sha256 H]
+Every subcommand also takes --deadline S (stop by itself, releasing W/lock, after S seconds), --watch-stdin
+(stop when stdin closes: the host's SSH channel went away) and --load-timeout S (kill the load check).
 
 Output: exactly one JSON object on stdout (one line), printed once at the end; diagnostics go to stderr.
 Anything else that writes to file descriptor 1 (runtime logs) is redirected to stderr.
@@ -24,12 +27,15 @@ Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra},
     3   no_runtime        no TFLite runtime or numpy importable
     4   unloadable        the runtime cannot load/allocate the model, or crashes running it once (install,
                           rollback: checked in a forked child); extra: runtime, op, op_version, crash
-    5   sha_mismatch      blob does not hash to --sha256; extra: expected, actual
+    4   load_timeout      that check did not finish within --load-timeout: its process group was killed
+    5   sha_mismatch      blob (or, for bench/predict, the model run) does not hash to --sha256; extra: expected, actual
     6   locked            W/lock held past --lock-timeout; extra: holder {pid, hostname, command, since}
     7   os_error          disk full, permissions, I/O; extra: errno, filename
     8   delegate_missing  --delegate edgetpu without a loadable libedgetpu.so.1
     9   not_found         nothing installed under --name / file missing; no_previous (rollback)
-    130 interrupted       SIGINT
+    10  not_current       rollback --from H while current is another version (nothing changed); extra: current
+    11  deadline          --deadline passed: stopped, W/lock released
+    130 interrupted       SIGINT, SIGTERM, SIGHUP, or stdin closed under --watch-stdin
 
 W/lock is an flock(): install, rollback, bench and predict hold it, so one measurement runs at a time and
 the kernel releases it when a holder dies. Killed mid-run, the agent leaves nothing to clean.
@@ -46,7 +52,7 @@ import os
 import sys
 import traceback
 
-from . import boardfs, facts, measure, tfl
+from . import boardfs, control, facts, measure, tfl
 from .codes import EXIT_CODES, PROTOCOL, AgentFailure
 
 
@@ -100,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     def lock_opt(p):
         p.add_argument("--lock-timeout", type=_non_negative_float, default=30.0, help="seconds to wait for W/lock")
 
+    def control_opts(p):
+        p.add_argument("--deadline", type=_non_negative_float, default=0.0, help="stop (releasing W/lock) after S s (0: never)")
+        p.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (the host's SSH channel)")
+        p.add_argument("--load-timeout", type=_non_negative_float, default=300.0, help="kill the load check after S s")
+
     p = sub.add_parser("facts", help="board facts")
     p.add_argument("--workdir", default=os.path.join(os.path.expanduser("~"), ".edgeq-agent"))
 
@@ -116,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", help="swap current and previous")
     common(p, name_required=True)
+    p.add_argument("--from", dest="from_sha", help="only if current is this sha256 (compare-and-swap)")
     runtime_opts(p)
     lock_opt(p)
 
@@ -128,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", help=".npy file: one sample or N rows for the (first) input")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--power", default=None, help='probe JSON, e.g. {"probe": "rpi5-pmic"}')
+    p.add_argument("--sha256", help="refuse to measure unless the model hashes to this")
     runtime_opts(p)
     lock_opt(p)
 
@@ -135,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, model=True)
     p.add_argument("--inputs", required=True)
     p.add_argument("--batch", type=_positive_int, default=256)
+    p.add_argument("--sha256", help="refuse to predict unless the model hashes to this")
     runtime_opts(p)
     lock_opt(p)
+    for p in sub.choices.values():
+        control_opts(p)
     return parser
 
 
@@ -147,10 +163,10 @@ def _np_version():
     return tfl.np.__version__ if tfl.np is not None else None
 
 
-def _load_checker(rt, threads, delegate):
+def _load_checker(rt, args):
     def check(path) -> float:
         # load + one invoke in a child process: some runtimes accept a model and then crash running it
-        return tfl.check_runs(rt, path, threads, delegate)
+        return tfl.check_runs(rt, path, args.threads, args.delegate, timeout=args.load_timeout)
 
     return check
 
@@ -184,18 +200,20 @@ def cmd_install(args) -> dict:
     store.resolve_blob_arg(args.name, sha, args.blob)
     rt = tfl.find_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "install " + args.name):
-        doc = store.install(args.name, sha, args.blob, _load_checker(rt, args.threads, args.delegate))
+        doc = store.install(args.name, sha, args.blob, _load_checker(rt, args))
     doc["runtime"] = rt.info()
     return doc
 
 
 def cmd_rollback(args) -> dict:
     boardfs.check_name(args.name)
+    if args.from_sha is not None:
+        args.from_sha = boardfs.check_sha(args.from_sha)
     store = boardfs.Store(args.workdir)
     store.ensure()
     rt = tfl.find_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "rollback " + args.name):
-        doc = store.rollback(args.name, _load_checker(rt, args.threads, args.delegate))
+        doc = store.rollback(args.name, _load_checker(rt, args), expect=args.from_sha)
     doc["runtime"] = rt.info()
     return doc
 
@@ -236,6 +254,7 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         command = args.command
+        control.arm(args.deadline, args.watch_stdin)
         doc = COMMANDS[command](args)
         out = {"ok": True, "protocol": PROTOCOL, "command": command}
         out.update(doc)
@@ -248,6 +267,9 @@ def main(argv=None):
             return 0, {"ok": True, "protocol": PROTOCOL, "command": "help"}
         doc = AgentFailure("usage", "bad arguments (exit " + str(exc.code) + ")").to_doc()
         code = EXIT_CODES["usage"]
+    except control.Stop as stop:
+        doc = AgentFailure(stop.kind, stop.message).to_doc()
+        code = EXIT_CODES[stop.kind]
     except KeyboardInterrupt:
         doc = AgentFailure("interrupted", "interrupted by SIGINT").to_doc()
         code = EXIT_CODES["interrupted"]
@@ -285,7 +307,9 @@ def run(argv=None) -> int:
     # a runtime that segfaults leaves "Fatal Python error: Segmentation fault" and the Python stack on
     # stderr: the orchestrator then reports a runtime crash instead of an unexplained killed agent
     faulthandler.enable(file=sys.stderr)
+    control.set_output(out_fd)
     code, doc = main(argv)
+    control.finished()
     try:
         text = json.dumps(_clean(doc), allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """The board's work dir: content-addressed model store, atomic pointer files and the exclusive lock.
 
 Layout of a work dir W:
-    W/lock                          flock()ed by the agent that benchmarks/installs; holds the holder's pid/host/since
+    W/lock                          flock()ed by the agent that benchmarks/installs; holds the holder's pid, its
+                                    start time, host, command and since (the flock itself dies with the holder)
     W/tmp/<anything>.part           uploads in progress
     W/models/<name>/<sha256>.tflite content-addressed blobs (only current and previous are kept)
     W/models/<name>/current         sha256 of the active blob (text)
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -152,6 +154,7 @@ class Store:
             "have": have,
             "blobs": self.blobs(name),
             "free_bytes": free_bytes(self.root),
+            "lock": peek_lock(self.root / "lock"),
         }
 
     def resolve_blob_arg(self, name: str, sha: str, blob_arg: str):
@@ -229,9 +232,26 @@ class Store:
             "free_bytes": free_bytes(self.root),
         }
 
-    def rollback(self, name: str, load_check) -> dict:
+    def rollback(self, name: str, load_check, expect=None) -> dict:
+        """Swap current and previous; with `expect`, only if current is `expect` (a compare-and-swap)."""
         current = self.pointer(name, "current")
         previous = self.pointer(name, "previous")
+        if expect is not None and current != expect:
+            if previous == expect:  # this very rollback already happened (a retry): nothing to do
+                return {
+                    "name": name,
+                    "changed": False,
+                    "current": current,
+                    "previous": previous,
+                    "free_bytes": free_bytes(self.root),
+                }
+            raise AgentFailure(
+                "not_current",
+                "model " + name + " is at " + str(current) + ", not " + expect + " (--from): someone deployed or rolled "
+                "back since; nothing changed",
+                current=current,
+                previous=previous,
+            )
         if previous is None:
             raise AgentFailure("no_previous", "model " + name + " has no previous version to roll back to", current=current)
         blob = self.blob(name, previous)
@@ -280,6 +300,80 @@ class Store:
                 pass
 
 
+HELD_LOCK_FDS: set = set()  # fds of W/lock this process holds: a forked load check closes them at once
+
+
+def _proc_start(pid: int):
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): tells a reused pid apart."""
+    try:
+        with open("/proc/" + str(int(pid)) + "/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def holder_alive(holder: dict):
+    """True/False if the recorded holder's process is (not) running; None if unknown (another host, no /proc)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or holder.get("hostname") not in (None, socket.gethostname()):
+        return None
+    if not os.path.isdir("/proc/" + str(pid)):
+        return False
+    start = holder.get("start_ticks")
+    return start is None or _proc_start(pid) == start
+
+
+def _cmdline() -> str:
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return " ".join(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)[:300]
+    except OSError:
+        return ""
+
+
+def describe_holder(holder: dict) -> str:
+    """'pid 123 on host (bench m, python3 agent.pyz bench ...) since 2026-...Z' for messages."""
+    alive = holder_alive(holder)
+    return (
+        "pid "
+        + str(holder.get("pid", "?"))
+        + (" (no longer running)" if alive is False else "")
+        + " on "
+        + str(holder.get("hostname", "?"))
+        + " ("
+        + str(holder.get("command", "?"))
+        + ") since "
+        + str(holder.get("since", "?"))
+    )
+
+
+def peek_lock(path) -> dict:
+    """Whether W/lock is held right now, and by whom (its record): for `status`, without waiting."""
+    try:
+        fd = os.open(str(path), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return {"held": False}
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            return {"held": True, "holder": holder, "holder_alive": holder_alive(holder)}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return {"held": False}
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd) -> dict:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        holder = json.loads(raw.decode("utf-8", "replace")) if raw.strip() else {}
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 class WorkdirLock:
     """Exclusive flock() on W/lock. The kernel drops it when the holder dies, so a stale lock never blocks."""
 
@@ -289,6 +383,7 @@ class WorkdirLock:
         self.command = command
         self.poll = poll
         self.fd: int | None = None
+        self.reclaimed: dict | None = None
 
     def __enter__(self):
         self.acquire()
@@ -298,17 +393,14 @@ class WorkdirLock:
         self.release()
 
     def _holder(self, fd) -> dict:
-        try:
-            raw = os.pread(fd, 4096, 0)
-            holder = json.loads(raw.decode("utf-8", "replace")) if raw.strip() else {}
-            return holder if isinstance(holder, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return _read_holder(fd)
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_CLOEXEC: no exec'd child (a power command) keeps the lock; forked load checks close HELD_LOCK_FDS
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         deadline = time.monotonic() + self.timeout
         waited_from = time.monotonic()
+        said = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -317,37 +409,52 @@ class WorkdirLock:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)
                     raise
+                if not said and self.timeout > 0:
+                    said = True
+                    print(
+                        "edgeq-agent: "
+                        + self.path
+                        + " is held by "
+                        + describe_holder(self._holder(fd))
+                        + "; waiting up to "
+                        + format(self.timeout, "g")
+                        + " s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if time.monotonic() >= deadline:
                     holder = self._holder(fd)
                     os.close(fd)
                     raise AgentFailure(
                         "locked",
                         self.path
-                        + " is held by pid "
-                        + str(holder.get("pid", "?"))
-                        + " on "
-                        + str(holder.get("hostname", "?"))
-                        + " ("
-                        + str(holder.get("command", "?"))
-                        + ") since "
-                        + str(holder.get("since", "?"))
+                        + " is held by "
+                        + describe_holder(holder)
                         + "; gave up after "
                         + format(time.monotonic() - waited_from, ".1f")
                         + " s: retry later or raise --lock-timeout",
                         holder=holder,
                     ) from None
                 time.sleep(self.poll)
+        old = self._holder(fd)
+        if old and holder_alive(old) is False:
+            # the kernel freed the flock when that process died; its record stays until now
+            self.reclaimed = old
+            print("edgeq-agent: reclaimed " + self.path + " left by " + describe_holder(old), file=sys.stderr, flush=True)
         now = time.time()
         holder = {
             "pid": os.getpid(),
+            "start_ticks": _proc_start(os.getpid()),
             "hostname": socket.gethostname(),
             "command": self.command,
+            "argv": _cmdline(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "since_epoch": round(now, 3),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         self.fd = fd
+        HELD_LOCK_FDS.add(fd)
 
     def release(self) -> None:
         if self.fd is None:
@@ -356,6 +463,7 @@ class WorkdirLock:
             os.ftruncate(self.fd, 0)
         except OSError:
             pass
+        HELD_LOCK_FDS.discard(self.fd)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:

@@ -21,7 +21,10 @@ EXIT_CODES = {
     "delegate_missing": 8,  # --delegate edgetpu but libedgetpu.so.1 is not loadable
     "not_found": 9,  # nothing installed under --name, blob or --model file missing
     "no_previous": 9,  # rollback with no previous version
-    "interrupted": 130,  # SIGINT
+    "load_timeout": 4,  # the load check (allocate + one invoke) did not finish in time: killed
+    "not_current": 10,  # rollback --from SHA while the board's current is another version
+    "deadline": 11,  # the agent's own --deadline passed: it stopped and released W/lock
+    "interrupted": 130,  # SIGINT, SIGTERM, or the host went away (--watch-stdin)
 }
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # used with re.fullmatch

@@ -32,11 +32,31 @@ def _resolve_model(store, args):
     return str(path), args.name
 
 
-def _model_doc(path, name, interp) -> dict:
+def _pinned_sha(path, args) -> str:
+    """The sha256 of the file about to be loaded; sha_mismatch if the caller pinned another one (--sha256)."""
+    actual = boardfs.sha256_file(path)
+    want = getattr(args, "sha256", None)
+    if want is not None and actual != boardfs.check_sha(want):
+        raise AgentFailure(
+            "sha_mismatch",
+            "the model under "
+            + str(args.name or args.model)
+            + " hashes to "
+            + actual
+            + ", not "
+            + want
+            + " (--sha256): it changed since it was deployed; nothing was measured",
+            expected=want,
+            actual=actual,
+        )
+    return actual
+
+
+def _model_doc(path, name, interp, sha) -> dict:
     return {
         "path": path,
         "name": name,
-        "sha256": boardfs.sha256_file(path),
+        "sha256": sha,
         "size_bytes": os.path.getsize(path),
         "inputs": [tfl.describe_tensor(d) for d in interp.get_input_details()],
         "outputs": [tfl.describe_tensor(d) for d in interp.get_output_details()],
@@ -99,12 +119,13 @@ def bench(args) -> dict:
     np: Any = tfl.np  # find_runtime() has imported it
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "bench"):
         path, name = _resolve_model(store, args)
+        sha = _pinned_sha(path, args)
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         board = facts.gather(args.workdir, rt.info(), np.__version__)
         hwm_before = facts.vmhwm_bytes()
         interp, delegate_info, init_seconds = tfl.make_interpreter(rt, path, args.threads, args.delegate)
         hwm_init = facts.vmhwm_bytes()
-        model = _model_doc(path, name, interp)
+        model = _model_doc(path, name, interp, sha)
         feeds, source = _bench_inputs(interp, args)
         for index, tensors in feeds:
             interp.set_tensor(index, tensors[0])
@@ -206,6 +227,7 @@ def predict(args) -> dict:
     np: Any = tfl.np  # find_runtime() has imported it
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "predict"):
         path, name = _resolve_model(store, args)
+        sha = _pinned_sha(path, args)
         interp, delegate_info, _ = tfl.make_interpreter(rt, path, args.threads, args.delegate)
         detail = interp.get_input_details()[0]
         out_index = interp.get_output_details()[0]["index"]
@@ -243,7 +265,7 @@ def predict(args) -> dict:
         "count": len(predictions),
         "batch_used": current,
         "seconds": seconds,
-        "model": {"path": path, "name": name, "sha256": boardfs.sha256_file(path)},
+        "model": {"path": path, "name": name, "sha256": sha},
         "runtime": rt.info(),
         "delegate": delegate_info,
     }

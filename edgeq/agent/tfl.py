@@ -262,7 +262,63 @@ def _zeros_invoke(interp) -> None:
     interp.invoke()
 
 
-def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpack") -> float:
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this (forked) process when its parent dies, so a killed agent leaves no load check behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: S110 - not Linux/glibc: the parent's deadline still kills the group
+        pass
+
+
+def _child_setup(ppid: int) -> None:
+    from . import boardfs
+
+    for fd in list(boardfs.HELD_LOCK_FDS):  # the flock belongs to the agent alone: it must die with it
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    os.setpgid(0, 0)
+    _die_with_parent()
+    if os.getppid() != ppid:  # the parent died before prctl
+        os._exit(1)
+
+
+def _read_child(rfd: int, pid: int, timeout: float, name: str) -> bytes:
+    """Everything the child writes, or kill its process group once `timeout` seconds have passed."""
+    import select
+
+    chunks: list = []
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(pid, 0)
+            raise AgentFailure(
+                "load_timeout",
+                "the load check of "
+                + name
+                + " (allocate + one invoke on zeros) did not finish within "
+                + format(timeout, "g")
+                + " s and was killed: the model may loop forever (a WHILE that never ends)",
+                load_timeout=timeout,
+            )
+        ready, _, _ = select.select([rfd], [], [], left)
+        if ready:
+            chunk = os.read(rfd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpack", timeout: float = 300.0) -> float:
     """Load, allocate and invoke once on zeros, in a forked child. Returns the load seconds.
 
     A model can pass allocate_tensors() and still kill the process in invoke(): tflite-runtime 2.14's
@@ -274,11 +330,15 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
         interp, _info, seconds = make_interpreter(rt, model_path, threads, delegate)
         _zeros_invoke(interp)
         return seconds
+    from . import control
+
     rfd, wfd = os.pipe()
+    ppid = os.getpid()
     pid = os.fork()
     if pid == 0:  # child: report one JSON line on the pipe, never return into the agent
         code = 0
         try:
+            _child_setup(ppid)
             os.close(rfd)
             faulthandler.disable()  # the parent names the signal; a stack dump here would only litter stderr
             try:
@@ -298,15 +358,31 @@ def check_runs(rt: Runtime, model_path, threads: int = 1, delegate: str = "xnnpa
         finally:
             os._exit(code)
     os.close(wfd)
-    chunks = []
-    with os.fdopen(rfd, "rb") as r:
-        while True:
-            chunk = r.read(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
     name = os.path.basename(str(model_path))
+    try:
+        os.setpgid(pid, pid)  # also here: whichever of parent and child runs first
+    except OSError:
+        pass
+    control.add_child(pid)
+    reaped = False
+    try:
+        try:
+            data = _read_child(rfd, pid, timeout, name)
+        except AgentFailure:
+            reaped = True
+            raise
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+    finally:
+        os.close(rfd)
+        control.drop_child(pid)
+        if not reaped:  # a stop (deadline, host gone) while the check ran: it goes with us
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    chunks = [data]
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

@@ -31,6 +31,10 @@ def _progress_logger(label: str, boards: int) -> Callable[[dict[str, Any]], None
         elif kind == "done":
             err = ev.get("error") if ev["status"] != "ok" else None
             output.log(f"{ev['device']}: {ev['status']}" + (f" - {err.removeprefix(ev['device'] + ': ')}" if err else ""))
+        elif kind == "lock_wait":
+            output.log(
+                f"{ev['device']}: the board is held by {ev['holder']}; waiting up to {ev['wait_s']:g} s for it (lock_timeout)"
+            )
         elif kind == "stopped":
             output.log(
                 f"stopping the rollout after batch {ev['batch']}: {ev['failures']} failure(s) > --max-fail {ev['max_fail']}"
@@ -184,6 +188,14 @@ def deploy_cmd(
 def rollback_cmd(
     target: TargetOpt,
     name: Annotated[str, typer.Option("--name", help="Model name on the boards.")],
+    from_sha: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Only roll back boards whose current version is this sha256 (a retry never toggles back).",
+            metavar="SHA256",
+        ),
+    ] = None,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards handled at once.")] = 5,
     batch: BatchOpt = None,
     max_fail: MaxFailOpt = None,
@@ -201,7 +213,9 @@ def rollback_cmd(
             "rollback",
             json_out,
             "rollback",
-            lambda: fleet.rollback(inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress),
+            lambda: fleet.rollback(
+                inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress, from_sha=from_sha
+            ),
         )
     _finish(res, json_out, f"rollback {name}")
 

@@ -83,15 +83,30 @@ def unmeasured_result(board: BoardOutcome, variant: str) -> BenchResult:
     )
 
 
-def _bench_argv(d: DeviceSpec, name: str, threads: int, runs: int, warmup: int, min_seconds: float) -> list[str]:
+def _bench_argv(d: DeviceSpec, name: str, sha: str, threads: int, runs: int, warmup: int, min_seconds: float) -> list[str]:
     return [
-        *("--name", name, "--runs", str(runs), "--warmup", str(warmup), "--min-seconds", f"{min_seconds:g}"),
+        *("--name", name, "--sha256", sha),
+        *("--runs", str(runs), "--warmup", str(warmup), "--min-seconds", f"{min_seconds:g}"),
         *("--threads", str(threads), "--delegate", d.delegate, "--power", d.power.agent_json()),
         *("--lock-timeout", f"{d.lock_timeout:g}"),
     ]
 
 
-def _runs_on(board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress) -> list[BenchRun]:
+def pinned(device: str, sub: str, model: dict | None, sha: str) -> None:
+    """The sha256 the agent says it ran must be the one we record: BoardError(kind "sha_mismatch") if not."""
+    ran = (model or {}).get("sha256")
+    if ran != sha:
+        raise BoardError(
+            device,
+            f"agent {sub} ran the model {ran} but edgeq deployed {sha}: the result is not recorded",
+            "the model current on the board changed under its name (another deploy?): deploy again and rerun",
+            kind="sha_mismatch",
+            expected=sha,
+            actual=ran,
+        )
+
+
+def _runs_on(board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress, sha: str) -> list[BenchRun]:
     """One agent `bench` per thread count; a failed one is recorded and the next one still runs."""
     out: list[BenchRun] = []
     for t in threads:
@@ -100,12 +115,13 @@ def _runs_on(board: Board, argv_for, threads: list[int], remote_inputs: str | No
         argv = argv_for(t) + (["--inputs", remote_inputs] if remote_inputs else [])
         try:
             raw = board.call("bench", *argv)
+            assert isinstance(raw, AgentBench)  # noqa: S101 - read_agent_doc's contract for "bench"
+            pinned(board.name, "bench", raw.model, sha)
         except BoardError as e:
             out.append(BenchRun(threads=t, ok=False, kind=e.kind, error=e.message, hint=e.hint))
             if e.kind in _GIVE_UP:
                 break
             continue
-        assert isinstance(raw, AgentBench)  # noqa: S101 - read_agent_doc's contract for "bench"
         out.append(bench_run(t, raw))
     return out
 
@@ -151,11 +167,11 @@ def bench(
     def job(d: DeviceSpec) -> BoardOutcome:
         t0 = time.monotonic()
         with board_session(d, agent, factory, progress) as board:
-            dep = install_on(board, artifact, size, sha, name, progress)
+            dep = install_on(board, artifact, size, sha, name, progress, then_lock=True)
             remote_inputs = board.upload_tmp(Path(inputs), ".npy") if inputs is not None else None
             try:
-                argv_for = lambda t: _bench_argv(d, name, t, runs, warmup, min_seconds)  # noqa: E731
-                results = _runs_on(board, argv_for, threads or [d.threads], remote_inputs, progress)
+                argv_for = lambda t: _bench_argv(d, name, sha, t, runs, warmup, min_seconds)  # noqa: E731
+                results = _runs_on(board, argv_for, threads or [d.threads], remote_inputs, progress, sha)
             finally:
                 if remote_inputs:
                     board.t.remove(remote_inputs)
@@ -201,8 +217,13 @@ def predict(
     *,
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
+    sha256: str | None = None,
 ) -> list[int]:
-    """Class predictions (argmax) of the board's current `model_name` for each row of an .npy file."""
+    """Class predictions (argmax) of the board's current `model_name` for each row of an .npy file.
+
+    With `sha256`, the predictions count only if the board ran that very model (else BoardError
+    kind "sha_mismatch").
+    """
     if not Path(inputs).is_file():
         raise DataError(f"{inputs}: inputs file not found", "pass a .npy file of model inputs")
     d = inventory.get(device_name)
@@ -212,8 +233,11 @@ def predict(
         remote = board.upload_tmp(Path(inputs), ".npy")
         try:
             args = ["--name", model_name, "--inputs", remote, "--threads", str(d.threads), "--delegate", d.delegate]
+            args += ["--sha256", sha256] if sha256 else []
             doc = board.call("predict", *args, "--lock-timeout", f"{d.lock_timeout:g}")
         finally:
             board.t.remove(remote)
     assert isinstance(doc, AgentPredict)  # noqa: S101 - read_agent_doc's contract for "predict"
+    if sha256:
+        pinned(d.name, "predict", doc.model, sha256)
     return list(doc.predictions)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,38 @@ from edgeq.hashing import file_sha256
 from edgeq.records.fleet import AgentDoc
 
 TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there (or the blob store)
+# stdlib only, any Python 3: create W and W/agent 0700 when missing; report owners, modes and the agent's sha256
+_PREFLIGHT = """
+import errno, hashlib, json, os, stat, sys
+w, agent = sys.argv[1], sys.argv[2]
+for d in (w, os.path.dirname(agent)):
+    if not os.path.lexists(d):
+        try:
+            os.makedirs(d, 0o700, exist_ok=True)
+        except OSError as e:
+            print(json.dumps({"error": "cannot create " + d + ": " + str(e.strerror), "errno": errno.errorcode.get(e.errno)}))
+            sys.exit(7)
+def info(p):
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    try:
+        import pwd
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = None
+    return {"uid": st.st_uid, "mode": st.st_mode, "owner": owner}
+out = {"euid": os.geteuid(), "paths": {p: info(p) for p in (w, os.path.dirname(agent), agent)}, "sha256": None}
+st = out["paths"][agent]
+if st is not None and stat.S_ISREG(st["mode"]):
+    h = hashlib.sha256()
+    with open(agent, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    out["sha256"] = h.hexdigest()
+print(json.dumps(out))
+"""
 _KILLED_HINT = "the agent was killed (out of memory? someone stopped it?); check `dmesg` on the board and retry"
 _CRASH_HINT = (
     "the board's TFLite runtime cannot run this model (tflite-runtime 2.14 on arm64 crashes on per-channel int8 "
@@ -69,11 +102,14 @@ class Board:
         return self.device.name
 
     def ensure_agent(self) -> int:
-        """Upload the agent zipapp unless the same file is already there; bytes uploaded."""
-        size = self.agent.path.stat().st_size
-        if self.t.size(self.agent_path) == size:  # the name carries the content hash
+        """Upload the agent zipapp unless the same content is already there; bytes uploaded.
+
+        The work dir and W/agent are created 0700, and refused when another user owns them or others may
+        write them: whoever can write there runs code as this login on every deploy.
+        """
+        facts = self._preflight()
+        if facts.get("sha256") == self.agent.sha256:
             return 0
-        self.t.makedirs(f"{self.workdir}/agent")
         tmp = f"{self.workdir}/agent/.{secrets.token_hex(6)}.part"
         try:
             sent = self.t.put_file(self.agent.path, tmp)
@@ -83,6 +119,64 @@ class Board:
             raise
         self.bytes_uploaded += sent
         return sent
+
+    def _preflight(self) -> dict:
+        """Run the stdlib check script with the board's python: owners, modes, and the agent's sha256 there."""
+        argv = [str(self.device.python), "-c", _PREFLIGHT, self.workdir, self.agent_path]
+        rc, out, err = self.t.run(argv, min(120.0, self.device.command_timeout))
+        if rc in (126, 127):
+            self._fail(
+                f"cannot run the board's python {self.device.python!r} (exit {rc}: {_tail(err) or 'not found'})",
+                "install python3 on the board or set python: in devices.yaml to its interpreter's path",
+                kind="no_python",
+            )
+        try:
+            facts = json.loads(out.strip().splitlines()[-1])
+            if "error" in facts:
+                full = facts.get("errno") in ("ENOSPC", "EDQUOT")
+                return self._fail(
+                    str(facts["error"]),
+                    f"free space on the board under {self.workdir}"
+                    if full
+                    else "check workdir: in devices.yaml and its permissions",
+                    kind="disk_full" if full else "os_error",
+                )
+            paths_ = facts["paths"]
+            euid = int(facts["euid"])
+        except (ValueError, IndexError, KeyError, TypeError):
+            return self._fail(
+                f"the board's python {self.device.python!r} did not run edgeq's check of the work dir {self.workdir} "
+                f"(exit {rc}): {_tail(err) or _tail(out) or 'no output'}",
+                "check that python: in devices.yaml is Python 3.9+ (not a wrapper that prints) and that workdir: "
+                "is a directory this login can create",
+                kind="bad_output",
+            )
+        for path in (self.workdir, f"{self.workdir}/agent", self.agent_path):
+            st = paths_.get(path)
+            if st is not None:
+                self._check_owner(path, st, euid)
+        return facts
+
+    def _check_owner(self, path: str, st: dict, euid: int) -> None:
+        mode, uid = int(st["mode"]), int(st["uid"])
+        who = st.get("owner") or str(uid)
+        problem = None
+        if stat.S_ISLNK(mode):
+            problem = "is a symbolic link"
+        elif uid != euid:
+            problem = f"is owned by {who} (uid {uid}), not by the login user (uid {euid})"
+        elif mode & 0o022:
+            problem = f"is writable by {'group and others' if mode & 0o022 == 0o022 else 'group' if mode & 0o020 else 'others'}"
+        if problem:
+            self._fail(
+                f"refusing the board's work dir: {path} {problem} (owner {who}, mode {stat.S_IMODE(mode):04o}): "
+                "anyone who can write there can replace the agent edgeq runs",
+                f"on the board: chown the login user {path} && chmod go-w {path} (or point workdir: elsewhere)",
+                kind="unsafe_workdir",
+                path=path,
+                owner=who,
+                mode=f"{stat.S_IMODE(mode):04o}",
+            )
 
     def upload_tmp(self, local: Path, suffix: str = ".part", callback: Progress | None = None) -> str:
         """Upload to W/tmp/<random><suffix>; the caller installs or removes it."""
@@ -96,9 +190,15 @@ class Board:
         return remote
 
     def call(self, sub: str, *args: str, timeout: float | None = None) -> AgentDoc:
-        """Run `python AGENT sub --workdir W args...` and return its success document as a record."""
+        """Run `python AGENT sub --workdir W args...` and return its success document as a record.
+
+        The agent gets its own deadline a little inside ours, so it stops and frees W/lock before we give
+        up; over SSH it also stops when our channel closes (we timed out, were interrupted or died).
+        """
+        limit = timeout or self.device.command_timeout
         argv = [str(self.device.python), self.agent_path, sub, "--workdir", self.workdir, *map(str, args)]
-        rc, out, err = self.t.run(argv, timeout or self.device.command_timeout)
+        argv += agent_limits(limit, watch_stdin=self.device.transport == "ssh")
+        rc, out, err = self.t.run(argv, limit)
         return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err))
 
     def interpret(self, sub: str, rc: int, out: str, err: str) -> dict:
@@ -149,7 +249,15 @@ class Board:
         extra = {k: v for k, v in doc.items() if k not in ("ok", "kind", "error", "protocol") and _jsonable(v)}
         hint = {
             "no_runtime": "install a TFLite runtime on the board: pip install ai-edge-litert (or tflite-runtime with numpy<2)",
-            "sha_mismatch": "the upload was corrupted in transit; deploy again",
+            "sha_mismatch": "the upload was corrupted in transit; deploy again"
+            if sub == "install"
+            else "the model current on the board is not the one edgeq deployed (another deploy or a changed file): "
+            "deploy it again and rerun",
+            "load_timeout": "the model did not finish one inference on zeros in time (a loop that never ends?): "
+            "check the model, or raise command_timeout in devices.yaml for a very slow board",
+            "not_current": "the board's current version is not the one given with --from: check it with "
+            "`edgeq deploy` / the last rollback before rolling back again",
+            "deadline": "raise command_timeout in devices.yaml, or check the board (it stopped by itself and freed its lock)",
             "unloadable": "the board's runtime cannot load this model (an op or op version it lacks); "
             "upgrade the runtime or build a compatible variant",
             "locked": "another benchmark holds the board; wait or raise lock_timeout in devices.yaml",
@@ -171,6 +279,13 @@ class Board:
 
     def _fail(self, message: str, hint: str | None, *, kind: str, **extra) -> dict:
         raise BoardError(self.name, message, hint, kind=kind, **extra)
+
+
+def agent_limits(limit: float, *, watch_stdin: bool) -> list[str]:
+    """The agent's --deadline (inside the host's command timeout) and --load-timeout (inside that)."""
+    deadline = max(1.0, limit - min(5.0, limit * 0.1))
+    out = ["--deadline", f"{deadline:g}", "--load-timeout", f"{min(300.0, deadline * 0.8):g}"]
+    return out + (["--watch-stdin"] if watch_stdin else [])
 
 
 def _rt(r) -> str:

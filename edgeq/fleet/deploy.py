@@ -42,7 +42,23 @@ def check_tflite(artifact: Path) -> int:
         raise ModelError(
             f"{p}: not a TFLite model (no TFL3 flatbuffer identifier)", "deploy a .tflite file produced by `edgeq run`"
         )
+    _check_flatbuffer(p)
     return size
+
+
+def _check_flatbuffer(p: Path) -> None:
+    """Walk the whole flatbuffer with edgeq's own reader: a truncated or corrupt file never travels."""
+    from edgeq.inspect import reader
+
+    buf, where = reader.load_bytes(p)
+    try:
+        reader.check_header(buf, where)
+        reader.parse(buf, where)
+    except ModelError as e:
+        raise ModelError(
+            f"{p}: refused before any upload: {e.message.removeprefix(where + ': ')}",
+            "the file is truncated or corrupt (an interrupted copy or download?): copy or convert it again",
+        ) from None
 
 
 def model_name(artifact: Path, name: str | None) -> str:
@@ -84,14 +100,31 @@ def _upload(board: Board, artifact: Path, size: int, st: AgentStatus, progress: 
         raise
 
 
-def install_on(board: Board, artifact: Path, size: int, sha: str, name: str, progress: ProgressFn | None = None) -> BoardOutcome:
+def _say_lock_wait(board: Board, st: AgentStatus, progress: ProgressFn | None) -> None:
+    """Who holds the board right now and how long the agent will wait for it (a progress event)."""
+    lock = st.lock or {}
+    if not progress or not lock.get("held"):
+        return
+    raw = lock.get("holder")
+    h: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    gone = " (no longer running)" if lock.get("holder_alive") is False else ""
+    who = f"pid {h.get('pid', '?')}{gone} ({h.get('command', '?')}) since {h.get('since', '?')}"
+    progress({"event": "lock_wait", "device": board.name, "holder": who, "wait_s": board.device.lock_timeout})
+
+
+def install_on(
+    board: Board, artifact: Path, size: int, sha: str, name: str, progress: ProgressFn | None = None, *, then_lock: bool = False
+) -> BoardOutcome:
     """Make `sha` the current version of `name` on a board. The board's outcome, without time and bytes."""
     d = board.device
     st = board.call("status", "--name", name, "--sha256", sha)
     assert isinstance(st, AgentStatus)  # noqa: S101 - read_agent_doc's contract for "status"
     out = BoardOutcome(device=d.name, address=d.address, status="ok", previous=st.current, sha256=sha, model_bytes=0)
     if st.current == sha:
+        if then_lock:  # the caller's next step (bench) waits for the board
+            _say_lock_wait(board, st, progress)
         return out.replace(action="unchanged", current=sha, error=None)
+    _say_lock_wait(board, st, progress)
     if _have(st, sha):
         blob = f"{board.workdir}/models/{name}/{sha}.tflite"
         action = "installed existing blob"
@@ -163,10 +196,19 @@ def rollback(
     progress: ProgressFn | None = None,
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
+    from_sha: str | None = None,
 ) -> FleetSummary:
-    """Make each board's previous version of `name` current again (the agent checks it loads)."""
+    """Make each board's previous version of `name` current again (the agent checks it loads).
+
+    With `from_sha`, a compare-and-swap: only boards whose current is `from_sha` switch; a board already
+    rolled back from it is left alone ("already rolled back"), any other is refused (kind "not_current").
+    """
     if not re.fullmatch(NAME_RE, name):
         raise ConfigError(f"model name {name!r} is not valid", "use letters, digits, '.', '_', '-' (max 64)")
+    if from_sha is not None and not re.fullmatch(r"[0-9a-f]{64}", from_sha):
+        raise ConfigError(
+            f"--from {from_sha!r} is not a sha256 (64 hex digits)", "pass the full sha256 `edgeq deploy --json` printed"
+        )
     devices = inventory.select(targets)
     agent = agent or build_agent()
     factory = transport_factory or open_transport
@@ -176,14 +218,16 @@ def rollback(
         t0 = time.monotonic()
         with board_session(d, agent, factory, progress) as board:
             args = ["--name", name, "--threads", str(d.threads), "--delegate", d.delegate]
+            args += ["--from", from_sha] if from_sha else []
             res = board.call("rollback", *args, "--lock-timeout", f"{d.lock_timeout:g}")
             up = board.bytes_uploaded
         assert isinstance(res, AgentSwitch)  # noqa: S101 - read_agent_doc's contract for "rollback"
+        again = res.changed is False
         return BoardOutcome(
             device=d.name,
             address=d.address,
-            status="changed",
-            action="rolled back",
+            status="ok" if again else "changed",
+            action="already rolled back" if again else "rolled back",
             previous=res.previous,
             current=res.current,
             bytes_uploaded=up,

@@ -198,6 +198,9 @@ class AgentStatus(AgentDoc):
     have: StrictBool | tuple[str, ...] | None = None
     blobs: tuple[str, ...] = ()
     free_bytes: StrictInt | None = None
+    lock: dict[str, Any] | None = None  # {"held": bool, "holder": {pid, command, since, ...}, "holder_alive"}
+
+    omit_if_unset = AgentDoc.omit_if_unset | {"lock"}
 
 
 class AgentSwitch(AgentDoc):

@@ -35,7 +35,8 @@ def farm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tflite_models(tmp_path_factory) -> dict[str, Path]:
-    """Two loadable Input(8)->Dense(3) models with different weights, and a truncated (unloadable) one."""
+    """Two loadable Input(8)->Dense(3) models with different weights, a truncated one (refused on the host),
+    one with an op the runtime lacks (refused by the board) and a file that is not TFLite at all."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -52,6 +53,16 @@ def tflite_models(tmp_path_factory) -> dict[str, Path]:
     good = out["dense_a"].read_bytes()
     out["broken"] = d / "broken.tflite"
     out["broken"].write_bytes(good[: len(good) // 2])  # right header, cut in half: the runtime refuses it
+
+    # a whole, valid flatbuffer the runtime cannot load (a TF op kept as an unresolved custom op): the board refuses it
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def igamma(x):
+        return tf.math.igamma(x + 1.0, x + 2.0)
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([igamma.get_concrete_function()], igamma)
+    conv.allow_custom_ops = True
+    out["custom_op"] = d / "custom_op.tflite"
+    out["custom_op"].write_bytes(conv.convert())
     out["not_tflite"] = d / "model.onnx.tflite"
     out["not_tflite"].write_bytes(b"\x08\x07\x12\x04onnx" + bytes(100))
     return out

@@ -211,7 +211,9 @@ def test_sshd_killed_during_bench_then_orphaned_agent_releases_the_lock(farm, tm
 
 def _mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)  # noqa: S603,S607
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], capture_output=True, text=True
+    )  # noqa: S603,S607
     if r.returncode != 0:
         pytest.fail(f"cannot mount a {size} tmpfs at {path} (tests run as root): {r.stderr.strip()}")
 

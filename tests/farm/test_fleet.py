@@ -87,7 +87,7 @@ def test_unloadable_artifact_is_refused_and_current_unchanged(farm, tmp_path, tf
     code, doc, _ = run_json("deploy", tflite_models["dense_a"], "--target", "b1", "--name", "m", "--devices", dev)
     assert code == 0
     good_sha = doc["sha256"]
-    code, doc, err = run_json("deploy", tflite_models["broken"], "--target", "b1", "--name", "m", "--devices", dev)
+    code, doc, err = run_json("deploy", tflite_models["custom_op"], "--target", "b1", "--name", "m", "--devices", dev)
     assert code == ExitCode.FLEET
     r = by_device(doc)["b1"]
     assert r["status"] == "failed" and r["kind"] == "unloadable", r
@@ -332,12 +332,12 @@ def test_passphrase_never_in_output(farm, tmp_path, tflite_models, monkeypatch):
 def test_disk_full(farm, tmp_path, tflite_models):
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)  # noqa: S603,S607
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)], capture_output=True)  # noqa: S603,S607
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode()[:200]}")
     try:
         big = tmp_path / "big.tflite"
-        big.write_bytes(tflite_models["dense_a"].read_bytes()[:8] + os.urandom(2_000_000))
+        big.write_bytes(tflite_models["dense_a"].read_bytes() + os.urandom(2_000_000))  # a whole model, then padding
         dev = write_devices(tmp_path, board_entry(farm, farm.boards[0], tmp_path, "small", workdir=str(mnt)))
         code, doc, err = run_json("deploy", big, "-t", "small", "--devices", dev)
         assert code == ExitCode.FLEET
@@ -352,7 +352,7 @@ def test_disk_full(farm, tmp_path, tflite_models):
 def test_connection_dropped_mid_upload(farm, tmp_path, tflite_models):
     b = farm.boards[2]
     big = tmp_path / "big.tflite"
-    big.write_bytes(tflite_models["dense_a"].read_bytes()[:8] + os.urandom(6_000_000))
+    big.write_bytes(tflite_models["dense_a"].read_bytes() + os.urandom(6_000_000))  # a whole model, then padding
     dev = write_devices(tmp_path, board_entry(farm, b, tmp_path, "drop"))
     inv = fleet.load_inventory(dev)
     dropped = []

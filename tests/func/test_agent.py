@@ -457,3 +457,110 @@ def test_predict_rejects_wrong_shape(pyz, workdir, models, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((4, 5), dtype=np.float32))
     doc, rc = run_agent(pyz, "predict", "--workdir", workdir, "--model", models["fp32"], "--inputs", tmp_path / "bad.npy")
     assert rc == 2 and doc["kind"] == "bad_input"
+
+
+# ------------------------------------------------------------------------------------------------ stop paths (issue 11)
+
+
+@pytest.fixture(scope="module")
+def spin_tflite(tmp_path_factory):
+    """A valid model whose WHILE loop never ends on zeros."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def spin(x):
+        _, y = tf.while_loop(lambda i, x: tf.reduce_sum(x) > -1.0, lambda i, x: (i + 1.0, x + 1.0), [tf.constant(0.0), x])
+        return y
+
+    p = tmp_path_factory.mktemp("spin") / "spin.tflite"
+    p.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([spin.get_concrete_function()], spin).convert())
+    return p
+
+
+def _pyz_pids(workdir) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+            state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(a.endswith(b".pyz") for a in argv) and str(workdir).encode() in argv:
+            out.append(int(p.name))
+    return out
+
+
+def test_load_check_that_never_returns_is_killed_and_lock_is_not_inherited(pyz, workdir, spin_tflite):
+    t = time.monotonic()
+    doc, rc = install(pyz, workdir, "m", spin_tflite, "--load-timeout", "2", "--lock-timeout", "0")
+    assert rc == 4 and doc["kind"] == "load_timeout" and doc["load_timeout"] == 2, doc
+    assert time.monotonic() - t < 30
+    assert _pyz_pids(workdir) == []  # the forked check went with its process group
+    assert pointers(workdir, "m") == (None, None)
+    assert (workdir / "lock").read_text() == ""  # released, not left to a child
+
+
+def test_agent_killed_during_load_check_leaves_no_child_holding_the_lock(pyz, workdir, spin_tflite, models):
+    part = upload(workdir, spin_tflite)
+    argv = [sys.executable, str(pyz), "install", "--workdir", str(workdir), "--name", "m", "--blob", str(part)]
+    proc = subprocess.Popen(argv + ["--sha256", sha(spin_tflite)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(_pyz_pids(workdir)) < 2 and time.monotonic() < deadline:  # the agent and its forked check
+        time.sleep(0.05)
+    assert len(_pyz_pids(workdir)) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while _pyz_pids(workdir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pyz_pids(workdir) == []
+    doc, rc = run_agent(pyz, "bench", "--workdir", workdir, "--model", models["fp32"], *FAST, "--lock-timeout", "0")
+    assert rc == 0, doc
+
+
+def test_deadline_stops_a_long_bench_and_frees_the_lock(pyz, workdir, models):
+    t = time.monotonic()
+    doc, rc = run_agent(pyz, "bench", "--workdir", workdir, "--model", models["fp32"], "--min-seconds", "120", "--deadline", "2")
+    assert rc == 11 and doc["kind"] == "deadline" and "--deadline of 2 s" in doc["error"], doc
+    assert time.monotonic() - t < 20
+    assert (workdir / "lock").read_text() == ""
+
+
+def test_stdin_closing_stops_a_watching_agent(pyz, workdir, models):
+    argv = [sys.executable, str(pyz), "bench", "--workdir", str(workdir), "--model", str(models["fp32"])]
+    proc = subprocess.Popen(
+        argv + ["--min-seconds", "120", "--watch-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    time.sleep(3)
+    assert proc.poll() is None
+    t = time.monotonic()
+    proc.stdin.close()
+    proc.wait(15)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert time.monotonic() - t < 10
+    doc = parse_agent_output(out.decode(), err.decode(), proc.returncode)
+    assert proc.returncode == 130 and doc["kind"] == "interrupted" and "host went away" in doc["error"], doc
+
+
+def test_rollback_from_is_a_compare_and_swap(pyz, workdir, models):
+    h32, h8 = sha(models["fp32"]), sha(models["int8"])
+    install(pyz, workdir, "m", models["fp32"])
+    install(pyz, workdir, "m", models["int8"])
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m", "--from", h8)
+    assert rc == 0 and doc["changed"] and pointers(workdir, "m") == (h32, h8)
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m", "--from", h8)
+    assert rc == 0 and doc["changed"] is False and pointers(workdir, "m") == (h32, h8)
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m", "--from", "1" * 64)
+    assert rc == 10 and doc["kind"] == "not_current" and doc["current"] == h32 and pointers(workdir, "m") == (h32, h8)
+
+
+def test_bench_and_predict_pinned_to_sha256(pyz, workdir, models):
+    install(pyz, workdir, "m", models["fp32"])
+    h32 = sha(models["fp32"])
+    doc, rc = run_agent(pyz, "bench", "--workdir", workdir, "--name", "m", *FAST, "--sha256", h32)
+    assert rc == 0 and doc["model"]["sha256"] == h32
+    (workdir / "models" / "m" / f"{h32}.tflite").write_bytes(models["int8"].read_bytes())
+    doc, rc = run_agent(pyz, "bench", "--workdir", workdir, "--name", "m", *FAST, "--sha256", h32)
+    assert rc == 5 and doc["kind"] == "sha_mismatch" and doc["actual"] == sha(models["int8"]), doc
+    doc, rc = run_agent(pyz, "predict", "--workdir", workdir, "--name", "m", "--inputs", models["x"], "--sha256", h32)
+    assert rc == 5 and doc["kind"] == "sha_mismatch", doc
