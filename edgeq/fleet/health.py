@@ -57,27 +57,32 @@ def problems(board: BoardFacts) -> list[str]:
     return out
 
 
+def _unhealthy(d: DeviceSpec, e: BaseException, t0: float) -> BoardHealth:
+    """The check record of a board that failed (also for one the fan-out watchdog gave up on)."""
+    extra = e.extra if isinstance(e, BoardError) else {}
+    facts = failure_facts(extra)
+    extra.pop("board", None)  # shown as the flattened fields below, not as a nested document
+    rec = failure_record(
+        d,
+        e,
+        t0,
+        record=BoardHealth,
+        transport=d.transport,
+        reachable=not (isinstance(e, BoardError) and e.unreachable),
+        healthy=False,
+        **_facts_fields(facts),
+    )
+    assert isinstance(rec, BoardHealth)  # noqa: S101 - failure_record builds the record= class
+    return rec.replace(problems=(rec.error,))
+
+
 def _check_one(d: DeviceSpec, agent: AgentBundle, factory: TransportFactory, progress: ProgressFn | None) -> BoardHealth:
     t0 = time.monotonic()
     try:
         with board_session(d, agent, factory, progress) as board:
             doc = board.call("facts", timeout=min(120.0, d.command_timeout))
     except Exception as e:  # the board's failure is its record; check never raises for one board
-        extra = e.extra if isinstance(e, BoardError) else {}
-        facts = failure_facts(extra)
-        extra.pop("board", None)  # shown as the flattened fields below, not as a nested document
-        rec = failure_record(
-            d,
-            e,
-            t0,
-            record=BoardHealth,
-            transport=d.transport,
-            reachable=not (isinstance(e, BoardError) and e.unreachable),
-            healthy=False,
-            **_facts_fields(facts),
-        )
-        assert isinstance(rec, BoardHealth)  # noqa: S101 - failure_record builds the record= class
-        return rec.replace(problems=(rec.error,))
+        return _unhealthy(d, e, t0)
     assert isinstance(doc, AgentFacts)  # noqa: S101 - read_agent_doc's contract for "facts"
     found = problems(doc.board)
     return BoardHealth(
@@ -114,6 +119,8 @@ def check(
     agent = agent or build_agent()
     factory = transport_factory or open_transport
     started = time.monotonic()
-    res = run_fleet(devices, lambda d: _check_one(d, agent, factory, progress), parallel=parallel, progress=progress)
+    res = run_fleet(
+        devices, lambda d: _check_one(d, agent, factory, progress), parallel=parallel, progress=progress, on_stall=_unhealthy
+    )
     healthy = all(isinstance(r, BoardHealth) and r.healthy for r in res.devices)
     return FleetSummary(ok=healthy, action="check", devices=res.devices, seconds=round(time.monotonic() - started, 3))

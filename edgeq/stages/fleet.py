@@ -149,7 +149,7 @@ def _accuracy_check(inv, targets, tol, variants, ds, run_dir, keys, log) -> tupl
         for key in keys:
             name = Path(variants[key].artifact).stem
             try:
-                preds = np.asarray(fleet.predict(inv, dev.name, name, inputs))
+                preds = np.asarray(fleet.predict(inv, dev.name, name, inputs, sha256=variants[key].sha256))
                 host = variants[key].accuracy
                 acc, delta, err = compare_accuracy(preds, ds.y_test, host, tol)
                 out.append(
