@@ -113,7 +113,7 @@ def _edit_block(lines: list[str], i: int, python: str, where: str) -> str:
 def _is_key(line: str, col: int, key: str) -> bool:
     c, body = _key_col(line)
     m = _KEY.match(body)
-    return c == col and bool(m) and m.group("key") == key
+    return c == col and m is not None and m.group("key") == key
 
 
 def _comment(value: str) -> str:

@@ -89,8 +89,8 @@ def _read_manifest(folder: Path) -> tuple[tuple[str, str], ...] | None:
 def _pip_download(choice: RuntimeChoice, py: tuple[int, int], platforms: list[str], dest: Path) -> None:
     argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--only-binary=:all:"]
     argv += ["--python-version", f"{py[0]}.{py[1]}", "--implementation", "cp"]
-    for p in platforms:
-        argv += ["--platform", p]
+    for tag in platforms:
+        argv += ["--platform", tag]
     argv += ["-d", str(dest), *choice.requirements]
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)  # noqa: S603

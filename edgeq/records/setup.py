@@ -7,7 +7,7 @@ set-up's own fields; `SetupSummary` is the --json document of `edgeq devices set
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import StrictBool, StrictInt
 
@@ -30,7 +30,7 @@ class BoardProbe(Record):
     apex: StrictBool = False  # /dev/apex_0: a Coral Edge TPU (PCIe/M.2, Dev Board)
     edgetpu_lib: str | None = None  # where libedgetpu.so.1 was found, None if absent
     venv_python: StrictBool = False  # W/venv/bin/python exists
-    marker: dict | None = None  # W/venv/edgeq-setup.json as written by the last set-up
+    marker: dict[str, Any] | None = None  # W/venv/edgeq-setup.json as written by the last set-up
 
     @property
     def py(self) -> tuple[int, int]:
