@@ -149,3 +149,15 @@ def test_home_in_python_is_expanded_like_workdir(tmp_path, monkeypatch):
     inv = load_inventory(f)
     assert inv.get("pi").python == "~/venv/bin/python" and inv.get("pi").workdir == "~/w"  # resolved on the board
     assert inv.get("me").python == f"{tmp_path}/venv/bin/python"
+
+
+def test_setup_records_round_trip_and_omit_unset_keys():
+    from edgeq.records.fleet import FleetCounts
+    from edgeq.records.setup import SetupOutcome, SetupSummary
+
+    rec = SetupOutcome(device="pi", status="ok", action="unchanged", error=None, runtime="tflite-runtime", wheels=("a.whl",))
+    doc = rec.to_json()
+    assert doc["runtime"] == "tflite-runtime" and "numpy" not in doc and "written" not in doc
+    summary = SetupSummary(ok=True, counts=FleetCounts(ok=1), devices=(rec,), seconds=1.0)
+    back = SetupSummary.from_json(summary.to_json())
+    assert back.devices[0].to_json() == doc and back.action == "setup"
