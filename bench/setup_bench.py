@@ -56,7 +56,7 @@ def _rows_for(kind: str, root: Path, entries: list[dict]) -> list[str]:
         ("bare board, host cache warm", entries[1]["name"]),
         ("rerun (unchanged)", entries[1]["name"]),
     ):
-        wall, doc = _cli(root, home, "devices", "setup", name)
+        wall, doc = _cli(root, home, "devices", "setup", name, "--write")
         d = doc["devices"][0]
         rows.append(
             f"| {kind} | {label} | {wall:.1f} s | {d['action']} | {d.get('runtime')} {d.get('runtime_version')}, "
