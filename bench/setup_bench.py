@@ -39,6 +39,7 @@ def _cli(root: Path, home: Path, *args: str) -> tuple[float, dict]:
         text=True,
         timeout=3600,
         check=False,
+        env=env,
     )
     wall = time.monotonic() - t0
     if p.returncode:
