@@ -53,22 +53,22 @@ def _names(line: str, device: str) -> bool:
         try:
             return json.loads(s).get("name") == device
         except ValueError:
-            return bool(re.search(r"\bname\s*:\s*['\"]?" + re.escape(device) + r"['\"]?\s*[,}]", s))
+            return bool(re.search(r"\bname['\"]?\s*:\s*['\"]?" + re.escape(device) + r"['\"]?\s*[,}]", s))
     m = _KEY.match(s)
     return bool(m and m.group("key") == "name" and _scalar(m.group("value")) == device)
 
 
 def _edit_flow(lines: list[str], i: int, python: str, where: str) -> str:
     line = lines[i]
-    start = line.index("{")
+    start, end = line.index("{"), line.rindex("}") + 1
     try:
-        doc = json.loads(line[start:].rstrip())
+        doc = json.loads(line[start:end])
     except ValueError:
         raise ConfigError(
             f"{where}:{i + 1}: the device is a flow mapping that is not one JSON line; edit python: by hand"
         ) from None
     doc["python"] = python
-    lines[i] = line[:start] + json.dumps(doc) + "\n"
+    lines[i] = line[:start] + json.dumps(doc) + line[end:].rstrip("\n") + "\n"  # a trailing comment stays
     return "".join(lines)
 
 

@@ -118,6 +118,9 @@ def test_line_edit_of_a_json_flow_item():
     text = 'devices:\n  - {"name": "b1", "host": "127.0.0.1", "python": "python3"}\n# end\n'
     out = set_device_python(text, "b1", "/w/venv/bin/python")
     assert yaml.safe_load(out)["devices"][0]["python"] == "/w/venv/bin/python" and out.endswith("# end\n")
+    commented = 'devices:\n  - {"name": "pi", "port": 22}  # set up by hand\n'
+    out = set_device_python(commented, "pi", "/root/w/venv/bin/python")
+    assert out == 'devices:\n  - {"name": "pi", "port": 22, "python": "/root/w/venv/bin/python"}  # set up by hand\n'
 
 
 @pytest.mark.parametrize(
