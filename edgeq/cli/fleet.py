@@ -277,6 +277,7 @@ def register(app: typer.Typer) -> None:
     devices_app.command("list")(devices_list)
     devices_app.command("check")(devices_check)
     devices_app.command("trust")(devices_trust)
+    devices_app.command("setup")(__import__("edgeq.cli.setup", fromlist=["devices_setup"]).devices_setup)
     app.add_typer(devices_app, name="devices")
     app.command("deploy")(deploy_cmd)
     app.command("rollback")(rollback_cmd)

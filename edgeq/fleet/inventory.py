@@ -19,6 +19,7 @@ from edgeq import config
 from edgeq.config import NAME_RE, Spec
 from edgeq.errors import ConfigError
 from edgeq.fleet import paths
+from edgeq.fleet.remotehome import expand_home, normalize_home
 
 EMBEDDED_DEVICES_YAML = """\
 devices:
@@ -241,11 +242,12 @@ def _resolve(d: DeviceSpec, base: Path) -> DeviceSpec:
         "user": d.user or _local_user(),
     }
     if d.transport == "local":
-        upd["python"] = d.python or sys.executable
-        upd["workdir"] = _local_path(d.workdir, base) or str(paths.local_board_dir(d.name))
+        upd["python"] = expand_home(d.python, str(Path.home())) if d.python else sys.executable
+        upd["workdir"] = _local_path(d.workdir and normalize_home(d.workdir), base) or str(paths.local_board_dir(d.name))
     else:
-        upd["python"] = d.python or "python3"
-        upd["workdir"] = d.workdir or "~/edgeq"  # "~" is resolved over SFTP, never by a shell
+        # "~" (and "$HOME", written as "~") is resolved against the board's home over SFTP, never by a shell
+        upd["python"] = normalize_home(d.python) if d.python else "python3"
+        upd["workdir"] = normalize_home(d.workdir) if d.workdir else "~/edgeq"
     return d.model_copy(update=upd)
 
 

@@ -1,0 +1,55 @@
+"""`edgeq devices setup`: make bare boards ready (venv + TFLite runtime, installed offline from host wheels)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from edgeq.cli import format as fmt
+from edgeq.cli import output
+from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt
+
+
+def _rows(res: Any) -> list[list[Any]]:
+    rows = []
+    for r in res.devices:
+        rt = " ".join(x for x in (getattr(r, "runtime", None), getattr(r, "runtime_version", None)) if x)
+        py = getattr(r, "base_python_version", None) or ""
+        note = r.error or "; ".join(getattr(r, "warnings", ()) or ())
+        rows.append([r.device, r.status, r.action or "", py, rt, fmt.size(r.bytes_uploaded), fmt.seconds(r.seconds), note])
+    return rows
+
+
+def devices_setup(
+    targets: Annotated[list[str], typer.Argument(help="Device names or tags (or `all`).", metavar="NAME|TAG...")],
+    write: Annotated[
+        bool, typer.Option("--write", help="Point python: in devices.yaml at each board's venv (comments are kept).")
+    ] = False,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards set up at once.")] = 5,
+    batch: BatchOpt = None,
+    max_fail: MaxFailOpt = None,
+    devices: DevicesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make boards ready offline: a venv in the workdir with a TFLite runtime from wheels this machine downloads."""
+    output.use_json(json_out)
+    from edgeq.cli.fleet import _progress_logger
+    from edgeq.fleet.inventory import load_inventory
+    from edgeq.fleet.setup import raise_for_setup_failures, setup
+
+    inv = load_inventory(devices)
+    with output.progress_bars():
+        progress = _progress_logger("setup", len(inv.select(targets)))
+        res = setup(inv, targets, write=write, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress)
+    if json_out:
+        output.emit(res.to_json())
+    else:
+        cols = ["Device", "Status", "Action", "Python", "Runtime", "Uploaded", "Time", "Error / note"]
+        output.table("devices setup", cols, _rows(res))
+        for r in res.devices:
+            line = getattr(r, "python_line", None)
+            if line and r.succeeded:
+                where = " (written)" if getattr(r, "written", None) else ""
+                output.echo(f"{r.device}: {line}{where}")
+    raise_for_setup_failures(res)
