@@ -17,6 +17,7 @@ from edgeq.fleet import paths
 from edgeq.fleet.agentdoc import read_agent_doc
 from edgeq.fleet.base import BoardError, Progress, Transport
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.remotehome import expand_home
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import AgentDoc
 
@@ -86,6 +87,9 @@ class Board:
         self.t = transport
         self.agent = agent
         self.workdir = self._resolve_workdir(str(device.workdir))
+        # `~` and $HOME in python: as in workdir: (resolved against the board's home, not ours)
+        py = str(device.python)
+        self.python = expand_home(py, self.t.home()) if py[:1] in "~$" else py
         self.agent_path = f"{self.workdir}/agent/{agent.filename}"
         self.bytes_uploaded = 0
 
@@ -122,12 +126,13 @@ class Board:
 
     def _preflight(self) -> dict:
         """Run the stdlib check script with the board's python: owners, modes, and the agent's sha256 there."""
-        argv = [str(self.device.python), "-c", _PREFLIGHT, self.workdir, self.agent_path]
+        argv = [self.python, "-c", _PREFLIGHT, self.workdir, self.agent_path]
         rc, out, err = self.t.run(argv, min(120.0, self.device.command_timeout))
         if rc in (126, 127):
             self._fail(
-                f"cannot run the board's python {self.device.python!r} (exit {rc}: {_tail(err) or 'not found'})",
-                "install python3 on the board or set python: in devices.yaml to its interpreter's path",
+                f"cannot run the board's python {self.python!r} (exit {rc}: {_tail(err) or 'not found'})",
+                f"python {self.python!r} was not found on the board: set python: in devices.yaml to its interpreter, or "
+                f"install python3 and python3-venv and run `edgeq devices setup {self.name} --write`",
                 kind="no_python",
             )
         try:
@@ -145,9 +150,9 @@ class Board:
             euid = int(facts["euid"])
         except (ValueError, IndexError, KeyError, TypeError):
             return self._fail(
-                f"the board's python {self.device.python!r} did not run edgeq's check of the work dir {self.workdir} "
+                f"the board's python {self.python!r} did not run edgeq's check of the work dir {self.workdir} "
                 f"(exit {rc}): {_tail(err) or _tail(out) or 'no output'}",
-                "check that python: in devices.yaml is Python 3.9+ (not a wrapper that prints) and that workdir: "
+                "check that python: in devices.yaml is Python 3.7+ (not a wrapper that prints) and that workdir: "
                 "is a directory this login can create",
                 kind="bad_output",
             )
@@ -196,20 +201,21 @@ class Board:
         up; over SSH it also stops when our channel closes (we timed out, were interrupted or died).
         """
         limit = timeout or self.device.command_timeout
-        argv = [str(self.device.python), self.agent_path, sub, "--workdir", self.workdir, *map(str, args)]
+        argv = [self.python, self.agent_path, sub, "--workdir", self.workdir, *map(str, args)]
         argv += agent_limits(limit, watch_stdin=self.device.transport == "ssh")
         rc, out, err = self.t.run(argv, limit)
         return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err))
 
     def interpret(self, sub: str, rc: int, out: str, err: str) -> dict:
         """The agent's success document as sent (ok true); every failure raises a BoardError."""
-        py = self.device.python
+        py = self.python
         tail = _tail(err)
         if not out.strip():
             if rc in (126, 127):
                 return self._fail(
                     f"cannot run the board's python {py!r} (exit {rc}: {tail or 'not found'})",
-                    "install python3 on the board or set python: in devices.yaml to its interpreter's path",
+                    f"python {self.python!r} was not found on the board: set python: in devices.yaml to its interpreter, or "
+                    f"install python3 and python3-venv and run `edgeq devices setup {self.name} --write`",
                     kind="no_python",
                 )
             crash = _FATAL.search(err)
@@ -228,7 +234,7 @@ class Board:
                 return self._fail(f"agent {sub} was killed before reporting a result ({how})", _KILLED_HINT, kind="agent_killed")
             return self._fail(
                 f"agent {sub} printed no result (exit {rc}){': ' + tail if tail else ''}",
-                "check that python: in devices.yaml is Python 3.9+ on the board",
+                "check that python: in devices.yaml is Python 3.7+ on the board",
                 kind="bad_output",
             )
         try:
@@ -236,7 +242,7 @@ class Board:
         except AgentOutputError as e:
             return self._fail(
                 f"{sub}: {e}",
-                "check that python: in devices.yaml is Python 3.9+ (not a wrapper that prints)",
+                "check that python: in devices.yaml is Python 3.7+ (not a wrapper that prints)",
                 kind="bad_output",
             )
         if doc.get("ok") is True:
@@ -248,7 +254,8 @@ class Board:
         error = str(doc.get("error") or f"exit {rc}")
         extra = {k: v for k, v in doc.items() if k not in ("ok", "kind", "error", "protocol") and _jsonable(v)}
         hint = {
-            "no_runtime": "install a TFLite runtime on the board: pip install ai-edge-litert (or tflite-runtime with numpy<2)",
+            "no_runtime": f"python {self.python} has no TFLite runtime: run `edgeq devices setup {self.name} --write` "
+            "(a venv in the workdir, installed offline from wheels this machine downloads)",
             "sha_mismatch": "the upload was corrupted in transit; deploy again"
             if sub == "install"
             else "the model current on the board is not the one edgeq deployed (another deploy or a changed file): "
