@@ -75,7 +75,20 @@ def emit(doc: Any) -> None:
 
 def log(message: str) -> None:
     """A progress/log line: always stderr, so --json stdout stays one clean document."""
-    current().err.print(message, markup=False)
+    err = current().err
+    try:
+        err.print(message, markup=False)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (edgeq.errors.Terminated) raised inside the write
+        _drop_written(err)
+        raise
+
+
+def _drop_written(console: Console) -> None:
+    """Rich empties its buffer only after writing it: a signal raised in between leaves the line there, and
+    the next print (the `terminated` line) would write it a second time."""
+    buf = getattr(console, "_buffer", None)
+    if isinstance(buf, list):
+        del buf[:]
 
 
 def echo(message: str) -> None:
