@@ -34,6 +34,7 @@ POINTS = [
 ]
 
 
+STOP_BOUND_S = 30.0
 NOISE = ("Traceback", "error", "warning", "hint", "internal", "Exception", "terminated (SIGTERM)\n")
 
 
@@ -44,8 +45,8 @@ def setup(farm, tmp_path_factory) -> dict:
     doc = json.loads(json.dumps(TINY))
     doc["train"]["epochs"] = 30  # long enough to be caught training
     doc["devices"] = str(dev)
-    doc["deploy"] = {"targets": ["farm"], "parallel": 1}
-    doc["benchmark"] = {"targets": ["farm"], "runs": 2000, "warmup": 3, "min_seconds": 5, "threads": [1], "parallel": 1}
+    doc["deploy"] = {"targets": ["farm"]}
+    doc["benchmark"] = {"targets": ["farm"], "runs": 2000, "warmup": 3, "min_seconds": 5, "threads": [1]}
     pipe = root / "pipe.yaml"
     pipe.write_text(yaml.safe_dump(doc, sort_keys=False))
     return {"root": root, "pipe": pipe, "home": root / "home"}
@@ -124,7 +125,8 @@ def test_sigterm_at(setup, point, marker, stage):
     # one line says so; lines already on their way when the signal landed may precede it, none repeats or complains
     assert after[-1] == "terminated (SIGTERM)" and after.count(after[-1]) == 1, (point, after)
     assert not [x for x in after if x in before or x.lstrip().startswith(NOISE)], (point, after)
-    assert took < 30, f"exit took {took:.1f}s after SIGTERM"
+    # the boards' in-flight calls may finish first (the fan-out's own stop, issue 11 item 5, makes it seconds)
+    assert took < STOP_BOUND_S, f"exit took {took:.1f}s after SIGTERM"
     (run_dir,) = set((home / "runs").glob("*")) - runs_before
     m = json.loads((run_dir / "manifest.json").read_text())
     assert m["status"] == "terminated" and "pid" not in m and m["finished"], m
