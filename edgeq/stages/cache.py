@@ -8,10 +8,11 @@ sha256s: run artifacts are hard links to cache files, and a file changed in plac
 as root) or an entry a crash left empty is a miss with a warning, rebuilt, never trusted.
 
 Builds in progress hold an flock on HOME/cache/.tmp/<build>.lock for their whole life; the lock file
-records the builder's host and PID namespace. Cleanup removes a build only when its lock can be taken and
-it was made on this host and namespace, so runs sharing an edgeq home across hosts or containers never
-delete each other's builds (a pid says nothing across PID namespaces; a flock on a network share may not
-either).
+records the builder's kernel (boot id), host, PID namespace and pid. A pid says nothing across PID
+namespaces (containers sharing an edgeq home), so cleanup never looks at it: a build is stale when its
+lock can be taken and it was made under this kernel, where an flock is authoritative whatever the
+container. A build made under another kernel (another host sharing the home over the network, where a
+lock may not carry) is left alone unless its lock is free and it is older than a week.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from edgeq.hashing import file_sha256
 
 CACHE_VERSION = 1  # bump when a stage's output format or semantics change
 FILES_KEY = "files"  # meta.json: {relative path: sha256} of every file of the entry, checked on a hit
-# A build folder from an edgeq that took no lock (so recorded no owner) is removed only this old: builds are hours
+# A build folder whose lock says nothing reliable (none: an older edgeq; another kernel's) is removed only this old
 LEGACY_STALE_S = 7 * 24 * 3600.0
 
 
@@ -44,12 +45,22 @@ def stage_key(obj: Any) -> str:
 
 
 def owner() -> dict[str, Any]:
-    """Who builds: this host, this PID namespace (its inode), this pid."""
+    """Who builds: this kernel (boot id: shared by its containers, new at each boot), host, PID namespace, pid."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # no procfs: the host name stands for the kernel
+        boot = None
     try:
         ns = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:  # no procfs: the host name alone scopes the cleanup
+    except OSError:
         ns = None
-    return {"host": socket.gethostname(), "pidns": ns, "pid": os.getpid()}
+    return {"boot_id": boot, "host": socket.gethostname(), "pidns": ns, "pid": os.getpid()}
+
+
+def _same_kernel(who: dict[str, Any], me: dict[str, Any]) -> bool:
+    if who.get("boot_id") or me.get("boot_id"):
+        return bool(who.get("boot_id")) and who.get("boot_id") == me.get("boot_id")
+    return who.get("host") == me["host"]
 
 
 class CacheWarning(Exception):
@@ -117,8 +128,8 @@ class StageCache:
     def clean_stale(self) -> list[Path]:
         """Remove build folders whose builder is gone; returns what was removed.
 
-        Gone = its lock can be taken and it was made on this host and PID namespace. Builds of other hosts
-        or containers are left alone: their flock may not reach us, their pid means nothing here.
+        Gone = its lock can be taken and it was made under this kernel (any container), or, made under
+        another kernel, its lock is free and it is older than LEGACY_STALE_S. A pid is never evidence.
         """
         if not self.tmp.exists():
             return []
@@ -234,9 +245,9 @@ def _remove_if_abandoned(lock: Path, dirs: list[Path], me: dict[str, Any]) -> bo
             who = json.loads(os.read(fd, 4096) or b"{}")
         except ValueError:
             who = {}
-        # an empty record: the builder died between creating and writing it, and that is only us
-        if who and (who.get("host") != me["host"] or who.get("pidns") != me["pidns"]):
-            return False
+        # an empty record: its builder died between creating and writing it (its folder is not made yet)
+        if who and not _same_kernel(who, me) and time.time() - os.fstat(fd).st_mtime <= LEGACY_STALE_S:
+            return False  # another machine's build: its flock may not reach us
         if not os.path.exists(lock) or os.fstat(fd).st_ino != os.stat(lock).st_ino:
             return False  # unlinked by its finishing builder while we opened it
         for d in dirs:

@@ -121,7 +121,7 @@ def test_sigterm_at(setup, point, marker, stage):
     home = setup["home"]
     runs_before = set((home / "runs").glob("*")) if (home / "runs").exists() else set()
     code, before, after, took = _terminate_at(setup, marker)
-    assert code == 143, (code, before[-5:], after)
+    assert code == 143, f"exit {code}\n" + "\n".join([*before[-5:], "--- SIGTERM sent ---", *after])
     # one line says so; lines already on their way when the signal landed may precede it, none repeats or complains
     assert after[-1] == "terminated (SIGTERM)" and after.count(after[-1]) == 1, (point, after)
     assert not [x for x in after if x in before or x.lstrip().startswith(NOISE)], (point, after)

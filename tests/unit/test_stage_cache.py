@@ -20,8 +20,13 @@ from edgeq.stages.cache import StageCache
 
 
 def owner() -> dict:
-    """This process as a builder records itself: host, PID namespace (inode), pid."""
-    return {"host": socket.gethostname(), "pidns": os.stat("/proc/self/ns/pid").st_ino, "pid": os.getpid()}
+    """This process as a builder records itself: kernel (boot id), host, PID namespace (inode), pid."""
+    return {
+        "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+        "host": socket.gethostname(),
+        "pidns": os.stat("/proc/self/ns/pid").st_ino,
+        "pid": os.getpid(),
+    }
 
 
 def _builder(blob: bytes, calls: list):
@@ -166,14 +171,25 @@ def test_a_held_build_with_a_pid_dead_here_is_kept(tmp_path):
     assert not d.exists() and not lock.exists()
 
 
-def test_another_hosts_build_is_kept_even_when_its_lock_is_free(tmp_path):
-    """A network share may not carry flocks between hosts: a build recorded by another host is never ours to judge."""
+def test_another_machines_build_is_kept_while_its_lock_is_free(tmp_path):
+    """A network share may not carry flocks between machines: another kernel's build is not ours to judge, until
+    it is a week old."""
     cache = StageCache(tmp_path / "cache")
     dead = _dead_pid()
-    d, lock = _fake_build(cache, dead, {"host": socket.gethostname() + "-other", "pidns": owner()["pidns"], "pid": dead})
-    d2, lock2 = _fake_build(cache, dead + 1, {"host": socket.gethostname(), "pidns": 1, "pid": dead + 1})
+    other = {"boot_id": "0f0e0d0c-0000-4000-8000-000000000000", "host": "build-07", "pidns": 4026531836, "pid": dead}
+    d, lock = _fake_build(cache, dead, other)
     assert cache.clean_stale() == []
-    assert d.exists() and lock.exists() and d2.exists() and lock2.exists()
+    assert d.exists() and lock.exists()
+    old = time.time() - 8 * 24 * 3600
+    os.utime(lock, (old, old))
+    assert cache.clean_stale() == [d] and not d.exists() and not lock.exists()
+
+
+def test_a_dead_containers_build_on_this_kernel_is_removed(tmp_path):
+    """Another container on this kernel (its own host name and PID namespace): a free flock is proof enough."""
+    cache = StageCache(tmp_path / "cache")
+    d, lock = _fake_build(cache, 12, {**owner(), "host": "c0ffee123456", "pidns": 1, "pid": 12})
+    assert cache.clean_stale() == [d] and not d.exists() and not lock.exists()
 
 
 def test_an_abandoned_build_is_removed(tmp_path):
