@@ -332,14 +332,18 @@ class HistoryCollector:
         )
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None) -> Any:
-    """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None, **bounds: Any) -> Any:
+    """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down.
+
+    Threads and connections are bounded (edgeq.exporter: workers, max_connections, idle_timeout, read_timeout)."""
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+
+    from edgeq import exporter
 
     reg = CollectorRegistry(auto_describe=False)
     reg.register(HistoryCollector(db_path))
     try:
-        return start_http_server(port, addr=host, registry=reg)
+        return exporter.start(make_wsgi_app(reg), host, port, **bounds)
     except OSError as e:
         raise ExportError(
             f"cannot listen on {host}:{port}: {e.strerror or e}", "pick another --port, or stop the process using it (ss -ltnp)"

@@ -21,8 +21,8 @@ from typing import Any
 from edgeq import __version__, paths, zoo
 from edgeq import data as data_mod
 from edgeq import runtime as rt
-from edgeq.config import load_pipeline
-from edgeq.errors import FleetError, GateError, Terminated
+from edgeq.config import PipelineFile, read_pipeline
+from edgeq.errors import ConfigError, FleetError, GateError, Terminated
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import RuntimeInfo
 from edgeq.records.run import DeployStage, QuantizeStage, RunManifest, RunStages, VariantResult
@@ -78,7 +78,9 @@ def run_pipeline(
 ) -> RunManifest:
     """Run train -> quantize -> validate (-> deploy -> benchmark). Returns the manifest, with `run_dir`."""
     pipeline_file = Path(pipeline_file)
-    spec, base = load_pipeline(pipeline_file)
+    loaded = read_pipeline(pipeline_file)
+    check_fleet_targets(loaded)  # a typo in a target costs no training
+    spec, base = loaded.spec, loaded.base
     home = home or paths.home()
     cache = StageCache(home / "cache")
     cache.clean_stale()
@@ -103,12 +105,28 @@ def run_pipeline(
         out.write()
         from edgeq.results import record_history  # results are stored locally before anything is exported
 
-        history_error = record_history({**out.manifest.to_json(), "run_dir": str(run_dir)}, home)
-        if history_error is not None and out.manifest.status in ("failed", "interrupted", "terminated"):
-            log(f"warning: {history_error.message}")  # don't hide the run's own error behind the store's
-    if history_error is not None:
+        history_error = record_history({**out.manifest.to_json(), "run_dir": str(run_dir)}, home, run_dir)
+        if history_error is not None and out.manifest.status != "ok":
+            # don't hide the run's own outcome (its error, a gate's exit 7, the fleet's 8) behind the store's 10
+            log(f"warning: {history_error.message}")
+            log(f"hint: {history_error.hint}")
+    if history_error is not None and out.manifest.status == "ok":
         raise history_error
     return out.manifest.replace(run_dir=str(run_dir))
+
+
+def check_fleet_targets(loaded: PipelineFile) -> None:
+    """Every deploy/benchmark target names a device or tag of the pipeline's devices file (or is `all`)."""
+    spec = loaded.spec
+    if spec.deploy is None and spec.benchmark is None:
+        return
+    inv = fleet.inventory(spec, loaded.base)
+    for section, stage in (("deploy", spec.deploy), ("benchmark", spec.benchmark)):
+        for i, target in enumerate((stage.targets if stage is not None else None) or ()):
+            try:
+                inv.select([target])
+            except ConfigError as e:
+                raise ConfigError(f"{loaded.where((section, 'targets', i))}: {e.message}", e.hint) from None
 
 
 def _first_manifest(ctx: RunContext, pipeline_file: Path) -> RunManifest:

@@ -51,6 +51,11 @@ def _e(x: object) -> str:
     return html.escape("" if x is None else str(x))
 
 
+def _t(x: object) -> str:
+    """Text for matplotlib: a `$` in board or YAML text would start math text (and an unbalanced one raise)."""
+    return ("" if x is None else str(x)).replace("$", r"\$")  # no `$` left unescaped: matplotlib shows `\$` as `$`
+
+
 def _fig() -> Any:
     import matplotlib
 
@@ -95,11 +100,11 @@ def latency_plot(run: StoredRun) -> str | None:
                 histtype="step",
                 linewidth=1.6,
                 density=True,
-                label=f"{_label(b)}  p50 {(b.p50_s or 0) * 1e6:.4g} µs  (n={len(u):,})",
+                label=f"{_t(_label(b))}  p50 {(b.p50_s or 0) * 1e6:.4g} µs  (n={len(u):,})",
             )
             ax.axvline((b.p50_s or 0) * 1e6, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
         first = rows[0]
-        ax.set_title(f"{dev} ({first.arch or ''} {first.board_model or first.cpu_model or ''})".strip(), loc="left")
+        ax.set_title(_t(f"{dev} ({first.arch or ''} {first.board_model or first.cpu_model or ''})".strip()), loc="left")
         ax.set_xlabel("latency per inference (µs), 0.5-99.5 percentile range")
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
@@ -117,7 +122,7 @@ def accuracy_size_plot(run: StoredRun) -> str | None:
     ax = fig.subplots()
     for k, (size, acc) in vals.items():
         ax.scatter(size / 1024, acc * 100, s=60)
-        ax.annotate(k, (size / 1024, acc * 100), textcoords="offset points", xytext=(6, 4))
+        ax.annotate(_t(k), (size / 1024, acc * 100), textcoords="offset points", xytext=(6, 4))
     ax.set_xlabel("model size (KiB)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs size per variant", loc="left")
@@ -137,12 +142,12 @@ def trend_plot(runs: list[StoredRun]) -> str | None:
     for i, r in enumerate(runs):
         for b in r.benchmarks:
             if b.ok and b.p50_s is not None:
-                series.setdefault(f"{b.device} · {_label(b)}", [None] * len(runs))[i] = b.p50_s * 1e6
+                series.setdefault(_t(f"{b.device} · {_label(b)}"), [None] * len(runs))[i] = b.p50_s * 1e6
     for name, ys in sorted(series.items()):
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax1.set_ylabel("p50 latency (µs)")
-    ax1.set_title(f"last {len(runs)} runs of {runs[-1].pipeline}", loc="left")
+    ax1.set_title(_t(f"last {len(runs)} runs of {runs[-1].pipeline}"), loc="left")
     if series:
         ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
@@ -153,13 +158,13 @@ def trend_plot(runs: list[StoredRun]) -> str | None:
                 acc.setdefault(k, [None] * len(runs))[i] = v.accuracy * 100
     for name, ys in sorted(acc.items()):
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
-        ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", label=name)
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", label=_t(name))
     ax2.set_ylabel("test accuracy (%)")
     if acc:
         ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     ax2.set_xticks(xs)
-    ax2.set_xticklabels([(r.started or r.run_id)[:16].replace("T", "\n") for r in runs], fontsize=7)
+    ax2.set_xticklabels([_t((r.started or r.run_id)[:16].replace("T", "\n")) for r in runs], fontsize=7)
     fig.tight_layout()
     return _png(fig)
 

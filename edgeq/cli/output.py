@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,6 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from edgeq.errors import Terminated
 
 
 class Output:
@@ -75,7 +78,25 @@ def emit(doc: Any) -> None:
 
 def log(message: str) -> None:
     """A progress/log line: always stderr, so --json stdout stays one clean document."""
-    current().err.print(message, markup=False)
+    o = current()
+    if o.terminated and sys.exc_info()[0] is None and threading.current_thread() is threading.main_thread():
+        # SIGTERM came, yet the main thread goes on: the handler's Terminated was swallowed where Python ignores
+        # exceptions (a __del__, a weakref callback). Deliver it again at this safe point.
+        raise Terminated()
+    err = o.err
+    try:
+        err.print(message, markup=False)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (edgeq.errors.Terminated) raised inside the write
+        _drop_written(err)
+        raise
+
+
+def _drop_written(console: Console) -> None:
+    """Rich empties its buffer only after writing it: a signal raised in between leaves the line there, and
+    the next print (the `terminated` line) would write it a second time."""
+    buf = getattr(console, "_buffer", None)
+    if isinstance(buf, list):
+        del buf[:]
 
 
 def echo(message: str) -> None:

@@ -197,6 +197,7 @@ def metrics_serve(
     except KeyboardInterrupt:
         pass
     server.shutdown()
+    server.server_close()
     output.log("stopped")
 
 

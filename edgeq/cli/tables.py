@@ -31,22 +31,22 @@ def _notes(v: dict[str, Any]) -> str:
 
 def run_variants(doc: dict[str, Any]) -> Table:
     rows = []
-    for key, v in doc.get("variants", {}).items():
+    for key, v in (doc.get("variants") or {}).items():
         ratio = v.get("size_ratio")
         rows.append(
             [
                 key,
-                v.get("type") + (" (QAT)" if v.get("qat") else ""),
+                str(v.get("type") or "") + (" (QAT)" if v.get("qat") else ""),
                 fmt.pct(v.get("accuracy")),
                 fmt.pts(v.get("accuracy_drop")),
                 fmt.count(v.get("size_bytes", 0)),
                 fmt.ratio(ratio),
-                "pass" if v.get("gates", {}).get("passed", True) else "FAIL",
+                "pass" if (v.get("gates") or {}).get("passed", True) else "FAIL",
                 _notes(v),
             ]
         )
-    rt = doc.get("runtime", {})
-    title = f"run {doc['run_id']} · pipeline {doc['pipeline']} · {rt.get('name', '?')} {rt.get('version', '')}"
+    rt = doc.get("runtime") or {}
+    title = f"run {doc.get('run_id')} · pipeline {doc.get('pipeline')} · {rt.get('name', '?')} {rt.get('version', '')}"
     cols = ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates", "notes"]
     return title, cols, rows
 
@@ -64,8 +64,8 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
         board = b.get("board") or {}
         rows.append(
             [
-                b["device"],
-                b["variant"],
+                b.get("device"),
+                b.get("variant"),
                 b.get("threads"),
                 board.get("arch"),
                 f"{rt.get('name', '')} {rt.get('version', '')}".strip(),
@@ -83,11 +83,11 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
 
 
 def cached_stages(doc: dict[str, Any]) -> list[str]:
-    stages = doc.get("stages", {})
-    cached = ["train"] if stages.get("train", {}).get("cached") else []
+    stages = doc.get("stages") or {}
+    cached = ["train"] if (stages.get("train") or {}).get("cached") else []
     for name in ("quantize", "validate"):
-        per = stages.get(name, {})
-        if per and all(v.get("cached") for v in per.values()):
+        per = stages.get(name) or {}
+        if per and all((v or {}).get("cached") for v in per.values()):
             cached.append(name)
     return cached
 

@@ -13,6 +13,7 @@ from edgeq.config.pipeline import (
     EarlyStoppingSpec,
     GatesSpec,
     ModelSpec,
+    PipelineFile,
     PipelineSpec,
     QatSpec,
     QuantizeSpec,
@@ -20,6 +21,7 @@ from edgeq.config.pipeline import (
     ValidateSpec,
     VariantSpec,
     load_pipeline,
+    read_pipeline,
 )
 from edgeq.config.reader import Spec, load, read_yaml, validate, where
 
@@ -31,6 +33,7 @@ __all__ = [
     "EarlyStoppingSpec",
     "GatesSpec",
     "ModelSpec",
+    "PipelineFile",
     "PipelineSpec",
     "QatSpec",
     "QuantizeSpec",
@@ -40,6 +43,7 @@ __all__ = [
     "VariantSpec",
     "load",
     "load_pipeline",
+    "read_pipeline",
     "read_yaml",
     "validate",
     "where",

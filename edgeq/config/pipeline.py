@@ -240,12 +240,7 @@ class PipelineSpec(Spec):
 
     @model_validator(mode="after")
     def _fleet_refs(self) -> PipelineSpec:
-        keys = {v.key for v in self.quantize.variants}
-        for stage in (self.deploy, self.benchmark):
-            if stage is not None and stage.variants:
-                unknown = [x for x in stage.variants if x not in keys]
-                if unknown:
-                    raise ValueError(f"unknown variant(s) {unknown}; the pipeline's variants are {sorted(keys)}")
+        # unknown deploy/benchmark variants: _check_refs (it names the entry's line)
         if self.benchmark is not None and self.benchmark.targets is None and self.deploy is None:
             raise ValueError("benchmark.targets is required when there is no deploy stage")
         qat = [v.key for v in self.quantize.variants if v.qat]
@@ -256,12 +251,78 @@ class PipelineSpec(Spec):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class PipelineFile:
+    """A validated pipeline spec, its folder, and where each of its keys is (for errors found later)."""
+
+    def __init__(self, spec: PipelineSpec, base: Path, file: str, lines: dict):
+        self.spec, self.base, self.file, self._lines = spec, base, file, lines
+
+    def where(self, key_path: tuple) -> str:
+        """'file:line: key.path' of a key of the pipeline YAML."""
+        return where(self.file, self._lines, key_path)
+
+
+def read_pipeline(path: str | Path) -> PipelineFile:
+    """Load a pipeline YAML, keeping the line of every key. Relative paths resolve against its folder."""
+    data, lines = read_yaml(path)
+    _check_duplicates(data, str(path), lines)
+    spec = validate(PipelineSpec, data, str(path), lines)
+    _check_refs(spec, str(path), lines)
+    _check_pipeline(spec, str(path), lines)
+    return PipelineFile(spec, Path(path).resolve().parent, str(path), lines)
+
+
 def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
     """Load a pipeline YAML. Relative data/model paths resolve against the YAML's folder."""
-    data, lines = read_yaml(path)
-    spec = validate(PipelineSpec, data, str(path), lines)
-    _check_pipeline(spec, str(path), lines)
-    return spec, Path(path).resolve().parent
+    p = read_pipeline(path)
+    return p.spec, p.base
+
+
+# lists whose entries name series (a Prometheus label each): a repeated entry would measure and export twice
+_UNIQUE_LISTS = (("benchmark", "threads"), ("benchmark", "variants"), ("deploy", "variants"))
+
+
+def _check_duplicates(data: Any, file: str, lines: dict) -> None:
+    """Repeated threads, variants or variant keys, named at the repeat's line (before validation reorders nothing)."""
+    if not isinstance(data, dict):
+        return
+    lists: list[tuple[tuple, list]] = []
+    for section, key in _UNIQUE_LISTS:
+        sec = data.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get(key), list):
+            lists.append(((section, key), sec[key]))
+    quantize = data.get("quantize")
+    variants = quantize.get("variants") if isinstance(quantize, dict) else None
+    if isinstance(variants, list):
+        keys = [v.get("name") or v.get("type") if isinstance(v, dict) else None for v in variants]
+        lists.append((("quantize", "variants"), keys))
+    for path, items in lists:
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(items):
+            if item is None or isinstance(item, (dict, list, float)):
+                continue  # not a plain entry: validation says what is wrong with it
+            if item in seen:
+                what = "variant key" if path == ("quantize", "variants") else "entry"
+                first = where(file, lines, (*path, seen[item])).split(": ", 1)[0]
+                raise ConfigError(
+                    f"{where(file, lines, (*path, i))}: duplicate {what} {item!r} (first at {first}): "
+                    "each would be measured and exported twice, as the same series",
+                    "remove the repeated entry" + ("; give each variant a distinct 'name'" if what == "variant key" else ""),
+                )
+            seen[item] = i
+
+
+def _check_refs(spec: PipelineSpec, file: str, lines: dict) -> None:
+    """deploy/benchmark variants name variants of quantize.variants."""
+    keys = {v.key for v in spec.quantize.variants}
+    for section, stage in (("deploy", spec.deploy), ("benchmark", spec.benchmark)):
+        for i, x in enumerate((stage.variants if stage is not None else None) or ()):
+            if x not in keys:
+                raise ConfigError(
+                    f"{where(file, lines, (section, 'variants', i))}: unknown variant(s) {[x]}; "
+                    f"the pipeline's variants are {sorted(keys)}",
+                    "name a variant listed under quantize.variants (its name, else its type)",
+                )
 
 
 def _check_pipeline(spec: PipelineSpec, file: str, lines: dict) -> None:

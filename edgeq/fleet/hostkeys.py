@@ -6,11 +6,14 @@ paramiko is imported inside the functions that need it.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,40 +97,61 @@ def known_keys(known_hosts: Path, entry: str) -> list[tuple[str, str]]:
     return out
 
 
+@contextlib.contextmanager
+def _locked(known_hosts: Path) -> Iterator[None]:
+    """Hold an flock on a sidecar of known_hosts: the file itself is replaced by rename, so it cannot carry the lock.
+
+    Two `devices trust` at once would otherwise both read the old file and the second rename drop the first's line.
+    """
+    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(known_hosts.with_name(known_hosts.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for milliseconds: a read, a write, a rename
+        yield
+    finally:
+        os.close(fd)
+
+
 def record_host_key(known_hosts: Path, key: HostKey, *, replace: bool = False) -> str:
     """Add key to known_hosts (atomic rewrite, mode 0600). Returns 'added', 'unchanged' or 'replaced'.
 
     A different key already recorded for the host is refused unless replace=True: that decision
     (was the board reinstalled, or is someone in the middle?) belongs to a person.
     """
-    existing = known_keys(known_hosts, key.entry)
-    if (key.keytype, key.base64) in existing:
-        return "unchanged"
-    if existing and not replace:
-        raise BoardError(
-            key.device,
-            f"{known_hosts} already holds a different host key for {key.entry}; "
-            f"the server now presents {key.keytype} {key.fingerprint}",
-            f"if the board was reinstalled, run `edgeq devices trust {key.device} --replace` "
-            f"(or remove the old line for {key.entry} from {known_hosts})",
-            kind="host_key_changed",
-        )
-    lines = known_hosts.read_text(encoding="utf-8", errors="replace").splitlines() if known_hosts.is_file() else []
-    if replace:
-        lines = [
-            ln
-            for ln in lines
-            if not (len(ln.split()) >= 3 and not ln.lstrip().startswith("#") and _entry_matches(ln.split()[0], key.entry))
-        ]
-    lines.append(key.line)
-    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _locked(known_hosts):
+        existing = known_keys(known_hosts, key.entry)
+        if (key.keytype, key.base64) in existing:
+            return "unchanged"
+        if existing and not replace:
+            raise BoardError(
+                key.device,
+                f"{known_hosts} already holds a different host key for {key.entry}; "
+                f"the server now presents {key.keytype} {key.fingerprint}",
+                f"if the board was reinstalled, run `edgeq devices trust {key.device} --replace` "
+                f"(or remove the old line for {key.entry} from {known_hosts})",
+                kind="host_key_changed",
+            )
+        lines = known_hosts.read_text(encoding="utf-8", errors="replace").splitlines() if known_hosts.is_file() else []
+        if replace:
+            lines = [
+                ln
+                for ln in lines
+                if not (len(ln.split()) >= 3 and not ln.lstrip().startswith("#") and _entry_matches(ln.split()[0], key.entry))
+            ]
+        lines.append(key.line)
+        _rewrite(known_hosts, lines)
+    return "replaced" if existing else "added"
+
+
+def _rewrite(known_hosts: Path, lines: list[str]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=known_hosts.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
         os.replace(tmp, known_hosts)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return "replaced" if existing else "added"

@@ -43,10 +43,18 @@ __all__ = [
 ]
 
 
-def record_history(manifest: RunManifest | Mapping[str, Any], home: Path | None = None) -> StoreError | None:
-    """Record a just-finished run; returns the StoreError instead of raising (the pipeline decides what it means)."""
+def record_history(
+    manifest: RunManifest | Mapping[str, Any], home: Path | None = None, run_dir: Path | None = None
+) -> StoreError | None:
+    """Record a just-finished run; returns the StoreError instead of raising (the pipeline decides what it means).
+
+    With run_dir, the error's hint says how to store that run once the history is usable again."""
     try:
         record_run(manifest, default_db_path(home))
     except StoreError as e:
-        return StoreError(e.message, e.hint, result=manifest)  # so `edgeq run --json` still reports what was measured
+        hint = e.hint
+        if run_dir is not None:
+            later = f"the run's results are kept in {run_dir}: store them later with `edgeq history --import {run_dir}`"
+            hint = f"{hint}; {later}" if hint else later
+        return StoreError(e.message, hint, result=manifest)  # so `edgeq run --json` still reports what was measured
     return None
