@@ -6,69 +6,17 @@ decides the exit code. No paramiko or TensorFlow at import time: `edgeq devices 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edgeq.cli import output, tables
+from edgeq.cli.fleetrun import fan_out, keep_finished
 from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, TargetOpt
+from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 from edgeq.records.fleet import BoardHealth, FleetSummary
-
-
-def _progress_logger(label: str, boards: int) -> Callable[[dict[str, Any]], None]:
-    from edgeq.progress import fleet_counter
-
-    bar = fleet_counter(label, boards)
-
-    def progress(ev: dict[str, Any]) -> None:
-        bar(ev)
-        kind = ev.get("event")
-        if kind == "batch" and ev.get("of", 1) > 1:
-            output.log(f"batch {ev['batch']}/{ev['of']}: {', '.join(ev['devices'])}")
-        elif kind == "done":
-            err = ev.get("error") if ev["status"] != "ok" else None
-            output.log(f"{ev['device']}: {ev['status']}" + (f" - {err.removeprefix(ev['device'] + ': ')}" if err else ""))
-        elif kind == "lock_wait":
-            output.log(
-                f"{ev['device']}: the board is held by {ev['holder']}; waiting up to {ev['wait_s']:g} s for it (lock_timeout)"
-            )
-        elif kind == "stopped":
-            output.log(
-                f"stopping the rollout after batch {ev['batch']}: {ev['failures']} failure(s) > --max-fail {ev['max_fail']}"
-            )
-
-    return progress
-
-
-def _keep_finished(action: Any, json_out: bool, title: str, run: Callable[[], FleetSummary]) -> FleetSummary:
-    """run(); on Ctrl-C (or SIGTERM) show what finished before the interrupt propagates (exit 130/143)."""
-    import time
-
-    from edgeq.fleet.fanout import FleetInterrupted
-
-    t0 = time.monotonic()
-    try:
-        return run()
-    except FleetInterrupted as e:
-        r = e.rollout
-        part = FleetSummary(
-            ok=False,
-            action=action,
-            batches=r.batches,
-            counts=r.counts,
-            devices=r.devices,
-            bytes_uploaded=sum(d.bytes_uploaded for d in r.devices),
-            seconds=round(time.monotonic() - t0, 3),
-        )
-        if json_out:
-            output.emit(part.to_json())
-        else:
-            output.table(*tables.rollout_table(part, f"{title} (interrupted)"))
-        raise
-
 
 # ---- devices
 
@@ -98,7 +46,7 @@ def devices_check(
     from edgeq import fleet
 
     inv = fleet.load_inventory(devices)
-    res = _keep_finished(
+    res = keep_finished(
         "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
     )
     if json_out:
@@ -171,17 +119,14 @@ def deploy_cmd(
     output.use_json(json_out)
     from edgeq import fleet
 
-    inv = fleet.load_inventory(devices)
-    with output.progress_bars():
-        progress = _progress_logger("deploy", len(inv.select(target)))
-        res = _keep_finished(
-            "deploy",
-            json_out,
-            "deploy",
-            lambda: fleet.deploy(
-                inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
-            ),
-        )
+    res = fan_out(
+        "deploy",
+        devices,
+        target,
+        lambda inv, progress: fleet.deploy(
+            inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+        ),
+    )
     _finish(res, json_out, f"deploy {res.name} ({(res.sha256 or '')[:12]})")
 
 
@@ -206,17 +151,14 @@ def rollback_cmd(
     output.use_json(json_out)
     from edgeq import fleet
 
-    inv = fleet.load_inventory(devices)
-    with output.progress_bars():
-        progress = _progress_logger("rollback", len(inv.select(target)))
-        res = _keep_finished(
-            "rollback",
-            json_out,
-            "rollback",
-            lambda: fleet.rollback(
-                inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress, from_sha=from_sha
-            ),
-        )
+    res = fan_out(
+        "rollback",
+        devices,
+        target,
+        lambda inv, progress: fleet.rollback(
+            inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress, from_sha=from_sha
+        ),
+    )
     _finish(res, json_out, f"rollback {name}")
 
 
@@ -242,10 +184,11 @@ def bench_cmd(
     output.use_json(json_out)
     from edgeq import fleet
 
-    inv = fleet.load_inventory(devices)
-    with output.progress_bars():
-        progress = _progress_logger("bench", len(inv.select(target)))
-        res = fleet.bench(
+    res = fan_out(
+        "bench",
+        devices,
+        target,
+        lambda inv, progress: fleet.bench(
             inv,
             target,
             artifact,
@@ -257,7 +200,8 @@ def bench_cmd(
             inputs=inputs,
             parallel=parallel,
             progress=progress,
-        )
+        ),
+    )
     if json_out:
         output.emit(res.to_json())
     else:
@@ -273,11 +217,11 @@ def bench_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    devices_app = typer.Typer(help="The board registry (devices.yaml): list, check, trust.", no_args_is_help=True)
+    devices_app = typer.Typer(help="The board registry (devices.yaml): list, check, trust, setup.", no_args_is_help=True)
     devices_app.command("list")(devices_list)
     devices_app.command("check")(devices_check)
     devices_app.command("trust")(devices_trust)
-    devices_app.command("setup")(__import__("edgeq.cli.setup", fromlist=["devices_setup"]).devices_setup)
+    devices_app.command("setup")(devices_setup)
     app.add_typer(devices_app, name="devices")
     app.command("deploy")(deploy_cmd)
     app.command("rollback")(rollback_cmd)

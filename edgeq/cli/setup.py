@@ -8,6 +8,7 @@ import typer
 
 from edgeq.cli import format as fmt
 from edgeq.cli import output
+from edgeq.cli.fleetrun import fan_out
 from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt
 
 
@@ -34,14 +35,16 @@ def devices_setup(
 ) -> None:
     """Make boards ready offline: a venv in the workdir with a TFLite runtime from wheels this machine downloads."""
     output.use_json(json_out)
-    from edgeq.cli.fleet import _progress_logger
-    from edgeq.fleet.inventory import load_inventory
     from edgeq.fleet.setup import raise_for_setup_failures, setup
 
-    inv = load_inventory(devices)
-    with output.progress_bars():
-        progress = _progress_logger("setup", len(inv.select(targets)))
-        res = setup(inv, targets, write=write, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress)
+    res = fan_out(
+        "setup",
+        devices,
+        targets,
+        lambda inv, progress: setup(
+            inv, targets, write=write, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+        ),
+    )
     if json_out:
         output.emit(res.to_json())
     else:

@@ -392,7 +392,12 @@ def fuzz_fleet_fixture(tmp_path_factory):
     dev = d / "devices.yaml"
     dev.write_text("devices:\n  - {name: pi, host: 192.0.2.9}\n")
     art = d / "m.tflite"
-    art.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    # a real (tiny) model: the host refuses a truncated or corrupt flatbuffer before any board call
+    import base64
+
+    from edgeq.fleet.setupscripts import TINY_MODEL_B64
+
+    art.write_bytes(base64.b64decode(TINY_MODEL_B64))
     agent = build_agent(d / "agent")
     return load_inventory(dev), art, agent
 
