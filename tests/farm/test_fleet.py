@@ -247,7 +247,7 @@ def test_connection_failures_are_named(farm, tmp_path, tflite_models):
     )
     assert r["nopy"]["kind"] == "no_python" and "/nonexistent/bin/python3" in r["nopy"]["error"], r["nopy"]
     assert r["garbage"]["kind"] == "bad_output"
-    assert r["noruntime"]["kind"] == "no_runtime" and "ai-edge-litert" in r["noruntime"]["hint"]
+    assert r["noruntime"]["kind"] == "no_runtime" and "edgeq devices setup noruntime" in r["noruntime"]["hint"]
     assert doc["counts"] == {"ok": 0, "changed": 1, "unreachable": 2, "failed": 4, "skipped": 0}
     for name in ("closed", "badkey", "nopy", "garbage", "noruntime", "blackhole"):
         assert name in err  # the error summary names every failed board
