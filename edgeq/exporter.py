@@ -99,6 +99,9 @@ class BoundedWSGIServer(WSGIServer):
             self.shutdown_request(conn)
 
     def server_close(self) -> None:
+        if not hasattr(self, "_closing"):  # the bind failed inside WSGIServer.__init__: nothing of ours started
+            super().server_close()
+            return
         self._closing.set()
         self._watcher.join(timeout=2)
         with self._lock:

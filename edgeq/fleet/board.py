@@ -220,7 +220,10 @@ class Board:
                 )
             crash = _FATAL.search(err)
             if crash and (rc < 0 or rc >= 128):
-                where = _FATAL_IN.findall(err[crash.end() :])
+                trace = err[crash.end() :]
+                # faulthandler lists every thread; the crash is in "Current thread" (not the agent's stdin watcher)
+                cur = trace.find("Current thread")
+                where = _FATAL_IN.findall(trace[cur:] if cur >= 0 else trace)
                 return self._fail(
                     f"agent {sub} crashed ({crash.group(1).lower()}) inside the board's TFLite runtime"
                     + (f" in {where[0]}()" if where else "")
