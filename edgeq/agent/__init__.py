@@ -115,7 +115,7 @@ def parse_agent_output(stdout: str, stderr: str, returncode: int) -> dict:
     """The agent's JSON object (ok true or false). Raises AgentOutputError, and only that, when there is none.
 
     Lines before the object (a login banner, a library's print) are tolerated: the agent prints its object
-    as the last line. A success object with a non-zero exit code is rejected as inconsistent.
+    as the last line. A success object with a positive exit code is rejected as inconsistent.
     """
     try:
         out = _as_text(stdout)
@@ -155,7 +155,9 @@ def parse_agent_output(stdout: str, stderr: str, returncode: int) -> dict:
         raise fail("printed JSON that is not an object", out)
     if not isinstance(doc.get("ok"), bool):
         raise fail('printed a JSON object without a boolean "ok"', out)
-    if doc["ok"] and code not in (0, None):
+    # a success object followed by death by a signal (code < 0: killed, or the session lost its exit
+    # status) is complete: the agent prints it only after its work is durable. A positive code is not.
+    if doc["ok"] and code not in (0, None) and code > 0:
         raise fail("reported success but exited non-zero", out)
     if not doc["ok"] and not isinstance(doc.get("kind"), str):
         raise fail('reported failure without a "kind"', out)

@@ -243,6 +243,12 @@ class Board:
         try:
             doc = parse_agent_output(out, err, rc)
         except AgentOutputError as e:
+            if rc < 0 or rc >= 128:  # killed mid-write: what it printed is a torn document, not a wrong one
+                return self._fail(
+                    f"agent {sub} was killed before reporting a complete result (exit {rc}; {e})",
+                    _KILLED_HINT,
+                    kind="agent_killed",
+                )
             return self._fail(
                 f"{sub}: {e}",
                 "check that python: in devices.yaml is Python 3.7+ (not a wrapper that prints)",
