@@ -242,7 +242,8 @@ class SSHTransport(SFTPFiles):
         import paramiko
 
         cmd = quote_argv(argv)
-        what = argv[2] if len(argv) > 2 else argv[0]
+        # the agent's subcommand names the step; any other command (the work-dir preflight) by its program
+        what = argv[2] if len(argv) > 2 and argv[1].endswith(".pyz") else " ".join(argv[:2])[:80]
         deadline = time.monotonic() + timeout
         t = self._transport()
         ct = self.device.connect_timeout
