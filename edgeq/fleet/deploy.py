@@ -139,6 +139,9 @@ def install_on(
         args = ["--name", name, "--blob", blob, "--sha256", sha, "--threads", str(d.threads), "--delegate", d.delegate]
         res = board.call("install", *args, "--lock-timeout", f"{d.lock_timeout:g}")
     except BoardError as e:
+        if e.kind == "agent_killed" and _switched_anyway(board, name, sha, e):
+            action += " (agent killed after the switch; verified)"
+            return out.replace(status="changed", action=action, current=sha, error=None)
         e.extra.setdefault("current", st.current)  # the agent switches only after a successful load
         raise
     finally:
@@ -146,6 +149,22 @@ def install_on(
             board.t.remove(blob)  # the agent renamed it on success; on failure it must not linger
     assert isinstance(res, AgentSwitch)  # noqa: S101 - read_agent_doc's contract for "install"
     return out.replace(status="changed", action=action, current=res.current, error=None)
+
+
+def _switched_anyway(board: Board, name: str, sha: str, err: BoardError) -> bool:
+    """After an install agent was killed: did it die after its switch? Asks the board (one `status`).
+
+    The agent switches the pointer only after a successful load check, so a `current` equal to `sha` is a
+    finished install. When the board cannot answer, what is current stays unknown (not claimed to be the old one).
+    """
+    try:
+        st = board.call("status", "--name", name, "--sha256", sha)
+    except BoardError:
+        err.extra.setdefault("current", None)
+        return False
+    assert isinstance(st, AgentStatus)  # noqa: S101 - read_agent_doc's contract for "status"
+    err.extra.setdefault("current", st.current)
+    return st.current == sha
 
 
 def deploy(

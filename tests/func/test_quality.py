@@ -38,7 +38,7 @@ PIPELINES = REPO / "pipelines"
     ],
 )
 def test_bad_quality_config_is_a_config_error_with_file_and_line(edgeq, write_pipeline, variants, needle):
-    p = write_pipeline({"quantize": {"variants": [{"type": "fp32"}, *variants]}})
+    p = write_pipeline({"quantize": {"variants": [{"type": "fp32", "name": "baseline"}, *variants]}})
     r = edgeq("run", p)
     assert_clean_error(r, 3, needle)
     text = p.read_text().splitlines()

@@ -344,7 +344,7 @@ def test_parse_agent_output_document_or_agent_output_error(out, err, rc):
         return
     assert isinstance(doc, dict) and isinstance(doc["ok"], bool)
     if doc["ok"]:
-        assert rc == 0
+        assert rc <= 0  # a complete success document then death by a signal (rc < 0) is a finished job
     else:
         assert isinstance(doc["kind"], str)
 
