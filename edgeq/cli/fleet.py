@@ -71,14 +71,17 @@ def devices_trust(
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fetch a board's SSH host key, show its fingerprint and record it in the fleet known_hosts."""
+    """Fetch a board's SSH host key, show its fingerprint and record it in the fleet known_hosts.
+
+    Behind jump hosts (ProxyJump), each jump host's key is checked first and, if unknown, asked about (--yes: trusted)."""
     output.use_json(json_out)
     from edgeq.fleet.inventory import load_inventory
     from edgeq.fleet.trust import trust
 
     def ask(key: Any, known_hosts: Path) -> bool:
         try:
-            q = f"Trust {key.keytype} {key.fingerprint} for {name} ({key.entry}) in {known_hosts}?"
+            who = f"jump host {key.jump_host}" if key.jump_host else name
+            q = f"Trust {key.keytype} {key.fingerprint} for {who} ({key.entry}) in {known_hosts}?"
             return bool(typer.confirm(q, err=True, default=False))
         except (typer.Abort, EOFError):  # Ctrl-D or a closed stdin is a "no"
             return False
@@ -88,6 +91,8 @@ def devices_trust(
     if json_out:
         output.emit(res.to_json())
     else:
+        for hop in res.jump_hosts:
+            output.echo(f"jump host {hop.name}: {hop.keytype} {hop.fingerprint} {hop.result} in {res.known_hosts}")
         output.echo(f"{name}: {res.keytype} {res.fingerprint} {res.result} in {res.known_hosts}")
 
 

@@ -100,7 +100,7 @@ def devices_rows(devices: Sequence[Any]) -> list[list[str]]:
         [
             d.name,
             d.transport,
-            d.address,
+            f"{d.address} {d.route}".strip() if getattr(d, "route", "") else d.address,
             d.user if d.transport == "ssh" else "",
             ", ".join(d.tags),
             d.python,
@@ -119,7 +119,7 @@ def check_table(res: FleetSummary) -> Table:
         temp = h.temperature_c if h else None
         rows.append(
             [
-                r.device,
+                f"{r.device} ({h.route})" if h and h.route else r.device,
                 "yes" if h and h.reachable else "no",
                 "yes" if h and h.healthy else "NO",
                 h.arch if h else None,

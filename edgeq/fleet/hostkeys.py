@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeq.fleet.base import BoardError
 from edgeq.fleet.inventory import DeviceSpec
@@ -32,6 +33,7 @@ class HostKey:
     keytype: str  # e.g. ssh-ed25519
     base64: str
     fingerprint: str
+    jump_host: str | None = None  # the hop's name when this is a jump host's key, not the board's
 
     @property
     def line(self) -> str:
@@ -41,16 +43,19 @@ class HostKey:
         return {"device": self.device, "host": self.entry, "keytype": self.keytype, "fingerprint": self.fingerprint}
 
 
-def fetch_host_key(device: DeviceSpec) -> HostKey:
-    """Do the SSH key exchange only (no authentication) and return the key the server presents."""
+def fetch_host_key(device: DeviceSpec, *, sock: Any = None, jump_host: str | None = None) -> HostKey:
+    """Do the SSH key exchange only (no authentication) and return the key the server presents.
+
+    sock: a channel tunnelled through verified jump hosts (else a direct TCP connection)."""
     import paramiko
 
     if device.transport != "ssh":
         raise BoardError(device.name, "is a local board; there is no host key to trust", kind="usage")
-    try:
-        sock = socket.create_connection((device.host, device.port), timeout=device.connect_timeout)
-    except OSError as e:
-        raise classify_connect_error(device, e) from None
+    if sock is None:
+        try:
+            sock = socket.create_connection((device.host, device.port), timeout=device.connect_timeout)
+        except OSError as e:
+            raise classify_connect_error(device, e) from None
     t = paramiko.Transport(sock)
     t.banner_timeout = device.connect_timeout
     try:
@@ -66,7 +71,8 @@ def fetch_host_key(device: DeviceSpec) -> HostKey:
     finally:
         t.close()
     blob = key.asbytes()
-    return HostKey(device.name, host_entry(str(device.host), device.port), key.get_name(), key.get_base64(), fingerprint(blob))
+    entry = host_entry(str(device.host), device.port)
+    return HostKey(device.name, entry, key.get_name(), key.get_base64(), fingerprint(blob), jump_host)
 
 
 def _entry_matches(hosts_field: str, entry: str) -> bool:

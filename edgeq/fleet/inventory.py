@@ -20,6 +20,7 @@ from edgeq.config import NAME_RE, Spec
 from edgeq.errors import ConfigError
 from edgeq.fleet import paths
 from edgeq.fleet.remotehome import expand_home, normalize_home
+from edgeq.fleet.sshconfig import Hop, HostConfig, SSHConfigFile, pick_identity, resolve_jumps
 
 EMBEDDED_DEVICES_YAML = """\
 devices:
@@ -77,6 +78,17 @@ class _DeviceFields(Spec):
     retries: int = Field(3, ge=1, le=20)  # connection attempts (only connection failures retry)
     retry_delay: float = Field(1.0, ge=0, le=60)  # first backoff; doubles per attempt
     lock_timeout: float = Field(600.0, ge=0)  # how long bench waits for the board's lock
+    ssh_config: str | bool | None = None  # OpenSSH client config: default ~/.ssh/config if it exists; none/false: off
+    proxy_jump: str | None = None  # [user@]host[:port],... (aliases from ssh_config allowed); none: no jump host
+
+    @field_validator("ssh_config")
+    @classmethod
+    def _ssh_config(cls, v: str | bool | None) -> str | bool | None:
+        if v is True:
+            raise ValueError("a path, or none/false to ignore OpenSSH client config files")
+        if isinstance(v, str) and v.strip().lower() in ("none", "false", "no", "off"):
+            return False
+        return v
 
     @field_validator("tags")
     @classmethod
@@ -88,7 +100,7 @@ class _DeviceFields(Spec):
             raise ValueError(f"tags must match {NAME_RE} (got {bad})")
         return v
 
-    @field_validator("python", "workdir", "user", "key_file", "known_hosts")
+    @field_validator("python", "workdir", "user", "key_file", "known_hosts", "proxy_jump")
     @classmethod
     def _non_empty(cls, v: str | None) -> str | None:
         if v is not None and (not v.strip() or "\x00" in v or "\n" in v):
@@ -103,12 +115,21 @@ class DefaultsSpec(_DeviceFields):
 class DeviceSpec(_DeviceFields):
     name: str = Field(pattern=NAME_RE)
     host: str | None = None
+    # resolved by load_inventory, never written in devices.yaml: the jump hosts in connection order, and the
+    # `host:` as written when an ssh_config HostName replaced it
+    jump: tuple[Hop, ...] = ()
+    alias: str | None = None
 
     @property
     def address(self) -> str:
         if self.transport == "local":
             return "local"
         return f"{self.host}:{self.port}" if self.port != 22 else str(self.host)
+
+    @property
+    def route(self) -> str:
+        """`via bastion` (`via j1, j2` for two hops); empty for a direct connection."""
+        return "via " + ", ".join(h.name for h in self.jump) if self.jump else ""
 
     def public(self) -> dict:
         """JSON-able view. Holds no secret: the passphrase is only named, never stored."""
@@ -204,6 +225,7 @@ def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> In
     d_set = spec.defaults.model_fields_set
     seen: dict[str, int] = {}
     devices = []
+    ssh_configs: dict[Path, SSHConfigFile] = {}  # one parse per file per load
     for i, dev in enumerate(spec.devices):
         name_line = _line(lines, ("devices", i, "name"))
         if dev.name in seen:
@@ -218,12 +240,16 @@ def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> In
         if "tags" in d_set and "tags" in dev.model_fields_set:
             merged["tags"] = list(dict.fromkeys([*spec.defaults.tags, *dev.tags]))
         merged = DeviceSpec.model_validate(merged)
+        at = f"{where}:{_line(lines, ('devices', i))}: devices[{i}]"
         if merged.transport == "ssh" and not merged.host:
-            raise ConfigError(
-                f"{where}:{_line(lines, ('devices', i))}: devices[{i}].host: required for transport 'ssh'",
-                "set host: (an IP or DNS name)",
-            )
-        devices.append(_resolve(merged, base))
+            raise ConfigError(f"{at}.host: required for transport 'ssh'", "set host: (an IP or DNS name)")
+        resolved = dev.model_fields_set & {"jump", "alias"}
+        if resolved:
+            raise ConfigError(f"{at}.{min(resolved)}: not a devices.yaml key", "set proxy_jump: (or ProxyJump in ssh_config)")
+        try:
+            devices.append(_resolve(merged, base, ssh_configs))
+        except ConfigError as e:
+            raise ConfigError(f"{at} ({dev.name}): {e.message}", e.hint) from None
     return Inventory(tuple(devices), source)
 
 
@@ -234,13 +260,15 @@ def _local_path(p: str | None, base: Path) -> str | None:
     return str(q if q.is_absolute() else (base / q))
 
 
-def _resolve(d: DeviceSpec, base: Path) -> DeviceSpec:
+def _resolve(d: DeviceSpec, base: Path, ssh_configs: dict[Path, SSHConfigFile]) -> DeviceSpec:
     """Fill defaults that depend on where we run; paths on THIS machine become absolute."""
     upd: dict = {
         "key_file": _local_path(d.key_file, base),
         "known_hosts": _local_path(d.known_hosts, base) or str(paths.default_known_hosts()),
         "user": d.user or _local_user(),
     }
+    if d.transport == "ssh":
+        upd.update(_ssh_route(d, upd["key_file"], base, ssh_configs))
     if d.transport == "local":
         upd["python"] = expand_home(d.python, str(Path.home())) if d.python else sys.executable
         upd["workdir"] = _local_path(d.workdir and normalize_home(d.workdir), base) or str(paths.local_board_dir(d.name))
@@ -249,6 +277,48 @@ def _resolve(d: DeviceSpec, base: Path) -> DeviceSpec:
         upd["python"] = normalize_home(d.python) if d.python else "python3"
         upd["workdir"] = normalize_home(d.workdir) if d.workdir else "~/edgeq"
     return d.model_copy(update=upd)
+
+
+def _ssh_route(d: DeviceSpec, key_file: str | None, base: Path, cache: dict[Path, SSHConfigFile]) -> dict:
+    """What the OpenSSH client config adds for this host (devices.yaml values win), and the jump hosts."""
+    explicit = d.model_fields_set  # merged defaults + device: everything devices.yaml states
+    cfg = _ssh_config_file(d.ssh_config, base, cache)
+    hc = cfg.lookup(str(d.host)) if cfg else HostConfig()
+    upd: dict = {"ssh_config": str(cfg.path) if cfg else False}
+    if hc.hostname:
+        upd["host"], upd["alias"] = hc.hostname, d.host
+    if hc.port and "port" not in explicit:
+        upd["port"] = hc.port
+    if hc.user and "user" not in explicit:
+        upd["user"] = hc.user
+    if hc.identity_files and "key_file" not in explicit:
+        upd["key_file"] = key_file = pick_identity(hc.identity_files)
+    if hc.connect_timeout and "connect_timeout" not in explicit:
+        upd["connect_timeout"] = float(min(hc.connect_timeout, 600))
+    spec = d.proxy_jump if "proxy_jump" in explicit else hc.proxy_jump
+    upd["jump"] = resolve_jumps(spec, cfg, default_user=_local_user(), default_key=key_file)
+    return upd
+
+
+def _ssh_config_file(setting: str | bool | None, base: Path, cache: dict[Path, SSHConfigFile]) -> SSHConfigFile | None:
+    """The config file in effect: the one named (must exist), else ~/.ssh/config if present; False: none.
+
+    paramiko (for its parser) is imported only here, when a file is in effect."""
+    if setting is False:
+        return None
+    if setting is None or setting is True:
+        path = Path("~/.ssh/config").expanduser()
+        if not path.is_file():
+            return None
+    else:
+        path = Path(str(_local_path(setting, base)))
+        if not path.is_file():
+            raise ConfigError(f"ssh_config: {path} does not exist", "fix the path, or set ssh_config: none")
+    if path not in cache:
+        from edgeq.fleet import sshconfig
+
+        cache[path] = sshconfig.load(path)
+    return cache[path]
 
 
 def _local_user() -> str:

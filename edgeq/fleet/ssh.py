@@ -10,7 +10,6 @@ import os
 import random
 import select
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from typing import Any
 
 from edgeq.fleet.base import BoardError, watched
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.jump import close_all, open_route, passphrase_for, tune, verified_client
 from edgeq.fleet.keyformat import key_file_problem
 from edgeq.fleet.retry import CONNECT_GATE, ConnectGate, RetryPolicy
-from edgeq.fleet.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko, reject_unknown_policy
+from edgeq.fleet.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko
 from edgeq.fleet.sshfiles import SFTPFiles, io_timeout
 
 _UNREACHABLE_ERRNOS = {
@@ -63,6 +63,7 @@ class SSHTransport(SFTPFiles):
         self._rng = rng
         self._client = None
         self._sftp = None
+        self._hops: list = []  # jump hosts' clients, first hop first
 
     # ---------------------------------------------------------------- connection
 
@@ -76,12 +77,14 @@ class SSHTransport(SFTPFiles):
 
         def once():
             try:
+                # the gate protects the sshd that takes the TCP connection: the first jump host, if any
+                first = (d.jump[0].host, d.jump[0].port) if d.jump else (str(d.host), d.port)
                 with watched(f"waiting for a connection slot to {d.address}", gate_timeout(d) + 1):
-                    slot = self._gate.attempt(str(d.host), d.port, timeout=gate_timeout(d))
+                    slot = self._gate.attempt(first[0], first[1], timeout=gate_timeout(d))
                     slot.__enter__()
                 try:
                     # TCP connect, banner + key exchange, auth: each bounded by connect_timeout
-                    with watched(f"connecting to {d.address}", 3 * d.connect_timeout + 2):
+                    with watched(f"connecting to {d.address}", (3 * d.connect_timeout + 2) * (1 + len(d.jump))):
                         return self._connect_once()
                 finally:
                     slot.__exit__(None, None, None)
@@ -114,26 +117,9 @@ class SSHTransport(SFTPFiles):
         d = self.device
         if d.key_file and not Path(d.key_file).is_file():
             raise BoardError(d.name, f"key file {d.key_file} not found", "fix key_file: in devices.yaml", kind="auth")
-        passphrase = None
-        if d.key_passphrase_env:
-            passphrase = self._env.get(d.key_passphrase_env)
-            if passphrase is None:
-                raise BoardError(
-                    d.name,
-                    f"environment variable {d.key_passphrase_env} (key_passphrase_env) is not set",
-                    f"export {d.key_passphrase_env}=...",
-                    kind="auth",
-                )
-        client = paramiko.SSHClient()
-        kh = Path(str(d.known_hosts))
-        if kh.is_file():
-            try:
-                client.load_host_keys(str(kh))
-            except (OSError, paramiko.SSHException) as e:
-                raise BoardError(
-                    d.name, f"cannot read known_hosts {kh}: {e}", "fix or remove the broken line", kind="host_key_unknown"
-                ) from None
-        client.set_missing_host_key_policy(reject_unknown_policy())  # never AutoAdd: trust is `edgeq devices trust`
+        passphrase = passphrase_for(d, d.key_file, self._env)
+        client = verified_client(d)
+        hops, sock = open_route(d, d.jump, (str(d.host), d.port), self._env) if d.jump else ([], None)
         try:
             client.connect(
                 hostname=str(d.host),
@@ -144,6 +130,7 @@ class SSHTransport(SFTPFiles):
                 # a configured key is THE key: no fallback to agent or ~/.ssh that could log in as someone else
                 allow_agent=not d.key_file,
                 look_for_keys=not d.key_file,
+                sock=sock,
                 timeout=d.connect_timeout,
                 banner_timeout=d.connect_timeout,
                 auth_timeout=d.connect_timeout,
@@ -155,26 +142,22 @@ class SSHTransport(SFTPFiles):
             # then reports "No existing session": no remote version at all means no banner ever came
             no_banner = t is not None and not getattr(t, "remote_version", "") and not isinstance(e, paramiko.BadHostKeyException)
             client.close()
+            close_all(hops)
             if no_banner and isinstance(e, (paramiko.SSHException, EOFError, OSError)):
                 raise banner_timeout_error(d) from None
             raise
+        self._hops = hops
         t = client.get_transport()
-        if d.keepalive and t is not None:
-            t.set_keepalive(d.keepalive)  # NAT boxes and Wi-Fi boards drop idle sessions during long benches
         if t is not None:
-            # without it, an SFTP request right after a command waits behind the channel-close packet for
-            # the board's delayed ACK (Nagle): 40 ms per call on Linux, measured by bench/fleet_bench.py
-            try:
-                t.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):  # a proxy-command channel is not a TCP socket
-                pass
+            tune(t, d.keepalive)
         return client
 
     def close(self) -> None:
-        sftp, client = self._sftp, self._client
+        sftp, client, hops = self._sftp, self._client, self._hops
         self._sftp = self._client = None
+        self._hops = []
         with watched(f"closing the connection to {self.device.address}", self.device.connect_timeout):
-            for obj in (sftp, client):
+            for obj in (sftp, client, *reversed(hops)):
                 if obj is not None:
                     try:
                         obj.close()

@@ -319,7 +319,10 @@ class BoardOutcome(FleetRecord):
 class BoardHealth(BoardOutcome):
     """`devices check` for one board: reachable, healthy, and the facts the table shows."""
 
+    omit_if_none = frozenset({"route"})
+
     transport: str | None = None
+    route: str | None = None  # "via bastion" for a board behind jump hosts
     reachable: bool
     healthy: bool
     arch: str | None = None
