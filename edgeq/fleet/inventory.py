@@ -133,7 +133,10 @@ class DeviceSpec(_DeviceFields):
 
     def public(self) -> dict:
         """JSON-able view. Holds no secret: the passphrase is only named, never stored."""
-        return self.model_dump(mode="json")
+        doc = self.model_dump(mode="json")
+        if self.jump:
+            doc["route"] = self.route
+        return doc
 
 
 class DevicesFileSpec(Spec):

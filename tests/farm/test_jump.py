@@ -107,6 +107,7 @@ def test_alias_resolution_from_ssh_config(farm, net, tmp_path):
     assert code == 0 and "via bastion" in out
     code, doc, _ = run_json("devices", "list", "--devices", dev)
     assert doc["devices"][0]["jump"][0]["name"] == "bastion" and doc["devices"][0]["alias"] == "board1"
+    assert doc["devices"][1]["route"] == "via bastion, jump2"
 
 
 def test_trust_check_deploy_bench_through_the_jump_host(farm, net, tmp_path, tflite_models):
