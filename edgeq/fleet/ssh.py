@@ -41,7 +41,7 @@ def quote_argv(argv: list[str]) -> str:
 
 def gate_timeout(device: DeviceSpec) -> float:
     """How long a board waits for its address's connection slot (others' attempts are bounded too)."""
-    return max(60.0, 6 * device.connect_timeout)
+    return max(60.0, 6 * device.connect_timeout * (1 + len(device.jump)))
 
 
 class SSHTransport(SFTPFiles):

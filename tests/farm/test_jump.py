@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import pty
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from edgeq.fleet.trust import trust
 from edgeq.testing import faultkit, sshfarm
 from edgeq.testing.fleet import by_device, run_cli, run_json
 from edgeq.testing.jumpfarm import JumpNet
+from tests.farm.test_trust_pty import _read_until
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +159,31 @@ def test_trust_check_deploy_bench_through_the_jump_host(farm, net, tmp_path, tfl
     assert code == 0, (doc, err)
     r = by_device(doc)["jb1"]
     assert r["status"] == "ok" and r["deploy"] == "unchanged" and r["results"][0]["count"] >= 10
+
+
+def test_trust_prompts_for_the_jump_host_then_the_board_on_a_real_terminal(farm, net, tmp_path):
+    kh = tmp_path / "kh"
+    dev = _devices(tmp_path, net, farm, kh)
+    env = {**os.environ, "EDGEQ_HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    master, slave = pty.openpty()
+    p = subprocess.Popen(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "edgeq", "devices", "trust", "jb1", "--devices", str(dev)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        first = _read_until(master, b"[y/N]", 60).decode(errors="replace")
+        assert "jump host bastion" in first and sshfarm.fingerprint_of(Path(str(net.sshds["jump"].host_key) + ".pub")) in first
+        os.write(master, b"y\r")
+        second = _read_until(master, b"[y/N]", 60).decode(errors="replace")
+        assert "for jb1" in second, second
+        os.write(master, b"y\r")
+        assert p.wait(60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    assert kh.read_text().splitlines() == [net.sshds["jump"].known_hosts_line, net.sshds["nb1"].known_hosts_line]
 
 
 def test_two_hops_trusted_in_order(farm, net, tmp_path, tflite_models):
