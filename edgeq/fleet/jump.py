@@ -85,8 +85,11 @@ def hop_error(device: DeviceSpec, hop: Hop, e: BaseException) -> BoardError:
             f"edgeq logs in to the jump host {hop.name} as {hop.user!r} with {key}: set User/IdentityFile in its "
             "ssh_config Host entry (or user@ in ProxyJump), and add the public key to its ~/.ssh/authorized_keys"
         )
-    else:
-        hint = f"{hint}; the jump host's address comes from ProxyJump / ssh_config" if hint else hint
+    elif base.unreachable or base.kind in ("dns", "refused"):
+        hint = (
+            f"check that the jump host {hop.label} is up and that its sshd is reachable from this machine; its address "
+            "comes from ProxyJump / ssh_config (or proxy_jump: in devices.yaml)"
+        )
     return BoardError(
         device.name, f"via jump host {hop.label}: {msg}", hint, kind=base.kind, retryable=base.retryable, jump_host=hop.name
     )
@@ -152,7 +155,7 @@ def tunnel_error(device: DeviceSpec, hop: Hop, nxt: tuple[str, int], e: BaseExce
     prohibited = isinstance(e, paramiko.ChannelException) and e.code == 1  # OPEN_ADMINISTRATIVELY_PROHIBITED
     return BoardError(
         device.name,
-        f"via jump host {hop.label}: cannot open a tunnel to {where}: {e}",
+        f"via jump host {hop.label}: cannot open a tunnel to {where}: {getattr(e, 'text', '') or e}",
         "the jump host refuses forwarding: set AllowTcpForwarding yes (and PermitOpen, if used) in its sshd_config"
         if prohibited
         else f"the jump host cannot reach {where}: check host:/port: (as seen from the jump host) and that the board is up",

@@ -247,3 +247,38 @@ def test_changed_jump_host_key_is_refused_before_anything_is_sent(farm, net, tmp
     code, doc, _ = run_json("devices", "trust", "jb1", "--yes", "--replace", "--devices", dev)
     assert code == ExitCode.FLEET and "jump host bastion" in doc["message"] and "man-in-the-middle" in doc["message"]
     assert kh.read_text() == before_kh and _accepted(b1.log) == logins
+
+
+def test_hop_failures_are_named(farm, net, tmp_path):
+    """Each failure on the way says which jump host and what to do; none is a traceback."""
+    j, b1, b2 = net.sshds["jump"], net.sshds["nb1"], net.sshds["nb2"]
+    kh = tmp_path / "kh"
+    kh.write_text("".join(s.known_hosts_line + "\n" for s in (j, b1, b2)))
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(
+        f"Host bastion\n  HostName {j.addr}\n  Port {j.port}\n"
+        f"Host wrongkey\n  HostName {j.addr}\n  Port {j.port}\n  IdentityFile {farm.wrong_key}\n"
+        f"Host *\n  User {getpass.getuser()}\n  IdentityFile {farm.user_key}\n"
+    )
+    base = {"host": "127.0.0.1", "port": b2.port, "ssh_config": str(cfg), "known_hosts": str(kh), "python": sys.executable,
+            "connect_timeout": 5, "retries": 1}  # fmt: skip
+    cases = {
+        "closed": {"proxy_jump": f"{j.addr}:1"},  # nothing listens there
+        "auth": {"proxy_jump": "wrongkey"},
+        "noforward": {"proxy_jump": f"bastion,127.0.0.1:{b1.port}"},  # nb1 is a board: AllowTcpForwarding no
+        "noboard": {"proxy_jump": "bastion", "port": sshfarm.free_port()},  # the jump host finds nothing there
+    }
+    entries = [{**base, **over, "name": name, "workdir": str(tmp_path / name)} for name, over in cases.items()]
+    dev = tmp_path / "devices.yaml"
+    dev.write_text("devices:\n" + "".join(f"  - {json.dumps(e)}\n" for e in entries))
+    code, doc, err = run_json("devices", "check", "--devices", dev)
+    assert code == ExitCode.FLEET and "Traceback" not in err
+    r = by_device(doc)
+    assert r["closed"]["kind"] == "refused" and f"via jump host {j.addr}:1: connection refused" in r["closed"]["error"]
+    assert "jump host" in r["closed"]["hint"] and "ProxyJump" in r["closed"]["hint"]
+    assert r["auth"]["kind"] == "auth" and "via jump host wrongkey" in r["auth"]["error"]
+    assert "authorized_keys" in r["auth"]["hint"]
+    assert f"via jump host 127.0.0.1:{b1.port}" in r["noforward"]["error"] and "AllowTcpForwarding" in r["noforward"]["hint"]
+    assert "Administratively prohibited" in r["noforward"]["error"] and "ChannelException" not in r["noforward"]["error"]
+    assert "via jump host bastion" in r["noboard"]["error"] and "cannot open a tunnel" in r["noboard"]["error"]
+    assert all(not (tmp_path / name).exists() for name in cases)
