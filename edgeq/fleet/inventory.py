@@ -119,6 +119,7 @@ class DeviceSpec(_DeviceFields):
     # `host:` as written when an ssh_config HostName replaced it
     jump: tuple[Hop, ...] = ()
     alias: str | None = None
+    agent_fallback: bool = False  # key_file came from ssh_config (no IdentitiesOnly): ssh-agent keys are offered too
 
     @property
     def address(self) -> str:
@@ -246,7 +247,7 @@ def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> In
         at = f"{where}:{_line(lines, ('devices', i))}: devices[{i}]"
         if merged.transport == "ssh" and not merged.host:
             raise ConfigError(f"{at}.host: required for transport 'ssh'", "set host: (an IP or DNS name)")
-        resolved = dev.model_fields_set & {"jump", "alias"}
+        resolved = dev.model_fields_set & {"jump", "alias", "agent_fallback"}
         if resolved:
             raise ConfigError(f"{at}.{min(resolved)}: not a devices.yaml key", "set proxy_jump: (or ProxyJump in ssh_config)")
         try:
@@ -294,12 +295,14 @@ def _ssh_route(d: DeviceSpec, key_file: str | None, base: Path, cache: dict[Path
         upd["port"] = hc.port
     if hc.user and "user" not in explicit:
         upd["user"] = hc.user
-    if hc.identity_files and "key_file" not in explicit:
+    agent = False
+    if hc.identity_files and "key_file" not in explicit and pick_identity(hc.identity_files):
         upd["key_file"] = key_file = pick_identity(hc.identity_files)
+        upd["agent_fallback"] = agent = not hc.identities_only  # as ssh: IdentityFile adds to the agent's keys
     if hc.connect_timeout and "connect_timeout" not in explicit:
         upd["connect_timeout"] = float(min(hc.connect_timeout, 600))
     spec = d.proxy_jump if "proxy_jump" in explicit else hc.proxy_jump
-    upd["jump"] = resolve_jumps(spec, cfg, default_user=_local_user(), default_key=key_file)
+    upd["jump"] = resolve_jumps(spec, cfg, default_user=_local_user(), default_key=key_file, default_agent=agent)
     return upd
 
 

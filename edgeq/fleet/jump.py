@@ -123,7 +123,7 @@ def open_route(device: DeviceSpec, hops: tuple[Hop, ...], target: tuple[str, int
                     username=hop.user,
                     key_filename=hop.key_file,
                     passphrase=passphrase_for(device, hop.key_file, env),
-                    allow_agent=not hop.key_file,
+                    allow_agent=not hop.key_file or hop.agent,
                     look_for_keys=not hop.key_file,
                     sock=sock,
                     timeout=ct,

@@ -127,8 +127,9 @@ class SSHTransport(SFTPFiles):
                 username=d.user,
                 key_filename=d.key_file,
                 passphrase=passphrase,
-                # a configured key is THE key: no fallback to agent or ~/.ssh that could log in as someone else
-                allow_agent=not d.key_file,
+                # a devices.yaml key is THE key: no fallback to agent or ~/.ssh that could log in as someone else
+                # (an IdentityFile from ssh_config adds to the agent's keys, as in ssh, unless IdentitiesOnly yes)
+                allow_agent=not d.key_file or d.agent_fallback,
                 look_for_keys=not d.key_file,
                 sock=sock,
                 timeout=d.connect_timeout,

@@ -33,6 +33,7 @@ class Hop:
     port: int = 22
     user: str | None = None
     key_file: str | None = None
+    agent: bool = False  # also offer ssh-agent keys (an IdentityFile from ssh_config without IdentitiesOnly yes)
 
     @property
     def address(self) -> str:
@@ -52,6 +53,7 @@ class HostConfig:
     port: int | None = None
     user: str | None = None
     identity_files: tuple[str, ...] = ()
+    identities_only: bool = False
     proxy_jump: str | None = None  # raw ProxyJump value; "none" disables
     connect_timeout: float | None = None
 
@@ -93,6 +95,7 @@ class SSHConfigFile:
             port=self._int(opts, "port", host),
             user=opts.get("user"),
             identity_files=tuple(opts.get("identityfile") or ()),
+            identities_only=str(opts.get("identitiesonly", "no")).lower() == "yes",
             proxy_jump=opts.get("proxyjump"),
             connect_timeout=self._int(opts, "connecttimeout", host),
         )
@@ -199,6 +202,7 @@ def resolve_jumps(
     *,
     default_user: str,
     default_key: str | None,
+    default_agent: bool = False,
     _seen: tuple[str, ...] = (),
 ) -> tuple[Hop, ...]:
     """Hops in connection order. A hop that is itself an alias gets its HostName/Port/User/IdentityFile, and
@@ -210,14 +214,23 @@ def resolve_jumps(
         if name in _seen or len(_seen) >= MAX_HOPS:
             raise ConfigError(f"ProxyJump loop or too many hops at {name!r} (via {' -> '.join(_seen)})", "fix ProxyJump")
         if hc.proxy_jump and hc.proxy_jump.lower() != "none":
-            hops += resolve_jumps(hc.proxy_jump, cfg, default_user=default_user, default_key=default_key, _seen=(*_seen, name))
+            hops += resolve_jumps(
+                hc.proxy_jump,
+                cfg,
+                default_user=default_user,
+                default_key=default_key,
+                default_agent=default_agent,
+                _seen=(*_seen, name),
+            )
+        own_key = pick_identity(hc.identity_files)
         hops.append(
             Hop(
                 name=name,
                 host=hc.hostname or name,
                 port=port or hc.port or 22,
                 user=user or hc.user or default_user,
-                key_file=pick_identity(hc.identity_files) or default_key,
+                key_file=own_key or default_key,
+                agent=not hc.identities_only if own_key else default_agent,
             )
         )
     if len(hops) > MAX_HOPS:
@@ -226,6 +239,6 @@ def resolve_jumps(
 
 
 def pick_identity(files: tuple[str, ...]) -> str | None:
-    """The first IdentityFile that exists (OpenSSH tries them in order), else the first named."""
+    """The first IdentityFile that exists (OpenSSH tries them in order and skips missing ones), else None."""
     paths = [str(Path(f).expanduser()) for f in files]
-    return next((p for p in paths if Path(p).is_file()), paths[0] if paths else None)
+    return next((p for p in paths if Path(p).is_file()), None)

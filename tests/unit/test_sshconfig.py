@@ -65,6 +65,14 @@ def test_alias_resolves_hostname_port_user_key_timeout_and_jump(tmp_path):
     assert hop.key_file == str(tmp_path / "id_fleet")  # ~/.ssh/id_jump does not exist; Host * names the fleet key
     assert hop.label == "bastion (192.0.2.1:2222)" and d.route == "via bastion"
     assert d.ssh_config == str(tmp_path / "ssh_config")
+    assert d.agent_fallback and hop.agent  # as ssh: an IdentityFile from the config adds to the agent's keys
+
+
+def test_identity_files_missing_skipped_and_identities_only(tmp_path):
+    d = _one(tmp_path, "  - {name: a, host: b}\n", config="Host b\n  IdentityFile ~/nonexistent_key_4f1\n")
+    assert d.key_file is None and not d.agent_fallback  # a missing IdentityFile is skipped, as ssh does
+    d = _one(tmp_path, "  - {name: a, host: b}\n", config="Host b\n  IdentitiesOnly yes\nHost *\n  IdentityFile {key}\n")
+    assert d.key_file == str(tmp_path / "id_fleet") and not d.agent_fallback
 
 
 def test_devices_yaml_values_win(tmp_path):
@@ -77,6 +85,10 @@ def test_devices_yaml_values_win(tmp_path):
         str(tmp_path / "k"),
         (),
     )
+
+
+def test_devices_yaml_key_file_is_the_only_key(tmp_path):
+    assert not _one(tmp_path, "  - {name: a, host: pi-01, key_file: k}\n").agent_fallback
 
 
 def test_defaults_count_as_devices_yaml_values(tmp_path):
