@@ -149,6 +149,9 @@ def parse_agent_output(stdout: str, stderr: str, returncode: int) -> dict:
             if line.startswith("{"):
                 doc = _decode_object(line)
                 break
+            if '{"ok"' in line:  # shell noise without a newline, then the object (it starts with "ok")
+                doc = _decode_object(line[line.index('{"ok"') :])
+                break
     if doc is None:
         raise fail("did not print a JSON object (truncated or garbage output)", out)
     if not isinstance(doc, dict):

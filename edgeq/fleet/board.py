@@ -81,6 +81,20 @@ def build_agent(dest: Path | None = None) -> AgentBundle:
     return AgentBundle(p, file_sha256(p))
 
 
+def _json_line(out: str) -> tuple[dict, str]:
+    """The last line of `out` that is a JSON object, and the other lines (a chatty login shell's text)."""
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].lstrip().startswith("{"):
+            try:
+                doc = json.loads(lines[i])
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                return doc, "\n".join(lines[:i] + lines[i + 1 :])
+    raise ValueError("no JSON object line")
+
+
 class Board:
     def __init__(self, device: DeviceSpec, transport: Transport, agent: AgentBundle):
         self.device = device
@@ -92,6 +106,7 @@ class Board:
         self.python = expand_home(py, self.t.home()) if py[:1] in "~$" else py
         self.agent_path = f"{self.workdir}/agent/{agent.filename}"
         self.bytes_uploaded = 0
+        self.login_noise: str | None = getattr(transport, "login_noise", None)
 
     def _resolve_workdir(self, w: str) -> str:
         # the remote shell never sees "~" (every argument is quoted), so resolve it here
@@ -136,7 +151,9 @@ class Board:
                 kind="no_python",
             )
         try:
-            facts = json.loads(out.strip().splitlines()[-1])
+            facts, noise = _json_line(out)
+            if noise:  # the check script prints one line: the rest came from the login shell
+                self.login_noise = noise
             if "error" in facts:
                 full = facts.get("errno") in ("ENOSPC", "EDQUOT")
                 return self._fail(
@@ -248,6 +265,15 @@ class Board:
                     f"agent {sub} was killed before reporting a complete result (exit {rc}; {e})",
                     _KILLED_HINT,
                     kind="agent_killed",
+                )
+            if self.login_noise:
+                from edgeq.fleet.sshexec import noise_excerpt
+
+                return self._fail(
+                    f"the login shell on {self.name} prints {noise_excerpt(self.login_noise)!r} before every command, and "
+                    f"the agent's {sub} result could not be read after it ({e})",
+                    'make ~/.bashrc quiet for non-interactive shells (`[ -z "$PS1" ] && return` at its top)',
+                    kind="login_shell_noise",
                 )
             return self._fail(
                 f"{sub}: {e}",
