@@ -25,6 +25,9 @@ TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there 
 # stdlib only, any Python 3: create W and W/agent 0700 when missing; report owners, modes and the agent's sha256
 _PREFLIGHT = """
 import errno, hashlib, json, os, stat, sys
+if sys.version_info < (3, 7):
+    print(json.dumps({"error": "old_python", "python": "%d.%d.%d" % tuple(sys.version_info[:3])}))
+    sys.exit(12)
 w, agent = sys.argv[1], sys.argv[2]
 for d in (w, os.path.dirname(agent)):
     if not os.path.lexists(d):
@@ -79,6 +82,14 @@ class AgentBundle:
 def build_agent(dest: Path | None = None) -> AgentBundle:
     p = Path(build_zipapp(dest or paths.agent_cache_dir()))
     return AgentBundle(p, file_sha256(p))
+
+
+def _old_python(python: str, version: str) -> tuple[str, str]:
+    return (
+        f"the board's python {python!r} is Python {version}: edgeq's agent needs Python 3.7 or newer",
+        "point python: in devices.yaml at a Python 3.7+ on the board (Mendel's python3 is 3.7; `ls /usr/bin/python3*`), "
+        "or install one, then run `edgeq devices setup` for its TFLite runtime",
+    )
 
 
 def _json_line(out: str) -> tuple[dict, str]:
@@ -154,6 +165,8 @@ class Board:
             facts, noise = _json_line(out)
             if noise:  # the check script prints one line: the rest came from the login shell
                 self.login_noise = noise
+            if facts.get("error") == "old_python":
+                return self._fail(*_old_python(self.python, str(facts.get("python"))), kind="old_python")
             if "error" in facts:
                 full = facts.get("errno") in ("ENOSPC", "EDQUOT")
                 return self._fail(
@@ -307,6 +320,7 @@ class Board:
             "no_previous": "there is no previous version on the board to roll back to",
             "delegate_missing": "install the delegate library on the board or set delegate: none",
             "bad_input": "check --inputs matches the model's input shape and dtype",
+            "old_python": _old_python(self.python, str(doc.get("python")))[1],
         }.get(kind)
         if kind == "unloadable" and isinstance(doc.get("crash"), dict):
             hint = _CRASH_HINT
