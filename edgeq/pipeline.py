@@ -25,7 +25,7 @@ from edgeq.config import PipelineFile, read_pipeline
 from edgeq.errors import ConfigError, FleetError, GateError, Terminated
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import RuntimeInfo
-from edgeq.records.run import DeployStage, QuantizeStage, RunManifest, RunStages, VariantResult
+from edgeq.records.run import BenchmarkStage, DeployStage, QuantizeStage, RunManifest, RunStages, VariantResult
 from edgeq.stages import fleet
 from edgeq.stages.cache import StageCache, stage_key
 from edgeq.stages.context import RunContext
@@ -179,12 +179,19 @@ def fleet_stages(ctx: RunContext, variants: dict[str, VariantResult], out: _Mani
     inv = fleet.inventory(spec, ctx.base)
     failures: list[str] = []
     if spec.deploy is not None:
-        deployed, failed = fleet.deploy_stage(spec.deploy, inv, variants, ctx.log)
+        deployed, failed = fleet.deploy_stage(spec.deploy, inv, variants, ctx.log, lambda st: out.stage(deploy=st))
         out.stage(deploy=deployed)
         failures += failed
     if spec.benchmark is not None:
         targets = spec.benchmark.targets or (spec.deploy.targets if spec.deploy else [])  # config requires one
-        bench, checks, failed = fleet.benchmark_stage(spec.benchmark, targets, inv, variants, ctx.run_dir, ctx.dataset, ctx.log)
+
+        def keep(st: BenchmarkStage) -> None:
+            out.stage(benchmark=st)
+            out.update(benchmarks=st.results)
+
+        bench, checks, failed = fleet.benchmark_stage(
+            spec.benchmark, targets, inv, variants, ctx.run_dir, ctx.dataset, ctx.log, keep
+        )
         out.stage(**({"benchmark_accuracy": checks} if checks is not None else {}), benchmark=bench)
         out.update(benchmarks=bench.results)
         failures += failed

@@ -32,7 +32,18 @@ AGENT_MODULES = ("agent.py", "boardfs.py", "codes.py", "control.py", "facts.py",
 MAX_OUTPUT_CHARS = 64 * 1024 * 1024  # a bench with ~1M raw samples; anything larger is not the agent talking
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed mtimes: the same source gives the same bytes and sha
 _SHEBANG = b"#!/usr/bin/env python3\n"
-_MAIN = b"import sys\nfrom edgeq_agent.agent import run\nsys.exit(run())\n"
+# The zipapp's entry point: syntax every Python 2.7+ parses, so an old interpreter gets a document naming
+# the version the agent needs instead of a SyntaxError from modules written for 3.7+.
+_MAIN = b"""import sys
+if sys.version_info < (3, 7):
+    import json
+    v = "%d.%d.%d" % tuple(sys.version_info[:3])
+    sys.stdout.write(json.dumps({"ok": False, "protocol": 1, "kind": "old_python", "python": v, "needs": "3.7",
+        "error": "edgeq's board agent needs Python 3.7 or newer; " + (sys.executable or "python") + " is Python " + v}) + "\\n")
+    sys.exit(12)
+from edgeq_agent.agent import run
+sys.exit(run())
+"""
 _PKG_INIT = b'"""edgeq board agent (zipapp copy of edgeq/agent)."""\n'
 
 
@@ -148,6 +159,9 @@ def parse_agent_output(stdout: str, stderr: str, returncode: int) -> dict:
             line = line.strip()
             if line.startswith("{"):
                 doc = _decode_object(line)
+                break
+            if '{"ok"' in line:  # shell noise without a newline, then the object (it starts with "ok")
+                doc = _decode_object(line[line.index('{"ok"') :])
                 break
     if doc is None:
         raise fail("did not print a JSON object (truncated or garbage output)", out)

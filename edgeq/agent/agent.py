@@ -35,6 +35,7 @@ Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra},
     9   not_found         nothing installed under --name / file missing; no_previous (rollback)
     10  not_current       rollback --from H while current is another version (nothing changed); extra: current
     11  deadline          --deadline passed: stopped, W/lock released
+    12  old_python        the board's python is older than 3.7 (the zipapp's __main__ checks before importing)
     130 interrupted       SIGINT, SIGTERM, SIGHUP, or stdin closed under --watch-stdin
 
 W/lock is an flock(): install, rollback, bench and predict hold it, so one measurement runs at a time and

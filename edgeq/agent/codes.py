@@ -1,6 +1,6 @@
 """Failure kinds and exit codes shared by the board agent and the orchestrator.
 
-Runs on boards: stdlib only, Python 3.9+.
+Runs on boards: stdlib only, Python 3.7+.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ EXIT_CODES = {
     "load_timeout": 4,  # the load check (allocate + one invoke) did not finish in time: killed
     "not_current": 10,  # rollback --from SHA while the board's current is another version
     "deadline": 11,  # the agent's own --deadline passed: it stopped and released W/lock
+    "old_python": 12,  # the board's python is older than MIN_PYTHON (checked by the zipapp's __main__)
     "interrupted": 130,  # SIGINT, SIGTERM, or the host went away (--watch-stdin)
 }
+
+MIN_PYTHON = (3, 7)  # Coral's Mendel Linux ships 3.7; the zipapp's __main__ refuses anything older
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # used with re.fullmatch
 SHA256_PATTERN = r"[0-9a-f]{64}"

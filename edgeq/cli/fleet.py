@@ -13,7 +13,7 @@ import typer
 
 from edgeq.cli import output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
-from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, TargetOpt
+from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 from edgeq.records.fleet import BoardHealth, FleetSummary
@@ -178,7 +178,12 @@ def bench_cmd(
     ] = 1.0,
     threads: Annotated[
         list[int] | None,
-        typer.Option("--threads", min=1, help="Interpreter threads (repeatable; default: the device's threads)."),
+        typer.Option(
+            "--threads",
+            min=1,
+            callback=distinct_threads,
+            help="Interpreter threads (repeatable; default: the device's threads).",
+        ),
     ] = None,
     inputs: Annotated[Path | None, typer.Option("--inputs", help=".npy inputs (default: seeded random data).")] = None,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards benchmarked at once.")] = 5,

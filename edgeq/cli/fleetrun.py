@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edgeq.cli import output, tables
-from edgeq.records.fleet import FleetSummary
 
 Progress = Callable[[dict[str, Any]], None]
 R = TypeVar("R")
@@ -48,16 +47,7 @@ def keep_finished(action: Any, json_out: bool, title: str, run: Callable[[], R])
     try:
         return run()
     except FleetInterrupted as e:
-        r = e.rollout
-        part = FleetSummary(
-            ok=False,
-            action=action,
-            batches=r.batches,
-            counts=r.counts,
-            devices=r.devices,
-            bytes_uploaded=sum(d.bytes_uploaded for d in r.devices),
-            seconds=round(time.monotonic() - t0, 3),
-        )
+        part = e.summary(action, time.monotonic() - t0)
         if json_out:
             output.emit(part.to_json())
         else:

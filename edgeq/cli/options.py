@@ -32,6 +32,16 @@ def parse_batch(value: str | None) -> str | None:
     return value
 
 
+def distinct_threads(value: list[int] | None) -> list[int] | None:
+    """A repeated --threads value would be measured and exported twice as the same series: refused (exit 2)."""
+    seen: set[int] = set()
+    for n in value or ():
+        if n in seen:
+            raise typer.BadParameter(f"{n} is given twice: each thread count is measured once")
+        seen.add(n)
+    return value
+
+
 BatchOpt = Annotated[
     str | None,
     typer.Option("--batch", callback=parse_batch, help="Canary batches: cumulative counts/percentages, e.g. 1,25%,100%."),

@@ -127,7 +127,10 @@ def check_table(res: FleetSummary) -> Table:
                 rt,
                 fmt.size(h.free_bytes if h else None),
                 f"{temp:.0f} C" if temp is not None else "",
-                "; ".join((h.problems if h else ()) or ([r.error] if r.error else [])),
+                "; ".join(
+                    [*((h.problems if h else ()) or ([r.error] if r.error else []))]
+                    + [f"note: {w}" for w in (h.warnings if h else ())]
+                ),
             ]
         )
     cols = ["Device", "Reachable", "Healthy", "Arch", "Python", "Runtime", "Free disk", "Temp", "Problem"]

@@ -25,6 +25,9 @@ TMP_DIR = "tmp"  # W/tmp on the board: the agent accepts --blob only from there 
 # stdlib only, any Python 3: create W and W/agent 0700 when missing; report owners, modes and the agent's sha256
 _PREFLIGHT = """
 import errno, hashlib, json, os, stat, sys
+if sys.version_info < (3, 7):
+    print(json.dumps({"error": "old_python", "python": "%d.%d.%d" % tuple(sys.version_info[:3])}))
+    sys.exit(12)
 w, agent = sys.argv[1], sys.argv[2]
 for d in (w, os.path.dirname(agent)):
     if not os.path.lexists(d):
@@ -81,6 +84,28 @@ def build_agent(dest: Path | None = None) -> AgentBundle:
     return AgentBundle(p, file_sha256(p))
 
 
+def _old_python(python: str, version: str) -> tuple[str, str]:
+    return (
+        f"the board's python {python!r} is Python {version}: edgeq's agent needs Python 3.7 or newer",
+        "point python: in devices.yaml at a Python 3.7+ on the board (Mendel's python3 is 3.7; `ls /usr/bin/python3*`), "
+        "or install one, then run `edgeq devices setup` for its TFLite runtime",
+    )
+
+
+def _json_line(out: str) -> tuple[dict, str]:
+    """The last line of `out` that is a JSON object, and the other lines (a chatty login shell's text)."""
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].lstrip().startswith("{"):
+            try:
+                doc = json.loads(lines[i])
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                return doc, "\n".join(lines[:i] + lines[i + 1 :])
+    raise ValueError("no JSON object line")
+
+
 class Board:
     def __init__(self, device: DeviceSpec, transport: Transport, agent: AgentBundle):
         self.device = device
@@ -92,6 +117,7 @@ class Board:
         self.python = expand_home(py, self.t.home()) if py[:1] in "~$" else py
         self.agent_path = f"{self.workdir}/agent/{agent.filename}"
         self.bytes_uploaded = 0
+        self.login_noise: str | None = getattr(transport, "login_noise", None)
 
     def _resolve_workdir(self, w: str) -> str:
         # the remote shell never sees "~" (every argument is quoted), so resolve it here
@@ -136,7 +162,11 @@ class Board:
                 kind="no_python",
             )
         try:
-            facts = json.loads(out.strip().splitlines()[-1])
+            facts, noise = _json_line(out)
+            if noise:  # the check script prints one line: the rest came from the login shell
+                self.login_noise = noise
+            if facts.get("error") == "old_python":
+                return self._fail(*_old_python(self.python, str(facts.get("python"))), kind="old_python")
             if "error" in facts:
                 full = facts.get("errno") in ("ENOSPC", "EDQUOT")
                 return self._fail(
@@ -249,6 +279,15 @@ class Board:
                     _KILLED_HINT,
                     kind="agent_killed",
                 )
+            if self.login_noise:
+                from edgeq.fleet.sshexec import noise_excerpt
+
+                return self._fail(
+                    f"the login shell on {self.name} prints {noise_excerpt(self.login_noise)!r} before every command, and "
+                    f"the agent's {sub} result could not be read after it ({e})",
+                    'make ~/.bashrc quiet for non-interactive shells (`[ -z "$PS1" ] && return` at its top)',
+                    kind="login_shell_noise",
+                )
             return self._fail(
                 f"{sub}: {e}",
                 "check that python: in devices.yaml is Python 3.7+ (not a wrapper that prints)",
@@ -281,6 +320,7 @@ class Board:
             "no_previous": "there is no previous version on the board to roll back to",
             "delegate_missing": "install the delegate library on the board or set delegate: none",
             "bad_input": "check --inputs matches the model's input shape and dtype",
+            "old_python": _old_python(self.python, str(doc.get("python")))[1],
         }.get(kind)
         if kind == "unloadable" and isinstance(doc.get("crash"), dict):
             hint = _CRASH_HINT

@@ -20,7 +20,7 @@ from edgeq.errors import ConfigError, EdgeqError, Terminated
 from edgeq.fleet.base import BoardError, BoardWatch, current_watch, set_current_watch
 from edgeq.fleet.board import AgentBundle, Board
 from edgeq.fleet.inventory import DeviceSpec
-from edgeq.records.fleet import FAILED, BoardOutcome, FleetCounts, Rollout
+from edgeq.records.fleet import FAILED, Action, BoardOutcome, FleetCounts, FleetSummary, Rollout
 
 ProgressFn = Callable[[dict], None]  # called from worker threads with small JSON-able events
 
@@ -117,6 +117,19 @@ class FleetInterrupted(KeyboardInterrupt):
     def __init__(self, rollout: Rollout):
         super().__init__()
         self.rollout = rollout
+
+    def summary(self, action: Action, seconds: float) -> FleetSummary:
+        """What finished before the interrupt, as the action's document (not ok: the rest was skipped)."""
+        r = self.rollout
+        return FleetSummary(
+            ok=False,
+            action=action,
+            batches=r.batches,
+            counts=r.counts,
+            devices=r.devices,
+            bytes_uploaded=sum(d.bytes_uploaded for d in r.devices),
+            seconds=round(seconds, 3),
+        )
 
 
 class FleetTerminated(FleetInterrupted, Terminated):

@@ -57,6 +57,15 @@ def problems(board: BoardFacts) -> list[str]:
     return out
 
 
+def chatty_shell_note(noise: str) -> str:
+    from edgeq.fleet.sshexec import noise_excerpt
+
+    return (
+        f"the login shell prints {noise_excerpt(noise)!r} before every command (that breaks SFTP; edgeq moves files "
+        'over exec channels instead): make ~/.bashrc quiet for non-interactive shells (`[ -z "$PS1" ] && return` at its top)'
+    )
+
+
 def _unhealthy(d: DeviceSpec, e: BaseException, t0: float) -> BoardHealth:
     """The check record of a board that failed (also for one the fan-out watchdog gave up on)."""
     extra = e.extra if isinstance(e, BoardError) else {}
@@ -82,6 +91,7 @@ def _check_one(d: DeviceSpec, agent: AgentBundle, factory: TransportFactory, pro
     try:
         with board_session(d, agent, factory, progress) as board:
             doc = board.call("facts", timeout=min(120.0, d.command_timeout))
+            noise = board.login_noise or getattr(board.t, "login_noise", None)
     except Exception as e:  # the board's failure is its record; check never raises for one board
         return _unhealthy(d, e, t0)
     assert isinstance(doc, AgentFacts)  # noqa: S101 - read_agent_doc's contract for "facts"
@@ -96,6 +106,7 @@ def _check_one(d: DeviceSpec, agent: AgentBundle, factory: TransportFactory, pro
         healthy=not found,
         **_facts_fields(doc.board),
         problems=tuple(found),
+        **({"warnings": (chatty_shell_note(noise),)} if noise else {}),
         kind="unhealthy" if found else None,
         error=f"{d.name}: {'; '.join(found)}" if found else None,
         hint=None,

@@ -22,6 +22,7 @@ from edgeq.fleet.jump import close_all, open_route, passphrase_for, tune, verifi
 from edgeq.fleet.keyformat import key_file_problem
 from edgeq.fleet.retry import CONNECT_GATE, ConnectGate, RetryPolicy
 from edgeq.fleet.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko
+from edgeq.fleet.sshexec import ExecFiles
 from edgeq.fleet.sshfiles import SFTPFiles, io_timeout
 
 _UNREACHABLE_ERRNOS = {
@@ -44,7 +45,7 @@ def gate_timeout(device: DeviceSpec) -> float:
     return max(60.0, 6 * device.connect_timeout * (1 + len(device.jump)))
 
 
-class SSHTransport(SFTPFiles):
+class SSHTransport(ExecFiles, SFTPFiles):
     def __init__(
         self,
         device: DeviceSpec,

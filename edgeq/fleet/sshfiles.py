@@ -21,9 +21,44 @@ def io_timeout(device: DeviceSpec) -> float:
 
 
 class SFTPFiles:
+    """Files over SFTP, or over exec channels (edgeq.fleet.sshexec) once SFTP proved unusable on this board."""
+
     device: DeviceSpec
     _client: Any
     _sftp: Any
+    _via_exec: bool = False
+    login_noise: str | None = None  # what the board's login shell prints before every command, if anything
+
+    def run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        raise NotImplementedError
+
+    def _use_exec(self) -> bool:
+        if not self._via_exec and self._sftp is None:
+            self._sftp_client()
+        return self._via_exec
+
+    def _fall_back_to_exec(self, e: BaseException) -> None:
+        """SFTP failed at its start: if plain commands work, files go over exec channels from now on."""
+        d = self.device
+        try:
+            rc, out, _ = self.run(["true"], max(30.0, 3 * d.connect_timeout))
+        except BoardError:
+            rc, out = -1, ""
+        if rc != 0:
+            raise BoardError(
+                d.name,
+                f"SFTP is not available on {d.address} ({type(e).__name__}: {e}) and a plain command failed too",
+                "enable the sftp Subsystem in the board's sshd_config and check the login shell",
+                kind="ssh",
+            )
+        self._via_exec = True
+        self.login_noise = out.strip() or None
+        import logging
+
+        from edgeq.fleet.sshexec import noise_excerpt
+
+        why = f"its login shell prints {noise_excerpt(out)!r} before every command" if out.strip() else f"{e}"
+        logging.getLogger("edgeq.fleet").info("%s: SFTP unusable (%s): files go over exec channels", d.name, why)
 
     def _transport(self) -> Any:
         raise NotImplementedError
@@ -35,6 +70,24 @@ class SFTPFiles:
         raise NotImplementedError
 
     def _bounded(self, what: str, seconds: float, fn: Callable[[], Any], cut: Callable[[], Any]) -> Any:
+        raise NotImplementedError
+
+    def _x_put(self, local: Path, remote_path: str, callback: Progress | None = None) -> int:
+        raise NotImplementedError
+
+    def _x_size(self, remote_path: str) -> int | None:
+        raise NotImplementedError
+
+    def _x_makedirs(self, remote_path: str) -> None:
+        raise NotImplementedError
+
+    def _x_rename(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def _x_remove(self, remote_path: str) -> None:
+        raise NotImplementedError
+
+    def _x_home(self) -> str:
         raise NotImplementedError
 
     def _sftp_client(self):
@@ -61,14 +114,9 @@ class SFTPFiles:
             except BoardError:
                 chan.close()
                 raise
-            except (paramiko.SSHException, EOFError, OSError) as e:
+            except (paramiko.SSHException, paramiko.SFTPError, EOFError, OSError) as e:
                 chan.close()
-                raise BoardError(
-                    self.device.name,
-                    f"SFTP is not available on {self.device.address}: {e}",
-                    "enable the sftp Subsystem in the board's sshd_config",
-                    kind="ssh",
-                ) from None
+                self._fall_back_to_exec(e)  # raises when commands do not work either
         return self._sftp
 
     def _sftp_op(self, what: str, fn: Callable[[Any], Any]) -> Any:
@@ -79,6 +127,9 @@ class SFTPFiles:
 
     def put_file(self, local: Path, remote_path: str, callback: Progress | None = None) -> int:
         import paramiko
+
+        if self._use_exec():
+            return self._x_put(local, remote_path, callback)
 
         sftp = self._sftp_client()
         size = Path(local).stat().st_size
@@ -118,6 +169,9 @@ class SFTPFiles:
     def size(self, remote_path: str) -> int | None:
         import stat as st
 
+        if self._use_exec():
+            return self._x_size(remote_path)
+
         try:
             a = self._sftp_op(f"an SFTP stat of {remote_path}", lambda c: c.stat(remote_path))
         except FileNotFoundError:
@@ -133,6 +187,8 @@ class SFTPFiles:
         import stat as st
 
         p = remote_path.rstrip("/") or "/"
+        if self._use_exec():
+            return self._x_makedirs(p)
 
         def is_dir() -> bool:
             try:
@@ -159,6 +215,8 @@ class SFTPFiles:
             ) from None
 
     def rename(self, src: str, dst: str) -> None:
+        if self._use_exec():
+            return self._x_rename(src, dst)
         try:
             self._sftp_op(f"an SFTP rename to {dst}", lambda c: c.posix_rename(src, dst))
         except TimeoutError as e:
@@ -168,11 +226,15 @@ class SFTPFiles:
 
     def remove(self, remote_path: str) -> None:
         try:
+            if self._use_exec():
+                return self._x_remove(remote_path)
             self._sftp_op(f"an SFTP remove of {remote_path}", lambda c: c.remove(remote_path))
         except Exception:  # noqa: S110 - best effort by contract: a dead link or a missing file leaves only a stale W/tmp/*.part the agent prunes
             pass
 
     def home(self) -> str:
+        if self._use_exec():
+            return self._x_home()
         try:
             return self._sftp_op("an SFTP realpath of the home directory", lambda c: c.normalize("."))
         except OSError as e:

@@ -339,9 +339,10 @@ class BoardHealth(BoardOutcome):
     temperature_c: float | None = None
     throttled: str | None = None
     problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # healthy, but worth fixing (a chatty login shell)
     facts: BoardFacts | None = None
 
-    omit_if_unset = BoardOutcome.omit_if_unset | {"facts"}
+    omit_if_unset = BoardOutcome.omit_if_unset | {"facts", "warnings"}
 
 
 class FleetCounts(Record):

@@ -5,6 +5,7 @@ They reach the boards through edgeq.fleet's public API only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from edgeq import fleet, paths
 from edgeq.config import BenchmarkStageSpec, DeployStageSpec, PipelineSpec
 from edgeq.errors import EdgeqError
+from edgeq.fleet.fanout import FleetInterrupted
 from edgeq.progress import fleet_counter
 from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
 from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
@@ -43,26 +45,45 @@ def _progress(log: Callable[[str], None], label: str, boards: int):
     return cb
 
 
-def deploy_stage(d: DeployStageSpec, inv, variants: dict[str, VariantResult], log) -> tuple[DeployStage, list[str]]:
-    """Deploy each variant the pipeline names to its targets. Returns the stage and its failure messages."""
+def deploy_stage(
+    d: DeployStageSpec, inv, variants: dict[str, VariantResult], log, keep: Callable[[DeployStage], None]
+) -> tuple[DeployStage, list[str]]:
+    """Deploy each variant the pipeline names to its targets. Returns the stage and its failure messages.
+
+    On Ctrl-C or SIGTERM, keep() gets what finished (the interrupted variant's finished boards included)
+    before the interrupt propagates: the manifest says which boards run which version.
+    """
     out: dict[str, FleetSummary] = {}
     failures: list[str] = []
     for key in d.variants or list(variants):
         log(f"deploy {key}: to {', '.join(d.targets)}")
-        res = fleet.deploy(
-            inv,
-            d.targets,
-            Path(variants[key].artifact),
-            parallel=d.parallel,
-            progress=_progress(log, f"deploy {key}", len(inv.select(d.targets))),
-        )
+        t0 = time.monotonic()
+        try:
+            res = fleet.deploy(
+                inv,
+                d.targets,
+                Path(variants[key].artifact),
+                parallel=d.parallel,
+                progress=_progress(log, f"deploy {key}", len(inv.select(d.targets))),
+            )
+        except FleetInterrupted as e:
+            out[key] = e.summary("deploy", time.monotonic() - t0)
+            keep(DeployStage(cached=False, results=out))
+            raise
         out[key] = res
         failures += [f"deploy {key} on {b.device}: {b.error or b.status}" for b in res.devices if not b.succeeded]
     return DeployStage(cached=False, results=out), failures
 
 
 def benchmark_stage(
-    b: BenchmarkStageSpec, targets: list[str], inv, variants: dict[str, VariantResult], run_dir: Path, dataset, log
+    b: BenchmarkStageSpec,
+    targets: list[str],
+    inv,
+    variants: dict[str, VariantResult],
+    run_dir: Path,
+    dataset,
+    log,
+    keep: Callable[[BenchmarkStage], None],
 ) -> tuple[BenchmarkStage, tuple[AccuracyCheck, ...] | None, list[str]]:
     """Benchmark each variant on each target (and, if asked, its accuracy on the boards).
 
@@ -77,18 +98,25 @@ def benchmark_stage(
     keys = b.variants or list(variants)
     for key in keys:
         log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
-        res = fleet.bench(
-            inv,
-            targets,
-            Path(variants[key].artifact),
-            runs=b.runs,
-            warmup=b.warmup,
-            min_seconds=b.min_seconds,
-            threads=b.threads,
-            inputs=inputs,
-            parallel=b.parallel,
-            progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
-        )
+        try:
+            res = fleet.bench(
+                inv,
+                targets,
+                Path(variants[key].artifact),
+                runs=b.runs,
+                warmup=b.warmup,
+                min_seconds=b.min_seconds,
+                threads=b.threads,
+                inputs=inputs,
+                parallel=b.parallel,
+                progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
+            )
+        except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
+            for d in e.rollout.devices:
+                if d.results:
+                    _bench_rows(d, key, run_dir / "bench", rows, [])
+            keep(BenchmarkStage(cached=False, results=tuple(rows)))
+            raise
         for d in res.devices:
             _bench_rows(d, key, run_dir / "bench", rows, failures)
     checks = None

@@ -132,9 +132,28 @@ class SSHFarm:
         farm.known_hosts.write_text("".join(b.known_hosts_line + "\n" for b in farm.boards))
         return farm
 
-    def _start_board(self, name: str, auth_file: Path) -> FarmBoard:
+    def add_board(self, name: str, *, login_banner: str | None = None) -> FarmBoard:
+        """One more board after start(); its host key joins the farm's known_hosts.
+
+        login_banner: the board's ~/.bashrc prints it on stdout for every command, as a chatty real image does
+        (a banner, `conda init`, a fortune); SFTP then runs the external sftp-server through that login shell,
+        so the banner lands in front of the SFTP protocol exactly as on such a board.
+        """
+        assert self.user_key is not None and self.known_hosts is not None  # noqa: S101 - start() ran
+        b = self._start_board(name, self.user_key.parent / "authorized_keys", login_banner=login_banner)
+        with open(self.known_hosts, "a") as f:
+            f.write(b.known_hosts_line + "\n")
+        return b
+
+    def _start_board(self, name: str, auth_file: Path, *, login_banner: str | None = None) -> FarmBoard:
         broot = self.root / name
         broot.mkdir(exist_ok=True)
+        sftp = "internal-sftp"
+        if login_banner is not None:
+            import shlex
+
+            (broot / ".bashrc").write_text(f"echo {shlex.quote(login_banner)}\n")
+            sftp = "/usr/lib/openssh/sftp-server"  # run through the login shell, as a stock sshd_config does
         host_key = broot / "ssh_host_ed25519_key"
         keygen(host_key, comment=f"host-{name}")
         last_err = ""
@@ -153,7 +172,7 @@ class SSHFarm:
                         "PasswordAuthentication no",
                         "KbdInteractiveAuthentication no",
                         "PermitRootLogin prohibit-password",
-                        "Subsystem sftp internal-sftp",
+                        f"Subsystem sftp {sftp}",
                         "MaxStartups 50",
                         "MaxSessions 50",
                         "LogLevel ERROR",

@@ -128,3 +128,32 @@ def test_aarch64_board_is_set_up_offline_then_checked_and_benched(aarch64_board,
     code, doc, err = cli("bench", tiny_model, "-t", "pi", "--runs", "10", "--min-seconds", "0.1")
     assert code == 0, (doc, err)
     assert doc["devices"][0]["results"][0]["runtime"]["version"] == "2.14.0"
+
+
+PY36 = "/root/.pyenv/versions/3.6.15/bin/python3.6"
+
+
+def test_python_36_board_is_refused_naming_the_version(farm, tmp_path, monkeypatch, tiny_model):
+    """A board whose python is 3.6 (older than Mendel's 3.7): check, deploy and setup each refuse it with the
+    version found and the one needed, not a SyntaxError from the agent; the agent zipapp itself, run by 3.6,
+    prints its refusal as a document (kind old_python, exit 12)."""
+    if not Path(PY36).exists():
+        pytest.fail(f"{PY36} is missing: pyenv install 3.6.15", pytrace=False)
+    monkeypatch.setenv("EDGEQ_HOME", str(tmp_path / "home"))
+    dev = write_devices(tmp_path, board_entry(farm, farm.boards[2], tmp_path, name="old36", python=PY36))
+    code, doc, err = run_json("devices", "check", "old36", "--devices", dev)
+    rec = doc["devices"][0]
+    assert code != 0 and rec["kind"] == "old_python", rec
+    assert "Python 3.6.15" in rec["error"] and "3.7 or newer" in rec["error"] and "python:" in rec["hint"], rec
+    code, doc, _ = run_json("deploy", tiny_model, "-t", "old36", "--devices", dev)
+    assert code != 0 and doc["devices"][0]["kind"] == "old_python"
+    code, doc, _ = run_json("devices", "setup", "old36", "--devices", dev)
+    rec = doc["devices"][0]
+    assert code != 0 and "3.6" in rec["error"] and "3.7+" in rec["error"], rec
+
+    from edgeq.agent import build_zipapp
+
+    pyz = build_zipapp(tmp_path / "agent")
+    p = subprocess.run([PY36, str(pyz), "facts", "--workdir", str(tmp_path / "w")], capture_output=True, text=True)  # noqa: S603
+    out = json.loads(p.stdout)
+    assert p.returncode == 12 and out["ok"] is False and out["kind"] == "old_python" and out["python"] == "3.6.15", p

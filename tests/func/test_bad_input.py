@@ -141,3 +141,9 @@ def test_idx_source_gz_and_plain_and_npz(edgeq, write_pipeline, tmp_path, gz):
     )
     assert r.code == 0, r.stderr
     assert r.json()["variants"]["fp32"]["test_samples"] == 100
+
+
+def test_repeated_bench_threads_is_a_usage_error(edgeq, tmp_path):
+    """`--threads 2 --threads 2` would measure and export one series twice: refused before any board is touched."""
+    r = edgeq("bench", tmp_path / "m.tflite", "--threads", "2", "--threads", "4", "--threads", "2")
+    assert r.code == 2 and "2 is given twice" in r.stderr and "Traceback" not in r.stderr, r.stderr
