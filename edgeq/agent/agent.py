@@ -36,6 +36,7 @@ Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra},
     10  not_current       rollback --from H while current is another version (nothing changed); extra: current
     11  deadline          --deadline passed: stopped, W/lock released
     12  old_python        the board's python is older than 3.7 (the zipapp's __main__ checks before importing)
+    13  unsupported       the runtime lacks what the command needs (tensors: preserved intermediate tensors)
     130 interrupted       SIGINT, SIGTERM, SIGHUP, or stdin closed under --watch-stdin
 
 W/lock is an flock(): install, rollback, bench and predict hold it, so one measurement runs at a time and
@@ -53,7 +54,7 @@ import os
 import sys
 import traceback
 
-from . import boardfs, control, facts, measure, tfl
+from . import boardfs, control, facts, measure, numeric, tfl
 from .codes import EXIT_CODES, PROTOCOL, AgentFailure
 
 
@@ -145,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     runtime_opts(p)
     lock_opt(p)
 
+    p = sub.add_parser("tensors", help="every op's output tensors for each row of --inputs (numeric check)")
+    common(p, model=True)
+    p.add_argument("--inputs", required=True)
+    p.add_argument("--sha256", help="refuse unless the model hashes to this")
+    p.add_argument("--threads", type=_positive_int, default=1)
+    lock_opt(p)
+
     p = sub.add_parser("predict", help="argmax of output 0 for every row of --inputs")
     common(p, model=True)
     p.add_argument("--inputs", required=True)
@@ -226,6 +234,7 @@ COMMANDS = {
     "rollback": cmd_rollback,
     "bench": measure.bench,
     "predict": measure.predict,
+    "tensors": numeric.tensors,
 }
 
 

@@ -25,6 +25,7 @@ EXIT_CODES = {
     "not_current": 10,  # rollback --from SHA while the board's current is another version
     "deadline": 11,  # the agent's own --deadline passed: it stopped and released W/lock
     "old_python": 12,  # the board's python is older than MIN_PYTHON (checked by the zipapp's __main__)
+    "unsupported": 13,  # the runtime lacks what the command needs (e.g. preserved intermediate tensors)
     "interrupted": 130,  # SIGINT, SIGTERM, or the host went away (--watch-stdin)
 }
 

@@ -39,10 +39,11 @@ def _root(
 
 
 def _register() -> None:
-    from edgeq.cli import fleet, inspect, results, run
+    from edgeq.cli import fleet, inspect, numerics, results, run
 
     run.register(app)
     fleet.register(app)
+    numerics.register(app)
     results.register(app)
     inspect.register(app)
 

@@ -21,6 +21,7 @@ from edgeq.records.fleet import (
     AgentSwitch,
     BoardFacts,
 )
+from edgeq.records.numeric import AgentTensors
 
 # agent subcommand -> the record its success document must fit
 SHAPES: dict[str, type[AgentDoc]] = {
@@ -30,6 +31,7 @@ SHAPES: dict[str, type[AgentDoc]] = {
     "rollback": AgentSwitch,
     "bench": AgentBench,
     "predict": AgentPredict,
+    "tensors": AgentTensors,
 }
 
 PROTOCOL_HINT = (
