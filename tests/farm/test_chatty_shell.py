@@ -130,3 +130,46 @@ def test_marker_found_after_noise():
     assert marker_value("Welcome\nEDGEQ-FILE-OP 123\n") == "123"
     assert marker_value("fortune EDGEQ-FILE-OP /home/pi\n") == "/home/pi"
     assert marker_value("Welcome\n") is None
+
+
+def test_full_disk_on_a_chatty_board_over_exec_transfer(chatty_farm, tmp_path, tflite_models):
+    """The exec-channel upload on a full disk: the board's `cat` fails with ENOSPC; the error names the disk,
+    the temp file is gone, and the model deployed before stays current."""
+    import shutil
+    import subprocess
+
+    import tensorflow as tf
+
+    from edgeq import fleet
+
+    tf.keras.utils.set_random_seed(7)
+    inp = tf.keras.Input((256,))
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(3)(tf.keras.layers.Dense(1024)(inp)))
+    medium = tmp_path / "medium.tflite"  # ~1 MB
+    medium.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)], capture_output=True, text=True)  # noqa: S603,S607
+    assert r.returncode == 0, f"cannot mount a tmpfs at {mnt} (tests run as root): {r.stderr}"
+    try:
+        dev = write_devices(tmp_path, board_entry(chatty_farm, chatty_farm.boards[1], tmp_path, workdir=str(mnt)))
+        code, doc, err = run_json("deploy", tflite_models["dense_a"], "-t", "chatty", "--name", "m", "--devices", dev)
+        assert code == 0, (doc, err)
+        old = doc["sha256"]
+        filled = []
+
+        def progress(ev):  # the free-space check has passed; now a log file eats the disk, leaving ~200 KiB
+            if ev["event"] == "upload" and ev["bytes"] == 0 and not filled:
+                free = shutil.disk_usage(mnt).free
+                (mnt / "filler.bin").write_bytes(b"\0" * max(0, free - 200 * 1024))
+                filled.append(free)
+
+        doc = fleet.deploy(fleet.load_inventory(dev), ["chatty"], medium, name="m", progress=progress).to_json()
+        assert filled
+        rec = by_device(doc)["chatty"]
+        assert rec["status"] == "failed" and rec["kind"] == "disk_full" and "No space left" in rec["error"], rec
+        assert rec["current"] == old and not list(mnt.rglob("*.part")), rec
+        assert (mnt / "models" / "m" / "current").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)  # noqa: S603,S607
