@@ -76,7 +76,8 @@ def _rows_for(kind: str, root: Path, entries: list[dict]) -> list[str]:
     lat = r.get("latency_ms") or {}
     rt = r.get("runtime") or {}
     rows.append(
-        f"| {kind} | then `bench` tiny model, 20 runs | {wall:.1f} s | ok: {r.get('ok')}, {r.get('count')} runs, "
+        f"| {kind} | then `bench` tiny model (--runs 20 --min-seconds 0.1) | {wall:.1f} s | "
+        f"ok: {r.get('ok')}, {r.get('count')} runs, "
         f"p50 {lat.get('p50')} ms | {rt.get('name')} {rt.get('version')} | |"
     )
     return rows
