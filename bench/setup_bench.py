@@ -1,16 +1,19 @@
 """Set-up time of `edgeq devices setup` per board kind, cold and rerun; appended to bench/RESULTS.md.
 
 Board kinds: a real sshd board whose python is pyenv's 3.7 (a Coral's Mendel has 3.7), every session
-offline (proxies and pip index dead), and the emulated aarch64 Raspberry Pi (system python 3.11).
-Per kind: cold (empty host wheel cache, bare board), bare board with the host cache warm, rerun.
-Every figure is the wall time of the `edgeq` CLI in a subprocess. Run as root (sshd, the emulated board).
+offline (proxies and pip index dead), the emulated aarch64 Raspberry Pi (system python 3.11), and the
+emulated bare Debian bullseye arm64 board (system python 3.9; flavour bullseye-bare, every session
+offline as well). Per kind: cold (empty host wheel cache, bare board), bare board with the host cache
+warm, rerun, then `devices check` and a `bench` of the tiny model. Every figure is the wall time of the
+`edgeq` CLI in a subprocess. Run as root (sshd, the emulated boards).
 
-    python bench/setup_bench.py [--skip-aarch64]
+    python bench/setup_bench.py [--kind py37|aarch64|bullseye ...] [--skip-aarch64]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import subprocess
@@ -24,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import append_results  # noqa: E402
 
+from edgeq.fleet.setupscripts import TINY_MODEL_B64  # noqa: E402
 from edgeq.testing import aarch64, offline, sshfarm  # noqa: E402
 
 PY37 = "/root/.pyenv/versions/3.7.16/bin/python3.7"
@@ -65,6 +69,17 @@ def _rows_for(kind: str, root: Path, entries: list[dict]) -> list[str]:
         )
     wall, doc = _cli(root, home, "devices", "check", entries[1]["name"])
     rows.append(f"| {kind} | then `devices check` | {wall:.1f} s | healthy: {doc['devices'][0]['healthy']} | | |")
+    tiny = root / "tiny.tflite"
+    tiny.write_bytes(base64.b64decode(TINY_MODEL_B64))
+    wall, doc = _cli(root, home, "bench", str(tiny), "-t", entries[1]["name"], "--runs", "20", "--min-seconds", "0.1")
+    r = doc["devices"][0]["results"][0]
+    lat = r.get("latency_ms") or {}
+    rt = r.get("runtime") or {}
+    rows.append(
+        f"| {kind} | then `bench` tiny model (--runs 20 --min-seconds 0.1) | {wall:.1f} s | "
+        f"ok: {r.get('ok')}, {r.get('count')} runs, "
+        f"p50 {lat.get('p50')} ms | {rt.get('name')} {rt.get('version')} | |"
+    )
     return rows
 
 
@@ -102,26 +117,79 @@ def bench_aarch64(tmp: Path) -> list[str]:
         board.stop()
 
 
+def bench_bullseye(tmp: Path, notes: list[str]) -> list[str]:
+    """The bare Debian bullseye arm64 board (python3 3.9, glibc 2.31), every session offline."""
+    t0 = time.monotonic()
+    cached = (aarch64.entry_dir("bullseye-bare") / "build.json").exists()
+    rootfs = aarch64.ensure_rootfs(flavour="bullseye-bare", log=lambda m: print(m, file=sys.stderr, flush=True))
+    ensure_s = time.monotonic() - t0
+    info = aarch64.build_info(rootfs)
+    versions = [ln for ln in info["manifest"].splitlines() if ln and not ln.startswith("#")]
+    notes.append(
+        f"bullseye-bare rootfs: {'cache hit' if cached else 'built now'} in {ensure_s:.0f} s; recorded build "
+        f"{info['build_seconds']:.0f} s, {info['size_mb']} MB, phases {json.dumps(info['phases'])}; "
+        f"{info.get('qemu')}; {'; '.join(versions)}"
+    )
+    key = tmp / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)  # noqa: S603,S607
+    board = aarch64.start_board(
+        rootfs,
+        authorized_pubkey=key.with_suffix(".pub"),
+        key_file=key,
+        flavour="bullseye-bare",
+        session_env=offline.OFFLINE_ENV,
+    )
+    try:
+        base = {
+            "host": board.host,
+            "port": board.port,
+            "user": board.user,
+            "key_file": str(key),
+            "known_hosts": str(board.known_hosts),
+            "python": board.python,  # /usr/bin/python3: no venv, no runtime
+            "connect_timeout": 60,
+            "command_timeout": 1800,
+        }
+        entries = [{**base, "name": f"bullseye-{i}", "workdir": f"/root/setup-bench-{i}"} for i in range(2)]
+        return _rows_for("emulated aarch64 Debian bullseye (qemu-user), system Python 3.9, offline", tmp, entries)
+    finally:
+        board.stop()
+
+
+KINDS = ("py37", "aarch64", "bullseye")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-aarch64", action="store_true")
+    ap.add_argument("--kind", action="append", choices=KINDS, help="board kinds to measure (default: all)")
+    ap.add_argument("--skip-aarch64", action="store_true", help="leave out the emulated bookworm Pi")
     a = ap.parse_args()
+    kinds = [k for k in KINDS if k in (a.kind or KINDS) and not (a.skip_aarch64 and k == "aarch64")]
     rows = ["| board | run | wall | action | runtime | uploaded |", "|---|---|---|---|---|---|"]
+    notes: list[str] = []
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="setup-bench-") as t:
         tmp = Path(t)
-        (tmp / "x86").mkdir()
-        rows += bench_py37(tmp / "x86")
-        if not a.skip_aarch64:
+        if "py37" in kinds:
+            (tmp / "x86").mkdir()
+            rows += bench_py37(tmp / "x86")
+        if "aarch64" in kinds:
             (tmp / "arm").mkdir()
             rows += bench_aarch64(tmp / "arm")
+        if "bullseye" in kinds:
+            (tmp / "bullseye").mkdir()
+            rows += bench_bullseye(tmp / "bullseye", notes)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     body = (
         "`edgeq devices setup` on bare boards (no venv, no runtime): wheels downloaded on this host "
         "(`pip download`, cached under EDGEQ_HOME/wheels), uploaded, venv + offline pip install, "
         "load-and-invoke check. Wall time of the CLI.\n\n"
-        f"- load average at the end: {load} (the machine is shared)\n\n" + "\n".join(rows)
+        f"- load average at the start / end: {load_start} / {load} (the machine is shared)\n"
+        + "".join(f"- {n}\n" for n in notes)
+        + "\n"
+        + "\n".join(rows)
     )
-    cmd = "python bench/setup_bench.py" + (" --skip-aarch64" if a.skip_aarch64 else "")
+    cmd = "python bench/setup_bench.py" + "".join(f" {x}" for x in sys.argv[1:])
     append_results("devices setup: bare board to ready, per board kind", cmd, body)
     print(body)
 

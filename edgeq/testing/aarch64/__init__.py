@@ -20,8 +20,12 @@ per-board state directory. Its sshd (the chroot's own, emulated) runs in private
 namespaces (enter-chroot.sh), so all of the board's mounts vanish with it, and it dies with the test
 process that started it.
 
-Command line:  python -m edgeq.testing.aarch64 build
-               python -m edgeq.testing.aarch64 start [--port N] [--pubkey FILE]
+Command line:  python -m edgeq.testing.aarch64 build [--flavour F]
+               python -m edgeq.testing.aarch64 start [--flavour F] [--port N] [--pubkey FILE]
+
+Flavours (FLAVOURS): bookworm-rpi, the default and the test suite's board; bullseye-bare, Debian
+bullseye with only its system python3 3.9, python3-venv and openssh-server (build-rootfs-bare.sh),
+the bare board `edgeq devices setup` is benchmarked on (bench/setup_bench.py), cached under its own key.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,6 +65,55 @@ BINFMT_NAME = "edgeq-qemu-aarch64"
 QEMU_SUITE = "bookworm-backports"
 QEMU_PACKAGE = "qemu-user"
 PYTHONS = {"tflite-runtime": "/opt/rpi-env/bin/python", "litert": "/opt/litert-env/bin/python"}
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One kind of emulated board: its builder script, what keys its cache entry, its pythons."""
+
+    name: str
+    prefix: str  # cache entry CACHE/<prefix>-<hash>, lock CACHE/<lock>
+    lock: str
+    script: str  # in FARM, called as `bash SCRIPT OUT [ARGS...]`
+    args: tuple[str, ...]
+    recipe_files: tuple[str, ...]
+    pythons: dict[str, str]  # runtime name (or "system") -> python on the board
+
+
+DEFAULT_FLAVOUR = "bookworm-rpi"
+FLAVOURS = {
+    # The test suite's board: its cache entry name, lock and hash are those of the single-flavour
+    # farm (a changed hash would force CI into a cold rebuild).
+    DEFAULT_FLAVOUR: Flavour(
+        name=DEFAULT_FLAVOUR,
+        prefix="aarch64",
+        lock="aarch64.lock",
+        script=BUILDER.name,
+        args=(),
+        recipe_files=RECIPE_FILES,
+        pythons=PYTHONS,
+    ),
+    # A bare board for `edgeq devices setup`: Debian bullseye's system python3 3.9, python3-venv and
+    # openssh-server; no venv, no numpy, no runtime. Not used by the test suite (bench only).
+    "bullseye-bare": Flavour(
+        name="bullseye-bare",
+        prefix="aarch64-bullseye-bare",
+        lock="aarch64-bullseye-bare.lock",
+        script="build-rootfs-bare.sh",
+        args=("bullseye",),
+        recipe_files=("build-rootfs-bare.sh",),
+        pythons={"system": "/usr/bin/python3"},
+    ),
+}
+
+
+def flavour_of(name: str | None) -> Flavour:
+    f = FLAVOURS.get(name or DEFAULT_FLAVOUR)
+    if f is None:
+        raise FarmError(f"unknown board flavour {name!r}: one of {', '.join(FLAVOURS)}")
+    return f
+
+
 DEFAULT_CACHE = Path("/var/cache/edgeq-testfarm")
 LOCK_TIMEOUT = 45 * 60  # a cold build takes minutes; a second process waits for it rather than building too
 BUILD_TIMEOUT = 40 * 60
@@ -241,11 +295,20 @@ def _register_binfmt(qemu: Path, conf: str) -> None:
 # ------------------------------------------------------------------------------------ rootfs
 
 
-def recipe_hash() -> str:
+def recipe_hash(flavour: str | None = None) -> str:
+    f = flavour_of(flavour)
     h = hashlib.sha256()
-    for name in RECIPE_FILES:
+    if f.name != DEFAULT_FLAVOUR:  # the default's hash is that of the single-flavour farm, unchanged
+        h.update(f"flavour {f.name} {' '.join(f.args)}".encode() + b"\0")
+    for name in f.recipe_files:
         h.update(name.encode() + b"\0" + (FARM / name).read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def entry_dir(flavour: str | None = None, cache: Path | None = None) -> Path:
+    """CACHE/<prefix>-<hash>: where the flavour's current recipe is (or would be) cached."""
+    f = flavour_of(flavour)
+    return Path(cache or cache_dir()) / f"{f.prefix}-{recipe_hash(f.name)}"
 
 
 def build_info(rootfs: Path) -> dict:
@@ -285,20 +348,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def ensure_rootfs(cache: Path | None = None, log=None) -> Path:
+def ensure_rootfs(cache: Path | None = None, log=None, flavour: str | None = None) -> Path:
     """Return the cached arm64 rootfs for the current recipe, building it first if needed.
 
     The rootfs is CACHE/aarch64-<hash>/rootfs; CACHE/aarch64-<hash>/build.json records the build
-    wall time, its phases and the manifest (package and wheel versions).
+    wall time, its phases and the manifest (package and wheel versions). Another flavour (FLAVOURS)
+    has its own entries, CACHE/<prefix>-<hash>, and its own lock.
     """
+    f = flavour_of(flavour)
     cache = Path(cache or cache_dir())
     ensure_host(cache)
-    key = recipe_hash()
-    final = cache / f"aarch64-{key}"
+    key = recipe_hash(f.name)
+    final = cache / f"{f.prefix}-{key}"
     if not (final / "build.json").exists():
-        with _Lock(cache / "aarch64.lock"):
+        with _Lock(cache / f.lock):
             if not (final / "build.json").exists():  # someone else may have built it while we waited
-                _build(cache, key, final, log)
+                _build(cache, key, final, log, f)
     _check_runs(final / "rootfs")
     return final / "rootfs"
 
@@ -309,10 +374,17 @@ def _check_runs(rootfs: Path) -> None:
         raise FarmError(f"cannot run arm64 binaries in {rootfs} (binfmt_misc/qemu-aarch64?): {p.stderr.strip()[-1500:]}")
 
 
-def _prune(cache: Path, keep: Path, n: int = 2) -> None:
-    """Keep the n newest rootfs entries (another checkout may still use the previous recipe)."""
+def _is_entry(name: str, f: Flavour, building: bool = False) -> bool:
+    """CACHE/<prefix>-<16 hex> (or .<prefix>-<16 hex>.building-<pid>) of this flavour only: the
+    default's prefix "aarch64" is also the start of the other flavours' names."""
+    pat = rf"\.{re.escape(f.prefix)}-[0-9a-f]{{16}}\.building-\d+" if building else rf"{re.escape(f.prefix)}-[0-9a-f]{{16}}"
+    return re.fullmatch(pat, name) is not None
+
+
+def _prune(cache: Path, keep: Path, f: Flavour, n: int = 2) -> None:
+    """Keep the flavour's n newest rootfs entries (another checkout may still use the previous recipe)."""
     entries = sorted(
-        (d for d in cache.glob("aarch64-*") if (d / "build.json").exists() and d != keep),
+        (d for d in cache.glob(f"{f.prefix}-*") if _is_entry(d.name, f) and (d / "build.json").exists() and d != keep),
         key=lambda d: (d / "build.json").stat().st_mtime,
         reverse=True,
     )
@@ -321,21 +393,23 @@ def _prune(cache: Path, keep: Path, n: int = 2) -> None:
         (cache / f"{old.name}.build.log").unlink(missing_ok=True)
 
 
-def _build(cache: Path, key: str, final: Path, log) -> None:
-    for stale in cache.glob(".aarch64-*.building-*"):  # left by killed builds: never trusted, just removed
+def _build(cache: Path, key: str, final: Path, log, f: Flavour) -> None:
+    for stale in cache.glob(f".{f.prefix}-*.building-*"):  # left by killed builds: never trusted, just removed
+        if not _is_entry(stale.name, f, building=True):
+            continue
         pid = stale.name.rsplit("-", 1)[-1]
         if not (pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid()):
             _remove_tree(stale)
     if final.exists():  # a directory without build.json is not a finished build
         _remove_tree(final)
-    tmp = cache / f".aarch64-{key}.building-{os.getpid()}"
+    tmp = cache / f".{f.prefix}-{key}.building-{os.getpid()}"
     _remove_tree(tmp)
-    logfile = cache / f"aarch64-{key}.build.log"
+    logfile = cache / f"{f.prefix}-{key}.build.log"
     env = {**os.environ, "EDGEQ_FARM_HOST_PYTHON": sys.executable}
     t0 = time.monotonic()
     with open(logfile, "w") as lf:
         if log:
-            log(f"building the aarch64 rootfs into {tmp} (log: {logfile})")
+            log(f"building the aarch64 rootfs ({f.name}) into {tmp} (log: {logfile})")
         proc = subprocess.Popen(
             [
                 "unshare",
@@ -347,8 +421,9 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
                 "private",
                 "--",
                 "bash",
-                str(BUILDER),
+                str(FARM / f.script),
                 str(tmp),
+                *f.args,
             ],
             stdout=lf,
             stderr=subprocess.STDOUT,
@@ -366,7 +441,7 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
     if rc:
         tail = logfile.read_text(errors="replace")[-3000:]
         _remove_tree(tmp)
-        raise FarmError(f"building the aarch64 rootfs failed (exit {rc}); full log {logfile}:\n{tail}")
+        raise FarmError(f"building the aarch64 rootfs ({f.name}) failed (exit {rc}); full log {logfile}:\n{tail}")
     phases = {}
     for line in (tmp / "phases.tsv").read_text().splitlines():
         name, secs = line.split("\t")
@@ -374,6 +449,7 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
     size = _run(["du", "-sm", str(tmp / "rootfs")]).stdout.split()[0]
     info = {
         "recipe": key,
+        "flavour": f.name,
         "build_seconds": round(seconds, 1),
         "phases": phases,
         "size_mb": int(size),
@@ -384,7 +460,7 @@ def _build(cache: Path, key: str, final: Path, log) -> None:
     (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     os.sync()
     os.rename(tmp, final)  # atomic: a cache entry exists only once it is complete and verified
-    _prune(cache, keep=final)
+    _prune(cache, keep=final, f=f)
     if log:
         log(f"built {final} in {seconds:.0f} s ({size} MB)")
 
@@ -429,7 +505,8 @@ class Board:
 
     @property
     def python(self) -> str:
-        return self.pythons["tflite-runtime"]
+        """The board's first python: tflite-runtime's venv on bookworm-rpi, /usr/bin/python3 on a bare board."""
+        return next(iter(self.pythons.values()))
 
     @property
     def log(self) -> Path:
@@ -549,14 +626,18 @@ def start_board(
     workdir: str = "/root/edgeq",
     state_root: Path | None = None,
     timeout: float = BOOT_TIMEOUT,
+    flavour: str | None = None,
+    session_env: dict[str, str] | None = None,
 ) -> Board:
     """Start the board's own sshd (emulated aarch64) on 127.0.0.1:PORT and wait until it answers.
 
     authorized_pubkey: the public key line (or a .pub file) that may log in as root. key_file: the
     matching private key (inferred from a .pub path). Without a usable private key a farm key is made
     and authorized as well, so the board can always be checked with `ssh ... uname -m`.
-    port=None picks a free port.
+    port=None picks a free port. flavour: the rootfs's flavour (FLAVOURS), for board.pythons.
+    session_env: variables every SSH session gets (sshd SetEnv), e.g. edgeq.testing.offline.OFFLINE_ENV.
     """
+    f = flavour_of(flavour)
     ensure_host()
     rootfs = Path(rootfs)
     run_dir = Path(state_root) if state_root else cache_dir() / "run"
@@ -580,7 +661,9 @@ def start_board(
         state = run_dir / f"board-{p}-{os.getpid()}-{os.urandom(3).hex()}"
         state.mkdir(mode=0o700)
         try:
-            board = _start_once(rootfs, p, state, list(pub_lines), key_file, workdir, timeout)
+            board = _start_once(
+                rootfs, p, state, list(pub_lines), key_file, workdir, timeout, dict(f.pythons), dict(session_env or {})
+            )
             return board
         except _PortBusy as e:
             last_err = str(e)
@@ -596,7 +679,15 @@ class _PortBusy(FarmError):
 
 
 def _start_once(
-    rootfs: Path, port: int, state: Path, pub_lines: list[str], key_file: Path | None, workdir: str, timeout: float
+    rootfs: Path,
+    port: int,
+    state: Path,
+    pub_lines: list[str],
+    key_file: Path | None,
+    workdir: str,
+    timeout: float,
+    pythons: dict[str, str],
+    session_env: dict[str, str],
 ) -> Board:
     t0 = time.monotonic()
     keys = state / "keys"
@@ -609,6 +700,7 @@ def _start_once(
     ssh_dir = seed / "etc" / "ssh"
     ssh_dir.mkdir(parents=True, mode=0o755)
     hostkey = ssh_dir / "edgeq_host_ed25519_key"
+    env_words = [f"{k}={v}" for k, v in session_env.items() if v]  # an empty value: leave it unset
     _keygen(hostkey, f"edgeq-aarch64-board-{port}")
     (ssh_dir / "sshd_config_edgeq").write_text(
         "\n".join(
@@ -631,6 +723,7 @@ def _start_once(
                 "MaxStartups 50",
                 "MaxSessions 50",
                 "LogLevel INFO",
+                *([f"SetEnv {' '.join(env_words)}"] if env_words else []),
                 "",
             ]
         )
@@ -681,7 +774,7 @@ def _start_once(
         known_hosts=known_hosts,
         host_key_line=host_line,
         host_key_fingerprint=fp,
-        pythons=dict(PYTHONS),
+        pythons=pythons,
         workdir=workdir,
         rootfs=rootfs,
         state_dir=state,
@@ -727,8 +820,12 @@ def _start_once(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgeq.testing.aarch64", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build (or reuse) the cached arm64 rootfs; print its path and timing")
+    bd = sub.add_parser("build", help="build (or reuse) the cached arm64 rootfs; print its path and timing")
     st = sub.add_parser("start", help="start a board and keep it running until Ctrl-C")
+    for p in (bd, st):
+        p.add_argument(
+            "--flavour", choices=sorted(FLAVOURS), default=DEFAULT_FLAVOUR, help=f"board kind (default {DEFAULT_FLAVOUR})"
+        )
     st.add_argument("--port", type=int, default=None)
     st.add_argument("--pubkey", type=Path, default=None, help="public key allowed to log in as root (default: a new key)")
     args = ap.parse_args(argv)
@@ -738,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         t0 = time.monotonic()
-        rootfs = ensure_rootfs(log=say)
+        rootfs = ensure_rootfs(log=say, flavour=args.flavour)
         took = time.monotonic() - t0
         info = build_info(rootfs)
         if args.cmd == "build":
@@ -754,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(info["manifest"], file=sys.stderr)
             return 0
-        board = start_board(rootfs, port=args.port, authorized_pubkey=args.pubkey)
+        board = start_board(rootfs, port=args.port, authorized_pubkey=args.pubkey, flavour=args.flavour)
     except FarmError as e:
         say(f"error: {e}")
         return 1
