@@ -54,14 +54,19 @@ debootstrap --arch=arm64 --variant=minbase --include="$DEBS" "$SUITE" "$ROOT" "$
 "${ENTER[@]}" /bin/true
 phase debootstrap
 
-# 3. The two Python environments, installed offline from the host-downloaded wheels.
-cp -r "$OUT/wheels" "$ROOT/tmp/edgeq-wheels"
+# 3. The two Python environments. The venv is made by the board's python (under qemu: its paths and
+#    pyvenv.cfg are the board's own), without pip: pip under emulation took most of a cold build. The
+#    wheels are installed by this host's pip into the venv's site-packages for the board's platform
+#    (--target with --platform/--python-version: a plain unpack, no code of the wheels runs), and their
+#    .pyc files are compiled here: CPython's bytecode depends on the minor version only (3.11 on both).
 for env in rpi litert; do
-  "${ENTER[@]}" /usr/bin/python3 -m venv "/opt/$env-env"
-  "${ENTER[@]}" "/opt/$env-env/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-    --no-index --find-links "/tmp/edgeq-wheels/$env" -r "/tmp/edgeq-wheels/requirements-$env.txt"
+  "${ENTER[@]}" /usr/bin/python3 -m venv --without-pip "/opt/$env-env"
+  SITE=$ROOT/opt/$env-env/lib/python3.11/site-packages
+  "$HOST_PY" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-compile \
+    --only-binary=:all: --python-version 3.11 --implementation cp "${PLATFORMS[@]}" \
+    --no-index --find-links "$OUT/wheels/$env" --target "$SITE" -r "$OUT/wheels/requirements-$env.txt"
+  "$HOST_PY" -m compileall -q -j 0 "$SITE" >/dev/null
 done
-rm -rf "$ROOT/tmp/edgeq-wheels"
 phase venvs
 
 # 4. Look like a board, and drop what every board must not share: debootstrap's generated sshd host
@@ -81,8 +86,9 @@ mkdir -p -m 0700 "$ROOT/root/.ssh"
   "${ENTER[@]}" /opt/litert-env/bin/python -c \
     "from ai_edge_litert.interpreter import Interpreter; import importlib.metadata as m, numpy; print('/opt/litert-env: ai-edge-litert', m.version('ai-edge-litert'), 'numpy', numpy.__version__)"
   for env in rpi litert; do
-    echo "# /opt/$env-env pip freeze"
-    "${ENTER[@]}" "/opt/$env-env/bin/python" -m pip freeze --disable-pip-version-check
+    echo "# /opt/$env-env distributions"
+    "${ENTER[@]}" "/opt/$env-env/bin/python" -c \
+      "import importlib.metadata as m; print('\n'.join(sorted(d.metadata['Name'] + '==' + d.version for d in m.distributions())))"
   done
   echo "# wheels (sha256)"
   (cd "$OUT/wheels" && sha256sum -- */*.whl)
