@@ -18,7 +18,8 @@ app = typer.Typer(
     help="Quantize models to TFLite, validate them, and benchmark them on ARM edge boards.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # edgeq --install-completion [bash|zsh|fish|powershell]
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -35,7 +36,7 @@ def _root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
-    output.current().debug = debug
+    output.current().debug = output.current().debug or debug
 
 
 def _register() -> None:
@@ -86,8 +87,13 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = output.reset()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    args = sys.argv[1:]
+    head, sep, tail = (args[: args.index("--")], ["--"], args[args.index("--") + 1 :]) if "--" in args else (args, [], [])
+    if "--debug" in head:  # accepted anywhere on the line, not only before the command
+        head = [a for a in head if a != "--debug"]
+        out.debug = True
     try:
-        app()
+        app(args=head + sep + tail, prog_name="edgeq")
     except EdgeqError as e:
         if out.debug:
             raise
