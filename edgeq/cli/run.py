@@ -9,10 +9,13 @@ import typer
 
 from edgeq.cli import output, tables
 from edgeq.cli.options import JsonOpt
+from edgeq.errors import EdgeqError, ExitCode
 
 
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.", metavar="PIPELINE.yaml")],
+    pipelines: Annotated[
+        list[Path], typer.Argument(help="Pipeline YAML file(s): several run one after another.", metavar="PIPELINE.yaml...")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Rerun every stage, ignoring the cache.")] = False,
     json_out: JsonOpt = False,
     push_gateway: Annotated[
@@ -29,8 +32,24 @@ def run(
         typer.Option("--fail-on-regression", help="Compare with the previous run of the pipeline; exit 9 on a regression."),
     ] = False,
 ) -> None:
-    """Run a pipeline: train -> quantize -> validate (cached by input hash)."""
+    """Run a pipeline: train -> quantize -> validate (cached by input hash), deploy and benchmark if it says so.
+
+    Several pipelines (a nightly) are checked first (a config error in the last one costs no training), then
+    run one after another whatever each one's outcome; one summary, exit code the highest of theirs.
+
+    Example: edgeq run pipelines/quickstart.yaml --json > manifest.json
+    """
     output.use_json(json_out)
+    if len(pipelines) == 1:
+        _run_one(pipelines[0], force, push_gateway, fail_on_regression, json_out, emit=True)
+        return
+    _run_many(pipelines, force, push_gateway, fail_on_regression, json_out)
+
+
+def _run_one(
+    pipeline: Path, force: bool, push_gateway: str | None, fail_on_regression: bool, json_out: bool, *, emit: bool
+) -> dict[str, Any]:
+    """One pipeline run, stored and published; its manifest document. Failures raise (with the document)."""
     from edgeq import pipeline as pl
     from edgeq.publish import publish
 
@@ -41,14 +60,65 @@ def run(
         doc["run_id"], doc["pipeline"], push_gateway=push_gateway, fail_on_regression=fail_on_regression, log=output.log
     )
     doc.update(pub.doc_fields())
-    if json_out:
+    if json_out and emit:
         output.emit(doc)
-    else:
+    elif not json_out:
         _render(doc)
-    pl.raise_for_failures(result)
-    err = pub.error()
-    if err is not None:
-        raise err
+    try:
+        pl.raise_for_failures(result)
+        err = pub.error()
+        if err is not None:
+            raise err
+    except EdgeqError as e:
+        e.result = doc
+        raise
+    return doc
+
+
+def _run_many(pipelines: list[Path], force: bool, push_gateway: str | None, fail_on_regression: bool, json_out: bool) -> None:
+    from edgeq.config import read_pipeline
+    from edgeq.pipeline import check_fleet_targets
+
+    for p in pipelines:  # every file checked before anything trains
+        check_fleet_targets(read_pipeline(p))
+    runs: list[dict[str, Any]] = []
+    for p in pipelines:
+        output.log(f"== pipeline {p}")
+        try:
+            doc = _run_one(p, force, push_gateway, fail_on_regression, json_out, emit=False)
+            runs.append({"pipeline_file": str(p), "exit_code": 0, "ok": True, "run": doc})
+        except EdgeqError as e:
+            output.log(f"error: {e.message}")
+            if e.hint:
+                output.log(f"hint: {e.hint}")
+            runs.append({"pipeline_file": str(p), "ok": False, **e.to_dict(), "run": e.result})
+    worst = max(int(r["exit_code"]) for r in runs)
+    summary = {"ok": worst == 0, "exit_code": worst, "runs": runs}
+    if json_out:
+        output.emit(summary)
+    else:
+        rows = [
+            [r["pipeline_file"], (r["run"] or {}).get("run_id", ""), (r["run"] or {}).get("status", "failed"), r["exit_code"],
+             r.get("message", "")]
+            for r in runs
+        ]  # fmt: skip
+        output.table(f"{len(runs)} pipelines", ["Pipeline", "Run", "Status", "Exit", "Error"], rows)
+    if worst:
+        bad = [r for r in runs if not r["ok"]]
+        raise RunsFailed(
+            f"{len(bad)} of {len(runs)} pipelines failed: "
+            + ", ".join(f"{r['pipeline_file']} (exit {r['exit_code']})" for r in bad),
+            "each pipeline's own error is above; the exit code is the highest of theirs",
+            exit_code=worst,
+        )
+
+
+class RunsFailed(EdgeqError):
+    """Several pipelines, some failed: exit with the highest of their codes (the summary is already printed)."""
+
+    def __init__(self, message: str, hint: str, exit_code: int):
+        super().__init__(message, hint)
+        self.exit_code = ExitCode(exit_code)
 
 
 def _render(doc: dict[str, Any]) -> None:

@@ -32,3 +32,26 @@ def test_bash_completion_of_commands(tmp_path):
     env["COMP_WORDS"], env["COMP_CWORD"] = "edgeq devices s", "2"
     p = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)  # noqa: S603
     assert sorted(p.stdout.split()) == ["setup"], p.stdout
+
+
+def test_run_several_pipelines_one_summary_highest_exit(edgeq, write_pipeline, home):
+    """A nightly runs several pipelines: each runs whatever the others did, one summary, the highest exit code."""
+    import json
+
+    good = write_pipeline({"name": "good"}, name="good.yaml")
+    gated = write_pipeline({"name": "gated", "validate": {"gates": {"max_size_bytes": 100}}}, name="gated.yaml")
+    r = edgeq("run", gated, good, "--json")
+    assert r.code == 7 and "1 of 2 pipelines failed" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 7 and not doc["ok"]
+    first, second = doc["runs"]
+    assert first["exit_code"] == 7 and first["run"]["status"] == "gate_failed"
+    assert second["ok"] and second["run"]["status"] == "ok" and second["run"]["pipeline"] == "good"
+
+
+def test_run_several_checks_every_file_before_training(edgeq, write_pipeline, home):
+    good = write_pipeline({"name": "good"}, name="good.yaml")
+    bad = write_pipeline("name: bad\nbogus_key: 1\n", name="bad.yaml")
+    r = edgeq("run", good, bad)
+    assert r.code == 3 and "bad.yaml:2" in r.stderr and "bogus_key" in r.stderr, r.stderr
+    assert not (home / "runs").exists() or not list((home / "runs").iterdir())  # nothing ran
