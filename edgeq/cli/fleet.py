@@ -13,7 +13,7 @@ import typer
 
 from edgeq.cli import output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
-from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
+from edgeq.cli.options import BatchOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 from edgeq.records.fleet import BoardHealth, FleetSummary
@@ -118,21 +118,30 @@ def deploy_cmd(
     batch: BatchOpt = None,
     max_fail: MaxFailOpt = None,
     devices: DevicesOpt = None,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Deploy a TFLite model to boards (uploads only what is missing; current switches only after the board loads it)."""
+    """Deploy a TFLite model to boards (uploads only what is missing; current switches only after the board loads it).
+
+    Example: edgeq deploy model_int8.tflite -t pi5 --batch 1,100% --dry-run
+    """
     output.use_json(json_out)
     from edgeq import fleet
+    from edgeq.fleet import dryrun
 
     res = fan_out(
         "deploy",
         devices,
         target,
-        lambda inv, progress: fleet.deploy(
-            inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+        lambda inv, progress: (
+            dryrun.deploy_plan(inv, target, artifact, name=name, parallel=parallel, progress=progress)
+            if dry_run
+            else fleet.deploy(
+                inv, target, artifact, name=name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress
+            )
         ),
     )
-    _finish(res, json_out, f"deploy {res.name} ({(res.sha256 or '')[:12]})")
+    _finish(res, json_out, f"deploy {res.name} ({(res.sha256 or '')[:12]})" + (" - dry run, nothing changed" if dry_run else ""))
 
 
 def rollback_cmd(
@@ -150,21 +159,30 @@ def rollback_cmd(
     batch: BatchOpt = None,
     max_fail: MaxFailOpt = None,
     devices: DevicesOpt = None,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Make each board's previous version of a model current again."""
+    """Make each board's previous version of a model current again.
+
+    Example: edgeq rollback -t pi5 --name mnist_int8 --from 3f1c... --dry-run
+    """
     output.use_json(json_out)
     from edgeq import fleet
+    from edgeq.fleet import dryrun
 
     res = fan_out(
         "rollback",
         devices,
         target,
-        lambda inv, progress: fleet.rollback(
-            inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress, from_sha=from_sha
+        lambda inv, progress: (
+            dryrun.rollback_plan(inv, target, name, from_sha=from_sha, parallel=parallel, progress=progress)
+            if dry_run
+            else fleet.rollback(
+                inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress, from_sha=from_sha
+            )
         ),
     )
-    _finish(res, json_out, f"rollback {name}")
+    _finish(res, json_out, f"rollback {name}" + (" - dry run, nothing changed" if dry_run else ""))
 
 
 def bench_cmd(

@@ -15,6 +15,9 @@ DB_HELP = "History database (else $EDGEQ_HISTORY_DB, else <edgeq home>/history.d
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 DevicesOpt = Annotated[Path | None, typer.Option("--devices", envvar="EDGEQ_DEVICES", help=DEVICES_HELP, show_envvar=True)]
 TargetOpt = Annotated[list[str], typer.Option("--target", "-t", help=TARGET_HELP)]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Say what would change on which board; upload, install and switch nothing.")
+]
 DbOpt = Annotated[Path | None, typer.Option("--db", envvar="EDGEQ_HISTORY_DB", help=DB_HELP, show_envvar=True)]
 
 

@@ -300,9 +300,10 @@ def run_fleet(
 
 @contextmanager
 def board_session(
-    device: DeviceSpec, agent: AgentBundle, transport_factory, progress: ProgressFn | None = None
+    device: DeviceSpec, agent: AgentBundle, transport_factory, progress: ProgressFn | None = None, *, ensure_agent: bool = True
 ) -> Iterator[Board]:
-    """A connected board with the agent in place; the connection is closed afterwards."""
+    """A connected board with the agent in place (unless ensure_agent is False: a dry run sends nothing);
+    the connection is closed afterwards."""
     if progress:
         progress({"event": "connect", "device": device.name, "address": device.address})
     t = transport_factory(device)
@@ -311,7 +312,8 @@ def board_session(
         w.closers.append(t.close)  # the watchdog's way to unblock this worker if the board wedges
     try:
         board = Board(device, t, agent)
-        board.ensure_agent()
+        if ensure_agent:
+            board.ensure_agent()
         yield board
     finally:
         t.close()

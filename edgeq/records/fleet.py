@@ -381,10 +381,11 @@ class FleetSummary(FleetRecord):
     devices: tuple[BoardOutcome, ...]
     bytes_uploaded: StrictInt = 0
     seconds: float
+    dry_run: bool = False  # nothing was changed: the records say what would be (bytes_uploaded: would send)
 
     omit_if_unset = frozenset(
         {"artifact", "name", "sha256", "size_bytes", "runs", "warmup", "min_seconds", "threads", "batches"}
-        | {"stopped_after_batch", "counts", "bytes_uploaded"}
+        | {"stopped_after_batch", "counts", "bytes_uploaded", "dry_run"}
     )
 
     @property
