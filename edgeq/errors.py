@@ -82,5 +82,9 @@ class StoreError(EdgeqError):
     exit_code = ExitCode.STORE
 
 
+class NothingToCompare(StoreError):
+    """`compare` found only one run where it needs two (a first run): not a failure, `edgeq compare` exits 0."""
+
+
 class ExportError(EdgeqError):
     exit_code = ExitCode.EXPORT

@@ -90,11 +90,26 @@ def compare(
 ) -> None:
     """Compare two runs: latency per device x variant x threads, accuracy, peak memory, energy per inference."""
     output.use_json(json_out)
+    from edgeq.errors import NothingToCompare
     from edgeq.results import compare_runs
 
-    c = compare_runs(
-        base, candidate, db_path=db, pipeline=pipeline, threshold=threshold, alpha=alpha, accuracy_tolerance=accuracy_tolerance
-    )
+    try:
+        c = compare_runs(
+            base,
+            candidate,
+            db_path=db,
+            pipeline=pipeline,
+            threshold=threshold,
+            alpha=alpha,
+            accuracy_tolerance=accuracy_tolerance,
+        )
+    except NothingToCompare as e:  # a first run: nothing regressed, and nothing is broken
+        if json_out:
+            output.emit({"ok": True, "compared": False, "regressed": False, "reason": e.message})
+        output.log(f"nothing to compare: {e.message}")
+        if e.hint:
+            output.log(f"hint: {e.hint}")
+        return
     if json_out:
         output.emit(c.to_json())
     else:

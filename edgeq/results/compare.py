@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import StoreError
+from edgeq.errors import NothingToCompare, StoreError
 from edgeq.records import Record
 from edgeq.results import query
 from edgeq.results.rows import BenchmarkRow, StoredRun
@@ -284,7 +284,7 @@ def compare_runs(
             cand = query.resolve(h, "latest", pipeline)
             base = query.previous(h, cand)
             if base is None:
-                raise StoreError(
+                raise NothingToCompare(
                     f"run {cand.run_id} is the first recorded run of pipeline {cand.pipeline!r} with "
                     "results: nothing to compare it with",
                     "run the pipeline again, or name two runs: edgeq compare BASE CANDIDATE",
@@ -293,7 +293,7 @@ def compare_runs(
             base = query.resolve(h, base_ref)
             cand = query.resolve(h, "latest", base.pipeline)
             if cand.run_id == base.run_id:
-                raise StoreError(
+                raise NothingToCompare(
                     f"run {base.run_id} is the latest run of pipeline {base.pipeline!r}: nothing newer to compare it with",
                     "name two runs: edgeq compare BASE CANDIDATE",
                 )

@@ -51,8 +51,11 @@ def test_compare_cli_defaults_and_exit_codes(db, edgeq):
 def test_compare_cli_errors(db, edgeq):
     r = edgeq("compare", "20260101T023000Z-000001", "x1", "--db", db)
     assert_clean_error(r, 10, "share no device/variant", "edgeq history --pipeline")
+    # a first run has nothing to compare with: said, exit 0 (nothing regressed, nothing is broken)
     r = edgeq("compare", "--db", db, "--pipeline", "other")
-    assert_clean_error(r, 10, "first recorded run of pipeline 'other'")
+    assert r.code == 0 and "nothing to compare" in r.stderr and "first recorded run of pipeline 'other'" in r.stderr
+    r = edgeq("compare", "--db", db, "--pipeline", "other", "--json", "--fail-on-regression")
+    assert r.code == 0 and r.json() == {"ok": True, "compared": False, "regressed": False, "reason": r.json()["reason"]}
     r = edgeq("compare", "--db", db, "--pipeline", "nope")
     assert_clean_error(r, 10, "no runs recorded", "for pipeline 'nope'")
     r = edgeq("compare", "--db", db, "--threshold", "0.5")
