@@ -142,12 +142,44 @@ def _redact(text: str, loc: tuple, env: dict) -> str:
     return text
 
 
-def _describe(err: Mapping[str, Any]) -> str:
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The keys a spec accepts at `loc` (a path of keys and list indexes below `model`); [] if unknown."""
+    import typing
+
+    tp: Any = model
+    for part in loc:
+        while True:  # unwrap Optional/Union, list[...], dict[str, ...], Annotated[...]
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            origin = typing.get_origin(tp)
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                break
+            if not args:
+                return []
+            tp = args[-1] if origin is dict else args[0]
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in tp.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return []
+        tp = field.annotation
+    while not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if not args:
+            return []
+        tp = args[0]
+    return [f.alias or n for n, f in tp.model_fields.items()]
+
+
+def _describe(err: Mapping[str, Any], model: Any = None) -> str:
     t = err.get("type", "")
     if t == "missing":
         return "required key is missing"
     if t == "extra_forbidden":
-        return "unknown key"
+        import difflib
+
+        loc = tuple(err.get("loc") or ())
+        near = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1, cutoff=0.6) if loc else []
+        return f"unknown key (did you mean {near[0]!r}?)" if near else "unknown key"
     msg = err.get("msg", "invalid value")
     if "input" in err and t not in ("model_type", "dict_type"):
         inp = err["input"]
@@ -170,7 +202,8 @@ def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
         msgs = []
         for err in e.errors()[:10]:
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
-            msgs.append(f"{where(file, lines, loc)}: {_redact(_describe(err), loc, getattr(lines, 'env', None) or {})}")
+            text = _describe({**err, "loc": loc}, model)
+            msgs.append(f"{where(file, lines, loc)}: {_redact(text, loc, getattr(lines, 'env', None) or {})}")
         more = f"\n(and {len(e.errors()) - 10} more)" if len(e.errors()) > 10 else ""
         raise ConfigError(
             "invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key"

@@ -186,8 +186,12 @@ class Inventory:
                 unknown.append(t)
             wanted |= hit
         if unknown:
+            import difflib
+
+            near = difflib.get_close_matches(unknown[0], [*self.names, *self.tags, "all"], n=1, cutoff=0.6)
             raise ConfigError(
-                f"target {', '.join(repr(u) for u in unknown)} matches no device or tag in {self._where()}",
+                f"target {', '.join(repr(u) for u in unknown)} matches no device or tag in {self._where()}"
+                + (f" (did you mean {near[0]!r}?)" if near else ""),
                 f"known devices: {', '.join(self.names)}; tags: {', '.join(self.tags) or '(none)'}; or `all`",
             )
         return [d for d in self.devices if d.name in wanted]
