@@ -130,6 +130,8 @@ def test_every_dashboard_panel_query_returns_series(farm_run, promfarm, values):
     assert checked >= 13
     # the template variables' label_values() queries find the pushed labels
     for var in dash["templating"]["list"]:
+        if var["type"] == "datasource":  # Grafana's own list of Prometheus datasources: no query
+            continue
         m = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
         match, label = _substitute(m.group(1), values), m.group(2)
         series = promfarm.api("series", **{"match[]": match})
