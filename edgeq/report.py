@@ -17,6 +17,7 @@ from edgeq import paths
 from edgeq.errors import EdgeqError, StoreError
 from edgeq.records import Record
 from edgeq.results.compare import Comparison
+from edgeq.results.headline import Headline, headline
 from edgeq.results.quality import quality_note
 from edgeq.results.rows import BenchmarkRow, StoredRun, as_given
 
@@ -183,7 +184,11 @@ CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;mar
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left}
 th{background:#f0f3f6}tr:nth-child(even) td{background:#f8fafc}.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:600}
-.meta{color:#57606a;font-size:13px}img{max-width:100%;border:1px solid #d0d7de;margin:6px 0}"""
+.meta{color:#57606a;font-size:13px}
+#headline{border:2px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:10px 0}
+#headline .answer{font-size:20px;font-weight:600;margin:4px 0}
+#headline.ship{background:#dafbe1;border-color:#1a7f37}#headline.hold{background:#ffebe9;border-color:#cf222e}
+img{max-width:100%;border:1px solid #d0d7de;margin:6px 0}"""
 
 
 def _head(run: StoredRun) -> list[str]:
@@ -310,9 +315,36 @@ def _comparison(c: Comparison) -> list[str]:
     return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict]
 
 
+def _headline(h: Headline | None) -> str:
+    """The answer first: ship the quantized variant on these boards? (edgeq.results.headline)"""
+    if h is None:
+        return ""
+    size = f"{h.size_ratio:.2f}x the fp32 size" if h.size_ratio is not None else "size not measured"
+    drop = f"accuracy {-100 * h.accuracy_drop:+.2f} pts vs fp32" if h.accuracy_drop is not None else "accuracy not measured"
+    ship, hold = [b for b in h.boards if b.ship], [b for b in h.boards if not b.ship]
+    if not h.boards:
+        answer = f"{_e(h.variant)}: not benchmarked on a board in this run"
+        cls = "meta"
+    elif ship:
+        answer = f"Ship {_e(h.variant)} on {_e(', '.join(b.device for b in ship))}"
+        answer += f"; hold on {_e(', '.join(b.device for b in hold))}" if hold else ""
+        cls = "ship"
+    else:
+        answer = f"Hold {_e(h.variant)} on every board"
+        cls = "hold"
+    items = "".join(
+        f"<li><b>{_e(b.device)}</b> ({b.threads} thread{'s' if b.threads != 1 else ''}): {_e(b.reason)}</li>" for b in h.boards
+    )
+    return (
+        f"<section id='headline' class='{cls}'><p class='answer'>{answer}</p>"
+        f"<p>{_e(size)} · {_e(drop)} (budget {100 * h.budget:.2f} pts)</p><ul>{items}</ul></section>"
+    )
+
+
 def render_html(run: StoredRun, trend: list[StoredRun], comparison: Comparison | None) -> str:
     """The report's HTML. Every piece of foreign text (names, board facts, errors) is escaped."""
     parts = _head(run)
+    parts.append(_headline(headline(run)))
     parts.append(_variants(run))
     img = accuracy_size_plot(run)
     if img:

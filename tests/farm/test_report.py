@@ -110,3 +110,15 @@ def test_report_renders_in_headless_chromium(db, tmp_path, edgeq):
     assert non_white > 0.05 * len(pixels)
     assert any(abs(r - 0x1F) < 30 and abs(g - 0x77) < 30 and abs(b - 0xB4) < 30 for r, g, b in pixels)
     assert any(abs(r - 0xFF) < 30 and abs(g - 0x7F) < 30 and abs(b - 0x0E) < 40 for r, g, b in pixels)
+    # the headline is on screen near the top: its green "ship" box (#dafbe1) within the first 400 px
+    top = img.crop((0, 0, 1200, 400))
+    top_px = list(top.getdata()) if not hasattr(top, "get_flattened_data") else list(top.get_flattened_data())
+    assert sum(1 for px in top_px if px == (0xDA, 0xFB, 0xE1)) > 20_000, "no headline box at the top of the page"
+    dom = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-component-update",
+         f"--user-data-dir={tmp_path / 'chromium2'}", "--dump-dom", out.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    head = re.search(r"<section id=\"headline\" class=\"ship\"><p class=\"answer\">(.*?)</p>", dom)
+    assert head and head.group(1) == "Ship int8 on pi4, pi5", dom[:3000]
+    assert "0.27x the fp32 size" in dom or "x the fp32 size" in dom
