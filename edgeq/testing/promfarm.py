@@ -85,6 +85,27 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait()
 
 
+def start_prometheus(root: Path, config: str, port: int) -> subprocess.Popen:
+    """A real Prometheus on loopback with this config text (its own TSDB under root)."""
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = root / f"prometheus-{port}.yml"
+    cfg.write_text(config)
+    log = root / f"prometheus-{port}.log"
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={root / f'tsdb-{port}'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1d",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    _wait_http(f"http://127.0.0.1:{port}/-/ready", proc, log)
+    return proc
+
+
 class PromFarm:
     def __init__(self, root: Path):
         self.root = root
@@ -122,22 +143,8 @@ class PromFarm:
 
     def start(self) -> PromFarm:
         ensure_installed()
-        cfg = self.root / "prometheus.yml"
-        cfg.write_text(self.config())
         self.start_pushgateway()
-        log = self.root / "prometheus.log"
-        self.prom = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={self.root / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.prom_port}",
-                "--storage.tsdb.retention.time=1d",
-            ],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        _wait_http(f"{self.prom_url}/-/ready", self.prom, log)
+        self.prom = start_prometheus(self.root, self.config(), self.prom_port)
         return self
 
     def close(self) -> None:

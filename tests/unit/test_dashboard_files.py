@@ -22,7 +22,7 @@ def test_dashboard_json_and_provisioning_are_consistent():
     assert "${DS_" not in raw and "__inputs" not in raw
     dash = json.loads(raw)
     names = [v["name"] for v in dash["templating"]["list"]]
-    assert names == ["datasource", "pipeline", "device", "variant"]
+    assert names == ["datasource", "lab", "pipeline", "device", "variant"]
     ds_var = dash["templating"]["list"][0]
     assert ds_var["type"] == "datasource" and ds_var["query"] == "prometheus" and ds_var["current"]["value"] == "edgeq-prometheus"
     for v in dash["templating"]["list"][1:]:
@@ -70,7 +70,7 @@ def _substituted(expr: str) -> str:
     """A panel's PromQL with Grafana's variables replaced by values promtool can parse."""
     import re
 
-    values = {"pipeline": "p", "device": "d", "variant": "v", "__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
+    values = {"lab": "l", "pipeline": "p", "device": "d", "variant": "v", "__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), "x"), expr)
 
 

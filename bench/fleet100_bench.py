@@ -1,0 +1,149 @@
+"""Issue [7 of 7] numbers: one orchestrator, 100 real sshd boards on this 2-core machine.
+
+Run:  python bench/fleet100_bench.py [--boards 100] [--parallel 5 20]
+
+Boards: edgeq.testing.sshfarm (one sshd each, own port and work dir). The artifact: a ~2 MB fp32 TFLite
+(Dense 16->1024->512->3), and copies with another sha256 (the converter's description rewritten in place,
+see fleet_bench.variant_of). Every step is the real CLI (`python -m edgeq ... --json`) in a subprocess:
+  deploy of a new artifact to all boards (first: the agent is uploaded too; then a new artifact with the
+  agent in place), the same artifact again (unchanged), `devices check`, and `bench` (--runs 50
+  --min-seconds 0.2) on all boards; per --parallel value.
+Reported: wall, the orchestrator's CPU seconds (user+sys of the edgeq process) and peak RSS, the boards'
+CPU (their sshd trees), load average. Targets: deploy <= 60 s, unchanged <= 20 s, check <= 20 s.
+The 10-of-100-stalling part is bench/wedged_bench.py --healthy 90 --wedged 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_results
+from _fleetkit import boards_cpu
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from edgeq.testing import sshfarm  # noqa: E402
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def model_2mb(out: Path) -> Path:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(3)
+    inp = tf.keras.Input((16,))
+    x = tf.keras.layers.Dense(1024, activation="relu")(inp)
+    x = tf.keras.layers.Dense(512, activation="relu")(x)
+    m = tf.keras.Model(inp, tf.keras.layers.Dense(3)(x))
+    out.write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    return out
+
+
+def variant_of(artifact: Path, out: Path, tag: int) -> Path:
+    blob = artifact.read_bytes()
+    old = b"MLIR Converted."
+    assert blob.count(old) == 1, f"{artifact}: no unique converter description to rewrite"
+    out.write_bytes(blob.replace(old, f"fleet100b{tag:06d}".encode()))
+    return out
+
+
+def cli(args: list[str], env: dict, timeout: float = 1800) -> dict:
+    """One edgeq command: wall, its CPU (user+sys) and peak RSS (ru_maxrss of children is cumulative max)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-m", "edgeq", *args, "--json"], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    doc = json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
+    devs = doc.get("devices") or []
+    bad = [d for d in devs if d.get("status") not in ("ok", "changed")]
+    return {
+        "exit": p.returncode,
+        "wall_s": round(wall, 1),
+        "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+        "max_rss_mb": round(after.ru_maxrss / 1024),
+        "boards": len(devs),
+        "not_ok": len(bad),
+        "first_error": (bad[0].get("error") if bad else None) or (p.stderr.strip().splitlines() or [""])[-1][:200],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--boards", type=int, default=100)
+    ap.add_argument("--parallel", type=int, nargs="+", default=[5, 20])
+    a = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fleet100-") as t:
+        root = Path(t)
+        t0 = time.monotonic()
+        farm = sshfarm.SSHFarm.start(root / "farm", n=a.boards)
+        start_s = time.monotonic() - t0
+        try:
+            art = model_2mb(root / "m.tflite")
+            env = {**os.environ, "EDGEQ_HOME": str(root / "home"), "PYTHONPATH": str(REPO)}
+            tag = 0
+            for par in a.parallel:
+                devices = root / f"devices-{par}.yaml"
+                entries = [farm.device_yaml(b, workdir=str(root / f"w{par}" / b.name), connect_timeout=10) for b in farm.boards]
+                devices.write_text("devices:\n" + "".join(entries))
+                common = ["--devices", str(devices), "--parallel", str(par)]
+                steps = []
+                tag += 1
+                first = variant_of(art, root / f"a{tag}.tflite", tag)
+                steps.append(
+                    ("deploy, fresh boards (agent + 2 MB model)", ["deploy", str(first), "-t", "all", "--name", "m", *common])
+                )
+                tag += 1
+                new = variant_of(art, root / f"a{tag}.tflite", tag)
+                steps.append(
+                    ("deploy of a new 2 MB artifact (agent in place)", ["deploy", str(new), "-t", "all", "--name", "m", *common])
+                )
+                steps.append(("deploy again, unchanged", ["deploy", str(new), "-t", "all", "--name", "m", *common]))
+                steps.append(("devices check", ["devices", "check", "all", *common]))
+                bench = ["bench", str(new), "-t", "all", "--name", "m", "--runs", "50", "--min-seconds", "0.2", *common]
+                steps.append(("bench (--runs 50 --min-seconds 0.2)", bench))
+                for label, args in steps:
+                    c0 = boards_cpu(farm)
+                    r = cli(args, env)
+                    r.update(step=label, parallel=par, boards_cpu_s=round(boards_cpu(farm) - c0, 1), load=load())
+                    rows.append(r)
+                    print(json.dumps(r), file=sys.stderr)
+        finally:
+            farm.stop()
+    lines = [
+        f"- farm: {a.boards} sshd boards started in {start_s:.1f} s; artifact {art.stat().st_size / 1e6:.2f} MB "
+        "(fp32 Dense 16-1024-512-3); every step is the CLI in a subprocess\n",
+        "| --parallel | step | wall | exit | boards not ok | edgeq CPU (user+sys) | edgeq peak RSS | boards' CPU | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['parallel']} | {r['step']} | {r['wall_s']} s | {r['exit']} | {r['not_ok']} of {r['boards']} | "
+            f"{r['cpu_s']} s | {r['max_rss_mb']} MB | {r['boards_cpu_s']} s | {r['load']} |"
+        )
+    errs = sorted({r["first_error"] for r in rows if r["not_ok"] and r["first_error"]})
+    if errs:
+        lines += ["", "First errors seen: " + "; ".join(errs)]
+    body = "\n".join(lines)
+    cmd = f"python bench/fleet100_bench.py --boards {a.boards} --parallel {' '.join(map(str, a.parallel))}"
+    append_results(f"{a.boards} boards, one orchestrator", cmd, body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
