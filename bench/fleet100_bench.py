@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,25 +59,29 @@ def variant_of(artifact: Path, out: Path, tag: int) -> Path:
 
 
 def cli(args: list[str], env: dict, timeout: float = 1800) -> dict:
-    """One edgeq command: wall, its CPU (user+sys) and peak RSS (ru_maxrss of children is cumulative max)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """One edgeq command: wall, and its own CPU (user+sys) and peak RSS (os.wait4: this child's rusage only)."""
     t0 = time.monotonic()
-    p = subprocess.run(
-        [sys.executable, "-m", "edgeq", *args, "--json"], capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
-    wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeq", *args, "--json"], stdout=out, stderr=err, env=env)  # noqa: S603
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     doc = json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
     devs = doc.get("devices") or []
     bad = [d for d in devs if d.get("status") not in ("ok", "changed")]
     return {
         "exit": p.returncode,
         "wall_s": round(wall, 1),
-        "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
-        "max_rss_mb": round(after.ru_maxrss / 1024),
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
+        "max_rss_mb": round(ru.ru_maxrss / 1024),
         "boards": len(devs),
         "not_ok": len(bad),
-        "first_error": (bad[0].get("error") if bad else None) or (p.stderr.strip().splitlines() or [""])[-1][:200],
+        "first_error": (bad[0].get("error") if bad else None)
+        or ((p.stderr.strip().splitlines() or [""])[-1][:200] if p.returncode else None),
     }
 
 
