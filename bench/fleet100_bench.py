@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, nargs="+", default=[5, 20])
     a = ap.parse_args()
     rows = []
+    art_mb = 0.0
     with tempfile.TemporaryDirectory(prefix="fleet100-") as t:
         root = Path(t)
         t0 = time.monotonic()
@@ -98,6 +99,7 @@ def main() -> None:
         start_s = time.monotonic() - t0
         try:
             art = model_2mb(root / "m.tflite")
+            art_mb = art.stat().st_size / 1e6
             env = {**os.environ, "EDGEQ_HOME": str(root / "home"), "PYTHONPATH": str(REPO)}
             tag = 0
             for par in a.parallel:
@@ -129,7 +131,7 @@ def main() -> None:
         finally:
             farm.stop()
     lines = [
-        f"- farm: {a.boards} sshd boards started in {start_s:.1f} s; artifact {art.stat().st_size / 1e6:.2f} MB "
+        f"- farm: {a.boards} sshd boards started in {start_s:.1f} s; artifact {art_mb:.2f} MB "
         "(fp32 Dense 16-1024-512-3); every step is the CLI in a subprocess\n",
         "| --parallel | step | wall | exit | boards not ok | edgeq CPU (user+sys) | edgeq peak RSS | boards' CPU | load |",
         "|---|---|---|---|---|---|---|---|---|",
