@@ -150,12 +150,30 @@ def rollout_line(res: FleetSummary) -> str:
     return f"{counts}; {fmt.size(res.bytes_uploaded)} uploaded in {res.seconds:.1f}s"
 
 
+FLOOR_SHOWN_BELOW = 10.0  # the harness floor column appears when a p50 is within 10x of its board's floor
+
+
+def _ci(b: Any, unit: str) -> str:
+    if b.ci_ms is None:
+        return ""
+    return f"{fmt.latency(b.ci_ms.low, unit)}-{fmt.latency(b.ci_ms.high, unit)}"
+
+
+def _tiny(b: Any) -> bool:
+    p50 = b.latency_ms.p50 if b.latency_ms else None
+    return p50 is not None and b.harness_floor_ms is not None and p50 <= FLOOR_SHOWN_BELOW * b.harness_floor_ms
+
+
 def bench_table(res: FleetSummary) -> Table:
+    """p50 is the median of session medians, CI its 95 % bootstrap interval, spread (max-min)/median of them."""
     unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for r in res.devices for b in r.results)
+    floor = any(_tiny(b) for r in res.devices for b in r.results)
     rows: list[list[Any]] = []
     for r in res.devices:
         if not r.results:
-            rows.append([r.device, "", "", "", "", "", "", "", r.status + ": " + (r.error or "")])
+            rows.append(
+                [r.device, "", "", "", "", "", "", "", "", "", *([""] if floor else []), r.status + ": " + (r.error or "")]
+            )
         for b in r.results:
             lat = b.latency_ms or LatencyStats()
             rows.append(
@@ -167,11 +185,15 @@ def bench_table(res: FleetSummary) -> Table:
                     fmt.latency(lat.p99, unit),
                     fmt.latency(lat.mean, unit),
                     b.count or "",
-                    fmt.latency(b.init_ms, unit),
+                    len(b.sessions) or "",
+                    _ci(b, unit),
+                    "" if b.spread is None else f"{b.spread * 100:.1f}%",
+                    *([fmt.latency(b.harness_floor_ms, unit)] if floor else []),
                     "ok" if b.ok else b.error,
                 ]
             )
-    cols = ["Device", "Threads", f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", f"Init {unit}", "Status"]
+    cols = [f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", "Sessions", f"95% CI {unit}", "Spread"]
+    cols = ["Device", "Threads", *cols, *([f"Floor {unit}"] if floor else []), "Status"]
     return f"bench {res.name} ({(res.sha256 or '')[:12]})", cols, rows
 
 
