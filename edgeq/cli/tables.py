@@ -233,6 +233,15 @@ def _text(x: int | None) -> str:
     return "" if x is None else str(x)
 
 
+def _ratio_ci(x: Any) -> str:
+    """The session interval of the ratio, or why the raw-sample test decided instead."""
+    if x.test == "sessions" and x.ratio_ci_low is not None and x.ratio_ci_high is not None:
+        return f"{x.ratio_ci_low:.3f}-{x.ratio_ci_high:.3f} ({x.sessions_base}v{x.sessions_candidate})"
+    if x.test == "raw samples":
+        return f"one session ({x.sessions_base}v{x.sessions_candidate}): p decides"
+    return "no sessions stored: p decides"
+
+
 def comparison_tables(c: Comparison) -> list[Table]:
     b, k = c.base, c.candidate
     out: list[Table] = []
@@ -245,6 +254,7 @@ def comparison_tables(c: Comparison) -> list[Table]:
             fmt.latency(_ms(x.base_p50_s), unit),
             fmt.latency(_ms(x.candidate_p50_s), unit),
             fmt.ratio(x.ratio),
+            _ratio_ci(x),
             "" if x.p_value is None else f"{x.p_value:.2g}",
             x.verdict.upper() if x.regression else x.verdict,
         ]
@@ -252,11 +262,12 @@ def comparison_tables(c: Comparison) -> list[Table]:
     ]
     if rows:
         title = (
-            f"latency {b.run_id} -> {k.run_id} (pipeline {k.pipeline}; regression = p50 ratio > "
-            f"{c.threshold:g} and Mann-Whitney p < {c.alpha:g})"
+            f"latency {b.run_id} -> {k.run_id} (pipeline {k.pipeline}; regression = p50 ratio > {c.threshold:g} and "
+            f"the 95% session interval of the ratio excludes 1; p: Mann-Whitney on raw samples, the test (p < {c.alpha:g}) "
+            "only where a side has one session)"
         )
-        cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "p", "verdict"]
-        out.append((title, cols, rows))
+        cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "ratio CI (sessions)", "p"]
+        out.append((title, [*cols, "verdict"], rows))
     if c.accuracy:
         acc = [
             [a.variant, fmt.pct(a.base), fmt.pct(a.candidate), f"{a.delta * 100:+.2f}", "REGRESSION" if a.regression else "ok"]
