@@ -1,0 +1,113 @@
+"""Session-level statistics (edgeq.results.stats): pure logic, property-tested; merging agent sessions."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeq.results.stats import (
+    SessionFigures,
+    median_ci,
+    ratio_ci,
+    session_figures,
+    summarize_sessions,
+)
+
+medians = st.lists(st.floats(min_value=1e-6, max_value=10.0, allow_nan=False), min_size=2, max_size=12)
+
+
+def test_summary_headline_is_the_median_of_session_medians_and_tails_are_pooled():
+    rng = np.random.default_rng(1)
+    sessions = [rng.normal(m, 0.01, 500) for m in (1.0, 1.3, 1.02)]  # one drifted session
+    figs = [session_figures(s) for s in sessions]
+    pooled = np.concatenate(sessions)
+    s = summarize_sessions(figs, pooled)
+    assert s.sessions == 3 and s.count == 1500
+    assert s.p50 == pytest.approx(np.median([f.p50 for f in figs]))  # the drifted session does not move it
+    assert s.p50 == pytest.approx(1.02, abs=0.01)
+    assert s.p90 == pytest.approx(np.percentile(pooled, 90)) and s.p99 == pytest.approx(np.percentile(pooled, 99))
+    assert s.mean == pytest.approx(pooled.mean())
+    assert s.spread == pytest.approx((max(f.p50 for f in figs) - min(f.p50 for f in figs)) / s.p50)
+    assert s.spread_std == pytest.approx(np.std([f.p50 for f in figs], ddof=1))
+    assert s.ci_low <= s.p50 <= s.ci_high
+
+
+def test_one_session_has_no_spread_and_no_interval():
+    f = session_figures([1.0, 2.0, 3.0])
+    s = summarize_sessions([f], [1.0, 2.0, 3.0])
+    assert (s.p50, s.spread, s.spread_std, s.ci_low, s.ci_high) == (2.0, None, None, None, None)
+    assert median_ci([1.0]) is None and ratio_ci([1.0], [1.0, 2.0]) is None and ratio_ci([1.0, 2.0], [3.0]) is None
+
+
+def test_three_sessions_the_ratio_interval_excludes_one_only_when_every_session_moved():
+    base = [1.00, 1.01, 0.99]
+    lo, hi = ratio_ci(base, [1.15, 1.16, 1.14])
+    assert lo > 1.0 and hi > lo
+    lo, hi = ratio_ci(base, [1.15, 0.995, 1.16])  # one candidate session as fast as the baseline: not shown
+    assert lo < 1.0 < hi
+    # one drifted session (+20 %) on an unchanged artifact moves neither the median nor the verdict
+    lo, hi = ratio_ci(base, [1.0, 1.2, 1.005])
+    assert lo <= 1.0 <= hi
+
+
+@given(medians)
+def test_median_ci_is_deterministic_and_inside_the_range(m):
+    a, b = median_ci(m), median_ci(list(m))
+    assert a == b
+    lo, hi = a
+    assert min(m) - 1e-12 <= lo <= hi <= max(m) + 1e-12
+
+
+@given(medians, medians)
+def test_ratio_ci_bounds_and_symmetry(b, c):
+    lo, hi = ratio_ci(b, c)
+    assert min(c) / max(b) * (1 - 1e-9) <= lo <= hi <= max(c) / min(b) * (1 + 1e-9)
+    same = ratio_ci(b, b)
+    assert same[0] <= 1.0 + 1e-9 and same[1] >= 1.0 - 1e-9 or len(set(b)) == 1
+
+
+@given(medians, st.floats(min_value=0.1, max_value=10.0))
+def test_ratio_ci_scales_with_the_candidate(b, k):
+    lo, hi = ratio_ci(b, b)
+    lo2, hi2 = ratio_ci(b, [x * k for x in b])
+    assert lo2 == pytest.approx(lo * k, rel=1e-9) and hi2 == pytest.approx(hi * k, rel=1e-9)
+
+
+@given(st.lists(st.lists(st.floats(min_value=1e-6, max_value=1.0), min_size=1, max_size=30), min_size=1, max_size=6))
+def test_summary_is_consistent_for_any_sessions(sessions):
+    figs = [session_figures(s) for s in sessions]
+    pooled = [x for s in sessions for x in s]
+    s = summarize_sessions(figs, pooled)
+    assert s.count == len(pooled) and s.sessions == len(sessions)
+    assert min(f.p50 for f in figs) - 1e-12 <= s.p50 <= max(f.p50 for f in figs) + 1e-12
+    assert s.min <= s.p50 <= s.max and s.p90 <= s.p99 + 1e-12
+    assert (s.ci_low is None) == (len(sessions) == 1)
+    if s.spread is not None:
+        assert s.spread >= 0
+
+
+def test_session_figures_of_nothing_is_an_error():
+    with pytest.raises(ValueError):
+        session_figures([])
+    with pytest.raises(ValueError):
+        summarize_sessions([], [])
+    assert SessionFigures(p50=1, p90=2, p99=3, mean=1.5, count=4).count == 4
+
+
+def test_the_agents_noop_model_is_the_setup_tiny_model():
+    from edgeq.agent.floor import NOOP_MODEL_B64
+    from edgeq.fleet.setupscripts import TINY_MODEL_B64
+
+    assert base64.b64decode(NOOP_MODEL_B64) == base64.b64decode(TINY_MODEL_B64)
+
+
+def test_per_session_work_keeps_the_totals():
+    from edgeq.fleet import per_session
+
+    assert per_session(50, 1.0, 3) == (17, pytest.approx(1 / 3))
+    assert per_session(50, 1.0, 1) == (50, 1.0)
+    assert per_session(1, 0.0, 5) == (1, 0.0)
