@@ -199,6 +199,7 @@ def bench(args) -> dict:
         "board": board,
         "board_after": after,
         "harness_floor": harness,
+        "pid": os.getpid(),  # each session is its own agent process: the pids tell them apart
     }
 
 

@@ -51,7 +51,7 @@ def _session(i: int, raw: AgentBench) -> BenchSession:
 
 def _raw_session(i: int, raw: AgentBench) -> dict:
     """What the merged raw document keeps of one session (its samples are in the pooled list)."""
-    keep = ("started_at", "init_seconds", "first_invoke_seconds", "stopped_by", "timed_seconds", "window_seconds")
+    keep = ("pid", "started_at", "init_seconds", "first_invoke_seconds", "stopped_by", "timed_seconds", "window_seconds")
     doc = {k: getattr(raw, k) for k in keep}
     doc.update(session=i, latency_s=raw.latency_s.to_json(), samples_kept=len(raw.samples_s), samples_stride=raw.samples_stride)
     doc.update(harness_floor=None if raw.harness_floor is None else raw.harness_floor.to_json(), board_after=raw.board_after)

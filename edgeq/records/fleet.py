@@ -257,9 +257,10 @@ class AgentBench(AgentDoc):
     board: BoardFacts | None = None
     board_after: dict[str, Any] | None = None
     harness_floor: HarnessFloor | None = None
+    pid: StrictInt | None = None
     sessions: tuple[dict[str, Any], ...] | None = None
 
-    omit_if_unset = AgentDoc.omit_if_unset | {"harness_floor", "sessions"}
+    omit_if_unset = AgentDoc.omit_if_unset | {"harness_floor", "pid", "sessions"}
 
 
 class AgentPredict(AgentDoc):
