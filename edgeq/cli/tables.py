@@ -51,11 +51,25 @@ def run_variants(doc: dict[str, Any]) -> Table:
     return title, cols, rows
 
 
+def _session_cells(b: dict[str, Any], unit: str) -> list[str]:
+    """sessions, the 95 % interval of the p50 and the between-session spread of one manifest row."""
+    ci = b.get("ci_ms") or {}
+    spread = b.get("spread")
+    return [
+        str(len(b.get("sessions") or ())) if b.get("ok") else "",
+        f"{fmt.latency(ci.get('low'), unit)}-{fmt.latency(ci.get('high'), unit)}" if ci else "",
+        "" if spread is None else f"{spread * 100:.1f}%",
+    ]
+
+
 def run_benchmarks(doc: dict[str, Any]) -> Table | None:
+    """The manifest's benchmarks; session columns only when some result has sessions (older manifests
+    draw as before)."""
     bench = doc.get("benchmarks") or []
     if not bench:
         return None
     unit = fmt.latency_unit((b.get("latency_ms") or {}).get("p50") for b in bench)
+    sessions = any(b.get("sessions") for b in bench)
     rows = []
     for b in bench:
         lat = b.get("latency_ms") or {}
@@ -72,14 +86,18 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
                 fmt.latency(lat.get("p50"), unit),
                 fmt.latency(lat.get("p90"), unit),
                 fmt.latency(lat.get("p99"), unit),
+                *(_session_cells(b, unit) if sessions else []),
                 fmt.latency(b.get("init_ms"), unit),
                 fmt.mib(b.get("peak_rss_bytes")),
                 fmt.num(p.get("mean_w"), ".2f"),
                 "ok" if b.get("ok") else f"FAILED: {b.get('error')}",
             ]
         )
-    cols = ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99", "init", "peak MiB", "W", "status"]
-    return f"on-device benchmark (latency in {unit})", cols, rows
+    cols = ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99"]
+    cols += ["sessions", "p50 95% CI", "spread"] if sessions else []
+    cols += ["init", "peak MiB", "W", "status"]
+    note = "; p50: median of session medians" if sessions else ""
+    return f"on-device benchmark (latency in {unit}{note})", cols, rows
 
 
 def cached_stages(doc: dict[str, Any]) -> list[str]:

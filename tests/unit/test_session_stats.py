@@ -111,3 +111,35 @@ def test_per_session_work_keeps_the_totals():
     assert per_session(50, 1.0, 3) == (17, pytest.approx(1 / 3))
     assert per_session(50, 1.0, 1) == (50, 1.0)
     assert per_session(1, 0.0, 5) == (1, 0.0)
+
+
+def _agent_doc(samples: list[float], pid: int) -> dict:
+    s = sorted(samples)
+    lat = {"p50": s[len(s) // 2], "p90": s[-2], "p99": s[-1], "mean": sum(s) / len(s), "std": 0.0, "min": s[0], "max": s[-1]}
+    return {"ok": True, "latency_s": {**lat, "count": len(s)}, "samples_s": samples, "pid": pid, "harness_floor": {"p50_s": 1e-6}}
+
+
+def test_merge_sessions_of_agent_documents_and_the_run_table():
+    from edgeq.cli import tables
+    from edgeq.fleet import bench_result, merge_sessions
+    from edgeq.fleet.bench import bench_run
+    from edgeq.records.fleet import AgentBench, BenchRun
+
+    docs = [_agent_doc([0.001 * f] * 4 + [0.002 * f], pid) for f, pid in ((1.0, 10), (1.5, 11), (1.1, 12))]
+    runs = [bench_run(1, AgentBench.from_json(d)) for d in docs]
+    failed = BenchRun(threads=1, ok=False, kind="agent_killed", error="killed")
+    m = merge_sessions([runs[0], failed, runs[1], runs[2]])  # a failed session is left out
+    assert [s.session for s in m.sessions] == [1, 2, 3] and m.count == 15
+    assert m.latency_ms.p50 == pytest.approx(1.1) and m.latency_ms.min == pytest.approx(1.0)
+    assert m.latency_ms.max == pytest.approx(3.0) and m.harness_floor_ms == pytest.approx(0.001)
+    assert m.spread == pytest.approx(0.5 / 1.1) and m.ci_ms.low <= 1.1 <= m.ci_ms.high
+    assert [s["pid"] for s in m.raw.sessions] == [10, 11, 12] and len(m.raw.samples_s) == 15
+    assert merge_sessions([failed]) is failed
+    one = merge_sessions(runs[:1])
+    assert one.latency_ms == runs[0].latency_ms and len(one.sessions) == 1 and one.ci_ms is None
+    row = bench_result("pi", "int8", m, "/x.json").to_json()
+    assert row["sessions"][1]["p50"] == pytest.approx(1.5) and row["harness_floor_ms"] == pytest.approx(0.001)
+    title, cols, cells = tables.run_benchmarks({"benchmarks": [row]})
+    assert "median of session medians" in title and cells[0][cols.index("sessions")] == "3"
+    old = {k: v for k, v in row.items() if k not in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms")}
+    assert "sessions" not in tables.run_benchmarks({"benchmarks": [old]})[1]  # older manifests draw as before
