@@ -93,41 +93,56 @@ def benchmark_stage(
     if b.inputs == "test":
         inputs = run_dir / "bench-inputs.npy"
         paths.atomic_write_bytes(inputs, _npy_bytes(dataset().x_test[: b.input_samples]))
-    failures: list[str] = []
     keys = b.variants or list(variants)
-    k = b.sessions
-    runs, seconds = fleet.per_session(b.runs, b.min_seconds, k)
-    done: dict[str, list[tuple[BoardOutcome, ...]]] = {key: [] for key in keys}
-    # sessions outermost, variants inside: A B A B ..., so a board's slow drift hits every variant alike
-    for s in range(1, k + 1):
-        for key in keys:
-            tag = f"benchmark {key}" + (f" session {s}/{k}" if k > 1 else "")
-            log(f"{tag}: on {', '.join(targets)} ({runs} runs, >= {seconds:g}s)")
-            try:
-                res = fleet.bench(
-                    inv,
-                    targets,
-                    Path(variants[key].artifact),
-                    runs=runs,
-                    warmup=b.warmup,
-                    min_seconds=seconds,
-                    threads=b.threads,
-                    inputs=inputs,
-                    parallel=b.parallel,
-                    progress=_progress(log, tag, len(inv.select(targets))),
-                )
-            except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
-                done[key].append(tuple(d for d in e.rollout.devices if d.results))
-                keep(BenchmarkStage(cached=False, results=tuple(_session_rows(done, run_dir / "bench"))))
-                raise
-            done[key].append(res.devices)
-            failures += _session_failures(res.devices, key, s if k > 1 else None)
+    done, failures = _interleaved(b, targets, inv, {k: Path(variants[k].artifact) for k in keys}, inputs, log, keep, run_dir)
     rows = _session_rows(done, run_dir / "bench")
     checks = None
     if b.accuracy_check:
         checks = _accuracy_check(inv, targets, b.accuracy_tolerance, variants, dataset(), run_dir, keys, log)
         failures += [f"accuracy check {r.variant} on {r.device}: {r.error}" for r in checks if not r.ok]
     return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
+
+
+def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, Path], inputs, log, keep, run_dir: Path):
+    """Session by session, variant by variant (A B A B ...: a board's slow drift hits every variant alike):
+    ({variant: [each session's board outcomes]}, failure messages)."""
+    k = b.sessions
+    runs, seconds = fleet.per_session(b.runs, b.min_seconds, k)
+    done: dict[str, list[tuple[BoardOutcome, ...]]] = {key: [] for key in artifacts}
+    failures: list[str] = []
+    names = [d.name for d in inv.select(targets)]
+    gone: dict[str, BoardOutcome] = {}  # unreachable in a session: not dialled again (each try waits out its timeouts)
+    for s in range(1, k + 1):
+        for key, artifact in artifacts.items():
+            tag = f"benchmark {key}" + (f" session {s}/{k}" if k > 1 else "")
+            live = [n for n in names if n not in gone]
+            if not live:
+                break
+            log(f"{tag}: on {', '.join(live if gone else targets)} ({runs} runs, >= {seconds:g}s)")
+            try:
+                res = fleet.bench(
+                    inv,
+                    live if gone else targets,
+                    artifact,
+                    runs=runs,
+                    warmup=b.warmup,
+                    min_seconds=seconds,
+                    threads=b.threads,
+                    inputs=inputs,
+                    parallel=b.parallel,
+                    progress=_progress(log, tag, len(live)),
+                )
+            except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
+                done[key].append(tuple(d for d in e.rollout.devices if d.results))
+                keep(BenchmarkStage(cached=False, results=tuple(_session_rows(done, run_dir / "bench"))))
+                raise
+            done[key].append(res.devices)
+            gone.update({d.device: d for d in res.devices if d.status == "unreachable"})
+            failures += _session_failures(res.devices, key, s if k > 1 else None)
+    for sessions in done.values():  # a board gone before a variant's turn still gets that variant's row
+        seen = {d.device for devices in sessions for d in devices}
+        sessions.append(tuple(d for name, d in gone.items() if name not in seen))
+    return done, failures
 
 
 def _session_failures(devices: tuple[BoardOutcome, ...], key: str, session: int | None) -> list[str]:

@@ -85,3 +85,31 @@ def test_benchmark_stage_interleaves_variants_session_by_session(tmp_path):
         pids |= {s["pid"] for s in raw["sessions"]}
         assert r.ci_ms is not None and r.harness_floor_ms is not None
     assert len(pids) == 6
+
+
+def test_a_board_unreachable_in_one_session_is_not_dialled_again_and_keeps_its_rows(tmp_path):
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.records.run import VariantResult
+    from edgeq.stages.fleet import benchmark_stage
+
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(
+        "devices:\n"
+        "  - {name: local, transport: local, tags: [lab]}\n"
+        "  - {name: dead, host: 127.0.0.1, port: 1, tags: [lab], retries: 1, retry_delay: 0.1, connect_timeout: 2}\n"
+    )
+    variants = {}
+    for key in ("a", "b"):
+        p = _tiny(tmp_path / f"{key}.tflite")
+        variants[key] = VariantResult(type="fp32", artifact=str(p), sha256="0" * 64, size_bytes=p.stat().st_size)
+    spec = BenchmarkStageSpec(targets=["lab"], runs=6, warmup=1, min_seconds=0.0, inputs="random", sessions=3)
+    log: list[str] = []
+    stage, _, failures = benchmark_stage(
+        spec, ["lab"], fleet.load_inventory(devices), variants, tmp_path / "run", None, log.append, lambda s: None
+    )
+    dialled = [line for line in log if line.startswith("  dead: connect")]
+    assert len(dialled) == 1, log  # session 1 of variant a only
+    rows = {(r.device, r.variant): r for r in stage.results}
+    assert rows[("dead", "a")].ok is False and rows[("dead", "b")].ok is False and rows[("dead", "b")].status == "unreachable"
+    assert len(rows[("local", "a")].sessions) == len(rows[("local", "b")].sessions) == 3
+    assert any("dead" in f for f in failures)
