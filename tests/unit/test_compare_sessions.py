@@ -124,3 +124,25 @@ def test_history_keeps_sessions_spread_interval_and_floor(tmp_path):
     for name in ("edgeq_benchmark_sessions", "edgeq_latency_session_spread_ratio", "edgeq_latency_p50_ci_lower_seconds"):
         assert f"{name}{{" in text
     assert "edgeq_harness_floor_seconds{" in text and "session=" not in text and "run_id" not in text
+
+
+def test_an_older_history_gains_sessions_and_its_runs_compare_with_new_ones(tmp_path):
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    from edgeq.results import query
+
+    db = tmp_path / "history.db"
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "history-main.db", db)  # schema 2, no sessions
+    new = synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", threads=(1, 2))
+    record_run(_with_sessions(new, {}, seed=8), db)
+    c = sqlite3.connect(str(db))
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert c.execute("SELECT count(*) FROM benchmark_sessions").fetchone()[0] == 8 * 3
+    c.close()
+    with query.open_for_reading(db) as h:
+        old = query.load(h, query.resolve(h, "20260102T023000Z-222222"))
+    assert all(b.sessions is None and b.per_session is None for b in old.benchmarks)
+    cmp = compare_runs("20260102T023000Z-222222", "20260104T023000Z-444444", db_path=db)
+    assert {x.test for x in cmp.latency} == {"raw samples"}  # the old side has one session: Mann-Whitney decides
