@@ -62,6 +62,11 @@ def _session_cells(b: dict[str, Any], unit: str) -> list[str]:
     ]
 
 
+def _tiny_row(b: dict[str, Any]) -> bool:
+    p50, floor = (b.get("latency_ms") or {}).get("p50"), b.get("harness_floor_ms")
+    return p50 is not None and floor is not None and p50 <= FLOOR_SHOWN_BELOW * floor
+
+
 def run_benchmarks(doc: dict[str, Any]) -> Table | None:
     """The manifest's benchmarks; session columns only when some result has sessions (older manifests
     draw as before)."""
@@ -70,6 +75,7 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
         return None
     unit = fmt.latency_unit((b.get("latency_ms") or {}).get("p50") for b in bench)
     sessions = any(b.get("sessions") for b in bench)
+    floor = any(_tiny_row(b) for b in bench)
     rows = []
     for b in bench:
         lat = b.get("latency_ms") or {}
@@ -87,6 +93,7 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
                 fmt.latency(lat.get("p90"), unit),
                 fmt.latency(lat.get("p99"), unit),
                 *(_session_cells(b, unit) if sessions else []),
+                *([fmt.latency(b.get("harness_floor_ms"), unit)] if floor else []),
                 fmt.latency(b.get("init_ms"), unit),
                 fmt.mib(b.get("peak_rss_bytes")),
                 fmt.num(p.get("mean_w"), ".2f"),
@@ -95,6 +102,7 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
         )
     cols = ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99"]
     cols += ["sessions", "p50 95% CI", "spread"] if sessions else []
+    cols += ["floor"] if floor else []
     cols += ["init", "peak MiB", "W", "status"]
     note = "; p50: median of session medians" if sessions else ""
     return f"on-device benchmark (latency in {unit}{note})", cols, rows

@@ -118,7 +118,7 @@ def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, Path]
             live = [n for n in names if n not in gone]
             if not live:
                 break
-            log(f"{tag}: on {', '.join(live if gone else targets)} ({runs} runs, >= {seconds:g}s)")
+            log(f"{tag}: on {', '.join(live if gone else targets)} ({runs} runs, >= {seconds:.3g}s)")
             try:
                 res = fleet.bench(
                     inv,
