@@ -28,6 +28,13 @@ def run(
         bool,
         typer.Option("--fail-on-regression", help="Compare with the previous run of the pipeline; exit 9 on a regression."),
     ] = False,
+    rerun_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--rerun-baseline",
+            help="Re-measure the last good run's artifacts interleaved with the new ones (benchmark.rerun_baseline).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline: train -> quantize -> validate (cached by input hash)."""
     output.use_json(json_out)
@@ -35,7 +42,7 @@ def run(
     from edgeq.publish import publish
 
     with output.progress_bars():
-        result = pl.run_pipeline(pipeline, force=force, log=output.log)
+        result = pl.run_pipeline(pipeline, force=force, log=output.log, rerun_baseline=rerun_baseline)
     doc: dict[str, Any] = result.to_json() if hasattr(result, "to_json") else dict(result)
     pub = publish(
         doc["run_id"], doc["pipeline"], push_gateway=push_gateway, fail_on_regression=fail_on_regression, log=output.log

@@ -277,7 +277,7 @@ def comparison_tables(c: Comparison) -> list[Table]:
             x.device,
             x.variant,
             _text(x.threads),
-            fmt.latency(_ms(x.base_p50_s), unit),
+            fmt.latency(_ms(x.base_p50_s), unit) + ("*" if x.base_source == "rerun" else ""),
             fmt.latency(_ms(x.candidate_p50_s), unit),
             fmt.ratio(x.ratio),
             _ratio_ci(x),
@@ -292,8 +292,27 @@ def comparison_tables(c: Comparison) -> list[Table]:
             f"the 95% session interval of the ratio excludes 1; p: Mann-Whitney on raw samples, the test (p < {c.alpha:g}) "
             "only where a side has one session)"
         )
+        if any(x.base_source == "rerun" for x in c.latency):
+            title += f"; * base re-measured in run {k.run_id}, interleaved with the candidate"
         cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "ratio CI (sessions)", "p"]
         out.append((title, [*cols, "verdict"], rows))
+    if c.drift:
+        drift = [
+            [x.device, x.variant, _text(x.threads), fmt.latency(_ms(x.base_p50_s), unit)]
+            + [fmt.latency(_ms(x.candidate_p50_s), unit), fmt.ratio(x.ratio), _ratio_ci(x), x.verdict]
+            for x in c.drift
+        ]
+        cols = [
+            "device",
+            "variant",
+            "threads",
+            f"{b.run_id[:15]} p50 {unit}",
+            f"rerun p50 {unit}",
+            "ratio",
+            "ratio CI",
+            "verdict",
+        ]
+        out.append(("board/runtime drift: the base run's artifact as measured then and re-measured now", cols, drift))
     if c.accuracy:
         acc = [
             [a.variant, fmt.pct(a.base), fmt.pct(a.candidate), f"{a.delta * 100:+.2f}", "REGRESSION" if a.regression else "ok"]

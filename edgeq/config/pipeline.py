@@ -190,6 +190,9 @@ class BenchmarkStageSpec(Spec):
     # independent sessions (a fresh agent process and interpreter each), variants interleaved A B A B ...;
     # 3: the fewest that give a median of medians and an interval, at about one session's cost in total
     sessions: int = Field(3, ge=1, le=100)
+    # re-measure the last successful run's artifact of each changed variant in the same sessions (A A' B B' ...),
+    # so compare tells a model change from a board or runtime change (`edgeq run --rerun-baseline`)
+    rerun_baseline: bool = False
     threads: list[int] | None = Field(None, min_length=1)  # default: each device's threads
     inputs: Literal["random", "test"] = "test"  # "test": the first test-split rows, preprocessed like training
     input_samples: int = Field(64, ge=1, le=100_000)

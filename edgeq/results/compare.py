@@ -15,6 +15,7 @@ from typing import Any
 from edgeq.errors import StoreError
 from edgeq.records import Record
 from edgeq.results import query
+from edgeq.results.baseline import BASELINE_SUFFIX
 from edgeq.results.rows import BenchmarkRow, StoredRun
 from edgeq.results.stats import CI_LEVEL, mann_whitney_u, ratio_ci
 
@@ -64,8 +65,11 @@ class LatencyChange(BenchKey):
     ratio_ci_low: float | None = None
     ratio_ci_high: float | None = None
     ratio_ci_level: float | None = None
+    base_source: str | None = None  # "rerun": the base is the baseline artifact re-measured in the candidate run
 
-    omit_if_none = frozenset({"test", "sessions_base", "sessions_candidate", "ratio_ci_low", "ratio_ci_high", "ratio_ci_level"})
+    omit_if_none = frozenset(
+        {"test", "sessions_base", "sessions_candidate", "ratio_ci_low", "ratio_ci_high", "ratio_ci_level", "base_source"}
+    )
 
 
 class MemoryChange(BenchKey):
@@ -115,6 +119,11 @@ class Comparison(Record):
     only_in_candidate: tuple[BenchKey, ...] = ()
     regressions: tuple[str, ...] = ()
     regressed: bool = False
+    # with a rerun baseline: the base run's figures vs the same artifact re-measured in the candidate run, i.e.
+    # what the boards or runtimes changed by themselves (never a regression of the model)
+    drift: tuple[LatencyChange, ...] | None = None
+
+    omit_if_none = frozenset({"drift"})
 
 
 def _ratio(cand: float | None, base: float | None) -> float | None:
@@ -195,6 +204,13 @@ def _latency(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: 
     return row, f"latency {_where(k)}: p50 {b.p50_s * 1e6:.4g} -> {c.p50_s * 1e6:.4g} µs ({_why(row, threshold, alpha)})"
 
 
+def _drift(k: Key, then: BenchmarkRow, now: BenchmarkRow, threshold: float, alpha: float) -> LatencyChange:
+    """The same artifact measured in the base run and again in the candidate run: the boards' or runtimes' change."""
+    row = _latency(k, then, now, threshold, alpha)[0]
+    verdict = {"regression": "slower board/runtime", "improvement": "faster board/runtime"}.get(row.verdict, row.verdict)
+    return row.replace(variant=k[1] + BASELINE_SUFFIX, verdict=verdict, regression=False)
+
+
 def _memory(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float) -> tuple[MemoryChange | None, str | None]:
     mr = _ratio(c.peak_rss_bytes, b.peak_rss_bytes)
     if mr is None or b.peak_rss_bytes is None or c.peak_rss_bytes is None:
@@ -248,8 +264,15 @@ def compare(
             f"run {base.run_id} compared with itself",
             "name two different runs, or omit both to compare the latest run with the one before it",
         )
-    bb = {b.key: b for b in base.benchmarks if b.ok}
-    cb = {b.key: b for b in cand.benchmarks if b.ok}
+    bb = {b.key: b for b in base.benchmarks if b.ok and not b.variant.endswith(BASELINE_SUFFIX)}
+    cb = {b.key: b for b in cand.benchmarks if b.ok and not b.variant.endswith(BASELINE_SUFFIX)}
+    reruns = {
+        (b.device, b.variant.removesuffix(BASELINE_SUFFIX), b.threads): b
+        for b in cand.benchmarks
+        if b.ok and b.variant.endswith(BASELINE_SUFFIX)
+    }
+    drift = [_drift(k, bb[k], reruns[k], threshold, alpha) for k in reruns if k in bb]
+    bb = {**bb, **{k: reruns[k] for k in cb if k in reruns}}  # a baseline re-measured beside the candidate wins
     common_b = [k for k in cb if k in bb]
     common_v = [k for k in cand.validations if k in base.validations]
     # both benchmarked but on nothing in common (other boards or variants): comparing accuracy alone would mislead
@@ -258,6 +281,9 @@ def compare(
     latency, memory, energy, regressions = [], [], [], []
     for k in common_b:
         lat, note = _latency(k, bb[k], cb[k], threshold, alpha)
+        if k in reruns:
+            lat = lat.replace(base_source="rerun")
+            note = note and f"{note} (against the baseline re-measured in this run)"
         latency.append(lat)
         mem, mem_note = _memory(k, bb[k], cb[k], threshold)
         en, en_note = _energy(k, bb[k], cb[k], threshold)
@@ -282,6 +308,7 @@ def compare(
         only_in_candidate=tuple(BenchKey(device=k[0], variant=k[1], threads=k[2]) for k in cb if k not in bb),
         regressions=tuple(regressions),
         regressed=bool(regressions),
+        drift=tuple(drift) if reruns else None,
     )
 
 

@@ -18,6 +18,7 @@ from edgeq.fleet.fanout import FleetInterrupted
 from edgeq.progress import fleet_counter
 from edgeq.records.fleet import AccuracyCheck, BenchResult, BenchRun, BoardOutcome, FleetSummary
 from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
+from edgeq.results.baseline import BASELINE_SUFFIX
 
 
 def inventory(spec: PipelineSpec, base: Path):
@@ -84,9 +85,12 @@ def benchmark_stage(
     dataset,
     log,
     keep: Callable[[BenchmarkStage], None],
+    baselines: dict[str, Path] | None = None,
 ) -> tuple[BenchmarkStage, tuple[AccuracyCheck, ...] | None, list[str]]:
     """Benchmark each variant on each target (and, if asked, its accuracy on the boards).
 
+    `baselines` ({variant: an earlier artifact}) are measured right after their variant in every session, as
+    variant "<variant>@baseline" under their own model name on the boards (the deployed model stays current).
     Returns the stage, the accuracy checks (None when not asked) and the failure messages.
     """
     inputs = None
@@ -94,7 +98,12 @@ def benchmark_stage(
         inputs = run_dir / "bench-inputs.npy"
         paths.atomic_write_bytes(inputs, _npy_bytes(dataset().x_test[: b.input_samples]))
     keys = b.variants or list(variants)
-    done, failures = _interleaved(b, targets, inv, {k: Path(variants[k].artifact) for k in keys}, inputs, log, keep, run_dir)
+    artifacts: dict[str, tuple[Path, str | None]] = {}
+    for k in keys:
+        artifacts[k] = (Path(variants[k].artifact), None)
+        if baselines and k in baselines:
+            artifacts[k + BASELINE_SUFFIX] = (Path(baselines[k]), f"{Path(variants[k].artifact).stem}-baseline")
+    done, failures = _interleaved(b, targets, inv, artifacts, inputs, log, keep, run_dir)
     rows = _session_rows(done, run_dir / "bench")
     checks = None
     if b.accuracy_check:
@@ -103,7 +112,7 @@ def benchmark_stage(
     return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
 
 
-def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, Path], inputs, log, keep, run_dir: Path):
+def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, tuple[Path, str | None]], inputs, log, keep, run_dir):
     """Session by session, variant by variant (A B A B ...: a board's slow drift hits every variant alike):
     ({variant: [each session's board outcomes]}, failure messages)."""
     k = b.sessions
@@ -113,7 +122,7 @@ def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, Path]
     names = [d.name for d in inv.select(targets)]
     gone: dict[str, BoardOutcome] = {}  # unreachable in a session: not dialled again (each try waits out its timeouts)
     for s in range(1, k + 1):
-        for key, artifact in artifacts.items():
+        for key, (artifact, name) in artifacts.items():
             tag = f"benchmark {key}" + (f" session {s}/{k}" if k > 1 else "")
             live = [n for n in names if n not in gone]
             if not live:
@@ -124,6 +133,7 @@ def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, Path]
                     inv,
                     live if gone else targets,
                     artifact,
+                    name=name,
                     runs=runs,
                     warmup=b.warmup,
                     min_seconds=seconds,

@@ -113,3 +113,26 @@ def test_a_board_unreachable_in_one_session_is_not_dialled_again_and_keeps_its_r
     assert rows[("dead", "a")].ok is False and rows[("dead", "b")].ok is False and rows[("dead", "b")].status == "unreachable"
     assert len(rows[("local", "a")].sessions) == len(rows[("local", "b")].sessions) == 3
     assert any("dead" in f for f in failures)
+
+
+def test_benchmark_stage_measures_a_rerun_baseline_beside_its_variant_under_its_own_name(tmp_path):
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.records.run import VariantResult
+    from edgeq.stages.fleet import benchmark_stage
+
+    cand = _tiny(tmp_path / "int8.tflite")
+    old = tmp_path / "old"
+    old.mkdir()
+    baseline = _tiny(old / "int8.tflite")  # last night's artifact (same stem: it must not replace the deployed one)
+    variants = {"int8": VariantResult(type="int8", artifact=str(cand), sha256="0" * 64, size_bytes=cand.stat().st_size)}
+    spec = BenchmarkStageSpec(targets=["local"], runs=6, warmup=1, min_seconds=0.0, inputs="random", sessions=2)
+    log: list[str] = []
+    inv = fleet.load_inventory(None)
+    stage, _, failures = benchmark_stage(
+        spec, ["local"], inv, variants, tmp_path / "run", None, log.append, lambda s: None, {"int8": baseline}
+    )
+    heads = [line.split(":")[0] for line in log if line.startswith("benchmark ")]
+    assert heads == [f"benchmark {v} session {s}/2" for s in (1, 2) for v in ("int8", "int8@baseline")]  # A A' A A'
+    assert not failures and [(r.variant, len(r.sessions)) for r in stage.results] == [("int8", 2), ("int8@baseline", 2)]
+    names = {r.variant: json.loads(Path(r.raw).read_text())["model"]["name"] for r in stage.results}
+    assert names == {"int8": "int8", "int8@baseline": "int8-baseline"}

@@ -7,6 +7,8 @@ decides only for results stored before sessions existed.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -102,7 +104,8 @@ def test_runs_without_sessions_keep_todays_document(tmp_path):
     cand = synthetic_manifest("c", started="2026-01-02T02:30:00+00:00", **ONE)
     c = compare_runs("b", "c", db_path=_runs(tmp_path, base, cand))
     doc = c.to_json()["latency"][0]
-    assert "test" not in doc and "ratio_ci_low" not in doc
+    assert "test" not in doc and "ratio_ci_low" not in doc and "base_source" not in doc
+    assert "drift" not in c.to_json()  # no rerun baseline: the document has no drift section
     _, cols, rows = tables.comparison_tables(c)[0]
     assert rows[0][cols.index("ratio CI (sessions)")] == "no sessions stored: p decides"
 
@@ -146,3 +149,65 @@ def test_an_older_history_gains_sessions_and_its_runs_compare_with_new_ones(tmp_
     assert all(b.sessions is None and b.per_session is None for b in old.benchmarks)
     cmp = compare_runs("20260102T023000Z-222222", "20260104T023000Z-444444", db_path=db)
     assert {x.test for x in cmp.latency} == {"raw samples"}  # the old side has one session: Mann-Whitney decides
+
+
+def _rerun(m: dict, factors: dict, seed: int) -> dict:
+    """Add "<variant>@baseline" rows (the base artifact re-measured in this run) beside every benchmark row."""
+    extra = []
+    for b in m["benchmarks"]:
+        r = json.loads(json.dumps(b))
+        r["variant"] = b["variant"] + "@baseline"
+        extra.append(r)
+    m["benchmarks"] += extra
+    return _with_sessions(m, factors, seed)
+
+
+def test_a_rerun_baseline_tells_a_slower_board_from_a_slower_model(tmp_path):
+    base = _with_sessions(synthetic_manifest("b", **ONE), {}, seed=10)
+    # tonight the board is 20 % slower for everything: the candidate and the re-measured baseline alike
+    slow = {KEY: [1.2] * 3, ("pi5", "int8@baseline"): [1.2] * 3}
+    cand = _rerun(synthetic_manifest("c", started="2026-01-02T02:30:00+00:00", **ONE), slow, seed=11)
+    db = _runs(tmp_path, base, cand)
+    c = compare_runs("b", "c", db_path=db)
+    (row,) = c.latency
+    assert row.base_source == "rerun" and row.ratio == pytest.approx(1.0, abs=0.05) and not row.regression
+    assert not c.regressed and [x.variant for x in c.latency] == ["int8"]  # the rerun rows are not compared as a variant
+    (drift,) = c.drift
+    assert drift.variant == "int8@baseline" and drift.ratio == pytest.approx(1.2, rel=0.03)
+    assert drift.verdict == "slower board/runtime" and not drift.regression
+    titles = [t[0] for t in tables.comparison_tables(c)]
+    assert any(t.startswith("board/runtime drift") for t in titles) and "* base re-measured" in titles[0]
+
+    # a model really 15 % slower than the baseline re-measured beside it is a regression, whatever the board did
+    cand2 = _rerun(synthetic_manifest("d", started="2026-01-03T02:30:00+00:00", **ONE), {KEY: [1.15] * 3}, seed=12)
+    record_run(cand2, db)
+    c2 = compare_runs("b", "d", db_path=db)
+    assert c2.latency[0].regression and c2.latency[0].base_source == "rerun"
+    assert "re-measured in this run" in next(n for n in c2.regressions if n.startswith("latency"))
+    assert c.to_json()["drift"][0]["variant"] == "int8@baseline"
+
+
+def test_last_good_finds_the_changed_artifacts_of_the_last_successful_run(tmp_path):
+    from edgeq.hashing import file_sha256
+    from edgeq.results.baseline import last_good
+
+    arts = {}
+    for v in ("fp32", "int8"):
+        p = tmp_path / f"{v}.tflite"
+        p.write_bytes(v.encode() * 10)
+        arts[v] = p
+    m = synthetic_manifest("b", devices=("pi5",))
+    for v, p in arts.items():
+        m["variants"][v].update(artifact=str(p), sha256=file_sha256(p))
+    run_dir = tmp_path / "runs" / "b"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps(m))
+    db = tmp_path / "history.db"
+    record_run(run_dir, db)
+    found = last_good("synth", {"fp32": file_sha256(arts["fp32"]), "int8": "1" * 64}, db_path=db)
+    assert found.run_id == "b" and [(a.variant, a.artifact) for a in found.artifacts] == [("int8", str(arts["int8"]))]
+    assert any("fp32: unchanged" in n for n in found.notes)
+    arts["int8"].write_bytes(b"changed")
+    assert last_good("synth", {"int8": "1" * 64}, db_path=db).artifacts == ()
+    assert last_good("other", {"int8": "1" * 64}, db_path=db).notes[0].startswith("no successful run")
+    assert last_good("synth", {}, db_path=tmp_path / "none.db").notes == ("no history yet: nothing to re-measure",)
