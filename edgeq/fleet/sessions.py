@@ -61,12 +61,14 @@ def _raw_session(i: int, raw: AgentBench) -> dict:
 def merge_sessions(runs: list[BenchRun]) -> BenchRun:
     """One BenchRun of the successful sessions of one (board, variant, threads), in session order.
 
-    A failed session is left out (the caller reports it); no successful session gives the first failure."""
-    good = [r for r in runs if r.ok and r.raw is not None]
+    A failed session is left out (the caller reports it) and keeps its number; no successful session gives the
+    first failure."""
+    numbered = [(i + 1, r) for i, r in enumerate(runs) if r.ok and r.raw is not None]
+    good = [r for _, r in numbered]
     if not good:
         return runs[0]
     raws = [r.raw for r in good if r.raw is not None]
-    sessions = tuple(_session(i + 1, raw) for i, raw in enumerate(raws))
+    sessions = tuple(_session(i, r.raw) for i, r in numbered if r.raw is not None)
     if len(good) == 1:  # one session: the agent's own exact figures stand
         return good[0].replace(sessions=sessions, harness_floor_ms=sessions[0].harness_floor_ms)
     pooled = [x for raw in raws for x in raw.samples_s]
@@ -87,7 +89,7 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
         latency_s={**{k: (v / 1000.0 if v is not None else None) for k, v in lat.to_json().items()}, "count": summary.count},
         samples_s=tuple(pooled),
         samples_stride=max(raw.samples_stride for raw in raws),
-        sessions=tuple(_raw_session(i + 1, raw) for i, raw in enumerate(raws)),
+        sessions=tuple(_raw_session(s.session, raw) for s, raw in zip(sessions, raws, strict=True)),
     )
     ci = None if summary.ci_low is None or summary.ci_high is None else MedianCI(low=summary.ci_low, high=summary.ci_high)
     peak = [r.peak_rss_bytes for r in good if r.peak_rss_bytes is not None]

@@ -129,11 +129,11 @@ def test_merge_sessions_of_agent_documents_and_the_run_table():
     runs = [bench_run(1, AgentBench.from_json(d)) for d in docs]
     failed = BenchRun(threads=1, ok=False, kind="agent_killed", error="killed")
     m = merge_sessions([runs[0], failed, runs[1], runs[2]])  # a failed session is left out
-    assert [s.session for s in m.sessions] == [1, 2, 3] and m.count == 15
+    assert [s.session for s in m.sessions] == [1, 3, 4] and m.count == 15  # session 2 failed: left out
     assert m.latency_ms.p50 == pytest.approx(1.1) and m.latency_ms.min == pytest.approx(1.0)
     assert m.latency_ms.max == pytest.approx(3.0) and m.harness_floor_ms == pytest.approx(0.001)
     assert m.spread == pytest.approx(0.5 / 1.1) and m.ci_ms.low <= 1.1 <= m.ci_ms.high
-    assert [s["pid"] for s in m.raw.sessions] == [10, 11, 12] and len(m.raw.samples_s) == 15
+    assert [(s["session"], s["pid"]) for s in m.raw.sessions] == [(1, 10), (3, 11), (4, 12)] and len(m.raw.samples_s) == 15
     assert merge_sessions([failed]) is failed
     one = merge_sessions(runs[:1])
     assert one.latency_ms == runs[0].latency_ms and len(one.sessions) == 1 and one.ci_ms is None
