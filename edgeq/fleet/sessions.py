@@ -49,11 +49,21 @@ def _session(i: int, raw: AgentBench) -> BenchSession:
     )
 
 
-def _raw_session(i: int, raw: AgentBench) -> dict:
+def rethin(raw: AgentBench, stride: int) -> list[float]:
+    """A session's kept samples thinned to every `stride`-th of its timed runs (the agent kept every
+    raw.samples_stride-th): pooled sessions then weigh by their run counts, as their p90/p99 must."""
+    kept, own = list(raw.samples_s), max(1, raw.samples_stride)
+    if stride == own or not kept:
+        return kept
+    n = -(-raw.latency_s.count // stride)
+    return [kept[min(len(kept) - 1, j * stride // own)] for j in range(n)]
+
+
+def _raw_session(i: int, raw: AgentBench, kept: int) -> dict:
     """What the merged raw document keeps of one session (its samples are in the pooled list)."""
     keep = ("pid", "started_at", "init_seconds", "first_invoke_seconds", "stopped_by", "timed_seconds", "window_seconds")
     doc = {k: getattr(raw, k) for k in keep}
-    doc.update(session=i, latency_s=raw.latency_s.to_json(), samples_kept=len(raw.samples_s), samples_stride=raw.samples_stride)
+    doc.update(session=i, latency_s=raw.latency_s.to_json(), samples_kept=kept, samples_stride=raw.samples_stride)
     doc.update(harness_floor=None if raw.harness_floor is None else raw.harness_floor.to_json(), board_after=raw.board_after)
     return doc
 
@@ -71,7 +81,9 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
     sessions = tuple(_session(i, r.raw) for i, r in numbered if r.raw is not None)
     if len(good) == 1:  # one session: the agent's own exact figures stand
         return good[0].replace(sessions=sessions, harness_floor_ms=sessions[0].harness_floor_ms)
-    pooled = [x for raw in raws for x in raw.samples_s]
+    stride = max(max(1, raw.samples_stride) for raw in raws)
+    per = [rethin(raw, stride) for raw in raws]
+    pooled = [x for kept in per for x in kept]
     figures = [SessionFigures(p50=s.p50, p90=s.p90, p99=s.p99, mean=s.mean, count=s.count) for s in sessions]
     summary = summarize_sessions(figures, [x * 1000.0 for x in pooled])
     lat = LatencyStats(
@@ -88,8 +100,8 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
     merged_raw = first.replace(
         latency_s={**{k: (v / 1000.0 if v is not None else None) for k, v in lat.to_json().items()}, "count": summary.count},
         samples_s=tuple(pooled),
-        samples_stride=max(raw.samples_stride for raw in raws),
-        sessions=tuple(_raw_session(s.session, raw) for s, raw in zip(sessions, raws, strict=True)),
+        samples_stride=stride,
+        sessions=tuple(_raw_session(s.session, raw, len(k)) for s, raw, k in zip(sessions, raws, per, strict=True)),
     )
     ci = None if summary.ci_low is None or summary.ci_high is None else MedianCI(low=summary.ci_low, high=summary.ci_high)
     peak = [r.peak_rss_bytes for r in good if r.peak_rss_bytes is not None]

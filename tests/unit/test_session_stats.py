@@ -143,3 +143,22 @@ def test_merge_sessions_of_agent_documents_and_the_run_table():
     assert "median of session medians" in title and cells[0][cols.index("sessions")] == "3"
     old = {k: v for k, v in row.items() if k not in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms")}
     assert "sessions" not in tables.run_benchmarks({"benchmarks": [old]})[1]  # older manifests draw as before
+
+
+def test_sessions_thinned_differently_are_pooled_at_one_stride():
+    from edgeq.fleet import merge_sessions
+    from edgeq.fleet.bench import bench_run
+    from edgeq.fleet.sessions import rethin
+    from edgeq.records.fleet import AgentBench
+
+    def doc(runs: int, stride: int, pid: int) -> dict:
+        d = _agent_doc([float(i) for i in range(0, runs, stride)], pid)
+        d["latency_s"]["count"], d["samples_stride"] = runs, stride
+        return d
+
+    a, b = AgentBench.from_json(doc(10, 1, 1)), AgentBench.from_json(doc(20, 2, 2))
+    assert rethin(a, 2) == [0.0, 2.0, 4.0, 6.0, 8.0] and rethin(b, 2) == list(b.samples_s)
+    assert rethin(AgentBench.from_json(doc(9, 3, 3)), 4) == [0.0, 3.0, 6.0]  # runs 0, 4 and 8: kept 0, 3 and 6
+    m = merge_sessions([bench_run(1, a), bench_run(1, b)])
+    assert m.raw.samples_stride == 2 and [s["samples_kept"] for s in m.raw.sessions] == [5, 10]
+    assert len(m.raw.samples_s) == 15 and m.count == 30
