@@ -33,6 +33,22 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "edgeq_peak_memory_bytes": ("Peak resident memory of the benchmark process on the device.", BENCH_LABELS),
     "edgeq_power_watts": ("Mean board power during the timed window.", BENCH_LABELS),
     "edgeq_energy_per_inference_joules": ("Energy per inference (mean power x mean latency).", BENCH_LABELS),
+    # sessions: one series per benchmark, never per session (a session number or run id label would grow without bound)
+    "edgeq_benchmark_sessions": ("Independent sessions (agent processes) the benchmark's figures come from.", BENCH_LABELS),
+    "edgeq_latency_session_spread_ratio": (
+        "Between-session spread: (max - min) / median of the session median latencies.",
+        BENCH_LABELS,
+    ),
+    "edgeq_latency_session_stddev_seconds": ("Standard deviation of the session median latencies.", BENCH_LABELS),
+    "edgeq_latency_p50_ci_lower_seconds": (
+        "Lower bound of the 95% bootstrap interval of the median of session medians.",
+        BENCH_LABELS,
+    ),
+    "edgeq_latency_p50_ci_upper_seconds": (
+        "Upper bound of the 95% bootstrap interval of the median of session medians.",
+        BENCH_LABELS,
+    ),
+    "edgeq_harness_floor_seconds": ("Invoke time of a no-op model on the device (the harness floor).", BENCH_LABELS),
     "edgeq_device_up": ("1 if every benchmark on the device succeeded in the latest run, else 0.", ("pipeline", "device")),
     "edgeq_device_info": (
         "Board facts of the device (value 1).",
@@ -61,6 +77,18 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "edgeq_last_run_ok": ("1 if the latest run succeeded (all gates and boards), else 0.", ("pipeline",)),
     "edgeq_last_success_timestamp_seconds": ("When the last fully successful run finished (Unix time).", ("pipeline",)),
 }
+
+
+SESSION_METRICS = frozenset(
+    {
+        "edgeq_benchmark_sessions",
+        "edgeq_latency_session_spread_ratio",
+        "edgeq_latency_session_stddev_seconds",
+        "edgeq_latency_p50_ci_lower_seconds",
+        "edgeq_latency_p50_ci_upper_seconds",
+        "edgeq_harness_floor_seconds",
+    }
+)
 
 
 class PushSummary(Record):
@@ -125,6 +153,12 @@ def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ..
             ("edgeq_peak_memory_bytes", b.peak_rss_bytes),
             ("edgeq_power_watts", b.power_mean_w),
             ("edgeq_energy_per_inference_joules", b.energy_j),
+            ("edgeq_benchmark_sessions", b.sessions),
+            ("edgeq_latency_session_spread_ratio", b.spread),
+            ("edgeq_latency_session_stddev_seconds", b.spread_std_s),
+            ("edgeq_latency_p50_ci_lower_seconds", b.ci_low_s),
+            ("edgeq_latency_p50_ci_upper_seconds", b.ci_high_s),
+            ("edgeq_harness_floor_seconds", b.harness_floor_s),
         ):
             if value is not None:
                 fam[name].add_metric(lab, float(value))
@@ -169,7 +203,8 @@ def run_families(run: StoredRun, last_success_ts: float | None) -> list[Any]:
     fam["edgeq_last_run_ok"].add_metric([p], int(run.status == "ok"))
     if last_success_ts is not None:
         fam["edgeq_last_success_timestamp_seconds"].add_metric([p], last_success_ts)
-    return list(fam.values())
+    # runs stored before sessions existed export exactly what they did then: no empty session families
+    return [f for f in fam.values() if f.samples or f.name not in SESSION_METRICS]
 
 
 def _merge(groups: list[list[Any]]) -> list[Any]:

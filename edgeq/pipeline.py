@@ -74,13 +74,22 @@ class _ManifestFile:
 
 
 def run_pipeline(
-    pipeline_file: Path, *, force: bool = False, log: Callable[[str], None] = lambda s: None, home: Path | None = None
+    pipeline_file: Path,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+    home: Path | None = None,
+    rerun_baseline: bool = False,
 ) -> RunManifest:
-    """Run train -> quantize -> validate (-> deploy -> benchmark). Returns the manifest, with `run_dir`."""
+    """Run train -> quantize -> validate (-> deploy -> benchmark). Returns the manifest, with `run_dir`.
+
+    rerun_baseline: as benchmark.rerun_baseline: true in the YAML."""
     pipeline_file = Path(pipeline_file)
     loaded = read_pipeline(pipeline_file)
     check_fleet_targets(loaded)  # a typo in a target costs no training
     spec, base = loaded.spec, loaded.base
+    if rerun_baseline and spec.benchmark is not None:
+        spec = spec.model_copy(update={"benchmark": spec.benchmark.model_copy(update={"rerun_baseline": True})})
     home = home or paths.home()
     cache = StageCache(home / "cache")
     cache.clean_stale()
@@ -189,13 +198,34 @@ def fleet_stages(ctx: RunContext, variants: dict[str, VariantResult], out: _Mani
             out.stage(benchmark=st)
             out.update(benchmarks=st.results)
 
+        baselines, extra = _baselines(ctx, variants)
         bench, checks, failed = fleet.benchmark_stage(
-            spec.benchmark, targets, inv, variants, ctx.run_dir, ctx.dataset, ctx.log, keep
+            spec.benchmark, targets, inv, variants, ctx.run_dir, ctx.dataset, ctx.log, keep, baselines
         )
+        bench = bench.replace(**extra) if extra else bench
         out.stage(**({"benchmark_accuracy": checks} if checks is not None else {}), benchmark=bench)
         out.update(benchmarks=bench.results)
         failures += failed
     out.update(fleet_failed=failures)
+
+
+def _baselines(ctx: RunContext, variants: dict[str, VariantResult]) -> tuple[dict[str, Path] | None, dict[str, Any]]:
+    """benchmark.rerun_baseline: the last good run's artifacts to re-measure, and what the stage records about them."""
+    b = ctx.spec.benchmark
+    if b is None or not b.rerun_baseline:
+        return None, {}
+    from edgeq.results.baseline import last_good
+
+    keys = b.variants or list(variants)
+    found = last_good(ctx.spec.name, {k: variants[k].sha256 for k in keys}, home=ctx.run_dir.parents[1])
+    for note in found.notes:
+        ctx.log(f"rerun baseline: {note}")
+    for a in found.artifacts:
+        ctx.log(f"rerun baseline: {a.variant} of run {found.run_id} ({a.sha256[:12]}) measured beside the candidate")
+    extra: dict[str, Any] = {"baseline_notes": found.notes}
+    if found.run_id:
+        extra["baseline_run"] = found.run_id
+    return {a.variant: Path(a.artifact) for a in found.artifacts}, extra
 
 
 def raise_for_failures(manifest: RunManifest) -> None:

@@ -28,7 +28,18 @@ __all__ = [
 ]
 
 # Modules shipped to boards, packaged as edgeq_agent/<module> in the zipapp. They import only each other.
-AGENT_MODULES = ("agent.py", "boardfs.py", "codes.py", "control.py", "facts.py", "measure.py", "numeric.py", "power.py", "tfl.py")
+AGENT_MODULES = (
+    "agent.py",
+    "boardfs.py",
+    "codes.py",
+    "control.py",
+    "facts.py",
+    "floor.py",
+    "measure.py",
+    "numeric.py",
+    "power.py",
+    "tfl.py",
+)
 MAX_OUTPUT_CHARS = 64 * 1024 * 1024  # a bench with ~1M raw samples; anything larger is not the agent talking
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed mtimes: the same source gives the same bytes and sha
 _SHEBANG = b"#!/usr/bin/env python3\n"

@@ -14,6 +14,8 @@ Subcommands (every argument is plain argv):
              [--lock-timeout 30] [--sha256 H]
     predict  --workdir W (--name N | --model PATH) --inputs X.npy [--batch 256] [--threads 1] [--lock-timeout 30]
              [--sha256 H]
+bench also times a near no-op model after its timed window ("harness_floor": p50_s, min_s, runs; or error)
+and reports its own "pid" (the host runs one bench per session: each a fresh process and interpreter).
 Every subcommand also takes --deadline S (stop by itself, releasing W/lock, after S seconds), --watch-stdin
 (stop when stdin closes: the host's SSH channel went away) and --load-timeout S (kill the load check).
 

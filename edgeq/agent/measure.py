@@ -1,6 +1,6 @@
 """Measurements for the board agent: bench (latency, memory, power) and predict (argmax per input row).
 
-Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.9+.
+Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.7+.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from . import boardfs, facts, power, tfl
+from . import boardfs, facts, floor, power, tfl
 from .codes import AgentFailure
 
 
@@ -168,6 +168,7 @@ def bench(args) -> dict:
             sampler.stop()
         hwm_runs = facts.vmhwm_bytes()
         after = facts.thermal_state()
+        harness = floor.harness_floor(rt, args.threads)  # after the window: it must not warm or cool the model's run
 
     stats = latency_stats(samples)
     stride = max(1, -(-len(samples) // MAX_RAW_SAMPLES))
@@ -197,6 +198,8 @@ def bench(args) -> dict:
         else None,
         "board": board,
         "board_after": after,
+        "harness_floor": harness,
+        "pid": os.getpid(),  # each session is its own agent process: the pids tell them apart
     }
 
 

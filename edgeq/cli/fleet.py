@@ -189,7 +189,7 @@ def bench_cmd(
     artifact: Annotated[Path, typer.Argument(help="The .tflite artifact to benchmark.", metavar="ARTIFACT.tflite")],
     target: TargetOpt,
     name: Annotated[str | None, typer.Option("--name", help="Model name on the boards (default: the artifact's stem).")] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (at least).")] = 50,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs in total over the sessions (at least).")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 5,
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", min=0.0, help="Keep running until this much time was measured.")
@@ -205,10 +205,19 @@ def bench_cmd(
     ] = None,
     inputs: Annotated[Path | None, typer.Option("--inputs", help=".npy inputs (default: seeded random data).")] = None,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards benchmarked at once.")] = 5,
+    sessions: Annotated[
+        int,
+        typer.Option(
+            "--sessions",
+            min=1,
+            max=100,
+            help="Independent sessions (a fresh agent and interpreter each); --runs and --min-seconds are totals.",
+        ),
+    ] = 3,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Deploy if needed, then measure on-board latency per device x threads."""
+    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions."""
     output.use_json(json_out)
     from edgeq import fleet
 
@@ -228,6 +237,7 @@ def bench_cmd(
             inputs=inputs,
             parallel=parallel,
             progress=progress,
+            sessions=sessions,
         ),
     )
     if json_out:

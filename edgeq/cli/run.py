@@ -31,6 +31,13 @@ def run(
         bool,
         typer.Option("--fail-on-regression", help="Compare with the previous run of the pipeline; exit 9 on a regression."),
     ] = False,
+    rerun_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--rerun-baseline",
+            help="Re-measure the last good run's artifacts interleaved with the new ones (benchmark.rerun_baseline).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline: train -> quantize -> validate (cached by input hash), deploy and benchmark if it says so.
 
@@ -41,20 +48,27 @@ def run(
     """
     output.use_json(json_out)
     if len(pipelines) == 1:
-        _run_one(pipelines[0], force, push_gateway, fail_on_regression, json_out, emit=True)
+        _run_one(pipelines[0], force, push_gateway, fail_on_regression, json_out, emit=True, rerun_baseline=rerun_baseline)
         return
-    _run_many(pipelines, force, push_gateway, fail_on_regression, json_out)
+    _run_many(pipelines, force, push_gateway, fail_on_regression, json_out, rerun_baseline=rerun_baseline)
 
 
 def _run_one(
-    pipeline: Path, force: bool, push_gateway: str | None, fail_on_regression: bool, json_out: bool, *, emit: bool
+    pipeline: Path,
+    force: bool,
+    push_gateway: str | None,
+    fail_on_regression: bool,
+    json_out: bool,
+    *,
+    emit: bool,
+    rerun_baseline: bool = False,
 ) -> dict[str, Any]:
     """One pipeline run, stored and published; its manifest document. Failures raise (with the document)."""
     from edgeq import pipeline as pl
     from edgeq.publish import publish
 
     with output.progress_bars():
-        result = pl.run_pipeline(pipeline, force=force, log=output.log)
+        result = pl.run_pipeline(pipeline, force=force, log=output.log, rerun_baseline=rerun_baseline)
     doc: dict[str, Any] = result.to_json() if hasattr(result, "to_json") else dict(result)
     pub = publish(
         doc["run_id"], doc["pipeline"], push_gateway=push_gateway, fail_on_regression=fail_on_regression, log=output.log
@@ -75,7 +89,15 @@ def _run_one(
     return doc
 
 
-def _run_many(pipelines: list[Path], force: bool, push_gateway: str | None, fail_on_regression: bool, json_out: bool) -> None:
+def _run_many(
+    pipelines: list[Path],
+    force: bool,
+    push_gateway: str | None,
+    fail_on_regression: bool,
+    json_out: bool,
+    *,
+    rerun_baseline: bool = False,
+) -> None:
     from edgeq.config import read_pipeline
     from edgeq.pipeline import check_fleet_targets
 
@@ -85,7 +107,7 @@ def _run_many(pipelines: list[Path], force: bool, push_gateway: str | None, fail
     for p in pipelines:
         output.log(f"== pipeline {p}")
         try:
-            doc = _run_one(p, force, push_gateway, fail_on_regression, json_out, emit=False)
+            doc = _run_one(p, force, push_gateway, fail_on_regression, json_out, emit=False, rerun_baseline=rerun_baseline)
             runs.append({"pipeline_file": str(p), "exit_code": 0, "ok": True, "run": doc})
         except EdgeqError as e:
             output.log(f"error: {e.message}")

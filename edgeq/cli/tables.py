@@ -51,11 +51,31 @@ def run_variants(doc: dict[str, Any]) -> Table:
     return title, cols, rows
 
 
+def _session_cells(b: dict[str, Any], unit: str) -> list[str]:
+    """sessions, the 95 % interval of the p50 and the between-session spread of one manifest row."""
+    ci = b.get("ci_ms") or {}
+    spread = b.get("spread")
+    return [
+        str(len(b.get("sessions") or ())) if b.get("ok") else "",
+        f"{fmt.latency(ci.get('low'), unit)}-{fmt.latency(ci.get('high'), unit)}" if ci else "",
+        "" if spread is None else f"{spread * 100:.1f}%",
+    ]
+
+
+def _tiny_row(b: dict[str, Any]) -> bool:
+    p50, floor = (b.get("latency_ms") or {}).get("p50"), b.get("harness_floor_ms")
+    return p50 is not None and floor is not None and p50 <= FLOOR_SHOWN_BELOW * floor
+
+
 def run_benchmarks(doc: dict[str, Any]) -> Table | None:
+    """The manifest's benchmarks; session columns only when some result has sessions (older manifests
+    draw as before)."""
     bench = doc.get("benchmarks") or []
     if not bench:
         return None
     unit = fmt.latency_unit((b.get("latency_ms") or {}).get("p50") for b in bench)
+    sessions = any(b.get("sessions") for b in bench)
+    floor = any(_tiny_row(b) for b in bench)
     rows = []
     for b in bench:
         lat = b.get("latency_ms") or {}
@@ -72,14 +92,20 @@ def run_benchmarks(doc: dict[str, Any]) -> Table | None:
                 fmt.latency(lat.get("p50"), unit),
                 fmt.latency(lat.get("p90"), unit),
                 fmt.latency(lat.get("p99"), unit),
+                *(_session_cells(b, unit) if sessions else []),
+                *([fmt.latency(b.get("harness_floor_ms"), unit)] if floor else []),
                 fmt.latency(b.get("init_ms"), unit),
                 fmt.mib(b.get("peak_rss_bytes")),
                 fmt.num(p.get("mean_w"), ".2f"),
                 "ok" if b.get("ok") else f"FAILED: {b.get('error')}",
             ]
         )
-    cols = ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99", "init", "peak MiB", "W", "status"]
-    return f"on-device benchmark (latency in {unit})", cols, rows
+    cols = ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99"]
+    cols += ["sessions", "p50 95% CI", "spread"] if sessions else []
+    cols += ["floor"] if floor else []
+    cols += ["init", "peak MiB", "W", "status"]
+    note = "; p50: median of session medians" if sessions else ""
+    return f"on-device benchmark (latency in {unit}{note})", cols, rows
 
 
 def cached_stages(doc: dict[str, Any]) -> list[str]:
@@ -150,12 +176,30 @@ def rollout_line(res: FleetSummary) -> str:
     return f"{counts}; {fmt.size(res.bytes_uploaded)} uploaded in {res.seconds:.1f}s"
 
 
+FLOOR_SHOWN_BELOW = 10.0  # the harness floor column appears when a p50 is within 10x of its board's floor
+
+
+def _ci(b: Any, unit: str) -> str:
+    if b.ci_ms is None:
+        return ""
+    return f"{fmt.latency(b.ci_ms.low, unit)}-{fmt.latency(b.ci_ms.high, unit)}"
+
+
+def _tiny(b: Any) -> bool:
+    p50 = b.latency_ms.p50 if b.latency_ms else None
+    return p50 is not None and b.harness_floor_ms is not None and p50 <= FLOOR_SHOWN_BELOW * b.harness_floor_ms
+
+
 def bench_table(res: FleetSummary) -> Table:
+    """p50 is the median of session medians, CI its 95 % bootstrap interval, spread (max-min)/median of them."""
     unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for r in res.devices for b in r.results)
+    floor = any(_tiny(b) for r in res.devices for b in r.results)
     rows: list[list[Any]] = []
     for r in res.devices:
         if not r.results:
-            rows.append([r.device, "", "", "", "", "", "", "", r.status + ": " + (r.error or "")])
+            rows.append(
+                [r.device, "", "", "", "", "", "", "", "", "", *([""] if floor else []), r.status + ": " + (r.error or "")]
+            )
         for b in r.results:
             lat = b.latency_ms or LatencyStats()
             rows.append(
@@ -167,11 +211,15 @@ def bench_table(res: FleetSummary) -> Table:
                     fmt.latency(lat.p99, unit),
                     fmt.latency(lat.mean, unit),
                     b.count or "",
-                    fmt.latency(b.init_ms, unit),
+                    len(b.sessions) or "",
+                    _ci(b, unit),
+                    "" if b.spread is None else f"{b.spread * 100:.1f}%",
+                    *([fmt.latency(b.harness_floor_ms, unit)] if floor else []),
                     "ok" if b.ok else b.error,
                 ]
             )
-    cols = ["Device", "Threads", f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", f"Init {unit}", "Status"]
+    cols = [f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", "Sessions", f"95% CI {unit}", "Spread"]
+    cols = ["Device", "Threads", *cols, *([f"Floor {unit}"] if floor else []), "Status"]
     return f"bench {res.name} ({(res.sha256 or '')[:12]})", cols, rows
 
 
@@ -211,6 +259,15 @@ def _text(x: int | None) -> str:
     return "" if x is None else str(x)
 
 
+def _ratio_ci(x: Any) -> str:
+    """The session interval of the ratio, or why the raw-sample test decided instead."""
+    if x.test == "sessions" and x.ratio_ci_low is not None and x.ratio_ci_high is not None:
+        return f"{x.ratio_ci_low:.3f}-{x.ratio_ci_high:.3f} ({x.sessions_base}v{x.sessions_candidate})"
+    if x.test == "raw samples":
+        return f"one session ({x.sessions_base}v{x.sessions_candidate}): p decides"
+    return "no sessions stored: p decides"
+
+
 def comparison_tables(c: Comparison) -> list[Table]:
     b, k = c.base, c.candidate
     out: list[Table] = []
@@ -220,9 +277,10 @@ def comparison_tables(c: Comparison) -> list[Table]:
             x.device,
             x.variant,
             _text(x.threads),
-            fmt.latency(_ms(x.base_p50_s), unit),
+            fmt.latency(_ms(x.base_p50_s), unit) + ("*" if x.base_source == "rerun" else ""),
             fmt.latency(_ms(x.candidate_p50_s), unit),
             fmt.ratio(x.ratio),
+            _ratio_ci(x),
             "" if x.p_value is None else f"{x.p_value:.2g}",
             x.verdict.upper() if x.regression else x.verdict,
         ]
@@ -230,11 +288,31 @@ def comparison_tables(c: Comparison) -> list[Table]:
     ]
     if rows:
         title = (
-            f"latency {b.run_id} -> {k.run_id} (pipeline {k.pipeline}; regression = p50 ratio > "
-            f"{c.threshold:g} and Mann-Whitney p < {c.alpha:g})"
+            f"latency {b.run_id} -> {k.run_id} (pipeline {k.pipeline}; regression = p50 ratio > {c.threshold:g} and "
+            f"the 95% session interval of the ratio excludes 1; p: Mann-Whitney on raw samples, the test (p < {c.alpha:g}) "
+            "only where a side has one session)"
         )
-        cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "p", "verdict"]
-        out.append((title, cols, rows))
+        if any(x.base_source == "rerun" for x in c.latency):
+            title += f"; * base re-measured in run {k.run_id}, interleaved with the candidate"
+        cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "ratio CI (sessions)", "p"]
+        out.append((title, [*cols, "verdict"], rows))
+    if c.drift:
+        drift = [
+            [x.device, x.variant, _text(x.threads), fmt.latency(_ms(x.base_p50_s), unit)]
+            + [fmt.latency(_ms(x.candidate_p50_s), unit), fmt.ratio(x.ratio), _ratio_ci(x), x.verdict]
+            for x in c.drift
+        ]
+        cols = [
+            "device",
+            "variant",
+            "threads",
+            f"{b.run_id[:15]} p50 {unit}",
+            f"rerun p50 {unit}",
+            "ratio",
+            "ratio CI",
+            "verdict",
+        ]
+        out.append(("board/runtime drift: the base run's artifact as measured then and re-measured now", cols, drift))
     if c.accuracy:
         acc = [
             [a.variant, fmt.pct(a.base), fmt.pct(a.candidate), f"{a.delta * 100:+.2f}", "REGRESSION" if a.regression else "ok"]

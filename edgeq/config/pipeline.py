@@ -184,9 +184,15 @@ class DeployStageSpec(Spec):
 class BenchmarkStageSpec(Spec):
     targets: list[str] | None = Field(None, min_length=1)  # default: deploy.targets
     variants: list[str] | None = None  # default: every variant
-    runs: int = Field(50, ge=1, le=1_000_000)
-    warmup: int = Field(5, ge=0, le=100_000)
-    min_seconds: float = Field(1.0, ge=0.0, le=3600.0)
+    runs: int = Field(50, ge=1, le=1_000_000)  # in total over the sessions (each runs ceil(runs / sessions))
+    warmup: int = Field(5, ge=0, le=100_000)  # per session: each one is a fresh interpreter
+    min_seconds: float = Field(1.0, ge=0.0, le=3600.0)  # in total over the sessions
+    # independent sessions (a fresh agent process and interpreter each), variants interleaved A B A B ...;
+    # 3: the fewest that give a median of medians and an interval, at about one session's cost in total
+    sessions: int = Field(3, ge=1, le=100)
+    # re-measure the last successful run's artifact of each changed variant in the same sessions (A A' B B' ...),
+    # so compare tells a model change from a board or runtime change (`edgeq run --rerun-baseline`)
+    rerun_baseline: bool = False
     threads: list[int] | None = Field(None, min_length=1)  # default: each device's threads
     inputs: Literal["random", "test"] = "test"  # "test": the first test-split rows, preprocessed like training
     input_samples: int = Field(64, ge=1, le=100_000)

@@ -14,8 +14,10 @@ from edgeq.fleet.bench import bench, bench_result, predict, unmeasured_result
 from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
 from edgeq.fleet.health import check
 from edgeq.fleet.inventory import DeviceSpec, Inventory, PowerSpec, load_inventory
+from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
 
 __all__ = [
+    "DEFAULT_SESSIONS",
     "BoardError",
     "DeviceSpec",
     "Inventory",
@@ -26,6 +28,8 @@ __all__ = [
     "check",
     "deploy",
     "load_inventory",
+    "merge_sessions",
+    "per_session",
     "predict",
     "raise_for_failures",
     "rollback",

@@ -14,6 +14,7 @@ from edgeq.fleet.board import AgentBundle, Board, build_agent
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
 from edgeq.fleet.inventory import DeviceSpec, Inventory
+from edgeq.fleet.sessions import merge_sessions, per_session
 from edgeq.fleet.transports import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import (
@@ -73,6 +74,11 @@ def bench_result(device: str, variant: str, run: BenchRun, raw_path: Path | str 
         power=power,
         board=run.raw.board,
         raw=None if raw_path is None else str(raw_path),
+        **{
+            k: getattr(run, k)
+            for k in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms")
+            if k in run.model_fields_set
+        },
     )
 
 
@@ -106,12 +112,14 @@ def pinned(device: str, sub: str, model: dict | None, sha: str) -> None:
         )
 
 
-def _runs_on(board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress, sha: str) -> list[BenchRun]:
+def _runs_on(
+    board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress, sha: str, session: int | None = None
+) -> list[BenchRun]:
     """One agent `bench` per thread count; a failed one is recorded and the next one still runs."""
     out: list[BenchRun] = []
     for t in threads:
         if progress:
-            progress({"event": "bench", "device": board.name, "threads": t})
+            progress({"event": "bench", "device": board.name, "threads": t, "session": session})
         argv = argv_for(t) + (["--inputs", remote_inputs] if remote_inputs else [])
         try:
             raw = board.call("bench", *argv)
@@ -126,9 +134,35 @@ def _runs_on(board: Board, argv_for, threads: list[int], remote_inputs: str | No
     return out
 
 
-def _validate(runs: int, warmup: int, min_seconds: float, threads: list[int] | None, inputs: Path | None) -> None:
+def _sessions_on(
+    board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress, sha: str, k: int
+) -> list[BenchRun]:
+    """K sessions, thread counts interleaved within each (1: t1 t2, 2: t1 t2, ...); one merged run per thread count."""
+    per: dict[int, list[BenchRun]] = {t: [] for t in threads}
+    for s in range(1, k + 1):
+        runs = _runs_on(board, argv_for, threads, remote_inputs, progress, sha, s if k > 1 else None)
+        for r in runs:
+            per[r.threads].append(r)
+        if any(r.kind in _GIVE_UP for r in runs) or len(runs) < len(threads):
+            break
+    out = []
+    for t in threads:
+        if per[t]:
+            merged = merge_sessions(per[t])
+            failed = next((r for r in per[t] if not r.ok), None)
+            out.append(
+                merged
+                if failed is None or not merged.ok
+                else merged.replace(kind=failed.kind, error=failed.error, hint=failed.hint)
+            )
+    return out
+
+
+def _validate(runs: int, warmup: int, min_seconds: float, threads: list[int] | None, inputs: Path | None, sessions: int) -> None:
     if runs < 1 or warmup < 0 or min_seconds < 0:
         raise ConfigError(f"bench needs runs >= 1, warmup >= 0, min_seconds >= 0 (got {runs}, {warmup}, {min_seconds})")
+    if sessions < 1:
+        raise ConfigError(f"bench needs sessions >= 1 (got {sessions})")
     if threads is not None and (not threads or any(t < 1 for t in threads)):
         raise ConfigError(f"--threads must be positive integers (got {threads})")
     if inputs is not None and not Path(inputs).is_file():
@@ -150,12 +184,15 @@ def bench(
     progress: ProgressFn | None = None,
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
+    sessions: int = 1,
 ) -> FleetSummary:
-    """Deploy if needed, then run the agent's bench once per device x threads.
+    """Deploy if needed, then run the agent's bench `sessions` times per device x threads.
 
-    Each board's outcome has `deploy` (what deploying did) and `results`: one BenchRun per thread count.
+    Each board's outcome has `deploy` (what deploying did) and `results`: one BenchRun per thread count,
+    its sessions merged (edgeq.fleet.sessions). `runs` and `min_seconds` are totals over the sessions.
     """
-    _validate(runs, warmup, min_seconds, threads, inputs)
+    _validate(runs, warmup, min_seconds, threads, inputs, sessions)
+    s_runs, s_seconds = per_session(runs, min_seconds, sessions)
     size = check_tflite(artifact)
     name = model_name(artifact, name)
     devices = inventory.select(targets)
@@ -170,8 +207,8 @@ def bench(
             dep = install_on(board, artifact, size, sha, name, progress, then_lock=True)
             remote_inputs = board.upload_tmp(Path(inputs), ".npy") if inputs is not None else None
             try:
-                argv_for = lambda t: _bench_argv(d, name, sha, t, runs, warmup, min_seconds)  # noqa: E731
-                results = _runs_on(board, argv_for, threads or [d.threads], remote_inputs, progress, sha)
+                argv_for = lambda t: _bench_argv(d, name, sha, t, s_runs, warmup, s_seconds)  # noqa: E731
+                results = _sessions_on(board, argv_for, threads or [d.threads], remote_inputs, progress, sha, sessions)
             finally:
                 if remote_inputs:
                     board.t.remove(remote_inputs)
@@ -203,6 +240,7 @@ def bench(
         warmup=warmup,
         min_seconds=min_seconds,
         threads=None if threads is None else tuple(threads),
+        **({"sessions": sessions} if sessions != 1 else {}),
         counts=res.counts,
         devices=boards,
         seconds=round(time.monotonic() - started, 3),

@@ -218,8 +218,22 @@ class AgentSwitch(AgentDoc):
     omit_if_unset = AgentDoc.omit_if_unset | {"pruned"}
 
 
+class HarnessFloor(FleetRecord):
+    """The invoke time of a near no-op model, measured by the agent after each bench's timed window."""
+
+    p50_s: float | None = None
+    min_s: float | None = None
+    runs: StrictInt | None = None
+    error: str | None = None
+
+    omit_if_unset = frozenset({"p50_s", "min_s", "runs", "error"})
+
+
 class AgentBench(AgentDoc):
-    """One benchmark as the agent measured it; kept whole beside the manifest (the raw samples)."""
+    """One benchmark as the agent measured it; kept whole beside the manifest (the raw samples).
+
+    A benchmark of K sessions keeps the first session's document with every session's samples pooled
+    (in session order), the overall figures in `latency_s`, and one summary per session in `sessions`."""
 
     model: dict[str, Any] | None = None
     runtime: RuntimeInfo | None = None
@@ -242,6 +256,11 @@ class AgentBench(AgentDoc):
     power: PowerReading | None = None
     board: BoardFacts | None = None
     board_after: dict[str, Any] | None = None
+    harness_floor: HarnessFloor | None = None
+    pid: StrictInt | None = None
+    sessions: tuple[dict[str, Any], ...] | None = None
+
+    omit_if_unset = AgentDoc.omit_if_unset | {"harness_floor", "pid", "sessions"}
 
 
 class AgentPredict(AgentDoc):
@@ -255,6 +274,33 @@ class AgentPredict(AgentDoc):
 
 
 # ------------------------------------------------------------------------------------------------ orchestrator side
+
+
+class BenchSession(FleetRecord):
+    """One session of a benchmark (a fresh agent process and interpreter): its own figures, in ms."""
+
+    session: StrictInt
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    count: StrictInt
+    started_at: str | None = None
+    harness_floor_ms: float | None = None
+
+    omit_if_unset = frozenset({"started_at", "harness_floor_ms"})
+
+
+class MedianCI(Record):
+    """The bootstrap confidence interval of the median of session medians (ms)."""
+
+    low: float
+    high: float
+    level: float = 0.95
+    method: str = "bootstrap of session medians"
+
+
+_SESSION_KEYS = frozenset({"sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms"})
 
 
 class BenchRun(FleetRecord):
@@ -274,10 +320,17 @@ class BenchRun(FleetRecord):
     kind: str | None = None
     error: str | None = None
     hint: str | None = None
+    # sessions: latency_ms.p50 is then the median of session medians, p90/p99 pooled over all samples
+    sessions: tuple[BenchSession, ...] = ()
+    spread: float | None = None  # (max - min) / median of the session medians
+    spread_std_ms: float | None = None  # standard deviation of the session medians
+    ci_ms: MedianCI | None = None
+    harness_floor_ms: float | None = None  # the no-op model's invoke time (median over sessions)
 
     omit_if_unset = frozenset(
         {"latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate", "power", "raw"}
         | {"kind", "error", "hint"}
+        | _SESSION_KEYS
     )
 
 
@@ -375,6 +428,7 @@ class FleetSummary(FleetRecord):
     warmup: StrictInt | None = None
     min_seconds: float | None = None
     threads: tuple[int, ...] | None = None
+    sessions: StrictInt | None = None  # bench: sessions per device x threads (runs, min_seconds: totals over them)
     batches: tuple[tuple[str, ...], ...] = ()
     stopped_after_batch: int | None = None
     counts: FleetCounts | None = None
@@ -384,7 +438,7 @@ class FleetSummary(FleetRecord):
     dry_run: bool = False  # nothing was changed: the records say what would be (bytes_uploaded: would send)
 
     omit_if_unset = frozenset(
-        {"artifact", "name", "sha256", "size_bytes", "runs", "warmup", "min_seconds", "threads", "batches"}
+        {"artifact", "name", "sha256", "size_bytes", "runs", "warmup", "min_seconds", "threads", "sessions", "batches"}
         | {"stopped_after_batch", "counts", "bytes_uploaded", "dry_run"}
     )
 
@@ -418,10 +472,16 @@ class BenchResult(FleetRecord):
     error: str | None = None
     kind: str | None = None
     hint: str | None = None
+    sessions: tuple[BenchSession, ...] = ()
+    spread: float | None = None
+    spread_std_ms: float | None = None
+    ci_ms: MedianCI | None = None
+    harness_floor_ms: float | None = None
 
     omit_if_unset = frozenset(
         {"status", "latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate"}
         | {"power", "board", "raw", "error", "kind", "hint"}
+        | _SESSION_KEYS
     )
 
 

@@ -173,10 +173,15 @@ class DeployStage(RunRecord):
 
 
 class BenchmarkStage(RunRecord):
-    """One row per device x variant x threads (a board that ran none has one row with threads None)."""
+    """One row per device x variant x threads (a board that ran none has one row with threads None).
+
+    With benchmark.rerun_baseline, `baseline_run` is the run whose artifacts were re-measured (rows of variant
+    "<variant>@baseline") and `baseline_notes` why some variants were not."""
 
     cached: bool | None = None
     results: tuple[BenchResult, ...] = ()
+    baseline_run: str | None = None
+    baseline_notes: tuple[str, ...] | None = None
 
 
 class RunStages(RunRecord):

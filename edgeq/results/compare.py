@@ -1,5 +1,11 @@
-"""Compare two runs: latency per device x variant x threads (p50 ratio AND Mann-Whitney U on raw samples),
-accuracy per variant, peak memory and energy per inference. Pure logic over loaded runs, plus a resolver."""
+"""Compare two runs: latency per device x variant x threads, accuracy per variant, peak memory and energy
+per inference. Pure logic over loaded runs, plus a resolver.
+
+Latency: a regression needs the p50 ratio (median of session medians, candidate / base) over the threshold
+AND a session-level test: the bootstrap interval of that ratio, from each side's session medians, excludes 1.
+Mann-Whitney U on the raw samples stays as a side column: with 100,000 samples any shift is "significant"
+and session-to-session drift is invisible to it. Results stored before sessions existed (or of one session)
+fall back to it: ratio over the threshold AND Mann-Whitney p < alpha."""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from typing import Any
 from edgeq.errors import NothingToCompare, StoreError
 from edgeq.records import Record
 from edgeq.results import query
+from edgeq.results.baseline import BASELINE_SUFFIX
 from edgeq.results.rows import BenchmarkRow, StoredRun
-from edgeq.results.stats import mann_whitney_u
+from edgeq.results.stats import CI_LEVEL, mann_whitney_u, ratio_ci
 
 DEFAULT_THRESHOLD = 1.10  # 10% slower p50: below this, nightly noise on a shared board dominates
 DEFAULT_ALPHA = 0.05
@@ -50,6 +57,19 @@ class LatencyChange(BenchKey):
     significant: bool
     verdict: str  # regression, improvement, no samples, noise, same
     regression: bool
+    # the session-level test; all None when neither side was stored with sessions (the JSON of such runs is
+    # unchanged: significance is then Mann-Whitney's, as before sessions existed)
+    test: str | None = None  # "sessions", or "raw samples" (a side has fewer than 2 sessions: the fallback)
+    sessions_base: int | None = None
+    sessions_candidate: int | None = None
+    ratio_ci_low: float | None = None
+    ratio_ci_high: float | None = None
+    ratio_ci_level: float | None = None
+    base_source: str | None = None  # "rerun": the base is the baseline artifact re-measured in the candidate run
+
+    omit_if_none = frozenset(
+        {"test", "sessions_base", "sessions_candidate", "ratio_ci_low", "ratio_ci_high", "ratio_ci_level", "base_source"}
+    )
 
 
 class MemoryChange(BenchKey):
@@ -99,6 +119,11 @@ class Comparison(Record):
     only_in_candidate: tuple[BenchKey, ...] = ()
     regressions: tuple[str, ...] = ()
     regressed: bool = False
+    # with a rerun baseline: the base run's figures vs the same artifact re-measured in the candidate run, i.e.
+    # what the boards or runtimes changed by themselves (never a regression of the model)
+    drift: tuple[LatencyChange, ...] | None = None
+
+    omit_if_none = frozenset({"drift"})
 
 
 def _ratio(cand: float | None, base: float | None) -> float | None:
@@ -122,14 +147,41 @@ def _where(k: Key) -> str:
     return f"{variant} on {device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
+def _session_test(b: BenchmarkRow, c: BenchmarkRow) -> dict[str, Any]:
+    """The LatencyChange fields of the session-level test (empty when neither side has session data)."""
+    bs, cs = b.session_p50s, c.session_p50s
+    if not bs and not cs:
+        return {}
+    ci = ratio_ci(bs, cs)
+    out: dict[str, Any] = {"test": "raw samples" if ci is None else "sessions", "sessions_base": len(bs) or 1}
+    out["sessions_candidate"] = len(cs) or 1
+    if ci is not None:
+        out.update(ratio_ci_low=ci[0], ratio_ci_high=ci[1], ratio_ci_level=CI_LEVEL)
+    return out
+
+
+def _why(row: LatencyChange, threshold: float, alpha: float) -> str:
+    if row.test == "sessions":
+        return (
+            f"x{row.ratio:.3f} > {threshold:g}, {row.ratio_ci_level or CI_LEVEL:.0%} session interval of the ratio "
+            f"[{row.ratio_ci_low:.3f}, {row.ratio_ci_high:.3f}] excludes 1; {row.sessions_base} vs "
+            f"{row.sessions_candidate} sessions" + ("" if row.p_value is None else f"; Mann-Whitney p={row.p_value:.2g}")
+        )
+    return f"x{row.ratio:.3f} > {threshold:g}, Mann-Whitney p={row.p_value:.2g} < {alpha:g}"
+
+
 def _latency(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: float) -> tuple[LatencyChange, str | None]:
     ratio = _ratio(c.p50_s, b.p50_s)
     test = mann_whitney_u(b.samples_s or (), c.samples_s or ())
     p = test.p_value
-    significant = p is not None and p < alpha
+    sessions = _session_test(b, c)
+    if sessions.get("test") == "sessions":
+        significant = sessions["ratio_ci_low"] > 1.0 or sessions["ratio_ci_high"] < 1.0
+    else:
+        significant = p is not None and p < alpha
     slower = ratio is not None and ratio > threshold
     faster = ratio is not None and ratio < 1.0 / threshold
-    verdict = _verdict(slower, faster, significant, p)
+    verdict = _verdict(slower, faster, significant, p if sessions.get("test") != "sessions" else 0.0)
     row = LatencyChange(
         device=k[0],
         variant=k[1],
@@ -145,13 +197,18 @@ def _latency(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: 
         significant=significant,
         verdict=verdict,
         regression=verdict == "regression",
+        **sessions,
     )
-    if not row.regression or ratio is None or p is None or b.p50_s is None or c.p50_s is None:
+    if not row.regression or ratio is None or b.p50_s is None or c.p50_s is None:
         return row, None
-    return row, (
-        f"latency {_where(k)}: p50 {b.p50_s * 1e6:.4g} -> {c.p50_s * 1e6:.4g} µs "
-        f"(x{ratio:.3f} > {threshold:g}, Mann-Whitney p={p:.2g} < {alpha:g})"
-    )
+    return row, f"latency {_where(k)}: p50 {b.p50_s * 1e6:.4g} -> {c.p50_s * 1e6:.4g} µs ({_why(row, threshold, alpha)})"
+
+
+def _drift(k: Key, then: BenchmarkRow, now: BenchmarkRow, threshold: float, alpha: float) -> LatencyChange:
+    """The same artifact measured in the base run and again in the candidate run: the boards' or runtimes' change."""
+    row = _latency(k, then, now, threshold, alpha)[0]
+    verdict = {"regression": "slower board/runtime", "improvement": "faster board/runtime"}.get(row.verdict, row.verdict)
+    return row.replace(variant=k[1] + BASELINE_SUFFIX, verdict=verdict, regression=False)
 
 
 def _memory(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float) -> tuple[MemoryChange | None, str | None]:
@@ -207,8 +264,15 @@ def compare(
             f"run {base.run_id} compared with itself",
             "name two different runs, or omit both to compare the latest run with the one before it",
         )
-    bb = {b.key: b for b in base.benchmarks if b.ok}
-    cb = {b.key: b for b in cand.benchmarks if b.ok}
+    bb = {b.key: b for b in base.benchmarks if b.ok and not b.variant.endswith(BASELINE_SUFFIX)}
+    cb = {b.key: b for b in cand.benchmarks if b.ok and not b.variant.endswith(BASELINE_SUFFIX)}
+    reruns = {
+        (b.device, b.variant.removesuffix(BASELINE_SUFFIX), b.threads): b
+        for b in cand.benchmarks
+        if b.ok and b.variant.endswith(BASELINE_SUFFIX)
+    }
+    drift = [_drift(k, bb[k], reruns[k], threshold, alpha) for k in reruns if k in bb]
+    bb = {**bb, **{k: reruns[k] for k in cb if k in reruns}}  # a baseline re-measured beside the candidate wins
     common_b = [k for k in cb if k in bb]
     common_v = [k for k in cand.validations if k in base.validations]
     # both benchmarked but on nothing in common (other boards or variants): comparing accuracy alone would mislead
@@ -217,6 +281,9 @@ def compare(
     latency, memory, energy, regressions = [], [], [], []
     for k in common_b:
         lat, note = _latency(k, bb[k], cb[k], threshold, alpha)
+        if k in reruns:
+            lat = lat.replace(base_source="rerun")
+            note = note and f"{note} (against the baseline re-measured in this run)"
         latency.append(lat)
         mem, mem_note = _memory(k, bb[k], cb[k], threshold)
         en, en_note = _energy(k, bb[k], cb[k], threshold)
@@ -241,6 +308,7 @@ def compare(
         only_in_candidate=tuple(BenchKey(device=k[0], variant=k[1], threads=k[2]) for k in cb if k not in bb),
         regressions=tuple(regressions),
         regressed=bool(regressions),
+        drift=tuple(drift) if reruns else None,
     )
 
 

@@ -20,7 +20,7 @@ from edgeq.errors import StoreError
 DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
-SCHEMA_VERSION = 2  # 2: validations.quality (mixed precision, QAT, worst int8 layers)
+SCHEMA_VERSION = 3  # 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -106,6 +106,30 @@ CREATE INDEX IF NOT EXISTS benchmarks_by_device ON benchmarks (device, run_id);
 CREATE TABLE IF NOT EXISTS benchmark_samples (   -- apart, so listing and exporting never read the blobs
     benchmark_id INTEGER PRIMARY KEY REFERENCES benchmarks (id) ON DELETE CASCADE,
     samples BLOB NOT NULL        -- raw latency samples, seconds, float32 little-endian
+);
+"""
+
+# Version 3: benchmarks of K sessions. Tables of their own, so a benchmark row (and a version-2 database's
+# rows) stay exactly as they were; a benchmark without sessions simply has no rows here.
+SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS benchmark_session_stats (
+    benchmark_id INTEGER PRIMARY KEY REFERENCES benchmarks (id) ON DELETE CASCADE,
+    sessions INTEGER NOT NULL,
+    spread REAL,                 -- (max - min) / median of the session medians
+    spread_std_s REAL,           -- standard deviation of the session medians
+    ci_low_s REAL,               -- bootstrap interval of the median of session medians
+    ci_high_s REAL,
+    ci_level REAL,
+    harness_floor_s REAL         -- a no-op model's invoke time on the board (median over sessions)
+);
+CREATE TABLE IF NOT EXISTS benchmark_sessions (
+    benchmark_id INTEGER NOT NULL REFERENCES benchmarks (id) ON DELETE CASCADE,
+    session INTEGER NOT NULL,
+    p50_s REAL, p90_s REAL, p99_s REAL, mean_s REAL,
+    count INTEGER,
+    started TEXT,
+    harness_floor_s REAL,
+    PRIMARY KEY (benchmark_id, session)
 );
 """
 
@@ -260,14 +284,16 @@ def _ensure_schema(h: History) -> None:
             )
         if v == SCHEMA_VERSION:
             return
-        if v == 1:  # an older edgeq's database: add what version 2 stores, keep every result
-            with h.write("upgrading the schema to version 2") as c:
+        if v in (1, 2):  # an older edgeq's database: add what versions 2 and 3 store, keep every result
+            with h.write(f"upgrading the schema to version {SCHEMA_VERSION}") as c:
                 if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
                     c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
-                c.execute("UPDATE schema_version SET version = 2")
+                for stmt in _statements(SESSIONS_SCHEMA):
+                    c.execute(stmt)
+                c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             return
     with h.write("creating the schema") as c:
-        for stmt in _statements(SCHEMA):  # not executescript: it would COMMIT mid-transaction
+        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA):  # not executescript: it would COMMIT mid-transaction
             c.execute(stmt)
         if c.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
             c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

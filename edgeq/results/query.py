@@ -12,7 +12,7 @@ from edgeq.errors import StoreError
 from edgeq.records import RecordError
 from edgeq.results.db import History, open_history
 from edgeq.results.record import unpack_samples
-from edgeq.results.rows import BenchmarkRow, RunRow, StageRow, StoredRun, ValidationRow
+from edgeq.results.rows import BenchmarkRow, RunRow, SessionRow, StageRow, StoredRun, ValidationRow
 
 R = TypeVar("R")
 
@@ -98,9 +98,30 @@ def validations(h: History, run_id: str) -> dict[str, ValidationRow]:
     return {r["variant"]: _read(h, f"run {run_id!r} variant {r['variant']!r}", ValidationRow.from_row, r) for r in rows}
 
 
+_BENCHMARKS = (
+    "SELECT b.*, s.sessions, s.spread, s.spread_std_s, s.ci_low_s, s.ci_high_s, s.ci_level, s.harness_floor_s "
+    "FROM benchmarks b LEFT JOIN benchmark_session_stats s ON s.benchmark_id = b.id WHERE b.run_id = ? ORDER BY b.id"
+)
+_SESSIONS = (
+    "SELECT s.* FROM benchmark_sessions s JOIN benchmarks b ON b.id = s.benchmark_id "
+    "WHERE b.run_id = ? ORDER BY s.benchmark_id, s.session"
+)
+
+
+def _per_session(h: History, run_id: str) -> dict[int, tuple[SessionRow, ...]]:
+    out: dict[int, list[SessionRow]] = {}
+    for r in _rows(h, _SESSIONS, (run_id,)):
+        bid = r.pop("benchmark_id")
+        out.setdefault(bid, []).append(_read(h, f"run {run_id!r} benchmark session", SessionRow.from_json, r))
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def benchmarks(h: History, run_id: str, samples: bool = False) -> list[BenchmarkRow]:
-    rows = _rows(h, "SELECT * FROM benchmarks WHERE run_id = ? ORDER BY id", (run_id,))
+    rows = _rows(h, _BENCHMARKS, (run_id,))
     out = [_read(h, f"run {run_id!r} benchmark on {r['device']!r}", BenchmarkRow.from_row, r) for r in rows]
+    per = _per_session(h, run_id)
+    if per:
+        out = [b.model_copy(update={"per_session": per[b.id]}) if b.id in per else b for b in out]
     if samples:
         blobs = dict(
             h.execute(

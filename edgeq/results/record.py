@@ -213,6 +213,28 @@ def _dumps(rec: Record | None) -> str | None:
     return json.dumps(doc) if doc else None
 
 
+def _session_rows(b: BenchResult) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
+    """(the benchmark_session_stats row without its id, the benchmark_sessions rows without it)."""
+    if not b.ok or (not b.sessions and b.harness_floor_ms is None):
+        return None, []
+    ci = b.ci_ms
+    stats = (
+        len(b.sessions) or 1,
+        _f(b.spread),
+        _f(b.spread_std_ms, 1e-3),
+        None if ci is None else _f(ci.low, 1e-3),
+        None if ci is None else _f(ci.high, 1e-3),
+        None if ci is None else ci.level,
+        _f(b.harness_floor_ms, 1e-3),
+    )
+    per = [
+        (s.session, _f(s.p50, 1e-3), _f(s.p90, 1e-3), _f(s.p99, 1e-3), _f(s.mean, 1e-3), s.count, s.started_at)
+        + (_f(s.harness_floor_ms, 1e-3),)
+        for s in b.sessions
+    ]
+    return stats, per
+
+
 def _bench_row(run_id: str, b: BenchResult, raw: RawSamples | str | None) -> tuple[tuple[Any, ...], bytes | None]:
     lat = b.latency_ms or LatencyStats()
     power = b.power or PowerSummary()
@@ -266,6 +288,8 @@ _INSERT_BENCH = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_SAMPLES = "INSERT INTO benchmark_samples (benchmark_id, samples) VALUES (?, ?)"
+_INSERT_SESSION_STATS = "INSERT INTO benchmark_session_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_SESSION = "INSERT INTO benchmark_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def record_run(
@@ -306,7 +330,7 @@ def record_run(
         time.time(),
     )
     val_rows = [_validation_row(run_id, k, v, r.params) for k, v in m.variants.items()]
-    bench_rows = [_bench_row(run_id, b, raw) for b, raw in r.benchmarks]
+    bench_rows = [(*_bench_row(run_id, b, raw), *_session_rows(b)) for b, raw in r.benchmarks]
     stage_rows = _stage_rows(run_id, m.stages)
 
     with open_history(db_path, create=True, timeout=timeout) as h, h.write(f"recording run {run_id}") as c:
@@ -314,10 +338,13 @@ def record_run(
         c.execute(_INSERT_RUN, run_row)
         c.executemany(_INSERT_STAGE, stage_rows)
         c.executemany(_INSERT_VALIDATION, [v for v in val_rows if v is not None])
-        for row, blob in bench_rows:
+        for row, blob, stats, sessions in bench_rows:
             bid = c.execute(_INSERT_BENCH, row).lastrowid
             if blob is not None:
                 c.execute(_INSERT_SAMPLES, (bid, blob))
+            if stats is not None:
+                c.execute(_INSERT_SESSION_STATS, (bid, *stats))
+                c.executemany(_INSERT_SESSION, [(bid, *s) for s in sessions])
     return run_id
 
 

@@ -76,6 +76,22 @@ class ValidationRow(Record):
         return cls.from_json(d)
 
 
+class SessionRow(Record):
+    """A `benchmark_sessions` row: one session (a fresh agent process and interpreter) of a benchmark."""
+
+    session: int
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    mean_s: float | None = None
+    count: int | None = None
+    started: str | None = None
+    harness_floor_s: float | None = None
+
+
+_SESSION_COLUMNS = ("sessions", "spread", "spread_std_s", "ci_low_s", "ci_high_s", "ci_level", "harness_floor_s")
+
+
 class BenchmarkRow(Record):
     """A `benchmarks` row: device x variant x threads, latency in seconds; `samples_s` only when asked for."""
 
@@ -113,9 +129,23 @@ class BenchmarkRow(Record):
     board: BoardFacts = BoardFacts()
     samples_stride: int | None = None  # the agent kept every n-th sample (1 = all)
     raw_path: str | None = None
+    # benchmark_session_stats (None for results stored before sessions existed: one session)
+    sessions: int | None = None
+    spread: float | None = None  # (max - min) / median of the session medians
+    spread_std_s: float | None = None
+    ci_low_s: float | None = None  # bootstrap interval of the median of session medians
+    ci_high_s: float | None = None
+    ci_level: float | None = None
+    harness_floor_s: float | None = None
+    per_session: tuple[SessionRow, ...] | None = None
     samples_s: tuple[float, ...] | None = None
 
-    omit_if_none = frozenset({"samples_s"})
+    omit_if_none = frozenset({"samples_s", "per_session", *_SESSION_COLUMNS})
+
+    @property
+    def session_p50s(self) -> list[float]:
+        """The session medians (seconds); empty for a result stored before sessions existed."""
+        return [s.p50_s for s in self.per_session or () if s.p50_s is not None]
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:

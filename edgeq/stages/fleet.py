@@ -16,8 +16,9 @@ from edgeq.config import BenchmarkStageSpec, DeployStageSpec, PipelineSpec
 from edgeq.errors import EdgeqError
 from edgeq.fleet.fanout import FleetInterrupted
 from edgeq.progress import fleet_counter
-from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
+from edgeq.records.fleet import AccuracyCheck, BenchResult, BenchRun, BoardOutcome, FleetSummary
 from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
+from edgeq.results.baseline import BASELINE_SUFFIX
 
 
 def inventory(spec: PipelineSpec, base: Path):
@@ -84,41 +85,26 @@ def benchmark_stage(
     dataset,
     log,
     keep: Callable[[BenchmarkStage], None],
+    baselines: dict[str, Path] | None = None,
 ) -> tuple[BenchmarkStage, tuple[AccuracyCheck, ...] | None, list[str]]:
     """Benchmark each variant on each target (and, if asked, its accuracy on the boards).
 
+    `baselines` ({variant: an earlier artifact}) are measured right after their variant in every session, as
+    variant "<variant>@baseline" under their own model name on the boards (the deployed model stays current).
     Returns the stage, the accuracy checks (None when not asked) and the failure messages.
     """
     inputs = None
     if b.inputs == "test":
         inputs = run_dir / "bench-inputs.npy"
         paths.atomic_write_bytes(inputs, _npy_bytes(dataset().x_test[: b.input_samples]))
-    rows: list[BenchResult] = []
-    failures: list[str] = []
     keys = b.variants or list(variants)
-    for key in keys:
-        log(f"benchmark {key}: on {', '.join(targets)} ({b.runs} runs, >= {b.min_seconds:g}s)")
-        try:
-            res = fleet.bench(
-                inv,
-                targets,
-                Path(variants[key].artifact),
-                runs=b.runs,
-                warmup=b.warmup,
-                min_seconds=b.min_seconds,
-                threads=b.threads,
-                inputs=inputs,
-                parallel=b.parallel,
-                progress=_progress(log, f"benchmark {key}", len(inv.select(targets))),
-            )
-        except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
-            for d in e.rollout.devices:
-                if d.results:
-                    _bench_rows(d, key, run_dir / "bench", rows, [])
-            keep(BenchmarkStage(cached=False, results=tuple(rows)))
-            raise
-        for d in res.devices:
-            _bench_rows(d, key, run_dir / "bench", rows, failures)
+    artifacts: dict[str, tuple[Path, str | None]] = {}
+    for k in keys:
+        artifacts[k] = (Path(variants[k].artifact), None)
+        if baselines and k in baselines:
+            artifacts[k + BASELINE_SUFFIX] = (Path(baselines[k]), f"{Path(variants[k].artifact).stem}-baseline")
+    done, failures = _interleaved(b, targets, inv, artifacts, inputs, log, keep, run_dir)
+    rows = _session_rows(done, run_dir / "bench")
     checks = None
     if b.accuracy_check:
         checks = _accuracy_check(inv, targets, b.accuracy_tolerance, variants, dataset(), run_dir, keys, log)
@@ -126,18 +112,90 @@ def benchmark_stage(
     return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
 
 
-def _bench_rows(d: BoardOutcome, key: str, raw_dir: Path, rows: list[BenchResult], failures: list[str]) -> None:
+def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, tuple[Path, str | None]], inputs, log, keep, run_dir):
+    """Session by session, variant by variant (A B A B ...: a board's slow drift hits every variant alike):
+    ({variant: [each session's board outcomes]}, failure messages)."""
+    k = b.sessions
+    runs, seconds = fleet.per_session(b.runs, b.min_seconds, k)
+    done: dict[str, list[tuple[BoardOutcome, ...]]] = {key: [] for key in artifacts}
+    failures: list[str] = []
+    names = [d.name for d in inv.select(targets)]
+    gone: dict[str, BoardOutcome] = {}  # unreachable in a session: not dialled again (each try waits out its timeouts)
+    for s in range(1, k + 1):
+        for key, (artifact, name) in artifacts.items():
+            tag = f"benchmark {key}" + (f" session {s}/{k}" if k > 1 else "")
+            live = [n for n in names if n not in gone]
+            if not live:
+                break
+            log(f"{tag}: on {', '.join(live if gone else targets)} ({runs} runs, >= {seconds:.3g}s)")
+            try:
+                res = fleet.bench(
+                    inv,
+                    live if gone else targets,
+                    artifact,
+                    name=name,
+                    runs=runs,
+                    warmup=b.warmup,
+                    min_seconds=seconds,
+                    threads=b.threads,
+                    inputs=inputs,
+                    parallel=b.parallel,
+                    progress=_progress(log, tag, len(live)),
+                )
+            except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
+                done[key].append(tuple(d for d in e.rollout.devices if d.results))
+                keep(BenchmarkStage(cached=False, results=tuple(_session_rows(done, run_dir / "bench"))))
+                raise
+            done[key].append(res.devices)
+            gone.update({d.device: d for d in res.devices if d.status == "unreachable"})
+            failures += _session_failures(res.devices, key, s if k > 1 else None)
+    for sessions in done.values():  # a board gone before a variant's turn still gets that variant's row
+        seen = {d.device for devices in sessions for d in devices}
+        sessions.append(tuple(d for name, d in gone.items() if name not in seen))
+    return done, failures
+
+
+def _session_failures(devices: tuple[BoardOutcome, ...], key: str, session: int | None) -> list[str]:
+    at = f" session {session}" if session else ""
+    out = [f"benchmark {key}{at} on {d.device}: {d.error or d.status}" for d in devices if not d.results]
+    return out + [
+        f"benchmark {key}{at} on {d.device} ({r.threads} threads): {r.error}" for d in devices for r in d.results if not r.ok
+    ]
+
+
+def _merged(outcomes: list[BoardOutcome]) -> BoardOutcome:
+    """One board's sessions of one variant as one outcome: per thread count, the sessions merged."""
+    by_threads: dict[int, list[BenchRun]] = {}
+    for o in outcomes:
+        for r in o.results:
+            by_threads.setdefault(r.threads, []).append(r)
+    if not by_threads:
+        return outcomes[0]
+    return outcomes[0].replace(results=tuple(fleet.merge_sessions(v) for v in by_threads.values()))
+
+
+def _session_rows(done: dict[str, list[tuple[BoardOutcome, ...]]], raw_dir: Path) -> list[BenchResult]:
+    """Manifest rows, variant by variant and board by board, each board's sessions merged."""
+    rows: list[BenchResult] = []
+    for key, sessions in done.items():
+        by_device: dict[str, list[BoardOutcome]] = {}
+        for devices in sessions:
+            for d in devices:
+                by_device.setdefault(d.device, []).append(d)
+        for outcomes in by_device.values():
+            _bench_rows(_merged(outcomes), key, raw_dir, rows)
+    return rows
+
+
+def _bench_rows(d: BoardOutcome, key: str, raw_dir: Path, rows: list[BenchResult]) -> None:
     """One board's benchmark results as manifest rows (raw samples kept beside the manifest)."""
     if not d.results:
         rows.append(fleet.unmeasured_result(d, key))
-        failures.append(f"benchmark {key} on {d.device}: {d.error or d.status}")
     for r in d.results:
         raw_path = None
         if r.ok and r.raw is not None:
             raw_path = raw_dir / f"{d.device}-{key}-t{r.threads}.json"
             paths.atomic_write_json(raw_path, r.raw.to_json())
-        else:
-            failures.append(f"benchmark {key} on {d.device} ({r.threads} threads): {r.error}")
         rows.append(fleet.bench_result(d.device, key, r, raw_path))
 
 

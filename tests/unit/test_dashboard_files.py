@@ -70,7 +70,15 @@ def _substituted(expr: str) -> str:
     """A panel's PromQL with Grafana's variables replaced by values promtool can parse."""
     import re
 
-    values = {"lab": "l", "pipeline": "p", "device": "d", "variant": "v", "__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
+    values = {
+        "lab": "l",
+        "pipeline": "p",
+        "device": "d",
+        "variant": "v",
+        "__rate_interval": "5m",
+        "__interval": "1m",
+        "__range": "1h",
+    }
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), "x"), expr)
 
 

@@ -1,0 +1,118 @@
+"""Benchmark sessions: K `bench` calls (each a fresh agent process and interpreter) made into one result.
+
+Why sessions: a board drifts between sessions (heat, clock, other load) more than within one, so one long
+session hides the drift that decides whether a difference is real. The overall p50 is the median of the
+session medians; p90/p99 are pooled over every sample; the spread and the bootstrap interval come from
+the session medians (edgeq.results.stats says why the session, not the sample, is what is resampled).
+
+Per-session work: `runs` and `min_seconds` given to a benchmark are totals over its sessions, so K = 3
+sessions cost about what one session did before (plus K - 1 interpreter loads and warm-ups).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
+from edgeq.results.stats import SessionFigures, summarize_sessions
+
+DEFAULT_SESSIONS = 3  # the nightly's default: enough for a median and an interval, cheap enough to run nightly
+
+
+def per_session(runs: int, min_seconds: float, sessions: int) -> tuple[int, float]:
+    """(runs, min_seconds) of one session when a benchmark of `sessions` sessions asks for these totals."""
+    k = max(1, sessions)
+    return max(1, math.ceil(runs / k)), min_seconds / k
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000.0, 6)
+
+
+def _floor_ms(raw: AgentBench) -> float | None:
+    f = raw.harness_floor
+    return None if f is None else _ms(f.p50_s)
+
+
+def _session(i: int, raw: AgentBench) -> BenchSession:
+    lat = raw.latency_s
+    return BenchSession(
+        session=i,
+        p50=_ms(lat.p50) or 0.0,
+        p90=_ms(lat.p90) or 0.0,
+        p99=_ms(lat.p99) or 0.0,
+        mean=_ms(lat.mean) or 0.0,
+        count=lat.count,
+        started_at=raw.started_at,
+        harness_floor_ms=_floor_ms(raw),
+    )
+
+
+def rethin(raw: AgentBench, stride: int) -> list[float]:
+    """A session's kept samples thinned to every `stride`-th of its timed runs (the agent kept every
+    raw.samples_stride-th): pooled sessions then weigh by their run counts, as their p90/p99 must."""
+    kept, own = list(raw.samples_s), max(1, raw.samples_stride)
+    if stride == own or not kept:
+        return kept
+    n = -(-raw.latency_s.count // stride)
+    return [kept[min(len(kept) - 1, j * stride // own)] for j in range(n)]
+
+
+def _raw_session(i: int, raw: AgentBench, kept: int) -> dict:
+    """What the merged raw document keeps of one session (its samples are in the pooled list)."""
+    keep = ("pid", "started_at", "init_seconds", "first_invoke_seconds", "stopped_by", "timed_seconds", "window_seconds")
+    doc = {k: getattr(raw, k) for k in keep}
+    doc.update(session=i, latency_s=raw.latency_s.to_json(), samples_kept=kept, samples_stride=raw.samples_stride)
+    doc.update(harness_floor=None if raw.harness_floor is None else raw.harness_floor.to_json(), board_after=raw.board_after)
+    return doc
+
+
+def merge_sessions(runs: list[BenchRun]) -> BenchRun:
+    """One BenchRun of the successful sessions of one (board, variant, threads), in session order.
+
+    A failed session is left out (the caller reports it) and keeps its number; no successful session gives the
+    first failure."""
+    numbered = [(i + 1, r) for i, r in enumerate(runs) if r.ok and r.raw is not None]
+    good = [r for _, r in numbered]
+    if not good:
+        return runs[0]
+    raws = [r.raw for r in good if r.raw is not None]
+    sessions = tuple(_session(i, r.raw) for i, r in numbered if r.raw is not None)
+    if len(good) == 1:  # one session: the agent's own exact figures stand
+        return good[0].replace(sessions=sessions, harness_floor_ms=sessions[0].harness_floor_ms)
+    stride = max(max(1, raw.samples_stride) for raw in raws)
+    per = [rethin(raw, stride) for raw in raws]
+    pooled = [x for kept in per for x in kept]
+    figures = [SessionFigures(p50=s.p50, p90=s.p90, p99=s.p99, mean=s.mean, count=s.count) for s in sessions]
+    summary = summarize_sessions(figures, [x * 1000.0 for x in pooled])
+    lat = LatencyStats(
+        p50=summary.p50,
+        p90=summary.p90,
+        p99=summary.p99,
+        mean=summary.mean,
+        std=summary.std,
+        min=min(_ms(raw.latency_s.min) or math.inf for raw in raws),
+        max=max(_ms(raw.latency_s.max) or -math.inf for raw in raws),
+    )
+    floors = [s.harness_floor_ms for s in sessions if s.harness_floor_ms is not None]
+    first = raws[0]
+    merged_raw = first.replace(
+        latency_s={**{k: (v / 1000.0 if v is not None else None) for k, v in lat.to_json().items()}, "count": summary.count},
+        samples_s=tuple(pooled),
+        samples_stride=stride,
+        sessions=tuple(_raw_session(s.session, raw, len(k)) for s, raw, k in zip(sessions, raws, per, strict=True)),
+    )
+    ci = None if summary.ci_low is None or summary.ci_high is None else MedianCI(low=summary.ci_low, high=summary.ci_high)
+    peak = [r.peak_rss_bytes for r in good if r.peak_rss_bytes is not None]
+    return good[0].replace(
+        latency_ms=lat,
+        count=summary.count,
+        peak_rss_bytes=max(peak) if peak else None,
+        raw=merged_raw,
+        sessions=sessions,
+        spread=summary.spread,
+        spread_std_ms=summary.spread_std,
+        ci_ms=ci,
+        harness_floor_ms=statistics.median(floors) if floors else None,
+    )

@@ -1,0 +1,138 @@
+"""Benchmark sessions on the local board (the real agent in a subprocess, real TFLite): K agent processes per
+(board, variant, threads), thread counts and variants interleaved, the harness floor beside every result."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from edgeq import fleet
+from edgeq.fleet.setupscripts import TINY_MODEL_B64
+
+
+def _tiny(path: Path) -> Path:
+    path.write_bytes(base64.b64decode(TINY_MODEL_B64))
+    return path
+
+
+def test_edgeq_bench_runs_three_sessions_per_thread_count_interleaved(edgeq, tmp_path):
+    model = _tiny(tmp_path / "tiny.tflite")
+    r = edgeq(
+        "bench", model, "--target", "local", "--runs", "30", "--min-seconds", "0.3", "--threads", "1", "--threads", "2", "--json"
+    )
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert doc["sessions"] == 3 and doc["runs"] == 30
+    (board,) = doc["devices"]
+    pids = []
+    for res in board["results"]:
+        assert [s["session"] for s in res["sessions"]] == [1, 2, 3]
+        assert res["count"] == sum(s["count"] for s in res["sessions"]) and all(s["count"] >= 10 for s in res["sessions"])
+        meds = sorted(s["p50"] for s in res["sessions"])
+        assert res["latency_ms"]["p50"] == meds[1]  # the median of the session medians
+        assert res["ci_ms"]["low"] <= res["latency_ms"]["p50"] <= res["ci_ms"]["high"]
+        assert res["spread"] == (meds[-1] - meds[0]) / meds[1]
+        assert 0 < res["harness_floor_ms"] < 1.0 and all(s["harness_floor_ms"] > 0 for s in res["sessions"])
+        raw = res["raw"]
+        assert len(raw["samples_s"]) == sum(s["samples_kept"] for s in raw["sessions"])
+        pids += [s["pid"] for s in raw["sessions"]]
+    assert len(set(pids)) == 6  # 2 thread counts x 3 sessions: six agent processes, six interpreters
+
+    table = edgeq("bench", model, "--target", "local", "--runs", "10", "--min-seconds", "0.05", "--sessions", "2")
+    assert table.code == 0, table.stderr
+    assert "Sessions" in table.stdout and "95% CI" in table.stdout and "Floor" in table.stdout  # a tiny model: floor shown
+
+
+def test_fleet_bench_interleaves_thread_counts_within_sessions(tmp_path):
+    events = []
+    res = fleet.bench(
+        fleet.load_inventory(None),
+        ["local"],
+        _tiny(tmp_path / "tiny.tflite"),
+        runs=9,
+        min_seconds=0.0,
+        threads=[1, 2],
+        sessions=3,
+        progress=lambda ev: events.append(ev) if ev.get("event") == "bench" else None,
+    )
+    assert res.ok
+    assert [(e["session"], e["threads"]) for e in events] == [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
+    assert all(len(b.sessions) == 3 and b.count >= 9 for b in res.devices[0].results)
+
+
+def test_benchmark_stage_interleaves_variants_session_by_session(tmp_path):
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.records.run import VariantResult
+    from edgeq.stages.fleet import benchmark_stage
+
+    variants = {}
+    for key in ("a", "b"):
+        p = _tiny(tmp_path / f"{key}.tflite")
+        variants[key] = VariantResult(type="fp32", artifact=str(p), sha256="0" * 64, size_bytes=p.stat().st_size)
+    spec = BenchmarkStageSpec(targets=["local"], runs=9, warmup=1, min_seconds=0.0, inputs="random", sessions=3)
+    log: list[str] = []
+    stage, checks, failures = benchmark_stage(
+        spec, ["local"], fleet.load_inventory(None), variants, tmp_path / "run", None, log.append, lambda s: None
+    )
+    heads = [line.split(":")[0] for line in log if line.startswith("benchmark ")]
+    assert heads == [f"benchmark {v} session {s}/3" for s in (1, 2, 3) for v in ("a", "b")]  # A B A B A B
+    assert not failures and checks is None
+    assert [(r.variant, len(r.sessions)) for r in stage.results] == [("a", 3), ("b", 3)]
+    pids = set()
+    for r in stage.results:
+        raw = json.loads(Path(r.raw).read_text())
+        pids |= {s["pid"] for s in raw["sessions"]}
+        assert r.ci_ms is not None and r.harness_floor_ms is not None
+    assert len(pids) == 6
+
+
+def test_a_board_unreachable_in_one_session_is_not_dialled_again_and_keeps_its_rows(tmp_path):
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.records.run import VariantResult
+    from edgeq.stages.fleet import benchmark_stage
+
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(
+        "devices:\n"
+        "  - {name: local, transport: local, tags: [lab]}\n"
+        "  - {name: dead, host: 127.0.0.1, port: 1, tags: [lab], retries: 1, retry_delay: 0.1, connect_timeout: 2}\n"
+    )
+    variants = {}
+    for key in ("a", "b"):
+        p = _tiny(tmp_path / f"{key}.tflite")
+        variants[key] = VariantResult(type="fp32", artifact=str(p), sha256="0" * 64, size_bytes=p.stat().st_size)
+    spec = BenchmarkStageSpec(targets=["lab"], runs=6, warmup=1, min_seconds=0.0, inputs="random", sessions=3)
+    log: list[str] = []
+    stage, _, failures = benchmark_stage(
+        spec, ["lab"], fleet.load_inventory(devices), variants, tmp_path / "run", None, log.append, lambda s: None
+    )
+    dialled = [line for line in log if line.startswith("  dead: connect")]
+    assert len(dialled) == 1, log  # session 1 of variant a only
+    rows = {(r.device, r.variant): r for r in stage.results}
+    assert rows[("dead", "a")].ok is False and rows[("dead", "b")].ok is False and rows[("dead", "b")].status == "unreachable"
+    assert len(rows[("local", "a")].sessions) == len(rows[("local", "b")].sessions) == 3
+    assert any("dead" in f for f in failures)
+
+
+def test_benchmark_stage_measures_a_rerun_baseline_beside_its_variant_under_its_own_name(tmp_path):
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.records.run import VariantResult
+    from edgeq.stages.fleet import benchmark_stage
+
+    cand = _tiny(tmp_path / "int8.tflite")
+    old = tmp_path / "old"
+    old.mkdir()
+    baseline = _tiny(old / "int8.tflite")  # last night's artifact (same stem: it must not replace the deployed one)
+    variants = {"int8": VariantResult(type="int8", artifact=str(cand), sha256="0" * 64, size_bytes=cand.stat().st_size)}
+    spec = BenchmarkStageSpec(targets=["local"], runs=6, warmup=1, min_seconds=0.0, inputs="random", sessions=2)
+    log: list[str] = []
+    inv = fleet.load_inventory(None)
+    stage, _, failures = benchmark_stage(
+        spec, ["local"], inv, variants, tmp_path / "run", None, log.append, lambda s: None, {"int8": baseline}
+    )
+    heads = [line.split(":")[0] for line in log if line.startswith("benchmark ")]
+    assert heads == [f"benchmark {v} session {s}/2" for s in (1, 2) for v in ("int8", "int8@baseline")]  # A A' A A'
+    assert not failures and [(r.variant, len(r.sessions)) for r in stage.results] == [("int8", 2), ("int8@baseline", 2)]
+    names = {r.variant: json.loads(Path(r.raw).read_text())["model"]["name"] for r in stage.results}
+    assert names == {"int8": "int8", "int8@baseline": "int8-baseline"}
