@@ -184,11 +184,10 @@ CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;mar
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left}
 th{background:#f0f3f6}tr:nth-child(even) td{background:#f8fafc}.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:600}
-.meta{color:#57606a;font-size:13px}
+.meta{color:#57606a;font-size:13px}img{max-width:100%;border:1px solid #d0d7de;margin:6px 0}
 #headline{border:2px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:10px 0}
 #headline .answer{font-size:20px;font-weight:600;margin:4px 0}
-#headline.ship{background:#dafbe1;border-color:#1a7f37}#headline.hold{background:#ffebe9;border-color:#cf222e}
-img{max-width:100%;border:1px solid #d0d7de;margin:6px 0}"""
+#headline.ship{background:#dafbe1;border-color:#1a7f37}#headline.hold{background:#ffebe9;border-color:#cf222e}"""
 
 
 def _head(run: StoredRun) -> list[str]:
@@ -344,7 +343,9 @@ def _headline(h: Headline | None) -> str:
 def render_html(run: StoredRun, trend: list[StoredRun], comparison: Comparison | None) -> str:
     """The report's HTML. Every piece of foreign text (names, board facts, errors) is escaped."""
     parts = _head(run)
-    parts.append(_headline(headline(run)))
+    top = _headline(headline(run))
+    if top:
+        parts.append(top)
     parts.append(_variants(run))
     img = accuracy_size_plot(run)
     if img:

@@ -64,7 +64,16 @@ def test_loaded_runs_exposition_and_report_are_unchanged(db):
         html_real = render_html(runs[-1], [], None)
         html_failed = render_html(next(r for r in runs if _doc(r)["status"] == "failed"), [], None)
     assert metrics.exposition(metrics.registry_for(metrics.latest_families(db))).decode() == GOLDEN["exposition"]
-    normalize = _builder().normalize_html
+
+    def normalize(text: str) -> str:
+        # the headline ("ship int8 on these boards?") is new since the golden file: everything else is unchanged
+        import re
+
+        text = re.sub(r"\n#headline[^\n<]*", "", text)
+        text = re.sub(r"\n<section id='headline'.*?</section>", "", text, flags=re.S)
+        return _builder().normalize_html(text)
+
+    assert "<section id='headline'" in html and "Ship" in html or "Hold" in html
     assert normalize(html) == GOLDEN["report_html"]
     assert normalize(html_real) == GOLDEN["report_html_real"]
     assert normalize(html_failed) == GOLDEN["report_html_failed"]
