@@ -30,7 +30,7 @@ POINTS = [
     ("quantize", "quantize int8: running", "quantize"),
     ("validate", "validate int8: running", "validate"),
     ("deploy", "deploy fp32: to", "deploy"),
-    ("benchmark", "benchmark fp32: on", "benchmark"),
+    ("benchmark", "benchmark fp32 session 1/3: on", "benchmark"),
 ]
 
 
@@ -157,7 +157,7 @@ def test_ctrl_c_in_benchmark_keeps_the_boards_already_measured(setup):
     """Boards benchmarked one at a time (parallel 1): Ctrl-C once the first board is done keeps its rows in the
     manifest and the history; the board still measuring is skipped, nothing is half-written, exit 130."""
     doc = yaml.safe_load(setup["pipe"].read_text())
-    doc["benchmark"].update(parallel=1, min_seconds=3, runs=200)
+    doc["benchmark"].update(parallel=1, min_seconds=3, runs=200, sessions=1)
     doc["quantize"] = {"variants": [{"type": "fp32"}]}
     pipe = setup["root"] / "pipe-seq.yaml"
     pipe.write_text(yaml.safe_dump(doc, sort_keys=False))
