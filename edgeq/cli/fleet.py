@@ -44,11 +44,12 @@ def devices_check(
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
     output.use_json(json_out)
     from edgeq import fleet
+    from edgeq.fleet.labgrid import leased
 
-    inv = fleet.load_inventory(devices)
-    res = keep_finished(
-        "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
-    )
+    with leased(fleet.load_inventory(devices), output.log) as inv:
+        res = keep_finished(
+            "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
+        )
     if json_out:
         output.emit(res.to_json())
     else:
