@@ -125,3 +125,36 @@ def test_a_place_that_never_frees_times_out_naming_the_holder(farm, lab, tmp_pat
         assert ".edgeq-" not in lab.client("reservations").stdout
     finally:
         lab.client("-p", place, "release")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_release_the_place(farm, lab, tmp_path, tflite_models, sig, code):
+    dev = _devices(farm, lab, tmp_path, reserve_timeout=30)
+    proc = _bench(tflite_models["dense_a"], dev, 30)
+    _wait_line(proc, "labgrid: acquired")
+    assert f".edgeq-{proc.pid}" in _holder(lab, farm.boards[0].name)
+    time.sleep(1.0)  # into the benchmark itself
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "labgrid: released" in err, err
+    assert _holder(lab, farm.boards[0].name) in ("", "None")
+    assert ".edgeq-" not in lab.client("reservations").stdout
+    assert time.monotonic() - t0 < 30
+
+
+def test_sigterm_while_waiting_cancels_the_queued_reservation(farm, lab, tmp_path, tflite_models):
+    place = farm.boards[0].name
+    lab.client("-p", place, "acquire")
+    try:
+        dev = _devices(farm, lab, tmp_path, reserve_timeout=60)
+        proc = _bench(tflite_models["dense_a"], dev, 0)
+        _wait_line(proc, "waiting for a place")
+        assert ".edgeq-" in lab.client("reservations").stdout  # queued behind the person holding it
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143, err
+        assert ".edgeq-" not in lab.client("reservations").stdout
+    finally:
+        lab.client("-p", place, "release")
