@@ -158,3 +158,33 @@ def test_sigterm_while_waiting_cancels_the_queued_reservation(farm, lab, tmp_pat
         assert ".edgeq-" not in lab.client("reservations").stdout
     finally:
         lab.client("-p", place, "release")
+
+
+def test_pipeline_run_deploys_and_benchmarks_on_a_leased_place(farm, lab, tmp_path):
+    """`edgeq run`: the deploy and benchmark stages run on the place reserved for them, released after."""
+    import yaml
+
+    from edgeq.testing.common import TINY
+
+    dev = _devices(farm, lab, tmp_path, reserve_timeout=30)
+    doc = json.loads(json.dumps(TINY))
+    doc["quantize"] = {"variants": [{"type": "int8", "calibration_samples": 50}]}
+    doc["devices"] = str(dev)
+    doc["deploy"] = {"targets": ["farm"]}
+    doc["benchmark"] = {"runs": 5, "warmup": 1, "min_seconds": 0, "threads": [1]}
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {**ENV, "EDGEQ_HOME": str(tmp_path / "home")}
+    r = subprocess.run(
+        [sys.executable, "-m", "edgeq", "run", str(pipe), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads(r.stdout)
+    assert {b["device"] for b in m["benchmarks"]} == {farm.boards[0].name}
+    assert "labgrid: acquired" in r.stderr and "labgrid: released" in r.stderr
+    assert _holder(lab, farm.boards[0].name) in ("", "None")
