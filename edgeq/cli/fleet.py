@@ -28,6 +28,16 @@ def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
 
     inv = load_inventory(devices)
     source = str(inv.source) if inv.source else "embedded default"
+    if inv.labgrid is not None:  # the boards are places: known only once leased (no connection is made here)
+        lg = inv.labgrid
+        if json_out:
+            output.emit({"ok": True, "source": source, "labgrid": lg.model_dump(), "devices": []})
+            return
+        output.echo(
+            f"devices ({source}): labgrid places matching {lg.filter_text} on {lg.coordinator}, {lg.places} per command; "
+            "`edgeq devices check` leases and reaches them"
+        )
+        return
     if json_out:
         output.emit({"ok": True, "source": source, "devices": [d.public() for d in inv.devices]})
         return

@@ -14,6 +14,7 @@ poll), an acquired place stays until someone runs the `labgrid-client ... releas
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import threading
@@ -97,6 +98,10 @@ class Client:
         self.tokens: list[str] = []
         self.acquired: list[str] = []
         self.session: Any = None
+        # labgrid's client logs its own view of gRPC failures on the root logger (stderr, unformatted);
+        # edgeq reports them once, as a FleetError naming the coordinator and what to do
+        self._quiet = _DropLabgridRecords()
+        logging.getLogger().addFilter(self._quiet)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="edgeq-labgrid", daemon=True)
         self._thread.start()
@@ -318,6 +323,12 @@ class Client:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(2.0)
+        logging.getLogger().removeFilter(self._quiet)
+
+
+class _DropLabgridRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}labgrid{os.sep}" not in record.pathname
 
 
 def _alive(pid: int) -> bool:

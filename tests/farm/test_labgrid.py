@@ -188,3 +188,17 @@ def test_pipeline_run_deploys_and_benchmarks_on_a_leased_place(farm, lab, tmp_pa
     assert {b["device"] for b in m["benchmarks"]} == {farm.boards[0].name}
     assert "labgrid: acquired" in r.stderr and "labgrid: released" in r.stderr
     assert _holder(lab, farm.boards[0].name) in ("", "None")
+
+
+def test_unreachable_coordinator_is_a_clean_fleet_error_and_list_names_it(tmp_path):
+    from edgeq.testing.sshfarm import free_port
+
+    dev = tmp_path / "devices.yaml"
+    dev.write_text(json.dumps({"labgrid": {"coordinator": f"127.0.0.1:{free_port()}", "place_tags": {"pool": "x"}}}))
+    cmd = [sys.executable, "-m", "edgeq", "devices"]
+    r = subprocess.run([*cmd, "check", "--devices", str(dev)], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 8, r.stderr
+    assert "cannot connect" in r.stderr and "labgrid-coordinator" in r.stderr
+    assert "Traceback" not in r.stderr and "ERROR:root" not in r.stderr, r.stderr
+    r = subprocess.run([*cmd, "list", "--devices", str(dev)], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 0 and "labgrid places matching pool=x" in r.stdout, r.stdout
