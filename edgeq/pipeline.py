@@ -130,6 +130,8 @@ def check_fleet_targets(loaded: PipelineFile) -> None:
     if spec.deploy is None and spec.benchmark is None:
         return
     inv = fleet.inventory(spec, loaded.base)
+    if inv.labgrid is not None:  # the boards are places, known once they are leased at the deploy stage
+        return
     for section, stage in (("deploy", spec.deploy), ("benchmark", spec.benchmark)):
         for i, target in enumerate((stage.targets if stage is not None else None) or ()):
             try:
@@ -184,8 +186,12 @@ def _run_stages(ctx: RunContext, out: _ManifestFile) -> None:
 
 def fleet_stages(ctx: RunContext, variants: dict[str, VariantResult], out: _ManifestFile) -> None:
     """Deploy, then benchmark (never cached: the boards are the input); failures go to fleet_failed."""
+    with fleet.leased(fleet.inventory(ctx.spec, ctx.base), ctx.log) as inv:
+        _fleet_stages(ctx, inv, variants, out)
+
+
+def _fleet_stages(ctx: RunContext, inv, variants: dict[str, VariantResult], out: _ManifestFile) -> None:
     spec = ctx.spec
-    inv = fleet.inventory(spec, ctx.base)
     failures: list[str] = []
     if spec.deploy is not None:
         deployed, failed = fleet.deploy_stage(spec.deploy, inv, variants, ctx.log, lambda st: out.stage(deploy=st))

@@ -22,6 +22,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# .[test] includes labgrid (coordinator, exporter, client): tests/farm/test_labgrid.py starts them on loopback
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 # Each check says what it runs; the first failure stops the script (set -e) with its exit code.

@@ -28,6 +28,16 @@ def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
 
     inv = load_inventory(devices)
     source = str(inv.source) if inv.source else "embedded default"
+    if inv.labgrid is not None:  # the boards are places: known only once leased (no connection is made here)
+        lg = inv.labgrid
+        if json_out:
+            output.emit({"ok": True, "source": source, "labgrid": lg.model_dump(), "devices": []})
+            return
+        output.echo(
+            f"devices ({source}): labgrid places matching {lg.filter_text} on {lg.coordinator}, {lg.places} per command; "
+            "`edgeq devices check` leases and reaches them"
+        )
+        return
     if json_out:
         output.emit({"ok": True, "source": source, "devices": [d.public() for d in inv.devices]})
         return
@@ -44,11 +54,12 @@ def devices_check(
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
     output.use_json(json_out)
     from edgeq import fleet
+    from edgeq.fleet.labgrid import leased
 
-    inv = fleet.load_inventory(devices)
-    res = keep_finished(
-        "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
-    )
+    with leased(fleet.load_inventory(devices), output.log) as inv:
+        res = keep_finished(
+            "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
+        )
     if json_out:
         output.emit(res.to_json())
     else:

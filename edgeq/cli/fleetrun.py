@@ -56,10 +56,13 @@ def keep_finished(action: Any, json_out: bool, title: str, run: Callable[[], R])
 
 
 def fan_out(action: str, devices: Path | None, target: list[str], call: Callable[[Any, Progress], R]) -> R:
-    """Load the inventory, run one fleet call with progress lines and bars; on Ctrl-C show what finished."""
-    from edgeq.fleet.inventory import load_inventory
+    """Load the inventory, run one fleet call with progress lines and bars; on Ctrl-C show what finished.
 
-    inv = load_inventory(devices)
-    with output.progress_bars():
+    With a labgrid: section the boards are places reserved for this call and released after it (errors,
+    Ctrl-C and SIGTERM included)."""
+    from edgeq.fleet.inventory import load_inventory
+    from edgeq.fleet.labgrid import leased
+
+    with leased(load_inventory(devices), output.log) as inv, output.progress_bars():
         progress = progress_logger(action, len(inv.select(target)))
         return keep_finished(action, output.current().json, action, lambda: call(inv, progress))

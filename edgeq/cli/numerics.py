@@ -43,10 +43,10 @@ def numerics_cmd(
     """Run golden inputs with every intermediate tensor kept, on the boards and here; name the first layer that drifts."""
     output.use_json(json_out)
     from edgeq.fleet.inventory import load_inventory
+    from edgeq.fleet.labgrid import leased
     from edgeq.fleet.numeric import numeric_check
 
-    inv = load_inventory(devices)
-    with output.progress_bars():
+    with leased(load_inventory(devices), output.log) as inv, output.progress_bars():
         progress = progress_logger("numerics", len(inv.select(target)))
         res = numeric_check(
             inv,

@@ -19,6 +19,7 @@ from edgeq import config
 from edgeq.config import NAME_RE, Spec
 from edgeq.errors import ConfigError
 from edgeq.fleet import paths
+from edgeq.fleet.labgridspec import LabgridSpec, check_tags
 from edgeq.fleet.remotehome import expand_home, normalize_home
 from edgeq.fleet.sshconfig import Hop, HostConfig, SSHConfigFile, pick_identity, resolve_jumps
 
@@ -120,6 +121,12 @@ class DeviceSpec(_DeviceFields):
     jump: tuple[Hop, ...] = ()
     alias: str | None = None
     agent_fallback: bool = False  # key_file came from ssh_config (no IdentitiesOnly): ssh-agent keys are offered too
+    place_tags: dict[str, str] | None = None  # labgrid mode: settings for the places carrying these tags
+
+    @field_validator("place_tags")
+    @classmethod
+    def _place_tags(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return check_tags(v)
 
     @property
     def address(self) -> str:
@@ -143,20 +150,26 @@ class DeviceSpec(_DeviceFields):
 class DevicesFileSpec(Spec):
     version: Literal[1] = 1
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
-    devices: list[DeviceSpec]
+    labgrid: LabgridSpec | None = None  # boards are a coordinator's places; `devices:` only adds settings
+    devices: list[DeviceSpec] = Field(default_factory=list)
 
-    @field_validator("devices")
-    @classmethod
-    def _some(cls, v: list[DeviceSpec]) -> list[DeviceSpec]:
-        if not v:
-            raise ValueError("list at least one device")
-        return v
+    @model_validator(mode="after")
+    def _some(self) -> DevicesFileSpec:
+        if not self.devices and self.labgrid is None:
+            raise ValueError("list at least one device under devices: (or name a labgrid: coordinator)")
+        return self
 
 
 @dataclass(frozen=True)
 class Inventory:
     devices: tuple[DeviceSpec, ...]
     source: Path | None  # None: the embedded default
+    # labgrid mode (devices come from reserved places): the coordinator, and the unresolved settings
+    # (defaults merged) that edgeq.fleet.labgrid applies to a place by name or place_tags
+    labgrid: LabgridSpec | None = None
+    templates: tuple[DeviceSpec, ...] = ()
+    defaults: tuple[tuple[str, object], ...] = ()
+    base: Path | None = None  # where relative paths (key_file, known_hosts) resolve
 
     @property
     def names(self) -> list[str]:
@@ -249,16 +262,38 @@ def _build(data, lines: dict, where: str, source: Path | None, base: Path) -> In
             merged["tags"] = list(dict.fromkeys([*spec.defaults.tags, *dev.tags]))
         merged = DeviceSpec.model_validate(merged)
         at = f"{where}:{_line(lines, ('devices', i))}: devices[{i}]"
-        if merged.transport == "ssh" and not merged.host:
-            raise ConfigError(f"{at}.host: required for transport 'ssh'", "set host: (an IP or DNS name)")
         resolved = dev.model_fields_set & {"jump", "alias", "agent_fallback"}
         if resolved:
             raise ConfigError(f"{at}.{min(resolved)}: not a devices.yaml key", "set proxy_jump: (or ProxyJump in ssh_config)")
+        if spec.labgrid is not None:
+            _check_template(dev, at)
+            devices.append(merged)
+            continue
+        if merged.transport == "ssh" and not merged.host:
+            raise ConfigError(f"{at}.host: required for transport 'ssh'", "set host: (an IP or DNS name)")
         try:
             devices.append(_resolve(merged, base, ssh_configs))
         except ConfigError as e:
             raise ConfigError(f"{at} ({dev.name}): {e.message}", e.hint) from None
+    if spec.labgrid is not None:
+        dflt = tuple(spec.defaults.model_dump(include=d_set).items())
+        return Inventory((), source, spec.labgrid, tuple(devices), dflt, base)
     return Inventory(tuple(devices), source)
+
+
+def _check_template(dev: DeviceSpec, at: str) -> None:
+    """labgrid mode: an entry adds settings to places; the address comes from the place's NetworkService."""
+    wrong = dev.model_fields_set & {"host", "port", "user", "transport", "proxy_jump"}
+    if wrong:
+        raise ConfigError(
+            f"{at}.{min(wrong)}: not used with labgrid: (the place's NetworkService gives address, port, username)",
+            "remove it, or drop the labgrid: section to list hosts yourself",
+        )
+
+
+def resolve_device(fields: dict, base: Path) -> DeviceSpec:
+    """A DeviceSpec built outside devices.yaml (a labgrid place), with the same defaults as a listed one."""
+    return _resolve(DeviceSpec.model_validate(fields), base, {})
 
 
 def _local_path(p: str | None, base: Path) -> str | None:

@@ -29,6 +29,14 @@ def inventory(spec: PipelineSpec, base: Path):
     return fleet.load_inventory(None)
 
 
+def leased(inv, log):
+    """A labgrid inventory: the places reserved for the deploy and benchmark stages, released after them
+    (errors, Ctrl-C and SIGTERM included). A plain inventory passes through. See edgeq.fleet.labgrid."""
+    from edgeq.fleet.labgrid import leased as lease
+
+    return lease(inv, log)
+
+
 def _progress(log: Callable[[str], None], label: str, boards: int):
     bar = fleet_counter(label, boards)
 
