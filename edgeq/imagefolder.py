@@ -67,9 +67,10 @@ def _class_dirs(folder: Path) -> list[str]:
 def scan(root: Path) -> Tree:
     """List the tree (no decoding). Missing folder, no classes, an empty class folder: DataError."""
     if not root.is_dir():
-        raise DataError(
-            f"image folder not found: {root}", "data.path must be a folder of class folders (or of train/ val/ test/)"
-        )
+        hint = "data.path must be a folder of class folders (or of train/ val/ test/)"
+        if "fashion-mnist" in root.name:
+            hint = f"write it with: python3 -m edgeq.tools.fashion_mnist_images {root}"
+        raise DataError(f"image folder not found: {root}", hint)
     split_layout = (root / "train").is_dir()
     parts = [(i, root / s) for i, s in enumerate(SPLITS) if (root / s).is_dir()] if split_layout else [(-1, root)]
     classes = _class_dirs(parts[0][1])
