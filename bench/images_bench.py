@@ -51,7 +51,7 @@ def main() -> int:
     ap.add_argument("--tree", type=Path, help="an existing Fashion-MNIST image tree (default: write one to a temp folder)")
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--color", choices=("rgb", "grayscale"), default="rgb")
-    ap.add_argument("--workers", type=int, default=None, help="decode threads (default: the loader's, min(8, cores))")
+    ap.add_argument("--workers", type=int, default=None, help="decode worker processes (default: the loader's, min(4, cores))")
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
     size = (a.size, a.size)
@@ -85,7 +85,7 @@ def main() -> int:
     ]
     body = (
         f"Fashion-MNIST as an image-folder tree (edgeq.tools.fashion_mnist_images: {n:,} PNGs, train/ and test/), "
-        f"source: images at {a.size}x{a.size} {a.color}; decode threads: {a.workers or 'default'}; decode cache "
+        f"source: images at {a.size}x{a.size} {a.color}; decode processes: {a.workers or 'min(4, cores)'}; decode cache "
         f"{cache_mb:,.0f} MB (uint8 .npy). Cold includes the listing ({cold_scan:.2f} s). The PNGs were in the OS "
         "page cache (not dropped: shared machine).\n\n"
         f"- load average at the end: {load} (the machine is shared)\n\n"

@@ -14,13 +14,15 @@ folder, or run with --force, after such a change. Copies that keep mtimes (cp -a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,10 @@ from edgeq.progress import tracker
 SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 SPLITS = ("train", "val", "test")  # split codes 0, 1, 2; -1: not split by folder
 DECODE_VERSION = 1  # bump when decoding changes (resampling filter, color conversion)
-_CHUNK = 512  # images per decode task: large enough that thread hand-off costs nothing
+# a temp folder this old is a killed run's: no decode of a tree takes a day (70,000 PNGs: under a minute)
+STALE_TMP_S = 24 * 3600.0
+_CHUNK = 512  # images per decode task: large enough that handing pixels back costs little
+_PARALLEL_FROM = 4 * _CHUNK  # fewer images decode in this process
 
 
 @dataclass(frozen=True)
@@ -129,32 +134,55 @@ def _decode_one(path: Path, size: tuple[int, int], color: str) -> np.ndarray:
         ) from None
 
 
-def decode(tree: Tree, size: tuple[int, int], color: str, workers: int | None = None) -> np.ndarray:
-    """Every image of the tree as uint8 [N, H, W, C], decoded on `workers` threads (Pillow decodes and
-    resizes with the GIL released)."""
-    h, w = size
-    out = np.empty((len(tree.files), h, w, 3 if color == "rgb" else 1), np.uint8)
-    advance = tracker()
-    done = 0
-
-    def chunk(start: int) -> int:
-        for i in range(start, min(start + _CHUNK, len(tree.files))):
-            a = _decode_one(tree.root / tree.files[i], size, color)
+def _decode_chunk(root: str, files: list[str], size: tuple[int, int], color: str) -> np.ndarray | str:
+    """Decode files (a worker's share): their pixels, or the DataError's message of the first bad one
+    (returned, not raised: an exception pickled back from a worker process loses its hint)."""
+    out = np.empty((len(files), *size, 3 if color == "rgb" else 1), np.uint8)
+    try:
+        for i, f in enumerate(files):
+            a = _decode_one(Path(root) / f, size, color)
             out[i] = a if a.ndim == 3 else a[..., None]
-        return min(_CHUNK, len(tree.files) - start)
-
-    n_workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        futures = [pool.submit(chunk, s) for s in range(0, len(tree.files), _CHUNK)]
-        try:
-            for f in futures:
-                done += f.result()
-                advance("decode images", done, len(tree.files))
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    except DataError as e:
+        return e.message
     return out
+
+
+def decode(tree: Tree, size: tuple[int, int], color: str, workers: int | None = None) -> np.ndarray:
+    """Every image of the tree as uint8 [N, H, W, C]. Worker processes for big trees: Pillow's PNG chunk
+    parsing is Python holding the GIL, so threads do not scale; spawned, not forked (TensorFlow may be
+    loaded in this process). Small trees decode here: a worker's start costs more than they do."""
+    n = len(tree.files)
+    n_workers = workers or min(4, os.cpu_count() or 1)
+    out = np.empty((n, *size, 3 if color == "rgb" else 1), np.uint8)
+    advance = tracker()
+    starts = range(0, n, _CHUNK)
+    if n_workers == 1 or n < _PARALLEL_FROM:
+        parts = (_decode_chunk(str(tree.root), list(tree.files[s : s + _CHUNK]), size, color) for s in starts)
+        _gather(parts, starts, out, advance)
+        return out
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_decode_chunk, str(tree.root), list(tree.files[s : s + _CHUNK]), size, color) for s in starts]
+            try:
+                _gather((f.result() for f in futures), starts, out, advance)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    except BrokenProcessPool:  # workers could not start (a __main__ spawn cannot re-import, e.g. stdin): decode here
+        return decode(tree, size, color, workers=1)
+    return out
+
+
+def _gather(parts: Iterator[np.ndarray | str], starts: range, out: np.ndarray, advance) -> None:
+    for s, part in zip(starts, parts, strict=False):
+        if isinstance(part, str):
+            raise DataError(part, "the file is corrupt or not an image: replace or remove it")
+        out[s : s + len(part)] = part
+        advance("decode images", s + len(part), len(out))
 
 
 def load_pixels(tree: Tree, size: tuple[int, int], color: str, cache_dir: Path | None) -> tuple[np.ndarray, bool]:
@@ -177,6 +205,10 @@ def load_pixels(tree: Tree, size: tuple[int, int], color: str, cache_dir: Path |
 def _store(entry: Path, x: np.ndarray, tree: Tree) -> None:
     """Write into a temp folder, then rename it into place: a crash never leaves a half-written entry."""
     entry.parent.mkdir(parents=True, exist_ok=True)
+    for old in entry.parent.glob(".*.*.*"):  # left by a killed run (a clean exit removes its own)
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > STALE_TMP_S:
+                shutil.rmtree(old, ignore_errors=True)
     tmp = entry.parent / f".{entry.name}.{os.getpid()}.{secrets.token_hex(3)}"
     tmp.mkdir()
     try:

@@ -122,3 +122,31 @@ def test_config_rules():
         DataSpec(source="idx", path="x", image_size=[8, 8])
     with pytest.raises(ValidationError, match=r"\[height, width\]"):
         DataSpec(source="images", path="x", image_size=[8])
+
+
+def test_a_killed_runs_temp_folder_is_swept_when_old(tmp_path):
+    root = tmp_path / "t"
+    _tree(root, {"a": 2, "b": 2})
+    cache = tmp_path / "cache"
+    old, fresh = cache / ".k1.123.abcdef", cache / ".k2.124.abcdef"
+    for d in (old, fresh):
+        d.mkdir(parents=True)
+        (d / "x.npy").write_bytes(b"partial")
+    os.utime(old, (1, 1))
+    imagefolder.load_pixels(imagefolder.scan(root), (8, 8), "rgb", cache)
+    assert not old.exists() and fresh.exists()  # fresh: maybe another run's decode in progress
+
+
+def test_worker_processes_decode_the_same_pixels_and_name_a_bad_file(tmp_path, monkeypatch):
+    root = tmp_path / "t"
+    _tree(root, {"a": 5, "b": 4}, size=(6, 7))
+    monkeypatch.setattr(imagefolder, "_CHUNK", 2)
+    monkeypatch.setattr(imagefolder, "_PARALLEL_FROM", 1)
+    tree = imagefolder.scan(root)
+    assert np.array_equal(
+        imagefolder.decode(tree, (8, 8), "grayscale", workers=2), imagefolder.decode(tree, (8, 8), "grayscale", 1)
+    )
+    (root / "b" / "002.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match=r"b/002\.png: cannot decode image") as e:
+        imagefolder.decode(imagefolder.scan(root), (8, 8), "rgb", workers=2)
+    assert e.value.hint and "replace or remove" in e.value.hint
