@@ -25,13 +25,36 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_results  # noqa: E402
-from pipeline_bench import latency_us  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from edgeq.tools.fashion_mnist_images import write_tree  # noqa: E402
 
 PIPELINE = REPO / "pipelines" / "fashion-mnist-mobilenetv2.yaml"
+
+
+def latency_us(model: str, threads: int, runs: int) -> float:
+    """Median batch-1 invoke latency (us) with ai-edge-litert, after 50 warm-up invokes (as pipeline_bench.py)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=model, num_threads=threads)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    integer = np.issubdtype(d["dtype"], np.integer)
+    x = rng.integers(-128, 127, d["shape"]).astype(d["dtype"]) if integer else rng.random(d["shape"], dtype=np.float32)
+    it.set_tensor(d["index"], x)
+    for _ in range(50):
+        it.invoke()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        it.invoke()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1e6
+
+
 TARGETS = {"fp32_accuracy": 0.90, "drop_points": 1.0, "size_ratio": 0.40, "latency_ratio": 0.75}
 
 
