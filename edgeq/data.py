@@ -1,4 +1,4 @@
-"""Dataset sources (idx, sklearn-digits, npz) and preprocessing. numpy only: no TensorFlow here."""
+"""Dataset sources (idx, sklearn-digits, npz, image folders) and preprocessing. numpy only: no TensorFlow here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeq import imagefolder, paths
 from edgeq.config import DataSpec
 from edgeq.errors import DataError
 
@@ -27,6 +28,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     norm: dict  # how inputs were preprocessed (kept in the manifest; boards need it for real inputs)
+    class_names: tuple[str, ...] = ()  # images: the class folders, by class index
 
     @property
     def input_shape(self) -> tuple:
@@ -96,6 +98,9 @@ def fingerprint(spec: DataSpec, base: Path) -> dict:
         from importlib import metadata
 
         return {"sklearn-digits": f"scikit-learn {metadata.version('scikit-learn')}"}
+    if spec.source == "images":
+        tree = imagefolder.scan(_resolve(spec.path, base))
+        return {"images": str(tree.root), "files": len(tree.files), "listing_sha256": tree.listing_sha256}
     out = {}
     for f in source_files(spec, base):
         if not f.exists():
@@ -157,8 +162,12 @@ def _raw(spec: DataSpec, base: Path, seed: int):
     return xtr.astype(np.float32), ytr.astype(np.int64).reshape(-1), xte.astype(np.float32), yte.astype(np.int64).reshape(-1)
 
 
-def load(spec: DataSpec, base: Path, seed: int) -> Dataset:
-    """Load, subset, split off validation data, and preprocess with training-set statistics."""
+def load(spec: DataSpec, base: Path, seed: int, cache_dir: Path | None = None) -> Dataset:
+    """Load, subset, split off validation data, and preprocess with training-set statistics.
+
+    cache_dir: where decoded image folders are kept (default: the edgeq home's cache/images)."""
+    if spec.source == "images":
+        return _load_images(spec, base, seed, cache_dir or paths.home() / "cache" / "images")
     xtr, ytr, xte, yte = _raw(spec, base, seed)
     rng = np.random.default_rng(seed)
     if spec.max_train and len(xtr) > spec.max_train:
@@ -170,22 +179,79 @@ def load(spec: DataSpec, base: Path, seed: int) -> Dataset:
     n_val = int(round(len(xtr) * spec.validation_split))
     xval, yval = xtr[perm[:n_val]], ytr[perm[:n_val]]
     xtr, ytr = xtr[perm[n_val:]], ytr[perm[n_val:]]
+    _check_rows(xtr, xte)
+    (xtr, xval, xte), norm = _preprocess(spec, xtr, xval, xte)
+    classes = int(max(ytr.max(), yte.max())) + 1
+    return Dataset(xtr, ytr, xval, yval, xte, yte, classes, norm)
+
+
+def _check_rows(xtr: np.ndarray, xte: np.ndarray) -> None:
     if len(xtr) == 0 or len(xte) == 0:
         raise DataError(
             "the dataset has no training or no test rows after splitting", "lower validation_split or raise max_train/max_test"
         )
 
-    if spec.preprocess == "scale":
+
+_AFFINE = {"unit": (1 / 255.0, 0.0), "mobilenet": (1 / 127.5, -1.0), "efficientnet": (1.0, 0.0)}
+
+
+def _affine(a: np.ndarray, mul: float, add: float) -> np.ndarray:
+    out = np.array(a, dtype=np.float32)  # one float32 copy, then in place: no float64 temporaries of big image sets
+    if mul != 1.0:
+        out *= np.float32(mul)
+    if add:
+        out += np.float32(add)
+    return out
+
+
+def _preprocess(spec: DataSpec, xtr: np.ndarray, xval: np.ndarray, xte: np.ndarray) -> tuple[tuple, dict]:
+    kind = spec.preprocess
+    if kind in ("scale", "none") and xtr.dtype == np.uint8:  # decoded images: 0..255 by construction
+        kind = "unit" if kind == "scale" else "efficientnet"
+    if kind in _AFFINE:
+        mul, add = _AFFINE[kind]
+        norm = {"kind": spec.preprocess, "multiply": mul, "add": add}  # x * multiply + add, x in 0..255
+        return (_affine(xtr, mul, add), _affine(xval, mul, add), _affine(xte, mul, add)), norm
+    if kind == "scale":
         hi = float(xtr.max()) if xtr.size else 1.0
         scale = 255.0 if hi > 1.0 else 1.0
         norm = {"kind": "scale", "divide_by": scale}
         f = lambda a: (a / scale).astype(np.float32)  # noqa: E731
-    elif spec.preprocess == "standardize":
+    elif kind == "standardize":
         mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
         norm = {"kind": "standardize", "mean": mean, "std": std}
         f = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
     else:
         norm = {"kind": "none"}
         f = lambda a: a.astype(np.float32)  # noqa: E731
-    classes = int(max(ytr.max(), yte.max())) + 1
-    return Dataset(f(xtr), ytr, f(xval), yval, f(xte), yte, classes, norm)
+    return (f(xtr), f(xval), f(xte)), norm
+
+
+def _load_images(spec: DataSpec, base: Path, seed: int, cache_dir: Path) -> Dataset:
+    """An image folder: splits from train/ val/ test/ folders, else stratified by test_split and
+    validation_split; every split shuffled (seeded) so that max_test's first rows cover every class."""
+    tree = imagefolder.scan(_resolve(spec.path, base))
+    size = (spec.image_size[0], spec.image_size[1]) if spec.image_size else (0, 0)  # config requires image_size
+    x, _ = imagefolder.load_pixels(tree, size, spec.color, cache_dir)
+    rng = np.random.default_rng(seed)
+    y, split = tree.labels, tree.split
+    if tree.has_split_folders:
+        tr, val, te = (np.flatnonzero(split == i) for i in range(3))
+        if len(te) == 0:
+            keep, held = imagefolder.stratified(y[tr], spec.test_split, rng)
+            tr, te = tr[keep], tr[held]
+    else:
+        keep, held = imagefolder.stratified(y, spec.test_split, rng)
+        tr, te, val = keep, held, np.array([], np.int64)
+    tr, te = rng.permutation(tr), rng.permutation(te)
+    if spec.max_train and len(tr) > spec.max_train:
+        tr = tr[np.sort(rng.choice(len(tr), spec.max_train, replace=False))]
+    if spec.max_test and len(te) > spec.max_test:
+        te = te[: spec.max_test]
+    if len(val) == 0 and spec.validation_split:
+        keep, held = imagefolder.stratified(y[tr], spec.validation_split, rng)
+        tr, val = tr[np.sort(keep)], tr[np.sort(held)]
+    val = rng.permutation(val)
+    _check_rows(tr, te)
+    (xtr, xval, xte), norm = _preprocess(spec, x[tr], x[val], x[te])
+    return Dataset(xtr, y[tr], xval, y[val], xte, y[te], len(tree.classes), norm, tree.classes)

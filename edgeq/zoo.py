@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from edgeq.config import ModelSpec
+from edgeq.config.pipeline import APPLICATIONS
 from edgeq.errors import ModelError
+from edgeq.hashing import file_sha256
+
+WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
 
 def _resolve(p: str, base: Path) -> Path:
@@ -19,6 +23,9 @@ def _resolve(p: str, base: Path) -> Path:
 def fingerprint(spec: ModelSpec, base: Path) -> dict:
     """What identifies the model's definition, for the stage cache: a user's file content counts."""
     if spec.builtin:
+        if spec.weights:
+            w = weights_file(spec, base)
+            return {"builtin": spec.builtin, "weights": str(w), "weights_sha256": file_sha256(w)}
         return {"builtin": spec.builtin}
     if spec.path:
         p = _resolve(spec.path, base)
@@ -76,9 +83,90 @@ def build(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int):
             layers.append(keras.layers.Dropout(spec.dropout))
         layers.append(keras.layers.Dense(num_classes, activation="softmax"))
         return keras.Sequential(layers, name="cnn")
+    if spec.builtin in APPLICATIONS:
+        return _application(spec, base, input_shape, num_classes)
     if spec.path:
         return _load_file(_resolve(spec.path, base))
     return _from_factory(spec.factory, base, input_shape, num_classes)
+
+
+def weights_file(spec: ModelSpec, base: Path) -> Path:
+    p = _resolve(spec.weights or "", base)
+    if not p.name.endswith(WEIGHT_SUFFIXES):
+        raise ModelError(
+            f"model.weights {p}: not a Keras weights file ({' / '.join(WEIGHT_SUFFIXES)})",
+            "save the base network with base.save_weights('base.weights.h5') or base.save('base.keras')",
+        )
+    if not p.is_file():
+        raise ModelError(
+            f"model.weights file not found: {p}",
+            "edgeq downloads nothing: copy the base's weights file there, or remove model.weights (random init)",
+        )
+    return p
+
+
+def _base_network(spec: ModelSpec, shape: tuple):
+    import keras
+
+    common = {"include_top": False, "weights": None, "input_shape": shape, "pooling": "avg"}
+    alpha = 1.0 if spec.alpha is None else spec.alpha
+    if spec.builtin == "mobilenet_v2":
+        return keras.applications.MobileNetV2(alpha=alpha, **common)
+    if spec.builtin == "efficientnet_b0":
+        return keras.applications.EfficientNetB0(**common)  # expects 0..255: it rescales inside (preprocess: efficientnet)
+    # include_preprocessing=False: inputs in [-1, 1] (preprocess: mobilenet), like MobileNetV2
+    v3 = keras.applications.MobileNetV3Small if spec.builtin == "mobilenet_v3_small" else keras.applications.MobileNetV3Large
+    return v3(alpha=alpha, include_preprocessing=False, **common)
+
+
+def _application(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int):
+    """A keras.applications base (built offline, weights from a local file or random), pooled, then
+    Dropout and a softmax Dense. With freeze_base the base runs in inference mode (training=False), so
+    its BatchNorm statistics stay those of the weights file through fine-tuning too (Keras's recipe)."""
+    import keras
+
+    if len(input_shape) != 3:
+        raise ModelError(
+            f"{spec.builtin} needs image inputs [height, width, channels]; the data's shape is {input_shape}",
+            "use data.source: images (or idx images)",
+        )
+    h, w = (spec.input_size[0], spec.input_size[1]) if spec.input_size else input_shape[:2]
+    try:
+        net = _base_network(spec, (h, w, input_shape[2]))
+    except ValueError as e:
+        raise ModelError(f"cannot build {spec.builtin}: {e}", "check model.input_size and model.alpha") from None
+    if spec.weights:
+        _load_base_weights(net, weights_file(spec, base))
+    net.trainable = not spec.freeze_base
+    inputs = keras.Input(shape=input_shape)
+    x = inputs if (h, w) == tuple(input_shape[:2]) else keras.layers.Resizing(h, w)(inputs)
+    x = net(x, training=False) if spec.freeze_base else net(x)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout)(x)
+    outputs = keras.layers.Dense(spec.classes or num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=f"{spec.builtin}_classifier")
+
+
+def _load_base_weights(net, path: Path) -> None:
+    """Weights of the base network alone (a .weights.h5 / legacy .h5 of include_top=False), or a .keras
+    model that is the base or holds it as its one nested model (a classifier built like ours)."""
+    import keras
+
+    hint = (
+        f"the file must hold {net.name}'s weights: same family, alpha and input channels, without its "
+        "classification top (include_top=False)"
+    )
+    try:
+        if path.name.endswith(".keras"):
+            src = keras.models.load_model(path, compile=False)
+            nested = [layer for layer in src.layers if isinstance(layer, keras.Model)]
+            src = nested[0] if len(nested) == 1 else src
+            net.set_weights(src.get_weights())
+        else:
+            net.load_weights(path)
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"model.weights {path} does not fit {net.name}: {type(e).__name__}: {msg[:300]}", hint) from None
 
 
 def is_saved_model(spec: ModelSpec, base: Path) -> bool:

@@ -15,32 +15,59 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class DataSpec(Spec):
-    source: Literal["sklearn-digits", "idx", "npz"] = "sklearn-digits"
-    path: str | None = None  # idx: a folder; npz: a file
+    source: Literal["sklearn-digits", "idx", "npz", "images"] = "sklearn-digits"
+    path: str | None = None  # idx: a folder; npz: a file; images: a folder of class folders (or train/ val/ test/)
     train_images: str = "train-images-idx3-ubyte.gz"
     train_labels: str = "train-labels-idx1-ubyte.gz"
     test_images: str = "t10k-images-idx3-ubyte.gz"
     test_labels: str = "t10k-labels-idx1-ubyte.gz"
-    preprocess: Literal["scale", "standardize", "none"] = "scale"
+    image_size: list[int] | None = None  # images: [height, width] every image is resized to
+    color: Literal["rgb", "grayscale"] = "rgb"  # images: 3 channels or 1
+    # scale: /255 (0..255 data); unit: /255 always; mobilenet: [-1, 1]; efficientnet: 0..255 kept (Keras's
+    # EfficientNet rescales inside the model); standardize: training-set mean/std
+    preprocess: Literal["scale", "standardize", "none", "unit", "mobilenet", "efficientnet"] = "scale"
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
-    test_split: float = Field(0.2, gt=0.0, lt=1.0)  # only for sources without a test set (sklearn-digits)
+    # sources without a test set: sklearn-digits, images without a test/ folder (stratified)
+    test_split: float = Field(0.2, gt=0.0, lt=1.0)
     max_train: int | None = Field(None, ge=10)
     max_test: int | None = Field(None, ge=10)
 
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 2 or any(x < 8 or x > 4096 for x in v)):
+            raise ValueError("must be [height, width], each 8..4096")
+        return v
+
     @model_validator(mode="after")
     def _path_needed(self) -> DataSpec:
-        if self.source in ("idx", "npz") and not self.path:
+        if self.source in ("idx", "npz", "images") and not self.path:
             raise ValueError(f"data.path is required for source {self.source!r}")
+        if self.source == "images" and self.image_size is None:
+            raise ValueError("data.image_size ([height, width]) is required for source 'images'")
+        given = {"image_size", "color"} & self.model_fields_set
+        if self.source != "images" and given:
+            raise ValueError(f"{' and '.join(sorted(given))} applies to source 'images' only")
         return self
 
 
+# keras.applications networks, built offline (weights: a local file or none; nothing is downloaded)
+APPLICATIONS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
+
+
 class ModelSpec(Spec):
-    builtin: Literal["mlp", "cnn"] | None = None
+    builtin: Literal["mlp", "cnn", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"] | None = None
     hidden: list[int] = Field(default_factory=lambda: [64])  # mlp: units of each hidden Dense
     filters: list[int] = Field(default_factory=lambda: [32, 64])  # cnn: filters per conv block
     kernel_size: int = Field(3, ge=1, le=11)
     dense: int = Field(128, ge=1)  # cnn: units of the dense layer after the convs
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # keras.applications builtins (APPLICATIONS): the base network, global average pooling, Dropout, Dense
+    input_size: list[int] | None = None  # [height, width]; default: the data's; else a Resizing layer in front
+    alpha: float | None = Field(None, gt=0.0, le=2.0)  # width multiplier (MobileNet only; default 1.0)
+    classes: int | None = Field(None, ge=2)  # default: the dataset's; must match it
+    weights: str | None = None  # the base's weights: a local .weights.h5 / .h5 / .keras file; none: random init
+    freeze_base: bool = False  # train.epochs with the base frozen, then train.fine_tune_epochs with it unfrozen
     path: str | None = None  # a .keras file or a SavedModel directory
     factory: str | None = None  # "package.module:function" returning a compiled-or-not Keras model
 
@@ -65,6 +92,15 @@ class ModelSpec(Spec):
             raise ValueError(
                 "set exactly one of model.builtin, model.path, model.factory" + (f" (got {', '.join(given)})" if given else "")
             )
+        app_keys = sorted({"input_size", "alpha", "classes", "weights", "freeze_base"} & self.model_fields_set)
+        if app_keys and self.builtin not in APPLICATIONS:
+            raise ValueError(f"{', '.join(app_keys)} applies to builtin {' | '.join(APPLICATIONS)} only")
+        if self.alpha is not None and self.builtin == "efficientnet_b0":
+            raise ValueError("alpha applies to the MobileNet builtins only (EfficientNet has no width multiplier)")
+        if self.freeze_base and not self.weights:
+            raise ValueError("freeze_base needs model.weights: a frozen randomly initialised base learns nothing")
+        if self.input_size is not None and (len(self.input_size) != 2 or any(x < 32 for x in self.input_size)):
+            raise ValueError("input_size must be [height, width], each >= 32 (keras.applications' minimum)")
         return self
 
 
@@ -88,6 +124,9 @@ class TrainSpec(Spec):
     optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
     learning_rate: float = Field(0.001, gt=0)
     early_stopping: EarlyStoppingSpec | None = None
+    # model.freeze_base: epochs above train the head on a frozen base, these then train everything
+    fine_tune_epochs: int = Field(0, ge=0, le=10000)
+    fine_tune_lr: float | None = Field(None, gt=0)  # default: learning_rate / 10
     qat: QatSpec | None = None  # adds an int8 variant fine-tuned with fake quantization (see PipelineSpec._qat_variant)
 
 
@@ -348,4 +387,10 @@ def _check_pipeline(spec: PipelineSpec, file: str, lines: dict) -> None:
             f"{loc}: accuracy_budget needs a validation split (data.validation_split is 0): the "
             "mixed-precision search measures there, never on the test split",
             "set data.validation_split, e.g. 0.1",
+        )
+    if spec.train.fine_tune_epochs and not spec.model.freeze_base:
+        raise ConfigError(
+            f"{where(file, lines, ('train', 'fine_tune_epochs'))}: fine_tune_epochs needs model.freeze_base: true "
+            "(without a frozen phase, train.epochs already trains every layer)",
+            "set model.freeze_base: true with model.weights, or add the fine-tune epochs to train.epochs",
         )

@@ -33,7 +33,7 @@ class RunContext:
     def dataset(self):
         """The dataset, loaded on first use: a run whose stages are all cached never reads it."""
         if self._dataset is None:
-            self._dataset = data_mod.load(self.spec.data, self.base, self.spec.seed)
+            self._dataset = data_mod.load(self.spec.data, self.base, self.spec.seed, self.cache.root / "images")
         return self._dataset
 
     def cached(self, stage: str, key: str, build: Callable[[Path], dict | None], label: str | None = None):

@@ -1,0 +1,1 @@
+"""Small repository tools, run as `python3 -m edgeq.tools.<name>`."""
