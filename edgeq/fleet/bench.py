@@ -213,7 +213,9 @@ def bench(
                 if remote_inputs:
                     board.t.remove(remote_inputs)
             up = board.bytes_uploaded
-        bad = next((r for r in results if not r.ok), None)
+        # a session that failed (killed, crashed) fails the board even when the others measured: their figures
+        # stay in results, and the run says what went wrong instead of exiting 0 over a crash
+        bad = next((r for r in results if not r.ok or r.kind), None)
         return BoardOutcome(
             device=d.name,
             address=d.address,

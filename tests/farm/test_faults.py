@@ -436,8 +436,8 @@ def test_agent_killed_mid_bench_other_boards_finish_lock_released(farm, tmp_path
 
     th, fired = _watch_and_kill(measuring, kill, delay=0.3)
     code, doc, err = run_json(
-        "bench", tflite_models["dense_b"], "-t", "all", "--runs", "10", "--min-seconds", "2", "--devices", dev
-    )
+        "bench", tflite_models["dense_b"], "-t", "all", "--runs", "10", "--min-seconds", "2", "--sessions", "1", "--devices", dev
+    )  # one session: a later session would take the lock and overwrite the dead agent's holder record
     th.join(5)
     assert fired and code == ExitCode.FLEET and "av" in err
     recs = by_device(doc)
@@ -453,6 +453,37 @@ def test_agent_killed_mid_bench_other_boards_finish_lock_released(farm, tmp_path
     lost = sum(1 for n in ("a1", "a3") if not recs[n]["results"][0]["ok"])
     fk.report("agent killed mid-benchmark", half, lost)
     assert half == 0 and lost == 0
+
+
+def test_agent_killed_in_one_of_three_sessions_fails_the_board_and_keeps_the_rest(farm, tmp_path, tflite_models):
+    """Proves: with 3 sessions, SIGKILL of the first session's agent fails that board (agent_killed, exit 8: a
+    crash is never an exit 0) while the two sessions measured after it stay in its result."""
+    dev = _farm3(farm, tmp_path, "s1", "sv")
+    vw = _w(tmp_path, "sv")
+    _deploy_ok(dev, tflite_models["dense_b"], ["all"], name="dense_b")
+    th, fired = _watch_and_kill(lambda: fk.find_agent_pids("bench", vw)[:1], kill, delay=0.3)
+    code, doc, err = run_json(
+        "bench",
+        tflite_models["dense_b"],
+        "-t",
+        "all",
+        "--runs",
+        "30",
+        "--min-seconds",
+        "1.5",
+        "--sessions",
+        "3",
+        "--devices",
+        dev,
+    )
+    th.join(5)
+    assert fired and code == ExitCode.FLEET and "sv" in err, err
+    recs = by_device(doc)
+    sv = recs["sv"]
+    assert sv["status"] == "failed" and sv["kind"] == "agent_killed" and sv["error"].startswith("sv: "), sv
+    (run,) = sv["results"]
+    assert [s["session"] for s in run["sessions"]] == [2, 3] and run["count"] > 0, run
+    assert recs["s1"]["status"] == "ok" and len(recs["s1"]["results"][0]["sessions"]) == 3
 
 
 def test_agent_killed_at_random_points_of_install(farm, tmp_path, tflite_models, big_models):
