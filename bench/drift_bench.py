@@ -75,6 +75,12 @@ def _count(rows: list[dict], key: str) -> str:
     return f"{sum(r[key]['regression'] for r in rows)} of {len(rows)}"
 
 
+def _min_rule(rows: list[dict]) -> str:
+    """A candidate rule measured beside compare's: foreign load and drift only slow a board down, so the fastest
+    session of each side estimates its undisturbed speed."""
+    return f"{sum(min(r['cand_ms']) / min(r['base_ms']) > 1.10 for r in rows)} of {len(rows)}"
+
+
 def _pct(xs: list[float]) -> str:
     return f"median x{statistics.median(xs):.3f} (min x{min(xs):.3f}, max x{max(xs):.3f})"
 
@@ -136,6 +142,8 @@ def report(a, drift_rows: list[dict], slow_rows: list[dict], wall: float, load0:
             f"{_count(drift_rows, 'sessions')} | {_count(slow_rows, 'sessions')} |",
             f"| {a.trials} | paired sessions (base as a rerun baseline: same rule, interval of the pair ratios) | "
             f"{_count(drift_rows, 'paired')} | {_count(slow_rows, 'paired')} |",
+            f"| {a.trials} | not in compare, computed here: min(candidate session medians) / min(baseline ones) > x1.10 | "
+            f"{_min_rule(drift_rows)} | {_min_rule(slow_rows)} |",
             f"| {a.trials} | old: one session per side, raw Mann-Whitney + ratio, on the drifted session | "
             f"{_count(drift_rows, 'old_on_drifted')} | {_count(slow_rows, 'old_on_drifted')} (session 1) |",
             f"| {a.trials} | old: one session per side, on an undrifted session pair | "
