@@ -33,7 +33,7 @@ def parse(text) -> dict:
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise AgentFailure("usage", "--controls is not JSON: " + str(exc))
+        raise AgentFailure("usage", "--controls is not JSON: " + str(exc)) from None
     if not isinstance(doc, dict) or set(doc) - set(KEYS):
         raise AgentFailure("usage", "--controls takes an object with keys " + ", ".join(KEYS) + " (got " + str(text)[:200] + ")")
     return doc
@@ -44,14 +44,19 @@ def set_affinity(cpus) -> list:
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        raise AgentFailure("usage", "cpu_affinity: this board's Python cannot set CPU affinity (no sched_setaffinity)")
+        raise AgentFailure("usage", "cpu_affinity: this board's Python cannot set CPU affinity (no sched_setaffinity)") from None
     wanted = sorted(set(int(c) for c in cpus))
     missing = [c for c in wanted if c not in allowed]
     if not wanted or missing:
         raise AgentFailure(
             "usage",
-            "cpu_affinity " + str(wanted) + " names cpus this board does not offer " + str(missing)
-            + ": the agent may run on " + str(allowed) + "; fix cpu_affinity in devices.yaml or the benchmark options",
+            "cpu_affinity "
+            + str(wanted)
+            + " names cpus this board does not offer "
+            + str(missing)
+            + ": the agent may run on "
+            + str(allowed)
+            + "; fix cpu_affinity in devices.yaml or the benchmark options",
         )
     os.sched_setaffinity(0, wanted)
     return sorted(os.sched_getaffinity(0))
@@ -76,7 +81,7 @@ def cooldown(spec) -> dict:
     return {"mode": "temp", "waited_s": round(time.monotonic() - start, 3), "temp_c": temp}
 
 
-class Governor(object):
+class Governor:
     """Set scaling_governor on the cpus used; restore() puts each old value back (idempotent)."""
 
     def __init__(self, wanted, cpus):
@@ -100,8 +105,15 @@ class Governor(object):
             except OSError as exc:
                 self.restore()
                 why = "needs root on the board" if exc.errno in (1, 13, 30) else str(exc)
-                return self._warn("cannot set the " + self.wanted + " governor on cpu" + str(cpu) + " (" + why
-                                  + "): the governor was left alone")
+                return self._warn(
+                    "cannot set the "
+                    + self.wanted
+                    + " governor on cpu"
+                    + str(cpu)
+                    + " ("
+                    + why
+                    + "): the governor was left alone"
+                )
             self.old[cpu] = old
         self.doc.update(set=True, previous=sorted(set(self.old.values())), cpus=sorted(self.old))
         return self.doc

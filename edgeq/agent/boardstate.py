@@ -72,8 +72,14 @@ def _millideg(value):
 
 def _vcgencmd(exe, *argv):
     try:
-        proc = subprocess.run([exe] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,  # noqa: S603 - fixed argv
-                              universal_newlines=True, timeout=VCGENCMD_TIMEOUT_S, check=False)
+        proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [exe] + list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # noqa: S603 - fixed argv
+            text=True,
+            timeout=VCGENCMD_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip().partition("=")[2].strip() or None
@@ -114,12 +120,12 @@ def snapshot(cpus=None, vcgencmd=True) -> dict:
     return out
 
 
-class Sampler(object):
+class Sampler:
     """Max temperature and min/max CPU frequency through the window, from files opened once."""
 
     def __init__(self, interval_s, cpus=None):
         self.interval_s = float(interval_s)
-        self._fds = {"temp": [], "freq": []}
+        self._fds: dict = {"temp": [], "freq": []}
         for kind, paths in (("temp", thermal_paths()), ("freq", freq_paths(cpus_used() if cpus is None else cpus))):
             for path in paths:
                 try:
@@ -196,7 +202,9 @@ def flags(before, during, after, own_threads, hot_temp_c=HOT_TEMP_C, foreign_loa
     load = foreign(before, own_threads), foreign(after, own_threads)
     if any(x is not None and x > foreign_load for x in load):
         out.add("foreign_load")
-    temps = [t for t in (before.get("temp_c"), during.get("temp_max_c"), after.get("temp_c"), after.get("vc_temp_c")) if t is not None]
+    temps = [
+        t for t in (before.get("temp_c"), during.get("temp_max_c"), after.get("temp_c"), after.get("vc_temp_c")) if t is not None
+    ]
     if temps and max(temps) > hot_temp_c:
         out.add("hot")
     return sorted(out)
@@ -227,12 +235,13 @@ def trend(samples, fraction=TREND_FRACTION):
     return {"ratio": round(last / first, 6), "first_p50_s": first, "last_p50_s": last, "fraction": fraction, "n": k}
 
 
-def trajectory(starts, samples, window_s):
-    """Median latency per window of `window_s` seconds (by each invoke's start, from the first one)."""
-    if not samples or window_s <= 0:
-        return []
-    t0 = starts[0]
-    buckets = {}
-    for t, dt in zip(starts, samples):
-        buckets.setdefault(int((t - t0) // window_s), []).append(dt)
-    return [{"t_s": round(i * window_s, 6), "p50_s": _median(v), "count": len(v)} for i, v in sorted(buckets.items())]
+def trajectory(edges, samples, window_s):
+    """Median latency per window of `window_s` seconds; `edges` are the indices where windows start (an
+    invoke that spans several windows leaves the ones it skipped out; windows are numbered in order)."""
+    bounds = [e for e in edges if e < len(samples)] + [len(samples)]
+    out = []
+    for i in range(len(bounds) - 1):
+        chunk = samples[bounds[i] : bounds[i + 1]]
+        if chunk:
+            out.append({"window": i, "p50_s": _median(chunk), "count": len(chunk)})
+    return out

@@ -109,10 +109,11 @@ def _bench_inputs(interp, args):
 MAX_RAW_SAMPLES = 20000
 
 
-def _timed_loop(interp, cycling, args, sustained_s) -> dict:
-    """The timed window: back-to-back invokes; each sample's start is kept too (the trajectory)."""
+def _timed_loop(interp, cycling, args, sustained_s, window_s) -> dict:
+    """The timed window: back-to-back invokes. `edges` are the sample indices where each `window_s` window
+    of wall time starts (the trajectory): one compare per invoke, outside the timed region, no second list."""
     samples: list = []
-    starts: list = []
+    edges = [0]
     timed = 0.0
     step = 0
     perf = time.perf_counter
@@ -120,6 +121,7 @@ def _timed_loop(interp, cycling, args, sustained_s) -> dict:
     runs, min_seconds, max_seconds = (1, sustained_s, 0.0) if sustained_s else (args.runs, args.min_seconds, args.max_seconds)
     stopped_by = "sustained" if sustained_s else "runs+min_seconds"
     window_start = perf()
+    next_edge = window_start + window_s
     while len(samples) < runs or timed < min_seconds:
         if max_seconds and timed >= max_seconds:
             stopped_by = "max_seconds"
@@ -129,13 +131,15 @@ def _timed_loop(interp, cycling, args, sustained_s) -> dict:
             for index, tensors in cycling:
                 interp.set_tensor(index, tensors[step % len(tensors)])
         t = perf()
+        if t >= next_edge:
+            edges.append(len(samples))
+            next_edge += window_s * (1 + int((t - next_edge) // window_s))
         invoke()
         dt = perf() - t
         samples.append(dt)
-        starts.append(t)
         timed += dt
     window = perf() - window_start
-    return {"samples": samples, "starts": starts, "timed": timed, "window": window, "stopped_by": stopped_by}
+    return {"samples": samples, "edges": edges, "timed": timed, "window": window, "stopped_by": stopped_by}
 
 
 def _state_doc(before, during, after, args, controls, extra) -> dict:
@@ -209,7 +213,8 @@ def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
     if sampler is not None:
         sampler.start()
     state.start()
-    loop = _timed_loop(interp, cycling, args, float(controls.get("sustained_s") or 0.0))
+    window_s = float(controls.get("window_s") or 1.0)
+    loop = _timed_loop(interp, cycling, args, float(controls.get("sustained_s") or 0.0), window_s)
     during = state.stop()
     if sampler is not None:
         sampler.stop()
@@ -250,7 +255,7 @@ def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
         "harness_floor": harness,
         "pid": os.getpid(),  # each session is its own agent process: the pids tell them apart
         "trend": boardstate.trend(samples),
-        "trajectory": boardstate.trajectory(loop["starts"], samples, float(controls.get("window_s") or 1.0)),
+        "trajectory": boardstate.trajectory(loop["edges"], samples, window_s),
         "_before": before,
         "_during": during,
         "_after": after_state,
