@@ -380,6 +380,7 @@ def comparison_notes(c: Comparison) -> list[str]:
     notes += [f"only in candidate: {x.variant} on {x.device} ({x.threads} threads)" for x in c.only_in_candidate]
     if not c.same_pipeline_file:
         notes.append("note: the pipeline file changed between the two runs")
+    notes += list(c.state_notes)
     if c.regressions:
         notes.append(f"{len(c.regressions)} regression(s):")
         notes += [f"  {r}" for r in c.regressions]
