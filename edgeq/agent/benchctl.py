@@ -3,7 +3,7 @@
 `--controls JSON` (all keys optional):
     {"cooldown": {"temp_c": 60, "max_wait_s": 120} | {"seconds": 30},
      "cpu_affinity": [2, 3], "governor": "performance", "sustained_s": 10, "window_s": 1.0,
-     "state_interval_s": 1.0, "hot_temp_c": 80, "foreign_load": 0.5}
+     "state_interval_s": 1.0, "hot_temp_c": 80, "foreign_load": 0.5, "own_load": 4}
 
 A governor that cannot be set (no cpufreq, not root) is a warning recorded in the result, not a failure:
 the benchmark still measures, and the result says the governor was left alone. The old governor is put
@@ -24,7 +24,18 @@ from .codes import AgentFailure
 
 COOLDOWN_POLL_S = 1.0  # thermal zones update about once a second on Pis; polling faster only adds load
 GOVERNOR_PATH = "/sys/devices/system/cpu/cpu{}/cpufreq/scaling_governor"
-KEYS = ("cooldown", "cpu_affinity", "governor", "sustained_s", "window_s", "state_interval_s", "hot_temp_c", "foreign_load")
+# own_load: the most interpreter threads of the sessions the host interleaves (foreign load discounts it)
+KEYS = (
+    "cooldown",
+    "cpu_affinity",
+    "governor",
+    "sustained_s",
+    "window_s",
+    "state_interval_s",
+    "hot_temp_c",
+    "foreign_load",
+    "own_load",
+)
 
 
 def parse(text) -> dict:

@@ -144,15 +144,18 @@ def _timed_loop(interp, cycling, args, sustained_s, window_s) -> dict:
 
 def _state_doc(before, during, after, args, controls, extra) -> dict:
     doc = {"before": before, "during": during, "after": after}
+    # the 1-min load average still holds the previous session's threads (the host interleaves thread counts):
+    # it tells us the most threads any of its sessions uses (own_load), and that much load counts as our own
+    own = max(args.threads, int(controls.get("own_load") or 0))
     doc["flags"] = boardstate.flags(
         before,
         during,
         after,
-        args.threads,
+        own,
         hot_temp_c=float(controls.get("hot_temp_c", boardstate.HOT_TEMP_C)),
         foreign_load=float(controls.get("foreign_load", boardstate.FOREIGN_LOAD)),
     )
-    doc["foreign_load"] = [boardstate.foreign(before, args.threads), boardstate.foreign(after, args.threads)]
+    doc["foreign_load"] = [boardstate.foreign(before, own), boardstate.foreign(after, own)]
     doc.update((k, v) for k, v in extra.items() if v is not None)
     if (extra.get("cooldown") or {}).get("timed_out"):
         doc["flags"] = sorted(set(doc["flags"]) | {"cooldown_timeout"})

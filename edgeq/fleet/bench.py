@@ -5,6 +5,7 @@ Per-board failures are returned as records, never raised: the caller decides the
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -102,10 +103,13 @@ def _bench_argv(
     warmup: int,
     min_seconds: float,
     controls: BenchControlsSpec | None,
+    own_load: int,
 ) -> list[str]:
-    wanted = (controls or BenchControlsSpec()).over(d.controls()).agent_json()
+    wanted = json.loads((controls or BenchControlsSpec()).over(d.controls()).agent_json() or "{}")
+    if own_load > threads:  # thread counts interleave: the load average still holds the biggest one's threads
+        wanted["own_load"] = own_load
     return [
-        *(("--controls", wanted) if wanted else ()),
+        *(("--controls", json.dumps(wanted, separators=(",", ":"))) if wanted else ()),
         *("--name", name, "--sha256", sha),
         *("--runs", str(runs), "--warmup", str(warmup), "--min-seconds", f"{min_seconds:g}"),
         *("--threads", str(threads), "--delegate", d.delegate, "--power", d.power.agent_json()),
@@ -224,7 +228,8 @@ def bench(
             dep = install_on(board, artifact, size, sha, name, progress, then_lock=True)
             remote_inputs = board.upload_tmp(Path(inputs), ".npy") if inputs is not None else None
             try:
-                argv_for = lambda t: _bench_argv(d, name, sha, t, s_runs, warmup, s_seconds, controls)  # noqa: E731
+                most = max(threads or [d.threads])
+                argv_for = lambda t: _bench_argv(d, name, sha, t, s_runs, warmup, s_seconds, controls, most)  # noqa: E731
                 results = _sessions_on(board, argv_for, threads or [d.threads], remote_inputs, progress, sha, sessions)
             finally:
                 if remote_inputs:

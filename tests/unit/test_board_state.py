@@ -165,3 +165,15 @@ def test_sampler_reads_real_files_and_reports_extremes(tmp_path: Path, monkeypat
     sampler.start()
     doc = sampler.stop()
     assert doc["temp_max_c"] == 61.5 and doc["samples"] >= 1 and "freq_min_khz" not in doc
+
+
+def test_the_host_tells_the_agent_the_most_threads_it_interleaves():
+    from edgeq.fleet import load_inventory
+    from edgeq.fleet.bench import _bench_argv
+
+    (d,) = load_inventory(None).devices
+    argv = _bench_argv(d, "m", "0" * 64, 1, 10, 1, 0.1, BenchControlsSpec.model_validate({"governor": "performance"}), 4)
+    assert json.loads(argv[argv.index("--controls") + 1]) == {"governor": "performance", "own_load": 4}
+    assert "--controls" not in _bench_argv(d, "m", "0" * 64, 4, 10, 1, 0.1, None, 4)
+    # with own_load 4, a load average of 4.3 after a 4-thread session is no foreign load for the 1-thread one
+    assert "foreign_load" not in F({"loadavg": [4.3, 1, 1]}, {}, {}, own_threads=4)
