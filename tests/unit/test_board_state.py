@@ -144,6 +144,18 @@ def test_governor_is_set_and_restored(tmp_path: Path, monkeypatch):
     assert (tmp_path / "cpu0").read_text() == "ondemand" and doc["restored"] is True
 
 
+def test_a_hard_stop_still_restores_the_governor(tmp_path: Path, monkeypatch):
+    from edgeq.agent import control
+
+    (tmp_path / "cpu0").write_text("schedutil\n")
+    monkeypatch.setattr(benchctl, "GOVERNOR_PATH", str(tmp_path / "cpu{}"))
+    monkeypatch.setattr(control, "_cleanups", [])
+    benchctl.Governor("performance", [0]).apply()
+    assert (tmp_path / "cpu0").read_text() == "performance"
+    control._run_cleanups()  # what the hard-exit path runs before os._exit (finally blocks do not run there)
+    assert (tmp_path / "cpu0").read_text() == "schedutil"
+
+
 def test_governor_refused_by_the_kernel_is_a_warning_not_a_failure(tmp_path: Path, monkeypatch):
     ro = Path("/sys/devices/system/cpu/cpu0/topology/core_id")  # sysfs refuses writes here, even to root
     if not ro.exists():
