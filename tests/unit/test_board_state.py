@@ -189,3 +189,25 @@ def test_the_host_tells_the_agent_the_most_threads_it_interleaves():
     assert "--controls" not in _bench_argv(d, "m", "0" * 64, 4, 10, 1, 0.1, None, 4)
     # with own_load 4, a load average of 4.3 after a 4-thread session is no foreign load for the 1-thread one
     assert "foreign_load" not in F({"loadavg": [4.3, 1, 1]}, {}, {}, own_threads=4)
+
+
+def test_pipeline_benchmark_controls_are_checked_with_file_line_and_key(tmp_path: Path):
+    from edgeq.config import load_pipeline
+    from edgeq.errors import ConfigError
+
+    head = "name: t\nmodel: {builtin: mlp}\nbenchmark:\n  targets: [local]\n"
+    p = tmp_path / "pipe.yaml"
+    p.write_text(head + "  governor: powersave\n")
+    with pytest.raises(ConfigError) as e:
+        load_pipeline(p)
+    assert f"{p}:5: benchmark.governor: Input should be 'performance'" in e.value.message, e.value.message
+    p.write_text(head + "  cooldown: {temp_c: 60}\n  sustained: {seconds: 2}\n  cpu_affinity: [0]\n")
+    spec, _ = load_pipeline(p)
+    assert spec.benchmark is not None
+    controls = spec.benchmark.controls()
+    assert json.loads(controls.agent_json() or "{}") == {
+        "cooldown": {"temp_c": 60.0, "max_wait_s": 120.0},
+        "sustained_s": 2.0,
+        "window_s": 1.0,
+        "cpu_affinity": [0],
+    }
