@@ -349,7 +349,8 @@ def _comparison(c: Comparison) -> list[str]:
         if c.regressions
         else "<p class='ok'>no regression</p>"
     )
-    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict]
+    flagged = "".join(f"<p class='meta'>⚠ {_e(n)}</p>" for n in c.state_notes)
+    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict + flagged]
 
 
 def _headline(h: Headline | None) -> str:

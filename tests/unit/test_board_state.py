@@ -211,3 +211,30 @@ def test_pipeline_benchmark_controls_are_checked_with_file_line_and_key(tmp_path
         "window_s": 1.0,
         "cpu_affinity": [0],
     }
+
+
+def test_cooldown_waits_for_the_hottest_zone_and_a_timeout_is_reported(tmp_path: Path, monkeypatch):
+    import threading
+
+    zone = tmp_path / "temp"
+    zone.write_text("70000\n")
+    monkeypatch.setattr(boardstate, "thermal_paths", lambda: [str(zone)])
+    monkeypatch.setattr(benchctl, "COOLDOWN_POLL_S", 0.02)
+    doc = benchctl.cooldown({"temp_c": 60, "max_wait_s": 0.1})
+    assert doc["timed_out"] is True and doc["temp_c"] == 70.0 and doc["waited_s"] >= 0.1
+    timer = threading.Timer(0.1, lambda: zone.write_text("55000\n"))  # the board cools down while we wait
+    timer.start()
+    doc = benchctl.cooldown({"temp_c": 60, "max_wait_s": 5})
+    timer.join()
+    assert "timed_out" not in doc and doc["temp_c"] == 55.0 and 0.1 <= doc["waited_s"] < 5
+
+
+def test_a_cooldown_that_timed_out_flags_the_session():
+    import argparse
+
+    from edgeq.agent import measure
+
+    args = argparse.Namespace(threads=1)
+    extra = {"cooldown": {"mode": "temp", "waited_s": 120.0, "timed_out": True}, "cpu_affinity": None, "governor": None}
+    doc = measure._state_doc({}, {"samples": 1}, {}, args, {}, extra)
+    assert doc["flags"] == ["cooldown_timeout"] and "cpu_affinity" not in doc and doc["cooldown"]["timed_out"] is True

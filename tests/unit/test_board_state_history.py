@@ -49,6 +49,7 @@ def test_flags_are_stored_exported_reported_and_noted_by_compare(tmp_path):
     cmp = compare_runs("b", "c", db_path=db)
     assert len(cmp.state_notes) == 1 and "candidate flagged foreign_load, hot" in cmp.state_notes[0]
     assert any("read this ratio with care" in n for n in tables.comparison_notes(cmp))
+    assert "⚠ note: int8 on pi5 (1 threads): candidate flagged foreign_load, hot" in render_html(run, [run], cmp)
 
 
 def test_an_older_history_is_upgraded_and_its_rows_have_no_board_state(tmp_path):
