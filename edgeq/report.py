@@ -317,6 +317,20 @@ def _benchmarks(run: StoredRun) -> list[str]:
         boards.setdefault(b.device, b.board)
     rows = [[d, *[_board_cell(getattr(facts, k)) for k in BOARD_KEYS]] for d, facts in boards.items()]
     parts.append("<h2>Boards</h2>" + _table(["device", *BOARD_KEYS], rows))
+    if run.numeric:  # benchmark.numeric_check
+        cols = ["device", "variant", "result", "worst op", "tolerance", "runtime on the board"]
+        rows = [
+            [
+                n.device,
+                n.variant,
+                n.summary,
+                "" if n.worst_error is None else f"#{n.worst_op_index}: {n.worst_error:.3g} {n.worst_unit}",
+                f"{n.tolerance_lsb:g} steps / {n.tolerance_rel:g} relative" if n.tolerance_lsb is not None else "",
+                " ".join(x for x in (n.runtime_name, n.runtime_version) if x),
+            ]
+            for n in run.numeric
+        ]
+        parts.append("<h2>Numeric check on the boards (golden rows vs this host, op by op)</h2>" + _table(cols, rows))
     return parts
 
 
@@ -349,7 +363,7 @@ def _comparison(c: Comparison) -> list[str]:
         if c.regressions
         else "<p class='ok'>no regression</p>"
     )
-    flagged = "".join(f"<p class='meta'>⚠ {_e(n)}</p>" for n in c.state_notes)
+    flagged = "".join(f"<p class='meta'>⚠ {_e(n)}</p>" for n in c.state_notes or ())
     return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict + flagged]
 
 

@@ -1,4 +1,4 @@
-"""The `benchmark_state` row of a benchmark (schema version 4): its board-state flags, trend and trajectory."""
+"""The `benchmark_state` row of a benchmark (schema version 5): its board-state flags, trend and trajectory."""
 
 from __future__ import annotations
 

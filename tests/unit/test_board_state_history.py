@@ -47,7 +47,8 @@ def test_flags_are_stored_exported_reported_and_noted_by_compare(tmp_path):
     assert "⚠ foreign_load, hot (82 °C)" in html
 
     cmp = compare_runs("b", "c", db_path=db)
-    assert len(cmp.state_notes) == 1 and "candidate flagged foreign_load, hot" in cmp.state_notes[0]
+    assert cmp.state_notes is not None and len(cmp.state_notes) == 1
+    assert "candidate flagged foreign_load, hot" in cmp.state_notes[0]
     assert any("read this ratio with care" in n for n in tables.comparison_notes(cmp))
     assert "⚠ note: int8 on pi5 (1 threads): candidate flagged foreign_load, hot" in render_html(run, [run], cmp)
 
@@ -57,7 +58,7 @@ def test_an_older_history_is_upgraded_and_its_rows_have_no_board_state(tmp_path)
     shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "history-main.db", db)
     record_run(_flagged(synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", **ONE), ["hot"]), db)
     c = sqlite3.connect(str(db))
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
     assert c.execute("SELECT flags FROM benchmark_state").fetchall() == [('["hot"]',)]
     c.close()
     with query.open_for_reading(db) as h:
@@ -65,3 +66,18 @@ def test_an_older_history_is_upgraded_and_its_rows_have_no_board_state(tmp_path)
     assert old.benchmarks and all(b.flags is None and "flags" not in b.to_json() for b in old.benchmarks)
     cmp = compare_runs("20260102T023000Z-222222", "20260104T023000Z-444444", db_path=db)
     assert cmp.state_notes and "candidate flagged hot" in cmp.state_notes[0]
+
+
+def test_a_version_4_history_gains_the_board_state_table(tmp_path):
+    db = tmp_path / "history.db"
+    record_run(synthetic_manifest("old", **ONE), db)
+    c = sqlite3.connect(str(db))
+    c.execute("DROP TABLE benchmark_state")  # what a version-4 database (numeric checks, no board state) looks like
+    c.execute("UPDATE schema_version SET version = 4")
+    c.commit()
+    c.close()
+    record_run(_flagged(synthetic_manifest("new", started="2026-01-02T02:30:00+00:00", **ONE), ["throttled"]), db)
+    with query.open_for_reading(db) as h:
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
+        assert [b.flags for b in query.load(h, query.resolve(h, "new")).benchmarks] == [("throttled",)]
+        assert [b.flags for b in query.load(h, query.resolve(h, "old")).benchmarks] == [None]
