@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from edgeq.errors import EdgeqError, ExportError
 from edgeq.records import Record
+from edgeq.records.boardstate import FLAGS
 from edgeq.results.rows import BenchmarkRow, StoredRun
 
 DEFAULT_JOB = "edgeq"
@@ -49,6 +50,16 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         BENCH_LABELS,
     ),
     "edgeq_harness_floor_seconds": ("Invoke time of a no-op model on the device (the harness floor).", BENCH_LABELS),
+    # board state: one series per benchmark and flag name (a fixed set), never per session
+    "edgeq_bench_flagged": (
+        "1 if a session of the benchmark was flagged (throttled, freq_drop, foreign_load, hot, cooldown_timeout), else 0.",
+        (*BENCH_LABELS, "flag"),
+    ),
+    "edgeq_latency_trend_ratio": (
+        "Median latency of the last 10% of samples over the first 10% (median over sessions); > 1: slowed down.",
+        BENCH_LABELS,
+    ),
+    "edgeq_board_temp_celsius": ("Hottest board temperature seen through the benchmark's sessions.", BENCH_LABELS),
     # benchmark.numeric_check: golden rows on the board vs this host, op by op (no run id label: one series per check)
     "edgeq_numeric_check_ok": (
         "1 if every op's output on the device is within the numeric check's tolerance of this host's, else 0.",
@@ -98,6 +109,9 @@ SESSION_METRICS = frozenset(
         "edgeq_harness_floor_seconds",
         "edgeq_numeric_check_ok",  # and runs without a numeric check export no empty numeric families
         "edgeq_numeric_max_error",
+        "edgeq_bench_flagged",  # and results without board state export no empty board-state families
+        "edgeq_latency_trend_ratio",
+        "edgeq_board_temp_celsius",
     }
 )
 
@@ -170,9 +184,14 @@ def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ..
             ("edgeq_latency_p50_ci_lower_seconds", b.ci_low_s),
             ("edgeq_latency_p50_ci_upper_seconds", b.ci_high_s),
             ("edgeq_harness_floor_seconds", b.harness_floor_s),
+            ("edgeq_latency_trend_ratio", b.trend),
+            ("edgeq_board_temp_celsius", b.state_temp_max_c),
         ):
             if value is not None:
                 fam[name].add_metric(lab, float(value))
+        if b.flags is not None:  # recorded with board state: every known flag, 0 or 1, so a panel sees it clear
+            for flag in FLAGS:
+                fam["edgeq_bench_flagged"].add_metric([*lab, flag], float(flag in b.flags))
     seen_info = set()
     for b in benches:
         if b.device in seen_info or not b.ok:

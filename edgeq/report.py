@@ -267,6 +267,8 @@ BENCH_COLUMNS = [
     "peak MiB",
     "W",
     "mJ / inference",
+    "trend",
+    "board state",
     "inferences timed",
     "status",
 ]
@@ -287,9 +289,19 @@ def _bench_cells(b: BenchmarkRow) -> list[Any]:
         _f(b.peak_rss_bytes, ".1f", 1 / 2**20),
         _f(b.power_mean_w, ".2f"),
         _f(b.energy_j, ".4g", 1e3),
+        _f(b.trend, ".3f"),
+        _state_cell(b),
         b.count or len(b.samples_s or ()),
         "ok" if b.ok else f"FAILED: {b.error}",
     ]
+
+
+def _state_cell(b: BenchmarkRow) -> str:
+    """⚠ and the flags of a benchmark whose sessions ran on a throttled, slowed, busy or hot board; "" if not recorded."""
+    if b.flags is None:
+        return ""
+    temp = "" if b.state_temp_max_c is None else f" ({b.state_temp_max_c:.0f} °C)"
+    return ("⚠ " + ", ".join(b.flags) if b.flags else "ok") + temp
 
 
 def _board_cell(v: Any) -> Any:
@@ -351,7 +363,8 @@ def _comparison(c: Comparison) -> list[str]:
         if c.regressions
         else "<p class='ok'>no regression</p>"
     )
-    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict]
+    flagged = "".join(f"<p class='meta'>⚠ {_e(n)}</p>" for n in c.state_notes or ())
+    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict + flagged]
 
 
 def _headline(h: Headline | None) -> str:

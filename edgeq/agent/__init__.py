@@ -30,7 +30,9 @@ __all__ = [
 # Modules shipped to boards, packaged as edgeq_agent/<module> in the zipapp. They import only each other.
 AGENT_MODULES = (
     "agent.py",
+    "benchctl.py",
     "boardfs.py",
+    "boardstate.py",
     "codes.py",
     "control.py",
     "facts.py",

@@ -11,9 +11,12 @@ Subcommands (every argument is plain argv):
     rollback --workdir W --name N [--from H] [--threads T] [--delegate D] [--lock-timeout S]
     bench    --workdir W (--name N | --model PATH) [--runs 50] [--warmup 5] [--min-seconds 1.0] [--max-seconds 0]
              [--threads 1] [--delegate xnnpack|none|edgetpu] [--inputs X.npy] [--seed 0] [--power JSON]
-             [--lock-timeout 30] [--sha256 H]
+             [--lock-timeout 30] [--sha256 H] [--controls JSON]
     predict  --workdir W (--name N | --model PATH) --inputs X.npy [--batch 256] [--threads 1] [--lock-timeout 30]
              [--sha256 H]
+bench --controls (edgeq.agent.benchctl): cooldown, cpu_affinity, governor, sustained_s, window_s,
+state_interval_s, hot_temp_c, foreign_load; its "state" has the board's readings before, during and after
+the timed window and the session's flags (edgeq.agent.boardstate); "trend" and "trajectory" the latency's course.
 bench also times a near no-op model after its timed window ("harness_floor": p50_s, min_s, runs; or error)
 and reports its own "pid" (the host runs one bench per session: each a fresh process and interpreter).
 Every subcommand also takes --deadline S (stop by itself, releasing W/lock, after S seconds), --watch-stdin
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--power", default=None, help='probe JSON, e.g. {"probe": "rpi5-pmic"}')
     p.add_argument("--sha256", help="refuse to measure unless the model hashes to this")
+    p.add_argument("--controls", default=None, help='bench controls JSON, e.g. {"cooldown": {"seconds": 5}}')
     runtime_opts(p)
     lock_opt(p)
 

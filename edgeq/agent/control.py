@@ -21,6 +21,7 @@ GRACE_SECONDS = 3.0  # after a stop request, how long the main thread gets to un
 
 _children: set = set()  # process groups of running load checks, killed on a hard exit
 _state: dict = {"out_fd": None, "stop": None}
+_cleanups: list = []
 
 
 class Stop(BaseException):
@@ -48,6 +49,19 @@ def kill_children() -> None:
             pass
 
 
+def add_cleanup(fn) -> None:
+    """Run `fn` on a hard exit too (a governor to restore): os._exit skips finally blocks."""
+    _cleanups.append(fn)
+
+
+def _run_cleanups() -> None:
+    for fn in list(_cleanups):
+        try:
+            fn()
+        except Exception:  # noqa: S110 - best effort on the way out
+            pass
+
+
 def set_output(fd: int) -> None:
     _state["out_fd"] = fd
 
@@ -64,6 +78,7 @@ def _hard_exit_later() -> None:
 
     kind, message = _state["stop"]
     kill_children()
+    _run_cleanups()
     if _state.get("finished"):
         return
     fd = _state["out_fd"]

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from . import boardfs, facts, floor, power, tfl
+from . import benchctl, boardfs, boardstate, facts, floor, power, tfl
 from .codes import AgentFailure
 
 
@@ -109,67 +109,124 @@ def _bench_inputs(interp, args):
 MAX_RAW_SAMPLES = 20000
 
 
+def _timed_loop(interp, cycling, args, sustained_s, window_s) -> dict:
+    """The timed window: back-to-back invokes. `edges` are the sample indices where each `window_s` window
+    of wall time starts (the trajectory): one compare per invoke, outside the timed region, no second list."""
+    samples: list = []
+    edges = [0]
+    timed = 0.0
+    step = 0
+    perf = time.perf_counter
+    invoke = interp.invoke
+    runs, min_seconds, max_seconds = (1, sustained_s, 0.0) if sustained_s else (args.runs, args.min_seconds, args.max_seconds)
+    stopped_by = "sustained" if sustained_s else "runs+min_seconds"
+    window_start = perf()
+    next_edge = window_start + window_s
+    while len(samples) < runs or timed < min_seconds:
+        if max_seconds and timed >= max_seconds:
+            stopped_by = "max_seconds"
+            break
+        if cycling:
+            step += 1
+            for index, tensors in cycling:
+                interp.set_tensor(index, tensors[step % len(tensors)])
+        t = perf()
+        if t >= next_edge:
+            edges.append(len(samples))
+            next_edge += window_s * (1 + int((t - next_edge) // window_s))
+        invoke()
+        dt = perf() - t
+        samples.append(dt)
+        timed += dt
+    window = perf() - window_start
+    return {"samples": samples, "edges": edges, "timed": timed, "window": window, "stopped_by": stopped_by}
+
+
+def _state_doc(before, during, after, args, controls, extra) -> dict:
+    doc = {"before": before, "during": during, "after": after}
+    # the 1-min load average still holds the previous session's threads (the host interleaves thread counts):
+    # it tells us the most threads any of its sessions uses (own_load), and that much load counts as our own
+    own = max(args.threads, int(controls.get("own_load") or 0))
+    doc["flags"] = boardstate.flags(
+        before,
+        during,
+        after,
+        own,
+        hot_temp_c=float(controls.get("hot_temp_c", boardstate.HOT_TEMP_C)),
+        foreign_load=float(controls.get("foreign_load", boardstate.FOREIGN_LOAD)),
+    )
+    doc["foreign_load"] = [boardstate.foreign(before, own), boardstate.foreign(after, own)]
+    doc.update((k, v) for k, v in extra.items() if v is not None)
+    if (extra.get("cooldown") or {}).get("timed_out"):
+        doc["flags"] = sorted(set(doc["flags"]) | {"cooldown_timeout"})
+    return doc
+
+
 def bench(args) -> dict:
+    controls = benchctl.parse(getattr(args, "controls", None))
     power_spec = power.parse_power_spec(args.power)
     store = boardfs.Store(args.workdir)
     store.ensure()
     if args.name is not None:
         boardfs.check_name(args.name)
+    # pinned before the interpreter exists: the runtime's worker threads inherit the mask
+    affinity = benchctl.set_affinity(controls["cpu_affinity"]) if controls.get("cpu_affinity") else None
     rt = tfl.find_runtime()
-    np: Any = tfl.np  # find_runtime() has imported it
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "bench"):
         path, name = _resolve_model(store, args)
         sha = _pinned_sha(path, args)
-        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        board = facts.gather(args.workdir, rt.info(), np.__version__)
-        hwm_before = facts.vmhwm_bytes()
-        interp, delegate_info, init_seconds = tfl.make_interpreter(rt, path, args.threads, args.delegate)
-        hwm_init = facts.vmhwm_bytes()
-        model = _model_doc(path, name, interp, sha)
-        feeds, source = _bench_inputs(interp, args)
-        for index, tensors in feeds:
-            interp.set_tensor(index, tensors[0])
-        cycling = [(index, tensors) for index, tensors in feeds if len(tensors) > 1]
+        # cooled before anything of ours runs (the governor change and the model load heat the board)
+        cool = benchctl.cooldown(controls["cooldown"]) if controls.get("cooldown") else None
+        gov = benchctl.Governor(controls["governor"], boardstate.cpus_used()) if controls.get("governor") else None
+        try:
+            governor = gov.apply() if gov is not None else None
+            doc = _measure(rt, path, name, sha, args, power_spec, controls)
+        finally:
+            if gov is not None:
+                gov.restore()
+    extra = {"cooldown": cool, "cpu_affinity": affinity, "governor": governor}
+    doc["state"] = _state_doc(doc.pop("_before"), doc.pop("_during"), doc.pop("_after"), args, controls, extra)
+    return doc
 
-        t = time.perf_counter()
+
+def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
+    np: Any = tfl.np  # find_runtime() has imported it
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    board = facts.gather(args.workdir, rt.info(), np.__version__)
+    hwm_before = facts.vmhwm_bytes()
+    interp, delegate_info, init_seconds = tfl.make_interpreter(rt, path, args.threads, args.delegate)
+    hwm_init = facts.vmhwm_bytes()
+    model = _model_doc(path, name, interp, sha)
+    feeds, source = _bench_inputs(interp, args)
+    for index, tensors in feeds:
+        interp.set_tensor(index, tensors[0])
+    cycling = [(index, tensors) for index, tensors in feeds if len(tensors) > 1]
+
+    t = time.perf_counter()
+    interp.invoke()
+    first_invoke = time.perf_counter() - t
+    for _ in range(args.warmup):
         interp.invoke()
-        first_invoke = time.perf_counter() - t
-        for _ in range(args.warmup):
-            interp.invoke()
 
-        probe = power.make_probe(power_spec)
-        idle = power.measure_idle(probe, power_spec) if probe is not None else None
-        sampler = power.Sampler(probe, power_spec["interval_s"]) if probe is not None else None
+    probe = power.make_probe(power_spec)
+    idle = power.measure_idle(probe, power_spec) if probe is not None else None
+    sampler = power.Sampler(probe, power_spec["interval_s"]) if probe is not None else None
+    before = boardstate.snapshot()  # after warm-up: an on-demand governor has raised the clock by now
+    state = boardstate.Sampler(float(controls.get("state_interval_s", 1.0)))
+    if sampler is not None:
+        sampler.start()
+    state.start()
+    window_s = float(controls.get("window_s") or 1.0)
+    loop = _timed_loop(interp, cycling, args, float(controls.get("sustained_s") or 0.0), window_s)
+    during = state.stop()
+    if sampler is not None:
+        sampler.stop()
+    after_state = boardstate.snapshot()
+    hwm_runs = facts.vmhwm_bytes()
+    after = facts.thermal_state()
+    harness = floor.harness_floor(rt, args.threads)  # after the window: it must not warm or cool the model's run
 
-        samples: list[float] = []
-        timed = 0.0
-        step = 0
-        perf = time.perf_counter
-        invoke = interp.invoke
-        stopped_by = "runs+min_seconds"
-        if sampler is not None:
-            sampler.start()
-        window_start = perf()
-        while len(samples) < args.runs or timed < args.min_seconds:
-            if args.max_seconds and timed >= args.max_seconds:
-                stopped_by = "max_seconds"
-                break
-            if cycling:
-                step += 1
-                for index, tensors in cycling:
-                    interp.set_tensor(index, tensors[step % len(tensors)])
-            t = perf()
-            invoke()
-            dt = perf() - t
-            samples.append(dt)
-            timed += dt
-        window = perf() - window_start
-        if sampler is not None:
-            sampler.stop()
-        hwm_runs = facts.vmhwm_bytes()
-        after = facts.thermal_state()
-        harness = floor.harness_floor(rt, args.threads)  # after the window: it must not warm or cool the model's run
-
+    samples = loop["samples"]
     stats = latency_stats(samples)
     stride = max(1, -(-len(samples) // MAX_RAW_SAMPLES))
     return {
@@ -184,9 +241,9 @@ def bench(args) -> dict:
         "warmup_runs": args.warmup,
         "runs_requested": args.runs,
         "min_seconds": args.min_seconds,
-        "stopped_by": stopped_by,
-        "timed_seconds": timed,
-        "window_seconds": window,
+        "stopped_by": loop["stopped_by"],
+        "timed_seconds": loop["timed"],
+        "window_seconds": loop["window"],
         "latency_s": stats,
         # every sample counts in the statistics; the raw list is thinned (every k-th, in time order) for
         # sub-microsecond models, which would otherwise ship megabytes of JSON per benchmark
@@ -200,6 +257,11 @@ def bench(args) -> dict:
         "board_after": after,
         "harness_floor": harness,
         "pid": os.getpid(),  # each session is its own agent process: the pids tell them apart
+        "trend": boardstate.trend(samples),
+        "trajectory": boardstate.trajectory(loop["edges"], samples, window_s),
+        "_before": before,
+        "_during": during,
+        "_after": after_state,
     }
 
 

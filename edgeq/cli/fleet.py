@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeq.cli import output, tables
+from edgeq.cli import benchopts, output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
 from edgeq.cli.options import BatchOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
 from edgeq.cli.setup import devices_setup
@@ -225,12 +225,27 @@ def bench_cmd(
             help="Independent sessions (a fresh agent and interpreter each); --runs and --min-seconds are totals.",
         ),
     ] = 3,
+    cooldown_temp: benchopts.CooldownTempOpt = None,
+    cooldown_max_wait: benchopts.CooldownWaitOpt = None,
+    cooldown_seconds: benchopts.CooldownSecondsOpt = None,
+    cpu_affinity: benchopts.AffinityOpt = None,
+    governor: benchopts.GovernorOpt = None,
+    sustained: benchopts.SustainedOpt = None,
+    window: benchopts.WindowOpt = None,
+    hot_temp: benchopts.HotOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions."""
+    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions.
+
+    Each session records the board's state (temperature, clock, throttling, load) through its timed window;
+    the Flags column names sessions to distrust (throttled, freq_drop, foreign_load, hot, cooldown_timeout)."""
     output.use_json(json_out)
     from edgeq import fleet
+
+    controls = benchopts.controls(
+        cooldown_temp, cooldown_max_wait, cooldown_seconds, cpu_affinity, governor, sustained, window, hot_temp
+    )
 
     res = fan_out(
         "bench",
@@ -249,8 +264,11 @@ def bench_cmd(
             parallel=parallel,
             progress=progress,
             sessions=sessions,
+            controls=controls,
         ),
     )
+    for note in tables.bench_notes(res):
+        output.log(f"warning: {note}")
     if json_out:
         output.emit(res.to_json())
     else:

@@ -194,11 +194,20 @@ def bench_table(res: FleetSummary) -> Table:
     """p50 is the median of session medians, CI its 95 % bootstrap interval, spread (max-min)/median of them."""
     unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for r in res.devices for b in r.results)
     floor = any(_tiny(b) for r in res.devices for b in r.results)
+    path = any(len(b.trajectory_ms) > 1 for r in res.devices for b in r.results)  # sustained (or long) runs
     rows: list[list[Any]] = []
     for r in res.devices:
         if not r.results:
             rows.append(
-                [r.device, "", "", "", "", "", "", "", "", "", *([""] if floor else []), r.status + ": " + (r.error or "")]
+                [
+                    r.device,
+                    *[""] * 9,
+                    *([""] if floor else []),
+                    "",
+                    *([""] if path else []),
+                    "",
+                    r.status + ": " + (r.error or ""),
+                ]
             )
         for b in r.results:
             lat = b.latency_ms or LatencyStats()
@@ -215,12 +224,26 @@ def bench_table(res: FleetSummary) -> Table:
                     _ci(b, unit),
                     "" if b.spread is None else f"{b.spread * 100:.1f}%",
                     *([fmt.latency(b.harness_floor_ms, unit)] if floor else []),
+                    "" if b.trend is None else f"{b.trend:.3f}",
+                    *([_first_last(b, unit)] if path else []),
+                    ", ".join(b.flags) or ("-" if "flags" in b.model_fields_set else ""),
                     "ok" if b.ok else b.error,
                 ]
             )
     cols = [f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", "Sessions", f"95% CI {unit}", "Spread"]
-    cols = ["Device", "Threads", *cols, *([f"Floor {unit}"] if floor else []), "Status"]
+    extra = ["Trend", *([f"Window first/last {unit}"] if path else []), "Flags"]
+    cols = ["Device", "Threads", *cols, *([f"Floor {unit}"] if floor else []), *extra, "Status"]
     return f"bench {res.name} ({(res.sha256 or '')[:12]})", cols, rows
+
+
+def _first_last(b: Any, unit: str) -> str:
+    t = b.trajectory_ms
+    return "" if len(t) < 2 else f"{fmt.latency(t[0].p50, unit)} / {fmt.latency(t[-1].p50, unit)}"
+
+
+def bench_notes(res: FleetSummary) -> list[str]:
+    """Per board, what the agent could not do as asked (a governor left alone, ...): printed as warnings."""
+    return [f"{r.device}: {n}" for r in res.devices for n in dict.fromkeys(n for b in r.results for n in b.notes)]
 
 
 # ---- results
@@ -362,6 +385,7 @@ def comparison_notes(c: Comparison) -> list[str]:
     notes += [f"only in candidate: {x.variant} on {x.device} ({x.threads} threads)" for x in c.only_in_candidate]
     if not c.same_pipeline_file:
         notes.append("note: the pipeline file changed between the two runs")
+    notes += list(c.state_notes or ())
     if c.regressions:
         notes.append(f"{len(c.regressions)} regression(s):")
         notes += [f"  {r}" for r in c.regressions]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from edgeq.config.benchcontrols import BenchControlsSpec, CooldownSpec, SustainedSpec
 from edgeq.config.reader import Spec, read_yaml, validate, where
 from edgeq.errors import ConfigError
 
@@ -248,6 +249,14 @@ class BenchmarkStageSpec(Spec):
     numeric_tolerance_lsb: float = Field(1.0, ge=0.0)
     numeric_tolerance_rel: float = Field(1e-3, ge=0.0)
     parallel: int = Field(5, ge=1, le=256)
+    # bench controls (edgeq.config.benchcontrols): win over each device's own devices.yaml keys, key by key
+    cooldown: CooldownSpec | None = None
+    cpu_affinity: list[int] | None = Field(None, min_length=1)
+    governor: Literal["performance"] | None = None
+    sustained: SustainedSpec | None = None
+    hot_temp_c: float | None = Field(None, gt=0, le=150)
+    foreign_load: float | None = Field(None, ge=0, le=1000)
+    state_interval_s: float | None = Field(None, ge=0, le=60)
 
     @field_validator("threads")
     @classmethod
@@ -255,6 +264,10 @@ class BenchmarkStageSpec(Spec):
         if v is not None and any(t < 1 for t in v):
             raise ValueError("thread counts must be >= 1")
         return v
+
+    def controls(self) -> BenchControlsSpec:
+        keys = BenchControlsSpec.model_fields
+        return BenchControlsSpec.model_validate({k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
 
 class PipelineSpec(Spec):

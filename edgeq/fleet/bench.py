@@ -5,12 +5,15 @@ Per-board failures are returned as records, never raised: the caller decides the
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+from edgeq.config.benchcontrols import BenchControlsSpec
 from edgeq.errors import ConfigError, DataError
 from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, Board, build_agent
+from edgeq.fleet.boardstate import run_fields
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
 from edgeq.fleet.inventory import DeviceSpec, Inventory
@@ -18,6 +21,7 @@ from edgeq.fleet.sessions import merge_sessions, per_session
 from edgeq.fleet.transports import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import (
+    STATE_KEYS,
     AgentBench,
     AgentPredict,
     BenchResult,
@@ -49,6 +53,7 @@ def bench_run(threads: int, raw: AgentBench) -> BenchRun:
         delegate=raw.delegate,
         power=raw.power,
         raw=raw,
+        **run_fields(raw),
     )
 
 
@@ -76,7 +81,7 @@ def bench_result(device: str, variant: str, run: BenchRun, raw_path: Path | str 
         raw=None if raw_path is None else str(raw_path),
         **{
             k: getattr(run, k)
-            for k in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms")
+            for k in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms", *STATE_KEYS)
             if k in run.model_fields_set
         },
     )
@@ -89,8 +94,22 @@ def unmeasured_result(board: BoardOutcome, variant: str) -> BenchResult:
     )
 
 
-def _bench_argv(d: DeviceSpec, name: str, sha: str, threads: int, runs: int, warmup: int, min_seconds: float) -> list[str]:
+def _bench_argv(
+    d: DeviceSpec,
+    name: str,
+    sha: str,
+    threads: int,
+    runs: int,
+    warmup: int,
+    min_seconds: float,
+    controls: BenchControlsSpec | None,
+    own_load: int,
+) -> list[str]:
+    wanted = json.loads((controls or BenchControlsSpec()).over(d.controls()).agent_json() or "{}")
+    if own_load > threads:  # thread counts interleave: the load average still holds the biggest one's threads
+        wanted["own_load"] = own_load
     return [
+        *(("--controls", json.dumps(wanted, separators=(",", ":"))) if wanted else ()),
         *("--name", name, "--sha256", sha),
         *("--runs", str(runs), "--warmup", str(warmup), "--min-seconds", f"{min_seconds:g}"),
         *("--threads", str(threads), "--delegate", d.delegate, "--power", d.power.agent_json()),
@@ -185,11 +204,13 @@ def bench(
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
     sessions: int = 1,
+    controls: BenchControlsSpec | None = None,
 ) -> FleetSummary:
     """Deploy if needed, then run the agent's bench `sessions` times per device x threads.
 
     Each board's outcome has `deploy` (what deploying did) and `results`: one BenchRun per thread count,
     its sessions merged (edgeq.fleet.sessions). `runs` and `min_seconds` are totals over the sessions.
+    `controls` (cool-down, affinity, governor, sustained mode, flag thresholds) win over each device's own.
     """
     _validate(runs, warmup, min_seconds, threads, inputs, sessions)
     s_runs, s_seconds = per_session(runs, min_seconds, sessions)
@@ -207,7 +228,8 @@ def bench(
             dep = install_on(board, artifact, size, sha, name, progress, then_lock=True)
             remote_inputs = board.upload_tmp(Path(inputs), ".npy") if inputs is not None else None
             try:
-                argv_for = lambda t: _bench_argv(d, name, sha, t, s_runs, warmup, s_seconds)  # noqa: E731
+                most = max(threads or [d.threads])
+                argv_for = lambda t: _bench_argv(d, name, sha, t, s_runs, warmup, s_seconds, controls, most)  # noqa: E731
                 results = _sessions_on(board, argv_for, threads or [d.threads], remote_inputs, progress, sha, sessions)
             finally:
                 if remote_inputs:

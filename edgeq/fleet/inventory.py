@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edgeq import config
 from edgeq.config import NAME_RE, Spec
+from edgeq.config.benchcontrols import BenchControlsSpec, CooldownSpec
 from edgeq.errors import ConfigError
 from edgeq.fleet import paths
 from edgeq.fleet.labgridspec import LabgridSpec, check_tags
@@ -81,6 +82,16 @@ class _DeviceFields(Spec):
     lock_timeout: float = Field(600.0, ge=0)  # how long bench waits for the board's lock
     ssh_config: str | bool | None = None  # OpenSSH client config: default ~/.ssh/config if it exists; none/false: off
     proxy_jump: str | None = None  # [user@]host[:port],... (aliases from ssh_config allowed); none: no jump host
+    # bench controls (edgeq.config.benchcontrols); a pipeline's benchmark: or `edgeq bench` flags win key by key
+    cooldown: CooldownSpec | None = None
+    cpu_affinity: list[int] | None = Field(None, min_length=1)
+    governor: Literal["performance"] | None = None
+    hot_temp_c: float | None = Field(None, gt=0, le=150)
+    foreign_load: float | None = Field(None, ge=0, le=1000)
+
+    def controls(self) -> BenchControlsSpec:
+        keys = ("cooldown", "cpu_affinity", "governor", "hot_temp_c", "foreign_load")
+        return BenchControlsSpec.model_validate({k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
     @field_validator("ssh_config")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from edgeq.fleet.boardstate import merged_fields, session_fields
 from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
 from edgeq.results.stats import SessionFigures, summarize_sessions
 
@@ -46,6 +47,7 @@ def _session(i: int, raw: AgentBench) -> BenchSession:
         count=lat.count,
         started_at=raw.started_at,
         harness_floor_ms=_floor_ms(raw),
+        **session_fields(raw),
     )
 
 
@@ -65,6 +67,9 @@ def _raw_session(i: int, raw: AgentBench, kept: int) -> dict:
     doc = {k: getattr(raw, k) for k in keep}
     doc.update(session=i, latency_s=raw.latency_s.to_json(), samples_kept=kept, samples_stride=raw.samples_stride)
     doc.update(harness_floor=None if raw.harness_floor is None else raw.harness_floor.to_json(), board_after=raw.board_after)
+    doc.update((k, getattr(raw, k).to_json()) for k in ("state", "trend") if getattr(raw, k) is not None)
+    if raw.trajectory:
+        doc["trajectory"] = [w.to_json() for w in raw.trajectory]
     return doc
 
 
@@ -115,4 +120,5 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
         spread_std_ms=summary.spread_std,
         ci_ms=ci,
         harness_floor_ms=statistics.median(floors) if floors else None,
+        **merged_fields(good, sessions),
     )

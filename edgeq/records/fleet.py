@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import ConfigDict, StrictBool, StrictInt
 
 from edgeq.records.base import Record
+from edgeq.records.boardstate import AgentTrajectoryWindow, BoardState, TrajectoryWindow, Trend
 
 Status = Literal["ok", "changed", "failed", "unreachable", "skipped"]
 Action = Literal["deploy", "rollback", "check", "bench"]
@@ -259,8 +260,11 @@ class AgentBench(AgentDoc):
     harness_floor: HarnessFloor | None = None
     pid: StrictInt | None = None
     sessions: tuple[dict[str, Any], ...] | None = None
+    state: BoardState | None = None  # board state before, during and after the timed window; the flags
+    trend: Trend | None = None
+    trajectory: tuple[AgentTrajectoryWindow, ...] | None = None
 
-    omit_if_unset = AgentDoc.omit_if_unset | {"harness_floor", "pid", "sessions"}
+    omit_if_unset = AgentDoc.omit_if_unset | {"harness_floor", "pid", "sessions", "state", "trend", "trajectory"}
 
 
 class AgentPredict(AgentDoc):
@@ -287,8 +291,12 @@ class BenchSession(FleetRecord):
     count: StrictInt
     started_at: str | None = None
     harness_floor_ms: float | None = None
+    flags: tuple[str, ...] = ()  # edgeq.records.boardstate: throttled, freq_drop, foreign_load, hot, cooldown_timeout
+    trend: float | None = None  # last 10 % median / first 10 % median
+    temp_max_c: float | None = None
+    cooldown_s: float | None = None  # how long the cool-down before this session waited
 
-    omit_if_unset = frozenset({"started_at", "harness_floor_ms"})
+    omit_if_unset = frozenset({"started_at", "harness_floor_ms", "flags", "trend", "temp_max_c", "cooldown_s"})
 
 
 class MedianCI(Record):
@@ -301,6 +309,9 @@ class MedianCI(Record):
 
 
 _SESSION_KEYS = frozenset({"sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms"})
+# board state: the union of the sessions' flags, the median trend, the latency per window (sustained mode),
+# the hottest reading, and notes (a governor that could not be set, a cool-down without thermal zones)
+STATE_KEYS = ("flags", "trend", "trajectory_ms", "temp_max_c", "notes")
 
 
 class BenchRun(FleetRecord):
@@ -326,11 +337,17 @@ class BenchRun(FleetRecord):
     spread_std_ms: float | None = None  # standard deviation of the session medians
     ci_ms: MedianCI | None = None
     harness_floor_ms: float | None = None  # the no-op model's invoke time (median over sessions)
+    flags: tuple[str, ...] = ()
+    trend: float | None = None
+    trajectory_ms: tuple[TrajectoryWindow, ...] = ()
+    temp_max_c: float | None = None
+    notes: tuple[str, ...] = ()
 
     omit_if_unset = frozenset(
         {"latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate", "power", "raw"}
         | {"kind", "error", "hint"}
         | _SESSION_KEYS
+        | frozenset(STATE_KEYS)
     )
 
 
@@ -477,11 +494,17 @@ class BenchResult(FleetRecord):
     spread_std_ms: float | None = None
     ci_ms: MedianCI | None = None
     harness_floor_ms: float | None = None
+    flags: tuple[str, ...] = ()
+    trend: float | None = None
+    trajectory_ms: tuple[TrajectoryWindow, ...] = ()
+    temp_max_c: float | None = None
+    notes: tuple[str, ...] = ()
 
     omit_if_unset = frozenset(
         {"status", "latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate"}
         | {"power", "board", "raw", "error", "kind", "hint"}
         | _SESSION_KEYS
+        | frozenset(STATE_KEYS)
     )
 
 

@@ -19,6 +19,7 @@ from edgeq.records import Record
 from edgeq.results import query
 from edgeq.results.baseline import BASELINE_SUFFIX
 from edgeq.results.rows import BenchmarkRow, StoredRun
+from edgeq.results.staterows import flagged_notes
 from edgeq.results.stats import CI_LEVEL, mann_whitney_u, paired_ratio_ci, ratio_ci
 
 DEFAULT_THRESHOLD = 1.10  # 10% slower p50: below this, nightly noise on a shared board dominates
@@ -125,8 +126,10 @@ class Comparison(Record):
     # with a rerun baseline: the base run's figures vs the same artifact re-measured in the candidate run, i.e.
     # what the boards or runtimes changed by themselves (never a regression of the model)
     drift: tuple[LatencyChange, ...] | None = None
+    # benchmarks whose sessions ran on a throttled, slowed, busy or hot board (either side): read with care
+    state_notes: tuple[str, ...] | None = None  # absent when nothing was flagged: documents stay as they were
 
-    omit_if_none = frozenset({"drift"})
+    omit_if_none = frozenset({"drift", "state_notes"})
 
 
 def _ratio(cand: float | None, base: float | None) -> float | None:
@@ -329,6 +332,7 @@ def compare(
         regressions=tuple(regressions),
         regressed=bool(regressions),
         drift=tuple(drift) if reruns else None,
+        state_notes=tuple(flagged_notes((k, bb[k], cb[k]) for k in common_b)) or None,
     )
 
 

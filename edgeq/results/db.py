@@ -21,8 +21,9 @@ from edgeq.results.numeric import NUMERIC_SCHEMA
 DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
-# 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions; 4: numeric checks
-SCHEMA_VERSION = 4
+# 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions; 4: numeric checks;
+# 5: board state through the timed window (benchmark_state)
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -132,6 +133,20 @@ CREATE TABLE IF NOT EXISTS benchmark_sessions (
     started TEXT,
     harness_floor_s REAL,
     PRIMARY KEY (benchmark_id, session)
+);
+"""
+
+# Version 5: the board's state through each benchmark (edgeq.records.boardstate). A table of its own, like the
+# sessions: older rows simply have none.
+STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS benchmark_state (
+    benchmark_id INTEGER PRIMARY KEY REFERENCES benchmarks (id) ON DELETE CASCADE,
+    flags TEXT NOT NULL DEFAULT '[]',   -- JSON list: throttled, freq_drop, foreign_load, hot, cooldown_timeout
+    trend REAL,                  -- median of the last 10 % of samples / of the first 10 % (median over sessions)
+    temp_max_c REAL,             -- the hottest reading before, during or after the timed windows
+    trajectory_s TEXT,           -- JSON list: median latency per window (seconds), sustained mode
+    notes TEXT,                  -- JSON list: what the agent could not do as asked (governor, cool-down)
+    session_state TEXT           -- JSON list per session: {session, flags, trend, temp_max_c, cooldown_s}
 );
 """
 
@@ -286,16 +301,17 @@ def _ensure_schema(h: History) -> None:
             )
         if v == SCHEMA_VERSION:
             return
-        if v in (1, 2, 3):  # an older edgeq's database: add what versions 2 to 4 store, keep every result
+        if v in (1, 2, 3, 4):  # an older edgeq's database: add what versions 2 to 5 store, keep every result
             with h.write(f"upgrading the schema to version {SCHEMA_VERSION}") as c:
                 if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
                     c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
-                for stmt in _statements(SESSIONS_SCHEMA + NUMERIC_SCHEMA):
+                for stmt in _statements(SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA):
                     c.execute(stmt)
                 c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             return
     with h.write("creating the schema") as c:
-        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA + NUMERIC_SCHEMA):  # not executescript: it would COMMIT mid-transaction
+        # not executescript: it would COMMIT mid-transaction
+        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA):
             c.execute(stmt)
         if c.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
             c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

@@ -100,8 +100,10 @@ def validations(h: History, run_id: str) -> dict[str, ValidationRow]:
 
 
 _BENCHMARKS = (
-    "SELECT b.*, s.sessions, s.spread, s.spread_std_s, s.ci_low_s, s.ci_high_s, s.ci_level, s.harness_floor_s "
-    "FROM benchmarks b LEFT JOIN benchmark_session_stats s ON s.benchmark_id = b.id WHERE b.run_id = ? ORDER BY b.id"
+    "SELECT b.*, s.sessions, s.spread, s.spread_std_s, s.ci_low_s, s.ci_high_s, s.ci_level, s.harness_floor_s, "
+    "st.flags, st.trend, st.temp_max_c AS state_temp_max_c, st.trajectory_s, st.notes, st.session_state "
+    "FROM benchmarks b LEFT JOIN benchmark_session_stats s ON s.benchmark_id = b.id "
+    "LEFT JOIN benchmark_state st ON st.benchmark_id = b.id WHERE b.run_id = ? ORDER BY b.id"
 )
 _SESSIONS = (
     "SELECT s.* FROM benchmark_sessions s JOIN benchmarks b ON b.id = s.benchmark_id "

@@ -24,6 +24,7 @@ from edgeq.results import numeric
 from edgeq.results.db import open_history
 from edgeq.results.quality import quality_summary
 from edgeq.results.rows import as_given
+from edgeq.results.staterows import INSERT_STATE, state_row
 
 _LAT = ("p50", "p90", "p99", "mean", "std", "min", "max")
 
@@ -331,7 +332,7 @@ def record_run(
         time.time(),
     )
     val_rows = [_validation_row(run_id, k, v, r.params) for k, v in m.variants.items()]
-    bench_rows = [(*_bench_row(run_id, b, raw), *_session_rows(b)) for b, raw in r.benchmarks]
+    bench_rows = [(*_bench_row(run_id, b, raw), *_session_rows(b), state_row(b)) for b, raw in r.benchmarks]
     stage_rows = _stage_rows(run_id, m.stages)
 
     with open_history(db_path, create=True, timeout=timeout) as h, h.write(f"recording run {run_id}") as c:
@@ -339,13 +340,15 @@ def record_run(
         c.execute(_INSERT_RUN, run_row)
         c.executemany(_INSERT_STAGE, stage_rows)
         c.executemany(_INSERT_VALIDATION, [v for v in val_rows if v is not None])
-        for row, blob, stats, sessions in bench_rows:
+        for row, blob, stats, sessions, state in bench_rows:
             bid = c.execute(_INSERT_BENCH, row).lastrowid
             if blob is not None:
                 c.execute(_INSERT_SAMPLES, (bid, blob))
             if stats is not None:
                 c.execute(_INSERT_SESSION_STATS, (bid, *stats))
                 c.executemany(_INSERT_SESSION, [(bid, *s) for s in sessions])
+            if state is not None:
+                c.execute(INSERT_STATE, (bid, *state))
         c.executemany(numeric.INSERT, numeric.rows_of(run_id, m.stages.benchmark_numeric or ()))
     return run_id
 

@@ -91,6 +91,7 @@ class SessionRow(Record):
 
 
 _SESSION_COLUMNS = ("sessions", "spread", "spread_std_s", "ci_low_s", "ci_high_s", "ci_level", "harness_floor_s")
+_STATE_COLUMNS = ("flags", "trend", "state_temp_max_c", "trajectory_s", "notes", "session_state")
 
 
 class BenchmarkRow(Record):
@@ -140,8 +141,15 @@ class BenchmarkRow(Record):
     harness_floor_s: float | None = None
     per_session: tuple[SessionRow, ...] | None = None
     samples_s: tuple[float, ...] | None = None
+    # benchmark_state (None for results stored before board state existed)
+    flags: tuple[str, ...] | None = None
+    trend: float | None = None
+    state_temp_max_c: float | None = None
+    trajectory_s: tuple[float, ...] | None = None
+    notes: tuple[str, ...] | None = None
+    session_state: tuple[dict[str, Any], ...] | None = None
 
-    omit_if_none = frozenset({"samples_s", "per_session", *_SESSION_COLUMNS})
+    omit_if_none = frozenset({"samples_s", "per_session", *_SESSION_COLUMNS, *_STATE_COLUMNS})
 
     @property
     def session_p50s(self) -> list[float]:
@@ -153,6 +161,8 @@ class BenchmarkRow(Record):
         d = {k: v for k, v in row.items() if k != "run_id"}
         for k, default in (("board", {}), ("delegate", None), ("throttled", None)):
             d[k] = _json(d[k], default)
+        for k in ("flags", "trajectory_s", "notes", "session_state"):
+            d[k] = _json(d.get(k), None)
         return cls.from_json(d)
 
     def to_json(self) -> dict[str, Any]:

@@ -149,6 +149,7 @@ def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, tuple
                     inputs=inputs,
                     parallel=b.parallel,
                     progress=_progress(log, tag, len(live)),
+                    controls=b.controls(),
                 )
             except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
                 done[key].append(tuple(d for d in e.rollout.devices if d.results))

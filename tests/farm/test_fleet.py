@@ -148,6 +148,23 @@ def test_bench_per_device_and_threads(farm, tmp_path, tflite_models):
     assert code == 0 and ("p50 µs" in out or "p50 ms" in out)
 
 
+def test_bench_board_state_over_ssh_as_a_non_root_user(farm, tmp_path, tflite_models):
+    """A farm board is a non-root user over SSH on a VM without cpufreq: the governor request is refused with a
+    message naming the board, the bench still measures, and the board state travels back in the result."""
+    dev = write_devices(tmp_path, board_entry(farm, farm.boards[0], tmp_path))
+    code, doc, err = run_json(
+        "bench", tflite_models["dense_a"], "-t", "b1", "--runs", "20", "--min-seconds", "0.05", "--sessions", "2",
+        "--governor", "performance", "--cpu-affinity", "0", "--devices", dev,
+    )  # fmt: skip
+    assert code == 0, (doc, err)
+    (x,) = doc["devices"][0]["results"]
+    assert "warning: b1: no cpufreq on this board" in err and any("governor was left alone" in n for n in x["notes"])
+    for s in x["raw"]["sessions"]:
+        assert s["state"]["cpu_affinity"] == [0] and len(s["state"]["before"]["loadavg"]) == 3
+        assert s["state"]["governor"] == {"requested": "performance", "set": False, "error": s["state"]["governor"]["error"]}
+    assert isinstance(x["flags"], list) and all(isinstance(s["flags"], list) for s in x["sessions"])
+
+
 def test_predict_matches_local_interpreter(farm, tmp_path, tflite_models):
     from ai_edge_litert.interpreter import Interpreter
 

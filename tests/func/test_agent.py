@@ -145,6 +145,7 @@ def test_fake_vcgencmd_gives_throttling_and_pmic_power(pyz, workdir, models, tmp
     script.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = get_throttled ]; then echo throttled=0x50005; exit 0; fi\n'
+        'if [ "$1" = measure_temp ]; then echo "temp=85.2\'C"; exit 0; fi\n'
         'if [ "$1" = pmic_read_adc ]; then cat <<EOF\n'
         "     3V7_WL_SW_A current(0)=0.10000000A\n"
         "   VDD_CORE_A current(7)=2.00000000A\n"
@@ -162,6 +163,10 @@ def test_fake_vcgencmd_gives_throttling_and_pmic_power(pyz, workdir, models, tmp
     assert rc == 0, doc
     assert doc["power"]["mean_w"] == pytest.approx(2.0 * 0.8 + 0.1 * 3.7)  # EXT5V has no current: skipped
     assert doc["power"]["idle_w"] == pytest.approx(doc["power"]["mean_w"])
+    # board state: vcgencmd is read before and after the window (throttled now: bits 0 and 2; 85.2 C is hot)
+    state = doc["state"]
+    assert state["before"]["throttled"] == {"raw": "0x50005", "flags": 0x50005} and state["after"]["vc_temp_c"] == 85.2
+    assert {"throttled", "hot"} <= set(state["flags"])
 
 
 # ------------------------------------------------------------------------------------------------ model store

@@ -299,7 +299,7 @@ def test_cli_tables_read_the_records():
         FleetSummary(ok=False, action="bench", name="m", sha256="ab" * 32, devices=(b, gone), seconds=1)
     )
     assert title == f"bench m ({'ab' * 6})" and cols[2] == "p50 ms" and rows[0][0:2] == ["b1", 1] and rows[0][-1] == "ok"
-    assert rows[1] == ["b2", *[""] * 9, "unreachable: b2: refused"]  # 9: the figures, sessions, CI, spread
+    assert rows[1] == ["b2", *[""] * 11, "unreachable: b2: refused"]  # 11: the figures, sessions, CI, spread, trend, flags
 
 
 LATENCY_MS = {k: v * 1000 for k, v in LATENCY.items()}
