@@ -26,8 +26,20 @@ BENCH_LABELS = ("pipeline", "device", "variant", "threads", "arch")
 
 # name -> (help, labels); the single list the exposition, dashboards and tests agree on
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
-    # a summary: quantile samples plus _sum and _count over the run's timed window (mean = _sum / _count)
-    "edgeq_latency_seconds": ("On-device inference latency over the benchmark's timed window.", BENCH_LABELS),
+    # Gauges of the latest run: each value is a measurement that can go up or down, so max/avg/
+    # quantile_over_time/deriv work; a summary's _count/_sum would promise cumulative counters that rate() reads.
+    "edgeq_latency_quantile_seconds": (
+        "On-device inference latency quantile of the latest run's timed window (gauge).",
+        (*BENCH_LABELS, "quantile"),
+    ),
+    "edgeq_latency_mean_seconds": ("Mean on-device inference latency of the latest run's timed window.", BENCH_LABELS),
+    "edgeq_latency_timed_inferences": ("Inferences timed in the latest run (what the latency figures come from).", BENCH_LABELS),
+    # DEPRECATED (kept so existing queries keep working; removal announced in README "Metric changes"): a summary
+    # whose _count/_sum hold the latest run's values, not cumulative ones, so rate() over them is meaningless.
+    "edgeq_latency_seconds": (
+        "DEPRECATED, use edgeq_latency_quantile_seconds / edgeq_latency_mean_seconds: per-run summary.",
+        BENCH_LABELS,
+    ),
     "edgeq_init_seconds": ("Interpreter creation and tensor allocation time on the device.", BENCH_LABELS),
     "edgeq_first_inference_seconds": ("First (cold) inference time on the device.", BENCH_LABELS),
     "edgeq_peak_memory_bytes": ("Peak resident memory of the benchmark process on the device.", BENCH_LABELS),
@@ -78,6 +90,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "edgeq_last_success_timestamp_seconds": ("When the last fully successful run finished (Unix time).", ("pipeline",)),
 }
 
+
+# exported live for existing queries, never backfilled (see README "Metric changes")
+LEGACY_METRICS = frozenset({"edgeq_latency_seconds"})
 
 SESSION_METRICS = frozenset(
     {
@@ -131,12 +146,24 @@ def _add_latency(fam: Any, labels: list[str], b: BenchmarkRow) -> None:
     from prometheus_client.samples import Sample
 
     names = dict(zip(BENCH_LABELS, labels, strict=True))
-    for value, q in ((b.p50_s, "0.5"), (b.p90_s, "0.9"), (b.p99_s, "0.99")):
-        if value is not None:
-            fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, value))
+    for value, q in _quantiles(b):
+        fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, value))
     if b.count and b.mean_s is not None:
         fam.samples.append(Sample("edgeq_latency_seconds_count", names, float(b.count)))
         fam.samples.append(Sample("edgeq_latency_seconds_sum", names, b.mean_s * b.count))
+
+
+def _quantiles(b: BenchmarkRow) -> list[tuple[float, str]]:
+    return [(v, q) for v, q in ((b.p50_s, "0.5"), (b.p90_s, "0.9"), (b.p99_s, "0.99")) if v is not None]
+
+
+def _add_latency_gauges(fam: dict[str, Any], labels: list[str], b: BenchmarkRow) -> None:
+    for value, q in _quantiles(b):
+        fam["edgeq_latency_quantile_seconds"].add_metric([*labels, q], value)
+    if b.mean_s is not None:
+        fam["edgeq_latency_mean_seconds"].add_metric(labels, b.mean_s)
+    if b.count:
+        fam["edgeq_latency_timed_inferences"].add_metric(labels, float(b.count))
 
 
 def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ...]) -> None:
@@ -146,6 +173,7 @@ def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ..
         if not b.ok:
             continue
         lab = [p, b.device, b.variant, str(b.threads), b.arch or ""]
+        _add_latency_gauges(fam, lab, b)
         _add_latency(fam["edgeq_latency_seconds"], lab, b)
         for name, value in (
             ("edgeq_init_seconds", b.init_s),

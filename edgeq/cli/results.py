@@ -188,6 +188,51 @@ def metrics_textfile(
         output.log(f"wrote {res.series} series to {res.path}")
 
 
+@metrics_app.command("backfill")
+def metrics_backfill(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the OpenMetrics file here (kept)."),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--prometheus-data",
+        help="Create TSDB blocks in this Prometheus data directory (promtool tsdb create-blocks-from openmetrics).",
+    ),
+    pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline."),
+    since: str | None = typer.Option(None, "--since", help="Only runs finished at or after this ISO date/time (UTC if no zone)."),
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write every stored run as OpenMetrics stamped with the time it was measured, and load it into Prometheus.
+
+    Example: edgeq metrics backfill --prometheus-data /var/lib/prometheus/metrics2 --since 2026-01-01
+    """
+    output.use_json(json_out)
+    if out is None and data_dir is None:
+        raise typer.BadParameter("give --out FILE, --prometheus-data DIR or both", param_hint="--out/--prometheus-data")
+    from edgeq import backfill
+
+    since_ts = _since(since)
+    res = backfill.backfill(db_path=db, out=out, data_dir=data_dir, pipeline=pipeline, since_ts=since_ts)
+    if json_out:
+        output.emit(res.to_json())
+        return
+    where = " and ".join(x for x in (res.openmetrics, res.data_dir and f"blocks in {res.data_dir}") if x)
+    output.log(f"backfilled {res.runs} run(s), {res.series} series, {res.samples} samples: {where}")
+    if not res.runs:
+        output.log("no runs match: nothing to load")
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO date or date-time, e.g. 2026-01-31", param_hint="--since") from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
 @metrics_app.command("serve")
 def metrics_serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to expose it on the network)."),

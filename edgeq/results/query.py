@@ -33,6 +33,7 @@ _LIST = (
 )
 _TREND = "SELECT * FROM runs WHERE pipeline = ? AND started_ts <= ? ORDER BY started_ts DESC, run_id DESC LIMIT ?"
 _PIPELINES = "SELECT DISTINCT pipeline FROM runs ORDER BY pipeline"
+_ALL = "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) ORDER BY started_ts, run_id"
 _LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? ORDER BY started_ts DESC, run_id DESC LIMIT 1"
 
 
@@ -163,6 +164,11 @@ def trend(h: History, pipeline: str, before_ts: float, limit: int) -> list[Store
     """The last `limit` runs of a pipeline up to (and including) a time, oldest first, without samples."""
     rows = _rows(h, _TREND, (pipeline, before_ts, int(limit)))
     return [load(h, _run(h, r)) for r in reversed(rows)]
+
+
+def all_runs(h: History, pipeline: str | None = None) -> list[RunRow]:
+    """Every run (of a pipeline), oldest first, without results: what a backfill walks."""
+    return [_run(h, r) for r in _rows(h, _ALL, (pipeline, pipeline))]
 
 
 def latest_per_pipeline(h: History) -> list[RunRow]:

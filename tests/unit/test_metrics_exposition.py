@@ -39,3 +39,21 @@ def test_exporter_survives_a_corrupt_history(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_latency_is_exported_as_gauges_and_nothing_shipped_reads_the_deprecated_summary(tmp_path):
+    from edgeq.testing.common import REPO
+
+    db = tmp_path / "h.db"
+    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    text = metrics.exposition(metrics.run_registry("latest", db)[0]).decode()
+    parsed = _parse(text)
+    for name in ("edgeq_latency_quantile_seconds", "edgeq_latency_mean_seconds", "edgeq_latency_timed_inferences"):
+        assert f"# TYPE {name} gauge" in text, name
+    q = {(s.labels["variant"], s.labels["quantile"]): s.value for s in parsed["edgeq_latency_quantile_seconds"].samples}
+    assert set(q) == {(v, x) for v in ("fp32", "int8") for x in ("0.5", "0.9", "0.99")}
+    assert q[("int8", "0.5")] < q[("int8", "0.9")] < q[("int8", "0.99")]
+    assert {s.value for s in parsed["edgeq_latency_timed_inferences"].samples} == {400.0}
+    # the dashboards and rules read the gauges: the summary stays only for queries users wrote themselves
+    for f in [*(REPO / "dashboards").rglob("*.json"), *(REPO / "dashboards").rglob("*.yml")]:
+        assert "edgeq_latency_seconds" not in f.read_text(), f
