@@ -357,10 +357,13 @@ def push(
 
 
 def write_textfile(path: Path, db_path: Path | None = None) -> TextfileSummary:
+    import logging
+
     from edgeq import paths
 
     fams = latest_families(db_path)
     data = exposition(registry_for(fams))
+    logging.getLogger("edgeq.metrics").info("textfile: %d families, %d bytes, from %s", len(fams), len(data), db_path)
     try:
         paths.atomic_write_bytes(Path(path), data)  # node_exporter must never read half a file
     except OSError as e:

@@ -32,7 +32,7 @@ def history(
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List stored runs with their accuracy and on-device p50 latency (µs)."""
+    """List stored runs with their accuracy and on-device p50 latency."""
     output.use_json(json_out)
     from edgeq.results import default_db_path, import_runs, query
 
@@ -41,7 +41,7 @@ def history(
     if import_:
         imported = import_runs(import_, db)
         for s in imported.skipped:
-            output.log(f"skipped {s.path}: {s.reason}")
+            output.warn(f"skipped {s.path}: {s.reason}")
         output.log(f"imported {len(imported.recorded)} run(s) into {db}")
     with query.open_for_reading(db) as h:
         runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit)
@@ -201,10 +201,7 @@ def metrics_backfill(
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write every stored run as OpenMetrics stamped with the time it was measured, and load it into Prometheus.
-
-    Example: edgeq metrics backfill --prometheus-data /var/lib/prometheus/metrics2 --since 2026-01-01
-    """
+    """Write every stored run as OpenMetrics stamped with the time it was measured, and load it into Prometheus."""
     output.use_json(json_out)
     if out is None and data_dir is None:
         raise typer.BadParameter("give --out FILE, --prometheus-data DIR or both", param_hint="--out/--prometheus-data")
