@@ -13,7 +13,7 @@ import typer
 
 from edgeq.cli import output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
-from edgeq.cli.options import BatchOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
+from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 from edgeq.records.fleet import BoardHealth, FleetSummary
@@ -225,13 +225,21 @@ def bench_cmd(
             help="Independent sessions (a fresh agent and interpreter each); --runs and --min-seconds are totals.",
         ),
     ] = 3,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the results in the history as an ad hoc run.")
+    ] = True,
+    db: DbOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions."""
+    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions; store the
+    results in the history as an ad hoc run (`edgeq history --adhoc`)."""
     output.use_json(json_out)
+    import time
+
     from edgeq import fleet
 
+    started = time.time()
     res = fan_out(
         "bench",
         devices,
@@ -251,10 +259,13 @@ def bench_cmd(
             sessions=sessions,
         ),
     )
+    run_id = _record_bench(res, started, db) if record and any(d.results for d in res.devices) else None
     if json_out:
-        output.emit(res.to_json())
+        output.emit({**res.to_json(), **({"history_run": run_id} if run_id else {})})
     else:
         output.table(*tables.bench_table(res))
+        if run_id:
+            output.log(f"stored as ad hoc run {run_id} (edgeq history --adhoc)")
     if not res.ok:
         bad = [r for r in res.devices if r.status != "ok"]
         raise FleetError(
@@ -263,6 +274,20 @@ def bench_cmd(
             bad[0].hint or "see the table above",
             result=res,
         )
+
+
+def _record_bench(res: FleetSummary, started: float, db: Path | None) -> str | None:
+    """A history that cannot be written costs the record, not the measurement: warn, keep the exit code."""
+    import time
+
+    from edgeq.adhoc import record_bench
+    from edgeq.errors import StoreError
+
+    try:
+        return record_bench(res, started, time.time(), db)
+    except StoreError as e:
+        output.warn(f"bench results not stored in the history: {e.message}")
+        return None
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,9 @@ def history(
     pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline."),
     device: str | None = typer.Option(None, "--device", "-d", help="Only runs benchmarked on this device."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many runs, newest first."),
+    adhoc: bool | None = typer.Option(
+        None, "--adhoc/--no-adhoc", help="Only ad hoc `edgeq bench` runs / only pipeline runs (default: both)."
+    ),
     import_: list[Path] | None = typer.Option(
         None,
         "--import",
@@ -44,7 +47,7 @@ def history(
             output.warn(f"skipped {s.path}: {s.reason}")
         output.log(f"imported {len(imported.recorded)} run(s) into {db}")
     with query.open_for_reading(db) as h:
-        runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit)
+        runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit, adhoc=adhoc)
     if json_out:
         output.emit(
             {"db": str(db), **({"imported": imported.to_json()} if imported else {}), "runs": [r.to_json() for r in runs]}
@@ -85,6 +88,9 @@ def compare(
         0.005, "--accuracy-tolerance", min=0.0, max=1.0, help="Accuracy loss (0..1) tolerated before it is a regression."
     ),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 9 if anything regressed."),
+    adhoc: bool = typer.Option(
+        False, "--adhoc", help="Let `latest` and the default baseline be ad hoc `edgeq bench` runs too (else pipeline runs only)."
+    ),
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -99,6 +105,7 @@ def compare(
             candidate,
             db_path=db,
             pipeline=pipeline,
+            adhoc=adhoc,
             threshold=threshold,
             alpha=alpha,
             accuracy_tolerance=accuracy_tolerance,

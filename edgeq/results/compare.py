@@ -340,17 +340,20 @@ def compare_runs(
     *,
     db_path: Path | None = None,
     pipeline: str | None = None,
+    adhoc: bool = False,
     **opts: Any,
 ) -> Comparison:
     """Resolve the runs and compare them.
 
     No refs: the latest run (of `pipeline` if given) vs the previous run of its pipeline.
     BASE only: BASE vs the latest run of BASE's pipeline. Both: exactly those.
+    Ad hoc `edgeq bench` runs are candidates or baselines of `latest` only with `adhoc`.
     """
+    latest_adhoc = None if adhoc else False
     with query.open_for_reading(db_path) as h:
         if base_ref is None and cand_ref is None:
-            cand = query.resolve(h, "latest", pipeline)
-            base = query.previous(h, cand)
+            cand = query.resolve(h, "latest", pipeline, adhoc=latest_adhoc)
+            base = query.previous(h, cand, include_adhoc=adhoc)
             if base is None:
                 raise NothingToCompare(
                     f"run {cand.run_id} is the first recorded run of pipeline {cand.pipeline!r} with "
@@ -358,16 +361,16 @@ def compare_runs(
                     "run the pipeline again, or name two runs: edgeq compare BASE CANDIDATE",
                 )
         elif cand_ref is None:
-            base = query.resolve(h, base_ref)
-            cand = query.resolve(h, "latest", base.pipeline)
+            base = query.resolve(h, base_ref, adhoc=latest_adhoc)
+            cand = query.resolve(h, "latest", base.pipeline, adhoc=None if adhoc or base.adhoc else False)
             if cand.run_id == base.run_id:
                 raise NothingToCompare(
                     f"run {base.run_id} is the latest run of pipeline {base.pipeline!r}: nothing newer to compare it with",
                     "name two runs: edgeq compare BASE CANDIDATE",
                 )
         else:
-            base = query.resolve(h, base_ref)
-            cand = query.resolve(h, cand_ref)
+            base = query.resolve(h, base_ref, adhoc=latest_adhoc)
+            cand = query.resolve(h, cand_ref, adhoc=latest_adhoc)
         return compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts)
 
 
