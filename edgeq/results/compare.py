@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeq import units
 from edgeq.errors import NothingToCompare, StoreError
 from edgeq.records import Record
 from edgeq.results import query
@@ -201,7 +202,9 @@ def _latency(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: 
     )
     if not row.regression or ratio is None or b.p50_s is None or c.p50_s is None:
         return row, None
-    return row, f"latency {_where(k)}: p50 {b.p50_s * 1e6:.4g} -> {c.p50_s * 1e6:.4g} µs ({_why(row, threshold, alpha)})"
+    unit = units.latency_unit_s([b.p50_s])  # edgeq.units: the unit follows the value, and is always named
+    p50s = f"{units.latency_s(b.p50_s, unit)} -> {units.latency_s(c.p50_s, unit)} {unit}"
+    return row, f"latency {_where(k)}: p50 {p50s} ({_why(row, threshold, alpha)})"
 
 
 def _drift(k: Key, then: BenchmarkRow, now: BenchmarkRow, threshold: float, alpha: float) -> LatencyChange:
