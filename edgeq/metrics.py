@@ -28,16 +28,16 @@ BENCH_LABELS = ("pipeline", "device", "variant", "threads", "arch")
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     # Gauges of the latest run: each value is a measurement that can go up or down, so max/avg/
     # quantile_over_time/deriv work; a summary's _count/_sum would promise cumulative counters that rate() reads.
-    "edgeq_latency_quantile_seconds": (
-        "On-device inference latency quantile of the latest run's timed window (gauge).",
-        (*BENCH_LABELS, "quantile"),
-    ),
+    # one name per quantile, not a `quantile` label: Prometheus reserves that label for summaries (promtool check metrics)
+    "edgeq_latency_p50_seconds": ("Median on-device inference latency of the latest run's timed window.", BENCH_LABELS),
+    "edgeq_latency_p90_seconds": ("90th percentile on-device inference latency of the latest run.", BENCH_LABELS),
+    "edgeq_latency_p99_seconds": ("99th percentile on-device inference latency of the latest run.", BENCH_LABELS),
     "edgeq_latency_mean_seconds": ("Mean on-device inference latency of the latest run's timed window.", BENCH_LABELS),
     "edgeq_latency_timed_inferences": ("Inferences timed in the latest run (what the latency figures come from).", BENCH_LABELS),
     # DEPRECATED (kept so existing queries keep working; removal announced in README "Metric changes"): a summary
     # whose _count/_sum hold the latest run's values, not cumulative ones, so rate() over them is meaningless.
     "edgeq_latency_seconds": (
-        "DEPRECATED, use edgeq_latency_quantile_seconds / edgeq_latency_mean_seconds: per-run summary.",
+        "DEPRECATED, use edgeq_latency_p50_seconds (p90, p99) / edgeq_latency_mean_seconds: per-run summary.",
         BENCH_LABELS,
     ),
     "edgeq_init_seconds": ("Interpreter creation and tensor allocation time on the device.", BENCH_LABELS),
@@ -146,20 +146,22 @@ def _add_latency(fam: Any, labels: list[str], b: BenchmarkRow) -> None:
     from prometheus_client.samples import Sample
 
     names = dict(zip(BENCH_LABELS, labels, strict=True))
-    for value, q in _quantiles(b):
+    for value, q, _ in _quantiles(b):
         fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, value))
     if b.count and b.mean_s is not None:
         fam.samples.append(Sample("edgeq_latency_seconds_count", names, float(b.count)))
         fam.samples.append(Sample("edgeq_latency_seconds_sum", names, b.mean_s * b.count))
 
 
-def _quantiles(b: BenchmarkRow) -> list[tuple[float, str]]:
-    return [(v, q) for v, q in ((b.p50_s, "0.5"), (b.p90_s, "0.9"), (b.p99_s, "0.99")) if v is not None]
+def _quantiles(b: BenchmarkRow) -> list[tuple[float, str, str]]:
+    """(value, summary quantile label, gauge name) of each quantile the benchmark has."""
+    q = ((b.p50_s, "0.5", "p50"), (b.p90_s, "0.9", "p90"), (b.p99_s, "0.99", "p99"))
+    return [(v, label, f"edgeq_latency_{p}_seconds") for v, label, p in q if v is not None]
 
 
 def _add_latency_gauges(fam: dict[str, Any], labels: list[str], b: BenchmarkRow) -> None:
-    for value, q in _quantiles(b):
-        fam["edgeq_latency_quantile_seconds"].add_metric([*labels, q], value)
+    for value, _, name in _quantiles(b):
+        fam[name].add_metric(labels, value)
     if b.mean_s is not None:
         fam["edgeq_latency_mean_seconds"].add_metric(labels, b.mean_s)
     if b.count:

@@ -43,7 +43,7 @@ def test_five_runs_on_five_days_come_back_at_their_times(tmp_path, edgeq):
     prom = start_prometheus(tmp_path, "global:\n  scrape_interval: 1m\n", port, tsdb=data, retention="30d")
     try:
         start, end = times[0].timestamp() - 3 * 3600, times[-1].timestamp() + 3 * 3600
-        expr = 'edgeq_latency_quantile_seconds{pipeline="synth", device="pi5", variant="int8", quantile="0.5"}'
+        expr = 'edgeq_latency_p50_seconds{pipeline="synth", device="pi5", variant="int8"}'
         res = _range(port, expr, start, end, 3600)  # a step of 1 h: the 5 min lookback sees each sample once
         assert len(res) == 1, res
         points = [(float(t), float(v)) for t, v in res[0]["values"]]

@@ -82,7 +82,7 @@ def test_node_exporter_as_its_own_user_exports_the_textfile(tmp_path, edgeq, tex
         text = _scrape(port, proc, log)
         assert Path(f"/proc/{proc.pid}/status").read_text().split("Uid:")[1].split()[0] == str(uid)
         assert "node_textfile_scrape_error 0" in text, text[-2000:]
-        series = [x for x in text.splitlines() if x.startswith("edgeq_latency_quantile_seconds{")]
+        series = [x for x in text.splitlines() if x.startswith("edgeq_latency_p50_seconds{")]
         assert series and all('device="pi5"' in x and 'pipeline="synth"' in x for x in series), text[-2000:]
         assert any(x.startswith('edgeq_last_run_ok{pipeline="synth"} 1') for x in text.splitlines())
     finally:

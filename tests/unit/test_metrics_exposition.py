@@ -48,11 +48,14 @@ def test_latency_is_exported_as_gauges_and_nothing_shipped_reads_the_deprecated_
     record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
     text = metrics.exposition(metrics.run_registry("latest", db)[0]).decode()
     parsed = _parse(text)
-    for name in ("edgeq_latency_quantile_seconds", "edgeq_latency_mean_seconds", "edgeq_latency_timed_inferences"):
+    gauges = [f"edgeq_latency_{x}_seconds" for x in ("p50", "p90", "p99", "mean")] + ["edgeq_latency_timed_inferences"]
+    for name in gauges:
         assert f"# TYPE {name} gauge" in text, name
-    q = {(s.labels["variant"], s.labels["quantile"]): s.value for s in parsed["edgeq_latency_quantile_seconds"].samples}
-    assert set(q) == {(v, x) for v in ("fp32", "int8") for x in ("0.5", "0.9", "0.99")}
-    assert q[("int8", "0.5")] < q[("int8", "0.9")] < q[("int8", "0.99")]
+        assert all("quantile" not in s.labels for s in parsed[name].samples)  # a summary-only label
+    q = {(n, s.labels["variant"]): s.value for n in gauges[:3] for s in parsed[n].samples}
+    assert len(q) == 6 and q[(gauges[0], "int8")] < q[(gauges[1], "int8")] < q[(gauges[2], "int8")]
+    old = {s.labels["variant"]: s.value for s in parsed["edgeq_latency_seconds"].samples if s.labels.get("quantile") == "0.5"}
+    assert old == {v: q[(gauges[0], v)] for v in ("fp32", "int8")}  # the deprecated summary: same figures
     assert {s.value for s in parsed["edgeq_latency_timed_inferences"].samples} == {400.0}
     # the dashboards and rules read the gauges: the summary stays only for queries users wrote themselves
     for f in [*(REPO / "dashboards").rglob("*.json"), *(REPO / "dashboards").rglob("*.yml")]:

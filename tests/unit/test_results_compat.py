@@ -109,7 +109,9 @@ def test_recording_the_same_manifests_again_writes_the_same_rows(tmp_path):
     assert _dump(db) == _dump(DATA / "history-main.db")
 
 
-NEW_SINCE_GOLDEN = ("edgeq_latency_quantile_seconds", "edgeq_latency_mean_seconds", "edgeq_latency_timed_inferences")
+NEW_SINCE_GOLDEN = tuple(f"edgeq_latency_{x}_seconds" for x in ("p50", "p90", "p99", "mean")) + (
+    "edgeq_latency_timed_inferences",
+)
 
 
 def _assert_old_series_unchanged(text: str) -> None:
@@ -121,4 +123,4 @@ def _assert_old_series_unchanged(text: str) -> None:
 
     new = lines(text)
     assert [x for x in new if not any(n in x for n in NEW_SINCE_GOLDEN)] == lines(GOLDEN["exposition"])
-    assert any(x.startswith("edgeq_latency_quantile_seconds{") for x in new)
+    assert any(x.startswith("edgeq_latency_p50_seconds{") for x in new)
