@@ -61,6 +61,15 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         BENCH_LABELS,
     ),
     "edgeq_harness_floor_seconds": ("Invoke time of a no-op model on the device (the harness floor).", BENCH_LABELS),
+    # benchmark.numeric_check: golden rows on the board vs this host, op by op (no run id label: one series per check)
+    "edgeq_numeric_check_ok": (
+        "1 if every op's output on the device is within the numeric check's tolerance of this host's, else 0.",
+        ("pipeline", "device", "variant"),
+    ),
+    "edgeq_numeric_max_error": (
+        "Largest op output error of the numeric check: quantization steps (unit=lsb) or relative to the host (unit=rel).",
+        ("pipeline", "device", "variant", "unit"),
+    ),
     "edgeq_device_up": ("1 if every benchmark on the device succeeded in the latest run, else 0.", ("pipeline", "device")),
     "edgeq_device_info": (
         "Board facts of the device (value 1).",
@@ -102,6 +111,8 @@ SESSION_METRICS = frozenset(
         "edgeq_latency_p50_ci_lower_seconds",
         "edgeq_latency_p50_ci_upper_seconds",
         "edgeq_harness_floor_seconds",
+        "edgeq_numeric_check_ok",  # and runs without a numeric check export no empty numeric families
+        "edgeq_numeric_max_error",
     }
 )
 
@@ -227,6 +238,11 @@ def run_families(run: StoredRun, last_success_ts: float | None) -> list[Any]:
         fam["edgeq_stage_cached"].add_metric([p, st.stage, st.variant], int(st.cached))
         if st.seconds is not None:
             fam["edgeq_stage_duration_seconds"].add_metric([p, st.stage, st.variant], 0.0 if st.cached else st.seconds)
+    for n in run.numeric or ():
+        if n.kind is None:  # a check that could not run says nothing about the numbers
+            fam["edgeq_numeric_check_ok"].add_metric([p, n.device, n.variant], int(n.ok))
+        if n.worst_error is not None and n.worst_unit in ("lsb", "rel"):
+            fam["edgeq_numeric_max_error"].add_metric([p, n.device, n.variant, n.worst_unit], n.worst_error)
     if run.wall_seconds is not None:
         fam["edgeq_run_duration_seconds"].add_metric([p], run.wall_seconds)
     fam["edgeq_last_run_timestamp_seconds"].add_metric([p], run.finished_ts or run.started_ts)

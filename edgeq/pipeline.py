@@ -29,6 +29,7 @@ from edgeq.records.run import BenchmarkStage, DeployStage, QuantizeStage, RunMan
 from edgeq.stages import fleet
 from edgeq.stages.cache import StageCache, stage_key
 from edgeq.stages.context import RunContext
+from edgeq.stages.numeric import numeric_stage
 from edgeq.stages.steps import gate_variants, quantize_stage, train_stage, validate_stage
 
 
@@ -212,6 +213,13 @@ def _fleet_stages(ctx: RunContext, inv, variants: dict[str, VariantResult], out:
         out.stage(**({"benchmark_accuracy": checks} if checks is not None else {}), benchmark=bench)
         out.update(benchmarks=bench.results)
         failures += failed
+        if spec.benchmark.numeric_check:
+            keys = spec.benchmark.variants or list(variants)
+            golden, numeric, failed = numeric_stage(
+                spec.benchmark, targets, inv, variants, keys, ctx.dataset().x_test, ctx.run_dir, ctx.log
+            )
+            out.stage(benchmark=bench.replace(numeric_inputs=str(golden)), benchmark_numeric=numeric)
+            failures += failed
     out.update(fleet_failed=failures)
 
 

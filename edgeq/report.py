@@ -72,8 +72,26 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _label(b: BenchmarkRow) -> str:
-    return f"{b.variant} · {b.threads} thr"
+def _labels(rows: list[BenchmarkRow]) -> list[str]:
+    """One legend label per row, never two alike: variant and threads, then runtime/delegate, then a number."""
+    base = [f"{b.variant} · {b.threads} thr" for b in rows]
+    if len({(b.device, t) for b, t in zip(rows, base, strict=True)}) < len(base):
+        base = [f"{t} · {b.runtime_name or ''} {b.runtime_version or ''}".strip() for t, b in zip(base, rows, strict=True)]
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for b, t in zip(rows, base, strict=True):
+        k = (b.device, t)
+        seen[k] = seen.get(k, 0) + 1
+        out.append(t if seen[k] == 1 else f"{t} #{seen[k]}")
+    return out
+
+
+def _n_label(b: BenchmarkRow, kept: int, above: int, top: float, unit: str) -> str:
+    """`top`: the largest sample, already in `unit` (the plot's unit, edgeq.units)."""
+    timed = b.count or kept
+    n = f"n={timed:,} timed" + (f", every {b.samples_stride}th drawn" if (b.samples_stride or 1) > 1 else "")
+    tail = f"; {above} beyond the axis, max {top:.4g} {unit}" if above else ""
+    return f"p50 {units.latency_s(b.p50_s, unit)} {unit}  ({n}{tail})"
 
 
 def latency_plot(run: StoredRun) -> str | None:
@@ -96,19 +114,20 @@ def latency_plot(run: StoredRun) -> str | None:
         if hi <= lo:
             hi = lo * 1.01 + 1e-9
         bins = np.linspace(lo, hi, 80)
-        for b, u in zip(rows, us, strict=False):
+        for b, u, name in zip(rows, us, _labels(rows), strict=False):
+            above = int((u > hi).sum())  # the tail past the axis is counted in the legend, not silently dropped
             _, _, patches = ax.hist(
                 np.clip(u, lo, hi),
                 bins=bins,
                 histtype="step",
                 linewidth=1.6,
                 density=True,
-                label=f"{_t(_label(b))}  p50 {units.latency_s(b.p50_s, unit)} {unit}  (n={len(u):,})",
+                label=f"{_t(name)}  {_t(_n_label(b, len(u), above, float(u.max()), unit))}",
             )
             ax.axvline((b.p50_s or 0) * k, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
         first = rows[0]
         ax.set_title(_t(f"{dev} ({first.arch or ''} {first.board_model or first.cpu_model or ''})".strip()), loc="left")
-        ax.set_xlabel(f"latency per inference ({unit}), 0.5-99.5 percentile range")
+        ax.set_xlabel(f"latency per inference ({unit}), 0.5-99.5 percentile range; the last bin holds the tail beyond it")
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -144,9 +163,9 @@ def trend_plot(runs: list[StoredRun]) -> str | None:
     unit = units.latency_unit_s(b.p50_s for r in runs for b in r.benchmarks if b.ok)
     series: dict[str, list[float | None]] = {}
     for i, r in enumerate(runs):
-        for b in r.benchmarks:
-            if b.ok and b.p50_s is not None:
-                series.setdefault(_t(f"{b.device} · {_label(b)}"), [None] * len(runs))[i] = b.p50_s * units.scale(unit)
+        ok = [b for b in r.benchmarks if b.ok and b.p50_s is not None]
+        for b, name in zip(ok, _labels(ok), strict=True):  # labels unique within the run: no point overwrites another
+            series.setdefault(_t(f"{b.device} · {name}"), [None] * len(runs))[i] = b.p50_s * units.scale(unit)
     for name, ys in sorted(series.items()):
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
@@ -173,7 +192,15 @@ def trend_plot(runs: list[StoredRun]) -> str | None:
     return _png(fig)
 
 
+def _empty(c: Any) -> bool:
+    return c is None or c == "" or c == ()
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    # a column no row fills (no power probe on any board, no board model) says nothing: leave it out
+    keep = [i for i in range(len(headers)) if not rows or any(not _empty(r[i]) for r in rows)]
+    headers = [headers[i] for i in keep]
+    rows = [[r[i] for i in keep] for r in rows]
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -245,7 +272,7 @@ BENCH_COLUMNS = [
     "peak MiB",
     "W",
     "mJ / inference",
-    "samples",
+    "inferences timed",
     "status",
 ]
 
@@ -265,7 +292,7 @@ def _bench_cells(b: BenchmarkRow, unit: str) -> list[Any]:
         _f(b.peak_rss_bytes, ".1f", 1 / 2**20),
         _f(b.power_mean_w, ".2f"),
         _f(b.energy_j, ".4g", 1e3),
-        len(b.samples_s or ()),
+        b.count or len(b.samples_s or ()),
         "ok" if b.ok else f"FAILED: {b.error}",
     ]
 
@@ -285,6 +312,20 @@ def _benchmarks(run: StoredRun) -> list[str]:
         boards.setdefault(b.device, b.board)
     rows = [[d, *[_board_cell(getattr(facts, k)) for k in BOARD_KEYS]] for d, facts in boards.items()]
     parts.append("<h2>Boards</h2>" + _table(["device", *BOARD_KEYS], rows))
+    if run.numeric:  # benchmark.numeric_check
+        cols = ["device", "variant", "result", "worst op", "tolerance", "runtime on the board"]
+        rows = [
+            [
+                n.device,
+                n.variant,
+                n.summary,
+                "" if n.worst_error is None else f"#{n.worst_op_index}: {n.worst_error:.3g} {n.worst_unit}",
+                f"{n.tolerance_lsb:g} steps / {n.tolerance_rel:g} relative" if n.tolerance_lsb is not None else "",
+                " ".join(x for x in (n.runtime_name, n.runtime_version) if x),
+            ]
+            for n in run.numeric
+        ]
+        parts.append("<h2>Numeric check on the boards (golden rows vs this host, op by op)</h2>" + _table(cols, rows))
     return parts
 
 

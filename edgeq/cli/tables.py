@@ -248,6 +248,10 @@ def history_table(runs: list[StoredRun], db: str) -> Table:
             ]
         )
     cols = ["run", "pipeline", "status", "started (UTC)", "wall s", "accuracy", f"p50 {unit} (device/variant/threads)"]
+    if any(r.numeric for r in runs):  # benchmark.numeric_check: the first diverging layer, or "matches"
+        cols.append("numeric check (device/variant)")
+        for row, r in zip(rows, runs, strict=True):
+            row.append("; ".join(f"{n.device}/{n.variant} {n.summary}" for n in r.numeric or ()))
     return f"history {db}", cols, rows
 
 
@@ -261,8 +265,9 @@ def _text(x: int | None) -> str:
 
 def _ratio_ci(x: Any) -> str:
     """The session interval of the ratio, or why the raw-sample test decided instead."""
-    if x.test == "sessions" and x.ratio_ci_low is not None and x.ratio_ci_high is not None:
-        return f"{x.ratio_ci_low:.3f}-{x.ratio_ci_high:.3f} ({x.sessions_base}v{x.sessions_candidate})"
+    if x.test in ("sessions", "paired sessions") and x.ratio_ci_low is not None and x.ratio_ci_high is not None:
+        pairs = " paired" if x.test == "paired sessions" else ""
+        return f"{x.ratio_ci_low:.3f}-{x.ratio_ci_high:.3f} ({x.sessions_base}v{x.sessions_candidate}{pairs})"
     if x.test == "raw samples":
         return f"one session ({x.sessions_base}v{x.sessions_candidate}): p decides"
     return "no sessions stored: p decides"
@@ -293,7 +298,7 @@ def comparison_tables(c: Comparison) -> list[Table]:
             "only where a side has one session)"
         )
         if any(x.base_source == "rerun" for x in c.latency):
-            title += f"; * base re-measured in run {k.run_id}, interleaved with the candidate"
+            title += f"; * base re-measured in run {k.run_id}, interleaved with the candidate: sessions compared in pairs"
         cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "ratio CI (sessions)", "p"]
         out.append((title, [*cols, "verdict"], rows))
     if c.drift:

@@ -239,6 +239,14 @@ class BenchmarkStageSpec(Spec):
     # board vs validate accuracy (0..1) beyond which the check fails. Not 0: the host validates with XNNPACK's
     # int8 kernels, a board's runtime may use TFLite's reference ones (1 of 10,000 Fashion-MNIST answers differs)
     accuracy_tolerance: float = Field(0.001, ge=0.0, le=1.0)
+    # after benchmarking, the numeric check (edgeq numerics) of each variant on each board: `numeric_rows` golden
+    # test rows stored beside the run's artifacts go through the model with every intermediate tensor kept, on the
+    # board and on this host; the first op over the tolerance (quantization steps; relative for float tensors) is
+    # reported and fails the run (exit 8, as a board that fails to benchmark)
+    numeric_check: bool = False
+    numeric_rows: int = Field(4, ge=1, le=1000)
+    numeric_tolerance_lsb: float = Field(1.0, ge=0.0)
+    numeric_tolerance_rel: float = Field(1e-3, ge=0.0)
     parallel: int = Field(5, ge=1, le=256)
 
     @field_validator("threads")

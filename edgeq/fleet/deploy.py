@@ -204,6 +204,16 @@ def deploy(
     return _summary("deploy", res, started, artifact=str(artifact), name=name, sha256=sha, size_bytes=size)
 
 
+def check_rollback_args(name: str, from_sha: str | None) -> None:
+    """The model name and --from checks `rollback` and `rollback --dry-run` share (before any board is touched)."""
+    if not re.fullmatch(NAME_RE, name):
+        raise ConfigError(f"model name {name!r} is not valid", "use letters, digits, '.', '_', '-' (max 64)")
+    if from_sha is not None and not re.fullmatch(r"[0-9a-f]{64}", from_sha):
+        raise ConfigError(
+            f"--from {from_sha!r} is not a sha256 (64 hex digits)", "pass the full sha256 `edgeq deploy --json` printed"
+        )
+
+
 def rollback(
     inventory: Inventory,
     targets: list[str],
@@ -222,12 +232,7 @@ def rollback(
     With `from_sha`, a compare-and-swap: only boards whose current is `from_sha` switch; a board already
     rolled back from it is left alone ("already rolled back"), any other is refused (kind "not_current").
     """
-    if not re.fullmatch(NAME_RE, name):
-        raise ConfigError(f"model name {name!r} is not valid", "use letters, digits, '.', '_', '-' (max 64)")
-    if from_sha is not None and not re.fullmatch(r"[0-9a-f]{64}", from_sha):
-        raise ConfigError(
-            f"--from {from_sha!r} is not a sha256 (64 hex digits)", "pass the full sha256 `edgeq deploy --json` printed"
-        )
+    check_rollback_args(name, from_sha)
     devices = inventory.select(targets)
     agent = agent or build_agent()
     factory = transport_factory or open_transport

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, Board, build_agent
-from edgeq.fleet.deploy import _FREE_MARGIN, _summary, check_tflite, model_name
+from edgeq.fleet.deploy import _FREE_MARGIN, _summary, check_rollback_args, check_tflite, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
 from edgeq.fleet.inventory import DeviceSpec, Inventory
 from edgeq.fleet.transports import open_transport
@@ -131,6 +131,7 @@ def rollback_plan(
     agent: AgentBundle | None = None,
 ) -> FleetSummary:
     """What `rollback` would do on each board (the same --from compare-and-swap rule)."""
+    check_rollback_args(name, from_sha)
     agent = agent or build_agent()
     factory = transport_factory or open_transport
     started = time.monotonic()

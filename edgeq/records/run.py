@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field
 
 from edgeq.records.base import Record, _jsonable
 from edgeq.records.fleet import AccuracyCheck, BenchResult, FleetSummary, RuntimeInfo
+from edgeq.records.numeric import NumericCheck
 
 Num = int | float  # a number as written: 1 stays 1, 1.0 stays 1.0
 Doc = dict[str, Any]  # a sub-document this layer passes through unread
@@ -182,6 +183,7 @@ class BenchmarkStage(RunRecord):
     results: tuple[BenchResult, ...] = ()
     baseline_run: str | None = None
     baseline_notes: tuple[str, ...] | None = None
+    numeric_inputs: str | None = None  # benchmark.numeric_check: the golden rows (.npy) kept beside the artifacts
 
 
 class RunStages(RunRecord):
@@ -193,6 +195,7 @@ class RunStages(RunRecord):
     deploy: DeployStage | None = None
     benchmark_accuracy: tuple[AccuracyCheck, ...] | None = None
     benchmark: BenchmarkStage | None = None
+    benchmark_numeric: tuple[NumericCheck, ...] | None = None  # benchmark.numeric_check: one per variant x board
 
 
 class RunManifest(RunRecord):

@@ -5,7 +5,9 @@ Latency: a regression needs the p50 ratio (median of session medians, candidate 
 AND a session-level test: the bootstrap interval of that ratio, from each side's session medians, excludes 1.
 Mann-Whitney U on the raw samples stays as a side column: with 100,000 samples any shift is "significant"
 and session-to-session drift is invisible to it. Results stored before sessions existed (or of one session)
-fall back to it: ratio over the threshold AND Mann-Whitney p < alpha."""
+fall back to it: ratio over the threshold AND Mann-Whitney p < alpha. Against a rerun baseline (re-measured
+in the candidate's run, session s of each side back to back) the interval comes from the session PAIRS
+(stats.paired_ratio_ci): drift that hits both members of a pair cancels (bench/drift_bench.py measured why)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from edgeq.records import Record
 from edgeq.results import query
 from edgeq.results.baseline import BASELINE_SUFFIX
 from edgeq.results.rows import BenchmarkRow, StoredRun
-from edgeq.results.stats import CI_LEVEL, mann_whitney_u, ratio_ci
+from edgeq.results.stats import CI_LEVEL, mann_whitney_u, paired_ratio_ci, ratio_ci
 
 DEFAULT_THRESHOLD = 1.10  # 10% slower p50: below this, nightly noise on a shared board dominates
 DEFAULT_ALPHA = 0.05
@@ -60,7 +62,8 @@ class LatencyChange(BenchKey):
     regression: bool
     # the session-level test; all None when neither side was stored with sessions (the JSON of such runs is
     # unchanged: significance is then Mann-Whitney's, as before sessions existed)
-    test: str | None = None  # "sessions", or "raw samples" (a side has fewer than 2 sessions: the fallback)
+    # "sessions", "paired sessions" (a rerun baseline), or "raw samples" (a side has fewer than 2 sessions: the fallback)
+    test: str | None = None
     sessions_base: int | None = None
     sessions_candidate: int | None = None
     ratio_ci_low: float | None = None
@@ -148,13 +151,28 @@ def _where(k: Key) -> str:
     return f"{variant} on {device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
-def _session_test(b: BenchmarkRow, c: BenchmarkRow) -> dict[str, Any]:
-    """The LatencyChange fields of the session-level test (empty when neither side has session data)."""
+SESSION_TESTS = ("sessions", "paired sessions")
+
+
+def _pairs(b: BenchmarkRow, c: BenchmarkRow) -> list[tuple[float, float]] | None:
+    """(baseline, candidate) session medians by session number, when both sides have the same sessions."""
+    bs = {s.session: s.p50_s for s in b.per_session or () if s.p50_s is not None}
+    cs = {s.session: s.p50_s for s in c.per_session or () if s.p50_s is not None}
+    return [(bs[i], cs[i]) for i in sorted(bs)] if bs and bs.keys() == cs.keys() else None
+
+
+def _session_test(b: BenchmarkRow, c: BenchmarkRow, paired: bool = False) -> dict[str, Any]:
+    """The LatencyChange fields of the session-level test (empty when neither side has session data).
+
+    paired: the base was re-measured in the candidate's run, session s of each side back to back
+    (benchmark.rerun_baseline), so sessions are compared pair by pair (stats.paired_ratio_ci)."""
     bs, cs = b.session_p50s, c.session_p50s
     if not bs and not cs:
         return {}
-    ci = ratio_ci(bs, cs)
-    out: dict[str, Any] = {"test": "raw samples" if ci is None else "sessions", "sessions_base": len(bs) or 1}
+    pairs = _pairs(b, c) if paired else None
+    ci = paired_ratio_ci(pairs) if pairs else ratio_ci(bs, cs)
+    test = "raw samples" if ci is None else ("paired sessions" if pairs else "sessions")
+    out: dict[str, Any] = {"test": test, "sessions_base": len(bs) or 1}
     out["sessions_candidate"] = len(cs) or 1
     if ci is not None:
         out.update(ratio_ci_low=ci[0], ratio_ci_high=ci[1], ratio_ci_level=CI_LEVEL)
@@ -162,7 +180,7 @@ def _session_test(b: BenchmarkRow, c: BenchmarkRow) -> dict[str, Any]:
 
 
 def _why(row: LatencyChange, threshold: float, alpha: float) -> str:
-    if row.test == "sessions":
+    if row.test in SESSION_TESTS:
         return (
             f"x{row.ratio:.3f} > {threshold:g}, {row.ratio_ci_level or CI_LEVEL:.0%} session interval of the ratio "
             f"[{row.ratio_ci_low:.3f}, {row.ratio_ci_high:.3f}] excludes 1; {row.sessions_base} vs "
@@ -171,18 +189,20 @@ def _why(row: LatencyChange, threshold: float, alpha: float) -> str:
     return f"x{row.ratio:.3f} > {threshold:g}, Mann-Whitney p={row.p_value:.2g} < {alpha:g}"
 
 
-def _latency(k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: float) -> tuple[LatencyChange, str | None]:
+def _latency(
+    k: Key, b: BenchmarkRow, c: BenchmarkRow, threshold: float, alpha: float, paired: bool = False
+) -> tuple[LatencyChange, str | None]:
     ratio = _ratio(c.p50_s, b.p50_s)
     test = mann_whitney_u(b.samples_s or (), c.samples_s or ())
     p = test.p_value
-    sessions = _session_test(b, c)
-    if sessions.get("test") == "sessions":
+    sessions = _session_test(b, c, paired)
+    if sessions.get("test") in SESSION_TESTS:
         significant = sessions["ratio_ci_low"] > 1.0 or sessions["ratio_ci_high"] < 1.0
     else:
         significant = p is not None and p < alpha
     slower = ratio is not None and ratio > threshold
     faster = ratio is not None and ratio < 1.0 / threshold
-    verdict = _verdict(slower, faster, significant, p if sessions.get("test") != "sessions" else 0.0)
+    verdict = _verdict(slower, faster, significant, p if sessions.get("test") not in SESSION_TESTS else 0.0)
     row = LatencyChange(
         device=k[0],
         variant=k[1],
@@ -283,7 +303,7 @@ def compare(
         raise _nothing_in_common(base, cand, bb, cb)
     latency, memory, energy, regressions = [], [], [], []
     for k in common_b:
-        lat, note = _latency(k, bb[k], cb[k], threshold, alpha)
+        lat, note = _latency(k, bb[k], cb[k], threshold, alpha, paired=k in reruns)
         if k in reruns:
             lat = lat.replace(base_source="rerun")
             note = note and f"{note} (against the baseline re-measured in this run)"

@@ -16,12 +16,14 @@ from typing import Any
 
 from edgeq import paths
 from edgeq.errors import StoreError
+from edgeq.results.numeric import NUMERIC_SCHEMA
 
 DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
-SCHEMA_VERSION = 4  # 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions;
-# 4: runs.adhoc (an `edgeq bench` run, not a pipeline run)
+# 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions; 4: numeric checks;
+# 5: runs.adhoc (an `edgeq bench` run, not a pipeline run)
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -286,18 +288,18 @@ def _ensure_schema(h: History) -> None:
             )
         if v == SCHEMA_VERSION:
             return
-        if v in (1, 2, 3):  # an older edgeq's database: add what later versions store, keep every result
+        if v in (1, 2, 3, 4):  # an older edgeq's database: add what versions 2 to 5 store, keep every result
             with h.write(f"upgrading the schema to version {SCHEMA_VERSION}") as c:
                 if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
                     c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
-                for stmt in _statements(SESSIONS_SCHEMA):
+                for stmt in _statements(SESSIONS_SCHEMA + NUMERIC_SCHEMA):
                     c.execute(stmt)
                 if "adhoc" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
                     c.execute("ALTER TABLE runs ADD COLUMN adhoc INTEGER NOT NULL DEFAULT 0")
                 c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             return
     with h.write("creating the schema") as c:
-        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA):  # not executescript: it would COMMIT mid-transaction
+        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA + NUMERIC_SCHEMA):  # not executescript: it would COMMIT mid-transaction
             c.execute(stmt)
         if c.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
             c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from edgeq.errors import StoreError
 from edgeq.records import RecordError
+from edgeq.results import numeric
 from edgeq.results.db import History, open_history
 from edgeq.results.record import unpack_samples
 from edgeq.results.rows import BenchmarkRow, RunRow, SessionRow, StageRow, StoredRun, ValidationRow
@@ -156,6 +157,7 @@ def load(h: History, run: RunRow, samples: bool = False) -> StoredRun:
         validations=validations(h, run.run_id),
         benchmarks=tuple(benchmarks(h, run.run_id, samples)),
         stages=tuple(stages(h, run.run_id)),
+        numeric=numeric.read(h, run.run_id) or None,
     )
 
 

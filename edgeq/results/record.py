@@ -20,6 +20,7 @@ from edgeq.errors import StoreError
 from edgeq.records import Record, RecordError
 from edgeq.records.fleet import BenchResult, BoardFacts, LatencyStats, PowerSummary, RuntimeInfo
 from edgeq.records.run import RunManifest, RunStages, VariantResult
+from edgeq.results import numeric
 from edgeq.results.db import open_history
 from edgeq.results.quality import quality_summary
 from edgeq.results.rows import as_given
@@ -346,6 +347,7 @@ def record_run(
             if stats is not None:
                 c.execute(_INSERT_SESSION_STATS, (bid, *stats))
                 c.executemany(_INSERT_SESSION, [(bid, *s) for s in sessions])
+        c.executemany(numeric.INSERT, numeric.rows_of(run_id, m.stages.benchmark_numeric or ()))
     return run_id
 
 

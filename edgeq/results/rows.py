@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from edgeq.records import Record
 from edgeq.records.fleet import BoardFacts, DelegateInfo, RuntimeInfo, Throttled
+from edgeq.results.numeric import NumericRow
 from edgeq.results.quality import QualitySummary
 
 
@@ -185,3 +186,6 @@ class StoredRun(RunRow):
     validations: dict[str, ValidationRow] = {}
     benchmarks: tuple[BenchmarkRow, ...] = ()
     stages: tuple[StageRow, ...] = ()
+    numeric: tuple[NumericRow, ...] | None = None  # benchmark.numeric_check: one per variant x board (else None)
+
+    omit_if_none = frozenset({"numeric", "adhoc"})

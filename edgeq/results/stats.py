@@ -167,6 +167,32 @@ def ratio_ci(
     return float(lo), float(hi)
 
 
+def paired_ratio_ci(
+    pairs: Iterable[tuple[float, float]],
+    *,
+    level: float = CI_LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the median of candidate/baseline session-median ratios, for sessions
+    measured in pairs (session s of the baseline right before session s of the candidate, as a rerun baseline
+    is). Drift that hits both members of a pair (other load, heat, clock over minutes) cancels in their ratio,
+    so the pairs, not the two sides, are what is resampled.
+
+    Its level is bounded by the pair count: every ratio above 1 happens with probability 2**-K when nothing
+    changed (K = 3: 1/8), so a verdict also needs the ratio over the threshold (compare does). None when there
+    are fewer than two pairs or a baseline median is not positive."""
+    import numpy as np
+
+    p = [(b, c) for b, c in pairs]
+    if len(p) < 2 or min(b for b, _ in p) <= 0:
+        return None
+    r = np.asarray([c / b for b, c in p], dtype=np.float64)
+    boot = _bootstrap_medians(r, np.random.default_rng(seed), resamples)
+    lo, hi = np.percentile(boot, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(lo), float(hi)
+
+
 def summarize_sessions(sessions: list[SessionFigures], pooled: Iterable[float]) -> SessionsSummary:
     """Overall figures of sessions (their own exact figures) and the pooled samples of all of them."""
     import numpy as np

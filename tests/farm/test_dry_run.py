@@ -43,3 +43,13 @@ def test_dry_runs_say_what_would_change_and_change_nothing(farm, tmp_path, tflit
     st = fk.board_state(w1, "m", bench=False)
     assert st.current == sha_b and not st.parts, st  # nothing moved
     assert not (tmp_path / "boards" / "d2").exists()
+
+
+def test_rollback_dry_run_checks_name_and_from_like_the_real_rollback(farm, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEQ_HOME", str(tmp_path / "home"))
+    dev = write_devices(tmp_path, board_entry(farm, farm.boards[0], tmp_path, "d1"))
+    for extra, says in ((["--name", "bad name!"], "model name"), (["--name", "m", "--from", "abc"], "not a sha256")):
+        for dry in (["--dry-run"], []):
+            code, doc, err = run_json("rollback", "-t", "d1", *extra, *dry, "--devices", dev)
+            assert code == ExitCode.CONFIG and says in (err + str(doc)), (dry, code, doc, err)
+    assert not (tmp_path / "boards" / "d1").exists(), "a refused rollback touched the board"

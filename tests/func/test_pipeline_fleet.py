@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from edgeq.testing.common import assert_clean_error
 
 FLEET = {
     "deploy": {"targets": ["local"], "variants": ["int8"]},
-    "benchmark": {"targets": ["local"], "runs": 30, "warmup": 3, "min_seconds": 0.1, "threads": [1, 2], "accuracy_check": True},
+    "benchmark": {
+        "targets": ["local"],
+        "runs": 30,
+        "warmup": 3,
+        "min_seconds": 0.1,
+        "threads": [1, 2],
+        "accuracy_check": True,
+        "numeric_check": True,
+        "numeric_rows": 3,
+    },
 }
 
 
@@ -31,6 +42,16 @@ def test_run_deploys_and_benchmarks_on_local_board(edgeq, write_pipeline, tmp_pa
     # the on-board accuracy of every variant equals the validate stage's (same inputs, same runtime)
     for a in doc["stages"]["benchmark_accuracy"]:
         assert a["ok"] and a["board_accuracy"] == a["validate_accuracy"], a
+    # benchmark.numeric_check: each variant's golden rows traced op by op on the board and here (same runtime:
+    # every op matches), stored in the history and listed by `edgeq history`
+    checks = doc["stages"]["benchmark_numeric"]
+    assert {(c["device"], c["variant"]) for c in checks} == {("local", "fp32"), ("local", "int8")}
+    for c in checks:
+        assert c["ok"] and c["ops_compared"] > 0 and c["rows"] == 3 and "first_divergent" not in c, c
+    golden = Path(doc["stages"]["benchmark"]["numeric_inputs"])
+    assert golden.parent.name == doc["run_id"] and np.load(golden).shape[0] == 3
+    stored = {(n["device"], n["variant"]): n for n in edgeq("history", "--json", cwd=tmp_path).json()["runs"][0]["numeric"]}
+    assert stored[("local", "int8")]["ok"] and stored[("local", "int8")]["first_op_index"] is None
     # a second run is cached up to validate, deploy is a no-op, benchmarks run again
     r2 = edgeq("run", write_pipeline(FLEET), "--json", cwd=tmp_path)
     d2 = r2.json()

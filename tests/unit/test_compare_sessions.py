@@ -14,7 +14,7 @@ import pytest
 
 from edgeq.cli import tables
 from edgeq.results import compare_runs, record_run
-from edgeq.results.stats import session_figures, summarize_sessions
+from edgeq.results.stats import ratio_ci, session_figures, summarize_sessions
 from edgeq.testing.promfarm import synthetic_manifest
 
 
@@ -141,7 +141,7 @@ def test_an_older_history_gains_sessions_and_its_runs_compare_with_new_ones(tmp_
     new = synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", threads=(1, 2))
     record_run(_with_sessions(new, {}, seed=8), db)
     c = sqlite3.connect(str(db))
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
     assert c.execute("SELECT count(*) FROM benchmark_sessions").fetchone()[0] == 8 * 3
     c.close()
     with query.open_for_reading(db) as h:
@@ -211,3 +211,23 @@ def test_last_good_finds_the_changed_artifacts_of_the_last_successful_run(tmp_pa
     assert last_good("synth", {"int8": "1" * 64}, db_path=db).artifacts == ()
     assert last_good("other", {"int8": "1" * 64}, db_path=db).notes[0].startswith("no successful run")
     assert last_good("synth", {}, db_path=tmp_path / "none.db").notes == ("no history yet: nothing to re-measure",)
+
+
+def test_a_rerun_baseline_is_compared_pair_by_pair_so_load_that_moves_between_sessions_cancels(tmp_path):
+    base = _with_sessions(synthetic_manifest("b", **ONE), {}, seed=20)
+    load = [1.0, 1.25, 0.85]  # other load on the board, session by session: it hits both members of a pair
+    slower = {KEY: [1.15 * f for f in load], ("pi5", "int8@baseline"): load}
+    cand = _rerun(synthetic_manifest("c", started="2026-01-02T02:30:00+00:00", **ONE), slower, seed=21)
+    db = _runs(tmp_path, base, cand)
+    (row,) = compare_runs("b", "c", db_path=db).latency
+    assert row.test == "paired sessions" and row.base_source == "rerun"
+    assert row.ratio_ci_low > 1.1 and row.regression  # unpaired, the sessions' spread would hide 15 %
+    assert ratio_ci(load, [1.15 * f for f in load])[0] < 1.0  # the same medians as two unpaired sides
+    assert tables.comparison_tables(compare_runs("b", "c", db_path=db))[0][2][0][6].endswith("(3v3 paired)")
+
+    # drift in one candidate session of an unchanged artifact: no regression
+    drift = {KEY: [1.0, 1.3, 1.0], ("pi5", "int8@baseline"): [1.0, 1.0, 1.0]}
+    cand2 = _rerun(synthetic_manifest("d", started="2026-01-03T02:30:00+00:00", **ONE), drift, seed=22)
+    record_run(cand2, db)
+    (row2,) = compare_runs("b", "d", db_path=db).latency
+    assert row2.test == "paired sessions" and not row2.regression
