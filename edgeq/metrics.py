@@ -27,8 +27,20 @@ BENCH_LABELS = ("pipeline", "device", "variant", "threads", "arch")
 
 # name -> (help, labels); the single list the exposition, dashboards and tests agree on
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
-    # a summary: quantile samples plus _sum and _count over the run's timed window (mean = _sum / _count)
-    "edgeq_latency_seconds": ("On-device inference latency over the benchmark's timed window.", BENCH_LABELS),
+    # Gauges of the latest run: each value is a measurement that can go up or down, so max/avg/
+    # quantile_over_time/deriv work; a summary's _count/_sum would promise cumulative counters that rate() reads.
+    # one name per quantile, not a `quantile` label: Prometheus reserves that label for summaries (promtool check metrics)
+    "edgeq_latency_p50_seconds": ("Median on-device inference latency of the latest run's timed window.", BENCH_LABELS),
+    "edgeq_latency_p90_seconds": ("90th percentile on-device inference latency of the latest run.", BENCH_LABELS),
+    "edgeq_latency_p99_seconds": ("99th percentile on-device inference latency of the latest run.", BENCH_LABELS),
+    "edgeq_latency_mean_seconds": ("Mean on-device inference latency of the latest run's timed window.", BENCH_LABELS),
+    "edgeq_latency_timed_inferences": ("Inferences timed in the latest run (what the latency figures come from).", BENCH_LABELS),
+    # DEPRECATED (kept so existing queries keep working; removal announced in README "Metric changes"): a summary
+    # whose _count/_sum hold the latest run's values, not cumulative ones, so rate() over them is meaningless.
+    "edgeq_latency_seconds": (
+        "DEPRECATED, use edgeq_latency_p50_seconds (p90, p99) / edgeq_latency_mean_seconds: per-run summary.",
+        BENCH_LABELS,
+    ),
     "edgeq_init_seconds": ("Interpreter creation and tensor allocation time on the device.", BENCH_LABELS),
     "edgeq_first_inference_seconds": ("First (cold) inference time on the device.", BENCH_LABELS),
     "edgeq_peak_memory_bytes": ("Peak resident memory of the benchmark process on the device.", BENCH_LABELS),
@@ -99,6 +111,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# exported live for existing queries, never backfilled (see README "Metric changes")
+LEGACY_METRICS = frozenset({"edgeq_latency_seconds"})
+
 SESSION_METRICS = frozenset(
     {
         "edgeq_benchmark_sessions",
@@ -156,12 +171,26 @@ def _add_latency(fam: Any, labels: list[str], b: BenchmarkRow) -> None:
     from prometheus_client.samples import Sample
 
     names = dict(zip(BENCH_LABELS, labels, strict=True))
-    for value, q in ((b.p50_s, "0.5"), (b.p90_s, "0.9"), (b.p99_s, "0.99")):
-        if value is not None:
-            fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, value))
+    for value, q, _ in _quantiles(b):
+        fam.samples.append(Sample("edgeq_latency_seconds", {**names, "quantile": q}, value))
     if b.count and b.mean_s is not None:
         fam.samples.append(Sample("edgeq_latency_seconds_count", names, float(b.count)))
         fam.samples.append(Sample("edgeq_latency_seconds_sum", names, b.mean_s * b.count))
+
+
+def _quantiles(b: BenchmarkRow) -> list[tuple[float, str, str]]:
+    """(value, summary quantile label, gauge name) of each quantile the benchmark has."""
+    q = ((b.p50_s, "0.5", "p50"), (b.p90_s, "0.9", "p90"), (b.p99_s, "0.99", "p99"))
+    return [(v, label, f"edgeq_latency_{p}_seconds") for v, label, p in q if v is not None]
+
+
+def _add_latency_gauges(fam: dict[str, Any], labels: list[str], b: BenchmarkRow) -> None:
+    for value, _, name in _quantiles(b):
+        fam[name].add_metric(labels, value)
+    if b.mean_s is not None:
+        fam["edgeq_latency_mean_seconds"].add_metric(labels, b.mean_s)
+    if b.count:
+        fam["edgeq_latency_timed_inferences"].add_metric(labels, float(b.count))
 
 
 def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ...]) -> None:
@@ -171,6 +200,7 @@ def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ..
         if not b.ok:
             continue
         lab = [p, b.device, b.variant, str(b.threads), b.arch or ""]
+        _add_latency_gauges(fam, lab, b)
         _add_latency(fam["edgeq_latency_seconds"], lab, b)
         for name, value in (
             ("edgeq_init_seconds", b.init_s),
@@ -364,10 +394,13 @@ def push(
 
 
 def write_textfile(path: Path, db_path: Path | None = None) -> TextfileSummary:
+    import logging
+
     from edgeq import paths
 
     fams = latest_families(db_path)
     data = exposition(registry_for(fams))
+    logging.getLogger("edgeq.metrics").info("textfile: %d families, %d bytes, from %s", len(fams), len(data), db_path)
     try:
         paths.atomic_write_bytes(Path(path), data)  # node_exporter must never read half a file
     except OSError as e:

@@ -63,7 +63,7 @@ def _push(run_id: str, gateway: str, log: Log) -> tuple[PushSummary | PushFailur
             f"the results are stored in the history; send them when the gateway is back: "
             f"edgeq metrics push {run_id} --gateway {gateway}",
         )
-        log(f"metrics push failed: {e.message} (the results are stored in the history)")
+        log(f"warning: metrics push failed: {e.message} (the results are stored in the history)")
         return PushFailure(gateway=gateway, error=e.message), err
     log(f"metrics: pushed {res.series} series to {res.gateway} (job={res.job}, pipeline={res.pipeline})")
     return res, None

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeq import paths
+from edgeq import paths, units
 from edgeq.errors import EdgeqError, StoreError
 from edgeq.records import Record
 from edgeq.results.compare import Comparison
@@ -86,11 +86,12 @@ def _labels(rows: list[BenchmarkRow]) -> list[str]:
     return out
 
 
-def _n_label(b: BenchmarkRow, kept: int, above: int, top_us: float) -> str:
+def _n_label(b: BenchmarkRow, kept: int, above: int, top: float, unit: str) -> str:
+    """`top`: the largest sample, already in `unit` (the plot's unit, edgeq.units)."""
     timed = b.count or kept
     n = f"n={timed:,} timed" + (f", every {b.samples_stride}th drawn" if (b.samples_stride or 1) > 1 else "")
-    tail = f"; {above} beyond the axis, max {top_us:.4g} µs" if above else ""
-    return f"p50 {(b.p50_s or 0) * 1e6:.4g} µs  ({n}{tail})"
+    tail = f"; {above} beyond the axis, max {top:.4g} {unit}" if above else ""
+    return f"p50 {units.latency_s(b.p50_s, unit)} {unit}  ({n}{tail})"
 
 
 def latency_plot(run: StoredRun) -> str | None:
@@ -100,12 +101,14 @@ def latency_plot(run: StoredRun) -> str | None:
     import numpy as np
 
     devices = sorted({b.device for b in benches})
+    unit = units.latency_unit_s(b.p50_s for b in benches)
+    k = units.scale(unit)
     Figure = _fig()
     fig = Figure(figsize=(10, 3.2 * len(devices)))
     axes = fig.subplots(len(devices), 1, squeeze=False)[:, 0]
     for ax, dev in zip(axes, devices, strict=False):
         rows = [b for b in benches if b.device == dev]
-        us = [np.asarray(b.samples_s, dtype=np.float64) * 1e6 for b in rows]
+        us = [np.asarray(b.samples_s, dtype=np.float64) * k for b in rows]
         lo = min(float(np.percentile(u, 0.5)) for u in us)
         hi = max(float(np.percentile(u, 99.5)) for u in us)  # the far tail (a scheduler hiccup) would flatten the rest
         if hi <= lo:
@@ -119,12 +122,12 @@ def latency_plot(run: StoredRun) -> str | None:
                 histtype="step",
                 linewidth=1.6,
                 density=True,
-                label=f"{_t(name)}  {_t(_n_label(b, len(u), above, float(u.max())))}",
+                label=f"{_t(name)}  {_t(_n_label(b, len(u), above, float(u.max()), unit))}",
             )
-            ax.axvline((b.p50_s or 0) * 1e6, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
+            ax.axvline((b.p50_s or 0) * k, linestyle=":", linewidth=1, color=patches[0].get_edgecolor())
         first = rows[0]
         ax.set_title(_t(f"{dev} ({first.arch or ''} {first.board_model or first.cpu_model or ''})".strip()), loc="left")
-        ax.set_xlabel("latency per inference (µs), 0.5-99.5 percentile range; the last bin holds the tail beyond it")
+        ax.set_xlabel(f"latency per inference ({unit}), 0.5-99.5 percentile range; the last bin holds the tail beyond it")
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -157,15 +160,16 @@ def trend_plot(runs: list[StoredRun]) -> str | None:
     fig = Figure(figsize=(10, 7))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     xs = list(range(len(runs)))
+    unit = units.latency_unit_s(b.p50_s for r in runs for b in r.benchmarks if b.ok)
     series: dict[str, list[float | None]] = {}
     for i, r in enumerate(runs):
         ok = [b for b in r.benchmarks if b.ok and b.p50_s is not None]
         for b, name in zip(ok, _labels(ok), strict=True):  # labels unique within the run: no point overwrites another
-            series.setdefault(_t(f"{b.device} · {name}"), [None] * len(runs))[i] = b.p50_s * 1e6
+            series.setdefault(_t(f"{b.device} · {name}"), [None] * len(runs))[i] = b.p50_s * units.scale(unit)
     for name, ys in sorted(series.items()):
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    ax1.set_ylabel("p50 latency (µs)")
+    ax1.set_ylabel(f"p50 latency ({unit})")
     ax1.set_title(_t(f"last {len(runs)} runs of {runs[-1].pipeline}"), loc="left")
     if series:
         ax1.legend(fontsize=8)
@@ -253,6 +257,11 @@ def _variants(run: StoredRun) -> str:
     return "<h2>Variants</h2>" + _table(cols, rows)
 
 
+def bench_columns(unit: str) -> list[str]:
+    """The latency columns in the run's unit (edgeq.units: one rule for every table)."""
+    return [*BENCH_COLUMNS[:6], f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"init {unit}", *BENCH_COLUMNS[6:]]
+
+
 BENCH_COLUMNS = [
     "device",
     "variant",
@@ -260,10 +269,6 @@ BENCH_COLUMNS = [
     "arch",
     "board",
     "runtime",
-    "p50 µs",
-    "p90 µs",
-    "p99 µs",
-    "init ms",
     "peak MiB",
     "W",
     "mJ / inference",
@@ -274,7 +279,7 @@ BENCH_COLUMNS = [
 ]
 
 
-def _bench_cells(b: BenchmarkRow) -> list[Any]:
+def _bench_cells(b: BenchmarkRow, unit: str) -> list[Any]:
     return [
         b.device,
         b.variant,
@@ -282,10 +287,10 @@ def _bench_cells(b: BenchmarkRow) -> list[Any]:
         b.arch,
         b.board_model or b.cpu_model,
         f"{b.runtime_name or ''} {b.runtime_version or ''}".strip(),
-        _f(b.p50_s, ".3f", 1e6),
-        _f(b.p90_s, ".3f", 1e6),
-        _f(b.p99_s, ".3f", 1e6),
-        _f(b.init_s, ".2f", 1e3),
+        units.latency_s(b.p50_s, unit),
+        units.latency_s(b.p90_s, unit),
+        units.latency_s(b.p99_s, unit),
+        units.latency_s(b.init_s, unit),
         _f(b.peak_rss_bytes, ".1f", 1 / 2**20),
         _f(b.power_mean_w, ".2f"),
         _f(b.energy_j, ".4g", 1e3),
@@ -309,7 +314,9 @@ def _board_cell(v: Any) -> Any:
 
 
 def _benchmarks(run: StoredRun) -> list[str]:
-    parts = ["<h2>On-device benchmark</h2>" + _table(BENCH_COLUMNS, [_bench_cells(b) for b in run.benchmarks])]
+    unit = units.latency_unit_s(b.p50_s for b in run.benchmarks if b.ok)
+    table = _table(bench_columns(unit), [_bench_cells(b, unit) for b in run.benchmarks])
+    parts = ["<h2>On-device benchmark</h2>" + table]
     img = latency_plot(run)
     parts.append(f"<img alt='latency distribution' src='{img}'>" if img else "<p class='meta'>no raw samples stored</p>")
     boards: dict[str, Any] = {}
@@ -335,15 +342,16 @@ def _benchmarks(run: StoredRun) -> list[str]:
 
 
 def _comparison(c: Comparison) -> list[str]:
+    unit = units.latency_unit_s(x.base_p50_s for x in c.latency)
     latency = _table(
-        ["device", "variant", "threads", "base p50 µs", "p50 µs", "ratio", "Mann-Whitney p", "verdict"],
+        ["device", "variant", "threads", f"base p50 {unit}", f"p50 {unit}", "ratio", "Mann-Whitney p", "verdict"],
         [
             [
                 x.device,
                 x.variant,
                 x.threads,
-                _f(x.base_p50_s, ".3f", 1e6),
-                _f(x.candidate_p50_s, ".3f", 1e6),
+                units.latency_s(x.base_p50_s, unit),
+                units.latency_s(x.candidate_p50_s, unit),
                 _f(x.ratio, ".3f"),
                 _f(x.p_value, ".2g"),
                 x.verdict,

@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 # Real parts the tests start or read: sshd boards, the Fashion-MNIST files, the emulated aarch64
 # board's rootfs builder (debootstrap; edgeq.testing.aarch64 fetches qemu 10 from bookworm-backports
 # and the board's wheels into its own cache: no host apt source is changed), headless chromium for the
-# report, Prometheus + Pushgateway; iproute2 + nftables shape a slow, lossy link into a network
+# report, Prometheus + Pushgateway + node_exporter (run as its own user on edgeq's textfile); iproute2 + nftables shape a slow, lossy link into a network
 # namespace (tests/farm/test_faults.py; this kernel has no netem). Fixtures never install anything:
 # a missing part fails its tests with its name.
-APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway chromium
+APT_PKGS=(openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway prometheus-node-exporter chromium
   debootstrap util-linux iproute2 nftables)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from edgeq import __version__
-from edgeq.cli import output
+from edgeq.cli import examples, output
 from edgeq.errors import EdgeqError, ExitCode, Terminated
 
 app = typer.Typer(
@@ -34,9 +34,17 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (anywhere on the line).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors, warnings and results: no progress (anywhere on the line).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also edgeq's detailed log (SSH, SFTP, retries) (anywhere on the line).")
+    ] = False,
 ) -> None:
-    output.current().debug = output.current().debug or debug
+    out = output.current()
+    out.debug = out.debug or debug
+    output.set_verbosity(-1 if quiet else 1 if verbose else out.verbosity)
 
 
 def _register() -> None:
@@ -50,6 +58,10 @@ def _register() -> None:
 
 
 _register()
+examples.attach(app)
+
+# accepted anywhere before a `--` (Click knows root options only before the command): (flags, verbosity)
+_ANYWHERE = ((("-q", "--quiet"), -1), (("-v", "--verbose"), 1))
 
 
 def _jsonable(result: Any) -> Any:
@@ -92,6 +104,10 @@ def main() -> None:
     if "--debug" in head:  # accepted anywhere on the line, not only before the command
         head = [a for a in head if a != "--debug"]
         out.debug = True
+    for flags, level in _ANYWHERE:
+        if any(a in flags for a in head):
+            head = [a for a in head if a not in flags]
+            output.set_verbosity(level)
     try:
         app(args=head + sep + tail, prog_name="edgeq")
     except EdgeqError as e:

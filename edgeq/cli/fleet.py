@@ -13,7 +13,7 @@ import typer
 
 from edgeq.cli import benchopts, output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
-from edgeq.cli.options import BatchOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
+from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 from edgeq.records.fleet import BoardHealth, FleetSummary
@@ -233,20 +233,28 @@ def bench_cmd(
     sustained: benchopts.SustainedOpt = None,
     window: benchopts.WindowOpt = None,
     hot_temp: benchopts.HotOpt = None,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the results in the history as an ad hoc run.")
+    ] = True,
+    db: DbOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions.
+    """Deploy if needed, then measure on-board latency per device x threads, in independent sessions; store the
+    results in the history as an ad hoc run (`edgeq history --adhoc`).
 
     Each session records the board's state (temperature, clock, throttling, load) through its timed window;
     the Flags column names sessions to distrust (throttled, freq_drop, foreign_load, hot, cooldown_timeout)."""
     output.use_json(json_out)
+    import time
+
     from edgeq import fleet
 
     controls = benchopts.controls(
         cooldown_temp, cooldown_max_wait, cooldown_seconds, cpu_affinity, governor, sustained, window, hot_temp
     )
 
+    started = time.time()
     res = fan_out(
         "bench",
         devices,
@@ -269,10 +277,13 @@ def bench_cmd(
     )
     for note in tables.bench_notes(res):
         output.log(f"warning: {note}")
+    run_id = _record_bench(res, started, db) if record and any(d.results for d in res.devices) else None
     if json_out:
-        output.emit(res.to_json())
+        output.emit({**res.to_json(), **({"history_run": run_id} if run_id else {})})
     else:
         output.table(*tables.bench_table(res))
+        if run_id:
+            output.log(f"stored as ad hoc run {run_id} (edgeq history --adhoc)")
     if not res.ok:
         bad = [r for r in res.devices if r.status != "ok"]
         raise FleetError(
@@ -281,6 +292,20 @@ def bench_cmd(
             bad[0].hint or "see the table above",
             result=res,
         )
+
+
+def _record_bench(res: FleetSummary, started: float, db: Path | None) -> str | None:
+    """A history that cannot be written costs the record, not the measurement: warn, keep the exit code."""
+    import time
+
+    from edgeq.adhoc import record_bench
+    from edgeq.errors import StoreError
+
+    try:
+        return record_bench(res, started, time.time(), db)
+    except StoreError as e:
+        output.warn(f"bench results not stored in the history: {e.message}")
+        return None
 
 
 def register(app: typer.Typer) -> None:

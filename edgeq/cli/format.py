@@ -1,34 +1,13 @@
 """How numbers look in every human table: one latency-unit rule, bytes, percentages.
 
-Latency: a table picks one unit for all its latency columns from the median of what it shows —
-µs below 1 ms, ms below 1 s, else s — and names it in the header, so a 24 ms MobileNet and a
-3 µs MLP are both readable and columns never mix units. JSON documents keep their own fields.
+Latency: the one rule of edgeq.units (shared with the HTML report).
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable
+from edgeq.units import latency, latency_unit
 
-_UNITS = (("µs", 1e-3), ("ms", 1.0), ("s", 1e3))  # (name, size in ms)
-
-
-def latency_unit(values_ms: Iterable[float | None]) -> str:
-    vals = [v for v in values_ms if isinstance(v, int | float)]
-    if not vals:
-        return "ms"
-    m = statistics.median(vals)
-    if m < 1.0:
-        return "µs"
-    return "ms" if m < 1000.0 else "s"
-
-
-def latency(ms: float | None, unit: str) -> str:
-    if not isinstance(ms, int | float):
-        return ""
-    size = dict(_UNITS)[unit]
-    v = ms / size
-    return f"{v:,.1f}" if abs(v) >= 100 else f"{v:,.2f}" if abs(v) >= 10 else f"{v:,.3g}"
+__all__ = ["latency", "latency_unit"]
 
 
 def pct(x: float | None) -> str:

@@ -28,6 +28,7 @@ class Output:
         self.printed = False  # stdout already holds the one JSON document
         self.debug = False
         self.terminated = False  # SIGTERM arrived
+        self.verbosity = 0  # -1 with -q (errors, warnings, results), 1 with -v (edgeq's logging records too)
         self._err: Console | None = None
         self._out: Console | None = None
 
@@ -76,13 +77,40 @@ def emit(doc: Any) -> None:
     current().printed = True
 
 
+# lines -q keeps: what went wrong and what to do (a quiet nightly's log still says why it failed)
+_ALWAYS = ("error:", "hint:", "warning:", "internal error:", "terminated", "interrupted")
+
+
+def set_verbosity(level: int) -> None:
+    """-q (-1): progress and info lines off; -v (1): edgeq's logging records (INFO) on stderr too."""
+    current().verbosity = level
+    if level > 0:
+        import logging
+
+        logger = logging.getLogger("edgeq")
+        if not any(getattr(h, "_edgeq_cli", False) for h in logger.handlers):
+            h = logging.StreamHandler(sys.stderr)
+            h.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            h._edgeq_cli = True  # type: ignore[attr-defined]  # one handler however often -v is given
+            logger.addHandler(h)
+        logger.setLevel(logging.INFO)
+
+
+def warn(message: str) -> None:
+    """A line that -q still shows."""
+    log(message if message.startswith(_ALWAYS) else f"warning: {message}")
+
+
 def log(message: str) -> None:
-    """A progress/log line: always stderr, so --json stdout stays one clean document."""
+    """A progress/log line: always stderr, so --json stdout stays one clean document. -q drops it unless it
+    reports an error, a warning or a hint."""
     o = current()
     if o.terminated and sys.exc_info()[0] is None and threading.current_thread() is threading.main_thread():
         # SIGTERM came, yet the main thread goes on: the handler's Terminated was swallowed where Python ignores
         # exceptions (a __del__, a weakref callback). Deliver it again at this safe point.
         raise Terminated()
+    if o.verbosity < 0 and not message.startswith(_ALWAYS):
+        return
     err = o.err
     try:
         err.print(message, markup=False)
@@ -116,7 +144,8 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None
 
 def progress_enabled() -> bool:
     """Progress bars only when a person watches: stderr is a TTY and stdout is not a JSON stream."""
-    return not current().json and sys.stderr.isatty()
+    o = current()
+    return not o.json and o.verbosity >= 0 and sys.stderr.isatty()
 
 
 @contextmanager

@@ -24,6 +24,9 @@ def history(
     pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline."),
     device: str | None = typer.Option(None, "--device", "-d", help="Only runs benchmarked on this device."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many runs, newest first."),
+    adhoc: bool | None = typer.Option(
+        None, "--adhoc/--no-adhoc", help="Only ad hoc `edgeq bench` runs / only pipeline runs (default: both)."
+    ),
     import_: list[Path] | None = typer.Option(
         None,
         "--import",
@@ -32,7 +35,7 @@ def history(
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List stored runs with their accuracy and on-device p50 latency (µs)."""
+    """List stored runs with their accuracy and on-device p50 latency."""
     output.use_json(json_out)
     from edgeq.results import default_db_path, import_runs, query
 
@@ -41,10 +44,10 @@ def history(
     if import_:
         imported = import_runs(import_, db)
         for s in imported.skipped:
-            output.log(f"skipped {s.path}: {s.reason}")
+            output.warn(f"skipped {s.path}: {s.reason}")
         output.log(f"imported {len(imported.recorded)} run(s) into {db}")
     with query.open_for_reading(db) as h:
-        runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit)
+        runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit, adhoc=adhoc)
     if json_out:
         output.emit(
             {"db": str(db), **({"imported": imported.to_json()} if imported else {}), "runs": [r.to_json() for r in runs]}
@@ -85,6 +88,9 @@ def compare(
         0.005, "--accuracy-tolerance", min=0.0, max=1.0, help="Accuracy loss (0..1) tolerated before it is a regression."
     ),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 9 if anything regressed."),
+    adhoc: bool = typer.Option(
+        False, "--adhoc", help="Let `latest` and the default baseline be ad hoc `edgeq bench` runs too (else pipeline runs only)."
+    ),
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -99,6 +105,7 @@ def compare(
             candidate,
             db_path=db,
             pipeline=pipeline,
+            adhoc=adhoc,
             threshold=threshold,
             alpha=alpha,
             accuracy_tolerance=accuracy_tolerance,
@@ -186,6 +193,48 @@ def metrics_textfile(
         output.emit(res.to_json())
     else:
         output.log(f"wrote {res.series} series to {res.path}")
+
+
+@metrics_app.command("backfill")
+def metrics_backfill(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the OpenMetrics file here (kept)."),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--prometheus-data",
+        help="Create TSDB blocks in this Prometheus data directory (promtool tsdb create-blocks-from openmetrics).",
+    ),
+    pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline."),
+    since: str | None = typer.Option(None, "--since", help="Only runs finished at or after this ISO date/time (UTC if no zone)."),
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write every stored run as OpenMetrics stamped with the time it was measured, and load it into Prometheus."""
+    output.use_json(json_out)
+    if out is None and data_dir is None:
+        raise typer.BadParameter("give --out FILE, --prometheus-data DIR or both", param_hint="--out/--prometheus-data")
+    from edgeq import backfill
+
+    since_ts = _since(since)
+    res = backfill.backfill(db_path=db, out=out, data_dir=data_dir, pipeline=pipeline, since_ts=since_ts)
+    if json_out:
+        output.emit(res.to_json())
+        return
+    where = " and ".join(x for x in (res.openmetrics, res.data_dir and f"blocks in {res.data_dir}") if x)
+    output.log(f"backfilled {res.runs} run(s), {res.series} series, {res.samples} samples: {where}")
+    if not res.runs:
+        output.log("no runs match: nothing to load")
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO date or date-time, e.g. 2026-01-31", param_hint="--since") from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 @metrics_app.command("serve")

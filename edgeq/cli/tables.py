@@ -263,7 +263,7 @@ def history_table(runs: list[StoredRun], db: str) -> Table:
             [
                 r.run_id,
                 r.pipeline,
-                r.status,
+                r.status + (" (ad hoc)" if r.adhoc else ""),
                 (r.started or "")[:19].replace("T", " "),
                 "" if r.wall_seconds is None else f"{r.wall_seconds:.1f}",
                 acc,

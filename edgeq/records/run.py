@@ -225,3 +225,4 @@ class RunManifest(RunRecord):
     finished: str | None = None
     wall_seconds: Num | None = None
     run_dir: str | None = None
+    adhoc: bool | None = None  # an `edgeq bench` run by hand (no pipeline ran): stored, never a baseline unless asked

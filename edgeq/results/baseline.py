@@ -35,7 +35,8 @@ class Baseline(Record):
 
 
 _LAST_OK = (
-    "SELECT run_id, manifest_path FROM runs WHERE pipeline = ? AND status = 'ok' ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+    "SELECT run_id, manifest_path FROM runs WHERE pipeline = ? AND status = 'ok' AND adhoc = 0 "
+    "ORDER BY started_ts DESC, run_id DESC LIMIT 1"
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeq import units
 from edgeq.errors import NothingToCompare, StoreError
 from edgeq.records import Record
 from edgeq.results import query
@@ -224,7 +225,9 @@ def _latency(
     )
     if not row.regression or ratio is None or b.p50_s is None or c.p50_s is None:
         return row, None
-    return row, f"latency {_where(k)}: p50 {b.p50_s * 1e6:.4g} -> {c.p50_s * 1e6:.4g} µs ({_why(row, threshold, alpha)})"
+    unit = units.latency_unit_s([b.p50_s])  # edgeq.units: the unit follows the value, and is always named
+    p50s = f"{units.latency_s(b.p50_s, unit)} -> {units.latency_s(c.p50_s, unit)} {unit}"
+    return row, f"latency {_where(k)}: p50 {p50s} ({_why(row, threshold, alpha)})"
 
 
 def _drift(k: Key, then: BenchmarkRow, now: BenchmarkRow, threshold: float, alpha: float) -> LatencyChange:
@@ -364,17 +367,20 @@ def compare_runs(
     *,
     db_path: Path | None = None,
     pipeline: str | None = None,
+    adhoc: bool = False,
     **opts: Any,
 ) -> Comparison:
     """Resolve the runs and compare them.
 
     No refs: the latest run (of `pipeline` if given) vs the previous run of its pipeline.
     BASE only: BASE vs the latest run of BASE's pipeline. Both: exactly those.
+    Ad hoc `edgeq bench` runs are candidates or baselines of `latest` only with `adhoc`.
     """
+    latest_adhoc = None if adhoc else False
     with query.open_for_reading(db_path) as h:
         if base_ref is None and cand_ref is None:
-            cand = query.resolve(h, "latest", pipeline)
-            base = query.previous(h, cand)
+            cand = query.resolve(h, "latest", pipeline, adhoc=latest_adhoc)
+            base = query.previous(h, cand, include_adhoc=adhoc)
             if base is None:
                 raise NothingToCompare(
                     f"run {cand.run_id} is the first recorded run of pipeline {cand.pipeline!r} with "
@@ -382,16 +388,16 @@ def compare_runs(
                     "run the pipeline again, or name two runs: edgeq compare BASE CANDIDATE",
                 )
         elif cand_ref is None:
-            base = query.resolve(h, base_ref)
-            cand = query.resolve(h, "latest", base.pipeline)
+            base = query.resolve(h, base_ref, adhoc=latest_adhoc)
+            cand = query.resolve(h, "latest", base.pipeline, adhoc=None if adhoc or base.adhoc else False)
             if cand.run_id == base.run_id:
                 raise NothingToCompare(
                     f"run {base.run_id} is the latest run of pipeline {base.pipeline!r}: nothing newer to compare it with",
                     "name two runs: edgeq compare BASE CANDIDATE",
                 )
         else:
-            base = query.resolve(h, base_ref)
-            cand = query.resolve(h, cand_ref)
+            base = query.resolve(h, base_ref, adhoc=latest_adhoc)
+            cand = query.resolve(h, cand_ref, adhoc=latest_adhoc)
         return compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts)
 
 

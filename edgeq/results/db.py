@@ -22,8 +22,8 @@ DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
 # 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions; 4: numeric checks;
-# 5: board state through the timed window (benchmark_state)
-SCHEMA_VERSION = 5
+# 5: board state through the timed window (benchmark_state); 6: runs.adhoc (an `edgeq bench` run)
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     gates_failed TEXT NOT NULL DEFAULT '[]',    -- JSON list
     fleet_failed TEXT NOT NULL DEFAULT '[]',    -- JSON list
     manifest_path TEXT,
-    recorded_ts REAL NOT NULL
+    recorded_ts REAL NOT NULL,
+    adhoc INTEGER NOT NULL DEFAULT 0            -- 1: `edgeq bench` by hand, never a baseline unless asked
 );
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, started_ts);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_ts);
@@ -301,12 +302,14 @@ def _ensure_schema(h: History) -> None:
             )
         if v == SCHEMA_VERSION:
             return
-        if v in (1, 2, 3, 4):  # an older edgeq's database: add what versions 2 to 5 store, keep every result
+        if v in (1, 2, 3, 4, 5):  # an older edgeq's database: add what versions 2 to 6 store, keep every result
             with h.write(f"upgrading the schema to version {SCHEMA_VERSION}") as c:
                 if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
                     c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
                 for stmt in _statements(SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA):
                     c.execute(stmt)
+                if "adhoc" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
+                    c.execute("ALTER TABLE runs ADD COLUMN adhoc INTEGER NOT NULL DEFAULT 0")
                 c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             return
     with h.write("creating the schema") as c:

@@ -22,19 +22,24 @@ RESULT_STATUSES = ("ok", "gate_failed", "fleet_failed")  # runs whose measuremen
 # Literal SQL only (no string building); `SELECT *` is cheap because the sample blobs live in their own table.
 _RUN_BY_ID = "SELECT * FROM runs WHERE run_id = ?"
 _RUN_BY_PREFIX = "SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id LIMIT 2"
-_LATEST = "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+_LATEST = (
+    "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) AND (? IS NULL OR adhoc = ?) "
+    "ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+)
 _PREVIOUS = (
     "SELECT * FROM runs WHERE pipeline = ? AND run_id != ? AND status IN ('ok', 'gate_failed', 'fleet_failed') "
-    "AND (started_ts < ? OR (started_ts = ? AND run_id < ?)) ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+    "AND (? OR adhoc = 0) AND (started_ts < ? OR (started_ts = ? AND run_id < ?)) ORDER BY started_ts DESC, run_id DESC LIMIT 1"
 )
 _LIST = (
     "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) "
-    "AND (? IS NULL OR run_id IN (SELECT run_id FROM benchmarks WHERE device = ?)) "
+    "AND (? IS NULL OR run_id IN (SELECT run_id FROM benchmarks WHERE device = ?)) AND (? IS NULL OR adhoc = ?) "
     "ORDER BY started_ts DESC, run_id DESC LIMIT ?"
 )
 _TREND = "SELECT * FROM runs WHERE pipeline = ? AND started_ts <= ? ORDER BY started_ts DESC, run_id DESC LIMIT ?"
-_PIPELINES = "SELECT DISTINCT pipeline FROM runs ORDER BY pipeline"
-_LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+# exports (textfile, exporter, backfill) and baselines read pipeline runs only: an ad hoc `edgeq bench` is no nightly
+_PIPELINES = "SELECT DISTINCT pipeline FROM runs WHERE adhoc = 0 ORDER BY pipeline"
+_ALL = "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) AND adhoc = 0 ORDER BY started_ts, run_id"
+_LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? AND adhoc = 0 ORDER BY started_ts DESC, run_id DESC LIMIT 1"
 
 
 def _rows(h: History, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -63,11 +68,14 @@ def _one(h: History, sql: str, args: tuple[Any, ...] = ()) -> RunRow | None:
     return _run(h, rows[0]) if rows else None
 
 
-def resolve(h: History, ref: str | None, pipeline: str | None = None) -> RunRow:
-    """'latest' (optionally of a pipeline), a run id, or an unambiguous run id prefix. Unknown -> StoreError naming it."""
+def resolve(h: History, ref: str | None, pipeline: str | None = None, adhoc: bool | None = False) -> RunRow:
+    """'latest' (optionally of a pipeline), a run id, or an unambiguous run id prefix. Unknown -> StoreError naming it.
+
+    `latest` is the latest pipeline run (adhoc False), the latest `edgeq bench` run (True) or either (None)."""
     ref = ref or "latest"
     if ref == "latest":
-        run = _one(h, _LATEST, (pipeline, pipeline))
+        flag = None if adhoc is None else int(adhoc)
+        run = _one(h, _LATEST, (pipeline, pipeline, flag, flag))
         if run is None:
             raise StoreError(
                 f"no runs recorded in {h.path}" + (f" for pipeline {pipeline!r}" if pipeline else ""),
@@ -89,9 +97,11 @@ def resolve(h: History, ref: str | None, pipeline: str | None = None) -> RunRow:
     return run
 
 
-def previous(h: History, run: RunRow) -> RunRow | None:
-    """The run of the same pipeline just before this one that has comparable results."""
-    return _one(h, _PREVIOUS, (run.pipeline, run.run_id, run.started_ts, run.started_ts, run.run_id))
+def previous(h: History, run: RunRow, include_adhoc: bool = False) -> RunRow | None:
+    """The run of the same pipeline just before this one that has comparable results. Ad hoc `edgeq bench` runs are
+    baselines only when asked, or for another ad hoc run."""
+    adhoc_ok = int(include_adhoc or bool(run.adhoc))
+    return _one(h, _PREVIOUS, (run.pipeline, run.run_id, adhoc_ok, run.started_ts, run.started_ts, run.run_id))
 
 
 def validations(h: History, run_id: str) -> dict[str, ValidationRow]:
@@ -153,9 +163,13 @@ def load(h: History, run: RunRow, samples: bool = False) -> StoredRun:
     )
 
 
-def list_runs(h: History, pipeline: str | None = None, device: str | None = None, limit: int = 20) -> list[StoredRun]:
+def list_runs(
+    h: History, pipeline: str | None = None, device: str | None = None, limit: int = 20, adhoc: bool | None = None
+) -> list[StoredRun]:
+    """Newest first; adhoc None: every run, True: only `edgeq bench` runs, False: only pipeline runs."""
     out = []
-    for r in _rows(h, _LIST, (pipeline, pipeline, device, device, int(limit))):
+    flag = None if adhoc is None else int(adhoc)
+    for r in _rows(h, _LIST, (pipeline, pipeline, device, device, flag, flag, int(limit))):
         full = load(h, _run(h, r))
         if device:
             full = full.model_copy(update={"benchmarks": tuple(b for b in full.benchmarks if b.device == device)})
@@ -167,6 +181,11 @@ def trend(h: History, pipeline: str, before_ts: float, limit: int) -> list[Store
     """The last `limit` runs of a pipeline up to (and including) a time, oldest first, without samples."""
     rows = _rows(h, _TREND, (pipeline, before_ts, int(limit)))
     return [load(h, _run(h, r)) for r in reversed(rows)]
+
+
+def all_runs(h: History, pipeline: str | None = None) -> list[RunRow]:
+    """Every run (of a pipeline), oldest first, without results: what a backfill walks."""
+    return [_run(h, r) for r in _rows(h, _ALL, (pipeline, pipeline))]
 
 
 def latest_per_pipeline(h: History) -> list[RunRow]:
@@ -181,7 +200,7 @@ def latest_per_pipeline(h: History) -> list[RunRow]:
 
 def last_success_ts(h: History, pipeline: str) -> float | None:
     row = h.execute(
-        "SELECT max(coalesce(finished_ts, started_ts)) FROM runs WHERE pipeline = ? AND status = 'ok'", (pipeline,)
+        "SELECT max(coalesce(finished_ts, started_ts)) FROM runs WHERE pipeline = ? AND status = 'ok' AND adhoc = 0", (pipeline,)
     ).fetchone()
     return row[0] if row else None
 

@@ -276,7 +276,7 @@ def _bench_row(run_id: str, b: BenchResult, raw: RawSamples | str | None) -> tup
     return row, (pack_samples(samples) if samples else None)
 
 
-_INSERT_RUN = "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RUN = "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_STAGE = "INSERT INTO stages (run_id, stage, variant, cached, seconds) VALUES (?, ?, ?, ?, ?)"
 _INSERT_VALIDATION = (
     "INSERT INTO validations (run_id, variant, type, sha256, size_bytes, accuracy, test_samples, "
@@ -330,6 +330,7 @@ def record_run(
         json.dumps(list(m.fleet_failed or ())),
         r.manifest_path,
         time.time(),
+        int(bool(m.adhoc)),
     )
     val_rows = [_validation_row(run_id, k, v, r.params) for k, v in m.variants.items()]
     bench_rows = [(*_bench_row(run_id, b, raw), *_session_rows(b), state_row(b)) for b, raw in r.benchmarks]

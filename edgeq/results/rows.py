@@ -45,10 +45,15 @@ class RunRow(Record):
     fleet_failed: tuple[str, ...] | None = None
     manifest_path: str | None = None
     runtime: RuntimeInfo
+    adhoc: bool | None = None  # True: `edgeq bench` by hand; None (absent from JSON) for pipeline runs, as before
+
+    omit_if_none = frozenset({"adhoc"})
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:
-        d = {k: v for k, v in row.items() if k not in ("runtime_name", "runtime_version", "recorded_ts")}
+        d = {k: v for k, v in row.items() if k not in ("runtime_name", "runtime_version", "recorded_ts", "adhoc")}
+        if row.get("adhoc"):
+            d["adhoc"] = True
         for k in ("versions", "gates_failed", "fleet_failed"):
             d[k] = _json(d[k], None)
         return cls.from_json({**d, "runtime": {"name": row["runtime_name"], "version": row["runtime_version"]}})
@@ -193,4 +198,4 @@ class StoredRun(RunRow):
     stages: tuple[StageRow, ...] = ()
     numeric: tuple[NumericRow, ...] | None = None  # benchmark.numeric_check: one per variant x board (else None)
 
-    omit_if_none = frozenset({"numeric"})
+    omit_if_none = frozenset({"numeric", "adhoc"})

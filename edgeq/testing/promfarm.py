@@ -85,8 +85,8 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait()
 
 
-def start_prometheus(root: Path, config: str, port: int) -> subprocess.Popen:
-    """A real Prometheus on loopback with this config text (its own TSDB under root)."""
+def start_prometheus(root: Path, config: str, port: int, tsdb: Path | None = None, retention: str = "1d") -> subprocess.Popen:
+    """A real Prometheus on loopback with this config text (its own TSDB under root, or `tsdb`)."""
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / f"prometheus-{port}.yml"
     cfg.write_text(config)
@@ -95,9 +95,9 @@ def start_prometheus(root: Path, config: str, port: int) -> subprocess.Popen:
         [
             "prometheus",
             f"--config.file={cfg}",
-            f"--storage.tsdb.path={root / f'tsdb-{port}'}",
+            f"--storage.tsdb.path={tsdb or root / f'tsdb-{port}'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1d",
+            f"--storage.tsdb.retention.time={retention}",
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

@@ -74,6 +74,7 @@ def test_exposition_names_units_and_bounded_labels(db):
         assert name.startswith("edgeq_")
         assert name.endswith(
             ("_seconds", "_bytes", "_joules", "_watts", "_ratio", "_celsius", "_up", "_info", "_ok", "_passed", "_cached")
+            + ("_inferences",)  # a count of timed inferences (a gauge of the latest run, not a counter: no _total)
         ), name
         for s in f.samples:
             assert set(s.labels) <= BOUNDED, (name, s.labels)
@@ -85,6 +86,8 @@ def test_exposition_names_units_and_bounded_labels(db):
     }
     assert {q for (_, _, q) in lat} == {"0.5", "0.9", "0.99"}
     assert lat[("pi5", "int8", "0.5")] == pytest.approx(0.5e-3, rel=0.05)  # seconds, not ms
+    p50 = {(s.labels["device"], s.labels["variant"]): s.value for s in parsed["edgeq_latency_p50_seconds"].samples}
+    assert p50[("pi5", "int8")] == lat[("pi5", "int8", "0.5")]  # the gauge and the deprecated summary agree
     names = set(parsed)
     assert {
         "edgeq_init_seconds",
@@ -227,7 +230,7 @@ def test_exporter_scraped_by_real_prometheus(db, tmp_path, promfarm):  # noqa: F
         assert health and health[0]["health"] == "up", health
         res = promfarm.wait_for('edgeq_history_up{job="edgeq-exporter"} == 1')
         assert res
-        res = promfarm.wait_for('edgeq_latency_seconds{job="edgeq-exporter", pipeline="synth", quantile="0.5"}')
+        res = promfarm.wait_for('edgeq_latency_p50_seconds{job="edgeq-exporter", pipeline="synth"}')
         assert {r["metric"]["device"] for r in res} == {"pi5", "pi4"}
         # a new run is visible at the next scrape, without restarting the exporter
         record_run(synthetic_manifest("r3", devices=("pi5", "pi4", "pi3"), started="2026-01-03T02:30:00+00:00"), db)

@@ -55,3 +55,54 @@ def test_run_several_checks_every_file_before_training(edgeq, write_pipeline, ho
     r = edgeq("run", good, bad)
     assert r.code == 3 and "bad.yaml:2" in r.stderr and "bogus_key" in r.stderr, r.stderr
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())  # nothing ran
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and group of the real app, as argv after `edgeq` (the Click tree Typer builds)."""
+    import typer
+
+    from edgeq.cli.app import app
+
+    out: list[list[str]] = []
+
+    def walk(cmd, path):
+        out.append(path)
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_every_help_screen_has_an_example():
+    """Walks the real command tree, so a command added later without an example fails here."""
+    from typer.testing import CliRunner
+
+    from edgeq.cli.app import app
+
+    paths = _command_paths()
+    assert ["metrics", "backfill"] in paths and ["devices", "setup"] in paths and len(paths) > 15
+    runner = CliRunner()
+    for path in paths:
+        r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, (path, r.output)
+        text = r.output
+        assert "Example" in text, (path, text[-600:])
+        example = text[text.index("Example") :]
+        assert f"$ edgeq {' '.join(path)}".rstrip() in example, (path, example)
+
+
+def test_quiet_and_verbose_anywhere_on_the_line(edgeq, tmp_path):
+    from edgeq.results import record_run
+    from edgeq.testing.promfarm import synthetic_manifest
+
+    db = tmp_path / "h.db"
+    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    out = tmp_path / "edgeq.prom"
+    r = edgeq("metrics", "textfile", out, "--db", db, "--quiet")  # after the command: Click alone would refuse it
+    assert r.code == 0 and r.stderr == "" and out.exists(), r.stderr
+    r = edgeq("metrics", "textfile", "-v", out, "--db", db)
+    assert r.code == 0 and "edgeq.metrics: textfile:" in r.stderr and "wrote" in r.stderr, r.stderr
+    # -q never hides why it failed
+    r = edgeq("-q", "metrics", "textfile", out, "--db", tmp_path / "none.db")
+    assert r.code == 10 and "error:" in r.stderr and "hint:" in r.stderr, r.stderr

@@ -39,3 +39,24 @@ def test_exporter_survives_a_corrupt_history(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_latency_is_exported_as_gauges_and_nothing_shipped_reads_the_deprecated_summary(tmp_path):
+    from edgeq.testing.common import REPO
+
+    db = tmp_path / "h.db"
+    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    text = metrics.exposition(metrics.run_registry("latest", db)[0]).decode()
+    parsed = _parse(text)
+    gauges = [f"edgeq_latency_{x}_seconds" for x in ("p50", "p90", "p99", "mean")] + ["edgeq_latency_timed_inferences"]
+    for name in gauges:
+        assert f"# TYPE {name} gauge" in text, name
+        assert all("quantile" not in s.labels for s in parsed[name].samples)  # a summary-only label
+    q = {(n, s.labels["variant"]): s.value for n in gauges[:3] for s in parsed[n].samples}
+    assert len(q) == 6 and q[(gauges[0], "int8")] < q[(gauges[1], "int8")] < q[(gauges[2], "int8")]
+    old = {s.labels["variant"]: s.value for s in parsed["edgeq_latency_seconds"].samples if s.labels.get("quantile") == "0.5"}
+    assert old == {v: q[(gauges[0], v)] for v in ("fp32", "int8")}  # the deprecated summary: same figures
+    assert {s.value for s in parsed["edgeq_latency_timed_inferences"].samples} == {400.0}
+    # the dashboards and rules read the gauges: the summary stays only for queries users wrote themselves
+    for f in [*(REPO / "dashboards").rglob("*.json"), *(REPO / "dashboards").rglob("*.yml")]:
+        assert "edgeq_latency_seconds" not in f.read_text(), f

@@ -29,6 +29,7 @@ def test_empty_columns_are_left_out_and_filled_ones_kept():
 
 def test_legend_counts_inferences_timed_and_the_tail_beyond_the_axis():
     b = _row(p50_s=0.001, count=50_000, samples_stride=10)
-    text = _n_label(b, kept=5000, above=25, top_us=9876.0)
-    assert "n=50,000 timed" in text and "every 10th drawn" in text and "25 beyond the axis" in text and "9876" in text
-    assert "beyond" not in _n_label(_row(p50_s=0.001, count=10), kept=10, above=0, top_us=1.0)
+    text = _n_label(b, kept=5000, above=25, top=9876.0, unit="µs")
+    assert "n=50,000 timed" in text and "every 10th drawn" in text and "25 beyond the axis" in text and "9876 µs" in text
+    assert "p50 1 ms" in _n_label(b, kept=5000, above=0, top=9.876, unit="ms")  # the plot's unit (edgeq.units)
+    assert "beyond" not in _n_label(_row(p50_s=0.001, count=10), kept=10, above=0, top=1.0, unit="ms")
