@@ -15,7 +15,7 @@ from edgeq.config import DataSpec
 from edgeq.errors import DataError
 
 # scikit-learn's bundled digits (1797 8x8 images, values 0..16), shipped as uint8 so that running a
-# pipeline needs no scikit-learn; tests/unit/test_bundled_digits.py checks it equals load_digits().
+# pipeline needs no scikit-learn; tests/unit/test_skel.py checks it equals load_digits().
 DIGITS_FILE = Path(__file__).parent / "bundled" / "digits.npz"
 
 # idx dtype codes (http://yann.lecun.com/exdb/mnist/ file format)

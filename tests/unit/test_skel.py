@@ -42,3 +42,20 @@ def test_bundled_digits_are_sklearns_and_give_the_same_split():
     te = idx[: int(round(len(x) * 0.2))]
     np.testing.assert_array_equal(ds.y_test, d.target[te])
     np.testing.assert_allclose(ds.x_test, x[te] / 255.0, rtol=1e-6)
+
+
+def test_constraints_pin_every_declared_dependency_within_its_range():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    declared = [*project["dependencies"], *project["optional-dependencies"]["train"]]
+    for req in map(Requirement, declared):
+        name = canonicalize_name(req.name)
+        assert name in pins, f"constraints.txt misses {req.name}: python -m edgeq.tools.constraints"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} is outside {req.specifier}"
