@@ -102,6 +102,45 @@ def _args(a: argparse.Namespace) -> str:
     return (f" --python {a.python}" if a.python != sys.executable else "") + (f" --extras {a.extras}" if a.extras else "")
 
 
+def base_commands(venv: Path) -> str:
+    """init, inspect, bench on the local board, report and textfile of a stored history, from the installed wheel."""
+    import base64
+    import os
+
+    work = Path(tempfile.mkdtemp(prefix="edgeq-base-", dir=venv))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGEQ_DEVICES")}
+    env["EDGEQ_HOME"] = str(work / "home")
+    model = work / "noop.tflite"
+    b64 = subprocess.run(  # the agent's no-op model, from the installed package
+        [str(venv / "bin" / "python"), "-c", "from edgeq.agent.floor import NOOP_MODEL_B64 as m; print(m)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    model.write_bytes(base64.b64decode(b64))
+    db = work / "history.db"
+    shutil.copyfile(REPO / "tests" / "data" / "history-main.db", db)
+    edgeq = str(venv / "bin" / "edgeq")
+    cmds = [
+        ["init", str(work / "lab")],
+        ["dashboards", "export", str(work / "dash")],
+        ["inspect", str(model)],
+        ["devices", "check", "local"],
+        ["bench", str(model), "-t", "local", "--runs", "50", "--sessions", "1", "--min-seconds", "0"],
+        ["history", "--db", str(db)],
+        ["report", "latest", "--pipeline", "synth", "--db", str(db), "-o", str(work / "r.html")],
+        ["metrics", "textfile", str(work / "e.prom"), "--db", str(db)],
+    ]
+    out = []
+    for c in cmds:
+        r = subprocess.run([edgeq, *c], capture_output=True, text=True, cwd=work, env=env)
+        words = [w if not w.startswith("/") else Path(w).name for w in c[:2]]  # no temp paths in RESULTS.md
+        out.append(f"`{' '.join(words)}` exit {r.returncode}")
+    files = sum(1 for f in (work / "lab").rglob("*") if f.is_file())
+    return "; ".join(out) + f"; `init` wrote {files} files"
+
+
 def report(a: argparse.Namespace, py: Path, sp: Path, empty: int, install_s: float, venv: Path) -> str:
     tops = by_top_level(sp)
     total = du(sp)
@@ -111,6 +150,7 @@ def report(a: argparse.Namespace, py: Path, sp: Path, empty: int, install_s: flo
     version = run([str(venv / "bin" / "edgeq"), "--version"])
     quick = run([str(venv / "bin" / "edgeq"), "run", str(REPO / "pipelines" / "quickstart.yaml")], cwd=tempfile.gettempdir())
     last = (quick.stderr.strip().splitlines() or [""])[-2:]
+    base = base_commands(venv)
     mb = 1e6
     lines = [
         f"- python: `{run([str(py), '-V']).stdout.strip()}`; install wall time {install_s:.0f} s (downloads; network-bound)",
@@ -121,6 +161,7 @@ def report(a: argparse.Namespace, py: Path, sp: Path, empty: int, install_s: flo
         f"- heavy packages present: {', '.join(present) or 'none (no tensorflow, tf_keras, tfmot, sklearn, scipy, keras)'}",
         f"- `edgeq --version`: exit {version.returncode} `{version.stdout.strip()}`",
         f"- `edgeq run pipelines/quickstart.yaml`: exit {quick.returncode}; stderr ends `{' / '.join(last)}`",
+        f"- base commands from the venv (not the checkout): {base}",
         "",
         "| largest top-level entries | MB |",
         "|---|---|",
