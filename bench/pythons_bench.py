@@ -59,8 +59,8 @@ def one(python: str, work: Path) -> dict:
     env.pop("EDGEQ_DEVICES", None)
     rc, t_run = _run(["edgeq", "run", "pipelines/quickstart.yaml"], src, log, env=env)
     out.update(run_rc=rc, run_s=t_run)
-    tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-    out["tail"] = " / ".join(t.strip() for t in tail)[-300:]
+    lines = log.read_text(errors="replace").strip().splitlines()
+    out["tail"] = next((t.strip() for t in reversed(lines) if t.startswith(("run folder", "error", "hint"))), "")[-200:]
     out["result"] = "OK" if rc == 0 else f"fail: quickstart exit {rc}"
     return out
 
