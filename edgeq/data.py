@@ -14,6 +14,10 @@ from edgeq import imagefolder, paths
 from edgeq.config import DataSpec
 from edgeq.errors import DataError
 
+# scikit-learn's bundled digits (1797 8x8 images, values 0..16), shipped as uint8 so that running a
+# pipeline needs no scikit-learn; tests/unit/test_skel.py checks it equals load_digits().
+DIGITS_FILE = Path(__file__).parent / "bundled" / "digits.npz"
+
 # idx dtype codes (http://yann.lecun.com/exdb/mnist/ file format)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -95,9 +99,7 @@ def _resolve(p: str | None, base: Path) -> Path:
 def fingerprint(spec: DataSpec, base: Path) -> dict:
     """Content hashes of the inputs, without decoding them: cheap enough for every cached run."""
     if spec.source == "sklearn-digits":
-        from importlib import metadata
-
-        return {"sklearn-digits": f"scikit-learn {metadata.version('scikit-learn')}"}
+        return {"sklearn-digits": _file_sha256(DIGITS_FILE)}
     if spec.source == "images":
         tree = imagefolder.scan(_resolve(spec.path, base))
         return {"images": str(tree.root), "files": len(tree.files), "listing_sha256": tree.listing_sha256}
@@ -117,11 +119,10 @@ def _missing_hint(spec: DataSpec, f: Path) -> str:
 
 def _raw(spec: DataSpec, base: Path, seed: int):
     if spec.source == "sklearn-digits":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        x = d.images.astype(np.float32)[..., None] / 16.0 * 255.0  # 8x8x1, same scale as idx images
-        y = d.target.astype(np.int64)
+        with np.load(DIGITS_FILE, allow_pickle=False) as z:
+            images, target = z["images"], z["target"]
+        x = images.astype(np.float32)[..., None] / 16.0 * 255.0  # 8x8x1, same scale as idx images
+        y = target.astype(np.int64)
         rng = np.random.default_rng(seed)
         idx = rng.permutation(len(x))
         n_test = int(round(len(x) * spec.test_split))

@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     REGRESSION = 9  # a performance/accuracy regression with --fail-on-regression
     STORE = 10  # results store or run folder unusable (corrupt, locked, unknown run)
     EXPORT = 11  # metrics export failed (results are still stored)
+    MISSING_EXTRA = 12  # the command needs an optional part not installed (pip install 'edgeq[train]')
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM (systemd stop, CI cancel, `timeout`): handled like Ctrl-C
 
@@ -88,3 +89,9 @@ class NothingToCompare(StoreError):
 
 class ExportError(EdgeqError):
     exit_code = ExitCode.EXPORT
+
+
+class MissingExtraError(EdgeqError):
+    """A command needs an optional dependency group (an "extra") that is not installed."""
+
+    exit_code = ExitCode.MISSING_EXTRA

@@ -12,6 +12,8 @@ import os
 import sys
 import tempfile
 
+from edgeq.extras import require_train
+
 DEBUG_ENV = "EDGEQ_DEBUG"
 
 
@@ -44,6 +46,7 @@ def captured_output():
 def import_tensorflow():
     """Import TensorFlow (and Keras) without its start-up log lines."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require_train()
     with captured_output():
         import keras  # noqa: F401
         import tensorflow as tf

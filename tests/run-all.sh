@@ -22,8 +22,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# .[test] includes labgrid (coordinator, exporter, client): tests/farm/test_labgrid.py starts them on loopback
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# [train]: TensorFlow, tf-keras, tfmot (the base install has none: tests/func/test_base_install.py runs the
+# base commands with those imports blocked). [test] includes labgrid (coordinator, exporter, client):
+# tests/farm/test_labgrid.py starts them on loopback.
+python3 -m pip install -q --disable-pip-version-check -e '.[train,test]'
 
 # Each check says what it runs; the first failure stops the script (set -e) with its exit code.
 check() {

@@ -48,13 +48,14 @@ def _root(
 
 
 def _register() -> None:
-    from edgeq.cli import fleet, inspect, numerics, results, run
+    from edgeq.cli import fleet, inspect, numerics, results, run, scaffold
 
     run.register(app)
     fleet.register(app)
     numerics.register(app)
     results.register(app)
     inspect.register(app)
+    scaffold.register(app)
 
 
 _register()
