@@ -23,7 +23,6 @@ from edgeq.stages.convert import op_table
 
 DIST = "litert-quantizer"
 EXTRA = "tflite-quant"
-QUANTIZED_TYPES = ("int8", "int16x8", "dynamic", "weight_only")
 
 
 def quantizer_version() -> str | None:
