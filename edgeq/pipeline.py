@@ -158,11 +158,18 @@ def _first_manifest(ctx: RunContext, pipeline_file: Path) -> RunManifest:
     )
 
 
+def data_stage_key(ctx: RunContext, data_fp: dict | None = None) -> str:
+    """The key every stage reading the data is cached under (edgeq.tools.float_tflite shares the train stage)."""
+    spec = ctx.spec
+    data_fp = data_mod.fingerprint(spec.data, ctx.base) if data_fp is None else data_fp
+    return stage_key({"data": spec.data.model_dump(mode="json"), "fp": data_fp, "seed": spec.seed})
+
+
 def _run_stages(ctx: RunContext, out: _ManifestFile) -> None:
     spec = ctx.spec
     data_fp = data_mod.fingerprint(spec.data, ctx.base)
     out.update(inputs={"data": data_fp, "model": zoo.fingerprint(spec.model, ctx.base)})
-    data_key = stage_key({"data": spec.data.model_dump(mode="json"), "fp": data_fp, "seed": spec.seed})
+    data_key = data_stage_key(ctx, data_fp)
     train = train_stage(ctx, data_key, out.manifest.inputs["model"])
     out.stage(train=train)
     quantized: dict[str, QuantizeStage] = {}

@@ -27,6 +27,9 @@ def fingerprint(spec: ModelSpec, base: Path) -> dict:
             w = weights_file(spec, base)
             return {"builtin": spec.builtin, "weights": str(w), "weights_sha256": file_sha256(w)}
         return {"builtin": spec.builtin}
+    if spec.tflite:
+        p = tflite_file(spec, base)
+        return {"tflite": str(p), "sha256": file_sha256(p)}
     if spec.path:
         p = _resolve(spec.path, base)
         if not p.exists():
@@ -167,6 +170,22 @@ def _load_base_weights(net, path: Path) -> None:
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else ""
         raise ModelError(f"model.weights {path} does not fit {net.name}: {type(e).__name__}: {msg[:300]}", hint) from None
+
+
+def tflite_file(spec: ModelSpec, base: Path) -> Path:
+    """model.tflite, resolved against the pipeline's folder: a file that starts like a TFLite flatbuffer."""
+    p = _resolve(spec.tflite or "", base)
+    if not p.is_file():
+        raise ModelError(
+            f"model.tflite file not found: {p}",
+            "check model.tflite in the pipeline YAML (relative paths start at the YAML's folder); "
+            "python3 -m edgeq.tools.float_tflite writes one from a pipeline",
+        )
+    with p.open("rb") as f:
+        head = f.read(8)
+    if head[4:8] != b"TFL3":  # the flatbuffer's file identifier
+        raise ModelError(f"model.tflite {p}: not a TFLite flatbuffer (no TFL3 identifier)", "give a .tflite file")
+    return p
 
 
 def is_saved_model(spec: ModelSpec, base: Path) -> bool:

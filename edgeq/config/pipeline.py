@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from edgeq.config.benchcontrols import BenchControlsSpec, CooldownSpec, SustainedSpec
 from edgeq.config.reader import Spec, read_yaml, validate, where
+from edgeq.config.sources import check_tflite_source
 from edgeq.errors import ConfigError
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -56,6 +57,9 @@ class DataSpec(Spec):
 APPLICATIONS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
 
 
+MODEL_SOURCES = ("builtin", "path", "factory", "tflite")
+
+
 class ModelSpec(Spec):
     builtin: Literal["mlp", "cnn", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"] | None = None
     hidden: list[int] = Field(default_factory=lambda: [64])  # mlp: units of each hidden Dense
@@ -71,6 +75,8 @@ class ModelSpec(Spec):
     freeze_base: bool = False  # train.epochs with the base frozen, then train.fine_tune_epochs with it unfrozen
     path: str | None = None  # a .keras file or a SavedModel directory
     factory: str | None = None  # "package.module:function" returning a compiled-or-not Keras model
+    # a float .tflite made elsewhere: no training; quantized by the LiteRT quantizer (edgeq[tflite-quant])
+    tflite: str | None = None
 
     @field_validator("hidden", "filters")
     @classmethod
@@ -88,10 +94,11 @@ class ModelSpec(Spec):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        given = [k for k in ("builtin", "path", "factory") if getattr(self, k)]
+        given = [k for k in MODEL_SOURCES if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                "set exactly one of model.builtin, model.path, model.factory" + (f" (got {', '.join(given)})" if given else "")
+                f"set exactly one of {', '.join('model.' + k for k in MODEL_SOURCES)}"
+                + (f" (got {', '.join(given)})" if given else "")
             )
         app_keys = sorted({"input_size", "alpha", "classes", "weights", "freeze_base"} & self.model_fields_set)
         if app_keys and self.builtin not in APPLICATIONS:
@@ -132,7 +139,8 @@ class TrainSpec(Spec):
 
 
 # edgetpu: int8 + Edge TPU compatibility check + edgetpu_compiler (edgeq/stages/edgetpu.py)
-VariantType = Literal["fp32", "int8", "dynamic", "float16", "int16x8", "edgetpu"]
+# weight_only: int8 weights dequantized to float at load, float compute (the LiteRT quantizer, edgeq[tflite-quant])
+VariantType = Literal["fp32", "int8", "dynamic", "float16", "int16x8", "edgetpu", "weight_only"]
 
 
 class GatesSpec(Spec):
@@ -393,6 +401,7 @@ def _check_refs(spec: PipelineSpec, file: str, lines: dict) -> None:
 
 def _check_pipeline(spec: PipelineSpec, file: str, lines: dict) -> None:
     """Rules across sections, checked before anything runs."""
+    check_tflite_source(spec, file, lines)
     has_fp32 = any(v.type == "fp32" for v in spec.quantize.variants)
     wants_drop = spec.validate_.gates.max_accuracy_drop is not None or any(
         v.gates and v.gates.max_accuracy_drop is not None for v in spec.quantize.variants

@@ -150,6 +150,7 @@ class QuantizeStage(StageRun):
     histogram_calibration: Doc | None = None
     mixed_precision: Doc | None = None  # the full search report (see MixedPrecision for the summary)
     edgetpu: Doc | None = None
+    quantizer: str | None = None  # "litert-quantizer 0.11.0": made by the LiteRT quantizer, not TFLiteConverter
     seconds: Num | None = None
     from_run: str | None = None
 

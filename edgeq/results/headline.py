@@ -11,7 +11,7 @@ from edgeq.records import Record
 from edgeq.results.rows import BenchmarkRow, StoredRun
 
 DEFAULT_BUDGET = 0.01  # accuracy units (1 point) when the pipeline sets no max_accuracy_drop gate
-QUANTIZED = ("int8", "int16x8", "edgetpu", "dynamic", "float16")
+QUANTIZED = ("int8", "int16x8", "edgetpu", "dynamic", "float16", "weight_only")
 
 
 class BoardVerdict(Record):

@@ -26,9 +26,10 @@ from edgeq.records.run import (
     VariantResult,
 )
 from edgeq.runtime import Runtime
-from edgeq.stages import qat
+from edgeq.stages import litert, qat
 from edgeq.stages.cache import CACHE_VERSION, stage_key
 from edgeq.stages.context import RunContext
+from edgeq.stages.convert import convert
 from edgeq.stages.quantize import calibration_set, quantize
 from edgeq.stages.train import train as train_model
 from edgeq.stages.validate import check_gates, evaluate, layer_errors_of
@@ -51,6 +52,9 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
             "libs": ctx.tf_versions,
         }
     )  # train.qat fine-tunes a copy: turning it on must not retrain the float model
+    if spec.model.tflite:  # trained elsewhere: the quantize stage reads the file (edgeq/stages/litert.py)
+        path = zoo.tflite_file(spec.model, ctx.base)
+        return TrainStage(key=key, cached=True, skipped="float .tflite input", output=str(path))
     if zoo.is_saved_model(spec.model, ctx.base):
         if spec.train.epochs:
             raise ConfigError(
@@ -90,7 +94,8 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
 
         out, cached, meta = ctx.cached("qat", key, build, label=f"qat {v.key}")
     else:
-        key = stage_key({"v": CACHE_VERSION, "stage": "quantize"} | common | {"libs": ctx.tf_versions})
+        libs = ctx.tf_versions | ({"quantizer": litert.quantizer_version()} if _uses_litert(ctx, v) else {})
+        key = stage_key({"v": CACHE_VERSION, "stage": "quantize"} | common | {"libs": libs})
         out, cached, meta = ctx.cached("quantize", key, lambda tmp: _quantize(ctx, v, train, tmp), label=f"quantize {v.key}")
     model = out / "model.tflite"
     stage = QuantizeStage.from_json({"key": key, "cached": cached, "output": str(model), **meta})
@@ -109,7 +114,13 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     return stage, VariantResult.from_json(entry)
 
 
+def _uses_litert(ctx: RunContext, v: VariantSpec) -> bool:
+    return bool(ctx.spec.model.tflite) or v.type == "weight_only"
+
+
 def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
+    if _uses_litert(ctx, v):
+        return _quantize_litert(ctx, v, train, tmp)
     spec, d = ctx.spec, ctx.dataset()
     calib = None
     if v.type in CALIBRATED_TYPES:
@@ -125,6 +136,26 @@ def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> 
         val=(d.x_val, d.y_val) if v.accuracy_budget is not None else None,
         log=ctx.log,
     )
+
+
+def _quantize_litert(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
+    """A float .tflite (model.tflite, or a Keras model's fp32 conversion for weight_only) through the LiteRT quantizer."""
+    spec, d = ctx.spec, ctx.dataset()
+    if spec.model.tflite:
+        blob, where = Path(train.output).read_bytes(), f"model.tflite {train.output}"
+    else:
+        saved = train.skipped is not None
+        source = Path(train.output) if saved else zoo.load_trained(Path(train.output), spec.model, ctx.base)
+        blob, where = convert(source, VariantSpec(type="fp32"), None, saved_model=saved), f"the fp32 conversion of {train.output}"
+    if v.type == "fp32":  # the float model itself, checked like the quantized ones
+        litert.check_input_fits(litert.float_model_facts(blob, where), d.x_test, where)
+        (tmp / "model.tflite").write_bytes(blob)
+        return {"variant": v.key, "type": v.type, "size_bytes": len(blob), "convert_seconds": 0.0, "calibration_samples": 0}
+    calib = None
+    if v.type in ("int8", "int16x8"):
+        calib = calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
+        ctx.log(f"  calibrating {v.key} on {len(calib)} training samples ({v.calibration_selection}, LiteRT quantizer)")
+    return litert.quantize_float(blob, v, calib, tmp, where)
 
 
 def _mixed_summary(mp: dict) -> MixedPrecision:

@@ -78,7 +78,7 @@ def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray
 
     cal = quantize_dir / "calibrated.tflite"
     if not cal.exists():
-        return {"skipped": "no calibrated model (quantization-aware training, or an older cache entry)"}
+        return {"skipped": "no calibrated model (quantization-aware training, the LiteRT quantizer, or an older cache entry)"}
     meta = json.loads((quantize_dir / "meta.json").read_text()) if (quantize_dir / "meta.json").exists() else {}
     denylist = [f["tensor"] for f in (meta.get("mixed_precision") or {}).get("float_layers", [])]
     return layer_errors(cal.read_bytes(), variant, x_test, denylist)
