@@ -1,6 +1,6 @@
 """Issue [7 of 7] numbers: one orchestrator, 100 real sshd boards on this 2-core machine.
 
-Run:  python bench/fleet100_bench.py [--boards 100] [--parallel 5 20]
+Run:  python bench/fleet100_bench.py [--boards 100] [--parallel 5 20] [--board-python lean|host]
 
 Boards: edgeq.testing.sshfarm (one sshd each, own port and work dir). The artifact: a ~2 MB fp32 TFLite
 (Dense 16->1024->512->3), and copies with another sha256 (the converter's description rewritten in place,
@@ -10,7 +10,10 @@ see fleet_bench.variant_of). Every step is the real CLI (`python -m edgeq ... --
   --min-seconds 0.2) on all boards; per --parallel value.
 Reported: wall, the orchestrator's CPU seconds (user+sys of the edgeq process) and peak RSS, the boards'
 CPU (their sshd trees), load average. Targets: deploy <= 60 s, unchanged <= 20 s, check <= 20 s.
-The 10-of-100-stalling part is bench/wedged_bench.py --healthy 90 --wedged 10.
+--board-python lean (default): the boards run a venv of this Python without this host's .pth hooks
+(sshfarm.lean_python, as a board's own venv); host: this interpreter itself (the runs before 2026-11-28 03:00).
+The model is built in a child process, so TensorFlow's memory is not in the edgeq subprocesses' peak RSS.
+The 10-of-100-stalling part is bench/fleet100_stall_bench.py.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +62,14 @@ def variant_of(artifact: Path, out: Path, tag: int) -> Path:
     return out
 
 
+def build_model(out: Path) -> Path:
+    """model_2mb in a child process: this process stays small, and so do the edgeq processes it forks."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); from fleet100_bench import model_2mb; "
+    code += f"from pathlib import Path; model_2mb(Path({str(out)!r}))"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # noqa: S603
+    return out
+
+
 def cli(args: list[str], env: dict, timeout: float = 1800) -> dict:
     """One edgeq command: wall, and its own CPU (user+sys) and peak RSS (os.wait4: this child's rusage only)."""
     t0 = time.monotonic()
@@ -80,6 +92,7 @@ def cli(args: list[str], env: dict, timeout: float = 1800) -> dict:
         "max_rss_mb": round(ru.ru_maxrss / 1024),
         "boards": len(devs),
         "not_ok": len(bad),
+        "kinds": dict(Counter(f"{d.get('status')}/{d.get('kind')}" for d in bad)),
         "first_error": (bad[0].get("error") if bad else None)
         or ((p.stderr.strip().splitlines() or [""])[-1][:200] if p.returncode else None),
     }
@@ -89,6 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--boards", type=int, default=100)
     ap.add_argument("--parallel", type=int, nargs="+", default=[5, 20])
+    ap.add_argument("--board-python", choices=["lean", "host"], default="lean")
     a = ap.parse_args()
     rows = []
     art_mb = 0.0
@@ -98,13 +112,17 @@ def main() -> None:
         farm = sshfarm.SSHFarm.start(root / "farm", n=a.boards)
         start_s = time.monotonic() - t0
         try:
-            art = model_2mb(root / "m.tflite")
+            art = build_model(root / "m.tflite")
+            py = sshfarm.lean_python(root) if a.board_python == "lean" else sys.executable
             art_mb = art.stat().st_size / 1e6
             env = {**os.environ, "EDGEQ_HOME": str(root / "home"), "PYTHONPATH": str(REPO)}
             tag = 0
             for par in a.parallel:
                 devices = root / f"devices-{par}.yaml"
-                entries = [farm.device_yaml(b, workdir=str(root / f"w{par}" / b.name), connect_timeout=10) for b in farm.boards]
+                entries = [
+                    farm.device_yaml(b, workdir=str(root / f"w{par}" / b.name), connect_timeout=10, python=py)
+                    for b in farm.boards
+                ]
                 devices.write_text("devices:\n" + "".join(entries))
                 common = ["--devices", str(devices), "--parallel", str(par)]
                 steps = []
@@ -132,7 +150,7 @@ def main() -> None:
             farm.stop()
     lines = [
         f"- farm: {a.boards} sshd boards started in {start_s:.1f} s; artifact {art_mb:.2f} MB "
-        "(fp32 Dense 16-1024-512-3); every step is the CLI in a subprocess\n",
+        f"(fp32 Dense 16-1024-512-3); every step is the CLI in a subprocess; board python: {a.board_python}\n",
         "| --parallel | step | wall | exit | boards not ok | edgeq CPU (user+sys) | edgeq peak RSS | boards' CPU | load |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -145,7 +163,8 @@ def main() -> None:
     if errs:
         lines += ["", "First errors seen: " + "; ".join(errs)]
     body = "\n".join(lines)
-    cmd = f"python bench/fleet100_bench.py --boards {a.boards} --parallel {' '.join(map(str, a.parallel))}"
+    pars = " ".join(map(str, a.parallel))
+    cmd = f"python bench/fleet100_bench.py --boards {a.boards} --parallel {pars} --board-python {a.board_python}"
     append_results(f"{a.boards} boards, one orchestrator", cmd, body)
     print(body)
 

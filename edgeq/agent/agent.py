@@ -59,7 +59,7 @@ import os
 import sys
 import traceback
 
-from . import boardfs, control, facts, measure, numeric, tfl
+from . import boardfs, control, facts, tfl
 from .codes import EXIT_CODES, PROTOCOL, AgentFailure
 
 
@@ -233,14 +233,36 @@ def cmd_rollback(args) -> dict:
     return doc
 
 
+# measure and numeric are imported when their command runs: every call pays the zipapp's compile of what it
+# imports (a zip holds no .pyc), and facts, status and install need neither
+
+
+def _bench(args) -> dict:
+    from . import measure
+
+    return measure.bench(args)
+
+
+def _predict(args) -> dict:
+    from . import measure
+
+    return measure.predict(args)
+
+
+def _tensors(args) -> dict:
+    from . import numeric
+
+    return numeric.tensors(args)
+
+
 COMMANDS = {
     "facts": cmd_facts,
     "status": cmd_status,
     "install": cmd_install,
     "rollback": cmd_rollback,
-    "bench": measure.bench,
-    "predict": measure.predict,
-    "tensors": numeric.tensors,
+    "bench": _bench,
+    "predict": _predict,
+    "tensors": _tensors,
 }
 
 

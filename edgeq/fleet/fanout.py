@@ -303,7 +303,8 @@ def board_session(
     device: DeviceSpec, agent: AgentBundle, transport_factory, progress: ProgressFn | None = None, *, ensure_agent: bool = True
 ) -> Iterator[Board]:
     """A connected board with the agent in place (unless ensure_agent is False: a dry run sends nothing);
-    the connection is closed afterwards."""
+    the connection is closed afterwards. The agent check runs with the first agent call (Board.call_ensured):
+    one command instead of two when the agent is already there."""
     if progress:
         progress({"event": "connect", "device": device.name, "address": device.address})
     t = transport_factory(device)
@@ -312,8 +313,7 @@ def board_session(
         w.closers.append(t.close)  # the watchdog's way to unblock this worker if the board wedges
     try:
         board = Board(device, t, agent)
-        if ensure_agent:
-            board.ensure_agent()
+        board.agent_pending = ensure_agent
         yield board
     finally:
         t.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgeq.fleet.base import BoardError, Progress
 from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.preflight import step_of
 
 
 class LocalTransport:
@@ -27,7 +28,7 @@ class LocalTransport:
         except subprocess.TimeoutExpired:
             raise BoardError(
                 self.device.name,
-                f"{argv[2] if len(argv) > 2 else 'command'} timed out after {timeout:g}s",
+                f"{step_of(argv) if len(argv) > 2 else 'command'} timed out after {timeout:g}s",
                 kind="command_timeout",
             ) from None
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")

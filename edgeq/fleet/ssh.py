@@ -20,6 +20,7 @@ from edgeq.fleet.base import BoardError, watched
 from edgeq.fleet.inventory import DeviceSpec
 from edgeq.fleet.jump import close_all, open_route, passphrase_for, tune, verified_client
 from edgeq.fleet.keyformat import key_file_problem
+from edgeq.fleet.preflight import step_of
 from edgeq.fleet.retry import CONNECT_GATE, ConnectGate, RetryPolicy
 from edgeq.fleet.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko
 from edgeq.fleet.sshexec import ExecFiles
@@ -227,8 +228,7 @@ class SSHTransport(ExecFiles, SFTPFiles):
         import paramiko
 
         cmd = quote_argv(argv)
-        # the agent's subcommand names the step; any other command (the work-dir preflight) by its program
-        what = argv[2] if len(argv) > 2 and argv[1].endswith(".pyz") else " ".join(argv[:2])[:80]
+        what = step_of(argv)  # the agent's subcommand names the step; any other command (the work-dir check) its program
         deadline = time.monotonic() + timeout
         t = self._transport()
         ct = self.device.connect_timeout

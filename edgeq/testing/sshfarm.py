@@ -241,6 +241,23 @@ class SSHFarm:
                     b.proc.wait(5)
 
 
+def lean_python(root: Path) -> str:
+    """A board-like interpreter for big farms: a venv of this Python whose only site entry is this Python's
+    site-packages as a plain path (numpy and ai-edge-litert import), so the .pth hooks of this development host
+    (the editable edgeq finder, a CA-bundle injector: 70-170 ms of CPU per Python start) do not run on every
+    board command, as they would not on a board's own venv (`edgeq devices setup` makes one per board)."""
+    import site
+    import sysconfig
+
+    venv = root / "board-python"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)  # noqa: S603
+    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    purelib.mkdir(parents=True, exist_ok=True)
+    (purelib / "host-site-packages.pth").write_text("".join(p + "\n" for p in site.getsitepackages()))
+    return str(venv / "bin" / "python")
+
+
 def _user() -> str:
     import getpass
 

@@ -202,3 +202,40 @@ def test_unreachable_coordinator_is_a_clean_fleet_error_and_list_names_it(tmp_pa
     assert "Traceback" not in r.stderr and "ERROR:root" not in r.stderr, r.stderr
     r = subprocess.run([*cmd, "list", "--devices", str(dev)], capture_output=True, text=True, env=ENV, timeout=60)
     assert r.returncode == 0 and "labgrid places matching pool=x" in r.stdout, r.stdout
+
+
+def test_several_places_per_run_and_a_partial_wait_releases_them_all(farm, tmp_path):
+    """labgrid.places: 2 of a pool of 3: one run checks two leased boards and releases both; a run wanting all
+    three while someone else holds one times out naming that holder, and keeps none of the two it could get."""
+    boards = farm.boards[:3]
+    try:
+        trio = LabFarm.start(tmp_path / "lab3", boards, {b.name: {"pool": "trio"} for b in boards})
+    except Missing as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        defaults = {"key_file": str(farm.user_key), "known_hosts": str(farm.known_hosts), "python": sys.executable}
+        devs = [{"name": b.name, "workdir": str(tmp_path / "w" / b.name), "tags": ["farm"]} for b in boards]
+
+        def devices(places: int, timeout: float) -> Path:
+            lg = {"coordinator": trio.address, "place_tags": {"pool": "trio"}, "places": places, "reserve_timeout": timeout}
+            p = tmp_path / f"devices-{places}.yaml"
+            p.write_text(json.dumps({"labgrid": lg, "defaults": {**defaults, "connect_timeout": 5}, "devices": devs}))
+            return p
+
+        cmd = [sys.executable, "-m", "edgeq", "devices", "check", "all", "--json", "--devices"]
+        r = subprocess.run([*cmd, str(devices(2, 30))], capture_output=True, text=True, env=ENV, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got = [d["device"] for d in json.loads(r.stdout)["devices"]]
+        assert (
+            len(got) == 2 and set(got) <= {b.name for b in boards} and all(d["healthy"] for d in json.loads(r.stdout)["devices"])
+        )
+        assert "labgrid: released" in r.stderr
+        assert all(_holder(trio, b.name) in ("", "None") for b in boards)
+
+        trio.client("-p", boards[0].name, "acquire")  # someone else's board, held outside any reservation
+        r = subprocess.run([*cmd, str(devices(3, 3))], capture_output=True, text=True, env=ENV, timeout=120)
+        assert r.returncode == 8 and boards[0].name in r.stderr and "reserve_timeout" in r.stderr, r.stderr[-2000:]
+        assert all(_holder(trio, b.name) in ("", "None") for b in boards[1:])  # nothing of ours left behind
+        assert _holder(trio, boards[0].name) not in ("", "None")
+    finally:
+        trio.stop()

@@ -358,7 +358,9 @@ class _FakeTransport:
         self.reply, self.sha, self.agent_size = reply, sha, agent_size
 
     def run(self, argv, timeout):
-        if argv[2] == "status":
+        from edgeq.fleet.preflight import step_of
+
+        if step_of(argv) == "status":  # also the first call, which carries the work-dir check (boot_argv)
             return 0, json.dumps({"ok": True, "current": self.sha, "have": True}), ""
         return self.reply
 
