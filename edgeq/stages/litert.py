@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import VariantSpec
-from edgeq.errors import ModelError, QuantizeError
+from edgeq.errors import MissingExtraError, ModelError, QuantizeError
 from edgeq.progress import tracker
 from edgeq.quiet import captured_output
 from edgeq.stages.convert import op_table
@@ -36,9 +36,8 @@ def _quantizer_class(variant: VariantSpec):
     try:
         from litert_quantizer import Quantizer
     except ImportError as e:
-        raise QuantizeError(
-            f"variant {variant.key}: {variant.type} from a float .tflite needs the LiteRT quantizer ({DIST}), "
-            f"which is not installed ({e})",
+        raise MissingExtraError(
+            f"variant {variant.key}: {variant.type} needs the LiteRT quantizer ({DIST}), which is not installed ({e})",
             f"pip install 'edgeq[{EXTRA}]'",
         ) from None
     return Quantizer

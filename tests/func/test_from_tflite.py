@@ -77,7 +77,7 @@ def test_missing_quantizer_names_the_extra_and_a_data_mismatch_is_named(edgeq, t
     (shadow / "__init__.py").write_text("raise ImportError('No module named litert_quantizer')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(shadow.parent), str(REPO), os.environ.get("PYTHONPATH", "")])}
     r = edgeq("run", _pipeline(tmp_path, float_tflite, [{"type": "fp32"}, {"type": "dynamic"}]), env=env)
-    assert_clean_error(r, 6, "dynamic from a float .tflite needs the LiteRT quantizer", "pip install 'edgeq[tflite-quant]'")
+    assert_clean_error(r, 12, "dynamic needs the LiteRT quantizer", "pip install 'edgeq[tflite-quant]'")
     np.savez(
         tmp_path / "x.npz",
         x_train=np.zeros((40, 5)),
