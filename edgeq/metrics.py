@@ -441,12 +441,12 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | Non
     Threads and connections are bounded (edgeq.exporter: workers, max_connections, idle_timeout, read_timeout)."""
     from prometheus_client import CollectorRegistry, make_wsgi_app
 
-    from edgeq import exporter
+    from edgeq import exporter, reportlink
 
     reg = CollectorRegistry(auto_describe=False)
     reg.register(HistoryCollector(db_path))
-    try:
-        return exporter.start(make_wsgi_app(reg), host, port, **bounds)
+    try:  # /report?pipeline=P&time=T: the dashboards' link from a point to that run's report
+        return exporter.start(reportlink.wrap(make_wsgi_app(reg), db_path), host, port, **bounds)
     except OSError as e:
         raise ExportError(
             f"cannot listen on {host}:{port}: {e.strerror or e}", "pick another --port, or stop the process using it (ss -ltnp)"

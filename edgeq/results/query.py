@@ -40,6 +40,11 @@ _TREND = "SELECT * FROM runs WHERE pipeline = ? AND started_ts <= ? ORDER BY sta
 _PIPELINES = "SELECT DISTINCT pipeline FROM runs WHERE adhoc = 0 ORDER BY pipeline"
 _ALL = "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) AND adhoc = 0 ORDER BY started_ts, run_id"
 _LATEST_OF = "SELECT * FROM runs WHERE pipeline = ? AND adhoc = 0 ORDER BY started_ts DESC, run_id DESC LIMIT 1"
+# the run a dashboard shows at a time: the last pipeline run finished by then (what the exporter served)
+_AT = (
+    "SELECT * FROM runs WHERE pipeline = ? AND adhoc = 0 AND coalesce(finished_ts, started_ts) <= ? "
+    "ORDER BY coalesce(finished_ts, started_ts) DESC, run_id DESC LIMIT 1"
+)
 
 
 def _rows(h: History, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -207,3 +212,8 @@ def last_success_ts(h: History, pipeline: str) -> float | None:
 
 def open_for_reading(db_path: Path | None = None) -> History:
     return open_history(db_path, create=False)
+
+
+def run_at(h: History, pipeline: str, ts: float) -> RunRow | None:
+    """The pipeline run a dashboard point at `ts` (seconds since the epoch) shows: the last one finished by then."""
+    return _one(h, _AT, (pipeline, ts))

@@ -22,10 +22,12 @@ def test_dashboard_json_and_provisioning_are_consistent():
     assert "${DS_" not in raw and "__inputs" not in raw
     dash = json.loads(raw)
     names = [v["name"] for v in dash["templating"]["list"]]
-    assert names == ["datasource", "lab", "pipeline", "device", "variant"]
+    assert names == ["datasource", "lab", "pipeline", "device", "variant", "edgeq_exporter"]
     ds_var = dash["templating"]["list"][0]
     assert ds_var["type"] == "datasource" and ds_var["query"] == "prometheus" and ds_var["current"]["value"] == "edgeq-prometheus"
-    for v in dash["templating"]["list"][1:]:
+    exporter = dash["templating"]["list"][-1]  # where the point links open a run's report
+    assert exporter["type"] == "textbox" and exporter["query"].startswith("http://127.0.0.1:")
+    for v in dash["templating"]["list"][1:-1]:
         assert v["datasource"]["uid"] == "${datasource}" and v["includeAll"] and v["allValue"] == ".*"
     assert "edgeq-prometheus" not in json.dumps(dash["panels"]) + json.dumps(dash.get("annotations"))
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
@@ -114,3 +116,20 @@ def test_every_alert_has_summary_description_and_a_runbook_that_exists():
         assert ann.get("summary") and ann.get("description"), a["alert"]
         url = ann.get("runbook_url", "")
         assert url == f"README.md#{a['alert'].lower()}" and url.split("#")[1] in anchors, (a["alert"], url)
+
+
+def test_points_link_to_their_run_report_and_runs_are_annotated():
+    """Run ids are never labels: a point links to /report by its pipeline label and time, runs are annotations."""
+    dash = json.loads(DASHBOARD.read_text())
+    series = [p for p in dash["panels"] if p["type"] == "timeseries"]
+    assert series
+    for p in series:
+        (link,) = p["fieldConfig"]["defaults"]["links"]
+        assert link["url"] == "${edgeq_exporter}/report?pipeline=${__field.labels.pipeline}&time=${__value.time}", p["title"]
+        assert all("pipeline" in t["expr"].split("(", 1)[0] or "pipeline" in t["expr"] for t in p["targets"])
+    (ann,) = dash["annotations"]["list"]
+    assert ann["useValueForTime"] and "edgeq_last_run_timestamp_seconds" in ann["expr"]
+    assert "run_id" not in DASHBOARD.read_text()
+    titles = " | ".join(p["title"] for p in dash["panels"])
+    for needle in ("95% interval", "Session spread", "Board-state flags", "Numeric check"):
+        assert needle in titles

@@ -1,0 +1,81 @@
+"""`/report` on `edgeq metrics serve`: the report of the run a dashboard point shows, found by pipeline and time.
+
+Prometheus never carries a run id (a label per run would grow the series without bound), so a Grafana data link
+passes what the point has: its pipeline label and its time. The run shown is the last pipeline run of that pipeline
+finished by then, which is the run whose values the exporter served at that time. Read-only; the page is the same
+self-contained HTML `edgeq report` writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from edgeq.errors import EdgeqError
+
+PATH = "/report"
+_MS_THRESHOLD = 1e11  # Grafana's ${__value.time} is in milliseconds; a value this large cannot be seconds (year 5138)
+
+
+def parse_time(text: str) -> float:
+    """Seconds since the epoch from seconds or milliseconds; ValueError for anything else."""
+    t = float(text)
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(text)
+    return t / 1000.0 if t >= _MS_THRESHOLD else t
+
+
+def render_at(db_path: Path | None, pipeline: str, ts: float, last: int = 10) -> str | None:
+    """The report HTML of the run shown at `ts`, or None when the pipeline had no run finished by then."""
+    from edgeq.report import render_html
+    from edgeq.results import query
+    from edgeq.results.compare import compare
+
+    with query.open_for_reading(db_path) as h:
+        row = query.run_at(h, pipeline, ts)
+        if row is None:
+            return None
+        run = query.load(h, row, samples=True)
+        trend = query.trend(h, run.pipeline, run.started_ts, last)
+        prev = query.previous(h, run)
+        comparison = None
+        if prev is not None:
+            try:
+                comparison = compare(query.load(h, prev, samples=True), run)
+            except EdgeqError:
+                comparison = None
+    return render_html(run, trend, comparison)
+
+
+def _reply(start: Callable[..., Any], status: str, body: str, ctype: str = "text/plain; charset=utf-8") -> Iterable[bytes]:
+    data = body.encode()
+    start(status, [("Content-Type", ctype), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")])
+    return [data]
+
+
+def wrap(metrics_app: Callable[..., Any], db_path: Path | None) -> Callable[..., Any]:
+    """A WSGI app: /report?pipeline=P&time=T answers with that run's report, everything else goes to the metrics."""
+
+    def app(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH:
+            return metrics_app(environ, start)
+        q = parse_qs(environ.get("QUERY_STRING", ""))
+        pipeline, when = (q.get("pipeline") or [""])[0], (q.get("time") or [""])[0]
+        if not pipeline or not when:
+            return _reply(start, "400 Bad Request", "usage: /report?pipeline=NAME&time=SECONDS_OR_MILLISECONDS\n")
+        try:
+            ts = parse_time(when)
+        except ValueError:
+            return _reply(start, "400 Bad Request", f"time {when!r} is not seconds or milliseconds since the epoch\n")
+        try:
+            html = render_at(db_path, pipeline, ts)
+        except EdgeqError as e:  # a missing, locked or corrupt history: say so, keep serving metrics
+            return _reply(start, "503 Service Unavailable", f"history unusable: {e}\n")
+        if html is None:
+            return _reply(start, "404 Not Found", f"no run of pipeline {pipeline!r} finished by {ts:.0f}\n")
+        return _reply(start, "200 OK", html, "text/html; charset=utf-8")
+
+    return app
