@@ -423,26 +423,34 @@ def render_html(run: StoredRun, trend: list[StoredRun], comparison: Comparison |
     return "\n".join(parts)
 
 
+def render_stored(h: Any, run: StoredRun, last: int = 10) -> tuple[str, int]:
+    """The report of a loaded run (its pipeline's last runs as the trend, compared with the previous run) and the
+    number of runs in the trend."""
+    from edgeq.results import query
+    from edgeq.results.compare import compare
+
+    trend = query.trend(h, run.pipeline, run.started_ts, last)
+    prev = query.previous(h, run)
+    comparison = None
+    if prev is not None:
+        try:
+            comparison = compare(query.load(h, prev, samples=True), run)
+        except EdgeqError:
+            comparison = None  # nothing in common with the previous run: the report simply has no comparison
+    return render_html(run, trend, comparison), len(trend)
+
+
 def write_report(
     run_ref: str, output: Path | None = None, *, last: int = 10, db_path: Path | None = None, pipeline: str | None = None
 ) -> ReportSummary:
     from edgeq.results import query
-    from edgeq.results.compare import compare
 
     with query.open_for_reading(db_path) as h:
         run = query.load(h, query.resolve(h, run_ref, pipeline), samples=True)
-        trend = query.trend(h, run.pipeline, run.started_ts, last)
-        prev = query.previous(h, run)
-        comparison = None
-        if prev is not None:
-            try:
-                comparison = compare(query.load(h, prev, samples=True), run)
-            except EdgeqError:
-                comparison = None  # nothing in common with the previous run: the report simply has no comparison
-    doc = render_html(run, trend, comparison)
+        doc, trend_runs = render_stored(h, run, last)
     out = Path(output) if output else Path(f"edgeq-report-{run.run_id}.html")
     try:
         paths.atomic_write_bytes(out, doc.encode())
     except OSError as e:
         raise StoreError(f"cannot write the report {out}: {e}", "pick a writable path with -o FILE.html") from None
-    return ReportSummary(path=str(out.resolve()), run_id=run.run_id, bytes=len(doc), trend_runs=len(trend))
+    return ReportSummary(path=str(out.resolve()), run_id=run.run_id, bytes=len(doc), trend_runs=trend_runs)

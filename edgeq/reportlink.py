@@ -30,24 +30,12 @@ def parse_time(text: str) -> float:
 
 def render_at(db_path: Path | None, pipeline: str, ts: float, last: int = 10) -> str | None:
     """The report HTML of the run shown at `ts`, or None when the pipeline had no run finished by then."""
-    from edgeq.report import render_html
+    from edgeq.report import render_stored
     from edgeq.results import query
-    from edgeq.results.compare import compare
 
     with query.open_for_reading(db_path) as h:
         row = query.run_at(h, pipeline, ts)
-        if row is None:
-            return None
-        run = query.load(h, row, samples=True)
-        trend = query.trend(h, run.pipeline, run.started_ts, last)
-        prev = query.previous(h, run)
-        comparison = None
-        if prev is not None:
-            try:
-                comparison = compare(query.load(h, prev, samples=True), run)
-            except EdgeqError:
-                comparison = None
-    return render_html(run, trend, comparison)
+        return None if row is None else render_stored(h, query.load(h, row, samples=True), last)[0]
 
 
 def _reply(start: Callable[..., Any], status: str, body: str, ctype: str = "text/plain; charset=utf-8") -> Iterable[bytes]:
