@@ -81,12 +81,21 @@ def one_session(inv, board: str, artifact: Path, name: str, runs: int, seconds: 
     return d.results[0]
 
 
-def _row(variant: str, run: BenchRun, *, sessions: bool) -> BenchmarkRow:
+def _row(variant: str, run: BenchRun, *, sessions: bool, floors: bool = True) -> BenchmarkRow:
     """What the history would hold for `run` (p50 etc. in seconds). sessions=False: one session as stored before
-    sessions existed, so compare falls back to raw-sample Mann-Whitney + ratio."""
+    sessions existed, so compare falls back to raw-sample Mann-Whitney + ratio. floors=False: sessions as stored
+    before history schema 7 (no session minima), so compare decides on the median of session medians."""
     lat = run.latency_ms
     assert lat is not None and run.raw is not None  # noqa: S101 - one_session checked ok
-    per = tuple(SessionRow(session=s.session, p50_s=s.p50 / 1000.0, count=s.count) for s in run.sessions)
+    per = tuple(
+        SessionRow(
+            session=s.session,
+            p50_s=s.p50 / 1000.0,
+            count=s.count,
+            min_s=s.min / 1000.0 if floors and s.min is not None else None,
+        )
+        for s in run.sessions
+    )
     return BenchmarkRow(
         id=0,
         device="b",
@@ -107,12 +116,12 @@ def _stored(run_id: str, *rows: BenchmarkRow) -> StoredRun:
     return StoredRun.from_json({**doc, "benchmarks": [r.to_json() for r in rows]})
 
 
-def verdict(base: BenchRun, cand: BenchRun, *, sessions: bool, rerun: bool = False) -> dict:
+def verdict(base: BenchRun, cand: BenchRun, *, sessions: bool, rerun: bool = False, floors: bool = True) -> dict:
     """edgeq.results.compare on the two sides: regression or not, the ratio, the interval or p-value.
 
     rerun: the base is given as a rerun baseline of the candidate's run (variant "m@baseline", measured in the
     same interleaved sessions), as `edgeq run --rerun-baseline` stores it; else as a run of its own."""
-    b, c = _row("m", base, sessions=sessions), _row("m", cand, sessions=sessions)
+    b, c = _row("m", base, sessions=sessions, floors=floors), _row("m", cand, sessions=sessions, floors=floors)
     if rerun:
         cmp = compare(_stored("then", c), _stored("now", c, b.replace(variant="m" + BASELINE_SUFFIX)))
     else:
@@ -122,6 +131,8 @@ def verdict(base: BenchRun, cand: BenchRun, *, sessions: bool, rerun: bool = Fal
         "regression": lat.regression,
         "ratio": lat.ratio,
         "ci": (lat.ratio_ci_low, lat.ratio_ci_high),
+        "floor_ratio": lat.floor_ratio,
+        "floor_ci": (lat.floor_ci_low, lat.floor_ci_high),
         "p": lat.p_value,
         "test": lat.test,
     }
@@ -134,3 +145,17 @@ def merged(runs: list[BenchRun]) -> BenchRun:
 def median_ms(run: BenchRun) -> float:
     assert run.latency_ms is not None  # noqa: S101
     return run.latency_ms.p50
+
+
+def min_ms(run: BenchRun) -> float:
+    """The session's fastest timed invoke (the agent's exact minimum, not of the kept samples)."""
+    assert run.raw is not None and run.raw.latency_s.min is not None  # noqa: S101
+    return run.raw.latency_s.min * 1000.0
+
+
+def quantile_ms(run: BenchRun, q: float) -> float:
+    """The q-th percentile of the session's kept samples."""
+    import numpy as np
+
+    assert run.raw is not None  # noqa: S101
+    return float(np.percentile(run.raw.samples_s, q)) * 1000.0

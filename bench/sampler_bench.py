@@ -12,7 +12,15 @@ real sysfs attributes that exist here (cpu topology files: numeric, read through
 its default 1 s interval, and also at 0.1 s (ten times the default) to show how the cost scales. A Pi's
 thermal driver may take longer per read than these attributes; the count of reads per second is the same.
 
-    python bench/sampler_bench.py [--rounds 8] [--seconds 3]
+    python bench/sampler_bench.py [--rounds 8] [--seconds 3] [--toggle 120]
+
+Sessions of seconds each cannot resolve 1 % on a host whose speed wanders by +-20 % over a second or so (this
+VM does, measured by the same interpreter in back-to-back 0.25 s windows). --toggle S adds a design that can:
+one interpreter, loaded once, timed invoke after invoke for S seconds per model, with the sampler thread started
+and stopped every 0.25 s (on off, off on, ... by pair), at a 0.05 s interval (20 x the agent's default wake
+rate: about 5 wakes per on-block). Adjacent blocks see the same host speed, so the per-pair ratio of the block
+means isolates the sampler; the median over the pairs is the figure. The loop is the agent's own: time.perf_counter
+around interpreter.invoke(), the sampler being edgeq.agent.boardstate.Sampler, reading the same stand-in files.
 """
 
 from __future__ import annotations
@@ -85,10 +93,54 @@ def _wake_cost(files: list[str]) -> float:
     return statistics.median(per)
 
 
+def _toggle(model: Path, seconds: float, interval: float = 0.05, block: float = 0.25) -> tuple[float, float, float, int]:
+    """(median of per-pair mean on/off - 1, overall mean on/off - 1, the p50 on/off - 1, pairs): see the module doc."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(model), num_threads=1)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+    for _ in range(50):
+        it.invoke()
+    pairs, on_all, off_all = [], [], []
+    end, k = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        means = {}
+        for state in (True, False) if k % 2 == 0 else (False, True):
+            sampler = boardstate.Sampler(interval) if state else None
+            if sampler:
+                sampler.start()
+            ts, stop = [], time.perf_counter() + block
+            while True:
+                t = time.perf_counter()
+                it.invoke()
+                t1 = time.perf_counter()
+                ts.append(t1 - t)
+                if t1 >= stop:
+                    break
+            if sampler:
+                doc = sampler.stop()
+                if doc["samples"] < 2:
+                    raise SystemExit(f"the sampler did not run: {doc}")
+            means[state] = statistics.fmean(ts)
+            (on_all if state else off_all).extend(ts)
+        pairs.append(means[True] / means[False] - 1)
+        k += 1
+    return (
+        statistics.median(pairs),
+        statistics.fmean(on_all) / statistics.fmean(off_all) - 1,
+        statistics.median(on_all) / statistics.median(off_all) - 1,
+        len(pairs),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--toggle", type=float, default=0.0, help="seconds per model of the in-interpreter toggle design")
     a = ap.parse_args()
     files = sorted(glob.glob("/sys/devices/system/cpu/cpu*/topology/core_id"))
     boardstate.thermal_paths = lambda: files  # stand-ins for thermal zones: see the module doc
@@ -98,6 +150,11 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", _CNN, str(d / "cnn.tflite")], check=True)  # noqa: S603 - fixed argv
         models = {"no-op (harness floor)": d / "noop.tflite", "small CNN 32x32x3 fp32": d / "cnn.tflite"}
         load0 = Path("/proc/loadavg").read_text().split()[:3]
+        toggles = []
+        for label, path in models.items() if a.toggle else ():
+            paired, mean, p50, n = _toggle(path, a.toggle)
+            toggles.append(f"| {label} | {n} | {paired:+.3%} | {mean:+.3%} | {p50:+.3%} |")
+            print(toggles[-1], flush=True)
         rows = []
         for label, path in models.items():
             for interval in (1.0, 0.1):
@@ -113,14 +170,23 @@ def main() -> None:
     body = (
         f"- {a.rounds} rounds x {a.seconds:g} s sessions per model and interval, on/off interleaved (order alternating);"
         f" sampler reading {len(files)} sysfs files as stand-in thermal zones (no thermal zones or cpufreq on this VM)\n"
-        f"- load average before: {' '.join(load0)}, after: {' '.join(load1)} (the machine is shared with other helpers)\n\n"
+        f"- load average before: {' '.join(load0)}, after: {' '.join(load1)} \n\n"
         f"- one sampler wake (reading {len(files)} files) costs {wake * 1e6:.1f} us of CPU: at the default 1 s interval"
         f" {wake * 100:.4f} % of one core, at 0.1 s {wake * 1000:.4f} % (the wake's whole work; measured in a loop)\n\n"
         "| model | sampler interval | mean off | mean on | mean on vs off | p50 off | p50 on | p50 on vs off"
         " | median of per-round mean on/off | per-round range |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
-    append_results("Board-state sampler cost (harness mean, sampler on vs off)", "python bench/sampler_bench.py", body)
+    if toggles:
+        body += (
+            f"\nToggle design (--toggle {a.toggle:g}: one interpreter per model, sampler started/stopped every 0.25 s, "
+            "0.05 s interval = 20 x the default wake rate; see the script's doc):\n\n"
+            "| model | on/off block pairs | median of per-pair mean on/off | mean on / mean off, all blocks | "
+            "p50 on / p50 off |\n|---|---|---|---|---|\n" + "\n".join(toggles) + "\n"
+        )
+    cmd = f"python bench/sampler_bench.py --rounds {a.rounds} --seconds {a.seconds:g}"
+    cmd += f" --toggle {a.toggle:g}" if a.toggle else ""
+    append_results("Board-state sampler cost (harness mean, sampler on vs off)", cmd, body)
     print(body)
 
 

@@ -224,7 +224,7 @@ def bench_cmd(
             max=100,
             help="Independent sessions (a fresh agent and interpreter each); --runs and --min-seconds are totals.",
         ),
-    ] = 3,
+    ] = 5,
     cooldown_temp: benchopts.CooldownTempOpt = None,
     cooldown_max_wait: benchopts.CooldownWaitOpt = None,
     cooldown_seconds: benchopts.CooldownSecondsOpt = None,

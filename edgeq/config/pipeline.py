@@ -236,8 +236,9 @@ class BenchmarkStageSpec(Spec):
     warmup: int = Field(5, ge=0, le=100_000)  # per session: each one is a fresh interpreter
     min_seconds: float = Field(1.0, ge=0.0, le=3600.0)  # in total over the sessions
     # independent sessions (a fresh agent process and interpreter each), variants interleaved A B A B ...;
-    # 3: the fewest that give a median of medians and an interval, at about one session's cost in total
-    sessions: int = Field(3, ge=1, le=100)
+    # 5 (edgeq.fleet.sessions.DEFAULT_SESSIONS says why): robust to two slowed sessions of five, at about one
+    # session's timed cost in total plus four agent starts
+    sessions: int = Field(5, ge=1, le=100)
     # re-measure the last successful run's artifact of each changed variant in the same sessions (A A' B B' ...),
     # so compare tells a model change from a board or runtime change (`edgeq run --rerun-baseline`)
     rerun_baseline: bool = False

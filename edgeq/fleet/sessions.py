@@ -5,7 +5,7 @@ session hides the drift that decides whether a difference is real. The overall p
 session medians; p90/p99 are pooled over every sample; the spread and the bootstrap interval come from
 the session medians (edgeq.results.stats says why the session, not the sample, is what is resampled).
 
-Per-session work: `runs` and `min_seconds` given to a benchmark are totals over its sessions, so K = 3
+Per-session work: `runs` and `min_seconds` given to a benchmark are totals over its sessions, so K = 5
 sessions cost about what one session did before (plus K - 1 interpreter loads and warm-ups).
 """
 
@@ -18,7 +18,12 @@ from edgeq.fleet.boardstate import merged_fields, session_fields
 from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
 from edgeq.results.stats import SessionFigures, summarize_sessions
 
-DEFAULT_SESSIONS = 3  # the nightly's default: enough for a median and an interval, cheap enough to run nightly
+# The nightly's default. compare decides on the fastest invoke over the sessions and its bootstrap interval
+# (edgeq.results.compare): with 3 sessions one baseline session slowed all through (common on a shared or noisy
+# board) puts 1/27 of the resamples on it and the interval's lower end below 1; with 5, two such sessions of
+# five still leave it above (bench/drift_bench.py: a 15 % slower model flagged 12 of 14 times with 3, 14 of 14
+# with 5). Each extra session costs an agent start and an interpreter load, not more timed runs.
+DEFAULT_SESSIONS = 5
 
 
 def per_session(runs: int, min_seconds: float, sessions: int) -> tuple[int, float]:
@@ -47,6 +52,7 @@ def _session(i: int, raw: AgentBench) -> BenchSession:
         count=lat.count,
         started_at=raw.started_at,
         harness_floor_ms=_floor_ms(raw),
+        min=_ms(lat.min),
         **session_fields(raw),
     )
 

@@ -291,12 +291,13 @@ class BenchSession(FleetRecord):
     count: StrictInt
     started_at: str | None = None
     harness_floor_ms: float | None = None
+    min: float | None = None  # the session's fastest timed invoke: what compare decides on (results.stats.floor_ratio_ci)
     flags: tuple[str, ...] = ()  # edgeq.records.boardstate: throttled, freq_drop, foreign_load, hot, cooldown_timeout
     trend: float | None = None  # last 10 % median / first 10 % median
     temp_max_c: float | None = None
     cooldown_s: float | None = None  # how long the cool-down before this session waited
 
-    omit_if_unset = frozenset({"started_at", "harness_floor_ms", "flags", "trend", "temp_max_c", "cooldown_s"})
+    omit_if_unset = frozenset({"started_at", "harness_floor_ms", "min", "flags", "trend", "temp_max_c", "cooldown_s"})
 
 
 class MedianCI(Record):

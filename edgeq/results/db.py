@@ -23,7 +23,7 @@ TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
 # 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions; 4: numeric checks;
 # 5: board state through the timed window (benchmark_state); 6: runs.adhoc (an `edgeq bench` run)
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -133,6 +133,7 @@ CREATE TABLE IF NOT EXISTS benchmark_sessions (
     count INTEGER,
     started TEXT,
     harness_floor_s REAL,
+    min_s REAL,                  -- version 7: the session's fastest timed invoke, what compare decides on
     PRIMARY KEY (benchmark_id, session)
 );
 """
@@ -302,7 +303,7 @@ def _ensure_schema(h: History) -> None:
             )
         if v == SCHEMA_VERSION:
             return
-        if v in (1, 2, 3, 4, 5):  # an older edgeq's database: add what versions 2 to 6 store, keep every result
+        if v in (1, 2, 3, 4, 5, 6):  # an older edgeq's database: add what versions 2 to 7 store, keep every result
             with h.write(f"upgrading the schema to version {SCHEMA_VERSION}") as c:
                 if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
                     c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
@@ -310,6 +311,8 @@ def _ensure_schema(h: History) -> None:
                     c.execute(stmt)
                 if "adhoc" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
                     c.execute("ALTER TABLE runs ADD COLUMN adhoc INTEGER NOT NULL DEFAULT 0")
+                if "min_s" not in {r[1] for r in c.execute("PRAGMA table_info(benchmark_sessions)")}:
+                    c.execute("ALTER TABLE benchmark_sessions ADD COLUMN min_s REAL")
                 c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             return
     with h.write("creating the schema") as c:

@@ -231,7 +231,7 @@ def _session_rows(b: BenchResult) -> tuple[tuple[Any, ...] | None, list[tuple[An
     )
     per = [
         (s.session, _f(s.p50, 1e-3), _f(s.p90, 1e-3), _f(s.p99, 1e-3), _f(s.mean, 1e-3), s.count, s.started_at)
-        + (_f(s.harness_floor_ms, 1e-3),)
+        + (_f(s.harness_floor_ms, 1e-3), _f(s.min, 1e-3))
         for s in b.sessions
     ]
     return stats, per
@@ -291,7 +291,10 @@ _INSERT_BENCH = (
 )
 _INSERT_SAMPLES = "INSERT INTO benchmark_samples (benchmark_id, samples) VALUES (?, ?)"
 _INSERT_SESSION_STATS = "INSERT INTO benchmark_session_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_SESSION = "INSERT INTO benchmark_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_SESSION = (
+    "INSERT INTO benchmark_sessions (benchmark_id, session, p50_s, p90_s, p99_s, mean_s, count, started, harness_floor_s, "
+    "min_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def record_run(

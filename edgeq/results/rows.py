@@ -93,6 +93,9 @@ class SessionRow(Record):
     count: int | None = None
     started: str | None = None
     harness_floor_s: float | None = None
+    min_s: float | None = None  # the session's fastest timed invoke (history schema 7; None in older rows)
+
+    omit_if_none = frozenset({"min_s"})  # documents of older rows stay as they were
 
 
 _SESSION_COLUMNS = ("sessions", "spread", "spread_std_s", "ci_low_s", "ci_high_s", "ci_level", "harness_floor_s")
@@ -155,6 +158,13 @@ class BenchmarkRow(Record):
     session_state: tuple[dict[str, Any], ...] | None = None
 
     omit_if_none = frozenset({"samples_s", "per_session", *_SESSION_COLUMNS, *_STATE_COLUMNS})
+
+    @property
+    def session_mins(self) -> list[float]:
+        """The sessions' fastest invokes (seconds); empty unless every session has one (history schema 7)."""
+        per = self.per_session or ()
+        mins = [s.min_s for s in per if s.min_s is not None]
+        return mins if len(mins) == len(per) else []
 
     @property
     def session_p50s(self) -> list[float]:

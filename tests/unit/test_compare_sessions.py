@@ -141,7 +141,7 @@ def test_an_older_history_gains_sessions_and_its_runs_compare_with_new_ones(tmp_
     new = synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", threads=(1, 2))
     record_run(_with_sessions(new, {}, seed=8), db)
     c = sqlite3.connect(str(db))
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(6,)]
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
     assert c.execute("SELECT count(*) FROM benchmark_sessions").fetchone()[0] == 8 * 3
     c.close()
     with query.open_for_reading(db) as h:
@@ -223,7 +223,7 @@ def test_a_rerun_baseline_is_compared_pair_by_pair_so_load_that_moves_between_se
     assert row.test == "paired sessions" and row.base_source == "rerun"
     assert row.ratio_ci_low > 1.1 and row.regression  # unpaired, the sessions' spread would hide 15 %
     assert ratio_ci(load, [1.15 * f for f in load])[0] < 1.0  # the same medians as two unpaired sides
-    assert tables.comparison_tables(compare_runs("b", "c", db_path=db))[0][2][0][6].endswith("(3v3 paired)")
+    assert tables.comparison_tables(compare_runs("b", "c", db_path=db))[0][2][0][7].endswith("(3v3 paired)")
 
     # drift in one candidate session of an unchanged artifact: no regression
     drift = {KEY: [1.0, 1.3, 1.0], ("pi5", "int8@baseline"): [1.0, 1.0, 1.0]}
