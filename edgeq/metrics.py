@@ -34,6 +34,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "edgeq_latency_p90_seconds": ("90th percentile on-device inference latency of the latest run.", BENCH_LABELS),
     "edgeq_latency_p99_seconds": ("99th percentile on-device inference latency of the latest run.", BENCH_LABELS),
     "edgeq_latency_mean_seconds": ("Mean on-device inference latency of the latest run's timed window.", BENCH_LABELS),
+    "edgeq_latency_floor_seconds": (
+        "Fastest timed invoke over the latest run's sessions: what edgeq compare decides a latency regression on.",
+        BENCH_LABELS,
+    ),
     "edgeq_latency_timed_inferences": ("Inferences timed in the latest run (what the latency figures come from).", BENCH_LABELS),
     # DEPRECATED (kept so existing queries keep working; removal announced in README "Metric changes"): a summary
     # whose _count/_sum hold the latest run's values, not cumulative ones, so rate() over them is meaningless.
@@ -117,6 +121,7 @@ LEGACY_METRICS = frozenset({"edgeq_latency_seconds"})
 SESSION_METRICS = frozenset(
     {
         "edgeq_benchmark_sessions",
+        "edgeq_latency_floor_seconds",  # results stored with session minima only (history schema 7)
         "edgeq_latency_session_spread_ratio",
         "edgeq_latency_session_stddev_seconds",
         "edgeq_latency_p50_ci_lower_seconds",
@@ -209,6 +214,7 @@ def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ..
             ("edgeq_power_watts", b.power_mean_w),
             ("edgeq_energy_per_inference_joules", b.energy_j),
             ("edgeq_benchmark_sessions", b.sessions),
+            ("edgeq_latency_floor_seconds", min(b.session_mins) if b.session_mins else None),
             ("edgeq_latency_session_spread_ratio", b.spread),
             ("edgeq_latency_session_stddev_seconds", b.spread_std_s),
             ("edgeq_latency_p50_ci_lower_seconds", b.ci_low_s),

@@ -344,7 +344,8 @@ def _benchmarks(run: StoredRun) -> list[str]:
 def _comparison(c: Comparison) -> list[str]:
     unit = units.latency_unit_s(x.base_p50_s for x in c.latency)
     latency = _table(
-        ["device", "variant", "threads", f"base p50 {unit}", f"p50 {unit}", "ratio", "Mann-Whitney p", "verdict"],
+        ["device", "variant", "threads", f"base p50 {unit}", f"p50 {unit}", "ratio", "floor ratio", "floor 95% interval"]
+        + ["Mann-Whitney p", "verdict"],
         [
             [
                 x.device,
@@ -353,6 +354,8 @@ def _comparison(c: Comparison) -> list[str]:
                 units.latency_s(x.base_p50_s, unit),
                 units.latency_s(x.candidate_p50_s, unit),
                 _f(x.ratio, ".3f"),
+                _f(x.floor_ratio, ".3f"),
+                "" if x.floor_ci_low is None else f"{x.floor_ci_low:.3f}-{x.floor_ci_high:.3f}",
                 _f(x.p_value, ".2g"),
                 x.verdict,
             ]

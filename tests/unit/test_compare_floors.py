@@ -144,3 +144,22 @@ def test_floor_interval_needs_two_sessions_a_side():
     assert 1.1 < lo <= 1.15 <= hi
     lo, hi = floor_ratio_ci([1.0, 1.02, 1.3], [1.15, 1.2, 1.16])  # 1/27 of the resamples are all the slow session
     assert lo < 1.0 < 1.15 <= hi
+
+
+def test_the_floor_is_exported_only_for_results_with_session_minima(tmp_path):
+    from edgeq import metrics
+
+    base = _sessions(synthetic_manifest("b", **ONE), [1.0, 1.2, 1.0], [0.1] * 3, 1.0, seed=10)
+    db = tmp_path / "history.db"
+    record_run(base, db)
+    fams = {f.name: f for f in metrics.latest_families(db)}
+    (sample,) = fams["edgeq_latency_floor_seconds"].samples
+    assert sample.value == pytest.approx(min(s["min"] for s in base["benchmarks"][0]["sessions"]) / 1e3)
+    assert sample.labels["device"] == "pi5" and "session" not in sample.labels
+
+    old = _sessions(synthetic_manifest("b", **ONE), [1.0] * 3, [0.1] * 3, 1.0, seed=11)
+    for s in old["benchmarks"][0]["sessions"]:
+        s.pop("min")
+    record_run(old, tmp_path / "old.db")
+    text = metrics.exposition(metrics.registry_for(metrics.latest_families(tmp_path / "old.db"))).decode()
+    assert "edgeq_latency_floor_seconds" not in text and "edgeq_latency_p50_seconds{" in text
