@@ -180,9 +180,10 @@ def floor_ratio_ci(
     Why the fastest invoke of the fastest session: on a board shared with anything (other load, a noisy host,
     heat, a lower clock for a while) disturbances only ever ADD time, and they come and go over seconds, so a
     whole session can land slow, even at its fastest (measured on this project's x86 hosts: session medians
-    of one unchanged model spread over +-20 %, session minima over +-5 %, the minimum over 3-5 sessions over
-    ~1 %). The smallest time seen over several sessions is the one figure such noise cannot move up, and a
-    model that really does more work moves it. Each side's sessions are resampled on their own, as in
+    of one unchanged model spread over +-20 %; over 5 back-to-back benchmarks of 5 sessions the median of
+    session medians spread 15-23 %, the minimum over the sessions 1.5-3 %). The smallest time seen over
+    several sessions is the one figure such noise cannot move up, and a model that really does more work
+    moves it. Each side's sessions are resampled on their own, as in
     ratio_ci. None when either side has fewer than two sessions or a baseline minimum is not positive."""
     import numpy as np
 
