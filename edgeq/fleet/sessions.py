@@ -21,7 +21,7 @@ from edgeq.results.stats import SessionFigures, summarize_sessions
 # The nightly's default. compare decides on the fastest invoke over the sessions and its bootstrap interval
 # (edgeq.results.compare): with 3 sessions one baseline session slowed all through (common on a shared or noisy
 # board) puts 1/27 of the resamples on it and the interval's lower end below 1; with 5, two such sessions of
-# five still leave it above (bench/drift_bench.py: a 15 % slower model flagged 12 of 14 times with 3, 14 of 14
+# five still leave it above (bench/drift_bench.py: a 15 % slower model flagged 16 of 20 times with 3, 20 of 20
 # with 5). Each extra session costs an agent start and an interpreter load, not more timed runs.
 DEFAULT_SESSIONS = 5
 
