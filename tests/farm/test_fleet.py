@@ -141,8 +141,9 @@ def test_bench_per_device_and_threads(farm, tmp_path, tflite_models):
             stride = x["raw"]["samples_stride"]  # every session's samples, thinned to one stride
             kept = sum(-(-s["latency_s"]["count"] // stride) for s in x["raw"]["sessions"])
             assert x["raw"]["threads"] == x["threads"] and len(x["raw"]["samples_s"]) == kept
-            # three sessions by default, each its own agent process (over SSH: its own exec channel)
-            assert [s["session"] for s in x["sessions"]] == [1, 2, 3] and len({s["pid"] for s in x["raw"]["sessions"]}) == 3
+            # five sessions by default, each its own agent process (over SSH: its own exec channel)
+            assert [s["session"] for s in x["sessions"]] == [1, 2, 3, 4, 5]
+            assert len({s["pid"] for s in x["raw"]["sessions"]}) == 5
             assert x["ci_ms"]["low"] <= lat["p50"] <= x["ci_ms"]["high"] and x["harness_floor_ms"] > 0
     code, out, _ = run_cli("bench", tflite_models["dense_a"], "-t", "b1", "--runs", "5", "--min-seconds", "0", "--devices", dev)
     assert code == 0 and ("p50 µs" in out or "p50 ms" in out)

@@ -16,28 +16,29 @@ def _tiny(path: Path) -> Path:
     return path
 
 
-def test_edgeq_bench_runs_three_sessions_per_thread_count_interleaved(edgeq, tmp_path):
+def test_edgeq_bench_runs_five_sessions_per_thread_count_interleaved(edgeq, tmp_path):
     model = _tiny(tmp_path / "tiny.tflite")
     r = edgeq(
         "bench", model, "--target", "local", "--runs", "30", "--min-seconds", "0.3", "--threads", "1", "--threads", "2", "--json"
     )
     assert r.code == 0, r.stderr
     doc = r.json()
-    assert doc["sessions"] == 3 and doc["runs"] == 30
+    assert doc["sessions"] == 5 and doc["runs"] == 30  # the default: edgeq.fleet.DEFAULT_SESSIONS
     (board,) = doc["devices"]
     pids = []
     for res in board["results"]:
-        assert [s["session"] for s in res["sessions"]] == [1, 2, 3]
+        assert [s["session"] for s in res["sessions"]] == [1, 2, 3, 4, 5]
         assert res["count"] == sum(s["count"] for s in res["sessions"]) and all(s["count"] >= 10 for s in res["sessions"])
         meds = sorted(s["p50"] for s in res["sessions"])
-        assert res["latency_ms"]["p50"] == meds[1]  # the median of the session medians
+        assert res["latency_ms"]["p50"] == meds[2]  # the median of the session medians
         assert res["ci_ms"]["low"] <= res["latency_ms"]["p50"] <= res["ci_ms"]["high"]
-        assert res["spread"] == (meds[-1] - meds[0]) / meds[1]
+        assert res["spread"] == (meds[-1] - meds[0]) / meds[2]
+        assert all(0 < s["min"] <= s["p50"] for s in res["sessions"])  # each session's fastest invoke, for compare
         assert 0 < res["harness_floor_ms"] < 1.0 and all(s["harness_floor_ms"] > 0 for s in res["sessions"])
         raw = res["raw"]
         assert len(raw["samples_s"]) == sum(s["samples_kept"] for s in raw["sessions"])
         pids += [s["pid"] for s in raw["sessions"]]
-    assert len(set(pids)) == 6  # 2 thread counts x 3 sessions: six agent processes, six interpreters
+    assert len(set(pids)) == 10  # 2 thread counts x 5 sessions: ten agent processes, ten interpreters
 
     table = edgeq("bench", model, "--target", "local", "--runs", "10", "--min-seconds", "0.05", "--sessions", "2")
     assert table.code == 0, table.stderr
