@@ -31,7 +31,9 @@ from edgeq.records.fleet import (
     LatencyStats,
 )
 
-_GIVE_UP = ("connection_dropped", "command_timeout")  # the board is gone: no point trying more thread counts
+# the board is gone, or a call cannot finish within command_timeout (the agent's own deadline stopped it: every
+# later session asks for the same time): no point trying more thread counts or sessions
+_GIVE_UP = ("connection_dropped", "command_timeout", "deadline")
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -30,7 +30,7 @@ POINTS = [
     ("quantize", "quantize int8: running", "quantize"),
     ("validate", "validate int8: running", "validate"),
     ("deploy", "deploy fp32: to", "deploy"),
-    ("benchmark", "benchmark fp32 session 1/3: on", "benchmark"),
+    ("benchmark", "benchmark fp32 session 1/5: on", "benchmark"),
 ]
 
 
