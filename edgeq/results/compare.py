@@ -223,8 +223,9 @@ def _latency(
     test = mann_whitney_u(b.samples_s or (), c.samples_s or ())
     p = test.p_value
     sessions = _session_test(b, c, paired)
-    decide = ratio  # the ratio the verdict is on: the p50's, or the floors' (test "session floors")
-    if sessions.get("test") == "session floors":
+    floors = sessions.get("test") == "session floors"
+    decide = ratio  # the ratio the verdict is on: the p50's, or the floors'
+    if floors:
         decide = sessions["floor_ratio"]
         significant = sessions["floor_ci_low"] > 1.0 or sessions["floor_ci_high"] < 1.0
     elif sessions.get("test") in SESSION_TESTS:
@@ -234,7 +235,7 @@ def _latency(
     slower = decide is not None and decide > threshold
     faster = decide is not None and decide < 1.0 / threshold
     verdict = _verdict(slower, faster, significant, p if sessions.get("test") not in SESSION_TESTS else 0.0)
-    if verdict == "same" and decide is not ratio and ratio is not None and not 1.0 / threshold <= ratio <= threshold:
+    if verdict == "same" and floors and ratio is not None and not 1.0 / threshold <= ratio <= threshold:
         verdict = "noise"  # the p50 moved past the threshold, the floor did not: some sessions ran on a slowed board
     row = LatencyChange(
         device=k[0],
