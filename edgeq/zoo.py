@@ -140,6 +140,10 @@ def _application(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: i
         raise ModelError(f"cannot build {spec.builtin}: {e}", "check model.input_size and model.alpha") from None
     if spec.weights:
         _load_base_weights(net, weights_file(spec, base))
+    if spec.bn_momentum is not None:
+        for layer in net.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = spec.bn_momentum
     net.trainable = not spec.freeze_base
     inputs = keras.Input(shape=input_shape)
     x = inputs if (h, w) == tuple(input_shape[:2]) else keras.layers.Resizing(h, w)(inputs)

@@ -73,6 +73,9 @@ class ModelSpec(Spec):
     classes: int | None = Field(None, ge=2)  # default: the dataset's; must match it
     weights: str | None = None  # the base's weights: a local .weights.h5 / .h5 / .keras file; none: random init
     freeze_base: bool = False  # train.epochs with the base frozen, then train.fine_tune_epochs with it unfrozen
+    # the base's BatchNorm moving-average momentum; Keras's 0.999 suits long runs and fine-tuning, but a short run
+    # from random weights ends with moving statistics still far from the data's (chance accuracy at inference)
+    bn_momentum: float | None = Field(None, gt=0.0, lt=1.0)
     path: str | None = None  # a .keras file or a SavedModel directory
     factory: str | None = None  # "package.module:function" returning a compiled-or-not Keras model
     # a float .tflite made elsewhere: no training; quantized by the LiteRT quantizer (edgeq[tflite-quant])
@@ -100,7 +103,7 @@ class ModelSpec(Spec):
                 f"set exactly one of {', '.join('model.' + k for k in MODEL_SOURCES)}"
                 + (f" (got {', '.join(given)})" if given else "")
             )
-        app_keys = sorted({"input_size", "alpha", "classes", "weights", "freeze_base"} & self.model_fields_set)
+        app_keys = sorted({"input_size", "alpha", "classes", "weights", "freeze_base", "bn_momentum"} & self.model_fields_set)
         if app_keys and self.builtin not in APPLICATIONS:
             raise ValueError(f"{', '.join(app_keys)} applies to builtin {' | '.join(APPLICATIONS)} only")
         if self.alpha is not None and self.builtin == "efficientnet_b0":
@@ -131,6 +134,8 @@ class TrainSpec(Spec):
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
     learning_rate: float = Field(0.001, gt=0)
+    # cosine: learning_rate decays to 1% of itself over the epochs (per step); constant: it stays
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     early_stopping: EarlyStoppingSpec | None = None
     # model.freeze_base: epochs above train the head on a frozen base, these then train everything
     fine_tune_epochs: int = Field(0, ge=0, le=10000)

@@ -22,7 +22,8 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
     keras.utils.set_random_seed(spec.seed)
     model = zoo.build(spec.model, base, ds.input_shape, ds.num_classes)
     t = spec.train
-    _compile(model, t.optimizer, t.learning_rate)
+    steps = max(1, -(-len(ds.x_train) // t.batch_size))
+    _compile(model, t.optimizer, _rate(t.learning_rate, t.lr_schedule, t.epochs * steps))
     out_shape = model.output_shape
     if not (isinstance(out_shape, tuple) and out_shape[-1] == ds.num_classes):
         raise ModelError(
@@ -37,7 +38,7 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
         for layer in model.layers:
             if isinstance(layer, keras.Model):
                 layer.trainable = True
-        _compile(model, t.optimizer, t.fine_tune_lr or t.learning_rate / 10)
+        _compile(model, t.optimizer, _rate(t.fine_tune_lr or t.learning_rate / 10, t.lr_schedule, t.fine_tune_epochs * steps))
         log(f"  fine-tuning every layer for {t.fine_tune_epochs} epochs (lr {t.fine_tune_lr or t.learning_rate / 10:g})")
         tuned = _fit(model, ds, t, t.fine_tune_epochs, "fine-tune", log)
         history = {k: history.get(k, []) + tuned.get(k, []) for k in dict.fromkeys([*history, *tuned])}
@@ -53,7 +54,16 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
     }
 
 
-def _compile(model, optimizer: str, lr: float) -> None:
+def _rate(lr: float, schedule: str, total_steps: int):
+    """The optimizer's learning rate: a float, or a cosine decay to 1% of it over total_steps."""
+    if schedule == "constant":
+        return lr
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(initial_learning_rate=lr, decay_steps=max(1, total_steps), alpha=0.01)
+
+
+def _compile(model, optimizer: str, lr) -> None:
     import keras
 
     opt = {

@@ -124,6 +124,9 @@ def test_local_weights_freeze_then_fine_tune(edgeq, tmp_path, tiny_tree):
         ({"model": {"freeze_base": True}}, ["pipe.yaml:", "freeze_base needs model.weights"]),
         ({"model": {"builtin": "efficientnet_b0"}}, ["pipe.yaml:", "alpha applies to the MobileNet builtins only"]),
         ({"model": {"builtin": "cnn", "alpha": None}}, ["pipe.yaml:", "applies to builtin"]),
+        ({"model": {"builtin": "cnn", "alpha": None, "bn_momentum": None}}, ["pipe.yaml:", "bn_momentum applies to builtin"]),
+        ({"model": {"bn_momentum": 1.0}}, ["pipe.yaml:", "model.bn_momentum"]),
+        ({"train": {"lr_schedule": "linear"}}, ["pipe.yaml:", "train.lr_schedule", "cosine"]),
         ({"data": {"image_size": None}}, ["pipe.yaml:", "image_size"]),
         ({"data": {"color": "sepia"}}, ["pipe.yaml:", "data.color"]),
     ],
@@ -167,3 +170,37 @@ def test_freeze_base_loads_the_file_and_trains_only_the_head(tmp_path):
     assert [w.path.split("/")[-1] for w in m.trainable_weights] == ["kernel", "bias"]  # the Dense head only
     nested = next(layer for layer in m.layers if isinstance(layer, keras.Model))
     assert all(np.array_equal(a, b) for a, b in zip(nested.get_weights(), src.get_weights(), strict=True))
+
+
+def test_bn_momentum_sets_how_fast_the_base_moving_statistics_follow_the_data(tmp_path):
+    """Keras's 0.999 moves a BatchNorm moving mean 0.1% of the way per step: after a short run from random
+    weights the statistics used at inference are still the initial ones (chance accuracy). bn_momentum: 0.5
+    moves them 50% of the way: one training step must move them ~500x further."""
+    import keras
+
+    from edgeq import zoo
+    from edgeq.config import ModelSpec
+
+    x = np.random.default_rng(0).normal(3.0, 1.0, (16, 32, 32, 3)).astype(np.float32)
+    y = np.arange(16) % 4
+    moved = {}
+    for momentum in (None, 0.5):
+        keras.utils.set_random_seed(0)
+        m = zoo.build(ModelSpec(builtin="mobilenet_v2", alpha=0.35, bn_momentum=momentum), tmp_path, (32, 32, 3), 4)
+        base = next(layer for layer in m.layers if isinstance(layer, keras.Model))
+        bn = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert {layer.momentum for layer in bn} == {0.999 if momentum is None else 0.5}
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        moved[momentum] = float(np.abs(bn[0].moving_mean.numpy()).mean())
+    assert moved[0.5] > 100 * moved[None] > 0
+
+
+def test_cosine_schedule_decays_to_one_percent_over_the_run():
+    from edgeq.stages.train import _rate
+
+    assert _rate(0.002, "constant", 1000) == 0.002
+    cos = _rate(0.002, "cosine", 1000)
+    assert float(cos(0)) == pytest.approx(0.002)
+    assert float(cos(500)) == pytest.approx(0.002 * (0.01 + 0.99 * 0.5), rel=1e-4)
+    assert float(cos(1000)) == pytest.approx(0.002 * 0.01, rel=1e-4)
