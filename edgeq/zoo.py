@@ -30,6 +30,11 @@ def fingerprint(spec: ModelSpec, base: Path) -> dict:
     if spec.tflite:
         p = tflite_file(spec, base)
         return {"tflite": str(p), "sha256": file_sha256(p)}
+    if spec.torch:
+        if spec.torch.endswith(".pt2"):
+            p = torch_export_file(spec, base)
+            return {"torch": str(p), "sha256": file_sha256(p)}
+        return {"torch": spec.torch, "sha256": _module_sha256(spec.torch, base, "model.torch")}
     if spec.path:
         p = _resolve(spec.path, base)
         if not p.exists():
@@ -40,14 +45,30 @@ def fingerprint(spec: ModelSpec, base: Path) -> dict:
             h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
             h.update(f.read_bytes())
         return {"path": str(p), "sha256": h.hexdigest()}
-    module = spec.factory.split(":")[0]
+    return {"factory": spec.factory, "sha256": _module_sha256(spec.factory or "", base, "model.factory")}
+
+
+def _module_sha256(factory: str, base: Path, key: str) -> str:
+    """The content of a factory's module file: editing the model's code changes the stage cache key."""
+    module = factory.split(":")[0]
     spec_ = _find_module(module, base)
     if spec_ is None or not spec_.origin or not Path(spec_.origin).exists():
         raise ModelError(
-            f"model.factory {spec.factory!r}: module {module!r} not found",
+            f"{key} {factory!r}: module {module!r} not found",
             f"put {module.replace('.', '/')}.py next to the pipeline YAML or on PYTHONPATH",
         )
-    return {"factory": spec.factory, "sha256": hashlib.sha256(Path(spec_.origin).read_bytes()).hexdigest()}
+    return hashlib.sha256(Path(spec_.origin).read_bytes()).hexdigest()
+
+
+def torch_export_file(spec: ModelSpec, base: Path) -> Path:
+    p = _resolve(spec.torch or "", base)
+    if not p.is_file():
+        raise ModelError(
+            f"model.torch file not found: {p}",
+            "check model.torch in the pipeline YAML (relative paths start at the YAML's folder); "
+            "write one with torch.export.save(torch.export.export(model.eval(), (sample,)), 'model.pt2')",
+        )
+    return p
 
 
 def _find_module(module: str, base: Path):
@@ -222,6 +243,17 @@ def _load_file(p: Path):
 
 
 def _from_factory(factory: str, base: Path, input_shape: tuple, num_classes: int):
+    model = call_factory(factory, base, input_shape, num_classes, "model.factory")
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"model.factory {factory!r} returned {type(model).__name__}, not a keras.Model", "return a Keras model")
+    return model
+
+
+def call_factory(factory: str, base: Path, input_shape: tuple, num_classes: int, key: str):
+    """Import "module:function" (the pipeline's folder first on sys.path) and call it with input_shape and
+    num_classes when it takes them; what it returns is the caller's to check."""
     import inspect
 
     module, func = factory.split(":")
@@ -230,7 +262,7 @@ def _from_factory(factory: str, base: Path, input_shape: tuple, num_classes: int
         mod = importlib.import_module(module)
     except Exception as e:
         raise ModelError(
-            f"model.factory {factory!r}: cannot import {module!r}: {type(e).__name__}: {e}",
+            f"{key} {factory!r}: cannot import {module!r}: {type(e).__name__}: {e}",
             f"check that {module.replace('.', '/')}.py exists next to the pipeline YAML or on PYTHONPATH and imports cleanly",
         ) from None
     finally:
@@ -238,18 +270,13 @@ def _from_factory(factory: str, base: Path, input_shape: tuple, num_classes: int
             sys.path.remove(str(base))
     fn = getattr(mod, func, None)
     if not callable(fn):
-        raise ModelError(f"model.factory {factory!r}: {module} has no function {func!r}", "check the function name")
+        raise ModelError(f"{key} {factory!r}: {module} has no function {func!r}", "check the function name")
     try:
         params = inspect.signature(fn).parameters
         kwargs = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if k in params}
-        model = fn(**kwargs)
+        return fn(**kwargs)
     except Exception as e:
-        raise ModelError(f"model.factory {factory!r} raised {type(e).__name__}: {e}", "fix the factory function") from None
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise ModelError(f"model.factory {factory!r} returned {type(model).__name__}, not a keras.Model", "return a Keras model")
-    return model
+        raise ModelError(f"{key} {factory!r} raised {type(e).__name__}: {e}", "fix the factory function") from None
 
 
 def load_trained(model_path: Path, spec: ModelSpec, base: Path):

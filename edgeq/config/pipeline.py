@@ -57,7 +57,7 @@ class DataSpec(Spec):
 APPLICATIONS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
 
 
-MODEL_SOURCES = ("builtin", "path", "factory", "tflite")
+MODEL_SOURCES = ("builtin", "path", "factory", "tflite", "torch")
 
 
 class ModelSpec(Spec):
@@ -80,6 +80,23 @@ class ModelSpec(Spec):
     factory: str | None = None  # "package.module:function" returning a compiled-or-not Keras model
     # a float .tflite made elsewhere: no training; quantized by the LiteRT quantizer (edgeq[tflite-quant])
     tflite: str | None = None
+    # a PyTorch model: "package.module:function" returning a trained torch.nn.Module, or a torch.export file
+    # (.pt2); converted to a float .tflite by litert-torch (edgeq[torch]), then quantized like model.tflite
+    torch: str | None = None
+    # the torch module's image input layout: nchw (PyTorch's) gets NHWC input/output wrappers at conversion
+    torch_layout: Literal["nchw", "nhwc"] = "nchw"
+
+    @property
+    def made_elsewhere(self) -> bool:
+        """No Keras model: a float .tflite (given, or converted from PyTorch) quantized by the LiteRT quantizer."""
+        return bool(self.tflite or self.torch)
+
+    @field_validator("torch")
+    @classmethod
+    def _torch_form(cls, v: str | None) -> str | None:
+        if v is not None and not (v.endswith(".pt2") or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v)):
+            raise ValueError("must be 'package.module:function' or a torch.export file ending in .pt2")
+        return v
 
     @field_validator("hidden", "filters")
     @classmethod
@@ -106,6 +123,8 @@ class ModelSpec(Spec):
         app_keys = sorted({"input_size", "alpha", "classes", "weights", "freeze_base", "bn_momentum"} & self.model_fields_set)
         if app_keys and self.builtin not in APPLICATIONS:
             raise ValueError(f"{', '.join(app_keys)} applies to builtin {' | '.join(APPLICATIONS)} only")
+        if "torch_layout" in self.model_fields_set and not self.torch:
+            raise ValueError("torch_layout applies to model.torch only")
         if self.alpha is not None and self.builtin == "efficientnet_b0":
             raise ValueError("alpha applies to the MobileNet builtins only (EfficientNet has no width multiplier)")
         if self.freeze_base and not self.weights:

@@ -1,4 +1,4 @@
-"""Pipeline rules for models made elsewhere (model.tflite): which variants and keys apply to them.
+"""Pipeline rules for models made elsewhere (model.tflite, model.torch): which variants and keys apply to them.
 
 The LiteRT quantizer works on the float .tflite's graph: there is no Keras model to train, no TensorFlow
 converter to calibrate, so the converter's own options (histogram calibration, float/uint8 I/O, the
@@ -22,21 +22,22 @@ _CONVERTER_ONLY = (("io", "int8"), ("calibration_method", "minmax"), ("accuracy_
 
 
 def check_tflite_source(spec: PipelineSpec, file: str, lines: dict) -> None:
-    """model.tflite: no training keys, only the variant types and options the LiteRT quantizer has."""
-    if not spec.model.tflite:
+    """model.tflite / model.torch: no training keys, only the variant types and options the LiteRT quantizer has."""
+    if not spec.model.made_elsewhere:
         return
+    src = "model.tflite" if spec.model.tflite else "model.torch"
     for key in sorted(spec.train.model_fields_set):
         if key == "epochs" and spec.train.epochs == 0:
             continue
         raise ConfigError(
-            f"{where(file, lines, ('train', key))}: model.tflite is a model trained elsewhere: train.{key} does not apply",
-            "remove the train section (a float .tflite is quantized as it is)",
+            f"{where(file, lines, ('train', key))}: {src} is a model trained elsewhere: train.{key} does not apply",
+            "remove the train section (a model made elsewhere is quantized as it is)",
         )
     for i, v in enumerate(spec.quantize.variants):
         if v.type not in TFLITE_TYPES:
             raise ConfigError(
                 f"{where(file, lines, ('quantize', 'variants', i, 'type'))}: variant type {v.type!r} cannot be made "
-                f"from a float .tflite (model.tflite)",
+                f"from a float .tflite ({src})",
                 f"use one of {', '.join(TFLITE_TYPES)} (the LiteRT quantizer's), or give the Keras model as model.path",
             )
         for key, allowed in _CONVERTER_ONLY:

@@ -26,7 +26,7 @@ from edgeq.records.run import (
     VariantResult,
 )
 from edgeq.runtime import Runtime
-from edgeq.stages import litert, qat
+from edgeq.stages import litert, qat, torchsrc
 from edgeq.stages.cache import CACHE_VERSION, stage_key
 from edgeq.stages.context import RunContext
 from edgeq.stages.convert import convert
@@ -55,6 +55,13 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
     if spec.model.tflite:  # trained elsewhere: the quantize stage reads the file (edgeq/stages/litert.py)
         path = zoo.tflite_file(spec.model, ctx.base)
         return TrainStage(key=key, cached=True, skipped="float .tflite input", output=str(path))
+    if spec.model.torch:  # trained elsewhere: converted to a float .tflite, then as model.tflite
+        key = stage_key(
+            {"v": CACHE_VERSION, "stage": "torch", "data": data_key, "model": spec.model.model_dump(mode="json")}
+            | {"model_fp": model_fp, "converter": torchsrc.converter_version()}
+        )
+        out, cached, meta = ctx.cached("torch", key, lambda tmp: _convert_torch(ctx, tmp), label="convert torch")
+        return TrainStage.from_json({"key": key, "cached": cached, "output": str(out / "model.tflite"), **meta})
     if zoo.is_saved_model(spec.model, ctx.base):
         if spec.train.epochs:
             raise ConfigError(
@@ -65,6 +72,11 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
         return TrainStage(key=key, cached=True, skipped="SavedModel input", output=str(path))
     out, cached, meta = ctx.cached("train", key, lambda tmp: _train(ctx, tmp))
     return TrainStage.from_json({"key": key, "cached": cached, "output": str(out / "model.keras"), **meta})
+
+
+def _convert_torch(ctx: RunContext, tmp: Path) -> dict:
+    ds = ctx.dataset()
+    return torchsrc.convert_torch(ctx.spec.model, ctx.base, ds.input_shape, ds.num_classes, tmp, ctx.log)
 
 
 def _train(ctx: RunContext, tmp: Path) -> dict:
@@ -115,7 +127,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
 
 
 def _uses_litert(ctx: RunContext, v: VariantSpec) -> bool:
-    return bool(ctx.spec.model.tflite) or v.type == "weight_only"
+    return ctx.spec.model.made_elsewhere or v.type == "weight_only"
 
 
 def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
@@ -141,8 +153,9 @@ def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> 
 def _quantize_litert(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
     """A float .tflite (model.tflite, or a Keras model's fp32 conversion for weight_only) through the LiteRT quantizer."""
     spec, d = ctx.spec, ctx.dataset()
-    if spec.model.tflite:
-        blob, where = Path(train.output).read_bytes(), f"model.tflite {train.output}"
+    if spec.model.made_elsewhere:
+        src = "model.tflite" if spec.model.tflite else f"model.torch {spec.model.torch} converted:"
+        blob, where = Path(train.output).read_bytes(), f"{src} {train.output}"
     else:
         saved = train.skipped is not None
         source = Path(train.output) if saved else zoo.load_trained(Path(train.output), spec.model, ctx.base)

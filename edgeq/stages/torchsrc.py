@@ -1,0 +1,110 @@
+"""PyTorch models (model.torch): converted to a float .tflite by litert-torch (the extra edgeq[torch]).
+
+The float .tflite then goes the model.tflite way (edgeq/stages/litert.py): the LiteRT quantizer makes the
+int8 / dynamic / weight_only variants, validate measures each .tflite on the test split. edgeq trains
+nothing here: the module comes trained (its factory loads the weights) or as a torch.export file (.pt2).
+
+Layout: edgeq's image rows are NHWC. A PyTorch vision model takes NCHW, so with torch_layout: nchw (the
+default) litert-torch's to_channel_last_io wraps the module: the .tflite takes NHWC like the data, and the
+transposes are part of the graph.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from edgeq import zoo
+from edgeq.config import ModelSpec
+from edgeq.errors import MissingExtraError, ModelError
+from edgeq.quiet import captured_output
+
+DIST = "litert-torch"
+EXTRA = "torch"
+
+
+def converter_version() -> str | None:
+    try:
+        return metadata.version(DIST)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _modules():
+    try:
+        import litert_torch
+        import torch
+    except ImportError as e:
+        raise MissingExtraError(
+            f"model.torch needs PyTorch and litert-torch ({DIST}), which are not installed ({e})",
+            f"pip install 'edgeq[{EXTRA}]' (about 3 GB: PyPI's torch for x86_64 Linux is the CUDA build), "
+            "or convert the model elsewhere and give the float .tflite as model.tflite",
+        ) from None
+    return torch, litert_torch
+
+
+def load_module(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int):
+    """The torch.nn.Module to convert, in eval mode: a factory's return value, or a .pt2 file's program."""
+    torch, _ = _modules()
+    src = spec.torch or ""
+    if src.endswith(".pt2"):
+        path = zoo.torch_export_file(spec, base)
+        try:
+            module = torch.export.load(str(path)).module()
+        except Exception as e:
+            msg = str(e).splitlines()[0] if str(e) else ""
+            raise ModelError(
+                f"model.torch {path}: not a torch.export program: {type(e).__name__}: {msg[:300]}",
+                "write it with torch.export.save(torch.export.export(model.eval(), (sample,)), 'model.pt2')",
+            ) from None
+        return module
+    module = zoo.call_factory(src, base, input_shape, num_classes, "model.torch")
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(
+            f"model.torch {src!r} returned {type(module).__name__}, not a torch.nn.Module",
+            "return the trained module (load its state_dict inside the function)",
+        )
+    return module.eval()
+
+
+def convert_torch(
+    spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path, log: Callable[[str], None]
+) -> dict:
+    """Write out_dir/model.tflite (float32) from model.torch; returns the stage's metrics."""
+    torch, litert_torch = _modules()
+    module = load_module(spec, base, input_shape, num_classes)
+    images = len(input_shape) == 3
+    if images and spec.torch_layout == "nchw":
+        h, w, c = input_shape
+        try:  # the module's own layout first: a wrong shape fails here with torch's message, not in the converter
+            with torch.no_grad():
+                module(torch.zeros(1, c, h, w))
+        except Exception as e:
+            raise ModelError(
+                f"model.torch {spec.torch!r} does not take NCHW input [1, {c}, {h}, {w}] (the data's {list(input_shape)} "
+                f"rows, channels first): {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+                "make data produce what the model was trained on (image_size, color), or set model.torch_layout: nhwc",
+            ) from None
+        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[])
+    sample = (torch.zeros(1, *input_shape),)
+    log(f"  converting {spec.torch} with litert-torch {converter_version()} (input [1, {', '.join(map(str, input_shape))}])")
+    t0 = time.perf_counter()
+    try:
+        with captured_output():
+            edge = litert_torch.convert(module, sample)
+            edge.export(str(out_dir / "model.tflite"))
+    except MissingExtraError:
+        raise
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(
+            f"model.torch {spec.torch!r}: litert-torch could not convert it: {type(e).__name__}: {msg[:400]}",
+            "rerun with --debug for the converter's output; litert-torch converts what torch.export can trace",
+        ) from None
+    return {
+        "skipped": "PyTorch model: converted by litert-torch, not trained",
+        "train_seconds": round(time.perf_counter() - t0, 3),
+        "params": int(sum(p.numel() for p in module.parameters())),
+    }

@@ -1,0 +1,180 @@
+"""model.torch end to end: a real PyTorch CNN trained by pipelines/fashion_torch.py (the script a user runs),
+converted by the real litert-torch (the torch extra), quantized by the LiteRT quantizer, validated on
+Fashion-MNIST rows, deployed and benchmarked on the local board (real agent)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeq.testing.common import REPO, assert_clean_error
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+DATA = {"source": "idx", "path": str(FASHION), "preprocess": "scale", "max_train": 1000, "max_test": 400}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """A folder with fashion_torch.py and its trained weights (1 epoch on 2,000 rows, by the shipped script)."""
+    d = tmp_path_factory.mktemp("torch")
+    shutil.copy(REPO / "pipelines" / "fashion_torch.py", d / "fashion_torch.py")
+    p = subprocess.run(
+        [sys.executable, str(d / "fashion_torch.py"), str(d / "fashion-torch.pt"), "--epochs", "1", "--max-train", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert p.returncode == 0, p.stderr
+    assert "epoch 1/1: test accuracy" in p.stdout
+    return d
+
+
+def _pipeline(d: Path, model: dict, variants: list, **extra) -> Path:
+    doc = {"name": "from-torch", "seed": 1, "data": DATA, "model": model, "quantize": {"variants": variants}, **extra}
+    p = d / "from-torch.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return p
+
+
+def _torch_accuracy(d: Path) -> tuple[float, np.ndarray]:
+    """The module's own accuracy on the pipeline's test rows (NCHW), and its predictions."""
+    import torch
+
+    sys.path.insert(0, str(d))
+    try:
+        os.environ["EDGEQ_TORCH_WEIGHTS"] = str(d / "fashion-torch.pt")
+        import importlib
+
+        mod = importlib.import_module("fashion_torch")
+        mod = importlib.reload(mod)
+        net = mod.build(10)
+    finally:
+        sys.path.remove(str(d))
+        os.environ.pop("EDGEQ_TORCH_WEIGHTS", None)
+    from edgeq.data import read_idx
+
+    x = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")[:400].astype(np.float32) / 255.0
+    y = read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")[:400]
+    with torch.no_grad():
+        pred = net(torch.from_numpy(x).unsqueeze(1)).argmax(-1).numpy()
+    return float((pred == y).mean()), pred
+
+
+def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edgeq, models):
+    variants = [{"type": "fp32"}, {"type": "int8", "calibration_samples": 100}, {"type": "dynamic"}]
+    fleet = {
+        "deploy": {"targets": ["local"], "variants": ["int8"]},
+        "benchmark": {"targets": ["local"], "runs": 10, "warmup": 1, "min_seconds": 0.05, "sessions": 1, "threads": [1]},
+    }
+    fleet["benchmark"] |= {"variants": ["fp32", "int8"], "accuracy_check": True}
+    p = _pipeline(models, {"torch": "fashion_torch:build"}, variants, **fleet)
+    env = {"EDGEQ_TORCH_WEIGHTS": str(models / "fashion-torch.pt")}
+    r = edgeq("run", p, "--json", env=env)
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    train, v, q = doc["stages"]["train"], doc["variants"], doc["stages"]["quantize"]
+    assert doc["status"] == "ok" and "litert-torch" in train["skipped"] and train["cached"] is False
+    assert train["params"] == 421_642  # FashionCNN: 320 + 18,496 + 401,536 + 1,290
+    for k in ("int8", "dynamic"):
+        assert q[k]["quantizer"].startswith("litert-quantizer "), q[k]
+    from ai_edge_litert.interpreter import Interpreter
+
+    fp32 = Interpreter(model_path=v["fp32"]["artifact"])
+    assert tuple(fp32.get_input_details()[0]["shape"]) == (1, 28, 28, 1)  # NHWC like the data: the wrapper transposes
+    int8 = Interpreter(model_path=v["int8"]["artifact"])
+    assert int8.get_input_details()[0]["dtype"] == np.int8
+    assert v["int8"]["size_bytes"] < 0.3 * v["fp32"]["size_bytes"]
+    # the converted float model is the PyTorch model: same accuracy on the same 400 test rows
+    torch_acc, _ = _torch_accuracy(models)
+    assert v["fp32"]["accuracy"] == pytest.approx(torch_acc, abs=0.0026)  # at most one image of 400 differs
+    assert torch_acc > 0.6  # it learned something: the comparison is not between two chance models
+    assert abs(v["fp32"]["accuracy"] - v["int8"]["accuracy"]) <= 0.02
+    assert {(b["variant"], b["ok"]) for b in doc["benchmarks"]} == {("fp32", True), ("int8", True)}
+    for a in doc["stages"]["benchmark_accuracy"]:
+        assert a["ok"] and a["board_accuracy"] == a["validate_accuracy"], a
+    again = edgeq("run", p, "--json", env=env)
+    assert again.code == 0, again.stderr
+    assert again.json()["stages"]["train"]["cached"] is True  # converted once, kept
+    mod = models / "fashion_torch.py"
+    mod.write_text(mod.read_text() + "\n# edited\n")
+    edited = edgeq("run", p, "--json", env=env)
+    assert edited.code == 0 and edited.json()["stages"]["train"]["cached"] is False  # the module's content is the key
+
+
+def test_torch_export_file(edgeq, models, tmp_path):
+    """model.torch: a .pt2 written by torch.export.save (no module to import at run time)."""
+    import torch
+
+    torch_acc, _ = _torch_accuracy(models)
+    sys.path.insert(0, str(models))
+    try:
+        os.environ["EDGEQ_TORCH_WEIGHTS"] = str(models / "fashion-torch.pt")
+        import importlib
+
+        net = importlib.reload(importlib.import_module("fashion_torch")).build(10)
+    finally:
+        sys.path.remove(str(models))
+        os.environ.pop("EDGEQ_TORCH_WEIGHTS", None)
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 1, 28, 28),)), str(tmp_path / "fashion.pt2"))
+    p = _pipeline(tmp_path, {"torch": "fashion.pt2"}, [{"type": "fp32"}, {"type": "weight_only"}])
+    r = edgeq("run", p, "--json")
+    assert r.code == 0, r.stderr
+    v = r.json()["variants"]
+    assert v["fp32"]["accuracy"] == pytest.approx(torch_acc, abs=0.0026)
+    assert v["weight_only"]["accuracy"] == pytest.approx(torch_acc, abs=0.011)
+
+
+BAD_MODULE = """
+import torch
+def not_a_module():
+    return 42
+def three_channels():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10)).eval()
+"""
+
+
+@pytest.mark.parametrize(
+    "model, code, needles",
+    [
+        ({"torch": "bad:not_a_module"}, 5, ["model.torch 'bad:not_a_module' returned int, not a torch.nn.Module"]),
+        ({"torch": "bad:three_channels"}, 5, ["does not take NCHW input [1, 1, 28, 28]", "torch_layout: nhwc"]),
+        ({"torch": "nowhere.pt2"}, 5, ["model.torch file not found", "nowhere.pt2", "torch.export.save"]),
+        ({"torch": "nomodule:build"}, 5, ["model.torch 'nomodule:build': module 'nomodule' not found"]),
+        ({"torch": "bad"}, 3, ["from-torch.yaml:", "model.torch", "package.module:function"]),
+        ({"builtin": "cnn", "torch_layout": "nhwc"}, 3, ["from-torch.yaml:", "torch_layout applies to model.torch only"]),
+    ],
+)
+def test_torch_errors_are_clear(edgeq, tmp_path, model, code, needles):
+    (tmp_path / "bad.py").write_text(BAD_MODULE)
+    p = _pipeline(tmp_path, model, [{"type": "fp32"}])
+    assert_clean_error(edgeq("run", p), code, *needles)
+
+
+def test_train_keys_are_refused_for_a_torch_model(edgeq, tmp_path):
+    p = _pipeline(tmp_path, {"torch": "bad:not_a_module"}, [{"type": "fp32"}], train={"epochs": 3})
+    assert_clean_error(edgeq("run", p), 3, "from-torch.yaml:", "model.torch is a model trained elsewhere: train.epochs")
+
+
+def test_without_the_extra_it_exits_12_naming_it(edgeq, tmp_path):
+    site = tmp_path / "blocker"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _B:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'litert_torch':\n"
+        "            raise ModuleNotFoundError('No module named litert_torch (blocked)', name=name)\n"
+        "sys.meta_path.insert(0, _B())\n"
+    )
+    (tmp_path / "bad.py").write_text(BAD_MODULE)
+    p = _pipeline(tmp_path, {"torch": "bad:not_a_module"}, [{"type": "fp32"}])
+    r = edgeq("run", p, env={"PYTHONPATH": os.pathsep.join([str(site), str(REPO)])})
+    assert_clean_error(r, 12, "model.torch needs PyTorch and litert-torch", "pip install 'edgeq[torch]'", "model.tflite")
