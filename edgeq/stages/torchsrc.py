@@ -7,19 +7,29 @@ nothing here: the module comes trained (its factory loads the weights) or as a t
 Layout: edgeq's image rows are NHWC. A PyTorch vision model takes NCHW, so with torch_layout: nchw (the
 default) litert-torch's to_channel_last_io wraps the module: the .tflite takes NHWC like the data, and the
 transposes are part of the graph.
+
+The conversion runs in a child process (python -m edgeq.stages.torchsrc JOB): torch.export imports
+torch._dynamo and with it triton, whose native code crashes (SIGSEGV) in a process that has already loaded
+TensorFlow, which an edgeq process may have (checked on this stack: `import tensorflow; import torch._dynamo`).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from edgeq import zoo
+from edgeq import errors, zoo
 from edgeq.config import ModelSpec
 from edgeq.errors import MissingExtraError, ModelError
 from edgeq.quiet import captured_output
+
+MARK = "@@edgeq-torch "  # starts the child's progress lines (edgeq.stages.qat's relay)
 
 DIST = "litert-torch"
 EXTRA = "torch"
@@ -32,16 +42,20 @@ def converter_version() -> str | None:
         return None
 
 
+def _missing(e: object) -> MissingExtraError:
+    return MissingExtraError(
+        f"model.torch needs PyTorch and litert-torch ({DIST}), which are not installed ({e})",
+        f"pip install 'edgeq[{EXTRA}]' (about 3 GB: PyPI's torch for x86_64 Linux is the CUDA build), "
+        "or convert the model elsewhere and give the float .tflite as model.tflite",
+    )
+
+
 def _modules():
     try:
         import litert_torch
         import torch
     except ImportError as e:
-        raise MissingExtraError(
-            f"model.torch needs PyTorch and litert-torch ({DIST}), which are not installed ({e})",
-            f"pip install 'edgeq[{EXTRA}]' (about 3 GB: PyPI's torch for x86_64 Linux is the CUDA build), "
-            "or convert the model elsewhere and give the float .tflite as model.tflite",
-        ) from None
+        raise _missing(e) from None
     return torch, litert_torch
 
 
@@ -72,7 +86,45 @@ def load_module(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: in
 def convert_torch(
     spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path, log: Callable[[str], None]
 ) -> dict:
-    """Write out_dir/model.tflite (float32) from model.torch; returns the stage's metrics."""
+    """Write out_dir/model.tflite (float32) from model.torch, in a child process; returns the stage's metrics."""
+    from edgeq.stages.qat import _run_child  # the QAT worker's relay: progress lines, Ctrl-C, the output kept on a crash
+
+    for name in ("torch", "litert_torch"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError) as e:
+            raise _missing(e) from None
+        if not found:
+            raise _missing(f"no module named {name!r}")
+    job_file, result_file = out_dir / "torch-job.json", out_dir / "torch-result.json"
+    job = {
+        "model": spec.model_dump(mode="json", exclude_unset=True),
+        "base": str(base),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "out_dir": str(out_dir),
+        "result_file": str(result_file),
+    }
+    job_file.write_text(json.dumps(job))
+    tail = _run_child([sys.executable, "-m", "edgeq.stages.torchsrc", str(job_file)], log)
+    job_file.unlink()
+    if not result_file.exists():
+        raise ModelError(
+            f"model.torch {spec.torch!r}: the conversion process died without a result; its last output:\n" + "\n".join(tail),
+            "rerun with --debug to see all of its output",
+        )
+    result = json.loads(result_file.read_text())
+    result_file.unlink()
+    if not result.pop("ok"):
+        cls = getattr(errors, result.get("error") or "", None)
+        if not (isinstance(cls, type) and issubclass(cls, errors.EdgeqError)):
+            cls = ModelError
+        raise cls(result["message"], result.get("hint"))
+    return result
+
+
+def _convert(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path) -> dict:
+    """The child's work: load the module, wrap it for NHWC, convert, export out_dir/model.tflite."""
     torch, litert_torch = _modules()
     module = load_module(spec, base, input_shape, num_classes)
     images = len(input_shape) == 3
@@ -89,7 +141,9 @@ def convert_torch(
             ) from None
         module = litert_torch.to_channel_last_io(module, args=[0], outputs=[])
     sample = (torch.zeros(1, *input_shape),)
-    log(f"  converting {spec.torch} with litert-torch {converter_version()} (input [1, {', '.join(map(str, input_shape))}])")
+    print(
+        f"{MARK}  converting {spec.torch} with litert-torch {converter_version()} (input [1, {', '.join(map(str, input_shape))}])"
+    )
     t0 = time.perf_counter()
     try:
         with captured_output():
@@ -108,3 +162,24 @@ def convert_torch(
         "train_seconds": round(time.perf_counter() - t0, 3),
         "params": int(sum(p.numel() for p in module.parameters())),
     }
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    result_file = Path(job["result_file"])
+    try:
+        spec = ModelSpec.model_validate(job["model"])
+        result = {
+            "ok": True,
+            **_convert(spec, Path(job["base"]), tuple(job["input_shape"]), job["num_classes"], Path(job["out_dir"])),
+        }
+    except errors.EdgeqError as e:  # keeps its class (exit code), message and hint
+        result = {"ok": False, "error": type(e).__name__, "message": e.message, "hint": e.hint}
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, result_file)
+    return 0 if result["ok"] else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

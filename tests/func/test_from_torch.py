@@ -4,6 +4,7 @@ Fashion-MNIST rows, deployed and benchmarked on the local board (real agent)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -44,28 +45,32 @@ def _pipeline(d: Path, model: dict, variants: list, **extra) -> Path:
     return p
 
 
-def _torch_accuracy(d: Path) -> tuple[float, np.ndarray]:
-    """The module's own accuracy on the pipeline's test rows (NCHW), and its predictions."""
-    import torch
+# PyTorch runs in child processes only: torch.export imports triton, whose native code crashes (SIGSEGV) in a
+# process that has loaded TensorFlow, as this test process has (edgeq.stages.torchsrc converts in a child too).
+TORCH_SCRIPT = """
+import json, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import fashion_torch
+from edgeq.data import read_idx
+net = fashion_torch.build(10)
+x = read_idx(sys.argv[2] + "/t10k-images-idx3-ubyte.gz")[:400].astype(np.float32) / 255.0
+y = read_idx(sys.argv[2] + "/t10k-labels-idx1-ubyte.gz")[:400]
+with torch.no_grad():
+    pred = net(torch.from_numpy(x).unsqueeze(1)).argmax(-1).numpy()
+if len(sys.argv) > 3:
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 1, 28, 28),)), sys.argv[3])
+print(json.dumps({"accuracy": float((pred == y).mean())}))
+"""
 
-    sys.path.insert(0, str(d))
-    try:
-        os.environ["EDGEQ_TORCH_WEIGHTS"] = str(d / "fashion-torch.pt")
-        import importlib
 
-        mod = importlib.import_module("fashion_torch")
-        mod = importlib.reload(mod)
-        net = mod.build(10)
-    finally:
-        sys.path.remove(str(d))
-        os.environ.pop("EDGEQ_TORCH_WEIGHTS", None)
-    from edgeq.data import read_idx
-
-    x = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")[:400].astype(np.float32) / 255.0
-    y = read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")[:400]
-    with torch.no_grad():
-        pred = net(torch.from_numpy(x).unsqueeze(1)).argmax(-1).numpy()
-    return float((pred == y).mean()), pred
+def _torch_accuracy(d: Path, export_to: Path | None = None) -> float:
+    """The module's own accuracy on the pipeline's 400 test rows (NCHW); optionally its torch.export file."""
+    env = {**os.environ, "EDGEQ_TORCH_WEIGHTS": str(d / "fashion-torch.pt"), "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-c", TORCH_SCRIPT, str(d), str(FASHION), *([str(export_to)] if export_to else [])]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])["accuracy"]
 
 
 def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edgeq, models):
@@ -93,7 +98,7 @@ def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edg
     assert int8.get_input_details()[0]["dtype"] == np.int8
     assert v["int8"]["size_bytes"] < 0.3 * v["fp32"]["size_bytes"]
     # the converted float model is the PyTorch model: same accuracy on the same 400 test rows
-    torch_acc, _ = _torch_accuracy(models)
+    torch_acc = _torch_accuracy(models)
     assert v["fp32"]["accuracy"] == pytest.approx(torch_acc, abs=0.0026)  # at most one image of 400 differs
     assert torch_acc > 0.6  # it learned something: the comparison is not between two chance models
     assert abs(v["fp32"]["accuracy"] - v["int8"]["accuracy"]) <= 0.02
@@ -111,19 +116,7 @@ def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edg
 
 def test_torch_export_file(edgeq, models, tmp_path):
     """model.torch: a .pt2 written by torch.export.save (no module to import at run time)."""
-    import torch
-
-    torch_acc, _ = _torch_accuracy(models)
-    sys.path.insert(0, str(models))
-    try:
-        os.environ["EDGEQ_TORCH_WEIGHTS"] = str(models / "fashion-torch.pt")
-        import importlib
-
-        net = importlib.reload(importlib.import_module("fashion_torch")).build(10)
-    finally:
-        sys.path.remove(str(models))
-        os.environ.pop("EDGEQ_TORCH_WEIGHTS", None)
-    torch.export.save(torch.export.export(net, (torch.zeros(1, 1, 28, 28),)), str(tmp_path / "fashion.pt2"))
+    torch_acc = _torch_accuracy(models, export_to=tmp_path / "fashion.pt2")
     p = _pipeline(tmp_path, {"torch": "fashion.pt2"}, [{"type": "fp32"}, {"type": "weight_only"}])
     r = edgeq("run", p, "--json")
     assert r.code == 0, r.stderr
