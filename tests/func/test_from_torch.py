@@ -49,13 +49,14 @@ def _pipeline(d: Path, model: dict, variants: list, **extra) -> Path:
 # process that has loaded TensorFlow, as this test process has (edgeq.stages.torchsrc converts in a child too).
 TORCH_SCRIPT = """
 import json, sys
+from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 import fashion_torch
 from edgeq.data import read_idx
 net = fashion_torch.build(10)
-x = read_idx(sys.argv[2] + "/t10k-images-idx3-ubyte.gz")[:400].astype(np.float32) / 255.0
-y = read_idx(sys.argv[2] + "/t10k-labels-idx1-ubyte.gz")[:400]
+x = read_idx(Path(sys.argv[2], "t10k-images-idx3-ubyte.gz"))[:400].astype(np.float32) / 255.0
+y = read_idx(Path(sys.argv[2], "t10k-labels-idx1-ubyte.gz"))[:400]
 with torch.no_grad():
     pred = net(torch.from_numpy(x).unsqueeze(1)).argmax(-1).numpy()
 if len(sys.argv) > 3:
