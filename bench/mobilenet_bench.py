@@ -2,7 +2,7 @@
 read as an image folder): fp32 test accuracy >= 0.90, int8 drop <= 1.0 point, int8 size <= 0.40 x fp32, int8/fp32
 latency <= 0.75 (ai-edge-litert, 1 thread, this machine).
 
-Run:  python bench/mobilenet_bench.py                       # the full run: hours on 2 cores (60,000 images)
+Run:  python bench/mobilenet_bench.py                       # the full run: about an hour on 2 cores (60,000 images, 5 epochs)
       python bench/mobilenet_bench.py --per-class 20 --epochs 1 --no-record   # a smoke run of the same flow
 Writes the tree to data/fashion-mnist-images first when it is missing (about 30 s). Latency: fp32 and int8
 interleaved (A B A B, 5 rounds of 500 invokes), the median of each model's round medians.
