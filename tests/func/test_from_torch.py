@@ -172,3 +172,20 @@ def test_without_the_extra_it_exits_12_naming_it(edgeq, tmp_path):
     p = _pipeline(tmp_path, {"torch": "bad:not_a_module"}, [{"type": "fp32"}])
     r = edgeq("run", p, env={"PYTHONPATH": os.pathsep.join([str(site), str(REPO)])})
     assert_clean_error(r, 12, "model.torch needs PyTorch and litert-torch", "pip install 'edgeq[torch]'", "model.tflite")
+
+
+def test_shipped_pipeline_reads_and_an_untrained_module_says_how_to_train_it(edgeq, tmp_path):
+    from edgeq.config import read_pipeline
+
+    shipped = REPO / "pipelines" / "from-torch.yaml"
+    spec = read_pipeline(shipped).spec
+    assert spec.model.torch == "fashion_torch:build" and spec.model.torch_layout == "nchw"
+    assert [v.type for v in spec.quantize.variants] == ["fp32", "int8", "dynamic", "weight_only"]
+    assert "python3 pipelines/fashion_torch.py data/fashion-torch.pt" in shipped.read_text()
+    d = tmp_path / "pipelines"
+    d.mkdir()
+    shutil.copy(shipped, d / shipped.name)
+    shutil.copy(REPO / "pipelines" / "fashion_torch.py", d / "fashion_torch.py")
+    missing = tmp_path / "no-weights.pt"
+    r = edgeq("run", d / shipped.name, env={"EDGEQ_TORCH_WEIGHTS": str(missing)})
+    assert_clean_error(r, 5, "model.torch 'fashion_torch:build' raised FileNotFoundError", "train it first", str(missing))
