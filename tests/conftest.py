@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -24,6 +25,12 @@ from edgeq.testing.common import TINY, Result
 settings.register_profile("ci", max_examples=150)
 settings.register_profile("dev", max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# A suite started in the background by a non-interactive shell (`bash tests/run-all.sh &`, nohup, some CI
+# runners) inherits SIGINT ignored, and so would every edgeq the tests start: Python keeps an ignored SIGINT
+# ignored, and the Ctrl-C tests (labgrid, sigterm, wedged) would see no KeyboardInterrupt. A handler (not an
+# ignore) is reset to the default on exec, so the children start as from a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
