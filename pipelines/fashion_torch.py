@@ -17,8 +17,13 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError as e:  # run as a script without the extra: say what to install, no traceback
+    if __name__ == "__main__":
+        sys.exit(f"error: fashion_torch.py needs PyTorch ({e})\nhint: pip install -e '.[torch]'")
+    raise
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = Path(os.environ.get("EDGEQ_TORCH_WEIGHTS", HERE.parent / "data" / "fashion-torch.pt"))
