@@ -28,8 +28,7 @@ from edgeq import errors, zoo
 from edgeq.config import ModelSpec
 from edgeq.errors import MissingExtraError, ModelError
 from edgeq.quiet import captured_output
-
-MARK = "@@edgeq-torch "  # starts the child's progress lines (edgeq.stages.qat's relay)
+from edgeq.stages.qat import MARK, _run_child  # the QAT worker's relay: progress lines, Ctrl-C, output kept on a crash
 
 DIST = "litert-torch"
 EXTRA = "torch"
@@ -87,8 +86,6 @@ def convert_torch(
     spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path, log: Callable[[str], None]
 ) -> dict:
     """Write out_dir/model.tflite (float32) from model.torch, in a child process; returns the stage's metrics."""
-    from edgeq.stages.qat import _run_child  # the QAT worker's relay: progress lines, Ctrl-C, the output kept on a crash
-
     for name in ("torch", "litert_torch"):
         try:
             found = importlib.util.find_spec(name) is not None
