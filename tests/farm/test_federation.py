@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -114,7 +115,13 @@ def test_central_prometheus_holds_every_lab_and_the_dashboard_filters_by_lab(lab
     dash = json.loads(DASHBOARD.read_text())
     var = next(v for v in dash["templating"]["list"] if v["name"] == "lab")
     metric = re.fullmatch(r"label_values\((\w+), lab\)", var["query"]["query"]).group(1)
-    assert {r["metric"]["lab"] for r in _query(central, metric)} == {"lab-a", "lab-b"}
+    labs_seen: set = set()
+    for _ in range(120):  # federated scrape by scrape: a lab's other series may land one scrape after its first
+        labs_seen = {r["metric"]["lab"] for r in _query(central, metric)}
+        if labs_seen == {"lab-a", "lab-b"}:
+            break
+        time.sleep(0.5)
+    assert labs_seen == {"lab-a", "lab-b"}
     # the board-health panel with lab=lab-a shows lab-a's board only; with All, both
     panel = next(p for p in dash["panels"] if "Board health" in p["title"])
     expr = panel["targets"][0]["expr"]
