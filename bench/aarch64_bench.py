@@ -220,7 +220,8 @@ def main() -> int:
                 f"{a['board_accuracy']:.4f} vs validate {a['validate_accuracy']:.4f} on the host: {same}",
             )
         b.row("host validate accuracy (ai-edge-litert)", ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-        from edgeq import config, data
+        from edgeq import config
+        from edgeq.data import datasets as data
 
         spec, base = config.load_pipeline(pipeline_file(work, None))
         labels = data.load(spec.data, base, spec.seed).y_test

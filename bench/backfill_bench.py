@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _common import append_results
 
-from edgeq.backfill import backfill
+from edgeq.metrics.backfill import backfill
 from edgeq.results import record_run
 from edgeq.testing.promfarm import synthetic_manifest
 

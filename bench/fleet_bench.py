@@ -209,7 +209,7 @@ def fanout_and_bytes(art: Path, root: Path, a) -> tuple[dict, dict, list[str]]:
             return res
 
         deploy("farm", a.boards)  # agent and a first model on every board: the fleet is "warm", as in a rollout
-        from edgeq.fleet.transports import open_transport
+        from edgeq.fleet.transport.factory import open_transport
 
         t = open_transport(inv.get("b1"))
         try:  # what one remote command costs on this farm before the agent even starts (login shell, sshd)

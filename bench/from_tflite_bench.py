@@ -60,7 +60,7 @@ def _edgeq_run(pipeline: Path, env: dict) -> tuple[dict, float]:
 
 def agreement(a: str, b: str, x) -> float:
     """Share of test rows on which two models give the same answer."""
-    from edgeq.runtime import pick
+    from edgeq.stages.interpreter import pick
     from edgeq.stages.validate import predict
 
     rt = pick()
@@ -98,8 +98,8 @@ def main() -> int:
 
 
 def _report(a, keras_doc: dict, tfl_doc: dict, seconds: tuple, tool_line: str) -> tuple[str, bool]:
-    from edgeq import data as data_mod
     from edgeq.config import read_pipeline
+    from edgeq.data import datasets as data_mod
 
     kv, tv = keras_doc["variants"], tfl_doc["variants"]
     spec = read_pipeline(Path(keras_doc["pipeline_file"]))

@@ -25,8 +25,9 @@ from _common import append_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from edgeq import data, imagefolder  # noqa: E402
 from edgeq.config import DataSpec  # noqa: E402
+from edgeq.data import datasets as data  # noqa: E402
+from edgeq.data import imagefolder  # noqa: E402
 from edgeq.tools.fashion_mnist_images import write_tree  # noqa: E402
 
 COLD_TARGET_S, WARM_TARGET_S = 60.0, 2.0

@@ -3,7 +3,7 @@
 Run:  python bench/labgrid_bench.py [--runs 30] [--cold 5]
 
 A real labgrid-coordinator and labgrid-exporter (edgeq.testing.labfarm) export one real sshd board
-(edgeq.testing.sshfarm) as a place. Measured: edgeq.fleet.labgrid.leased() on a devices.yaml with a
+(edgeq.testing.sshfarm) as a place. Measured: edgeq.fleet.inventory.labgrid.leased() on a devices.yaml with a
 `labgrid:` section, i.e. connect a session, reserve by tag filter, wait for allocation, acquire, read the
 NetworkService, release, cancel the reservation, close. `warm`: repeated in one process (what a run pays
 once labgrid is imported); `cold`: a fresh Python per run (import of labgrid's gRPC client included),
@@ -26,16 +26,16 @@ from _common import append_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from edgeq.fleet.inventory import load_inventory  # noqa: E402
-from edgeq.fleet.labgrid import leased  # noqa: E402
+from edgeq.fleet.inventory.devices import load_inventory  # noqa: E402
+from edgeq.fleet.inventory.labgrid import leased  # noqa: E402
 from edgeq.testing import labfarm, sshfarm  # noqa: E402
 
 COLD = """
 import sys, time
-from edgeq.fleet.inventory import load_inventory
+from edgeq.fleet.inventory.devices import load_inventory
 inv = load_inventory(sys.argv[1])
 t0 = time.monotonic()  # from here: labgrid's import (first use in the process) + the lease
-from edgeq.fleet.labgrid import leased
+from edgeq.fleet.inventory.labgrid import leased
 with leased(inv, lambda m: None) as got:
     assert len(got.devices) == 1
 print(time.monotonic() - t0)

@@ -31,8 +31,8 @@ TARGET = 0.55
 def build(size: int, alpha: float, out: Path) -> dict[str, Path]:
     import numpy as np
 
-    from edgeq import zoo
     from edgeq.config import ModelSpec, VariantSpec
+    from edgeq.data import zoo
     from edgeq.stages.convert import convert
 
     model = zoo.build(ModelSpec(builtin="mobilenet_v2", alpha=alpha), out, (size, size, 3), 10)

@@ -65,7 +65,7 @@ def run(doc: dict, base: Path, home: str, workdir: Path, name: str) -> tuple[int
 
 
 def measure(artifact: str) -> dict:
-    from edgeq import runtime as rt
+    from edgeq.stages import interpreter as rt
     from edgeq.stages.mixed import int8_fraction, latency_us
 
     blob = Path(artifact).read_bytes()
@@ -134,8 +134,8 @@ def qat(pipeline: Path, label: str, epochs: int, home: str, work: Path, rows: li
 def worst_case_search(cdoc: dict) -> str:
     """The whole search on the cnn, as if no set of float layers met the budget: every candidate measured
     alone, then all of them added one by one (int8 meets 0.5 points there, so the pipeline's search stops at once)."""
-    from edgeq import data as data_mod
     from edgeq.config import VariantSpec, load_pipeline
+    from edgeq.data import datasets as data_mod
     from edgeq.stages.mixed import search
 
     spec, base = load_pipeline(CNN)

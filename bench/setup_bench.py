@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import append_results  # noqa: E402
 
-from edgeq.fleet.setupscripts import TINY_MODEL_B64  # noqa: E402
+from edgeq.fleet.setup.scripts import TINY_MODEL_B64  # noqa: E402
 from edgeq.testing import aarch64, offline, sshfarm  # noqa: E402
 
 PY37 = "/root/.pyenv/versions/3.7.16/bin/python3.7"

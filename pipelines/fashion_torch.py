@@ -58,7 +58,7 @@ def build(num_classes: int) -> nn.Module:
 def train(out: Path, epochs: int, max_train: int | None, seed: int = 0) -> float:
     """Train on the Debian package's Fashion-MNIST; write the state dict atomically; return test accuracy."""
     sys.path.insert(0, str(HERE.parent))
-    from edgeq.data import read_idx
+    from edgeq.data.datasets import read_idx
 
     src = Path("/usr/share/datasets/fashion-mnist")
     x = torch.from_numpy(read_idx(src / "train-images-idx3-ubyte.gz")[:max_train].copy()).float().div(255).unsqueeze(1)

@@ -3,7 +3,7 @@
 A model whose p50 is a few microseconds is read against it: what remains above the floor is the model's
 own work; what is at the floor is the Python call into the runtime. The model is shipped inline (no
 TensorFlow on boards): f(x) = x * 2 + 1 on a float32 [1, 4], MUL and ADD at op version 1, the same bytes
-as edgeq.fleet.setupscripts.TINY_MODEL_B64 (which imports it from here).
+as edgeq.fleet.setup.scripts.TINY_MODEL_B64 (which imports it from here).
 
 Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.7+.
 """

@@ -2,7 +2,7 @@
 
 The model runs with every intermediate tensor kept (experimental_preserve_all_tensors) on the builtin
 kernels (no default delegate: a delegate fuses ops and keeps no intermediates), one golden row at a time.
-The host runs the same code on its own runtime and compares op by op (edgeq.numerics), so an accuracy
+The host runs the same code on its own runtime and compares op by op (edgeq.results.tracediff), so an accuracy
 change after a runtime or OS upgrade is pinned to the first layer that drifts.
 
 Runs on boards: stdlib + numpy + one TFLite runtime, Python 3.7+.

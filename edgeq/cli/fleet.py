@@ -24,7 +24,7 @@ from edgeq.records.fleet import BoardHealth, FleetSummary
 def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
     """List the boards in devices.yaml (no connection is made)."""
     output.use_json(json_out)
-    from edgeq.fleet.inventory import load_inventory
+    from edgeq.fleet.inventory.devices import load_inventory
 
     inv = load_inventory(devices)
     source = str(inv.source) if inv.source else "embedded default"
@@ -54,7 +54,7 @@ def devices_check(
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
     output.use_json(json_out)
     from edgeq import fleet
-    from edgeq.fleet.labgrid import leased
+    from edgeq.fleet.inventory.labgrid import leased
 
     with leased(fleet.load_inventory(devices), output.log) as inv:
         res = keep_finished(
@@ -86,8 +86,8 @@ def devices_trust(
 
     Behind jump hosts (ProxyJump), each jump host's key is checked first and, if unknown, asked about (--yes: trusted)."""
     output.use_json(json_out)
-    from edgeq.fleet.inventory import load_inventory
-    from edgeq.fleet.trust import trust
+    from edgeq.fleet.inventory.devices import load_inventory
+    from edgeq.fleet.transport.trust import trust
 
     def ask(key: Any, known_hosts: Path) -> bool:
         try:
@@ -298,8 +298,8 @@ def _record_bench(res: FleetSummary, started: float, db: Path | None) -> str | N
     """A history that cannot be written costs the record, not the measurement: warn, keep the exit code."""
     import time
 
-    from edgeq.adhoc import record_bench
     from edgeq.errors import StoreError
+    from edgeq.pipeline.adhoc import record_bench
 
     try:
         return record_bench(res, started, time.time(), db)

@@ -60,8 +60,8 @@ def fan_out(action: str, devices: Path | None, target: list[str], call: Callable
 
     With a labgrid: section the boards are places reserved for this call and released after it (errors,
     Ctrl-C and SIGTERM included)."""
-    from edgeq.fleet.inventory import load_inventory
-    from edgeq.fleet.labgrid import leased
+    from edgeq.fleet.inventory.devices import load_inventory
+    from edgeq.fleet.inventory.labgrid import leased
 
     with leased(load_inventory(devices), output.log) as inv, output.progress_bars():
         progress = progress_logger(action, len(inv.select(target)))

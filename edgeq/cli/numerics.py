@@ -42,8 +42,8 @@ def numerics_cmd(
 ) -> None:
     """Run golden inputs with every intermediate tensor kept, on the boards and here; name the first layer that drifts."""
     output.use_json(json_out)
-    from edgeq.fleet.inventory import load_inventory
-    from edgeq.fleet.labgrid import leased
+    from edgeq.fleet.inventory.devices import load_inventory
+    from edgeq.fleet.inventory.labgrid import leased
     from edgeq.fleet.numeric import numeric_check
 
     with leased(load_inventory(devices), output.log) as inv, output.progress_bars():

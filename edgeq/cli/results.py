@@ -1,6 +1,6 @@
 """Results commands: history, compare, report, metrics push/textfile/serve.
 
-Each command parses, calls one core function (edgeq.results, edgeq.metrics, edgeq.report) and renders.
+Each command parses, calls one core function (edgeq.results, edgeq.metrics, edgeq.report.html) and renders.
 No prometheus_client, matplotlib or numpy at import time: `edgeq --help` stays fast.
 """
 
@@ -122,7 +122,7 @@ def compare(
     else:
         render_comparison(c)
     if fail_on_regression and c.regressed:
-        from edgeq.publish import regression_error
+        from edgeq.pipeline.publish import regression_error
 
         raise regression_error(c)
 
@@ -142,7 +142,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (plots inline, readable offline) for a run."""
     output.use_json(json_out)
-    from edgeq.report import write_report
+    from edgeq.report.html import write_report
 
     res = write_report(run, out_file, last=last, db_path=db, pipeline=pipeline)
     if json_out:
@@ -212,7 +212,7 @@ def metrics_backfill(
     output.use_json(json_out)
     if out is None and data_dir is None:
         raise typer.BadParameter("give --out FILE, --prometheus-data DIR or both", param_hint="--out/--prometheus-data")
-    from edgeq import backfill
+    from edgeq.metrics import backfill
 
     since_ts = _since(since)
     res = backfill.backfill(db_path=db, out=out, data_dir=data_dir, pipeline=pipeline, since_ts=since_ts)

@@ -64,8 +64,8 @@ def _run_one(
     rerun_baseline: bool = False,
 ) -> dict[str, Any]:
     """One pipeline run, stored and published; its manifest document. Failures raise (with the document)."""
-    from edgeq import pipeline as pl
-    from edgeq.publish import publish
+    from edgeq.pipeline import runner as pl
+    from edgeq.pipeline.publish import publish
 
     with output.progress_bars():
         result = pl.run_pipeline(pipeline, force=force, log=output.log, rerun_baseline=rerun_baseline)
@@ -99,7 +99,7 @@ def _run_many(
     rerun_baseline: bool = False,
 ) -> None:
     from edgeq.config import read_pipeline
-    from edgeq.pipeline import check_fleet_targets
+    from edgeq.pipeline.runner import check_fleet_targets
 
     for p in pipelines:  # every file checked before anything trains
         check_fleet_targets(read_pipeline(p))

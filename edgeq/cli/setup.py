@@ -35,7 +35,7 @@ def devices_setup(
 ) -> None:
     """Make boards ready offline: a venv in the workdir with a TFLite runtime from wheels this machine downloads."""
     output.use_json(json_out)
-    from edgeq.fleet.setup import raise_for_setup_failures, setup
+    from edgeq.fleet.setup.run import raise_for_setup_failures, setup
 
     res = fan_out(
         "setup",

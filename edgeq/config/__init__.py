@@ -2,7 +2,7 @@
 
 Errors name the file, the line, the key path and what was expected; nothing past this package
 touches a raw dict. reader.py reads YAML with lines and validates; pipeline.py is the pipeline spec
-(the devices spec is edgeq.fleet.inventory's, read through this package).
+(the devices spec is edgeq.fleet.inventory.devices's, read through this package).
 """
 
 from edgeq.config.pipeline import (

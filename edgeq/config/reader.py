@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from edgeq.config.yamlguard import check_graph
 from edgeq.errors import ConfigError
-from edgeq.yamlguard import check_graph
 
 T = TypeVar("T", bound=BaseModel)
 

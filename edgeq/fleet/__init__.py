@@ -9,12 +9,12 @@ not raises: deploy, rollback, check and bench return a FleetSummary (`.to_json()
 
 from __future__ import annotations
 
-from edgeq.fleet.base import BoardError, Transport
 from edgeq.fleet.bench import bench, bench_result, predict, unmeasured_result
 from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
 from edgeq.fleet.health import check
-from edgeq.fleet.inventory import DeviceSpec, Inventory, PowerSpec, load_inventory
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, PowerSpec, load_inventory
 from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
+from edgeq.fleet.transport.base import BoardError, Transport
 
 __all__ = [
     "DEFAULT_SESSIONS",

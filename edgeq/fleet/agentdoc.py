@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeq.fleet.base import BoardError
+from edgeq.fleet.transport.base import BoardError
 from edgeq.records import RecordError
 from edgeq.records.fleet import (
     AgentBench,

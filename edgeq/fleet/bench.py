@@ -11,14 +11,14 @@ from pathlib import Path
 
 from edgeq.config.benchcontrols import BenchControlsSpec
 from edgeq.errors import ConfigError, DataError
-from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, Board, build_agent
 from edgeq.fleet.boardstate import run_fields
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
-from edgeq.fleet.inventory import DeviceSpec, Inventory
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.sessions import merge_sessions, per_session
-from edgeq.fleet.transports import open_transport
+from edgeq.fleet.transport.base import BoardError, TransportFactory
+from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import (
     STATE_KEYS,

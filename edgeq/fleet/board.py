@@ -15,10 +15,10 @@ from pathlib import Path
 from edgeq.agent import AgentOutputError, build_zipapp, parse_agent_output
 from edgeq.fleet import paths
 from edgeq.fleet.agentdoc import read_agent_doc
-from edgeq.fleet.base import BoardError, Progress, Transport
-from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.preflight import BOOT_RC, PREFLIGHT_SCRIPT, boot_argv
-from edgeq.fleet.remotehome import expand_home
+from edgeq.fleet.transport.base import BoardError, Progress, Transport
+from edgeq.fleet.transport.remotehome import expand_home
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import AgentDoc
 
@@ -281,7 +281,7 @@ class Board:
                     kind="agent_killed",
                 )
             if self.login_noise:
-                from edgeq.fleet.sshexec import noise_excerpt
+                from edgeq.fleet.transport.sshexec import noise_excerpt
 
                 return self._fail(
                     f"the login shell on {self.name} prints {noise_excerpt(self.login_noise)!r} before every command, and "

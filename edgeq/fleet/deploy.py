@@ -14,11 +14,11 @@ from typing import Any
 
 from edgeq.config import NAME_RE
 from edgeq.errors import ConfigError, FleetError, ModelError
-from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, Board, build_agent
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
-from edgeq.fleet.inventory import DeviceSpec, Inventory
-from edgeq.fleet.transports import open_transport
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.transport.base import BoardError, TransportFactory
+from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import Action, AgentStatus, AgentSwitch, BoardOutcome, FleetSummary, Rollout
 

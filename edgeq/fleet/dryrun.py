@@ -11,12 +11,12 @@ import json
 import time
 from pathlib import Path
 
-from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, Board, build_agent
 from edgeq.fleet.deploy import _FREE_MARGIN, _summary, check_rollback_args, check_tflite, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
-from edgeq.fleet.inventory import DeviceSpec, Inventory
-from edgeq.fleet.transports import open_transport
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.transport.base import BoardError, TransportFactory
+from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import BoardOutcome, FleetSummary
 

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeq.errors import ConfigError, EdgeqError, Terminated
-from edgeq.fleet.base import BoardError, BoardWatch, current_watch, set_current_watch
 from edgeq.fleet.board import AgentBundle, Board
-from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError, BoardWatch, current_watch, set_current_watch
 from edgeq.records.fleet import FAILED, Action, BoardOutcome, FleetCounts, FleetSummary, Rollout
 
 ProgressFn = Callable[[dict], None]  # called from worker threads with small JSON-able events

@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 from edgeq.fleet.agentdoc import failure_facts
-from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, build_agent
 from edgeq.fleet.fanout import ProgressFn, board_session, failure_record, run_fleet
-from edgeq.fleet.inventory import DeviceSpec, Inventory
-from edgeq.fleet.transports import open_transport
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.transport.base import BoardError, TransportFactory
+from edgeq.fleet.transport.factory import open_transport
 from edgeq.records.fleet import AgentFacts, BoardFacts, BoardHealth, FleetSummary
 
 MIN_FREE_BYTES = 64 << 20  # room for the agent, a few model versions and their temp uploads
@@ -58,7 +58,7 @@ def problems(board: BoardFacts) -> list[str]:
 
 
 def chatty_shell_note(noise: str) -> str:
-    from edgeq.fleet.sshexec import noise_excerpt
+    from edgeq.fleet.transport.sshexec import noise_excerpt
 
     return (
         f"the login shell prints {noise_excerpt(noise)!r} before every command (that breaks SFTP; edgeq moves files "

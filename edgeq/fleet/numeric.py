@@ -3,7 +3,7 @@
 Golden inputs (a few rows of real data, stored with the run) go through the model with every intermediate
 tensor kept, on the board (agent `tensors`) and here (the same agent code on this host's runtime, or on a
 --reference model). Op by op, the first output over the tolerance names the layer where the board's
-numbers leave the host's (edgeq.numerics).
+numbers leave the host's (edgeq.results.tracediff).
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import numerics
 from edgeq.errors import DataError, ModelError
-from edgeq.fleet.base import BoardError, TransportFactory
 from edgeq.fleet.board import AgentBundle, build_agent
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
-from edgeq.fleet.inventory import DeviceSpec, Inventory
-from edgeq.fleet.transports import open_transport
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.transport.base import BoardError, TransportFactory
+from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import BoardOutcome, RuntimeInfo
 from edgeq.records.numeric import AgentTensors, NumericCheck, NumericSummary, TraceOp
+from edgeq.results import tracediff as numerics
 
 
 def host_trace(model: Path, inputs: Path) -> tuple[list[TraceOp], RuntimeInfo, int]:

@@ -16,8 +16,8 @@ import warnings
 
 import numpy as np
 
-from edgeq import runtime as rt
-from edgeq.quiet import captured_output, import_tensorflow
+from edgeq.stages import interpreter as rt
+from edgeq.stages.quiet import captured_output, import_tensorflow
 
 NUM_BINS = 512  # TF's histogram calibrator default; MSE searches are O(bins) per step
 _METHODS = {"percentile": "CALIBRATION_METHOD_HISTOGRAM_PERCENTILE", "mse": "CALIBRATION_METHOD_HISTOGRAM_MSE_MAX_FREQUENCY"}

@@ -17,8 +17,8 @@ from edgeq.errors import QuantizeError
 from edgeq.inspect import reader
 from edgeq.inspect.report import FLOAT
 from edgeq.progress import tracker
-from edgeq.quiet import captured_output, import_tensorflow
 from edgeq.stages.calibrate import recalibrate
+from edgeq.stages.quiet import captured_output, import_tensorflow
 
 _OP_PATTERNS = (
     re.compile(r"Quantization not yet supported for op: '?([A-Za-z0-9_]+)'?"),

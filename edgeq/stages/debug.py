@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from edgeq.config import VariantSpec
-from edgeq.quiet import captured_output, import_tensorflow
+from edgeq.stages.quiet import captured_output, import_tensorflow
 
 DEBUG_SAMPLES = 200  # enough for stable per-layer statistics; the debug model runs batch 1, op by op
 TOP = 5

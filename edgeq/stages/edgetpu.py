@@ -21,8 +21,8 @@ import numpy as np
 from edgeq.config import VariantSpec
 from edgeq.errors import ModelError, QuantizeError
 from edgeq.inspect import inspect_model
-from edgeq.quiet import import_tensorflow
 from edgeq.stages.convert import convert
+from edgeq.stages.quiet import import_tensorflow
 
 COMPILER = "edgetpu_compiler"
 COMPILER_ENV = "EDGEQ_EDGETPU_COMPILER"  # an explicit path wins over PATH

@@ -18,8 +18,8 @@ import numpy as np
 from edgeq.config import VariantSpec
 from edgeq.errors import MissingExtraError, ModelError, QuantizeError
 from edgeq.progress import tracker
-from edgeq.quiet import captured_output
 from edgeq.stages.convert import op_table
+from edgeq.stages.quiet import captured_output
 
 DIST = "litert-quantizer"
 EXTRA = "tflite-quant"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import runtime as rt
 from edgeq.config import VariantSpec
 from edgeq.errors import QuantizeError
-from edgeq.quiet import captured_output
+from edgeq.stages import interpreter as rt
 from edgeq.stages.convert import float_ops, op_table, requantize
 from edgeq.stages.debug import layer_errors
+from edgeq.stages.quiet import captured_output
 from edgeq.stages.validate import predict
 
 SEARCH_SAMPLES = 5000  # validation rows per accuracy measurement: 1 row = 0.02 points at 5000

@@ -22,8 +22,8 @@ from pathlib import Path
 from edgeq import errors
 from edgeq.config import PipelineSpec, VariantSpec
 from edgeq.errors import ConfigError, QuantizeError
-from edgeq.quiet import DEBUG_ENV
 from edgeq.stages.convert import float_ops
+from edgeq.stages.quiet import DEBUG_ENV
 
 _DISTS = ("tf-keras", "tensorflow-model-optimization")
 _TERM_GRACE_S = 5.0  # TF may take a moment to leave a fit() loop on SIGTERM before it is killed

@@ -249,9 +249,9 @@ def _factory_hook(factory: str | None, base: Path):
 
 
 def run(job: dict) -> dict:
-    from edgeq import data as data_mod
-    from edgeq import zoo
     from edgeq.config import PipelineSpec, VariantSpec
+    from edgeq.data import datasets as data_mod
+    from edgeq.data import zoo
 
     spec = PipelineSpec.model_validate(job["spec"])
     variant = VariantSpec.model_validate(job["variant"])

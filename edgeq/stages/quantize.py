@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import VariantSpec
-from edgeq.quiet import import_tensorflow
 from edgeq.stages.convert import convert
 from edgeq.stages.edgetpu import quantize_edgetpu
 from edgeq.stages.mixed import search
+from edgeq.stages.quiet import import_tensorflow
 
 
 def calibration_indices(y_train: np.ndarray | None, n_rows: int, n: int, seed: int, selection: str = "random") -> np.ndarray:

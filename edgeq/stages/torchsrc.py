@@ -24,11 +24,12 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from edgeq import errors, zoo
+from edgeq import errors
 from edgeq.config import ModelSpec
+from edgeq.data import zoo
 from edgeq.errors import MissingExtraError, ModelError
-from edgeq.quiet import captured_output
 from edgeq.stages.qat import MARK, _run_child  # the QAT worker's relay: progress lines, Ctrl-C, output kept on a crash
+from edgeq.stages.quiet import captured_output
 
 DIST = "litert-torch"
 EXTRA = "torch"

@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeq import zoo
 from edgeq.config import PipelineSpec, TrainSpec
-from edgeq.data import Dataset
+from edgeq.data import zoo
+from edgeq.data.datasets import Dataset
 from edgeq.errors import ModelError
 from edgeq.progress import tracker
-from edgeq.quiet import import_tensorflow
+from edgeq.stages.quiet import import_tensorflow
 
 
 def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Callable[[str], None]) -> dict:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import GatesSpec, VariantSpec
-from edgeq.quiet import captured_output
 from edgeq.records.run import VariantResult
-from edgeq.runtime import Runtime
 from edgeq.stages.debug import layer_errors
+from edgeq.stages.interpreter import Runtime
+from edgeq.stages.quiet import captured_output
 
 
 def _quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.data import read_idx
+from edgeq.data.datasets import read_idx
 
 SOURCE = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")

@@ -17,13 +17,14 @@ from pathlib import Path
 
 def write_float_tflite(pipeline: Path, out: Path, log=lambda s: None) -> dict:
     """Train (or take from the cache) the pipeline's model, convert it to fp32 and write it to out."""
-    from edgeq import paths, zoo
+    from edgeq import paths
     from edgeq.config import QuantizeSpec, VariantSpec, read_pipeline
+    from edgeq.data import zoo
     from edgeq.errors import ConfigError
-    from edgeq.pipeline import data_stage_key, library_versions, new_run_id
-    from edgeq.stages.cache import StageCache
-    from edgeq.stages.context import RunContext
-    from edgeq.stages.steps import quantize_stage, train_stage
+    from edgeq.pipeline.cache import StageCache
+    from edgeq.pipeline.context import RunContext
+    from edgeq.pipeline.runner import data_stage_key, library_versions, new_run_id
+    from edgeq.pipeline.steps import quantize_stage, train_stage
 
     loaded = read_pipeline(pipeline)
     if loaded.spec.model.tflite:

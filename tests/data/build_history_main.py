@@ -93,7 +93,7 @@ def manifests() -> list[dict]:
 
 def main() -> None:
     from edgeq import metrics
-    from edgeq.report import render_html
+    from edgeq.report.html import render_html
     from edgeq.results import query, record_run
     from edgeq.results.compare import compare
 

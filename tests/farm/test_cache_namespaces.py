@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.stages.cache import StageCache
+from edgeq.pipeline.cache import StageCache
 
 
 def test_a_real_build_in_another_pid_namespace_survives_cleanup(tmp_path):
@@ -19,7 +19,7 @@ def test_a_real_build_in_another_pid_namespace_survives_cleanup(tmp_path):
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.fail("needs root and unshare(1) (util-linux) to make a PID namespace")
     code = (
-        "import sys, time; from pathlib import Path; from edgeq.stages.cache import StageCache\n"
+        "import sys, time; from pathlib import Path; from edgeq.pipeline.cache import StageCache\n"
         "c = StageCache(Path(sys.argv[1]))\n"
         "with c.build('train', 'k') as tmp:\n"
         "    (tmp / 'model.keras').write_bytes(b'm'); print('building', flush=True); sys.stdin.readline()\n"

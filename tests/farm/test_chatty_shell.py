@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from edgeq.fleet.sshexec import marker_value
+from edgeq.fleet.transport.sshexec import marker_value
 from edgeq.testing import Missing, sshfarm
 from edgeq.testing.common import TINY
 from edgeq.testing.fleet import board_entry, by_device, run_json, write_devices

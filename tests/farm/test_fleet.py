@@ -28,7 +28,7 @@ from edgeq.testing.fleet import board_entry, by_device, run_cli, run_json, write
 def _status(dev_yaml: Path, device: str, name: str) -> dict:
     """What the agent on the board says about a model (through our own transport)."""
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.transports import open_transport
+    from edgeq.fleet.transport.factory import open_transport
 
     d = fleet.load_inventory(dev_yaml).get(device)
     t = open_transport(d)

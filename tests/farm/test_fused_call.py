@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from edgeq import fleet
 from edgeq.fleet.board import build_agent
-from edgeq.fleet.inventory import load_inventory
+from edgeq.fleet.inventory.devices import load_inventory
 from edgeq.fleet.preflight import step_of
-from edgeq.fleet.transports import open_transport
+from edgeq.fleet.transport.factory import open_transport
 from edgeq.testing.fleet import board_entry, write_devices
 
 

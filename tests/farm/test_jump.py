@@ -19,7 +19,7 @@ import pytest
 
 from edgeq import fleet
 from edgeq.errors import ExitCode
-from edgeq.fleet.trust import trust
+from edgeq.fleet.transport.trust import trust
 from edgeq.testing import faultkit, sshfarm
 from edgeq.testing.fleet import by_device, run_cli, run_json
 from edgeq.testing.jumpfarm import JumpNet

@@ -109,7 +109,7 @@ def _status(fleet: dict, device: str, name: str) -> dict:
     """What the agent on a board says about a model, through edgeq's own SSH transport."""
     from edgeq import fleet as fl
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.transports import open_transport
+    from edgeq.fleet.transport.factory import open_transport
 
     d = fl.load_inventory(fleet["devices"]).get(device)
     t = open_transport(d)
@@ -273,8 +273,8 @@ def crashing_model(fleet) -> Path:
     FULLY_CONNECTED with few output channels; the 10-class MLPs above run fine per-channel too).
     """
     from edgeq.config import VariantSpec
-    from edgeq.quiet import import_tensorflow
     from edgeq.stages.quantize import convert
+    from edgeq.stages.quiet import import_tensorflow
 
     tf = import_tensorflow()
     tf.keras.utils.set_random_seed(7)
@@ -343,8 +343,8 @@ def dynamic_model(fleet) -> Path:
     (Below 1,024 weights the converter leaves a tensor float, so a tiny Dense would not be dynamic-range.)
     """
     from edgeq.config import VariantSpec
-    from edgeq.quiet import import_tensorflow
     from edgeq.stages.quantize import convert
+    from edgeq.stages.quiet import import_tensorflow
 
     tf = import_tensorflow()
     tf.keras.utils.set_random_seed(3)
@@ -399,9 +399,9 @@ def test_dynamic_range_model_refused_with_op_and_runtime_named(fleet, artifacts,
 def test_runtime_crash_in_bench_is_a_board_failure(fleet, crashing_model):
     """A model benchmarked by path (no install check) kills the agent in invoke(): reported, not hung."""
     from edgeq import fleet as fl
-    from edgeq.fleet.base import BoardError
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.transports import open_transport
+    from edgeq.fleet.transport.base import BoardError
+    from edgeq.fleet.transport.factory import open_transport
 
     d = fl.load_inventory(fleet["devices"]).get("rpi")
     t = open_transport(d)
@@ -472,9 +472,9 @@ def test_install_check_turns_a_crash_in_invoke_into_unloadable(tmp_path):
 
 def test_a_real_segfault_on_the_board_side_is_named_runtime_crash(tmp_path):
     """What a process with faulthandler (as the agent enables it) leaves on stderr when it segfaults."""
-    from edgeq.fleet.base import BoardError
     from edgeq.fleet.board import AgentBundle, Board
-    from edgeq.fleet.inventory import load_inventory
+    from edgeq.fleet.inventory.devices import load_inventory
+    from edgeq.fleet.transport.base import BoardError
 
     code = (
         "import faulthandler, ctypes, sys\nfaulthandler.enable(file=sys.stderr)\n"

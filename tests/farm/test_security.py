@@ -118,7 +118,7 @@ def test_agent_keeps_blob_paths_inside_the_work_dir(farm, tmp_path, tflite_model
     through a symlink in W/tmp to a file outside, or whose --name is a path, is refused; the outside files are
     neither moved nor deleted and `current` stays what it was."""
     from edgeq.fleet.board import Board, build_agent
-    from edgeq.fleet.transports import open_transport
+    from edgeq.fleet.transport.factory import open_transport
 
     dev = write_devices(tmp_path, board_entry(farm, farm.boards[1], tmp_path, "c"))
     w = tmp_path / "boards" / "c"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.fleet.setupscripts import TINY_MODEL_B64
+from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 from edgeq.testing import offline
 from edgeq.testing.fleet import board_entry, run_json, write_devices
 

@@ -17,7 +17,7 @@ WORKER = """
 import sys
 from pathlib import Path
 from edgeq.fleet import load_inventory
-from edgeq.fleet.hostkeys import fetch_host_key, record_host_key
+from edgeq.fleet.transport.hostkeys import fetch_host_key, record_host_key
 dev = load_inventory(sys.argv[1]).get(sys.argv[2])
 key = fetch_host_key(dev)
 print("ready", flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from edgeq.fleet.setupscripts import TINY_MODEL_B64
+from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 from edgeq.results import open_for_reading, query, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from edgeq import fleet
-from edgeq.fleet.setupscripts import TINY_MODEL_B64
+from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 
 
 def _tiny(path: Path) -> Path:
@@ -64,8 +64,8 @@ def test_fleet_bench_interleaves_thread_counts_within_sessions(tmp_path):
 
 def test_benchmark_stage_interleaves_variants_session_by_session(tmp_path):
     from edgeq.config import BenchmarkStageSpec
+    from edgeq.pipeline.fleet import benchmark_stage
     from edgeq.records.run import VariantResult
-    from edgeq.stages.fleet import benchmark_stage
 
     variants = {}
     for key in ("a", "b"):
@@ -90,8 +90,8 @@ def test_benchmark_stage_interleaves_variants_session_by_session(tmp_path):
 
 def test_a_board_unreachable_in_one_session_is_not_dialled_again_and_keeps_its_rows(tmp_path):
     from edgeq.config import BenchmarkStageSpec
+    from edgeq.pipeline.fleet import benchmark_stage
     from edgeq.records.run import VariantResult
-    from edgeq.stages.fleet import benchmark_stage
 
     devices = tmp_path / "devices.yaml"
     devices.write_text(
@@ -118,8 +118,8 @@ def test_a_board_unreachable_in_one_session_is_not_dialled_again_and_keeps_its_r
 
 def test_benchmark_stage_measures_a_rerun_baseline_beside_its_variant_under_its_own_name(tmp_path):
     from edgeq.config import BenchmarkStageSpec
+    from edgeq.pipeline.fleet import benchmark_stage
     from edgeq.records.run import VariantResult
-    from edgeq.stages.fleet import benchmark_stage
 
     cand = _tiny(tmp_path / "int8.tflite")
     old = tmp_path / "old"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from edgeq.fleet.setupscripts import TINY_MODEL_B64
+from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 
 
 def _tiny(path: Path) -> Path:

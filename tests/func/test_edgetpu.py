@@ -80,7 +80,7 @@ def no_compiler(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def keras_models(tmp_path_factory):
     """Saved .keras files: a plain mlp (Edge TPU friendly) and one with LeakyReLU (int8 kernel, not on Coral's list)."""
-    from edgeq.quiet import import_tensorflow
+    from edgeq.stages.quiet import import_tensorflow
 
     import_tensorflow()
     import keras

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 import fashion_torch
-from edgeq.data import read_idx
+from edgeq.data.datasets import read_idx
 net = fashion_torch.build(10)
 x = read_idx(Path(sys.argv[2], "t10k-images-idx3-ubyte.gz"))[:400].astype(np.float32) / 255.0
 y = read_idx(Path(sys.argv[2], "t10k-labels-idx1-ubyte.gz"))[:400]

@@ -148,8 +148,8 @@ def test_corrupt_image_exits_4_naming_the_file(edgeq, tmp_path):
 
 @pytest.mark.parametrize("builtin", ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"])
 def test_every_application_builds_offline(builtin, tmp_path):
-    from edgeq import zoo
     from edgeq.config import ModelSpec
+    from edgeq.data import zoo
 
     kw = {} if builtin == "efficientnet_b0" else {"alpha": 0.75 if "v3" in builtin else 0.35}
     m = zoo.build(ModelSpec(builtin=builtin, input_size=[48, 48], **kw), tmp_path, (32, 32, 1), 7)
@@ -160,8 +160,8 @@ def test_every_application_builds_offline(builtin, tmp_path):
 def test_freeze_base_loads_the_file_and_trains_only_the_head(tmp_path):
     import keras
 
-    from edgeq import zoo
     from edgeq.config import ModelSpec
+    from edgeq.data import zoo
 
     src = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 1), pooling="avg")
     src.save(tmp_path / "base.keras")
@@ -178,8 +178,8 @@ def test_bn_momentum_sets_how_fast_the_base_moving_statistics_follow_the_data(tm
     moves them 50% of the way: one training step must move them ~500x further."""
     import keras
 
-    from edgeq import zoo
     from edgeq.config import ModelSpec
+    from edgeq.data import zoo
 
     x = np.random.default_rng(0).normal(3.0, 1.0, (16, 32, 32, 3)).astype(np.float32)
     y = np.arange(16) % 4

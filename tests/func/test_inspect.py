@@ -20,7 +20,7 @@ MODEL = 5
 
 
 def _keras():
-    from edgeq.quiet import import_tensorflow
+    from edgeq.stages.quiet import import_tensorflow
 
     tf = import_tensorflow()
     import keras

@@ -17,7 +17,7 @@ from edgeq.results import record_run
 from edgeq.testing.promfarm import free_port, synthetic_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-# accept + idle watcher + 4 workers (edgeq.exporter.WORKERS), the main thread, and slack for the interpreter's own
+# accept + idle watcher + 4 workers (edgeq.metrics.exporter.WORKERS), the main thread, and slack for the interpreter's own
 THREAD_BOUND = 10
 
 

@@ -1,4 +1,4 @@
-"""The pipeline's numeric-check step (edgeq.stages.numeric) on the embedded local board (real agent subprocess,
+"""The pipeline's numeric-check step (edgeq.pipeline.numeric) on the embedded local board (real agent subprocess,
 real TFLite) and on a board that cannot be reached: golden rows written beside the run, one check per board,
 and a board whose check cannot run is a fleet failure (the run's fleet_failed, exit 8)."""
 
@@ -13,8 +13,8 @@ from edgeq import fleet
 from edgeq.agent.floor import NOOP_MODEL_B64
 from edgeq.config.pipeline import BenchmarkStageSpec
 from edgeq.hashing import file_sha256
+from edgeq.pipeline.numeric import numeric_stage
 from edgeq.records.run import VariantResult
-from edgeq.stages.numeric import numeric_stage
 
 
 def _closed_port() -> int:

@@ -29,8 +29,8 @@ def _interp(path):
 def _digits_test(max_test=300):
     from pathlib import Path
 
-    from edgeq import data
     from edgeq.config import DataSpec
+    from edgeq.data import datasets as data
 
     return data.load(DataSpec(**{**DIGITS, "max_test": max_test}), Path("."), 1)
 
@@ -61,7 +61,7 @@ def test_qat_int8_runs_in_interpreter_close_to_fp32_and_is_cached(edgeq, write_p
     assert "qat epoch 1/1" in r.stderr
 
     # 2) the artifact itself: full-integer int8 in a real interpreter, same accuracy as the manifest says
-    from edgeq import runtime as rt
+    from edgeq.stages import interpreter as rt
     from edgeq.stages.convert import float_ops
     from edgeq.stages.validate import predict
 

@@ -70,7 +70,7 @@ def test_accuracy_budget_without_validation_split_names_the_line(edgeq, write_pi
 @pytest.fixture(scope="module")
 def outlier():
     """A trained outlier CNN on digits, its calibrated and plain int8 models, fp32 model, val/test data."""
-    from edgeq.quiet import import_tensorflow
+    from edgeq.stages.quiet import import_tensorflow
 
     import_tensorflow()
     import keras
@@ -101,7 +101,7 @@ def outlier():
 
 
 def _acc(blob: bytes, x, y) -> float:
-    from edgeq import runtime as rt
+    from edgeq.stages import interpreter as rt
     from edgeq.stages.validate import _quantize_input
 
     it = rt.pick().interpreter_cls(model_content=blob)

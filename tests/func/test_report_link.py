@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from edgeq import metrics
-from edgeq.reportlink import parse_time
+from edgeq.metrics.reportlink import parse_time
 from edgeq.results import record_run
 from edgeq.testing.promfarm import http_get, synthetic_manifest
 

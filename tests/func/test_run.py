@@ -98,7 +98,7 @@ def test_cached_run_does_not_import_tensorflow(write_pipeline, home, edgeq):
     p = write_pipeline()
     assert edgeq("run", p).code == 0
     code = (
-        "import sys; from edgeq.pipeline import run_pipeline; "
+        "import sys; from edgeq.pipeline.runner import run_pipeline; "
         f"r = run_pipeline({str(p)!r}); assert r.stages.train.cached; "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )

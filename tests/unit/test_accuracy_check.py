@@ -7,7 +7,7 @@ import numpy as np
 
 def test_accuracy_check_tolerance_logic():
     """Pure logic: within tolerance passes (XNNPACK vs reference kernels), beyond it fails with both numbers."""
-    from edgeq.stages.fleet import compare_accuracy
+    from edgeq.pipeline.fleet import compare_accuracy
 
     y = np.arange(10_000) % 10
     preds = y.copy()

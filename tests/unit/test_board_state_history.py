@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeq import metrics
 from edgeq.cli import tables
-from edgeq.report import render_html
+from edgeq.report.html import render_html
 from edgeq.results import compare_runs, query, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 

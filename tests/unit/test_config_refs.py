@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeq import pipeline
 from edgeq.config import load_pipeline
 from edgeq.errors import ConfigError
+from edgeq.pipeline import runner as pipeline
 
 HEAD = """\
 name: t

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeq import config, data
+from edgeq import config
 from edgeq.config import DataSpec
+from edgeq.data import datasets as data
 from edgeq.errors import ConfigError, DataError
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from edgeq.config import read_pipeline
 from edgeq.errors import ConfigError
-from edgeq.fleet.inventory import load_inventory
+from edgeq.fleet.inventory.devices import load_inventory
 
 
 @pytest.mark.parametrize(

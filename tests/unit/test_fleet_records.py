@@ -9,8 +9,8 @@ import pytest
 
 from edgeq.fleet import load_inventory
 from edgeq.fleet.agentdoc import read_agent_doc
-from edgeq.fleet.base import BoardError
 from edgeq.fleet.board import AgentBundle, Board
+from edgeq.fleet.transport.base import BoardError
 from edgeq.records.fleet import (
     AgentBench,
     AgentFacts,

@@ -12,10 +12,10 @@ import time
 import pytest
 
 from edgeq.fleet import fanout
-from edgeq.fleet.base import current_watch, watched
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.keyformat import key_file_problem
-from edgeq.fleet.retry import ConnectGate, RetryPolicy
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import current_watch, watched
+from edgeq.fleet.transport.keyformat import key_file_problem
+from edgeq.fleet.transport.retry import ConnectGate, RetryPolicy
 from edgeq.records.fleet import BoardOutcome
 
 

@@ -16,11 +16,11 @@ import pytest
 
 from edgeq.errors import ConfigError, ExitCode
 from edgeq.fleet import load_inventory
-from edgeq.fleet.base import BoardError
 from edgeq.fleet.fanout import parse_batches, plan_batches
-from edgeq.fleet.hostkeys import HostKey, fingerprint, host_entry, known_keys, record_host_key
-from edgeq.fleet.retry import RetryPolicy
-from edgeq.fleet.ssh import quote_argv
+from edgeq.fleet.transport.base import BoardError
+from edgeq.fleet.transport.hostkeys import HostKey, fingerprint, host_entry, known_keys, record_host_key
+from edgeq.fleet.transport.retry import RetryPolicy
+from edgeq.fleet.transport.ssh import quote_argv
 from edgeq.testing import sshfarm
 from edgeq.testing.common import REPO
 from edgeq.testing.fleet import run_cli, run_json
@@ -108,7 +108,7 @@ def test_retry_delays_sequence():
 
 def test_ssh_connect_retries_refused_with_backoff_but_not_auth(tmp_path):
     """The real SSH transport against a closed port: retried with backoff (fake sleep), then named."""
-    from edgeq.fleet.ssh import SSHTransport
+    from edgeq.fleet.transport.ssh import SSHTransport
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

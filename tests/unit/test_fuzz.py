@@ -25,7 +25,7 @@ from edgeq.agent import AgentOutputError, parse_agent_output
 from edgeq.config import PipelineSpec, load_pipeline
 from edgeq.errors import ConfigError, ExitCode
 from edgeq.fleet import load_inventory
-from edgeq.fleet.base import BoardError
+from edgeq.fleet.transport.base import BoardError
 from edgeq.testing.fleet import run_cli
 
 # max_examples comes from the hypothesis profile (tests/conftest.py): 150 in CI, fewer in a local unit run.
@@ -397,7 +397,7 @@ def fuzz_fleet_fixture(tmp_path_factory):
     # a real (tiny) model: the host refuses a truncated or corrupt flatbuffer before any board call
     import base64
 
-    from edgeq.fleet.setupscripts import TINY_MODEL_B64
+    from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 
     art.write_bytes(base64.b64decode(TINY_MODEL_B64))
     agent = build_agent(d / "agent")

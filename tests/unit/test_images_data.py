@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeq import data, imagefolder
 from edgeq.config import DataSpec
+from edgeq.data import datasets as data
+from edgeq.data import imagefolder
 from edgeq.errors import DataError
 
 

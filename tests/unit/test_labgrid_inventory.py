@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import ConfigError
-from edgeq.fleet.inventory import load_inventory
-from edgeq.fleet.labgrid import Place, device_for, leased
+from edgeq.fleet.inventory.devices import load_inventory
+from edgeq.fleet.inventory.labgrid import Place, device_for, leased
 
 
 def _inv(tmp_path: Path, text: str):

@@ -8,11 +8,12 @@ import sqlite3
 
 import pytest
 
-from edgeq import metrics, report
+from edgeq import metrics
 from edgeq.cli import tables
 from edgeq.config import load_pipeline
 from edgeq.errors import ConfigError
 from edgeq.records.numeric import NumericCheck, OpError
+from edgeq.report import html as report
 from edgeq.results import open_for_reading, query, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 

@@ -1,4 +1,4 @@
-"""edgeq.numerics: op-by-op comparison of traces (pure logic, hand-made traces)."""
+"""edgeq.results.tracediff: op-by-op comparison of traces (pure logic, hand-made traces)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import base64
 
 import numpy as np
 
-from edgeq import numerics
 from edgeq.records.numeric import TraceOp, TraceTensor
+from edgeq.results import tracediff as numerics
 
 
 def _op(index: int, tensor: int, arr: np.ndarray, op: str = "FULLY_CONNECTED") -> TraceOp:

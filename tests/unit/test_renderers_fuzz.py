@@ -16,7 +16,7 @@ from rich.console import Console
 
 from edgeq.cli import output, tables
 from edgeq.config import NAME_RE
-from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.records.fleet import (
     Action,
     BenchRun,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeq.report import _labels, _n_label, _table
+from edgeq.report.html import _labels, _n_label, _table
 from edgeq.results.rows import BenchmarkRow
 
 

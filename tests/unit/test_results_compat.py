@@ -50,7 +50,7 @@ def test_history_and_compare_documents_are_unchanged(db, edgeq):
 
 def test_loaded_runs_exposition_and_report_are_unchanged(db):
     from edgeq import metrics
-    from edgeq.report import render_html
+    from edgeq.report.html import render_html
     from edgeq.results import query
     from edgeq.results.compare import compare
 

@@ -100,7 +100,7 @@ def test_session_figures_of_nothing_is_an_error():
 
 def test_the_agents_noop_model_is_the_setup_tiny_model():
     from edgeq.agent.floor import NOOP_MODEL_B64
-    from edgeq.fleet.setupscripts import TINY_MODEL_B64
+    from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 
     assert base64.b64decode(NOOP_MODEL_B64) == base64.b64decode(TINY_MODEL_B64)
 

@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 from edgeq.errors import ConfigError
-from edgeq.fleet.devicesedit import set_device_python
-from edgeq.fleet.inventory import load_inventory
-from edgeq.fleet.remotehome import expand_home, resolve_workdir
-from edgeq.fleet.setupplan import UnsupportedBoard, choose_runtime, coral_warning, platform_key, wheel_platforms
+from edgeq.fleet.inventory.devices import load_inventory
+from edgeq.fleet.inventory.edit import set_device_python
+from edgeq.fleet.setup.plan import UnsupportedBoard, choose_runtime, coral_warning, platform_key, wheel_platforms
+from edgeq.fleet.transport.remotehome import expand_home, resolve_workdir
 from edgeq.records.setup import BoardProbe
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import data, skel
+from edgeq import skel
 from edgeq.config import DataSpec
+from edgeq.data import datasets as data
 from edgeq.tools import skel as skel_tool
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import ConfigError
-from edgeq.fleet import sshconfig
-from edgeq.fleet.inventory import load_inventory
+from edgeq.fleet.inventory.devices import load_inventory
+from edgeq.fleet.transport import sshconfig
 
 CONFIG = """\
 # lab
@@ -187,7 +187,7 @@ def test_devices_list_without_a_config_file_imports_no_paramiko(tmp_path):
     p = tmp_path / "devices.yaml"
     p.write_text("devices:\n  - {name: pi, host: 10.0.0.9, proxy_jump: 'u@gw'}\n")
     code = (
-        "import sys\nfrom edgeq.fleet.inventory import load_inventory\n"
+        "import sys\nfrom edgeq.fleet.inventory.devices import load_inventory\n"
         f"d = load_inventory({str(p)!r}).devices[0]\nprint(d.route, 'paramiko' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})  # noqa: S603

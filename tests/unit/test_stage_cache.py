@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgeq.hashing import file_sha256
-from edgeq.stages.cache import StageCache
+from edgeq.pipeline.cache import StageCache
 
 
 def owner() -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeq import zoo
 from edgeq.config import ModelSpec, VariantSpec, read_pipeline
+from edgeq.data import zoo
 from edgeq.errors import ConfigError, ModelError
 from edgeq.stages.litert import recipe
 

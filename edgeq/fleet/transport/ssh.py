@@ -16,15 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeq.fleet.base import BoardError, watched
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.jump import close_all, open_route, passphrase_for, tune, verified_client
-from edgeq.fleet.keyformat import key_file_problem
+from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.preflight import step_of
-from edgeq.fleet.retry import CONNECT_GATE, ConnectGate, RetryPolicy
-from edgeq.fleet.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko
-from edgeq.fleet.sshexec import ExecFiles
-from edgeq.fleet.sshfiles import SFTPFiles, io_timeout
+from edgeq.fleet.transport.base import BoardError, watched
+from edgeq.fleet.transport.jump import close_all, open_route, passphrase_for, tune, verified_client
+from edgeq.fleet.transport.keyformat import key_file_problem
+from edgeq.fleet.transport.retry import CONNECT_GATE, ConnectGate, RetryPolicy
+from edgeq.fleet.transport.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko
+from edgeq.fleet.transport.sshexec import ExecFiles
+from edgeq.fleet.transport.sshfiles import SFTPFiles, io_timeout
 
 _UNREACHABLE_ERRNOS = {
     errno.EHOSTUNREACH,

@@ -30,7 +30,7 @@ def parse_time(text: str) -> float:
 
 def render_at(db_path: Path | None, pipeline: str, ts: float, last: int = 10) -> str | None:
     """The report HTML of the run shown at `ts`, or None when the pipeline had no run finished by then."""
-    from edgeq.report import render_stored
+    from edgeq.report.html import render_stored
     from edgeq.results import query
 
     with query.open_for_reading(db_path) as h:

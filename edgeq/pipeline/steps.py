@@ -12,10 +12,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgeq import zoo
 from edgeq.config import VariantSpec
+from edgeq.data import zoo
 from edgeq.errors import ConfigError
 from edgeq.hashing import file_sha256
+from edgeq.pipeline.cache import CACHE_VERSION, stage_key
+from edgeq.pipeline.context import RunContext
 from edgeq.records.run import (
     GateOutcome,
     LayerErrors,
@@ -25,11 +27,9 @@ from edgeq.records.run import (
     ValidateStage,
     VariantResult,
 )
-from edgeq.runtime import Runtime
 from edgeq.stages import litert, qat, torchsrc
-from edgeq.stages.cache import CACHE_VERSION, stage_key
-from edgeq.stages.context import RunContext
 from edgeq.stages.convert import convert
+from edgeq.stages.interpreter import Runtime
 from edgeq.stages.quantize import calibration_set, quantize
 from edgeq.stages.train import train as train_model
 from edgeq.stages.validate import check_gates, evaluate, layer_errors_of

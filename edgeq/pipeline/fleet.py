@@ -31,8 +31,8 @@ def inventory(spec: PipelineSpec, base: Path):
 
 def leased(inv, log):
     """A labgrid inventory: the places reserved for the deploy and benchmark stages, released after them
-    (errors, Ctrl-C and SIGTERM included). A plain inventory passes through. See edgeq.fleet.labgrid."""
-    from edgeq.fleet.labgrid import leased as lease
+    (errors, Ctrl-C and SIGTERM included). A plain inventory passes through. See edgeq.fleet.inventory.labgrid."""
+    from edgeq.fleet.inventory.labgrid import leased as lease
 
     return lease(inv, log)
 

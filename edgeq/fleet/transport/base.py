@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from edgeq.errors import FleetError
 
 if TYPE_CHECKING:
-    from edgeq.fleet.inventory import DeviceSpec
+    from edgeq.fleet.inventory.devices import DeviceSpec
 
 # kinds that mean "we never got to talk to the board" (summary status "unreachable")
 UNREACHABLE_KINDS = frozenset({"unreachable", "refused", "timeout", "dns"})

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edgeq.errors import FleetError
-from edgeq.fleet.base import BoardError
-from edgeq.fleet.hostkeys import HostKey, fetch_host_key, known_keys, record_host_key
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.jump import close_all, hop_spec, open_route
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError
+from edgeq.fleet.transport.hostkeys import HostKey, fetch_host_key, known_keys, record_host_key
+from edgeq.fleet.transport.jump import close_all, hop_spec, open_route
 from edgeq.records import Record
 
 Confirm = Callable[[HostKey, Path], bool]  # (key presented, known_hosts file) -> trust it?

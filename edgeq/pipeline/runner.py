@@ -1,5 +1,5 @@
 """Runs the stages in order over one run context, caches each by the hash of its inputs and params
-(edgeq/stages/cache.py), and writes the run manifest.
+(edgeq/pipeline/cache.py), and writes the run manifest.
 
 Each stage is a function of the context that returns its record (edgeq.records.run); the manifest
 is assembled from those records and written, atomically, at every stage boundary, so a killed
@@ -18,19 +18,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeq import __version__, paths, zoo
-from edgeq import data as data_mod
-from edgeq import runtime as rt
+from edgeq import __version__, paths
 from edgeq.config import PipelineFile, read_pipeline
+from edgeq.data import datasets as data_mod
+from edgeq.data import zoo
 from edgeq.errors import ConfigError, FleetError, GateError, Terminated
 from edgeq.hashing import file_sha256
+from edgeq.pipeline import fleet
+from edgeq.pipeline.cache import StageCache, stage_key
+from edgeq.pipeline.context import RunContext
+from edgeq.pipeline.numeric import numeric_stage
+from edgeq.pipeline.steps import gate_variants, quantize_stage, train_stage, validate_stage
 from edgeq.records.fleet import RuntimeInfo
 from edgeq.records.run import BenchmarkStage, DeployStage, QuantizeStage, RunManifest, RunStages, VariantResult
-from edgeq.stages import fleet
-from edgeq.stages.cache import StageCache, stage_key
-from edgeq.stages.context import RunContext
-from edgeq.stages.numeric import numeric_stage
-from edgeq.stages.steps import gate_variants, quantize_stage, train_stage, validate_stage
+from edgeq.stages import interpreter as rt
 
 
 def _dist_version(name: str) -> str | None:

@@ -20,9 +20,9 @@ from edgeq.config import NAME_RE, Spec
 from edgeq.config.benchcontrols import BenchControlsSpec, CooldownSpec
 from edgeq.errors import ConfigError
 from edgeq.fleet import paths
-from edgeq.fleet.labgridspec import LabgridSpec, check_tags
-from edgeq.fleet.remotehome import expand_home, normalize_home
-from edgeq.fleet.sshconfig import Hop, HostConfig, SSHConfigFile, pick_identity, resolve_jumps
+from edgeq.fleet.inventory.labgridspec import LabgridSpec, check_tags
+from edgeq.fleet.transport.remotehome import expand_home, normalize_home
+from edgeq.fleet.transport.sshconfig import Hop, HostConfig, SSHConfigFile, pick_identity, resolve_jumps
 
 EMBEDDED_DEVICES_YAML = """\
 devices:
@@ -176,7 +176,7 @@ class Inventory:
     devices: tuple[DeviceSpec, ...]
     source: Path | None  # None: the embedded default
     # labgrid mode (devices come from reserved places): the coordinator, and the unresolved settings
-    # (defaults merged) that edgeq.fleet.labgrid applies to a place by name or place_tags
+    # (defaults merged) that edgeq.fleet.inventory.labgrid applies to a place by name or place_tags
     labgrid: LabgridSpec | None = None
     templates: tuple[DeviceSpec, ...] = ()
     defaults: tuple[tuple[str, object], ...] = ()
@@ -371,7 +371,7 @@ def _ssh_config_file(setting: str | bool | None, base: Path, cache: dict[Path, S
         if not path.is_file():
             raise ConfigError(f"ssh_config: {path} does not exist", "fix the path, or set ssh_config: none")
     if path not in cache:
-        from edgeq.fleet import sshconfig
+        from edgeq.fleet.transport import sshconfig
 
         cache[path] = sshconfig.load(path)
     return cache[path]

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeq.fleet.base import BoardError, Progress, watched
-from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError, Progress, watched
 
 _MARK = "EDGEQ-FILE-OP"
 _CHUNK = 32768
@@ -118,7 +118,7 @@ class ExecFiles:
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise self._dropped(f"opening a session for {what}", e) from None
         try:
-            from edgeq.fleet.ssh import quote_argv
+            from edgeq.fleet.transport.ssh import quote_argv
 
             self._bounded(
                 f"the exec request for {what}",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import imagefolder, paths
+from edgeq import paths
 from edgeq.config import DataSpec
+from edgeq.data import imagefolder
 from edgeq.errors import DataError
 
 # scikit-learn's bundled digits (1797 8x8 images, values 0..16), shipped as uint8 so that running a

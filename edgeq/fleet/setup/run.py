@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ConfigError, FleetError
-from edgeq.fleet.base import BoardError, Transport, TransportFactory
 from edgeq.fleet.fanout import ProgressFn, run_fleet
-from edgeq.fleet.inventory import DeviceSpec, Inventory
-from edgeq.fleet.remotehome import expand_home, resolve_workdir
-from edgeq.fleet.setupplan import choose_runtime, coral_warning, platform_key, wheel_platforms
-from edgeq.fleet.setupscripts import PROBE, SYNC, TINY_EXPECTED, TINY_MODEL_B64, VERIFY
-from edgeq.fleet.wheelcache import WheelSet, WheelsUnavailable, fetch_wheels
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.setup.plan import choose_runtime, coral_warning, platform_key, wheel_platforms
+from edgeq.fleet.setup.scripts import PROBE, SYNC, TINY_EXPECTED, TINY_MODEL_B64, VERIFY
+from edgeq.fleet.setup.wheelcache import WheelSet, WheelsUnavailable, fetch_wheels
+from edgeq.fleet.transport.base import BoardError, Transport, TransportFactory
+from edgeq.fleet.transport.remotehome import expand_home, resolve_workdir
 from edgeq.records.setup import BoardProbe, RuntimeChoice, SetupOutcome, SetupSummary
 
 MARKER = "edgeq-setup.json"
@@ -238,7 +238,7 @@ def setup(
     transport_factory: TransportFactory | None = None,
 ) -> SetupSummary:
     """Set up the targets (per-board failures are in the summary); with write, point devices.yaml at the venvs."""
-    from edgeq.fleet.transports import open_transport
+    from edgeq.fleet.transport.factory import open_transport
 
     devices = inventory.select(targets)
     if write and inventory.source is None:
@@ -278,7 +278,7 @@ def setup(
 
 def _write_pythons(inventory: Inventory, devices: list[DeviceSpec], outcomes: list) -> tuple[list, bool]:
     """One atomic rewrite of devices.yaml with every set-up board's python: line (comments kept)."""
-    from edgeq.fleet.devicesedit import set_device_python
+    from edgeq.fleet.inventory.edit import set_device_python
     from edgeq.paths import atomic_write_bytes
 
     src = Path(str(inventory.source))

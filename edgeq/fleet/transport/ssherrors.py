@@ -8,9 +8,9 @@ from __future__ import annotations
 import errno
 import socket
 
-from edgeq.fleet.base import BoardError
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.keyformat import fingerprint, host_entry
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError
+from edgeq.fleet.transport.keyformat import fingerprint, host_entry
 
 _UNREACHABLE_ERRNOS = {
     errno.EHOSTUNREACH,

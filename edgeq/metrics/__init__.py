@@ -444,10 +444,10 @@ class HistoryCollector:
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None, **bounds: Any) -> Any:
     """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down.
 
-    Threads and connections are bounded (edgeq.exporter: workers, max_connections, idle_timeout, read_timeout)."""
+    Threads and connections are bounded (edgeq.metrics.exporter: workers, max_connections, idle_timeout, read_timeout)."""
     from prometheus_client import CollectorRegistry, make_wsgi_app
 
-    from edgeq import exporter, reportlink
+    from edgeq.metrics import exporter, reportlink
 
     reg = CollectorRegistry(auto_describe=False)
     reg.register(HistoryCollector(db_path))

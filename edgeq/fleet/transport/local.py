@@ -7,9 +7,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgeq.fleet.base import BoardError, Progress
-from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.preflight import step_of
+from edgeq.fleet.transport.base import BoardError, Progress
 
 
 class LocalTransport:

@@ -1,6 +1,6 @@
 """The SSH transport's file half: SFTP with every reply bounded (no shell involved).
 
-A mixin of SSHTransport (edgeq.fleet.ssh), which owns the connection; paramiko is imported lazily.
+A mixin of SSHTransport (edgeq.fleet.transport.ssh), which owns the connection; paramiko is imported lazily.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeq.fleet.base import BoardError, Progress, watched
-from edgeq.fleet.inventory import DeviceSpec
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError, Progress, watched
 
 
 def io_timeout(device: DeviceSpec) -> float:
@@ -21,7 +21,7 @@ def io_timeout(device: DeviceSpec) -> float:
 
 
 class SFTPFiles:
-    """Files over SFTP, or over exec channels (edgeq.fleet.sshexec) once SFTP proved unusable on this board."""
+    """Files over SFTP, or over exec channels (edgeq.fleet.transport.sshexec) once SFTP proved unusable on this board."""
 
     device: DeviceSpec
     _client: Any
@@ -55,7 +55,7 @@ class SFTPFiles:
         self.login_noise = out.strip() or None
         import logging
 
-        from edgeq.fleet.sshexec import noise_excerpt
+        from edgeq.fleet.transport.sshexec import noise_excerpt
 
         why = f"its login shell prints {noise_excerpt(out)!r} before every command" if out.strip() else f"{e}"
         logging.getLogger("edgeq.fleet").info("%s: SFTP unusable (%s): files go over exec channels", d.name, why)

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeq.fleet.base import BoardError
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.keyformat import host_entry
-from edgeq.fleet.sshconfig import Hop
-from edgeq.fleet.ssherrors import classify_connect_error, reject_unknown_policy
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError
+from edgeq.fleet.transport.keyformat import host_entry
+from edgeq.fleet.transport.sshconfig import Hop
+from edgeq.fleet.transport.ssherrors import classify_connect_error, reject_unknown_policy
 
 
 def passphrase_for(device: DeviceSpec, key_file: str | None, env: Mapping[str, str]) -> str | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeq.fleet.base import Transport
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.local import LocalTransport
-from edgeq.fleet.ssh import SSHTransport
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import Transport
+from edgeq.fleet.transport.local import LocalTransport
+from edgeq.fleet.transport.ssh import SSHTransport
 
 
 def open_transport(device: DeviceSpec, **kw: Any) -> Transport:

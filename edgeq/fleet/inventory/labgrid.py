@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edgeq.errors import ConfigError, FleetError
-from edgeq.fleet.inventory import DeviceSpec, Inventory, resolve_device
-from edgeq.fleet.labgridspec import LabgridSpec
+from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, resolve_device
+from edgeq.fleet.inventory.labgridspec import LabgridSpec
 
 T = TypeVar("T")
 Log = Callable[[str], None]

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeq import data as data_mod
 from edgeq.config import PipelineSpec
-from edgeq.stages.cache import StageCache
+from edgeq.data import datasets as data_mod
+from edgeq.pipeline.cache import StageCache
 
 
 class RunContext:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeq.fleet.base import BoardError
-from edgeq.fleet.inventory import DeviceSpec
-from edgeq.fleet.keyformat import fingerprint, host_entry
-from edgeq.fleet.ssherrors import classify_connect_error
+from edgeq.fleet.inventory.devices import DeviceSpec
+from edgeq.fleet.transport.base import BoardError
+from edgeq.fleet.transport.keyformat import fingerprint, host_entry
+from edgeq.fleet.transport.ssherrors import classify_connect_error
 
 __all__ = ["HostKey", "fetch_host_key", "fingerprint", "host_entry", "known_keys", "record_host_key"]
 

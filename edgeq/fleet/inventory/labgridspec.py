@@ -1,6 +1,6 @@
 """devices.yaml `labgrid:`: take the boards from a labgrid coordinator's places instead of listing hosts.
 
-Only the validated settings live here (no labgrid import): edgeq.fleet.labgrid does the reserving.
+Only the validated settings live here (no labgrid import): edgeq.fleet.inventory.labgrid does the reserving.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class Runtime:
         return {"name": self.name, "version": self.version}
 
     def interpreter(self, model_path: str, num_threads: int | None = None):
-        from edgeq.quiet import captured_output
+        from edgeq.stages.quiet import captured_output
 
         with warnings.catch_warnings(), captured_output():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation warning

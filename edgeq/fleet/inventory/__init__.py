@@ -1,0 +1,1 @@
+"""Where the boards come from: devices.yaml, or places reserved from a labgrid coordinator."""

@@ -1,0 +1,1 @@
+"""`devices setup`: offline board set-up (plan, wheel cache, scripts run on the board)."""
