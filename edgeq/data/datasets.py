@@ -17,7 +17,7 @@ from edgeq.errors import DataError
 
 # scikit-learn's bundled digits (1797 8x8 images, values 0..16), shipped as uint8 so that running a
 # pipeline needs no scikit-learn; tests/unit/test_skel.py checks it equals load_digits().
-DIGITS_FILE = Path(__file__).parent / "bundled" / "digits.npz"
+DIGITS_FILE = Path(__file__).parent.parent / "bundled" / "digits.npz"
 
 # idx dtype codes (http://yann.lecun.com/exdb/mnist/ file format)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
