@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeq.errors import ExportError
-from edgeq.metrics import LEGACY_METRICS, registry_for, run_families
+from edgeq.metrics.families import LEGACY_METRICS, registry_for, run_families
 from edgeq.records import Record
 
 PROMTOOL_TIMEOUT_S = 600.0  # a year of nightlies is a few MB of OpenMetrics: seconds; 10 min means promtool hung
