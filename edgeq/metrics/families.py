@@ -132,12 +132,6 @@ SESSION_METRICS = frozenset(
 )
 
 
-
-
-
-
-
-
 def _families() -> dict[str, Any]:
     from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
