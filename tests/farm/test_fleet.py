@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -319,7 +320,11 @@ def test_shell_metacharacters_are_quoted(farm, tmp_path, tflite_models):
     marker2 = Path(f"{marker}-2")
     weird = tmp_path / f"board one $(touch {marker}); `touch {marker2}` 'q\" & | > <"
     py_link = tmp_path / f"py thon $(touch {marker.name}) `touch {marker.name}`"  # relative: lands in the remote cwd (~)
-    py_link.symlink_to(os.path.realpath(sys.executable))
+    # A wrapper, not a symlink: Python finds its venv by the pyvenv.cfg beside (or one above) the path it was
+    # started as, so any symlink outside the venv's bin/ (to sys.executable or to its realpath alike) starts
+    # the base interpreter, which on a fresh machine has none of the venv's packages (no ai-edge-litert).
+    py_link.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    py_link.chmod(0o755)
     dev = write_devices(tmp_path, board_entry(farm, farm.boards[0], tmp_path, "w", workdir=str(weird), python=str(py_link)))
     code, doc, err = run_json("deploy", tflite_models["dense_a"], "-t", "w", "--name", "a;b", "--devices", dev)
     assert code == ExitCode.CONFIG  # a model name is never a shell string either: refused at the door
