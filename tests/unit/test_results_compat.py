@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 import sqlite3
 from pathlib import Path
@@ -100,13 +101,56 @@ def _dump(db: Path) -> dict:
     return out
 
 
-def test_recording_the_same_manifests_again_writes_the_same_rows(tmp_path):
+def _assert_same_rows(got: dict, want: dict) -> None:
+    """Every table, row and column of `want`, in order: floats to 12 significant digits, everything else exactly.
+
+    The statistics (std_s, p90_s, ...) are recomputed by numpy, whose summation order differs between builds
+    and CPUs (SIMD width): the same 2.4.6 gave 2.1046582123261925e-05 here and 2.104658212326193e-05 in the
+    golden file. A real change in the formula moves a value far more than 1e-12 of itself."""
+    assert list(got) == list(want)
+    for table, want_rows in want.items():
+        got_rows = got[table]
+        assert len(got_rows) == len(want_rows), table
+        for i, (g, w) in enumerate(zip(got_rows, want_rows, strict=True)):
+            where = f"{table}[{i}]"
+            assert list(g) == list(w), where  # the same columns in the same order
+            for col, wv in w.items():
+                gv = g[col]
+                assert type(gv) is type(wv), (where, col, gv, wv)
+                if isinstance(wv, float):
+                    assert math.isclose(gv, wv, rel_tol=1e-12, abs_tol=0.0), (where, col, gv, wv)
+                else:
+                    assert gv == wv, (where, col, gv, wv)
+
+
+def test_recording_the_same_manifests_again_writes_the_same_rows(db, tmp_path):
     from edgeq.results import record_run
 
-    db = tmp_path / "again.db"
+    again = tmp_path / "again.db"
     for m in _builder().manifests():
-        record_run(m, db)
-    assert _dump(db) == _dump(DATA / "history-main.db")
+        record_run(m, again)
+    _assert_same_rows(_dump(again), _dump(db))  # db: the golden database's copy (a checkout may be read-only)
+
+
+def test_float_columns_are_compared_tightly_and_the_rest_exactly():
+    rows = {"benchmarks": [{"id": 1, "std_s": 2.104658212326193e-05, "device": "pi5", "samples": b"\x00"}]}
+
+    def changed(**kw) -> dict:
+        return {"benchmarks": [{**rows["benchmarks"][0], **kw}]}
+
+    _assert_same_rows(changed(std_s=2.1046582123261925e-05), rows)  # the last place: numpy builds differ there
+    for bad in (
+        changed(std_s=2.1046582123e-05),  # 1e-11 relative: a real change
+        changed(std_s=None),
+        changed(id=2),
+        changed(id=1.0),
+        changed(device="pi4"),
+        changed(samples=b"\x01"),
+        {"benchmarks": [{k: v for k, v in rows["benchmarks"][0].items() if k != "device"}]},
+        {"benchmarks": []},
+    ):
+        with pytest.raises(AssertionError):
+            _assert_same_rows(bad, rows)
 
 
 NEW_SINCE_GOLDEN = tuple(f"edgeq_latency_{x}_seconds" for x in ("p50", "p90", "p99", "mean")) + (
