@@ -1,7 +1,7 @@
 """The only YAML reader: turns pipeline and devices files into validated, immutable specs.
 
 Errors name the file, the line, the key path and what was expected; nothing past this package
-touches a raw dict. reader.py reads YAML with lines and validates; pipeline.py is the pipeline spec
+touches a raw dict. reader.py reads YAML with lines and validates; pipeline.py is the pipeline spec, pipelinefile.py reads one
 (the devices spec is edgeq.fleet.inventory.devices's, read through this package).
 """
 
@@ -13,16 +13,14 @@ from edgeq.config.pipeline import (
     EarlyStoppingSpec,
     GatesSpec,
     ModelSpec,
-    PipelineFile,
     PipelineSpec,
     QatSpec,
     QuantizeSpec,
     TrainSpec,
     ValidateSpec,
     VariantSpec,
-    load_pipeline,
-    read_pipeline,
 )
+from edgeq.config.pipelinefile import PipelineFile, load_pipeline, read_pipeline
 from edgeq.config.reader import Spec, load, read_yaml, validate, where
 
 __all__ = [

@@ -16,7 +16,6 @@ from typing import Any
 
 from edgeq import paths
 from edgeq.errors import StoreError
-from edgeq.results.numeric import NUMERIC_SCHEMA
 
 DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
@@ -140,6 +139,33 @@ CREATE TABLE IF NOT EXISTS benchmark_sessions (
 
 # Version 5: the board's state through each benchmark (edgeq.records.boardstate). A table of its own, like the
 # sessions: older rows simply have none.
+# numeric checks of a run (edgeq.results.numeric reads and writes them)
+NUMERIC_SCHEMA = """
+CREATE TABLE IF NOT EXISTS numeric_checks (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    device TEXT NOT NULL,
+    variant TEXT NOT NULL DEFAULT '',
+    ok INTEGER NOT NULL,
+    rows INTEGER,                -- golden input rows compared
+    ops_compared INTEGER,
+    tolerance_lsb REAL,          -- quantized tensors: quantization steps
+    tolerance_rel REAL,          -- float tensors: relative to the host's largest value
+    first_op_index INTEGER,      -- the first op over the tolerance (NULL: every op matches)
+    first_op TEXT,
+    first_tensor TEXT,
+    first_error REAL,
+    first_unit TEXT,             -- lsb, rel or mismatch (shape or dtype differ)
+    worst_op_index INTEGER,
+    worst_error REAL,
+    worst_unit TEXT,
+    runtime_name TEXT,
+    runtime_version TEXT,
+    kind TEXT,                   -- why the check could not run (the board's error kind)
+    error TEXT,
+    PRIMARY KEY (run_id, device, variant)
+);
+"""
+
 STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS benchmark_state (
     benchmark_id INTEGER PRIMARY KEY REFERENCES benchmarks (id) ON DELETE CASCADE,

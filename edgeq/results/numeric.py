@@ -16,31 +16,6 @@ from edgeq.records.numeric import NumericCheck
 if TYPE_CHECKING:
     from edgeq.results.db import History
 
-NUMERIC_SCHEMA = """
-CREATE TABLE IF NOT EXISTS numeric_checks (
-    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    device TEXT NOT NULL,
-    variant TEXT NOT NULL DEFAULT '',
-    ok INTEGER NOT NULL,
-    rows INTEGER,                -- golden input rows compared
-    ops_compared INTEGER,
-    tolerance_lsb REAL,          -- quantized tensors: quantization steps
-    tolerance_rel REAL,          -- float tensors: relative to the host's largest value
-    first_op_index INTEGER,      -- the first op over the tolerance (NULL: every op matches)
-    first_op TEXT,
-    first_tensor TEXT,
-    first_error REAL,
-    first_unit TEXT,             -- lsb, rel or mismatch (shape or dtype differ)
-    worst_op_index INTEGER,
-    worst_error REAL,
-    worst_unit TEXT,
-    runtime_name TEXT,
-    runtime_version TEXT,
-    kind TEXT,                   -- why the check could not run (the board's error kind)
-    error TEXT,
-    PRIMARY KEY (run_id, device, variant)
-);
-"""
 
 INSERT = "INSERT OR REPLACE INTO numeric_checks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT = "SELECT * FROM numeric_checks WHERE run_id = ? ORDER BY rowid"
