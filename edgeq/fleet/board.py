@@ -281,7 +281,7 @@ class Board:
                     kind="agent_killed",
                 )
             if self.login_noise:
-                from edgeq.fleet.transport.sshexec import noise_excerpt
+                from edgeq.fleet.transport.shelltext import noise_excerpt
 
                 return self._fail(
                     f"the login shell on {self.name} prints {noise_excerpt(self.login_noise)!r} before every command, and "

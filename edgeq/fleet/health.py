@@ -58,7 +58,7 @@ def problems(board: BoardFacts) -> list[str]:
 
 
 def chatty_shell_note(noise: str) -> str:
-    from edgeq.fleet.transport.sshexec import noise_excerpt
+    from edgeq.fleet.transport.shelltext import noise_excerpt
 
     return (
         f"the login shell prints {noise_excerpt(noise)!r} before every command (that breaks SFTP; edgeq moves files "

@@ -20,7 +20,7 @@ from edgeq.fleet.fanout import parse_batches, plan_batches
 from edgeq.fleet.transport.base import BoardError
 from edgeq.fleet.transport.hostkeys import HostKey, fingerprint, host_entry, known_keys, record_host_key
 from edgeq.fleet.transport.retry import RetryPolicy
-from edgeq.fleet.transport.ssh import quote_argv
+from edgeq.fleet.transport.shelltext import quote_argv
 from edgeq.testing import sshfarm
 from edgeq.testing.common import REPO
 from edgeq.testing.fleet import run_cli, run_json

@@ -9,7 +9,6 @@ import errno
 import os
 import random
 import select
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from edgeq.fleet.transport.base import BoardError, watched
 from edgeq.fleet.transport.jump import close_all, open_route, passphrase_for, tune, verified_client
 from edgeq.fleet.transport.keyformat import key_file_problem
 from edgeq.fleet.transport.retry import CONNECT_GATE, ConnectGate, RetryPolicy
+from edgeq.fleet.transport.shelltext import quote_argv
 from edgeq.fleet.transport.ssherrors import banner_timeout_error, classify_connect_error, quiet_paramiko
 from edgeq.fleet.transport.sshexec import ExecFiles
 from edgeq.fleet.transport.sshfiles import SFTPFiles, io_timeout
@@ -34,11 +34,6 @@ _UNREACHABLE_ERRNOS = {
     errno.ETIMEDOUT,
     errno.EHOSTDOWN,
 }
-
-
-def quote_argv(argv: list[str]) -> str:
-    """The only way a command reaches a remote shell: every argument shlex-quoted."""
-    return " ".join(shlex.quote(str(a)) for a in argv)
 
 
 def gate_timeout(device: DeviceSpec) -> float:

@@ -40,12 +40,6 @@ def marker_value(out: str) -> str | None:
     return None
 
 
-def noise_excerpt(text: str, limit: int = 80) -> str:
-    """What a chatty login shell printed, as one short line for messages."""
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
 class ExecFiles:
     """File operations as commands (mixed into SSHTransport, which provides run and the channel plumbing)."""
 
@@ -118,7 +112,7 @@ class ExecFiles:
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise self._dropped(f"opening a session for {what}", e) from None
         try:
-            from edgeq.fleet.transport.ssh import quote_argv
+            from edgeq.fleet.transport.shelltext import quote_argv
 
             self._bounded(
                 f"the exec request for {what}",

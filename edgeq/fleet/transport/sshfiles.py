@@ -55,7 +55,7 @@ class SFTPFiles:
         self.login_noise = out.strip() or None
         import logging
 
-        from edgeq.fleet.transport.sshexec import noise_excerpt
+        from edgeq.fleet.transport.shelltext import noise_excerpt
 
         why = f"its login shell prints {noise_excerpt(out)!r} before every command" if out.strip() else f"{e}"
         logging.getLogger("edgeq.fleet").info("%s: SFTP unusable (%s): files go over exec channels", d.name, why)
