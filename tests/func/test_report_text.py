@@ -41,7 +41,7 @@ def test_matplotlib_labels_show_the_dollars_literally():
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from edgeq.report.html import _t
+    from edgeq.report.plots import _t
 
     fig = Figure()
     ax = fig.subplots()
