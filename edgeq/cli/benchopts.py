@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeq.config.benchcontrols import BenchControlsSpec
 from edgeq.errors import ConfigError
+
+if TYPE_CHECKING:  # building the pydantic specs costs ~90 ms: only `edgeq bench` with a flag pays it
+    from edgeq.config.benchcontrols import BenchControlsSpec
 
 CooldownTempOpt = Annotated[
     float | None, typer.Option("--cooldown-temp", min=1, help="Before each session wait until the board is at most this hot (C).")
@@ -64,6 +66,8 @@ def controls(
     if not doc:
         return None
     from pydantic import ValidationError
+
+    from edgeq.config.benchcontrols import BenchControlsSpec
 
     try:
         return BenchControlsSpec.model_validate(doc)

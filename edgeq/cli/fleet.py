@@ -7,7 +7,7 @@ decides the exit code. No paramiko or TensorFlow at import time: `edgeq devices 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +16,9 @@ from edgeq.cli.fleetrun import fan_out, keep_finished
 from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
-from edgeq.records.fleet import BoardHealth, FleetSummary
+
+if TYPE_CHECKING:
+    from edgeq.records.fleet import FleetSummary
 
 # ---- devices
 
@@ -65,6 +67,8 @@ def devices_check(
     else:
         output.table(*tables.check_table(res))
     if not res.ok:
+        from edgeq.records.fleet import BoardHealth
+
         bad = [r for r in res.devices if not (isinstance(r, BoardHealth) and r.healthy)]
         raise FleetError(
             f"{len(bad)} of {len(res.devices)} board(s) unhealthy: {', '.join(r.device for r in bad)}; first: {bad[0].error}",

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgeq.cli import format as fmt
-from edgeq.records.fleet import BoardHealth, FleetSummary, LatencyStats
 
 if TYPE_CHECKING:
+    from edgeq.records.fleet import FleetSummary
     from edgeq.results import StoredRun
     from edgeq.results.compare import Comparison
 
@@ -138,6 +138,8 @@ def devices_rows(devices: Sequence[Any]) -> list[list[str]]:
 
 
 def check_table(res: FleetSummary) -> Table:
+    from edgeq.records.fleet import BoardHealth
+
     rows: list[list[Any]] = []
     for r in res.devices:
         h = r if isinstance(r, BoardHealth) else None  # check gives BoardHealth for every board
@@ -192,6 +194,8 @@ def _tiny(b: Any) -> bool:
 
 def bench_table(res: FleetSummary) -> Table:
     """p50 is the median of session medians, CI its 95 % bootstrap interval, spread (max-min)/median of them."""
+    from edgeq.records.fleet import LatencyStats
+
     unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for r in res.devices for b in r.results)
     floor = any(_tiny(b) for r in res.devices for b in r.results)
     path = any(len(b.trajectory_ms) > 1 for r in res.devices for b in r.results)  # sustained (or long) runs

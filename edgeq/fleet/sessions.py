@@ -16,7 +16,6 @@ import statistics
 
 from edgeq.fleet.boardstate import merged_fields, session_fields
 from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
-from edgeq.results.stats import SessionFigures, summarize_sessions
 
 # The nightly's default. compare decides on the fastest invoke over the sessions and its bootstrap interval
 # (edgeq.results.compare): with 3 sessions one baseline session slowed all through (common on a shared or noisy
@@ -84,6 +83,8 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
 
     A failed session is left out (the caller reports it) and keeps its number; no successful session gives the
     first failure."""
+    from edgeq.results.stats import SessionFigures, summarize_sessions  # edgeq.results at import: ~40 ms of `devices list`
+
     numbered = [(i + 1, r) for i, r in enumerate(runs) if r.ok and r.raw is not None]
     good = [r for _, r in numbered]
     if not good:
