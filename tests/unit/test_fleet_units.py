@@ -21,7 +21,6 @@ from edgeq.fleet.transport.base import BoardError
 from edgeq.fleet.transport.hostkeys import HostKey, fingerprint, host_entry, known_keys, record_host_key
 from edgeq.fleet.transport.retry import RetryPolicy
 from edgeq.fleet.transport.shelltext import quote_argv
-from edgeq.testing import sshfarm
 from edgeq.testing.common import REPO
 from edgeq.testing.fleet import run_cli, run_json
 
@@ -166,12 +165,20 @@ def test_quote_argv_round_trips_through_a_shell_parser(arg):
     assert shlex.split(quote_argv(argv)) == argv
 
 
-def test_fingerprint_matches_ssh_keygen(tmp_path):
-    sshfarm.keygen(tmp_path / "k")
-    pub = (tmp_path / "k.pub").read_text().split()
+# Written by OpenSSH 9.2p1 (`ssh-keygen -t ed25519`, `ssh-keygen -lf`, `ssh-keygen -H`): the unit tier reads what
+# the real tool wrote without running it; tests/func/test_openssh_formats.py checks against a live ssh-keygen.
+ED25519_B64 = "AAAAC3NzaC1lZDI1NTE5AAAAIMHwZVDUQHIHGegcC+5oDKbhPqrOdQaD3odBJSYkRrpi"
+ED25519_FP = "SHA256:mPBS1+m7vTPJZggM1O0Jbw0SCoUZO73mQbO1d7NmgOA"
+HASHED_KNOWN_HOSTS = (  # `[127.0.0.1]:2200` and `other.host`, hashed
+    f"|1|s2dCxjr4kaWsrCYXvnqZ+FQebZM=|GUYsui9J3vDe/43jFebXifL0yvQ= ssh-ed25519 {ED25519_B64}\n"
+    f"|1|mfTFEd4qzrscrCDC3otH42YvokM=|QQXDWuI7DPD8VwP0hEk2+EdLLkA= ssh-ed25519 {ED25519_B64}\n"
+)
+
+
+def test_fingerprint_matches_ssh_keygen():
     import base64
 
-    assert fingerprint(base64.b64decode(pub[1])) == sshfarm.fingerprint_of(tmp_path / "k.pub")
+    assert fingerprint(base64.b64decode(ED25519_B64)) == ED25519_FP
     assert re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", fingerprint(b"x"))
 
 
@@ -190,14 +197,11 @@ def test_known_hosts_record_replace_and_hashed_lookup(tmp_path):
     assert known_keys(kh, "[10.0.0.2]:2222") == [("ssh-ed25519", "AAAAtwo")]
 
     # entries hashed by `ssh-keygen -H` are recognised too
-    sshfarm.keygen(tmp_path / "h")
-    kt, b64 = (tmp_path / "h.pub").read_text().split()[:2]
-    plain = tmp_path / "kh2"
-    plain.write_text(f"[127.0.0.1]:2200 {kt} {b64}\nother.host {kt} {b64}\n")
-    subprocess.run(["ssh-keygen", "-H", "-f", str(plain)], check=True, capture_output=True)  # noqa: S603,S607
-    assert "127.0.0.1" not in plain.read_text()
-    assert known_keys(plain, "[127.0.0.1]:2200") == [(kt, b64)]
-    assert known_keys(plain, "[127.0.0.1]:2201") == []
+    hashed = tmp_path / "kh2"
+    hashed.write_text(HASHED_KNOWN_HOSTS)
+    assert known_keys(hashed, "[127.0.0.1]:2200") == [("ssh-ed25519", ED25519_B64)]
+    assert known_keys(hashed, "other.host") == [("ssh-ed25519", ED25519_B64)]
+    assert known_keys(hashed, "[127.0.0.1]:2201") == [] and known_keys(hashed, "127.0.0.1") == []
 
 
 # --------------------------------------------------------------------------- devices.yaml
