@@ -1,6 +1,7 @@
-"""Dashboards and rules against a real Prometheus fed by real `edgeq run`s (local board, real agent, hwmon power).
+"""The shipped dashboard, provisioning and rules files as their consumers read them, without running Prometheus.
 
-Every panel's PromQL of dashboards/grafana/edgeq.json must return series; promtool checks and unit-tests the rules.
+promtool's checks of the same files are in tests/func/test_dashboard_promtool.py; every panel returning series
+from a real Prometheus fed by real runs is tests/farm/test_dashboards.py.
 """
 
 from __future__ import annotations
@@ -53,8 +54,6 @@ def test_dashboard_json_and_provisioning_are_consistent():
     prom = yaml.safe_load((DASH / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["pushgateway"]["honor_labels"] is True and "edgeq-exporter" in jobs
-    p = subprocess.run(["promtool", "check", "config", str(DASH / "prometheus.yml")], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_help_does_not_import_heavy_modules():
@@ -68,38 +67,17 @@ def test_help_does_not_import_heavy_modules():
     assert out.stdout.strip() == "[]", out.stderr
 
 
-def _substituted(expr: str) -> str:
-    """A panel's PromQL with Grafana's variables replaced by values promtool can parse."""
-    import re
-
-    values = {
-        "lab": "l",
-        "pipeline": "p",
-        "device": "d",
-        "variant": "v",
-        "__rate_interval": "5m",
-        "__interval": "1m",
-        "__range": "1h",
-    }
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), "x"), expr)
-
-
-def test_dashboard_lint_every_panel_and_expression(tmp_path):
-    """Every panel: the datasource variable, a unit, a description; every expression parses in promtool."""
+def test_dashboard_lint_every_panel():
+    """Every panel: the datasource variable, a unit, a description, at least one expression."""
     dash = json.loads(DASHBOARD.read_text())
-    rules = []
     for panel in dash["panels"]:
         title = panel["title"]
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
         assert (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit"), f"{title}: no unit"
         assert len(panel.get("description") or "") >= 20, f"{title}: no description"
-        for i, t in enumerate(panel["targets"]):
+        assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"]), title
+        for t in panel["targets"]:
             assert t["datasource"]["uid"] == "${datasource}", title
-            rules.append({"record": f"lint:panel{panel['id']}_{i}", "expr": _substituted(t["expr"])})
-    f = tmp_path / "panels.rules.yml"
-    f.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
-    p = subprocess.run(["promtool", "check", "rules", str(f)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_every_alert_has_summary_description_and_a_runbook_that_exists():
