@@ -8,7 +8,7 @@ the handshake and key authentication and then never answer the exec or sftp requ
 "request"), spread through devices.yaml (every k-th entry). Each step is the real CLI (`python -m edgeq ... --json`)
 twice: on the healthy boards alone (baseline) and on all boards (stalled), in this order:
   deploy of a new 2 MB artifact (agent in place), the same artifact again (unchanged), devices check, bench.
-Documented bound (README "Timeouts and wedged boards"): the stalled run's wall <= baseline + connect_timeout +
+Documented bound (docs/fleet.md#timeouts-and-wedged-boards): the stalled run's wall <= baseline + connect_timeout +
 WATCHDOG_GRACE, checked with 10 % slack for the shared machine; the healthy boards all ok, the stalled ones
 `unreachable`, kind `timeout`. The absolute targets of the issue (deploy <= 60 s, unchanged and check <= 20 s)
 are shown beside them. Writes a dated section to bench/RESULTS.md and prints it.

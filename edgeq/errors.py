@@ -6,7 +6,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes. Documented in README.md; never renumber a released code."""
+    """Process exit codes. Documented in README.md and docs/cli.md#exit-codes; never renumber a released code."""
 
     OK = 0
     INTERNAL = 1  # a bug in edgeq: rerun with --debug and report it

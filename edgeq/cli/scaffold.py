@@ -11,12 +11,21 @@ from edgeq.cli import output
 from edgeq.cli.options import JsonOpt
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace files that exist (default: refuse, write nothing).")]
+DocsUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--docs-url",
+        metavar="URL",
+        help="Base of the alert rules' runbook links and the dashboard's links into edgeq's docs/ folder "
+        "(default: the upstream docs, https://github.com/edgeq/edgeq/blob/main/docs/); give your own copy's URL.",
+    ),
+]
 
 
-def _report(dest: Path, written: list[Path], json_out: bool, next_steps: list[str]) -> None:
+def _report(dest: Path, written: list[Path], docs_url: str, json_out: bool, next_steps: list[str]) -> None:
     rels = [str(p.relative_to(dest)) for p in written]
     if json_out:
-        output.emit({"ok": True, "dir": str(dest), "written": rels})
+        output.emit({"ok": True, "dir": str(dest), "written": rels, "docs_url": docs_url})
         return
     for r in rels:
         output.echo(f"wrote {dest / r}")
@@ -27,12 +36,15 @@ def _report(dest: Path, written: list[Path], json_out: bool, next_steps: list[st
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="Folder to scaffold (created if missing).", metavar="DIR")] = Path("."),
     force: ForceOpt = False,
+    docs_url: DocsUrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Scaffold a working folder: devices.yaml, a pipeline, dashboards, alert rules and nightly units.
 
     Writes devices.yaml, pipelines/quickstart.yaml, constraints.txt, dashboards/ (Grafana, Prometheus,
     alert rules) and dashboards/nightly/ (systemd units, a CI example), from files shipped in edgeq.
+
+    The alert rules' runbook links point at edgeq's upstream docs unless --docs-url names your copy.
 
     Refuses to overwrite an existing file (exit 2, nothing written) unless --force; lists what it wrote.
 
@@ -42,24 +54,32 @@ def init_cmd(
     from edgeq import skel
     from edgeq.extras import installed
 
-    written = skel.write(directory, skel.files(), force=force)
+    base = skel.docs_base(docs_url)
+    written = skel.write(directory, skel.files(), force=force, docs_url=base)
     run = f"`edgeq run {directory / 'pipelines' / 'quickstart.yaml'}`"
     if not installed("tensorflow"):
         run += " (needs the train extra: pip install 'edgeq[train]')"
     _report(
-        directory, written, json_out, [f"next: edit {directory / 'devices.yaml'} (your boards), `edgeq devices check`, {run}"]
+        directory,
+        written,
+        base,
+        json_out,
+        [f"next: edit {directory / 'devices.yaml'} (your boards), `edgeq devices check`, {run}"],
     )
 
 
 def export_cmd(
     directory: Annotated[Path, typer.Argument(help="Folder to write the dashboards to (created if missing).", metavar="DIR")],
     force: ForceOpt = False,
+    docs_url: DocsUrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the Grafana dashboard, Prometheus configs and alert rules to DIR (no nightly units).
 
     Writes grafana/edgeq.json, provisioning/ (Grafana), prometheus.yml, federation/ and rules/ (the alert
     rules and their promtool unit tests); the nightly units come with `edgeq init`.
+
+    The alert rules' runbook links point at edgeq's upstream docs unless --docs-url names your copy.
 
     Refuses to overwrite an existing file (exit 2, nothing written) unless --force; lists what it wrote.
 
@@ -68,8 +88,15 @@ def export_cmd(
     output.use_json(json_out)
     from edgeq import skel
 
-    written = skel.write(directory, skel.dashboard_files(), src_prefix=skel.DASHBOARDS, force=force)
-    _report(directory, written, json_out, [f"import {directory / 'grafana' / 'edgeq.json'} into Grafana (Dashboards > Import)"])
+    base = skel.docs_base(docs_url)
+    written = skel.write(directory, skel.dashboard_files(), src_prefix=skel.DASHBOARDS, force=force, docs_url=base)
+    _report(
+        directory,
+        written,
+        base,
+        json_out,
+        [f"import {directory / 'grafana' / 'edgeq.json'} into Grafana (Dashboards > Import)"],
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -194,7 +194,8 @@ def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{file}:1: expected a mapping at the top level, got {type(data).__name__}", "see README: pipeline YAML reference"
+            f"{file}:1: expected a mapping at the top level, got {type(data).__name__}",
+            "see docs/pipeline-yaml.md (a pipeline) or docs/fleet.md#devicesyaml-reference (devices.yaml)",
         )
     try:
         return model.model_validate(data)
@@ -206,7 +207,8 @@ def validate(model: type[T], data: Any, file: str, lines: dict) -> T:
             msgs.append(f"{where(file, lines, loc)}: {_redact(text, loc, getattr(lines, 'env', None) or {})}")
         more = f"\n(and {len(e.errors()) - 10} more)" if len(e.errors()) > 10 else ""
         raise ConfigError(
-            "invalid configuration:\n  " + "\n  ".join(msgs) + more, "fix the keys above; README.md documents every key"
+            "invalid configuration:\n  " + "\n  ".join(msgs) + more,
+            "fix the keys above; docs/pipeline-yaml.md and docs/fleet.md#devicesyaml-reference document every key",
         ) from None
 
 

@@ -35,8 +35,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         BENCH_LABELS,
     ),
     "edgeq_latency_timed_inferences": ("Inferences timed in the latest run (what the latency figures come from).", BENCH_LABELS),
-    # DEPRECATED (kept so existing queries keep working; removal announced in README "Metric changes"): a summary
-    # whose _count/_sum hold the latest run's values, not cumulative ones, so rate() over them is meaningless.
+    # DEPRECATED (kept so existing queries keep working; removal announced in docs/results-and-metrics.md#metric-changes):
+    # a summary whose _count/_sum hold the latest run's values, not cumulative ones, so rate() over them is meaningless.
     "edgeq_latency_seconds": (
         "DEPRECATED, use edgeq_latency_p50_seconds (p90, p99) / edgeq_latency_mean_seconds: per-run summary.",
         BENCH_LABELS,
@@ -111,7 +111,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-# exported live for existing queries, never backfilled (see README "Metric changes")
+# exported live for existing queries, never backfilled (see docs/results-and-metrics.md#metric-changes)
 LEGACY_METRICS = frozenset({"edgeq_latency_seconds"})
 
 SESSION_METRICS = frozenset(

@@ -3,10 +3,15 @@
 The top-level devices.yaml, pipelines/quickstart.yaml, constraints.txt and dashboards/ are the source of
 truth; `python -m edgeq.tools.skel` refreshes the copies here and tests/unit/test_skel.py fails when they
 drift. Files are written with the umask's permissions (edgeq.paths.atomic_write_bytes).
+
+The alert rules' runbook links (and the dashboard's links into the docs) are absolute, because Alertmanager
+and Grafana open them from elsewhere: they start with DOCS_URL, edgeq's upstream docs/ folder. `--docs-url`
+writes another base in their place, for a team that serves its own copy of docs/.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from edgeq import paths
@@ -17,12 +22,35 @@ SKEL = Path(__file__).resolve().parent
 SOURCES = ("devices.yaml", "pipelines/quickstart.yaml", "constraints.txt", "dashboards")
 DASHBOARDS = "dashboards/"
 NIGHTLY = "dashboards/nightly/"  # systemd units and the CI example: `init` writes them, `dashboards export` not
+# The shipped files' links into docs/ start with this; tests/unit/test_runbook_links.py checks every one.
+DOCS_URL = "https://github.com/edgeq/edgeq/blob/main/docs/"
+# http(s), and none of the characters that would end the YAML or JSON string it lands in (quotes,
+# backslash) or start a Go template in a Prometheus annotation ({{)
+_DOCS_URL_SHAPE = re.compile(r"https?://[^\s\"'\\<>{}|^`]+")
 
 
 class WouldOverwrite(EdgeqError):
     """init/export never replace a file unless asked (--force): a scaffold over an edited config loses work."""
 
     exit_code = ExitCode.USAGE
+
+
+class BadDocsUrl(EdgeqError):
+    """A --docs-url that would break the files it is written into, or that Grafana/Alertmanager cannot open."""
+
+    exit_code = ExitCode.USAGE
+
+
+def docs_base(url: str | None) -> str:
+    """The base the links are written with: DOCS_URL, or a --docs-url checked at the door (always ending in /)."""
+    if url is None:
+        return DOCS_URL
+    if not _DOCS_URL_SHAPE.fullmatch(url):
+        raise BadDocsUrl(
+            f"--docs-url {url!r} is not an http(s) URL without spaces, quotes, backslashes or braces",
+            "give the URL of the folder that holds operations.md, e.g. https://wiki.example.org/edgeq/docs/",
+        )
+    return url if url.endswith("/") else url + "/"
 
 
 def files() -> list[str]:
@@ -39,9 +67,10 @@ def dashboard_files() -> list[str]:
     return [r.removeprefix(DASHBOARDS) for r in files() if r.startswith(DASHBOARDS) and not r.startswith(NIGHTLY)]
 
 
-def write(dest: Path, rels: list[str], src_prefix: str = "", force: bool = False) -> list[Path]:
-    """Copy skeleton files (SKEL/src_prefix/rel) to dest/rel. Nothing is written if any target exists
-    (unless force): the whole scaffold or none of it."""
+def write(dest: Path, rels: list[str], src_prefix: str = "", force: bool = False, docs_url: str | None = None) -> list[Path]:
+    """Copy skeleton files (SKEL/src_prefix/rel) to dest/rel, their links into the docs under docs_url (default
+    DOCS_URL). Nothing is written if any target exists (unless force): the whole scaffold or none of it."""
+    base = docs_base(docs_url)
     targets = [(SKEL / src_prefix / r, dest / r) for r in rels]
     if not force:
         existing = [str(t) for _, t in targets if t.exists() or t.is_symlink()]
@@ -52,5 +81,8 @@ def write(dest: Path, rels: list[str], src_prefix: str = "", force: bool = False
         if dst.is_dir():
             raise WouldOverwrite(f"{dst} is a folder where a file goes", "move it away or choose another folder")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        paths.atomic_write_bytes(dst, src.read_bytes())
+        data = src.read_bytes()
+        if base != DOCS_URL:
+            data = data.replace(DOCS_URL.encode(), base.encode())
+        paths.atomic_write_bytes(dst, data)
     return [t for _, t in targets]

@@ -111,7 +111,8 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
                     "ModelError",
                     f"QAT cannot move {where} to tf-keras: it is a custom layer with no tf-keras counterpart",
                     "define qat_layer(layer, tf_keras, tfmot) in the model.factory module "
-                    "(README: quantization-aware training), use builtin Keras layers, or a PTQ int8 variant",
+                    "(docs/quantization.md#quantization-aware-training-trainqat), use builtin Keras layers, "
+                    "or a PTQ int8 variant",
                 )
             layers.append(new)
             pairs.append((layer, new, where))

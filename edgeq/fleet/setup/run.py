@@ -110,7 +110,7 @@ def pick_wheels(s: _Session, probe: BoardProbe) -> tuple[RuntimeChoice, WheelSet
             return choice, fetch_wheels(choice, probe.py, platforms, key)
         except WheelsUnavailable as e:
             errors.append(e.message)
-    raise s.fail("; ".join(errors), "see which runtimes PyPI has for this board in the README's 'Prepare a board'", "no_wheels")
+    raise s.fail("; ".join(errors), "see which runtimes PyPI has for this board in docs/fleet.md#prepare-a-board", "no_wheels")
 
 
 def upload_wheels(s: _Session, wheels: WheelSet) -> None:
