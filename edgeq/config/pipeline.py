@@ -8,9 +8,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from edgeq.config.benchcontrols import BenchControlsSpec, CooldownSpec, SustainedSpec
-from edgeq.config.reader import Spec
-
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+from edgeq.config.reader import NAME_RE, Spec
 
 
 class DataSpec(Spec):

@@ -19,6 +19,8 @@ from edgeq.errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
 
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # pipeline, variant, device and tag names
+
 
 class Spec(BaseModel):
     """Base of every config spec: unknown keys are errors, values are frozen once validated."""

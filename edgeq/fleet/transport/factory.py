@@ -11,11 +11,12 @@ from typing import Any
 from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.transport.base import Transport
 from edgeq.fleet.transport.local import LocalTransport
-from edgeq.fleet.transport.ssh import SSHTransport
 
 
 def open_transport(device: DeviceSpec, **kw: Any) -> Transport:
     """A connected transport for the device's kind; the caller closes it."""
     if device.transport == "local":
         return LocalTransport(device)
+    from edgeq.fleet.transport.ssh import SSHTransport  # seven modules: not imported by `devices list` or a local board
+
     return SSHTransport(device, **kw).connect()
