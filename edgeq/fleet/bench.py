@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgeq.config.benchcontrols import BenchControlsSpec
 from edgeq.errors import ConfigError, DataError
-from edgeq.fleet.board import AgentBundle, Board, build_agent
+from edgeq.fleet.board import AgentBundle, Board, build_agent, runtime_args
 from edgeq.fleet.boardstate import run_fields
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
@@ -114,8 +114,8 @@ def _bench_argv(
         *(("--controls", json.dumps(wanted, separators=(",", ":"))) if wanted else ()),
         *("--name", name, "--sha256", sha),
         *("--runs", str(runs), "--warmup", str(warmup), "--min-seconds", f"{min_seconds:g}"),
-        *("--threads", str(threads), "--delegate", d.delegate, "--power", d.power.agent_json()),
-        *("--lock-timeout", f"{d.lock_timeout:g}"),
+        *("--power", d.power.agent_json()),
+        *runtime_args(d, threads),
     ]
 
 
@@ -296,9 +296,8 @@ def predict(
     with board_session(d, agent, factory) as board:
         remote = board.upload_tmp(Path(inputs), ".npy")
         try:
-            args = ["--name", model_name, "--inputs", remote, "--threads", str(d.threads), "--delegate", d.delegate]
-            args += ["--sha256", sha256] if sha256 else []
-            doc = board.call("predict", *args, "--lock-timeout", f"{d.lock_timeout:g}")
+            args = ["--name", model_name, "--inputs", remote, *(["--sha256", sha256] if sha256 else [])]
+            doc = board.call("predict", *args, *runtime_args(d))
         finally:
             board.t.remove(remote)
     assert isinstance(doc, AgentPredict)  # noqa: S101 - read_agent_doc's contract for "predict"

@@ -338,6 +338,16 @@ class Board:
         raise BoardError(self.name, message, hint, kind=kind, **extra)
 
 
+def runtime_args(d: DeviceSpec, threads: int | None = None, *, delegate: bool = True) -> list[str]:
+    """The agent's --threads, --delegate and --lock-timeout for this device (its runtime_opts and lock_opt).
+
+    threads: a count other than the device's (bench measures several); delegate=False for `tensors`, which runs
+    the builtin kernels (a delegate fuses ops and keeps no intermediate tensors)."""
+    args = ["--threads", str(d.threads if threads is None else threads)]
+    args += ["--delegate", d.delegate] if delegate else []
+    return [*args, "--lock-timeout", f"{d.lock_timeout:g}"]
+
+
 def agent_limits(limit: float, *, watch_stdin: bool) -> list[str]:
     """The agent's --deadline (inside the host's command timeout) and --load-timeout (inside that)."""
     deadline = max(1.0, limit - min(5.0, limit * 0.1))

@@ -8,19 +8,18 @@ model before it switches `current`, so a model the board cannot run never become
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edgeq.config import NAME_RE
 from edgeq.errors import ConfigError, FleetError, ModelError
-from edgeq.fleet.board import AgentBundle, Board, build_agent
-from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
+from edgeq.fleet.board import AgentBundle, Board, runtime_args
+from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.operation import FleetOp
 from edgeq.fleet.transport.base import BoardError, TransportFactory
-from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
-from edgeq.records.fleet import Action, AgentStatus, AgentSwitch, BoardOutcome, FleetSummary, Rollout
+from edgeq.records.fleet import AgentStatus, AgentSwitch, BoardOutcome, FleetSummary
 
 _FREE_MARGIN = 1 << 20  # keep a MiB spare beyond the upload: the agent writes small state files too
 
@@ -136,8 +135,7 @@ def install_on(
     if progress:
         progress({"event": "install", "device": d.name})
     try:
-        args = ["--name", name, "--blob", blob, "--sha256", sha, "--threads", str(d.threads), "--delegate", d.delegate]
-        res = board.call("install", *args, "--lock-timeout", f"{d.lock_timeout:g}")
+        res = board.call("install", "--name", name, "--blob", blob, "--sha256", sha, *runtime_args(d))
     except BoardError as e:
         if e.kind == "agent_killed" and _switched_anyway(board, name, sha, e):
             action += " (agent killed after the switch; verified)"
@@ -183,25 +181,20 @@ def deploy(
     """Deploy an artifact to the targets. Per-board failures are in the summary (ok False), not raised."""
     size = check_tflite(artifact)
     name = model_name(artifact, name)
-    devices = inventory.select(targets)
     sha = file_sha256(artifact)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    started = time.monotonic()
+    op = FleetOp(inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent)
 
     def job(d: DeviceSpec) -> BoardOutcome:
-        t0 = time.monotonic()
-        with board_session(d, agent, factory, progress) as board:
+        with op.board(d) as board:
             try:
                 rec = install_on(board, artifact, size, sha, name, progress)
             except BoardError as e:
                 e.extra.setdefault("bytes_uploaded", board.bytes_uploaded)
                 raise
-            up = board.bytes_uploaded  # agent bytes included: what crossed the wire
-        return rec.replace(bytes_uploaded=up, seconds=round(time.monotonic() - t0, 3))
+            return rec.replace(bytes_uploaded=board.bytes_uploaded)  # agent bytes included: what crossed the wire
 
-    res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
-    return _summary("deploy", res, started, artifact=str(artifact), name=name, sha256=sha, size_bytes=size)
+    res = op.run(job, batches=batches, max_fail=max_fail)
+    return op.summary("deploy", res, artifact=str(artifact), name=name, sha256=sha, size_bytes=size)
 
 
 def check_rollback_args(name: str, from_sha: str | None) -> None:
@@ -233,14 +226,10 @@ def rollback(
     rolled back from it is left alone ("already rolled back"), any other is refused (kind "not_current").
     """
     check_rollback_args(name, from_sha)
-    devices = inventory.select(targets)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    started = time.monotonic()
+    op = FleetOp(inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent)
 
     def job(d: DeviceSpec) -> BoardOutcome:
-        t0 = time.monotonic()
-        with board_session(d, agent, factory, progress) as board:
+        with op.board(d) as board:
             args = ["--name", name, "--threads", str(d.threads), "--delegate", d.delegate]
             args += ["--from", from_sha] if from_sha else []
             res = board.call("rollback", *args, "--lock-timeout", f"{d.lock_timeout:g}")
@@ -256,30 +245,23 @@ def rollback(
             current=res.current,
             bytes_uploaded=up,
             error=None,
-            seconds=round(time.monotonic() - t0, 3),
         )
 
-    res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
-    return _summary("rollback", res, started, name=name)
+    return op.summary("rollback", op.run(job, batches=batches, max_fail=max_fail), name=name)
 
 
-def _summary(action: Action, res: Rollout, started: float, **fields: Any) -> FleetSummary:
-    bad = res.counts.failed + res.counts.unreachable + res.counts.skipped
-    return FleetSummary(
-        ok=bad == 0,
-        action=action,
-        **fields,
-        batches=res.batches,
-        stopped_after_batch=res.stopped_after_batch,
-        counts=res.counts,
-        devices=res.devices,
-        bytes_uploaded=sum(r.bytes_uploaded for r in res.devices),
-        seconds=round(time.monotonic() - started, 3),
-    )
+class _Summary(Protocol):
+    ok: bool
+    action: str
+    devices: tuple[BoardOutcome, ...]
+
+    @property
+    def failed(self) -> tuple[BoardOutcome, ...]: ...
 
 
-def raise_for_failures(summary: FleetSummary) -> None:
-    """The CLI's exit decision: FleetError (exit FLEET) naming the boards that did not succeed."""
+def raise_for_failures(summary: _Summary) -> None:
+    """The CLI's exit decision after deploy, rollback or setup: FleetError (exit FLEET) naming the boards that
+    did not succeed, the first error, and its hint."""
     if summary.ok:
         return
     bad = summary.failed

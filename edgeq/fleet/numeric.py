@@ -9,22 +9,25 @@ numbers leave the host's (edgeq.results.tracediff).
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edgeq.errors import DataError, ModelError
-from edgeq.fleet.board import AgentBundle, build_agent
+from edgeq.fleet.board import AgentBundle, runtime_args
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
-from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
+from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
-from edgeq.fleet.transport.base import BoardError, TransportFactory
-from edgeq.fleet.transport.factory import open_transport
+from edgeq.fleet.operation import FleetOp
+from edgeq.fleet.transport.base import TransportFactory
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import BoardOutcome, RuntimeInfo
 from edgeq.records.numeric import AgentTensors, NumericCheck, NumericSummary, TraceOp
-from edgeq.results import tracediff as numerics
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and edgeq.results (the trace comparison) are imported by the calls that use them: this module is part
+# of edgeq.fleet's public API, which `edgeq devices list` imports
 
 
 def host_trace(model: Path, inputs: Path) -> tuple[list[TraceOp], RuntimeInfo, int]:
@@ -43,12 +46,17 @@ def host_trace(model: Path, inputs: Path) -> tuple[list[TraceOp], RuntimeInfo, i
     return ops, RuntimeInfo.from_json(rt.info()), int(doc["rows"])
 
 
-def _failed(d: DeviceSpec, variant: str | None, tol: tuple[float, float], e: BaseException) -> NumericCheck:
-    kind = e.kind if isinstance(e, BoardError) else "error"
-    hint = e.hint if isinstance(e, BoardError) else None
-    msg = str(e) if isinstance(e, BoardError) else f"{d.name}: {type(e).__name__}: {e}"
+def _failed(b: BoardOutcome, variant: str | None, tol: tuple[float, float]) -> NumericCheck:
+    """The check of a board that could not run it: its outcome's kind, error and hint (edgeq.fleet.fanout)."""
     return NumericCheck(
-        device=d.name, variant=variant, ok=False, tolerance_lsb=tol[0], tolerance_rel=tol[1], kind=kind, error=msg, hint=hint
+        device=b.device,
+        variant=variant,
+        ok=False,
+        tolerance_lsb=tol[0],
+        tolerance_rel=tol[1],
+        kind=b.kind or b.status,
+        error=b.error or f"{b.device}: {b.status}",
+        hint=b.hint,
     )
 
 
@@ -61,15 +69,18 @@ def numeric_check(
     reference: Path | None = None,
     name: str | None = None,
     variant: str | None = None,
-    tolerance_lsb: float = numerics.DEFAULT_TOLERANCE_LSB,
-    tolerance_rel: float = numerics.DEFAULT_TOLERANCE_REL,
+    tolerance_lsb: float | None = None,
+    tolerance_rel: float | None = None,
     parallel: int = 5,
     progress: ProgressFn | None = None,
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
 ) -> NumericSummary:
     """Deploy if needed, trace the golden rows on each board, compare with the host's trace of `reference`
-    (default: the artifact itself). Board failures are checks with ok False, never raised."""
+    (default: the artifact itself). Board failures are checks with ok False, never raised. The tolerances
+    default to edgeq.results.tracediff's."""
+    from edgeq.results import tracediff as numerics
+
     if not Path(inputs).is_file():
         raise DataError(f"{inputs}: golden inputs file not found", "pass a .npy file of a few model input rows")
     size = check_tflite(artifact)
@@ -77,30 +88,27 @@ def numeric_check(
     host_ops, host_rt, rows = host_trace(ref, inputs)
     name = model_name(artifact, name)
     sha = file_sha256(artifact)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    tol = (tolerance_lsb, tolerance_rel)
+    tol = (
+        numerics.DEFAULT_TOLERANCE_LSB if tolerance_lsb is None else tolerance_lsb,
+        numerics.DEFAULT_TOLERANCE_REL if tolerance_rel is None else tolerance_rel,
+    )
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
+    )
     checks: dict[str, NumericCheck] = {}
     lock = threading.Lock()
-    started = time.monotonic()
 
     def job(d: DeviceSpec) -> BoardOutcome:
-        t0 = time.monotonic()
-        try:
-            with board_session(d, agent, factory, progress) as board:
-                install_on(board, artifact, size, sha, name, progress, then_lock=True)
-                remote = board.upload_tmp(Path(inputs), ".npy")
-                try:
-                    args = ["--name", name, "--inputs", remote, "--sha256", sha, "--threads", str(d.threads)]
-                    doc = board.call("tensors", *args, "--lock-timeout", f"{d.lock_timeout:g}")
-                finally:
-                    board.t.remove(remote)
-        except BoardError as e:
-            with lock:
-                checks[d.name] = _failed(d, variant, tol, e)
-            raise
+        with op.board(d) as board:
+            install_on(board, artifact, size, sha, name, progress, then_lock=True)
+            remote = board.upload_tmp(Path(inputs), ".npy")
+            try:
+                args = ["--name", name, "--inputs", remote, "--sha256", sha]
+                doc = board.call("tensors", *args, *runtime_args(d, delegate=False))
+            finally:
+                board.t.remove(remote)
         assert isinstance(doc, AgentTensors)  # noqa: S101 - read_agent_doc's contract for "tensors"
-        errors = numerics.compare_traces(host_ops, doc.ops, tolerance_lsb, tolerance_rel)
+        errors = numerics.compare_traces(host_ops, doc.ops, *tol)
         first = numerics.first_divergent(errors)
         rec = NumericCheck(
             device=d.name,
@@ -108,8 +116,8 @@ def numeric_check(
             ok=first is None,
             rows=doc.rows,
             ops_compared=len(errors),
-            tolerance_lsb=tolerance_lsb,
-            tolerance_rel=tolerance_rel,
+            tolerance_lsb=tol[0],
+            tolerance_rel=tol[1],
             first_divergent=first,
             worst=numerics.worst(errors),
             runtime=doc.runtime,
@@ -117,17 +125,11 @@ def numeric_check(
         )
         with lock:
             checks[d.name] = rec
-        status = "ok" if rec.ok else "failed"
-        return BoardOutcome(device=d.name, address=d.address, status=status, seconds=round(time.monotonic() - t0, 3))
+        return BoardOutcome(device=d.name, address=d.address, status="ok" if rec.ok else "failed")
 
-    res = run_fleet(inventory.select(targets), job, parallel=parallel, progress=progress)
-    out = []
-    for b in res.devices:  # boards the fan-out gave up on or skipped have no check of their own yet
-        c = checks.get(b.device)
-        if c is None:
-            err = BoardError(b.device, b.error or f"{b.device}: {b.status}", b.hint, kind=b.kind or b.status)
-            c = _failed(inventory.get(b.device), variant, tol, err)
-        out.append(c)
+    res = op.run(job)
+    # a board whose job raised, that the watchdog gave up on or that was skipped has only its outcome
+    out = [checks.get(b.device) or _failed(b, variant, tol) for b in res.devices]
     return NumericSummary(
         ok=all(c.ok for c in out),
         artifact=str(artifact),
@@ -136,10 +138,12 @@ def numeric_check(
         rows=rows,
         host_runtime=host_rt,
         checks=tuple(out),
-        seconds=round(time.monotonic() - started, 3),
+        seconds=op.seconds(),
     )
 
 
 def golden_rows(x: np.ndarray, n: int) -> np.ndarray:
     """The first n rows of the test split: what a pipeline stores as golden inputs beside its artifacts."""
+    import numpy as np
+
     return np.ascontiguousarray(x[:n])
