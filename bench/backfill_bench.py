@@ -17,7 +17,7 @@ from pathlib import Path
 from _common import append_results
 
 from edgeq.metrics.backfill import backfill
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 
 
@@ -32,7 +32,7 @@ def main() -> None:
         t = time.perf_counter()
         for i in range(args.runs):
             when = (start + dt.timedelta(days=i)).isoformat()
-            record_run(synthetic_manifest(f"r{i:04d}", started=when, seed=i), db)
+            record_run(load_manifest(synthetic_manifest(f"r{i:04d}", started=when, seed=i)), db)
         recorded = time.perf_counter() - t
         t = time.perf_counter()
         res = backfill(db_path=db, out=root / "edgeq.om.txt", data_dir=root / "data")

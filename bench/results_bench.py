@@ -25,7 +25,7 @@ from _common import append_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from edgeq.results import record_run  # noqa: E402
+from edgeq.results import load_manifest, record_run  # noqa: E402
 from edgeq.testing.promfarm import free_port, synthetic_manifest  # noqa: E402
 
 VARIANTS = ("fp32", "int8", "dynamic", "float16")
@@ -55,7 +55,7 @@ def fill(db: Path, runs: int, samples: int) -> tuple[float, int]:
                 for v, base in zip(VARIANTS, (1e-3, 0.45e-3, 0.8e-3, 0.9e-3), strict=False)
             },
         )
-        record_run(m, db)
+        record_run(load_manifest(m), db)
         results += len(m["benchmarks"])
     return time.perf_counter() - start, results
 

@@ -44,7 +44,9 @@ def read_agent_doc(device: str, sub: str, doc: Any) -> AgentDoc:
     """The record for `sub`'s success document from board `device`; BoardError(kind="protocol") if it does not fit."""
     shape = SHAPES.get(sub, AgentDoc)
     try:
-        return shape.from_json(doc)
+        # The one place an agent's JSON becomes records: a newer agent's extra keys are tolerated on purpose
+        # and travel on untouched (the raw bench file keeps them); everything declared must fit.
+        return shape.from_json(doc, keep_unknown=True)
     except RecordError as e:
         where = f"field {e.field!r}" if e.field else "the document"
         raise BoardError(
@@ -65,6 +67,6 @@ def failure_facts(extra: dict[str, Any]) -> BoardFacts | None:
     if raw is None:
         return None
     try:
-        return BoardFacts.from_json(raw)
+        return BoardFacts.from_json(raw, keep_unknown=True)  # an agent's document: as read_agent_doc
     except RecordError:
         return None

@@ -89,10 +89,12 @@ def failure_record(device: DeviceSpec, e: BaseException, started: float, **field
     up = details.pop("bytes_uploaded", 0)
     rec["bytes_uploaded"] = up if isinstance(up, int) and not isinstance(up, bool) else 0
     rec["seconds"] = round(time.monotonic() - started, 3)
+    fields = {k: v for k, v in details.items() if k in cls.model_fields}  # deploy's `current`, ...
+    rec["details"] = {k: v for k, v in details.items() if k not in cls.model_fields}
     try:
-        return cls.model_validate({**rec, **details})
+        return cls.model_validate({**rec, **fields})
     except ValidationError:  # a board's detail that collides with a field of ours is dropped, not fatal
-        return cls.model_validate({**rec, **{k: v for k, v in details.items() if k not in cls.model_fields}})
+        return cls.model_validate(rec)
 
 
 def _skipped(d: DeviceSpec, stopped_after: int | None, failures: int, max_fail: int | None) -> BoardOutcome:

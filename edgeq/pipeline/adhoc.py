@@ -27,7 +27,9 @@ def _rows(res: FleetSummary, variant: str) -> list[tuple[BenchResult, RawSamples
         if not d.results:
             rows.append((unmeasured_result(d, variant), None))
         for r in d.results:
-            raw = RawSamples.from_json(r.raw.to_json()) if r.ok and r.raw is not None else None
+            raw = (
+                RawSamples(samples_s=r.raw.samples_s, samples_stride=r.raw.samples_stride) if r.ok and r.raw is not None else None
+            )
             rows.append((bench_result(d.device, variant, r, None), raw))
     return rows
 

@@ -116,7 +116,7 @@ def run_pipeline(
         out.write()
         from edgeq.results import record_history  # results are stored locally before anything is exported
 
-        history_error = record_history({**out.manifest.to_json(), "run_dir": str(run_dir)}, home, run_dir)
+        history_error = record_history(out.manifest.replace(run_dir=str(run_dir)), home, run_dir)
         if history_error is not None and out.manifest.status != "ok":
             # don't hide the run's own outcome (its error, a gate's exit 7, the fleet's 8) behind the store's 10
             log(f"warning: {history_error.message}")

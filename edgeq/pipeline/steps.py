@@ -61,7 +61,7 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
             | {"model_fp": model_fp, "converter": torchsrc.converter_version()}
         )
         out, cached, meta = ctx.cached("torch", key, lambda tmp: _convert_torch(ctx, tmp), label="convert torch")
-        return TrainStage.from_json({"key": key, "cached": cached, "output": str(out / "model.tflite"), **meta})
+        return TrainStage.from_stored({"key": key, "cached": cached, "output": str(out / "model.tflite"), **meta})
     if zoo.is_saved_model(spec.model, ctx.base):
         if spec.train.epochs:
             raise ConfigError(
@@ -71,7 +71,7 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
         path = zoo.saved_model_dir(spec.model, ctx.base)
         return TrainStage(key=key, cached=True, skipped="SavedModel input", output=str(path))
     out, cached, meta = ctx.cached("train", key, lambda tmp: _train(ctx, tmp))
-    return TrainStage.from_json({"key": key, "cached": cached, "output": str(out / "model.keras"), **meta})
+    return TrainStage.from_stored({"key": key, "cached": cached, "output": str(out / "model.keras"), **meta})
 
 
 def _convert_torch(ctx: RunContext, tmp: Path) -> dict:
@@ -110,7 +110,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
         key = stage_key({"v": CACHE_VERSION, "stage": "quantize"} | common | {"libs": libs})
         out, cached, meta = ctx.cached("quantize", key, lambda tmp: _quantize(ctx, v, train, tmp), label=f"quantize {v.key}")
     model = out / "model.tflite"
-    stage = QuantizeStage.from_json({"key": key, "cached": cached, "output": str(model), **meta})
+    stage = QuantizeStage.from_stored({"key": key, "cached": cached, "output": str(model), **meta})
     art = ctx.run_dir / "artifacts" / f"{spec.name}-{v.key}.tflite"
     _link(model, art)
     entry: dict[str, Any] = {"type": v.type, **({"qat": True} if v.qat else {})}
@@ -199,7 +199,7 @@ def validate_stage(ctx: RunContext, v: VariantSpec, q: QuantizeStage, runtime: R
         return {**evaluate(runtime, model, d.x_test, d.y_test, spec.validate_.batch_size), "runtime": runtime.describe(), **extra}
 
     _, cached, meta = ctx.cached("validate", key, build, label=f"validate {v.key}")
-    return ValidateStage.from_json({"key": key, "cached": cached, **meta})
+    return ValidateStage.from_stored({"key": key, "cached": cached, **meta})
 
 
 def gate_variants(

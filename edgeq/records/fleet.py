@@ -41,8 +41,7 @@ class FleetRecord(Record):
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed; keys that were unset stay unset (and out of the JSON)."""
-        kept = {k: getattr(self, k) for k in self.model_fields_set if k in type(self).model_fields}
-        return type(self).model_validate({**kept, **(self.__pydantic_extra__ or {}), **changes})
+        return self._rebuild({k: getattr(self, k) for k in self.model_fields_set}, changes)
 
 
 # ------------------------------------------------------------------------------------------------ board facts
@@ -177,9 +176,9 @@ class AgentMemory(Record):
 
 
 class AgentDoc(FleetRecord):
-    """The envelope of every successful agent document."""
+    """The envelope of every successful agent document.
 
-    model_config = ConfigDict(extra="allow")  # a newer agent's extra keys travel on untouched
+    Read only at edgeq.fleet.agentdoc, which keeps the keys of a newer agent (they travel on untouched)."""
 
     ok: Literal[True] = True
     protocol: StrictInt | None = None
@@ -355,10 +354,9 @@ class BenchRun(FleetRecord):
 class BoardOutcome(FleetRecord):
     """How one board ended in deploy, rollback or bench (check: `BoardHealth`).
 
-    A failure keeps the agent's details as extra keys (holder of a lock, expected/actual hash, op, ...).
+    A failure keeps the agent's details (holder of a lock, expected/actual hash, op, ...) in `details`,
+    written into the JSON as keys of their own after the declared ones, as they always were.
     """
-
-    model_config = ConfigDict(extra="allow")
 
     device: str
     address: str | None = None
@@ -377,10 +375,17 @@ class BoardOutcome(FleetRecord):
     hint: str | None = None
     bytes_uploaded: StrictInt = 0
     seconds: float = 0.0
+    details: dict[str, Any] = {}  # what the board said about its failure, beyond the fields above
 
     omit_if_unset = frozenset(
         {"action", "previous", "sha256", "model_bytes", "current", "deploy", "results", "kind", "hint", "bytes_uploaded"}
     )
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        for k, v in out.pop("details", {}).items():
+            out.setdefault(k, v)
+        return out
 
     @property
     def succeeded(self) -> bool:

@@ -3,8 +3,9 @@
 Today's manifests write some keys only on some paths (a SavedModel train stage has `skipped` and
 no history; an edgetpu quantize stage has no `calibration_selection`, a plain one has it as null).
 So these records keep optional keys exactly as given: `to_json()` writes an optional key when it
-was given, even as null, and leaves it out when it was not. Keys this version does not know (stage
-metrics of a newer edgeq) are kept too, after the known ones.
+was given, even as null, and leaves it out when it was not. A manifest read with `from_stored()` keeps
+the keys this version does not know (stage metrics of a newer edgeq), after the known ones; built in
+code, a record refuses them.
 
 Fleet parts (deploy summaries, benchmark rows, board accuracy checks, runtime) are edgeq.records.fleet's.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from edgeq.records.base import Record, _jsonable
 from edgeq.records.fleet import AccuracyCheck, BenchResult, FleetSummary, RuntimeInfo
@@ -26,26 +27,21 @@ Doc = dict[str, Any]  # a sub-document this layer passes through unread
 class RunRecord(Record):
     """A record whose optional keys appear in its JSON exactly when they were given."""
 
-    model_config = ConfigDict(extra="allow")
-
     def to_json(self) -> dict[str, Any]:
         given = self.model_fields_set
         out: dict[str, Any] = {}
         for name, info in type(self).model_fields.items():
             if name in given or info.is_required():
                 out[info.alias or name] = _jsonable(getattr(self, name))
-        for k, v in (self.__pydantic_extra__ or {}).items():
-            out.setdefault(k, _jsonable(v))
-        return out
+        return self._with_unknown(out)
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed; the keys it had stay the keys it writes."""
-        return type(self).model_validate({**self.model_dump(exclude_unset=True), **changes})
+        return self._rebuild({k: getattr(self, k) for k in self.model_fields_set}, changes)
 
     def without(self, *keys: str) -> Self:
         """A copy that no longer writes these optional keys."""
-        doc = self.model_dump(exclude_unset=True)
-        return type(self).model_validate({k: v for k, v in doc.items() if k not in keys})
+        return self._rebuild({k: getattr(self, k) for k in self.model_fields_set if k not in keys}, {})
 
 
 class LayerError(RunRecord):

@@ -1,6 +1,6 @@
 """Results history: every validate and benchmark result of every run, in one SQLite file, and comparisons over time.
 
-    record_run(manifest | path, db_path=None)   store a finished run (a RunManifest, its document or its file)
+    record_run(run, db_path=None)               store a finished run (a RunManifest, or a stored one: load_manifest(path))
     compare_runs(base, candidate, ...)          a Comparison: latency (ratio + Mann-Whitney U), accuracy, memory, energy
     open_for_reading(db_path) + query.*         records (edgeq.results.rows): runs, results, trends
 
@@ -9,9 +9,7 @@ The database is $EDGEQ_HISTORY_DB, else <edgeq home>/history.db. Errors are Stor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import StoreError
 from edgeq.records.run import RunManifest
@@ -43,9 +41,7 @@ __all__ = [
 ]
 
 
-def record_history(
-    manifest: RunManifest | Mapping[str, Any], home: Path | None = None, run_dir: Path | None = None
-) -> StoreError | None:
+def record_history(manifest: RunManifest, home: Path | None = None, run_dir: Path | None = None) -> StoreError | None:
     """Record a just-finished run; returns the StoreError instead of raising (the pipeline decides what it means).
 
     With run_dir, the error's hint says how to store that run once the history is usable again."""

@@ -71,4 +71,4 @@ def rows_of(run_id: str, checks: Iterable[NumericCheck]) -> list[tuple[Any, ...]
 def read(h: History, run_id: str) -> tuple[NumericRow, ...]:
     cur = h.execute(_SELECT, (run_id,))
     cols = [d[0] for d in cur.description]
-    return tuple(NumericRow.from_json({k: v for k, v in zip(cols, r, strict=True) if k != "run_id"}) for r in cur.fetchall())
+    return tuple(NumericRow.from_stored({k: v for k, v in zip(cols, r, strict=True) if k != "run_id"}) for r in cur.fetchall())

@@ -70,11 +70,15 @@ def quality_summary(v: VariantResult | Mapping[str, Any]) -> QualitySummary:
 
 
 class _FloatLayer(Record):
+    """One entry of a mixed-precision search's `float_layers` (edgeq.stages.mixed)."""
+
     layer: str | None = None
+    op: str | None = None
+    tensor: str | None = None
 
 
 def _layer_name(f: Mapping[str, Any]) -> str | None:
-    return _FloatLayer.from_json(f).layer
+    return _FloatLayer.from_stored(f).layer
 
 
 def quality_note(q: QualitySummary, *, qat: bool = True) -> str:

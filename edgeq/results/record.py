@@ -106,39 +106,44 @@ class Recordable(Record):
     params: RunParams
     manifest_path: str | None = None
 
+    @classmethod
+    def of(cls, m: RunManifest) -> Recordable:
+        """A manifest this process holds (a run just finished): its raw samples are the files its rows name."""
+        return _recordable(m, {}, None, _params(m, f"the run manifest of run {m.run_id}"))
+
 
 _HINT = "give <edgeq home>/runs/<run id>/manifest.json"
 
 
-def load_manifest(source: RunManifest | Mapping[str, Any] | str | Path) -> Recordable:
-    """A RunManifest, a manifest document, a manifest.json path, or a run folder holding one: read at this one boundary.
+def load_manifest(source: str | Path | Mapping[str, Any]) -> Recordable:
+    """A stored manifest: a manifest.json, a run folder holding one, or a manifest document read from one.
 
+    This is the history's reading boundary (RunManifest.from_stored: keys of another edgeq version are kept).
     A manifest of the wrong shape is a StoreError naming the file and the field."""
     path: Path | None = None
-    inline: dict[int, RawSamples | None] = {}
-    if isinstance(source, RunManifest):
-        m, what = source, f"the run manifest of run {source.run_id}"
+    if isinstance(source, Mapping):
+        doc: Any = source
     else:
-        if isinstance(source, Mapping):
-            doc: Any = source
-        else:
-            path = Path(source)
-            if path.is_dir():
-                path = path / "manifest.json"
-            doc = _read_json(path)
-        if not isinstance(doc, Mapping) or not doc.get("run_id") or not doc.get("pipeline"):
-            raise StoreError(f"{path or 'the run manifest'} is not an edgeq run manifest (no run_id/pipeline)", _HINT)
-        what = f"run manifest {path}" if path else f"the run manifest of run {doc['run_id']}"
-        doc, inline = _split_inline_samples(doc)
-        try:
-            m = RunManifest.from_json(doc)
-        except RecordError as e:
-            raise StoreError(f"{what} has a bad field {e.field!r}: {e.problem}", _HINT) from None
+        path = Path(source)
+        if path.is_dir():
+            path = path / "manifest.json"
+        doc = _read_json(path)
+    if not isinstance(doc, Mapping) or not doc.get("run_id") or not doc.get("pipeline"):
+        raise StoreError(f"{path or 'the run manifest'} is not an edgeq run manifest (no run_id/pipeline)", _HINT)
+    what = f"run manifest {path}" if path else f"the run manifest of run {doc['run_id']}"
+    doc, inline = _split_inline_samples(doc)
     try:
-        params = RunParams.from_json(m.params)
+        m = RunManifest.from_stored(doc)
+    except RecordError as e:
+        raise StoreError(f"{what} has a bad field {e.field!r}: {e.problem}", _HINT) from None
+    return _recordable(m, inline, path, _params(m, what))
+
+
+def _params(m: RunManifest, what: str) -> RunParams:
+    try:
+        return RunParams.from_stored(m.params)  # the pipeline as run: only the gates are read here
     except RecordError as e:
         raise StoreError(f"{what} has a bad field 'params.{e.field}': {e.problem}", _HINT) from None
-    return _recordable(m, inline, path, params)
 
 
 def _split_inline_samples(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[int, RawSamples | None]]:
@@ -158,7 +163,7 @@ def _split_inline_samples(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], di
 
 def _inline(raw: Mapping[str, Any]) -> RawSamples | None:
     try:
-        return RawSamples.from_json(raw)
+        return RawSamples.from_stored(raw)
     except RecordError:
         return None  # no usable samples: the summary is still worth keeping
 
@@ -185,7 +190,7 @@ def _raw(raw: RawSamples | str | None) -> tuple[tuple[float, ...] | None, int | 
     path = raw if isinstance(raw, str) else None
     if path is not None:
         try:
-            raw = RawSamples.from_json(json.loads(Path(path).read_text()))
+            raw = RawSamples.from_stored(json.loads(Path(path).read_text()))
         except (OSError, ValueError):  # RecordError is a ValueError
             return None, None, path
     if isinstance(raw, RawSamples):
@@ -297,15 +302,10 @@ _INSERT_SESSION = (
 )
 
 
-def record_run(
-    manifest: Recordable | RunManifest | Mapping[str, Any] | str | Path,
-    db_path: Path | None = None,
-    *,
-    timeout: float | None = None,
-) -> str:
-    """Store a run (a RunManifest, a manifest document, a manifest.json path or a run folder). Idempotent per run_id.
+def record_run(run: Recordable | RunManifest, db_path: Path | None = None, *, timeout: float | None = None) -> str:
+    """Store a run: a manifest this process holds, or one read with `load_manifest`. Idempotent per run_id.
     Returns the run id. Runs still in progress are refused: their results are not final."""
-    r = manifest if isinstance(manifest, Recordable) else load_manifest(manifest)
+    r = run if isinstance(run, Recordable) else Recordable.of(run)
     m = r.manifest
     run_id, status = m.run_id, m.status or "unknown"
     if status == "running":

@@ -56,7 +56,7 @@ class RunRow(Record):
             d["adhoc"] = True
         for k in ("versions", "gates_failed", "fleet_failed"):
             d[k] = _json(d[k], None)
-        return cls.from_json({**d, "runtime": {"name": row["runtime_name"], "version": row["runtime_version"]}})
+        return cls.from_stored({**d, "runtime": {"name": row["runtime_name"], "version": row["runtime_version"]}})
 
 
 class ValidationRow(Record):
@@ -79,7 +79,7 @@ class ValidationRow(Record):
         d = {k: v for k, v in row.items() if k not in ("run_id", "variant")}
         d["gates_failed"] = _json(d["gates_failed"], [])
         d["quality"] = _json(d.get("quality"), {})  # a version-1 database has no quality column
-        return cls.from_json(d)
+        return cls.from_stored(d)
 
 
 class SessionRow(Record):
@@ -178,7 +178,7 @@ class BenchmarkRow(Record):
             d[k] = _json(d[k], default)
         for k in ("flags", "trajectory_s", "notes", "session_state"):
             d[k] = _json(d.get(k), None)
-        return cls.from_json(d)
+        return cls.from_stored(d)
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()

@@ -94,13 +94,13 @@ def manifests() -> list[dict]:
 def main() -> None:
     from edgeq import metrics
     from edgeq.report.html import render_html
-    from edgeq.results import query, record_run
+    from edgeq.results import load_manifest, query, record_run
     from edgeq.results.compare import compare
 
     for p in HERE.glob("history-main.db*"):
         p.unlink()
     for m in manifests():
-        record_run(m, DB)
+        record_run(load_manifest(m), DB)
     c = sqlite3.connect(str(DB))
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     c.execute("VACUUM")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.common import assert_clean_error
 from edgeq.testing.promfarm import ensure_installed, free_port, http_get, start_prometheus, stop, synthetic_manifest
 
@@ -31,7 +31,7 @@ def test_five_runs_on_five_days_come_back_at_their_times(tmp_path, edgeq):
     times = [top - timedelta(days=d, hours=d) for d in days]
     for i, t in enumerate(times):
         p50 = {("pi5", "int8"): (i + 1) * 1e-3}  # each day its own value: a point can't come from another day
-        record_run(synthetic_manifest(f"r{i}", started=t.isoformat(), seed=i, devices=("pi5",), p50_s=p50), db)
+        record_run(load_manifest(synthetic_manifest(f"r{i}", started=t.isoformat(), seed=i, devices=("pi5",), p50_s=p50)), db)
     data = tmp_path / "prom-data"
     om = tmp_path / "edgeq.om.txt"
     r = edgeq("metrics", "backfill", "--db", db, "--out", om, "--prometheus-data", data, "--json")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeq.results import open_for_reading, query, record_run
+from edgeq.results import load_manifest, open_for_reading, query, record_run
 from edgeq.testing.common import REPO, TINY, Result
 from edgeq.testing.promfarm import free_port, synthetic_manifest
 
@@ -178,7 +178,7 @@ def _previous(db: Path, fast: bool) -> None:
         peak_rss=None if fast else {("board-a", "fp32"): 10**10, ("board-a", "int8"): 10**10},
         power_w={"board-a": 2.5 if fast else 1000.0},
     )
-    record_run(m, db)
+    record_run(load_manifest(m), db)
 
 
 def test_run_pushes_and_fails_on_regression(farm_run, promfarm, tmp_path):  # noqa: F811

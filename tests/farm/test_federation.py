@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing import Missing, promfarm
 from edgeq.testing.common import REPO
 
@@ -60,7 +60,7 @@ def labs(tmp_path_factory):
             procs.append(promfarm.start_prometheus(root / lab, _lab_config(lab, pg_port), prom_port))
             db = root / f"{lab}.db"
             m = promfarm.synthetic_manifest("20260101T023000Z-000001", pipeline="nightly", devices=(device,), n=200)
-            record_run(m, db)
+            record_run(load_manifest(m), db)
             p = subprocess.run(  # noqa: S603 - fixed argv
                 [
                     sys.executable,

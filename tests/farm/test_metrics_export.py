@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeq import metrics
-from edgeq.results import open_for_reading, query, record_run
+from edgeq.results import load_manifest, open_for_reading, query, record_run
 from edgeq.testing.common import assert_clean_error
 from edgeq.testing.promfarm import free_port, http_get, synthetic_manifest
 
@@ -36,16 +36,18 @@ BOUNDED = {
 @pytest.fixture
 def db(tmp_path) -> Path:
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00"), db)
-    record_run(synthetic_manifest("20260102T023000Z-000002", started="2026-01-02T02:30:00+00:00", seed=2), db)
+    record_run(load_manifest(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00")), db)
+    record_run(load_manifest(synthetic_manifest("20260102T023000Z-000002", started="2026-01-02T02:30:00+00:00", seed=2)), db)
     record_run(
-        synthetic_manifest(
-            "o1",
-            pipeline="other",
-            devices=("jetson",),
-            variants=("fp32",),
-            status="gate_failed",
-            started="2026-01-02T03:00:00+00:00",
+        load_manifest(
+            synthetic_manifest(
+                "o1",
+                pipeline="other",
+                devices=("jetson",),
+                variants=("fp32",),
+                status="gate_failed",
+                started="2026-01-02T03:00:00+00:00",
+            )
         ),
         db,
     )
@@ -129,15 +131,17 @@ def _pg_series(url: str) -> dict:
 def test_push_replaces_the_pipeline_group(tmp_path, edgeq, pushgateway):  # noqa: F811
     url, _ = pushgateway
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", devices=("pi5", "pi4"), started="2026-01-01T02:30:00+00:00"), db)
-    record_run(synthetic_manifest("o1", pipeline="other", devices=("jetson",), started="2026-01-01T03:30:00+00:00"), db)
+    record_run(load_manifest(synthetic_manifest("r1", devices=("pi5", "pi4"), started="2026-01-01T02:30:00+00:00")), db)
+    record_run(
+        load_manifest(synthetic_manifest("o1", pipeline="other", devices=("jetson",), started="2026-01-01T03:30:00+00:00")), db
+    )
     assert edgeq("metrics", "push", "r1", "--gateway", url, "--db", db).code == 0
     r = edgeq("metrics", "push", "o1", "--gateway", url, "--db", db, "--json")
     assert r.code == 0 and r.json()["grouping_key"] == {"job": "edgeq", "pipeline": "other"}
     up = {(s.labels["pipeline"], s.labels["device"]) for s in _pg_series(url)["edgeq_device_up"].samples}
     assert up == {("synth", "pi5"), ("synth", "pi4"), ("other", "jetson")}
     # pi4 left the fleet: the next nightly's push replaces the whole group, so pi4's series disappear
-    record_run(synthetic_manifest("r2", devices=("pi5",), started="2026-01-02T02:30:00+00:00"), db)
+    record_run(load_manifest(synthetic_manifest("r2", devices=("pi5",), started="2026-01-02T02:30:00+00:00")), db)
     r = edgeq("metrics", "push", "latest", "--gateway", url, "--db", db)
     assert r.code == 0, r.stderr
     parsed = _pg_series(url)
@@ -233,7 +237,9 @@ def test_exporter_scraped_by_real_prometheus(db, tmp_path, promfarm):  # noqa: F
         res = promfarm.wait_for('edgeq_latency_p50_seconds{job="edgeq-exporter", pipeline="synth"}')
         assert {r["metric"]["device"] for r in res} == {"pi5", "pi4"}
         # a new run is visible at the next scrape, without restarting the exporter
-        record_run(synthetic_manifest("r3", devices=("pi5", "pi4", "pi3"), started="2026-01-03T02:30:00+00:00"), db)
+        record_run(
+            load_manifest(synthetic_manifest("r3", devices=("pi5", "pi4", "pi3"), started="2026-01-03T02:30:00+00:00")), db
+        )
         promfarm.wait_for('edgeq_device_up{job="edgeq-exporter", device="pi3"} == 1')
         # port already taken: a clear error, exit 11
         p2 = subprocess.run(

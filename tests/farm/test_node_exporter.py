@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing import Missing
 from edgeq.testing.promfarm import free_port, http_get, stop, synthetic_manifest
 
@@ -55,7 +55,7 @@ def test_node_exporter_as_its_own_user_exports_the_textfile(tmp_path, edgeq, tex
         raise Missing(f"the {BINARY} package's user {USER!r} is missing: reinstall the package") from None
     assert uid != 0
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    record_run(load_manifest(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",))), db)
     prom = textfile_dir / "edgeq.prom"
     old = os.umask(0o022)  # a service's usual umask; the file must not come out 0600 whatever mkstemp does
     try:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.common import assert_clean_error
 from edgeq.testing.promfarm import synthetic_manifest
 
@@ -20,14 +20,16 @@ def db(tmp_path):
     for i in range(6):
         slow = 1.0 + 0.05 * i
         record_run(
-            synthetic_manifest(
-                f"2026010{i + 1}T023000Z-00000{i}",
-                started=f"2026-01-0{i + 1}T02:30:00+00:00",
-                seed=i,
-                n=3000,
-                variants=("fp32", "int8", "dynamic"),
-                p50_s={("pi5", "int8"): 0.5e-3 * slow, ("pi4", "int8"): 1e-3 * slow},
-                accuracy={"int8": 0.945 - 0.002 * i},
+            load_manifest(
+                synthetic_manifest(
+                    f"2026010{i + 1}T023000Z-00000{i}",
+                    started=f"2026-01-0{i + 1}T02:30:00+00:00",
+                    seed=i,
+                    n=3000,
+                    variants=("fp32", "int8", "dynamic"),
+                    p50_s={("pi5", "int8"): 0.5e-3 * slow, ("pi4", "int8"): 1e-3 * slow},
+                    accuracy={"int8": 0.945 - 0.002 * i},
+                )
             ),
             db,
         )
@@ -61,7 +63,7 @@ def test_report_without_benchmarks_or_samples(tmp_path, edgeq):
     db = tmp_path / "h.db"
     m = synthetic_manifest("r1", devices=())
     m["benchmarks"] = []
-    record_run(m, db)
+    record_run(load_manifest(m), db)
     r = edgeq("report", "r1", "-o", tmp_path / "r.html", "--db", db)
     assert r.code == 0, r.stderr
     assert "On-device benchmark" not in (tmp_path / "r.html").read_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from edgeq.fleet.setup.scripts import TINY_MODEL_B64
-from edgeq.results import open_for_reading, query, record_run
+from edgeq.results import load_manifest, open_for_reading, query, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 
 
@@ -14,7 +14,7 @@ def test_bench_is_stored_as_an_ad_hoc_run(edgeq, tmp_path):
     model = tmp_path / "tiny.tflite"
     model.write_bytes(base64.b64decode(TINY_MODEL_B64))
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("nightly-1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    record_run(load_manifest(synthetic_manifest("nightly-1", started="2026-01-01T02:30:00+00:00", devices=("pi5",))), db)
     bench = ("bench", model, "-t", "local", "--runs", "10", "--min-seconds", "0.05", "--sessions", "1", "--db", db)
     r = edgeq(*bench, "--json")
     assert r.code == 0, r.stderr

@@ -93,11 +93,11 @@ def test_every_help_screen_has_an_example():
 
 
 def test_quiet_and_verbose_anywhere_on_the_line(edgeq, tmp_path):
-    from edgeq.results import record_run
+    from edgeq.results import load_manifest, record_run
     from edgeq.testing.promfarm import synthetic_manifest
 
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    record_run(load_manifest(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",))), db)
     out = tmp_path / "edgeq.prom"
     r = edgeq("metrics", "textfile", out, "--db", db, "--quiet")  # after the command: Click alone would refuse it
     assert r.code == 0 and r.stderr == "" and out.exists(), r.stderr

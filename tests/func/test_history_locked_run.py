@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing import sshfarm
 from edgeq.testing.common import assert_clean_error
 from edgeq.testing.promfarm import synthetic_manifest
@@ -29,7 +29,7 @@ LOCKER = textwrap.dedent("""
 @pytest.fixture
 def locked_history(tmp_path):
     db = tmp_path / "history.db"
-    record_run(synthetic_manifest("r0"), db)
+    record_run(load_manifest(synthetic_manifest("r0")), db)
     holder = subprocess.Popen([sys.executable, "-c", LOCKER, str(db)], stdout=subprocess.PIPE, text=True)  # noqa: S603
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     try:

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from edgeq import metrics
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.promfarm import free_port, synthetic_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def _threads(pid: int) -> int:
 
 def test_idle_connections_do_not_take_threads(tmp_path):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", n=50), db)
+    record_run(load_manifest(synthetic_manifest("r1", n=50)), db)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     proc = subprocess.Popen(  # noqa: S603 - fixed argv
@@ -70,7 +70,7 @@ def test_idle_connections_do_not_take_threads(tmp_path):
 
 def test_idle_connections_are_closed_after_the_timeout(tmp_path):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", n=50), db)
+    record_run(load_manifest(synthetic_manifest("r1", n=50)), db)
     server, _ = metrics.serve("127.0.0.1", 0, db_path=db, idle_timeout=1.0, read_timeout=1.0, max_connections=50)
     port = server.server_address[1]
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from edgeq import metrics
 from edgeq.metrics.reportlink import parse_time
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.promfarm import http_get, synthetic_manifest
 
 
@@ -21,7 +21,7 @@ def _ts(iso: str) -> float:
 def served(tmp_path):
     db = tmp_path / "h.db"
     for rid, day in (("20260101T023000Z-aaaaaa", "01"), ("20260102T023000Z-bbbbbb", "02")):
-        record_run(synthetic_manifest(rid, started=f"2026-01-{day}T02:30:00+00:00", devices=("pi5",)), db)
+        record_run(load_manifest(synthetic_manifest(rid, started=f"2026-01-{day}T02:30:00+00:00", devices=("pi5",))), db)
     server, _ = metrics.serve("127.0.0.1", 0, db_path=db)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

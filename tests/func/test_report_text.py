@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 
 # balanced, broken ($^$, $5_$: matplotlib raises on them), unbalanced, escaped
@@ -22,7 +22,7 @@ def _manifest(i: int) -> dict:
 def test_report_renders_dollar_signs_as_text(tmp_path, edgeq):
     db = tmp_path / "h.db"
     for i in range(3):
-        record_run(_manifest(i), db)
+        record_run(load_manifest(_manifest(i)), db)
     out = tmp_path / "r.html"
     r = edgeq("report", "latest", "-o", out, "--db", db, "--json")
     assert r.code == 0, r.stderr

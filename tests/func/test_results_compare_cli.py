@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.common import assert_clean_error
 from edgeq.testing.promfarm import synthetic_manifest
 
@@ -12,15 +12,19 @@ from edgeq.testing.promfarm import synthetic_manifest
 @pytest.fixture
 def db(tmp_path):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00", seed=1), db)
-    record_run(synthetic_manifest("20260102T023000Z-000002", started="2026-01-02T02:30:00+00:00", seed=2), db)
+    record_run(load_manifest(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00", seed=1)), db)
+    record_run(load_manifest(synthetic_manifest("20260102T023000Z-000002", started="2026-01-02T02:30:00+00:00", seed=2)), db)
     record_run(
-        synthetic_manifest(
-            "20260103T023000Z-000003", started="2026-01-03T02:30:00+00:00", seed=3, p50_s={("pi4", "int8"): 1e-3 * 1.3}
+        load_manifest(
+            synthetic_manifest(
+                "20260103T023000Z-000003", started="2026-01-03T02:30:00+00:00", seed=3, p50_s={("pi4", "int8"): 1e-3 * 1.3}
+            )
         ),
         db,
     )
-    record_run(synthetic_manifest("x1", pipeline="other", started="2026-01-01T03:00:00+00:00", devices=("jetson",)), db)
+    record_run(
+        load_manifest(synthetic_manifest("x1", pipeline="other", started="2026-01-01T03:00:00+00:00", devices=("jetson",))), db
+    )
     return db
 
 

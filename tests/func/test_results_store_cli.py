@@ -12,7 +12,7 @@ import time
 import pytest
 
 from edgeq.errors import StoreError
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.common import REPO, assert_clean_error
 from edgeq.testing.common import history_counts as _counts
 from edgeq.testing.promfarm import synthetic_manifest
@@ -20,7 +20,7 @@ from edgeq.testing.promfarm import synthetic_manifest
 WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {repo!r})
-    from edgeq.results import record_run
+    from edgeq.results import load_manifest, record_run
     from edgeq.testing.promfarm import synthetic_manifest
     who, db, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
     runs = [synthetic_manifest(f"{{who}}-{{i}}", n=2000, seed=i, started=f"2026-01-01T00:{{i:02d}}:00+00:00")
@@ -28,7 +28,7 @@ WRITER = textwrap.dedent("""
     while time.time() < start:
         time.sleep(0.001)
     for m in runs:
-        record_run(m, db)
+        record_run(load_manifest(m), db)
     print("ok")
 """)
 
@@ -66,7 +66,7 @@ LOCKER = textwrap.dedent("""
 
 def test_locked_database_is_a_store_error(tmp_path, edgeq, home):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1"), db)
+    record_run(load_manifest(synthetic_manifest("r1")), db)
     run_dir = tmp_path / "runs" / "r2"
     run_dir.mkdir(parents=True)
     (run_dir / "manifest.json").write_text(json.dumps(synthetic_manifest("r2")))
@@ -92,10 +92,10 @@ def test_corrupt_database_is_a_store_error(tmp_path, edgeq):
     r = edgeq("history", "--db", db)
     assert_clean_error(r, 10, f"history database {db} is corrupt", "move it aside", "edgeq history --import")
     with pytest.raises(StoreError, match="corrupt"):
-        record_run(synthetic_manifest("r1"), db)
+        record_run(load_manifest(synthetic_manifest("r1")), db)
     # a truncated real database: header intact, pages gone
     good = tmp_path / "good.db"
-    record_run(synthetic_manifest("r1", n=5000), good)
+    record_run(load_manifest(synthetic_manifest("r1", n=5000)), good)
     c = sqlite3.connect(str(good))
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     c.close()
@@ -110,7 +110,7 @@ def test_missing_history_and_unknown_run(tmp_path, edgeq):
     assert_clean_error(r, 10, "no results history at", "edgeq run")
     assert not (tmp_path / "none.db").exists()  # reading never creates the file
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("20260101T023000Z-aaaaaa"), db)
+    record_run(load_manifest(synthetic_manifest("20260101T023000Z-aaaaaa")), db)
     r = edgeq("compare", "20260101T023000Z-aaaaaa", "nope-123", "--db", db)
     assert_clean_error(r, 10, "unknown run 'nope-123'")
     r = edgeq("report", "nope-123", "--db", db)
@@ -120,8 +120,13 @@ def test_missing_history_and_unknown_run(tmp_path, edgeq):
 def test_history_cli_filters_and_json(tmp_path, edgeq):
     db = tmp_path / "h.db"
     for i in range(5):
-        record_run(synthetic_manifest(f"a{i}", pipeline="alpha", started=f"2026-01-0{i + 1}T02:30:00+00:00", n=20), db)
-    record_run(synthetic_manifest("b0", pipeline="beta", devices=("jetson",), started="2026-01-09T02:30:00+00:00", n=20), db)
+        record_run(
+            load_manifest(synthetic_manifest(f"a{i}", pipeline="alpha", started=f"2026-01-0{i + 1}T02:30:00+00:00", n=20)), db
+        )
+    record_run(
+        load_manifest(synthetic_manifest("b0", pipeline="beta", devices=("jetson",), started="2026-01-09T02:30:00+00:00", n=20)),
+        db,
+    )
     r = edgeq("history", "--db", db, "--json")
     assert r.code == 0
     assert [x["run_id"] for x in r.json()["runs"]] == ["b0", "a4", "a3", "a2", "a1", "a0"]

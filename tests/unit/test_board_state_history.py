@@ -9,7 +9,7 @@ from pathlib import Path
 from edgeq import metrics
 from edgeq.cli import tables
 from edgeq.report.html import render_html
-from edgeq.results import compare_runs, query, record_run
+from edgeq.results import compare_runs, load_manifest, query, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 
 ONE = {"devices": ("pi5",), "variants": ("int8",)}
@@ -27,8 +27,10 @@ def _flagged(m: dict, flags: list[str]) -> dict:
 
 def test_flags_are_stored_exported_reported_and_noted_by_compare(tmp_path):
     db = tmp_path / "history.db"
-    record_run(_flagged(synthetic_manifest("b", **ONE), []), db)
-    record_run(_flagged(synthetic_manifest("c", started="2026-01-02T02:30:00+00:00", **ONE), ["foreign_load", "hot"]), db)
+    record_run(load_manifest(_flagged(synthetic_manifest("b", **ONE), [])), db)
+    record_run(
+        load_manifest(_flagged(synthetic_manifest("c", started="2026-01-02T02:30:00+00:00", **ONE), ["foreign_load", "hot"])), db
+    )
     with query.open_for_reading(db) as h:
         run = query.load(h, query.resolve(h, "c"))
     (b,) = run.benchmarks
@@ -56,7 +58,12 @@ def test_flags_are_stored_exported_reported_and_noted_by_compare(tmp_path):
 def test_an_older_history_is_upgraded_and_its_rows_have_no_board_state(tmp_path):
     db = tmp_path / "history.db"
     shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "history-main.db", db)
-    record_run(_flagged(synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", **ONE), ["hot"]), db)
+    record_run(
+        load_manifest(
+            _flagged(synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", **ONE), ["hot"])
+        ),
+        db,
+    )
     c = sqlite3.connect(str(db))
     assert c.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
     assert c.execute("SELECT flags FROM benchmark_state").fetchall() == [('["hot"]',)]
@@ -70,13 +77,13 @@ def test_an_older_history_is_upgraded_and_its_rows_have_no_board_state(tmp_path)
 
 def test_a_version_4_history_gains_the_board_state_table(tmp_path):
     db = tmp_path / "history.db"
-    record_run(synthetic_manifest("old", **ONE), db)
+    record_run(load_manifest(synthetic_manifest("old", **ONE)), db)
     c = sqlite3.connect(str(db))
     c.execute("DROP TABLE benchmark_state")  # what a version-4 database (numeric checks, no board state) looks like
     c.execute("UPDATE schema_version SET version = 4")
     c.commit()
     c.close()
-    record_run(_flagged(synthetic_manifest("new", started="2026-01-02T02:30:00+00:00", **ONE), ["throttled"]), db)
+    record_run(load_manifest(_flagged(synthetic_manifest("new", started="2026-01-02T02:30:00+00:00", **ONE), ["throttled"])), db)
     with query.open_for_reading(db) as h:
         assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
         assert [b.flags for b in query.load(h, query.resolve(h, "new")).benchmarks] == [("throttled",)]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeq.cli import tables
-from edgeq.results import compare_runs, query, record_run
+from edgeq.results import compare_runs, load_manifest, query, record_run
 from edgeq.results.db import open_history
 from edgeq.results.stats import floor_ratio_ci, session_figures, summarize_sessions
 from edgeq.testing.promfarm import synthetic_manifest
@@ -52,8 +52,8 @@ def _sessions(m: dict, slow: list[float], tail: list[float], work: float, seed: 
 
 def _compare(tmp_path, base: dict, cand: dict):
     db = tmp_path / "history.db"
-    record_run(base, db)
-    record_run(cand, db)
+    record_run(load_manifest(base), db)
+    record_run(load_manifest(cand), db)
     return compare_runs("b", "c", db_path=db), db
 
 
@@ -64,7 +64,7 @@ def _cand() -> dict:
 def test_session_minima_are_stored_and_read_back(tmp_path):
     base = _sessions(synthetic_manifest("b", **ONE), [1.0, 1.2, 1.0], [0.1] * 3, 1.0, seed=1)
     db = tmp_path / "history.db"
-    record_run(base, db)
+    record_run(load_manifest(base), db)
     with open_history(db) as h:
         row = next(b for b in query.benchmarks(h, "b") if b.ok)
     assert row.session_mins == pytest.approx([s["min"] / 1e3 for s in base["benchmarks"][0]["sessions"]])
@@ -151,7 +151,7 @@ def test_the_floor_is_exported_only_for_results_with_session_minima(tmp_path):
 
     base = _sessions(synthetic_manifest("b", **ONE), [1.0, 1.2, 1.0], [0.1] * 3, 1.0, seed=10)
     db = tmp_path / "history.db"
-    record_run(base, db)
+    record_run(load_manifest(base), db)
     fams = {f.name: f for f in metrics.latest_families(db)}
     (sample,) = fams["edgeq_latency_floor_seconds"].samples
     assert sample.value == pytest.approx(min(s["min"] for s in base["benchmarks"][0]["sessions"]) / 1e3)
@@ -160,6 +160,6 @@ def test_the_floor_is_exported_only_for_results_with_session_minima(tmp_path):
     old = _sessions(synthetic_manifest("b", **ONE), [1.0] * 3, [0.1] * 3, 1.0, seed=11)
     for s in old["benchmarks"][0]["sessions"]:
         s.pop("min")
-    record_run(old, tmp_path / "old.db")
+    record_run(load_manifest(old), tmp_path / "old.db")
     text = metrics.exposition(metrics.registry_for(metrics.latest_families(tmp_path / "old.db"))).decode()
     assert "edgeq_latency_floor_seconds" not in text and "edgeq_latency_p50_seconds{" in text

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgeq.cli import tables
-from edgeq.results import compare_runs, record_run
+from edgeq.results import compare_runs, load_manifest, record_run
 from edgeq.results.stats import ratio_ci, session_figures, summarize_sessions
 from edgeq.testing.promfarm import synthetic_manifest
 
@@ -48,8 +48,8 @@ def _with_sessions(m: dict, factors: dict[tuple[str, str], list[float]], seed: i
 
 def _runs(tmp_path, base: dict, cand: dict):
     db = tmp_path / "history.db"
-    record_run(base, db)
-    record_run(cand, db)
+    record_run(load_manifest(base), db)
+    record_run(load_manifest(cand), db)
     return db
 
 
@@ -116,7 +116,7 @@ def test_history_keeps_sessions_spread_interval_and_floor(tmp_path):
 
     base = _with_sessions(synthetic_manifest("b", **ONE), {}, seed=6)
     db = tmp_path / "history.db"
-    record_run(base, db)
+    record_run(load_manifest(base), db)
     with query.open_for_reading(db) as h:
         (b,) = query.load(h, query.resolve(h, "b"), samples=True).benchmarks
     assert b.sessions == 3 and len(b.per_session) == 3 and [s.session for s in b.per_session] == [1, 2, 3]
@@ -139,7 +139,7 @@ def test_an_older_history_gains_sessions_and_its_runs_compare_with_new_ones(tmp_
     db = tmp_path / "history.db"
     shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "history-main.db", db)  # schema 2, no sessions
     new = synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", threads=(1, 2))
-    record_run(_with_sessions(new, {}, seed=8), db)
+    record_run(load_manifest(_with_sessions(new, {}, seed=8)), db)
     c = sqlite3.connect(str(db))
     assert c.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
     assert c.execute("SELECT count(*) FROM benchmark_sessions").fetchone()[0] == 8 * 3
@@ -180,7 +180,7 @@ def test_a_rerun_baseline_tells_a_slower_board_from_a_slower_model(tmp_path):
 
     # a model really 15 % slower than the baseline re-measured beside it is a regression, whatever the board did
     cand2 = _rerun(synthetic_manifest("d", started="2026-01-03T02:30:00+00:00", **ONE), {KEY: [1.15] * 3}, seed=12)
-    record_run(cand2, db)
+    record_run(load_manifest(cand2), db)
     c2 = compare_runs("b", "d", db_path=db)
     assert c2.latency[0].regression and c2.latency[0].base_source == "rerun"
     assert "re-measured in this run" in next(n for n in c2.regressions if n.startswith("latency"))
@@ -203,7 +203,7 @@ def test_last_good_finds_the_changed_artifacts_of_the_last_successful_run(tmp_pa
     run_dir.mkdir(parents=True)
     (run_dir / "manifest.json").write_text(json.dumps(m))
     db = tmp_path / "history.db"
-    record_run(run_dir, db)
+    record_run(load_manifest(run_dir), db)
     found = last_good("synth", {"fp32": file_sha256(arts["fp32"]), "int8": "1" * 64}, db_path=db)
     assert found.run_id == "b" and [(a.variant, a.artifact) for a in found.artifacts] == [("int8", str(arts["int8"]))]
     assert any("fp32: unchanged" in n for n in found.notes)
@@ -228,6 +228,6 @@ def test_a_rerun_baseline_is_compared_pair_by_pair_so_load_that_moves_between_se
     # drift in one candidate session of an unchanged artifact: no regression
     drift = {KEY: [1.0, 1.3, 1.0], ("pi5", "int8@baseline"): [1.0, 1.0, 1.0]}
     cand2 = _rerun(synthetic_manifest("d", started="2026-01-03T02:30:00+00:00", **ONE), drift, seed=22)
-    record_run(cand2, db)
+    record_run(load_manifest(cand2), db)
     (row2,) = compare_runs("b", "d", db_path=db).latency
     assert row2.test == "paired sessions" and not row2.regression

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from edgeq.fleet import load_inventory
 from edgeq.fleet.agentdoc import read_agent_doc
@@ -158,10 +159,13 @@ def test_outcomes_write_only_the_keys_their_producer_set():
     j = deployed.to_json()
     assert "kind" not in j and "hint" not in j and "results" not in j and j["previous"] is None
     assert BoardOutcome.from_json(j).to_json() == j
-    failed = BoardOutcome.model_validate(
-        {"device": "b2", "status": "failed", "kind": "locked", "error": "b2: held", "hint": None, "holder": {"pid": 4}}
+    failed = BoardOutcome(
+        device="b2", status="failed", kind="locked", error="b2: held", hint=None, details={"holder": {"pid": 4}}
     )
-    assert failed.to_json()["holder"] == {"pid": 4} and failed.to_json()["hint"] is None
+    assert failed.to_json()["holder"] == {"pid": 4} and failed.to_json()["hint"] is None and "details" not in failed.to_json()
+    assert BoardOutcome.from_stored(failed.to_json()).to_json() == failed.to_json()  # a stored --json document
+    with pytest.raises(ValidationError, match="holder"):  # built in code, an undeclared field is a mistake
+        BoardOutcome.model_validate({**failed.to_json(), "details": {}})
     run = BenchRun(threads=1, ok=False, kind="agent_killed", error="x", hint="y")
     assert run.to_json() == {"threads": 1, "ok": False, "kind": "agent_killed", "error": "x", "hint": "y"}
 

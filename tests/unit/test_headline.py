@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from edgeq.results import query, record_run
+from edgeq.results import load_manifest, query, record_run
 from edgeq.results.headline import headline
 from edgeq.testing.promfarm import synthetic_manifest
 
 
 def _run(tmp_path, **kw):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00", seed=1, n=300, **kw), db)
+    record_run(
+        load_manifest(synthetic_manifest("20260101T023000Z-000001", started="2026-01-01T02:30:00+00:00", seed=1, n=300, **kw)), db
+    )
     with query.open_for_reading(db) as h:
         return query.load(h, query.resolve(h, "latest", None), samples=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeq import metrics
-from edgeq.results import record_run
+from edgeq.results import load_manifest, record_run
 from edgeq.testing.promfarm import http_get, synthetic_manifest
 
 
@@ -17,8 +17,13 @@ def _parse(text: str) -> dict:
 
 def test_failed_board_is_down_and_last_success_survives_a_failed_run(tmp_path):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00"), db)
-    record_run(synthetic_manifest("r2", started="2026-01-02T02:30:00+00:00", failed_devices=("pi4",), status="fleet_failed"), db)
+    record_run(load_manifest(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00")), db)
+    record_run(
+        load_manifest(
+            synthetic_manifest("r2", started="2026-01-02T02:30:00+00:00", failed_devices=("pi4",), status="fleet_failed")
+        ),
+        db,
+    )
     parsed = _parse(metrics.exposition(metrics.run_registry("latest", db)[0]).decode())
     up = {s.labels["device"]: s.value for s in parsed["edgeq_device_up"].samples}
     assert up == {"pi5": 1.0, "pi4": 0.0}
@@ -45,7 +50,7 @@ def test_latency_is_exported_as_gauges_and_nothing_shipped_reads_the_deprecated_
     from edgeq.testing.common import REPO
 
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",)), db)
+    record_run(load_manifest(synthetic_manifest("r1", started="2026-01-01T02:30:00+00:00", devices=("pi5",))), db)
     text = metrics.exposition(metrics.run_registry("latest", db)[0]).decode()
     parsed = _parse(text)
     gauges = [f"edgeq_latency_{x}_seconds" for x in ("p50", "p90", "p99", "mean")] + ["edgeq_latency_timed_inferences"]

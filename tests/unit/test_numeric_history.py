@@ -14,7 +14,7 @@ from edgeq.config import load_pipeline
 from edgeq.errors import ConfigError
 from edgeq.records.numeric import NumericCheck, OpError
 from edgeq.report import html as report
-from edgeq.results import open_for_reading, query, record_run
+from edgeq.results import load_manifest, open_for_reading, query, record_run
 from edgeq.testing.promfarm import synthetic_manifest
 
 TOL = {"tolerance_lsb": 1.0, "tolerance_rel": 1e-3}
@@ -42,8 +42,8 @@ def _with_numeric(run_id: str) -> dict:
 
 def test_numeric_checks_are_stored_listed_reported_and_exported(tmp_path):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("before"), db)
-    record_run(_with_numeric("after"), db)
+    record_run(load_manifest(synthetic_manifest("before")), db)
+    record_run(load_manifest(_with_numeric("after")), db)
     with open_for_reading(db) as h:
         old = query.load(h, query.resolve(h, "before"))
         run = query.load(h, query.resolve(h, "after"))
@@ -67,13 +67,13 @@ def test_numeric_checks_are_stored_listed_reported_and_exported(tmp_path):
 
 def test_a_version_3_database_gains_the_numeric_table_and_keeps_its_runs(tmp_path):
     db = tmp_path / "h.db"
-    record_run(synthetic_manifest("old"), db)
+    record_run(load_manifest(synthetic_manifest("old")), db)
     c = sqlite3.connect(str(db))
     c.execute("DROP TABLE numeric_checks")  # what a version-3 database looks like
     c.execute("UPDATE schema_version SET version = 3")
     c.commit()
     c.close()
-    record_run(_with_numeric("new"), db)
+    record_run(load_manifest(_with_numeric("new")), db)
     with open_for_reading(db) as h:
         assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
         assert query.load(h, query.resolve(h, "old")).benchmarks

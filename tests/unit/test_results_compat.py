@@ -124,11 +124,11 @@ def _assert_same_rows(got: dict, want: dict) -> None:
 
 
 def test_recording_the_same_manifests_again_writes_the_same_rows(db, tmp_path):
-    from edgeq.results import record_run
+    from edgeq.results import load_manifest, record_run
 
     again = tmp_path / "again.db"
     for m in _builder().manifests():
-        record_run(m, again)
+        record_run(load_manifest(m), again)
     _assert_same_rows(_dump(again), _dump(db))  # db: the golden database's copy (a checkout may be read-only)
 
 

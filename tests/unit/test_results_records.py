@@ -11,6 +11,7 @@ from edgeq.errors import StoreError
 from edgeq.records.run import RunManifest
 from edgeq.results import BenchmarkRow, load_manifest
 from edgeq.results.quality import quality_note, quality_summary
+from edgeq.results.record import Recordable
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REAL = DATA / "manifest-v0.1.json"
@@ -22,7 +23,7 @@ def test_a_real_manifest_is_read_as_records():
     assert [(b.device, b.variant, b.threads) for b, _ in r.benchmarks] == [("local", "fp32", 1), ("local", "int8", 1)]
     assert all(isinstance(raw, str) and raw.endswith(".json") for _, raw in r.benchmarks)  # the agent's file, by path
     assert r.params.drop_budget("int8") == 0.02
-    same = load_manifest(RunManifest.from_json(json.loads(REAL.read_text())))  # a record needs no reading
+    same = Recordable.of(RunManifest.from_json(json.loads(REAL.read_text())))  # a record needs no reading
     assert same.manifest == r.manifest and same.manifest_path is None
 
 
@@ -37,6 +38,9 @@ def test_a_manifest_of_the_wrong_shape_names_the_field(tmp_path):
     doc["params"]["validate"]["gates"]["max_accuracy_drop"] = "two points"
     with pytest.raises(StoreError, match=r"has a bad field 'params\.validate\.gates\.max_accuracy_drop'"):
         load_manifest(doc)
+    doc = json.loads(REAL.read_text())
+    newer = {**doc, "later": 1, "variants": {k: {**v, "later": 2} for k, v in doc["variants"].items()}}
+    assert load_manifest(newer).manifest.to_json() == newer  # a newer edgeq's keys are kept, not refused
     f = tmp_path / "manifest.json"
     f.write_text(json.dumps({**doc, "variants": {"int8": {"type": "int8"}}}))
     with pytest.raises(StoreError, match=rf"run manifest {f} has a bad field 'variants\.int8\.artifact'"):

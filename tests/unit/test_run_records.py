@@ -85,7 +85,10 @@ def test_optional_keys_are_written_exactly_when_given():
     assert m.to_json() == doc
     assert json.dumps(m.to_json()) == json.dumps(doc)  # in the same order
     newer = {**doc, "stages": {**doc["stages"], "quantize": {"x": {**doc["stages"]["quantize"]["q8"], "later": 1}}}}
-    assert RunManifest.from_json(newer).to_json()["stages"]["quantize"]["x"]["later"] == 1  # unknown keys kept
+    assert RunManifest.from_stored(newer).to_json()["stages"]["quantize"]["x"]["later"] == 1  # unknown keys kept
+    with pytest.raises(RecordError) as e:  # outside the stored-document boundary an unknown key is a mistake
+        RunManifest.from_json(newer)
+    assert e.value.field == "stages.quantize.x.later"
     done = m.replace(status="failed", error="boom", pid=None).to_json()
     assert done["status"] == "failed" and done["error"] == "boom" and done["pid"] is None
     assert "finished" not in done and "gates_failed" not in done
