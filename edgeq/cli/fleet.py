@@ -13,7 +13,7 @@ import typer
 
 from edgeq.cli import benchopts, output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
-from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, distinct_threads
+from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, ThreadsOpt
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 
@@ -56,9 +56,8 @@ def devices_check(
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
     output.use_json(json_out)
     from edgeq import fleet
-    from edgeq.fleet.inventory.labgrid import leased
 
-    with leased(fleet.load_inventory(devices), output.log) as inv:
+    with fleet.open_inventory(devices, output.log) as inv:
         res = keep_finished(
             "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
         )
@@ -209,15 +208,7 @@ def bench_cmd(
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", min=0.0, help="Keep running until this much time was measured.")
     ] = 1.0,
-    threads: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--threads",
-            min=1,
-            callback=distinct_threads,
-            help="Interpreter threads (repeatable; default: the device's threads).",
-        ),
-    ] = None,
+    threads: ThreadsOpt = None,
     inputs: Annotated[Path | None, typer.Option("--inputs", help=".npy inputs (default: seeded random data).")] = None,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards benchmarked at once.")] = 5,
     sessions: Annotated[

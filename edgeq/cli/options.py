@@ -45,6 +45,12 @@ def distinct_threads(value: list[int] | None) -> list[int] | None:
     return value
 
 
+ThreadsOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--threads", min=1, callback=distinct_threads, help="Interpreter threads (repeatable; default: the device's threads)."
+    ),
+]
 BatchOpt = Annotated[
     str | None,
     typer.Option("--batch", callback=parse_batch, help="Canary batches: cumulative counts/percentages, e.g. 1,25%,100%."),

@@ -1,0 +1,44 @@
+"""`edgeq -h` and `edgeq devices list` stay fast: what they must not import (timed in bench/startup_bench.py).
+
+Not a timing test: a module on this list at start-up is the regression itself (edgeq.config's pydantic models
+on -h cost ~90 ms; TensorFlow seconds), and sys.modules says so the same way on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+NEVER = ("tensorflow", "keras", "paramiko", "cryptography", "matplotlib", "numpy", "ai_edge_litert", "edgeq.results")
+# -h parses nothing and reads no file: no pydantic, no YAML, no spec or record models, no fleet package
+HELP_NEVER = (*NEVER, "pydantic", "yaml", "edgeq.config", "edgeq.records", "edgeq.fleet")
+# devices list reads devices.yaml only: not the pipeline specs, not the SSH transport
+LIST_NEVER = (*NEVER, "edgeq.config.pipeline", "edgeq.config.pipelinefile", "edgeq.fleet.transport.ssh")
+
+
+def _loaded_by(args: list[str], forbidden: tuple[str, ...], cwd) -> tuple[list[str], str]:
+    probe = (
+        "import sys\nfrom edgeq.cli import main\n"
+        f"sys.argv = ['edgeq', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        f"print('LOADED=' + ','.join(m for m in {forbidden!r} if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEQ_DEVICES", "EDGEQ_HOME")}
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)  # noqa: S603
+    assert p.returncode == 0, p.stderr
+    line = next(x for x in p.stdout.splitlines() if x.startswith("LOADED="))
+    return [m for m in line.removeprefix("LOADED=").split(",") if m], p.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "forbidden", "shown"),
+    [(["-h"], HELP_NEVER, "devices"), (["devices", "list"], LIST_NEVER, "local")],
+    ids=["help", "devices-list"],
+)
+def test_start_up_imports_nothing_heavy(args, forbidden, shown, tmp_path):
+    loaded, out = _loaded_by(args, forbidden, tmp_path)  # no devices.yaml here: the embedded `local` board
+    assert shown in out
+    assert loaded == [], f"`edgeq {' '.join(args)}` imported {loaded}: move the import into the function that needs it"
