@@ -60,9 +60,8 @@ def fan_out(action: str, devices: Path | None, target: list[str], call: Callable
 
     With a labgrid: section the boards are places reserved for this call and released after it (errors,
     Ctrl-C and SIGTERM included)."""
-    from edgeq.fleet.inventory.devices import load_inventory
-    from edgeq.fleet.inventory.labgrid import leased
+    from edgeq.fleet import open_inventory
 
-    with leased(load_inventory(devices), output.log) as inv, output.progress_bars():
+    with open_inventory(devices, output.log) as inv, output.progress_bars():
         progress = progress_logger(action, len(inv.select(target)))
         return keep_finished(action, output.current().json, action, lambda: call(inv, progress))

@@ -9,7 +9,7 @@ import typer
 
 from edgeq.cli import output
 from edgeq.cli.fleetrun import progress_logger
-from edgeq.cli.options import DevicesOpt, JsonOpt, TargetOpt
+from edgeq.cli.options import DevicesOpt, JsonOpt, TargetOpt, WideOpt
 from edgeq.errors import FleetError
 
 if TYPE_CHECKING:
@@ -39,14 +39,14 @@ def numerics_cmd(
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards checked at once.")] = 5,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run golden inputs with every intermediate tensor kept, on the boards and here; name the first layer that drifts."""
     output.use_json(json_out)
-    from edgeq.fleet.inventory.devices import load_inventory
-    from edgeq.fleet.inventory.labgrid import leased
+    from edgeq.fleet import open_inventory
     from edgeq.fleet.numeric import numeric_check
 
-    with leased(load_inventory(devices), output.log) as inv, output.progress_bars():
+    with open_inventory(devices, output.log) as inv, output.progress_bars():
         progress = progress_logger("numerics", len(inv.select(target)))
         res = numeric_check(
             inv,

@@ -9,7 +9,7 @@ import typer
 from edgeq.cli import format as fmt
 from edgeq.cli import output
 from edgeq.cli.fleetrun import fan_out
-from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt
+from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, WideOpt
 
 
 def _rows(res: Any) -> list[list[Any]]:
@@ -32,10 +32,12 @@ def devices_setup(
     max_fail: MaxFailOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Make boards ready offline: a venv in the workdir with a TFLite runtime from wheels this machine downloads."""
     output.use_json(json_out)
-    from edgeq.fleet.setup.run import raise_for_setup_failures, setup
+    from edgeq.fleet import raise_for_failures
+    from edgeq.fleet.setup.run import setup
 
     res = fan_out(
         "setup",
@@ -55,4 +57,4 @@ def devices_setup(
             if line and r.succeeded:
                 where = " (written)" if getattr(r, "written", None) else ""
                 output.echo(f"{r.device}: {line}{where}")
-    raise_for_setup_failures(res)
+    raise_for_failures(res)

@@ -1,4 +1,4 @@
-"""On-board benchmarks (`bench`) and predictions (`predict`).
+"""On-board benchmarks (`bench`, `bench_models`) and predictions (`predict`).
 
 Per-board failures are returned as records, never raised: the caller decides the exit code.
 """
@@ -6,34 +6,34 @@ Per-board failures are returned as records, never raised: the caller decides the
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeq.config.benchcontrols import BenchControlsSpec
 from edgeq.errors import ConfigError, DataError
-from edgeq.fleet.board import AgentBundle, Board, build_agent, runtime_args
+from edgeq.fleet.board import AgentBundle, Board, runtime_args
 from edgeq.fleet.boardstate import run_fields
 from edgeq.fleet.deploy import check_tflite, install_on, model_name
-from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
+from edgeq.fleet.fanout import FleetInterrupted, ProgressFn, failure_fields, failure_record
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
-from edgeq.fleet.sessions import merge_sessions, per_session
+from edgeq.fleet.operation import FleetOp
+from edgeq.fleet.sessions import DEFAULT_SESSIONS, per_session, run_sessions
 from edgeq.fleet.transport.base import BoardError, TransportFactory
-from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import (
-    STATE_KEYS,
     AgentBench,
     AgentPredict,
     BenchResult,
     BenchRun,
     BoardOutcome,
+    FleetCounts,
     FleetSummary,
     LatencyStats,
 )
-
-# the board is gone, or a call cannot finish within command_timeout (the agent's own deadline stopped it: every
-# later session asks for the same time): no point trying more thread counts or sessions
-_GIVE_UP = ("connection_dropped", "command_timeout", "deadline")
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -71,21 +71,10 @@ def bench_result(device: str, variant: str, run: BenchRun, raw_path: Path | str 
         variant=variant,
         threads=run.threads,
         ok=True,
-        latency_ms=run.latency_ms,
-        count=run.count,
-        init_ms=run.init_ms,
-        first_invoke_ms=run.first_invoke_ms,
-        peak_rss_bytes=run.peak_rss_bytes,
-        runtime=run.runtime,
-        delegate=run.delegate,
         power=power,
         board=run.raw.board,
         raw=None if raw_path is None else str(raw_path),
-        **{
-            k: getattr(run, k)
-            for k in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms", *STATE_KEYS)
-            if k in run.model_fields_set
-        },
+        **run.figures(),
     )
 
 
@@ -133,50 +122,105 @@ def pinned(device: str, sub: str, model: dict | None, sha: str) -> None:
         )
 
 
-def _runs_on(
-    board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress, sha: str, session: int | None = None
-) -> list[BenchRun]:
-    """One agent `bench` per thread count; a failed one is recorded and the next one still runs."""
-    out: list[BenchRun] = []
-    for t in threads:
-        if progress:
-            progress({"event": "bench", "device": board.name, "threads": t, "session": session})
-        argv = argv_for(t) + (["--inputs", remote_inputs] if remote_inputs else [])
+@dataclass(frozen=True)
+class BenchModel:
+    """A model to measure: `key` names it in the results (a variant: "int8", "int8@baseline"), `name` on the
+    boards (default: the artifact's stem)."""
+
+    key: str
+    artifact: Path
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A BenchModel checked and hashed once for every board."""
+
+    key: str
+    artifact: Path
+    name: str
+    size: int
+    sha: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every board runs: the models, and per session the runs, warm-up and seconds."""
+
+    models: dict[str, _Model]
+    runs: int
+    warmup: int
+    min_seconds: float
+    threads: list[int] | None
+    inputs: Path | None
+    sessions: int
+    controls: BenchControlsSpec | None
+
+
+class _OnBoard:
+    """One board's benchmark: each model deployed before its first session and the inputs uploaded once, then
+    the session loop (edgeq.fleet.sessions.run_sessions) calls start and measure."""
+
+    def __init__(self, board: Board, plan: _Plan, progress: ProgressFn | None):
+        self.board, self.plan, self.progress = board, plan, progress
+        self.threads = plan.threads or [board.device.threads]
+        self.deployed: dict[str, BoardOutcome] = {}
+        self.inputs: str | None = None
+
+    def start(self, key: str, session: int) -> None:
+        p, m = self.plan, self.plan.models[key]
+        if self.progress:
+            self.progress({"event": "session", "device": self.board.name, "model": key, "session": session, "of": p.sessions})
+        if session > 1:
+            return
+        self.deployed[key] = install_on(self.board, m.artifact, m.size, m.sha, m.name, self.progress, then_lock=True)
+        if p.inputs is not None and self.inputs is None:
+            self.inputs = self.board.upload_tmp(p.inputs, ".npy")
+
+    def measure(self, key: str, threads: int, session: int) -> BenchRun:
+        """One agent `bench`; a failure is the run's (kind, error, hint as every fleet record reads them)."""
+        p, m, d = self.plan, self.plan.models[key], self.board.device
+        if self.progress:
+            one = len(p.models) == 1
+            where = {"session": session if p.sessions > 1 else None, **({} if one else {"model": key})}
+            self.progress({"event": "bench", "device": d.name, "threads": threads, **where})
+        argv = _bench_argv(d, m.name, m.sha, threads, p.runs, p.warmup, p.min_seconds, p.controls, max(self.threads))
         try:
-            raw = board.call("bench", *argv)
+            raw = self.board.call("bench", *argv, *(["--inputs", self.inputs] if self.inputs else []))
             assert isinstance(raw, AgentBench)  # noqa: S101 - read_agent_doc's contract for "bench"
-            pinned(board.name, "bench", raw.model, sha)
+            pinned(d.name, "bench", raw.model, m.sha)
         except BoardError as e:
-            out.append(BenchRun(threads=t, ok=False, kind=e.kind, error=e.message, hint=e.hint))
-            if e.kind in _GIVE_UP:
-                break
-            continue
-        out.append(bench_run(t, raw))
-    return out
+            f = failure_fields(d, e)
+            return BenchRun(threads=threads, ok=False, kind=f["kind"], error=f["error"], hint=f["hint"])
+        return bench_run(threads, raw)
 
+    def run(self) -> tuple[dict[str, list[BenchRun]], dict[str, BoardError]]:
+        try:
+            return run_sessions(list(self.plan.models), self.threads, self.plan.sessions, self.start, self.measure)
+        finally:
+            if self.inputs:
+                self.board.t.remove(self.inputs)
 
-def _sessions_on(
-    board: Board, argv_for, threads: list[int], remote_inputs: str | None, progress, sha: str, k: int
-) -> list[BenchRun]:
-    """K sessions, thread counts interleaved within each (1: t1 t2, 2: t1 t2, ...); one merged run per thread count."""
-    per: dict[int, list[BenchRun]] = {t: [] for t in threads}
-    for s in range(1, k + 1):
-        runs = _runs_on(board, argv_for, threads, remote_inputs, progress, sha, s if k > 1 else None)
-        for r in runs:
-            per[r.threads].append(r)
-        if any(r.kind in _GIVE_UP for r in runs) or len(runs) < len(threads):
-            break
-    out = []
-    for t in threads:
-        if per[t]:
-            merged = merge_sessions(per[t])
-            failed = next((r for r in per[t] if not r.ok), None)
-            out.append(
-                merged
-                if failed is None or not merged.ok
-                else merged.replace(kind=failed.kind, error=failed.error, hint=failed.hint)
-            )
-    return out
+    def outcome(self, m: _Model, runs: list[BenchRun], started: float) -> BoardOutcome:
+        """One model's outcome on this board. A session that failed (killed, crashed) fails the board even when
+        the others measured: their figures stay in results, and the run says what went wrong instead of exiting
+        0 over a crash."""
+        d = self.board.device
+        bad = next((r for r in runs if not r.ok or r.kind), None)
+        dep = self.deployed.get(m.key)
+        return BoardOutcome(
+            device=d.name,
+            address=d.address,
+            status="failed" if bad or not runs else "ok",
+            deploy=dep.action if dep is not None else None,
+            sha256=m.sha,
+            bytes_uploaded=self.board.bytes_uploaded,
+            results=tuple(runs),
+            error=bad.error if bad else None,
+            hint=bad.hint if bad else None,
+            kind=bad.kind if bad else None,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
 
 def _validate(runs: int, warmup: int, min_seconds: float, threads: list[int] | None, inputs: Path | None, sessions: int) -> None:
@@ -188,6 +232,105 @@ def _validate(runs: int, warmup: int, min_seconds: float, threads: list[int] | N
         raise ConfigError(f"--threads must be positive integers (got {threads})")
     if inputs is not None and not Path(inputs).is_file():
         raise DataError(f"{inputs}: inputs file not found", "pass a .npy file of model inputs")
+
+
+def bench_models(
+    inventory: Inventory,
+    targets: list[str],
+    models: Sequence[BenchModel],
+    *,
+    runs: int = 50,
+    warmup: int = 5,
+    min_seconds: float = 1.0,
+    threads: list[int] | None = None,
+    inputs: Path | None = None,
+    parallel: int = 5,
+    progress: ProgressFn | None = None,
+    transport_factory: TransportFactory | None = None,
+    agent: AgentBundle | None = None,
+    sessions: int = DEFAULT_SESSIONS,
+    controls: BenchControlsSpec | None = None,
+) -> dict[str, FleetSummary]:
+    """Deploy each model if needed, then measure them all on each board in `sessions` sessions, interleaved (session
+    1 of every model, then session 2, ...; every thread count within each: edgeq.fleet.sessions).
+
+    Returns each model's summary by its key: per board `deploy` (what deploying did) and `results`, one BenchRun per
+    thread count with its sessions merged. `runs` and `min_seconds` are totals over the sessions. `controls`
+    (cool-down, affinity, governor, sustained mode, flag thresholds) win over each device's own. On Ctrl-C or
+    SIGTERM the FleetInterrupted raised holds in `by_model` each model's finished boards.
+    """
+    _validate(runs, warmup, min_seconds, threads, inputs, sessions)
+    s_runs, s_seconds = per_session(runs, min_seconds, sessions)
+    if len({m.key for m in models}) < len(models):
+        raise ConfigError(f"bench_models needs distinct keys (got {[m.key for m in models]})")
+    checked = [(m, check_tflite(m.artifact), model_name(m.artifact, m.name)) for m in models]
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
+    )
+    plan = _Plan(
+        {m.key: _Model(m.key, Path(m.artifact), name, size, file_sha256(m.artifact)) for m, size, name in checked},
+        s_runs,
+        warmup,
+        s_seconds,
+        threads,
+        Path(inputs) if inputs is not None else None,
+        sessions,
+        controls,
+    )
+    finished: dict[str, tuple[BoardOutcome, dict[str, BoardOutcome]]] = {}
+    lock = threading.Lock()
+
+    def job(d: DeviceSpec) -> BoardOutcome:
+        t0 = time.monotonic()
+        with op.board(d) as board:
+            on = _OnBoard(board, plan, progress)
+            measured, failed = on.run()
+            per = {k: on.outcome(m, measured[k], t0) for k, m in plan.models.items() if k in measured}
+        per = {k: per[k] if k in per else failure_record(d, failed[k], t0) for k in plan.models}
+        first = next(iter(per.values()))
+        rec = first if len(per) == 1 else next((o for o in per.values() if not o.succeeded), first)
+        with lock:
+            finished[d.name] = (rec, per)
+        return rec
+
+    try:
+        res = op.run(job)
+    except FleetInterrupted as e:
+        e.by_model = _by_model(e.rollout.devices, finished, list(plan.models))
+        raise
+    out = {}
+    for key, devices in _by_model(res.devices, finished, list(plan.models)).items():
+        m = plan.models[key]
+        out[key] = FleetSummary(
+            ok=all(r.status == "ok" for r in devices),
+            action="bench",
+            artifact=str(m.artifact),
+            name=m.name,
+            sha256=m.sha,
+            runs=runs,
+            warmup=warmup,
+            min_seconds=min_seconds,
+            threads=None if threads is None else tuple(threads),
+            **({"sessions": sessions} if sessions != 1 else {}),
+            counts=FleetCounts(**Counter[str](r.status for r in devices)),
+            devices=devices,
+            seconds=op.seconds(),
+        )
+    return out
+
+
+def _by_model(
+    boards: tuple[BoardOutcome, ...], finished: dict[str, tuple[BoardOutcome, dict[str, BoardOutcome]]], keys: list[str]
+) -> dict[str, tuple[BoardOutcome, ...]]:
+    """Each model's outcome per board. A board whose record is not its job's own (given up by the watchdog,
+    interrupted, never reached) has that record for every model."""
+    out: dict[str, list[BoardOutcome]] = {k: [] for k in keys}
+    for b in boards:
+        mine = finished.get(b.device)
+        for k in keys:
+            r = mine[1][k] if mine is not None and mine[0] == b else b
+            out[k].append(r if "results" in r.model_fields_set else r.replace(results=()))
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def bench(
@@ -205,72 +348,28 @@ def bench(
     progress: ProgressFn | None = None,
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
-    sessions: int = 1,
+    sessions: int = DEFAULT_SESSIONS,
     controls: BenchControlsSpec | None = None,
 ) -> FleetSummary:
-    """Deploy if needed, then run the agent's bench `sessions` times per device x threads.
-
-    Each board's outcome has `deploy` (what deploying did) and `results`: one BenchRun per thread count,
-    its sessions merged (edgeq.fleet.sessions). `runs` and `min_seconds` are totals over the sessions.
-    `controls` (cool-down, affinity, governor, sustained mode, flag thresholds) win over each device's own.
-    """
-    _validate(runs, warmup, min_seconds, threads, inputs, sessions)
-    s_runs, s_seconds = per_session(runs, min_seconds, sessions)
-    size = check_tflite(artifact)
-    name = model_name(artifact, name)
-    devices = inventory.select(targets)
-    sha = file_sha256(artifact)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    started = time.monotonic()
-
-    def job(d: DeviceSpec) -> BoardOutcome:
-        t0 = time.monotonic()
-        with board_session(d, agent, factory, progress) as board:
-            dep = install_on(board, artifact, size, sha, name, progress, then_lock=True)
-            remote_inputs = board.upload_tmp(Path(inputs), ".npy") if inputs is not None else None
-            try:
-                most = max(threads or [d.threads])
-                argv_for = lambda t: _bench_argv(d, name, sha, t, s_runs, warmup, s_seconds, controls, most)  # noqa: E731
-                results = _sessions_on(board, argv_for, threads or [d.threads], remote_inputs, progress, sha, sessions)
-            finally:
-                if remote_inputs:
-                    board.t.remove(remote_inputs)
-            up = board.bytes_uploaded
-        # a session that failed (killed, crashed) fails the board even when the others measured: their figures
-        # stay in results, and the run says what went wrong instead of exiting 0 over a crash
-        bad = next((r for r in results if not r.ok or r.kind), None)
-        return BoardOutcome(
-            device=d.name,
-            address=d.address,
-            status="failed" if bad or not results else "ok",
-            deploy=dep.action,
-            sha256=sha,
-            bytes_uploaded=up,
-            results=tuple(results),
-            error=bad.error if bad else None,
-            hint=bad.hint if bad else None,
-            kind=bad.kind if bad else None,
-            seconds=round(time.monotonic() - t0, 3),
-        )
-
-    res = run_fleet(devices, job, parallel=parallel, progress=progress)
-    boards = tuple(r if "results" in r.model_fields_set else r.replace(results=()) for r in res.devices)
-    return FleetSummary(
-        ok=all(r.status == "ok" for r in boards),
-        action="bench",
-        artifact=str(artifact),
-        name=name,
-        sha256=sha,
+    """Deploy if needed, then run the agent's bench `sessions` times per device x threads: `bench_models` for one
+    model. Each board's outcome has `deploy` and `results`, one BenchRun per thread count."""
+    (res,) = bench_models(
+        inventory,
+        targets,
+        [BenchModel("model", artifact, name)],
         runs=runs,
         warmup=warmup,
         min_seconds=min_seconds,
-        threads=None if threads is None else tuple(threads),
-        **({"sessions": sessions} if sessions != 1 else {}),
-        counts=res.counts,
-        devices=boards,
-        seconds=round(time.monotonic() - started, 3),
-    )
+        threads=threads,
+        inputs=inputs,
+        parallel=parallel,
+        progress=progress,
+        transport_factory=transport_factory,
+        agent=agent,
+        sessions=sessions,
+        controls=controls,
+    ).values()
+    return res
 
 
 def predict(
@@ -291,9 +390,7 @@ def predict(
     if not Path(inputs).is_file():
         raise DataError(f"{inputs}: inputs file not found", "pass a .npy file of model inputs")
     d = inventory.get(device_name)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    with board_session(d, agent, factory) as board:
+    with FleetOp([d], transport_factory=transport_factory, agent=agent).board(d) as board:
         remote = board.upload_tmp(Path(inputs), ".npy")
         try:
             args = ["--name", model_name, "--inputs", remote, *(["--sha256", sha256] if sha256 else [])]

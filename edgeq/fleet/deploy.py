@@ -8,6 +8,7 @@ model before it switches `current`, so a model the board cannot run never become
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -182,7 +183,9 @@ def deploy(
     size = check_tflite(artifact)
     name = model_name(artifact, name)
     sha = file_sha256(artifact)
-    op = FleetOp(inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent)
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
+    )
 
     def job(d: DeviceSpec) -> BoardOutcome:
         with op.board(d) as board:
@@ -226,7 +229,9 @@ def rollback(
     rolled back from it is left alone ("already rolled back"), any other is refused (kind "not_current").
     """
     check_rollback_args(name, from_sha)
-    op = FleetOp(inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent)
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
+    )
 
     def job(d: DeviceSpec) -> BoardOutcome:
         with op.board(d) as board:
@@ -250,11 +255,13 @@ def rollback(
     return op.summary("rollback", op.run(job, batches=batches, max_fail=max_fail), name=name)
 
 
-class _Summary(Protocol):
-    ok: bool
-    action: str
-    devices: tuple[BoardOutcome, ...]
-
+class _Summary(Protocol):  # FleetSummary, SetupSummary
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def devices(self) -> Sequence[BoardOutcome]: ...
     @property
     def failed(self) -> tuple[BoardOutcome, ...]: ...
 

@@ -8,15 +8,14 @@ The verdict uses the same rules as the real commands (content-addressed upload, 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from edgeq.fleet.board import AgentBundle, Board, build_agent
-from edgeq.fleet.deploy import _FREE_MARGIN, _summary, check_rollback_args, check_tflite, model_name
-from edgeq.fleet.fanout import ProgressFn, board_session, run_fleet
+from edgeq.fleet.board import AgentBundle, Board
+from edgeq.fleet.deploy import _FREE_MARGIN, check_rollback_args, check_tflite, model_name
+from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.operation import FleetOp
 from edgeq.fleet.transport.base import BoardError, TransportFactory
-from edgeq.fleet.transport.factory import open_transport
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import BoardOutcome, FleetSummary
 
@@ -105,18 +104,16 @@ def deploy_plan(
     size = check_tflite(artifact)
     name = model_name(artifact, name)
     sha = file_sha256(artifact)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    started = time.monotonic()
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
+    )
 
     def job(d: DeviceSpec) -> BoardOutcome:
-        t0 = time.monotonic()
-        with board_session(d, agent, factory, progress, ensure_agent=False) as board:
-            rec = _plan_deploy(board, read_state(board, name, sha), sha, size, agent)
-        return rec.replace(seconds=round(time.monotonic() - t0, 3))
+        with op.board(d, ensure_agent=False) as board:
+            return _plan_deploy(board, read_state(board, name, sha), sha, size, op.agent)
 
-    res = run_fleet(inventory.select(targets), job, parallel=parallel, progress=progress)
-    return _summary("deploy", res, started, artifact=str(artifact), name=name, sha256=sha, size_bytes=size).replace(dry_run=True)
+    res = op.run(job)
+    return op.summary("deploy", res, artifact=str(artifact), name=name, sha256=sha, size_bytes=size, dry_run=True)
 
 
 def rollback_plan(
@@ -132,13 +129,12 @@ def rollback_plan(
 ) -> FleetSummary:
     """What `rollback` would do on each board (the same --from compare-and-swap rule)."""
     check_rollback_args(name, from_sha)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    started = time.monotonic()
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
+    )
 
     def job(d: DeviceSpec) -> BoardOutcome:
-        t0 = time.monotonic()
-        with board_session(d, agent, factory, progress, ensure_agent=False) as board:
+        with op.board(d, ensure_agent=False) as board:
             st = read_state(board, name)
         cur, prev = st.get("current"), st.get("previous")
         out = BoardOutcome(device=d.name, address=d.address, status="changed", previous=cur, current=prev)
@@ -158,7 +154,6 @@ def rollback_plan(
             )
         else:
             out = out.replace(action=f"would make {prev[:12]} current again (instead of {(cur or '-')[:12]})")
-        return out.replace(seconds=round(time.monotonic() - t0, 3))
+        return out
 
-    res = run_fleet(inventory.select(targets), job, parallel=parallel, progress=progress)
-    return _summary("rollback", res, started, name=name).replace(dry_run=True)
+    return op.summary("rollback", op.run(job), name=name, dry_run=True)

@@ -69,23 +69,29 @@ def plan_batches(n: int, spec: str | list | tuple | None) -> list[range]:
     return out
 
 
+def failure_fields(device: DeviceSpec | str, e: BaseException) -> dict[str, Any]:
+    """How a failure on a board reads in every record that reports one (a board's outcome, a bench run, a numeric
+    check): status, kind, error (starting with the device name) and hint."""
+    name = device if isinstance(device, str) else device.name
+    if isinstance(e, BoardError):
+        return {"status": "unreachable" if e.unreachable else "failed", "kind": e.kind, "error": e.message, "hint": e.hint}
+    if isinstance(e, EdgeqError):
+        return {"status": "failed", "kind": type(e).__name__, "error": f"{name}: {e.message}", "hint": e.hint}
+    # a bug must not abort the other boards' rollout; it is still reported
+    return {
+        "status": "failed",
+        "kind": "internal",
+        "error": f"{name}: internal error: {type(e).__name__}: {e}",
+        "hint": "rerun with --debug and report it",
+    }
+
+
 def failure_record(device: DeviceSpec, e: BaseException, started: float, **fields: Any) -> BoardOutcome:
     """The outcome of a board whose job raised; `fields` adds the action's own (check: BoardHealth's)."""
     cls: type[BoardOutcome] = fields.pop("record", BoardOutcome)
-    rec: dict[str, Any] = {"device": device.name, "address": device.address, **fields}
-    details: dict[str, Any] = {}
-    if isinstance(e, BoardError):
-        rec.update(status="unreachable" if e.unreachable else "failed", kind=e.kind, error=e.message, hint=e.hint)
-        details = {k: v for k, v in e.extra.items() if k not in rec}  # the agent's details (holder, op, ...)
-    elif isinstance(e, EdgeqError):
-        rec.update(status="failed", kind=type(e).__name__, error=f"{device.name}: {e.message}", hint=e.hint)
-    else:  # a bug must not abort the other boards' rollout; it is still reported
-        rec.update(
-            status="failed",
-            kind="internal",
-            error=f"{device.name}: internal error: {type(e).__name__}: {e}",
-            hint="rerun with --debug and report it",
-        )
+    rec: dict[str, Any] = {"device": device.name, "address": device.address, **fields, **failure_fields(device, e)}
+    # the agent's details (holder, op, ...)
+    details = {k: v for k, v in e.extra.items() if k not in rec} if isinstance(e, BoardError) else {}
     up = details.pop("bytes_uploaded", 0)
     rec["bytes_uploaded"] = up if isinstance(up, int) and not isinstance(up, bool) else 0
     rec["seconds"] = round(time.monotonic() - started, 3)
@@ -119,6 +125,8 @@ class FleetInterrupted(KeyboardInterrupt):
     def __init__(self, rollout: Rollout):
         super().__init__()
         self.rollout = rollout
+        # bench of several models (edgeq.fleet.bench.bench_models): each model's finished boards, by its key
+        self.by_model: dict[str, tuple[BoardOutcome, ...]] = {}
 
     def summary(self, action: Action, seconds: float) -> FleetSummary:
         """What finished before the interrupt, as the action's document (not ok: the rest was skipped)."""
@@ -138,10 +146,20 @@ class FleetTerminated(FleetInterrupted, Terminated):
     """The same for SIGTERM (edgeq.errors.Terminated): exit 143 and manifest `terminated` stay as they are."""
 
 
-StallFn = Callable[[DeviceSpec, BoardError, float], BoardOutcome]  # (device, error, monotonic start) -> its record
+# (device, what went wrong, monotonic start) -> the board's record: failure_record, or an action's own (check's)
+FailureFn = Callable[[DeviceSpec, BaseException, float], BoardOutcome]
 
 
-def _stalled(d: DeviceSpec, w: BoardWatch, started: float, on_stall: StallFn | None) -> BoardOutcome:
+def _failed(d: DeviceSpec, e: BaseException, started: float, on_failure: FailureFn | None) -> BoardOutcome:
+    if on_failure is not None:
+        try:
+            return on_failure(d, e, started)
+        except Exception:  # noqa: S110 - the action's own record could not be built: the plain one still reports it
+            pass
+    return failure_record(d, e, started)
+
+
+def _stalled(d: DeviceSpec, w: BoardWatch, started: float, on_failure: FailureFn | None) -> BoardOutcome:
     err = BoardError(
         d.name,
         f"stopped answering while {w.what} (no reply within {w.bound:g}s + {WATCHDOG_GRACE:g}s grace); given up",
@@ -150,7 +168,7 @@ def _stalled(d: DeviceSpec, w: BoardWatch, started: float, on_stall: StallFn | N
         kind="timeout",
         step=w.what,
     )
-    return (on_stall or failure_record)(d, err, started)
+    return _failed(d, err, started, on_failure)
 
 
 def _interrupted(d: DeviceSpec, running: bool) -> BoardOutcome:
@@ -185,7 +203,7 @@ def _run_batch(
     parallel: int,
     progress: ProgressFn | None,
     out: dict[int, BoardOutcome],
-    on_stall: StallFn | None = None,
+    on_failure: FailureFn | None = None,
 ) -> None:
     """Run job on devices (at most `parallel` at once) into out[i]; a wedged board is given up, never joined.
 
@@ -201,7 +219,7 @@ def _run_batch(
         try:
             rec = job(devices[i])
         except Exception as e:
-            rec = failure_record(devices[i], e, started)
+            rec = _failed(devices[i], e, started, on_failure)
         done.put((i, rec))
 
     def finish(i: int, rec: BoardOutcome) -> None:
@@ -229,7 +247,7 @@ def _run_batch(
                     w.abandoned = True
                     del running[i]
                     _close_quietly(w)
-                    finish(i, _stalled(devices[i], w, started, on_stall))
+                    finish(i, _stalled(devices[i], w, started, on_failure))
     except KeyboardInterrupt:
         for i, (w, _) in running.items():
             w.abandoned = True
@@ -258,14 +276,15 @@ def run_fleet(
     batches: str | list | None = None,
     max_fail: int | None = None,
     progress: ProgressFn | None = None,
-    on_stall: StallFn | None = None,
+    on_failure: FailureFn | None = None,
 ) -> Rollout:
     """Run job on each device (bounded threads, batch by batch). Returns outcomes and rollout facts.
 
     A board whose network step overruns its bound by WATCHDOG_GRACE is reported (kind timeout) without
     waiting for its worker. Ctrl-C raises FleetInterrupted (FleetTerminated for SIGTERM) carrying the
-    finished boards at once; the boards in progress are cut off, not waited for. `on_stall` builds a
-    given-up board's record (default failure_record: a BoardOutcome; check passes its BoardHealth builder).
+    finished boards at once; the boards in progress are cut off, not waited for. `on_failure` builds the record
+    of a board whose job raised or was given up (default failure_record: a BoardOutcome; check passes its
+    BoardHealth builder).
     """
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
@@ -280,7 +299,7 @@ def run_fleet(
             progress({"event": "batch", "batch": b + 1, "of": len(plan), "devices": [devices[i].name for i in idx]})
         got: dict[int, BoardOutcome] = {}
         try:
-            _run_batch([devices[i] for i in idx], job, parallel, progress, got, on_stall)
+            _run_batch([devices[i] for i in idx], job, parallel, progress, got, on_failure)
         except KeyboardInterrupt as e:
             for k, rec in got.items():
                 records[idx[k]] = rec

@@ -5,15 +5,14 @@ Per-board failures are returned as records, never raised: the caller decides the
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from edgeq.fleet.agentdoc import failure_facts
-from edgeq.fleet.board import AgentBundle, build_agent
-from edgeq.fleet.fanout import ProgressFn, board_session, failure_record, run_fleet
+from edgeq.fleet.board import AgentBundle
+from edgeq.fleet.fanout import ProgressFn, failure_record
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.operation import FleetOp
 from edgeq.fleet.transport.base import BoardError, TransportFactory
-from edgeq.fleet.transport.factory import open_transport
 from edgeq.records.fleet import AgentFacts, BoardFacts, BoardHealth, FleetSummary
 
 MIN_FREE_BYTES = 64 << 20  # room for the agent, a few model versions and their temp uploads
@@ -67,7 +66,7 @@ def chatty_shell_note(noise: str) -> str:
 
 
 def _unhealthy(d: DeviceSpec, e: BaseException, t0: float) -> BoardHealth:
-    """The check record of a board that failed (also for one the fan-out watchdog gave up on)."""
+    """The check record of a board that failed (the fan-out's on_failure: raised, or given up by its watchdog)."""
     extra = e.extra if isinstance(e, BoardError) else {}
     facts = failure_facts(extra)
     extra.pop("board", None)  # shown as the flattened fields below, not as a nested document
@@ -86,14 +85,10 @@ def _unhealthy(d: DeviceSpec, e: BaseException, t0: float) -> BoardHealth:
     return rec.replace(problems=(rec.error,))
 
 
-def _check_one(d: DeviceSpec, agent: AgentBundle, factory: TransportFactory, progress: ProgressFn | None) -> BoardHealth:
-    t0 = time.monotonic()
-    try:
-        with board_session(d, agent, factory, progress) as board:
-            doc = board.call("facts", timeout=min(120.0, d.command_timeout))
-            noise = board.login_noise or getattr(board.t, "login_noise", None)
-    except Exception as e:  # the board's failure is its record; check never raises for one board
-        return _unhealthy(d, e, t0)
+def _check_one(op: FleetOp, d: DeviceSpec) -> BoardHealth:
+    with op.board(d) as board:
+        doc = board.call("facts", timeout=min(120.0, d.command_timeout))
+        noise = board.login_noise or getattr(board.t, "login_noise", None)
     assert isinstance(doc, AgentFacts)  # noqa: S101 - read_agent_doc's contract for "facts"
     found = problems(doc.board)
     return BoardHealth(
@@ -111,7 +106,6 @@ def _check_one(d: DeviceSpec, agent: AgentBundle, factory: TransportFactory, pro
         error=f"{d.name}: {'; '.join(found)}" if found else None,
         hint=None,
         facts=doc.board,
-        seconds=round(time.monotonic() - t0, 3),
     )
 
 
@@ -128,12 +122,9 @@ def check(
 
     Every entry of the summary's `devices` is a BoardHealth.
     """
-    devices = inventory.select(targets)
-    agent = agent or build_agent()
-    factory = transport_factory or open_transport
-    started = time.monotonic()
-    res = run_fleet(
-        devices, lambda d: _check_one(d, agent, factory, progress), parallel=parallel, progress=progress, on_stall=_unhealthy
+    op = FleetOp(
+        inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
     )
+    res = op.run(lambda d: _check_one(op, d), on_failure=_unhealthy)
     healthy = all(isinstance(r, BoardHealth) and r.healthy for r in res.devices)
-    return FleetSummary(ok=healthy, action="check", devices=res.devices, seconds=round(time.monotonic() - started, 3))
+    return FleetSummary(ok=healthy, action="check", devices=res.devices, seconds=op.seconds())

@@ -1,4 +1,5 @@
-"""Benchmark sessions: K `bench` calls (each a fresh agent process and interpreter) made into one result.
+"""Benchmark sessions: the one loop that runs K `bench` calls per model and thread count on a board (each a fresh
+agent process and interpreter), and their merge into one result.
 
 Why sessions: a board drifts between sessions (heat, clock, other load) more than within one, so one long
 session hides the drift that decides whether a difference is real. The overall p50 is the median of the
@@ -7,14 +8,20 @@ the session medians (edgeq.results.stats says why the session, not the sample, i
 
 Per-session work: `runs` and `min_seconds` given to a benchmark are totals over its sessions, so K = 5
 sessions cost about what one session did before (plus K - 1 interpreter loads and warm-ups).
+
+Order on a board: session 1 of every model, then session 2 of every model (A B A B ...), and within a session
+every thread count, so a board's slow drift hits every model and thread count alike. `edgeq bench` measures one
+model this way, the pipeline's benchmark stage every variant (and the baselines it re-measures) at once.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 
 from edgeq.fleet.boardstate import merged_fields, session_fields
+from edgeq.fleet.transport.base import BoardError
 from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
 
 # The nightly's default. compare decides on the fastest invoke over the sessions and its bootstrap interval
@@ -29,6 +36,54 @@ def per_session(runs: int, min_seconds: float, sessions: int) -> tuple[int, floa
     """(runs, min_seconds) of one session when a benchmark of `sessions` sessions asks for these totals."""
     k = max(1, sessions)
     return max(1, math.ceil(runs / k)), min_seconds / k
+
+
+# the board is gone, or a call cannot finish within command_timeout (the agent's own deadline stopped it: every
+# later session asks for the same time): no point trying more thread counts or sessions of that model
+GIVE_UP = ("connection_dropped", "command_timeout", "deadline")
+
+Start = Callable[[str, int], None]  # (model, session): before the model's runs in that session; may raise BoardError
+Measure = Callable[[str, int, int], BenchRun]  # (model, threads, session) -> one bench call's run, failed or not
+
+
+def run_sessions(
+    models: list[str], threads: list[int], sessions: int, start: Start, measure: Measure
+) -> tuple[dict[str, list[BenchRun]], dict[str, BoardError]]:
+    """The session loop of one board: session by session, model by model, thread count by thread count.
+
+    Returns per model one merged BenchRun per thread count it ran, and why each model that never ran did not
+    (its `start` failed: a deploy refused, an upload cut off). A failed run is recorded and the next thread count
+    still runs; a run that gives up (GIVE_UP) ends its model's sessions. A merged run whose sessions partly failed
+    keeps the first failure's kind, error and hint beside the figures of the others."""
+    runs: dict[str, dict[int, list[BenchRun]]] = {m: {t: [] for t in threads} for m in models}
+    failed: dict[str, BoardError] = {}
+    live = list(models)
+    for s in range(1, sessions + 1):
+        for m in list(live):
+            try:
+                start(m, s)
+            except BoardError as e:
+                failed[m] = e
+                live.remove(m)
+                continue
+            done: list[BenchRun] = []
+            for t in threads:
+                done.append(measure(m, t, s))
+                runs[m][t].append(done[-1])
+                if done[-1].kind in GIVE_UP:
+                    break
+            if len(done) < len(threads) or any(r.kind in GIVE_UP for r in done):
+                live.remove(m)
+    merged = {m: [_merged(runs[m][t]) for t in threads if runs[m][t]] for m in models}
+    return {m: r for m, r in merged.items() if r}, {m: e for m, e in failed.items() if not merged[m]}
+
+
+def _merged(runs: list[BenchRun]) -> BenchRun:
+    merged = merge_sessions(runs)
+    failed = next((r for r in runs if not r.ok), None)
+    if failed is None or not merged.ok:
+        return merged
+    return merged.replace(kind=failed.kind, error=failed.error, hint=failed.hint)
 
 
 def _ms(x: float | None) -> float | None:

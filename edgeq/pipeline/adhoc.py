@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 from pathlib import Path
 
-from edgeq.fleet.bench import bench_result, unmeasured_result
+from edgeq.fleet import bench_result, unmeasured_result
 from edgeq.records.fleet import BenchResult, FleetSummary
 from edgeq.records.run import RunManifest, RunStages
 from edgeq.results.record import RawSamples, Recordable, RunParams, record_run

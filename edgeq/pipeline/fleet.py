@@ -5,8 +5,10 @@ They reach the boards through edgeq.fleet's public API only.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +16,13 @@ import numpy as np
 from edgeq import fleet, paths
 from edgeq.config import BenchmarkStageSpec, DeployStageSpec, PipelineSpec
 from edgeq.errors import EdgeqError
-from edgeq.fleet.fanout import FleetInterrupted
 from edgeq.progress import fleet_counter
-from edgeq.records.fleet import AccuracyCheck, BenchResult, BenchRun, BoardOutcome, FleetSummary
+from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
 from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
 from edgeq.results.baseline import BASELINE_SUFFIX
 
 
-def inventory(spec: PipelineSpec, base: Path):
+def inventory(spec: PipelineSpec, base: Path) -> fleet.Inventory:
     """The boards the pipeline deploys to: its devices file (relative to the YAML), else the default one."""
     if spec.devices:
         p = Path(spec.devices).expanduser()
@@ -29,20 +30,20 @@ def inventory(spec: PipelineSpec, base: Path):
     return fleet.load_inventory(None)
 
 
-def leased(inv, log):
-    """A labgrid inventory: the places reserved for the deploy and benchmark stages, released after them
-    (errors, Ctrl-C and SIGTERM included). A plain inventory passes through. See edgeq.fleet.inventory.labgrid."""
-    from edgeq.fleet.inventory.labgrid import leased as lease
-
-    return lease(inv, log)
+def leased(inv: fleet.Inventory, log: Callable[[str], None]) -> AbstractContextManager[fleet.Inventory]:
+    """The boards the deploy and benchmark stages run on, released after them (errors, Ctrl-C and SIGTERM
+    included): edgeq.fleet.open_inventory (labgrid places are reserved for the stages)."""
+    return fleet.open_inventory(inv, log)
 
 
-def _progress(log: Callable[[str], None], label: str, boards: int):
+def _progress(log: Callable[[str], None], label: str, boards: int, heading: Callable[[dict], None] | None = None):
     bar = fleet_counter(label, boards)
 
     def cb(ev: dict) -> None:
         bar(ev)
         kind = ev.get("event")
+        if kind == "session" and heading is not None:
+            heading(ev)
         if kind in ("connect", "install", "bench", "done", "stopped"):
             extra = " ".join(
                 f"{k}={v}"
@@ -75,7 +76,7 @@ def deploy_stage(
                 parallel=d.parallel,
                 progress=_progress(log, f"deploy {key}", len(inv.select(d.targets))),
             )
-        except FleetInterrupted as e:
+        except fleet.FleetInterrupted as e:
             out[key] = e.summary("deploy", time.monotonic() - t0)
             keep(DeployStage(cached=False, results=out))
             raise
@@ -106,106 +107,91 @@ def benchmark_stage(
         inputs = run_dir / "bench-inputs.npy"
         paths.atomic_write_bytes(inputs, _npy_bytes(dataset().x_test[: b.input_samples]))
     keys = b.variants or list(variants)
-    artifacts: dict[str, tuple[Path, str | None]] = {}
+    models: list[fleet.BenchModel] = []
     for k in keys:
-        artifacts[k] = (Path(variants[k].artifact), None)
+        models.append(fleet.BenchModel(k, Path(variants[k].artifact)))
         if baselines and k in baselines:
-            artifacts[k + BASELINE_SUFFIX] = (Path(baselines[k]), f"{Path(variants[k].artifact).stem}-baseline")
-    done, failures = _interleaved(b, targets, inv, artifacts, inputs, log, keep, run_dir)
-    rows = _session_rows(done, run_dir / "bench")
+            name = f"{Path(variants[k].artifact).stem}-baseline"  # the deployed model stays current
+            models.append(fleet.BenchModel(k + BASELINE_SUFFIX, Path(baselines[k]), name))
+    done, failures = _measure(b, targets, inv, models, inputs, log, keep, run_dir / "bench")
     checks = None
     if b.accuracy_check:
         checks = _accuracy_check(inv, targets, b.accuracy_tolerance, variants, dataset(), run_dir, keys, log)
         failures += [f"accuracy check {r.variant} on {r.device}: {r.error}" for r in checks if not r.ok]
-    return BenchmarkStage(cached=False, results=tuple(rows)), checks, failures
+    return BenchmarkStage(cached=False, results=tuple(done)), checks, failures
 
 
-def _interleaved(b: BenchmarkStageSpec, targets, inv, artifacts: dict[str, tuple[Path, str | None]], inputs, log, keep, run_dir):
-    """Session by session, variant by variant (A B A B ...: a board's slow drift hits every variant alike):
-    ({variant: [each session's board outcomes]}, failure messages)."""
+def _measure(b: BenchmarkStageSpec, targets, inv, models: list[fleet.BenchModel], inputs, log, keep, raw_dir: Path):
+    """Every variant on every target, in edgeq.fleet's session loop (per board: session 1 of every variant, then
+    session 2, ...: A B A B, a board's slow drift hits every variant alike). (manifest rows, failure messages)."""
     k = b.sessions
     runs, seconds = fleet.per_session(b.runs, b.min_seconds, k)
-    done: dict[str, list[tuple[BoardOutcome, ...]]] = {key: [] for key in artifacts}
-    failures: list[str] = []
     names = [d.name for d in inv.select(targets)]
-    gone: dict[str, BoardOutcome] = {}  # unreachable in a session: not dialled again (each try waits out its timeouts)
-    for s in range(1, k + 1):
-        for key, (artifact, name) in artifacts.items():
-            tag = f"benchmark {key}" + (f" session {s}/{k}" if k > 1 else "")
-            live = [n for n in names if n not in gone]
-            if not live:
-                break
-            log(f"{tag}: on {', '.join(live if gone else targets)} ({runs} runs, >= {seconds:.3g}s)")
-            try:
-                res = fleet.bench(
-                    inv,
-                    live if gone else targets,
-                    artifact,
-                    name=name,
-                    runs=runs,
-                    warmup=b.warmup,
-                    min_seconds=seconds,
-                    threads=b.threads,
-                    inputs=inputs,
-                    parallel=b.parallel,
-                    progress=_progress(log, tag, len(live)),
-                    controls=b.controls(),
-                )
-            except FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
-                done[key].append(tuple(d for d in e.rollout.devices if d.results))
-                keep(BenchmarkStage(cached=False, results=tuple(_session_rows(done, run_dir / "bench"))))
-                raise
-            done[key].append(res.devices)
-            gone.update({d.device: d for d in res.devices if d.status == "unreachable"})
-            failures += _session_failures(res.devices, key, s if k > 1 else None)
-    for sessions in done.values():  # a board gone before a variant's turn still gets that variant's row
-        seen = {d.device for devices in sessions for d in devices}
-        sessions.append(tuple(d for name, d in gone.items() if name not in seen))
-    return done, failures
+    gone: set[str] = set()  # unreachable: the headings name the boards still measured
+    said: set[tuple[str, int]] = set()
+    lock = threading.Lock()  # events come from the boards' worker threads
+
+    def heading(ev: dict) -> None:  # once per variant and session, when the first board begins it
+        step = (ev["model"], ev["session"])
+        with lock:
+            if step in said:
+                return
+            said.add(step)
+            on = ", ".join(n for n in names if n not in gone) if gone else ", ".join(targets)
+        tag = f"benchmark {step[0]}" + (f" session {step[1]}/{k}" if k > 1 else "")
+        log(f"{tag}: on {on} ({runs} runs, >= {seconds:.3g}s)")
+
+    shown = _progress(log, "benchmark", len(names), heading)
+
+    def progress(ev: dict) -> None:
+        if ev.get("event") == "done" and ev.get("status") == "unreachable":
+            with lock:
+                gone.add(ev["device"])
+        shown(ev)
+
+    try:
+        res = fleet.bench_models(
+            inv,
+            targets,
+            models,
+            runs=b.runs,
+            warmup=b.warmup,
+            min_seconds=b.min_seconds,
+            threads=b.threads,
+            inputs=inputs,
+            parallel=b.parallel,
+            progress=progress,
+            sessions=k,
+            controls=b.controls(),
+        )
+    except fleet.FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
+        kept = {key: [d for d in devices if d.results] for key, devices in e.by_model.items()}
+        keep(BenchmarkStage(cached=False, results=tuple(_rows(kept, raw_dir))))
+        raise
+    failures = [f for key, s in res.items() for d in s.devices for f in _failures(d, key)]
+    return _rows({key: s.devices for key, s in res.items()}, raw_dir), failures
 
 
-def _session_failures(devices: tuple[BoardOutcome, ...], key: str, session: int | None) -> list[str]:
-    at = f" session {session}" if session else ""
-    out = [f"benchmark {key}{at} on {d.device}: {d.error or d.status}" for d in devices if not d.results]
-    return out + [
-        f"benchmark {key}{at} on {d.device} ({r.threads} threads): {r.error}" for d in devices for r in d.results if not r.ok
-    ]
-
-
-def _merged(outcomes: list[BoardOutcome]) -> BoardOutcome:
-    """One board's sessions of one variant as one outcome: per thread count, the sessions merged."""
-    by_threads: dict[int, list[BenchRun]] = {}
-    for o in outcomes:
-        for r in o.results:
-            by_threads.setdefault(r.threads, []).append(r)
-    if not by_threads:
-        return outcomes[0]
-    return outcomes[0].replace(results=tuple(fleet.merge_sessions(v) for v in by_threads.values()))
-
-
-def _session_rows(done: dict[str, list[tuple[BoardOutcome, ...]]], raw_dir: Path) -> list[BenchResult]:
-    """Manifest rows, variant by variant and board by board, each board's sessions merged."""
-    rows: list[BenchResult] = []
-    for key, sessions in done.items():
-        by_device: dict[str, list[BoardOutcome]] = {}
-        for devices in sessions:
-            for d in devices:
-                by_device.setdefault(d.device, []).append(d)
-        for outcomes in by_device.values():
-            _bench_rows(_merged(outcomes), key, raw_dir, rows)
-    return rows
-
-
-def _bench_rows(d: BoardOutcome, key: str, raw_dir: Path, rows: list[BenchResult]) -> None:
-    """One board's benchmark results as manifest rows (raw samples kept beside the manifest)."""
+def _failures(d: BoardOutcome, key: str) -> list[str]:
     if not d.results:
-        rows.append(fleet.unmeasured_result(d, key))
-    for r in d.results:
-        raw_path = None
-        if r.ok and r.raw is not None:
-            raw_path = raw_dir / f"{d.device}-{key}-t{r.threads}.json"
-            paths.atomic_write_json(raw_path, r.raw.to_json())
-        rows.append(fleet.bench_result(d.device, key, r, raw_path))
+        return [f"benchmark {key} on {d.device}: {d.error or d.status}"]
+    return [f"benchmark {key} on {d.device} ({r.threads} threads): {r.error}" for r in d.results if not r.ok or r.kind]
+
+
+def _rows(by_model: Mapping[str, Iterable[BoardOutcome]], raw_dir: Path) -> list[BenchResult]:
+    """Manifest rows, variant by variant and board by board (raw samples kept beside the manifest)."""
+    rows: list[BenchResult] = []
+    for key, devices in by_model.items():
+        for d in devices:
+            if not d.results:
+                rows.append(fleet.unmeasured_result(d, key))
+            for r in d.results:
+                raw_path = None
+                if r.ok and r.raw is not None:
+                    raw_path = raw_dir / f"{d.device}-{key}-t{r.threads}.json"
+                    paths.atomic_write_json(raw_path, r.raw.to_json())
+                rows.append(fleet.bench_result(d.device, key, r, raw_path))
+    return rows
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import paths
+from edgeq import fleet, paths
 from edgeq.config import BenchmarkStageSpec
 from edgeq.errors import EdgeqError
 from edgeq.records.numeric import NumericCheck
@@ -25,10 +25,8 @@ GOLDEN_FILE = "golden-inputs.npy"
 def _golden(x_test: np.ndarray, rows: int, run_dir: Path) -> Path:
     import io
 
-    from edgeq.fleet.numeric import golden_rows
-
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(golden_rows(x_test, rows), dtype=np.float32), allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(fleet.golden_rows(x_test, rows), dtype=np.float32), allow_pickle=False)
     out = run_dir / GOLDEN_FILE
     paths.atomic_write_bytes(out, buf.getvalue())
     return out
@@ -56,8 +54,6 @@ def numeric_stage(
     log: Callable[[str], None],
 ) -> tuple[Path, tuple[NumericCheck, ...], list[str]]:
     """(golden inputs file, one check per variant x board, failure messages)."""
-    from edgeq.fleet.numeric import numeric_check
-
     golden = _golden(x_test, b.numeric_rows, run_dir)
     out: list[NumericCheck] = []
     failures: list[str] = []
@@ -65,7 +61,7 @@ def numeric_stage(
         art = Path(variants[key].artifact)
         log(f"numeric check {key}: {b.numeric_rows} golden rows on {', '.join(targets)}")
         try:
-            res = numeric_check(
+            res = fleet.numeric_check(
                 inv,
                 targets,
                 art,

@@ -308,17 +308,23 @@ class MedianCI(Record):
     method: str = "bootstrap of session medians"
 
 
-_SESSION_KEYS = frozenset({"sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms"})
 # board state: the union of the sessions' flags, the median trend, the latency per window (sustained mode),
 # the hottest reading, and notes (a governor that could not be set, a cool-down without thermal zones)
 STATE_KEYS = ("flags", "trend", "trajectory_ms", "temp_max_c", "notes")
 
 
-class BenchRun(FleetRecord):
-    """One `bench` call on one board at one thread count: the figures, or why it failed."""
+_MEASURED = ("latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate")
 
-    threads: StrictInt
-    ok: bool
+
+class BenchFigures(FleetRecord):
+    """What one benchmark measured, in ms: a board's bench call (`BenchRun`) and its manifest row (`BenchResult`)
+    both carry these, and a row takes them from its run with `figures()`. A key left unset stays out of the JSON.
+
+    JSON key order (as the documents always had it): the record's first `lead` own fields (which board, variant,
+    threads; ok), the measured figures, its other own fields, then the sessions and the board's state."""
+
+    lead: ClassVar[int] = 0
+
     latency_ms: LatencyStats | None = None
     count: StrictInt | None = None
     init_ms: float | None = None
@@ -326,11 +332,6 @@ class BenchRun(FleetRecord):
     peak_rss_bytes: StrictInt | None = None
     runtime: RuntimeInfo | None = None
     delegate: DelegateInfo | None = None
-    power: PowerReading | None = None
-    raw: AgentBench | None = None
-    kind: str | None = None
-    error: str | None = None
-    hint: str | None = None
     # sessions: latency_ms.p50 is then the median of session medians, p90/p99 pooled over all samples
     sessions: tuple[BenchSession, ...] = ()
     spread: float | None = None  # (max - min) / median of the session medians
@@ -343,12 +344,33 @@ class BenchRun(FleetRecord):
     temp_max_c: float | None = None
     notes: tuple[str, ...] = ()
 
-    omit_if_unset = frozenset(
-        {"latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate", "power", "raw"}
-        | {"kind", "error", "hint"}
-        | _SESSION_KEYS
-        | frozenset(STATE_KEYS)
-    )
+    omit_if_unset = frozenset({*_MEASURED, "sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms", *STATE_KEYS})
+
+    def figures(self) -> dict[str, Any]:
+        """The figures this record has (set ones only), as keyword arguments for the other record."""
+        return {k: getattr(self, k) for k in BenchFigures.model_fields if k in self.model_fields_set}
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        own = [k for k in type(self).model_fields if k not in BenchFigures.model_fields]
+        later = [k for k in BenchFigures.model_fields if k not in _MEASURED]
+        order = [*own[: self.lead], *_MEASURED, *own[self.lead :], *later]
+        return {**{k: out[k] for k in order if k in out}, **{k: v for k, v in out.items() if k not in order}}
+
+
+class BenchRun(BenchFigures):
+    """One `bench` call on one board at one thread count: the figures, or why it failed."""
+
+    lead = 2
+    threads: StrictInt
+    ok: bool
+    power: PowerReading | None = None
+    raw: AgentBench | None = None
+    kind: str | None = None
+    error: str | None = None
+    hint: str | None = None
+
+    omit_if_unset = BenchFigures.omit_if_unset | {"power", "raw", "kind", "error", "hint"}
 
 
 class BoardOutcome(FleetRecord):
@@ -474,44 +496,23 @@ class FleetSummary(FleetRecord):
 # ------------------------------------------------------------------------------------------------ manifest rows
 
 
-class BenchResult(FleetRecord):
+class BenchResult(BenchFigures):
     """One manifest `benchmarks` row: device x variant x threads (threads None: the board never ran one)."""
 
+    lead = 5
     device: str
     variant: str
     threads: StrictInt | None
     ok: bool
     status: Status | None = None
-    latency_ms: LatencyStats | None = None
-    count: StrictInt | None = None
-    init_ms: float | None = None
-    first_invoke_ms: float | None = None
-    peak_rss_bytes: StrictInt | None = None
-    runtime: RuntimeInfo | None = None
-    delegate: DelegateInfo | None = None
     power: PowerSummary | None = None
     board: BoardFacts | None = None
     raw: str | None = None  # the raw-samples file (the agent's whole bench document) beside the manifest
     error: str | None = None
     kind: str | None = None
     hint: str | None = None
-    sessions: tuple[BenchSession, ...] = ()
-    spread: float | None = None
-    spread_std_ms: float | None = None
-    ci_ms: MedianCI | None = None
-    harness_floor_ms: float | None = None
-    flags: tuple[str, ...] = ()
-    trend: float | None = None
-    trajectory_ms: tuple[TrajectoryWindow, ...] = ()
-    temp_max_c: float | None = None
-    notes: tuple[str, ...] = ()
 
-    omit_if_unset = frozenset(
-        {"status", "latency_ms", "count", "init_ms", "first_invoke_ms", "peak_rss_bytes", "runtime", "delegate"}
-        | {"power", "board", "raw", "error", "kind", "hint"}
-        | _SESSION_KEYS
-        | frozenset(STATE_KEYS)
-    )
+    omit_if_unset = BenchFigures.omit_if_unset | {"status", "power", "board", "raw", "error", "kind", "hint"}
 
 
 class AccuracyCheck(FleetRecord):

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import ConfigError, FleetError
-from edgeq.fleet.fanout import ProgressFn, run_fleet
+from edgeq.errors import ConfigError
+from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
+from edgeq.fleet.operation import FleetOp
 from edgeq.fleet.setup.plan import choose_runtime, coral_warning, platform_key, wheel_platforms
 from edgeq.fleet.setup.scripts import PROBE, SYNC, TINY_EXPECTED, TINY_MODEL_B64, VERIFY
 from edgeq.fleet.setup.wheelcache import WheelSet, WheelsUnavailable, fetch_wheels
@@ -238,26 +238,21 @@ def setup(
     transport_factory: TransportFactory | None = None,
 ) -> SetupSummary:
     """Set up the targets (per-board failures are in the summary); with write, point devices.yaml at the venvs."""
-    from edgeq.fleet.transport.factory import open_transport
-
     devices = inventory.select(targets)
     if write and inventory.source is None:
         raise ConfigError("--write needs a devices.yaml (none was found; the embedded default is in use)", "pass --devices FILE")
-    factory = transport_factory or open_transport
-    started = time.monotonic()
+    op = FleetOp(devices, parallel=parallel, progress=progress, transport_factory=transport_factory)
 
     def job(d: DeviceSpec) -> SetupOutcome:
-        t0 = time.monotonic()
         if progress:
             progress({"event": "connect", "device": d.name, "address": d.address})
-        t = factory(d)
+        t = op.factory(d)
         try:
-            rec = setup_one(d, t, progress)
+            return setup_one(d, t, progress)
         finally:
             t.close()
-        return rec.replace(seconds=round(time.monotonic() - t0, 3))
 
-    res = run_fleet(devices, job, parallel=parallel, batches=batches, max_fail=max_fail, progress=progress)
+    res = op.run(job, batches=batches, max_fail=max_fail)
     outcomes = list(res.devices)
     written = False
     if write:
@@ -270,7 +265,7 @@ def setup(
         counts=res.counts,
         devices=tuple(outcomes),
         bytes_uploaded=sum(r.bytes_uploaded for r in outcomes),
-        seconds=round(time.monotonic() - started, 3),
+        seconds=op.seconds(),
         devices_file=str(inventory.source) if inventory.source else None,
         written=written,
     )
@@ -291,18 +286,3 @@ def _write_pythons(inventory: Inventory, devices: list[DeviceSpec], outcomes: li
         return outcomes, False
     atomic_write_bytes(src, text.encode())
     return outcomes, True
-
-
-def raise_for_setup_failures(summary: SetupSummary) -> None:
-    """The CLI's exit decision: FleetError naming the boards that are not ready."""
-    if summary.ok:
-        return
-    bad = summary.failed
-    first = next((r for r in bad if r.error), None)
-    raise FleetError(
-        f"setup did not succeed on {len(bad)} of {len(summary.devices)} board(s): "
-        + ", ".join(f"{r.device} ({r.status})" for r in bad)
-        + (f"; first error: {first.error}" if first else ""),
-        (first.hint if first else None) or "see the per-board table above",
-        result=summary,
-    )
