@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 # Modules shipped to boards, packaged as edgeq_agent/<module> in the zipapp. They import only each other.
+# Not shipped: this file (the orchestrator side) and tfl.py (old names for host-side callers).
 AGENT_MODULES = (
     "agent.py",
     "benchctl.py",
@@ -37,10 +39,16 @@ AGENT_MODULES = (
     "control.py",
     "facts.py",
     "floor.py",
+    "inputs.py",
+    "loadcheck.py",
     "measure.py",
     "numeric.py",
     "power.py",
-    "tfl.py",
+    "runtimes/__init__.py",
+    "runtimes/interpreter.py",
+    "runtimes/litert.py",
+    "runtimes/tensorflow.py",
+    "runtimes/tflite_runtime.py",
 )
 MAX_OUTPUT_CHARS = 64 * 1024 * 1024  # a bench with ~1M raw samples; anything larger is not the agent talking
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed mtimes: the same source gives the same bytes and sha
@@ -100,9 +108,11 @@ def build_zipapp(dest_dir: Path) -> Path:
     if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
         return path
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = dest_dir / ("." + path.name + ".tmp." + str(os.getpid()))
+    # a name of its own per call: threads of one process (one per board) may build at the same time
+    fd, name = tempfile.mkstemp(prefix="." + path.name + ".tmp.", dir=dest_dir)
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

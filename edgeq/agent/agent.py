@@ -2,7 +2,7 @@
 
 Shipped as one zipapp (edgeq-agent-<sha12>.pyz) and run as `python3 edgeq-agent-….pyz SUBCOMMAND ...`.
 Needs only the stdlib, numpy (1.x or 2.x) and one TFLite runtime: ai_edge_litert, else tflite_runtime,
-else tensorflow.lite. Python 3.9+. Never imports the rest of edgeq. Never invokes a shell.
+else tensorflow.lite (edgeq.agent.runtimes). Python 3.7+. Never imports the rest of edgeq. Never invokes a shell.
 
 Subcommands (every argument is plain argv):
     facts    [--workdir W]
@@ -59,7 +59,7 @@ import os
 import sys
 import traceback
 
-from . import boardfs, control, facts, tfl
+from . import boardfs, control, facts, runtimes
 from .codes import EXIT_CODES, PROTOCOL, AgentFailure
 
 
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def runtime_opts(p):
         p.add_argument("--threads", type=_positive_int, default=1)
-        p.add_argument("--delegate", choices=tfl.DELEGATES, default="xnnpack")
+        p.add_argument("--delegate", choices=runtimes.DELEGATES, default="xnnpack")
 
     def lock_opt(p):
         p.add_argument("--lock-timeout", type=_non_negative_float, default=30.0, help="seconds to wait for W/lock")
@@ -174,14 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _np_version():
-    return tfl.np.__version__ if tfl.np is not None else None
-
-
 def _load_checker(rt, args):
+    from . import loadcheck
+
     def check(path) -> float:
         # load + one invoke in a child process: some runtimes accept a model and then crash running it
-        return tfl.check_runs(rt, path, args.threads, args.delegate, timeout=args.load_timeout)
+        return loadcheck.check_runs(rt, path, args.threads, args.delegate, timeout=args.load_timeout)
 
     return check
 
@@ -191,12 +189,12 @@ def _load_checker(rt, args):
 
 def cmd_facts(args) -> dict:
     try:
-        rt = tfl.find_runtime()
+        rt = runtimes.open_runtime()
     except AgentFailure as failure:
-        board = facts.gather(args.workdir, None, _np_version())
+        board = facts.gather(args.workdir, None, runtimes.numpy_version())
         failure.extra["board"] = board
         raise
-    return {"board": facts.gather(args.workdir, rt.info(), _np_version())}
+    return {"board": facts.gather(args.workdir, rt.info(), runtimes.numpy_version())}
 
 
 def cmd_status(args) -> dict:
@@ -213,7 +211,7 @@ def cmd_install(args) -> dict:
     store = boardfs.Store(args.workdir)
     store.ensure()
     store.resolve_blob_arg(args.name, sha, args.blob)
-    rt = tfl.find_runtime()
+    rt = runtimes.open_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "install " + args.name):
         doc = store.install(args.name, sha, args.blob, _load_checker(rt, args))
     doc["runtime"] = rt.info()
@@ -226,7 +224,7 @@ def cmd_rollback(args) -> dict:
         args.from_sha = boardfs.check_sha(args.from_sha)
     store = boardfs.Store(args.workdir)
     store.ensure()
-    rt = tfl.find_runtime()
+    rt = runtimes.open_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "rollback " + args.name):
         doc = store.rollback(args.name, _load_checker(rt, args), expect=args.from_sha)
     doc["runtime"] = rt.info()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import time
 
-from . import tfl
+from . import inputs
 
 NOOP_MODEL_B64 = (
     "HAAAAFRGTDMUACAAHAAYABQAEAAMAAAACAAEABQAAAAcAAAAHAAAAHQAAABUAQAAZAEAAFQDAAADAAAAAAAAAAIAAAA0AAAABAAA"
@@ -39,20 +39,18 @@ FLOOR_MAX_SECONDS = 0.5
 def harness_floor(rt, threads: int) -> dict:
     """{"p50_s", "min_s", "runs"} of the no-op model's invoke, or {"error"} when this runtime cannot load it."""
     try:
-        np = tfl.load_numpy()
-        interp = rt.Interpreter(model_content=base64.b64decode(NOOP_MODEL_B64), num_threads=int(threads))
-        interp.allocate_tensors()
-        detail = interp.get_input_details()[0]
-        interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        invoke = interp.invoke
+        model = rt.load_inline(base64.b64decode(NOOP_MODEL_B64), threads)
+        detail = model.inputs()[0]
+        model.set_input(detail["index"], inputs.zeros(detail))
+        run = model.run
         for _ in range(FLOOR_WARMUP):
-            invoke()
+            run()
         perf = time.perf_counter
         samples: list[float] = []
         deadline = perf() + FLOOR_MAX_SECONDS
         while len(samples) < FLOOR_RUNS and perf() < deadline:
             t = perf()
-            invoke()
+            run()
             samples.append(perf() - t)
     except Exception as exc:  # a runtime without model_content or MUL/ADD: the bench itself still counts
         return {"error": (type(exc).__name__ + ": " + str(exc))[:300]}

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from . import benchctl, boardfs, boardstate, facts, floor, power, tfl
+from . import benchctl, boardfs, boardstate, facts, floor, inputs, power, runtimes
 from .codes import AgentFailure
 
 
@@ -52,14 +52,14 @@ def _pinned_sha(path, args) -> str:
     return actual
 
 
-def _model_doc(path, name, interp, sha) -> dict:
+def _model_doc(path, name, model, sha) -> dict:
     return {
         "path": path,
         "name": name,
         "sha256": sha,
         "size_bytes": os.path.getsize(path),
-        "inputs": [tfl.describe_tensor(d) for d in interp.get_input_details()],
-        "outputs": [tfl.describe_tensor(d) for d in interp.get_output_details()],
+        "inputs": [inputs.describe_tensor(d) for d in model.inputs()],
+        "outputs": [inputs.describe_tensor(d) for d in model.outputs()],
     }
 
 
@@ -88,18 +88,18 @@ def latency_stats(samples) -> dict:
     }
 
 
-def _bench_inputs(interp, args):
+def _bench_inputs(model, args):
     """[(input index, [tensors...])] to feed; the first input takes --inputs, the others seeded random data."""
-    np: Any = tfl.np  # find_runtime() has imported it
+    np: Any = runtimes.load_numpy()
     rng = np.random.default_rng(args.seed)
-    details = interp.get_input_details()
+    details = model.inputs()
     feeds = []
     for i, detail in enumerate(details):
         if args.inputs and i == 0:
-            arr = tfl.to_model_dtype(tfl.load_npy(args.inputs), detail)
-            feeds.append((detail["index"], tfl.split_samples(arr, detail)))
+            arr = inputs.to_model_dtype(inputs.load_npy(args.inputs), detail)
+            feeds.append((detail["index"], inputs.split_samples(arr, detail)))
         else:
-            feeds.append((detail["index"], [tfl.random_input(detail, rng)]))
+            feeds.append((detail["index"], [inputs.random_input(detail, rng)]))
     if args.inputs and len(details) > 1:
         print("edgeq-agent: --inputs feeds input 0 only; other inputs get seeded random data", file=sys.stderr)
     source = ("npy:" + args.inputs) if args.inputs else ("random(seed=" + str(args.seed) + ")")
@@ -109,7 +109,7 @@ def _bench_inputs(interp, args):
 MAX_RAW_SAMPLES = 20000
 
 
-def _timed_loop(interp, cycling, args, sustained_s, window_s) -> dict:
+def _timed_loop(model, cycling, args, sustained_s, window_s) -> dict:
     """The timed window: back-to-back invokes. `edges` are the sample indices where each `window_s` window
     of wall time starts (the trajectory): one compare per invoke, outside the timed region, no second list."""
     samples: list = []
@@ -117,7 +117,8 @@ def _timed_loop(interp, cycling, args, sustained_s, window_s) -> dict:
     timed = 0.0
     step = 0
     perf = time.perf_counter
-    invoke = interp.invoke
+    run = model.run
+    set_input = model.set_input
     runs, min_seconds, max_seconds = (1, sustained_s, 0.0) if sustained_s else (args.runs, args.min_seconds, args.max_seconds)
     stopped_by = "sustained" if sustained_s else "runs+min_seconds"
     window_start = perf()
@@ -129,12 +130,12 @@ def _timed_loop(interp, cycling, args, sustained_s, window_s) -> dict:
         if cycling:
             step += 1
             for index, tensors in cycling:
-                interp.set_tensor(index, tensors[step % len(tensors)])
+                set_input(index, tensors[step % len(tensors)])
         t = perf()
         if t >= next_edge:
             edges.append(len(samples))
             next_edge += window_s * (1 + int((t - next_edge) // window_s))
-        invoke()
+        run()
         dt = perf() - t
         samples.append(dt)
         timed += dt
@@ -171,7 +172,7 @@ def bench(args) -> dict:
         boardfs.check_name(args.name)
     # pinned before the interpreter exists: the runtime's worker threads inherit the mask
     affinity = benchctl.set_affinity(controls["cpu_affinity"]) if controls.get("cpu_affinity") else None
-    rt = tfl.find_runtime()
+    rt = runtimes.open_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "bench"):
         path, name = _resolve_model(store, args)
         sha = _pinned_sha(path, args)
@@ -189,25 +190,21 @@ def bench(args) -> dict:
     return doc
 
 
-def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
-    np: Any = tfl.np  # find_runtime() has imported it
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    board = facts.gather(args.workdir, rt.info(), np.__version__)
-    hwm_before = facts.vmhwm_bytes()
-    interp, delegate_info, init_seconds = tfl.make_interpreter(rt, path, args.threads, args.delegate)
-    hwm_init = facts.vmhwm_bytes()
-    model = _model_doc(path, name, interp, sha)
-    feeds, source = _bench_inputs(interp, args)
+def _first_runs(model, feeds, warmup: int) -> float:
+    """Feed every input its first tensor, invoke once (returns its seconds), then the warm-up runs."""
     for index, tensors in feeds:
-        interp.set_tensor(index, tensors[0])
-    cycling = [(index, tensors) for index, tensors in feeds if len(tensors) > 1]
-
+        model.set_input(index, tensors[0])
     t = time.perf_counter()
-    interp.invoke()
+    model.run()
     first_invoke = time.perf_counter() - t
-    for _ in range(args.warmup):
-        interp.invoke()
+    for _ in range(warmup):
+        model.run()
+    return first_invoke
 
+
+def _sampled_window(model, cycling, args, power_spec, controls) -> dict:
+    """_timed_loop() with the board's state sampled through it (and power, when a probe is set), its
+    snapshots before and after, and the power probe's idle reading taken first."""
     probe = power.make_probe(power_spec)
     idle = power.measure_idle(probe, power_spec) if probe is not None else None
     sampler = power.Sampler(probe, power_spec["interval_s"]) if probe is not None else None
@@ -217,11 +214,28 @@ def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
         sampler.start()
     state.start()
     window_s = float(controls.get("window_s") or 1.0)
-    loop = _timed_loop(interp, cycling, args, float(controls.get("sustained_s") or 0.0), window_s)
+    loop = _timed_loop(model, cycling, args, float(controls.get("sustained_s") or 0.0), window_s)
     during = state.stop()
     if sampler is not None:
         sampler.stop()
-    after_state = boardstate.snapshot()
+    loop.update(probe=probe, idle=idle, sampler=sampler, window_s=window_s, before=before, during=during)
+    loop["after"] = boardstate.snapshot()
+    return loop
+
+
+def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
+    np: Any = runtimes.load_numpy()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    board = facts.gather(args.workdir, rt.info(), np.__version__)
+    hwm_before = facts.vmhwm_bytes()
+    model = rt.load(path, args.threads, args.delegate)
+    hwm_init = facts.vmhwm_bytes()
+    model_doc = _model_doc(path, name, model, sha)
+    feeds, source = _bench_inputs(model, args)
+    cycling = [(index, tensors) for index, tensors in feeds if len(tensors) > 1]
+    first_invoke = _first_runs(model, feeds, args.warmup)
+    loop = _sampled_window(model, cycling, args, power_spec, controls)
+    probe, idle, sampler, window_s = loop["probe"], loop["idle"], loop["sampler"], loop["window_s"]
     hwm_runs = facts.vmhwm_bytes()
     after = facts.thermal_state()
     harness = floor.harness_floor(rt, args.threads)  # after the window: it must not warm or cool the model's run
@@ -230,13 +244,13 @@ def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
     stats = latency_stats(samples)
     stride = max(1, -(-len(samples) // MAX_RAW_SAMPLES))
     return {
-        "model": model,
+        "model": model_doc,
         "runtime": rt.info(),
         "threads": args.threads,
-        "delegate": delegate_info,
+        "delegate": model.delegate,
         "inputs_source": source,
         "started_at": started_at,
-        "init_seconds": init_seconds,
+        "init_seconds": model.init_seconds,
         "first_invoke_seconds": first_invoke,
         "warmup_runs": args.warmup,
         "runs_requested": args.runs,
@@ -259,28 +273,44 @@ def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
         "pid": os.getpid(),  # each session is its own agent process: the pids tell them apart
         "trend": boardstate.trend(samples),
         "trajectory": boardstate.trajectory(loop["edges"], samples, window_s),
-        "_before": before,
-        "_during": during,
-        "_after": after_state,
+        "_before": loop["before"],
+        "_during": loop["during"],
+        "_after": loop["after"],
     }
 
 
-def _resize_batch(interp, detail, shape, batch, native) -> int:
+def _resize_batch(model, detail, shape, batch, native) -> int:
     """Resize input 0 to `batch` rows; a model that refuses keeps its native batch size. Returns the batch used."""
     if batch == native:
         return native
     try:
-        interp.resize_tensor_input(detail["index"], [batch] + shape[1:], strict=False)
-        interp.allocate_tensors()
+        model.resize_input(detail["index"], [batch] + shape[1:])
         return batch
     except Exception as exc:  # fixed-batch model: fall back to its own batch size
         print(
             "edgeq-agent: cannot resize the input to batch " + str(batch) + " (" + str(exc)[:200] + "); using " + str(native),
             file=sys.stderr,
         )
-        interp.resize_tensor_input(detail["index"], shape, strict=False)
-        interp.allocate_tensors()
+        model.resize_input(detail["index"], shape)
         return native
+
+
+def _input_rows(model, path):
+    """(input 0's detail, its shape, the --inputs rows converted to its dtype)."""
+    detail = model.inputs()[0]
+    shape = [int(d) for d in detail["shape"]]
+    arr = inputs.load_npy(path)
+    if arr.ndim != len(shape) or list(arr.shape[1:]) != shape[1:]:
+        raise AgentFailure(
+            "bad_input",
+            "inputs of shape "
+            + str(list(arr.shape))
+            + " are not rows of the model input shape "
+            + str(shape)
+            + ": pass an array of shape [N] + "
+            + str(shape[1:]),
+        )
+    return detail, shape, inputs.to_model_dtype(arr, detail)
 
 
 def predict(args) -> dict:
@@ -288,31 +318,18 @@ def predict(args) -> dict:
     store.ensure()
     if args.name is not None:
         boardfs.check_name(args.name)
-    rt = tfl.find_runtime()
-    np: Any = tfl.np  # find_runtime() has imported it
+    rt = runtimes.open_runtime()
+    np: Any = runtimes.load_numpy()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "predict"):
         path, name = _resolve_model(store, args)
         sha = _pinned_sha(path, args)
-        interp, delegate_info, _ = tfl.make_interpreter(rt, path, args.threads, args.delegate)
-        detail = interp.get_input_details()[0]
-        out_index = interp.get_output_details()[0]["index"]
-        shape = [int(d) for d in detail["shape"]]
-        arr = tfl.load_npy(args.inputs)
-        if arr.ndim != len(shape) or list(arr.shape[1:]) != shape[1:]:
-            raise AgentFailure(
-                "bad_input",
-                "inputs of shape "
-                + str(list(arr.shape))
-                + " are not rows of the model input shape "
-                + str(shape)
-                + ": pass an array of shape [N] + "
-                + str(shape[1:]),
-            )
-        data = tfl.to_model_dtype(arr, detail)
+        model = rt.load(path, args.threads, args.delegate)
+        out_index = model.outputs()[0]["index"]
+        detail, shape, data = _input_rows(model, args.inputs)
         n = data.shape[0]
         start = time.perf_counter()
         native = shape[0] if shape and shape[0] > 0 else 1
-        current = _resize_batch(interp, detail, shape, min(args.batch, n) if n else native, native)
+        current = _resize_batch(model, detail, shape, min(args.batch, n) if n else native, native)
         predictions: list[Any] = []
         for pos in range(0, n, current):
             chunk = data[pos : pos + current]
@@ -320,9 +337,9 @@ def predict(args) -> dict:
             if rows < current:  # the last chunk: pad to the tensor's batch and drop the padding's predictions
                 pad = np.zeros((current - rows,) + chunk.shape[1:], dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            interp.set_tensor(detail["index"], chunk)
-            interp.invoke()
-            out = interp.get_tensor(out_index)
+            model.set_input(detail["index"], chunk)
+            model.run()
+            out = model.tensor(out_index)
             predictions.extend(int(v) for v in out.reshape(current, -1).argmax(axis=1)[:rows])
         seconds = time.perf_counter() - start
     return {
@@ -332,5 +349,5 @@ def predict(args) -> dict:
         "seconds": seconds,
         "model": {"path": path, "name": name, "sha256": sha},
         "runtime": rt.info(),
-        "delegate": delegate_info,
+        "delegate": model.delegate,
     }

@@ -14,64 +14,42 @@ import base64
 import time
 from typing import Any
 
-from . import boardfs, tfl
+from . import boardfs, inputs, runtimes
 from .codes import AgentFailure
 from .measure import _pinned_sha, _resolve_model
 
 MAX_TRACE_BYTES = 32 * 1024 * 1024  # what one answer may carry (base64 adds a third): fewer golden rows beyond
 
 
-def open_traced(rt, path, threads: int = 1):
-    """An interpreter keeping every intermediate tensor, builtin kernels only; unsupported if the runtime can't."""
-    kwargs = {"model_path": str(path), "num_threads": int(threads), "experimental_preserve_all_tensors": True}
-    no_default = getattr(rt.OpResolverType, "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None) if rt.OpResolverType else None
-    if no_default is not None:
-        kwargs["experimental_op_resolver_type"] = no_default
-    try:
-        interp = rt.Interpreter(**kwargs)
-    except TypeError:  # a runtime without experimental_preserve_all_tensors (older than TF 2.5)
-        raise AgentFailure(
-            "unsupported",
-            "the " + rt.name + " runtime " + str(rt.version) + " cannot keep intermediate tensors "
-            "(experimental_preserve_all_tensors): install a newer runtime with `edgeq devices setup`",
-            runtime=rt.info(),
-        ) from None
-    except Exception as exc:
-        raise AgentFailure("unloadable", "the " + rt.name + " runtime cannot load the model: " + str(exc)[:300]) from None
-    interp.allocate_tensors()
-    if not hasattr(interp, "_get_ops_details"):
-        raise AgentFailure(
-            "unsupported", "the " + rt.name + " runtime does not list its ops (_get_ops_details)", runtime=rt.info()
-        )
-    return interp
-
-
-def _rows(interp, arr):
-    detail = interp.get_input_details()[0]
+def _rows(model, arr):
+    detail = model.inputs()[0]
     shape = [int(d) for d in detail["shape"]]
     if arr.ndim != len(shape) or list(arr.shape[1:]) != shape[1:]:
         raise AgentFailure(
             "bad_input",
             "golden inputs of shape " + str(list(arr.shape)) + " are not rows of the model input shape " + str(shape),
         )
-    data = tfl.to_model_dtype(arr, detail)
+    data = inputs.to_model_dtype(arr, detail)
     return detail["index"], [data[i : i + 1] for i in range(data.shape[0])]
 
 
-def trace(interp, arr) -> dict:
-    """Per op (execution order): its output tensors over every golden row (stacked), base64 of raw bytes."""
-    np: Any = tfl.load_numpy()
-    index, rows = _rows(interp, arr)
-    ops = interp._get_ops_details()
-    details = {int(d["index"]): d for d in interp.get_tensor_details()}
+def trace(model, arr) -> dict:
+    """Per op (execution order): its output tensors over every golden row (stacked), base64 of raw bytes.
+
+    `model` comes from Runtime.load_traced: every intermediate tensor kept, builtin kernels only.
+    """
+    np: Any = runtimes.load_numpy()
+    index, rows = _rows(model, arr)
+    ops = model.ops()
+    details = {int(d["index"]): d for d in model.tensors()}
     kept: dict = {}
     for row in rows:
-        interp.set_tensor(index, row)
-        interp.invoke()
+        model.set_input(index, row)
+        model.run()
         for op in ops:
             for t in op["outputs"]:
                 if int(t) >= 0:
-                    kept.setdefault(int(t), []).append(np.array(interp.get_tensor(int(t))))
+                    kept.setdefault(int(t), []).append(np.array(model.tensor(int(t))))
     out, total = [], 0
     for op in ops:
         outs = []
@@ -109,7 +87,7 @@ def trace(interp, arr) -> dict:
 
 def trace_file(rt, path, arr, threads: int = 1) -> dict:
     """trace() of a model file (the host's reference uses this with its own runtime)."""
-    return trace(open_traced(rt, path, threads), arr)
+    return trace(rt.load_traced(path, threads), arr)
 
 
 def tensors(args) -> dict:
@@ -117,11 +95,11 @@ def tensors(args) -> dict:
     store.ensure()
     if args.name is not None:
         boardfs.check_name(args.name)
-    rt = tfl.find_runtime()
+    rt = runtimes.open_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "tensors"):
         path, name = _resolve_model(store, args)
         sha = _pinned_sha(path, args)
-        arr = tfl.load_npy(args.inputs)
+        arr = inputs.load_npy(args.inputs)
         start = time.perf_counter()
         doc = trace_file(rt, path, arr, args.threads)
     doc.update(model={"path": path, "name": name, "sha256": sha}, runtime=rt.info(), seconds=time.perf_counter() - start)
