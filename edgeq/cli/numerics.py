@@ -9,7 +9,7 @@ import typer
 
 from edgeq.cli import output
 from edgeq.cli.fleetrun import progress_logger
-from edgeq.cli.options import DevicesOpt, JsonOpt, TargetOpt, WideOpt
+from edgeq.cli.options import DevicesOpt, JsonOpt, TargetOpt
 from edgeq.errors import FleetError
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ def numerics_cmd(
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards checked at once.")] = 5,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
-    wide: WideOpt = False,
 ) -> None:
     """Run golden inputs with every intermediate tensor kept, on the boards and here; name the first layer that drifts."""
     output.use_json(json_out)

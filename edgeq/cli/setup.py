@@ -9,7 +9,7 @@ import typer
 from edgeq.cli import format as fmt
 from edgeq.cli import output
 from edgeq.cli.fleetrun import fan_out
-from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, WideOpt
+from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt
 
 
 def _rows(res: Any) -> list[list[Any]]:
@@ -32,7 +32,6 @@ def devices_setup(
     max_fail: MaxFailOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
-    wide: WideOpt = False,
 ) -> None:
     """Make boards ready offline: a venv in the workdir with a TFLite runtime from wheels this machine downloads."""
     output.use_json(json_out)
