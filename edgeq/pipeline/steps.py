@@ -33,9 +33,9 @@ from edgeq.stages.interpreter import Runtime
 from edgeq.stages.quantize import calibration_set, quantize
 from edgeq.stages.train import train as train_model
 from edgeq.stages.validate import check_gates, evaluate, layer_errors_of
+from edgeq.stages.variants import builder, kind
 
 LAYER_ERRORS_VERSION = 1  # int8 validate outputs carry per-layer error statistics (edgeq/stages/debug.py)
-CALIBRATED_TYPES = ("int8", "int16x8", "edgetpu")  # variants calibrated on training samples
 
 
 def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
@@ -92,7 +92,8 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     """One variant's .tflite (cached), linked into the run's artifacts; the variant's manifest entry so far."""
     spec = ctx.spec
     common = {"train": train.key, "variant": v.model_dump(mode="json", exclude={"gates", "name"}), "seed": spec.seed}
-    if v.qat:  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
+    route = builder(v, spec.model.made_elsewhere)
+    if route == "qat":  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
         libs = {**ctx.tf_versions, **qat.versions()}
         key = stage_key(
             {"v": CACHE_VERSION, "stage": "qat", "data": data_key, "train_spec": spec.train.model_dump(mode="json")}
@@ -106,7 +107,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
 
         out, cached, meta = ctx.cached("qat", key, build, label=f"qat {v.key}")
     else:
-        libs = ctx.tf_versions | ({"quantizer": litert.quantizer_version()} if _uses_litert(ctx, v) else {})
+        libs = ctx.tf_versions | ({"quantizer": litert.quantizer_version()} if route == "litert" else {})
         key = stage_key({"v": CACHE_VERSION, "stage": "quantize"} | common | {"libs": libs})
         out, cached, meta = ctx.cached("quantize", key, lambda tmp: _quantize(ctx, v, train, tmp), label=f"quantize {v.key}")
     model = out / "model.tflite"
@@ -126,16 +127,12 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     return stage, VariantResult.from_json(entry)
 
 
-def _uses_litert(ctx: RunContext, v: VariantSpec) -> bool:
-    return ctx.spec.model.made_elsewhere or v.type == "weight_only"
-
-
 def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
-    if _uses_litert(ctx, v):
+    if builder(v, ctx.spec.model.made_elsewhere) == "litert":
         return _quantize_litert(ctx, v, train, tmp)
     spec, d = ctx.spec, ctx.dataset()
     calib = None
-    if v.type in CALIBRATED_TYPES:
+    if kind(v).calibrated:
         calib = calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
         ctx.log(f"  calibrating {v.key} on {len(calib)} training samples ({v.calibration_selection})")
     return quantize(
@@ -165,7 +162,7 @@ def _quantize_litert(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Pa
         (tmp / "model.tflite").write_bytes(blob)
         return {"variant": v.key, "type": v.type, "size_bytes": len(blob), "convert_seconds": 0.0, "calibration_samples": 0}
     calib = None
-    if v.type in ("int8", "int16x8"):
+    if kind(v).calibrated:
         calib = calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
         ctx.log(f"  calibrating {v.key} on {len(calib)} training samples ({v.calibration_selection}, LiteRT quantizer)")
     return litert.quantize_float(blob, v, calib, tmp, where)
@@ -187,7 +184,7 @@ def validate_stage(ctx: RunContext, v: VariantSpec, q: QuantizeStage, runtime: R
             "data": data_key,
             "runtime": runtime.describe(),
             "batch": spec.validate_.batch_size,
-            **({"layer_errors": LAYER_ERRORS_VERSION} if v.type == "int8" else {}),
+            **({"layer_errors": LAYER_ERRORS_VERSION} if kind(v).requantized else {}),
         }
     )
 
@@ -195,7 +192,7 @@ def validate_stage(ctx: RunContext, v: VariantSpec, q: QuantizeStage, runtime: R
         d = ctx.dataset()
         # edgetpu: accuracy of the int8 model before compilation (eval_file: same arithmetic, runs on CPU)
         model = Path(q.output).with_name(q.eval_file or "model.tflite")
-        extra = {"layer_errors": layer_errors_of(model.parent, v, d.x_test)} if v.type == "int8" else {}
+        extra = {"layer_errors": layer_errors_of(model.parent, v, d.x_test)} if kind(v).requantized else {}
         return {**evaluate(runtime, model, d.x_test, d.y_test, spec.validate_.batch_size), "runtime": runtime.describe(), **extra}
 
     _, cached, meta = ctx.cached("validate", key, build, label=f"validate {v.key}")

@@ -19,6 +19,7 @@ from edgeq.inspect.report import FLOAT
 from edgeq.progress import tracker
 from edgeq.stages.calibrate import recalibrate
 from edgeq.stages.quiet import captured_output, import_tensorflow
+from edgeq.stages.variants import kind
 
 _OP_PATTERNS = (
     re.compile(r"Quantization not yet supported for op: '?([A-Za-z0-9_]+)'?"),
@@ -132,8 +133,14 @@ def convert(
     """
     tf = import_tensorflow()
     conv = _converter(tf, model_source, saved_model)
-    t = variant.type
-    if t in ("int8", "int16x8"):
+    k = kind(variant)
+    if k.optimize:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if k.ops_set:
+        conv.target_spec.supported_ops = [getattr(tf.lite.OpsSet, k.ops_set)]
+    if k.supported_type:
+        conv.target_spec.supported_types = [getattr(tf, k.supported_type)]
+    if k.calibrated:
         if calib is None or len(calib) == 0:
             raise QuantizeError(f"variant {variant.key}: no calibration data", "the training split is empty")
 
@@ -144,26 +151,17 @@ def convert(
                 yield [calib[i : i + 1].astype(np.float32)]
                 advance(f"calibrate {variant.key}", i + 1, len(calib))
 
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
         if not variant.per_channel:
             conv._experimental_disable_per_channel = True  # noqa: SLF001 - TF 2.21's only switch for it
-        if t == "int8":
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = conv.inference_output_type = _io_dtype(tf, variant)
-            conv._experimental_calibrate_only = True  # noqa: SLF001 - see requantize()
-        else:
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    elif t == "dynamic":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif t == "float16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
+    if k.requantized:
+        conv.inference_input_type = conv.inference_output_type = _io_dtype(tf, variant)
+        conv._experimental_calibrate_only = True  # noqa: SLF001 - see requantize()
     out = {"text": ""}
     try:
         with captured_output() as out:
             blob = conv.convert()
-            if t == "int8":
+            if k.requantized:
                 if variant.calibration_method != "minmax":
                     blob, info = recalibrate(
                         blob, cast(np.ndarray, calib), variant.calibration_method, variant.calibration_percentile
@@ -175,11 +173,11 @@ def convert(
                 blob = requantize(blob, variant)
     except Exception as e:
         _raise_convert_error(e, out["text"], variant)
-    if t in ("int8", "int16x8"):
+    if k.full_integer:
         bad = float_ops(blob)
         if bad:
             raise QuantizeError(
-                f"variant {variant.key}: op(s) {', '.join(bad)} cannot be quantized to {t}: "
+                f"variant {variant.key}: op(s) {', '.join(bad)} cannot be quantized to {variant.type}: "
                 "the converter left them in float, so the model is not full-integer",
                 "replace those ops (they have no integer kernel), or use a 'dynamic' or 'float16' variant",
             )

@@ -20,6 +20,7 @@ from edgeq.errors import MissingExtraError, ModelError, QuantizeError
 from edgeq.progress import tracker
 from edgeq.stages.convert import op_table
 from edgeq.stages.quiet import captured_output
+from edgeq.stages.variants import kind
 
 DIST = "litert-quantizer"
 EXTRA = "tflite-quant"
@@ -52,14 +53,13 @@ def recipe(variant: VariantSpec) -> list[dict]:
         "dtype": "INT",
     }
     config: dict = {"weight_tensor_config": weights, "skip_checks": False, "min_weight_elements": 0}
-    if variant.type == "int8":  # TFLite's int8 scheme: asymmetric activations, symmetric weights
-        config["activation_tensor_config"] = {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"}
-    elif variant.type == "int16x8":  # TFLite's 16x8 kernels need symmetric int16 activations
-        config["activation_tensor_config"] = {"num_bits": 16, "symmetric": True, "granularity": "TENSORWISE", "dtype": "INT"}
-    elif variant.type not in ("dynamic", "weight_only"):
+    k = kind(variant)
+    if not k.from_float_tflite or k.type == "fp32":  # fp32 is the float model itself, not a quantizer recipe
         raise QuantizeError(f"variant {variant.key}: the LiteRT quantizer cannot make {variant.type}", None)
-    float_compute = variant.type == "weight_only"
-    config |= {"compute_precision": "FLOAT" if float_compute else "INTEGER", "explicit_dequantize": float_compute}
+    if k.activations is not None:
+        bits, sym = k.activations
+        config["activation_tensor_config"] = {"num_bits": bits, "symmetric": sym, "granularity": "TENSORWISE", "dtype": "INT"}
+    config |= {"compute_precision": "FLOAT" if k.float_compute else "INTEGER", "explicit_dequantize": k.float_compute}
     return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": config}]
 
 
@@ -153,7 +153,8 @@ def quantize_float(float_blob: bytes, variant: VariantSpec, calib: np.ndarray | 
             f"variant {variant.key}: the LiteRT quantizer failed on {where}: {type(e).__name__}: {first[:400]}",
             "rerun with --debug for its full output; a dynamic or weight_only variant needs no calibration",
         ) from None
-    if variant.type in ("int8", "int16x8"):
+    k = kind(variant)
+    if k.full_integer:
         bad = _float_islands(blob)
         if bad:
             raise QuantizeError(
@@ -161,13 +162,12 @@ def quantize_float(float_blob: bytes, variant: VariantSpec, calib: np.ndarray | 
                 "those ops have no integer kernel in the quantizer: use a dynamic or weight_only variant",
             )
     (out_dir / "model.tflite").write_bytes(blob)
-    calibrated = variant.type in ("int8", "int16x8")
     return {
         "variant": variant.key,
         "type": variant.type,
         "size_bytes": len(blob),
         "convert_seconds": round(time.perf_counter() - start, 3),
-        "calibration_samples": int(len(calib)) if calibrated and calib is not None else 0,
-        "calibration_selection": variant.calibration_selection if calibrated else None,
+        "calibration_samples": int(len(calib)) if k.calibrated and calib is not None else 0,
+        "calibration_selection": variant.calibration_selection if k.calibrated else None,
         "quantizer": f"{DIST} {quantizer_version()}",
     }

@@ -1,5 +1,5 @@
 """quantize stage: one .tflite per variant (fp32, int8, dynamic, float16, int16x8, edgetpu), calibrated
-on training samples; the converter itself is edgeq/stages/convert.py."""
+on training samples; the converter itself is edgeq/stages/convert.py, the types' table edgeq/stages/variants.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from edgeq.stages.convert import convert
 from edgeq.stages.edgetpu import quantize_edgetpu
 from edgeq.stages.mixed import search
 from edgeq.stages.quiet import import_tensorflow
+from edgeq.stages.variants import kind
 
 
 def calibration_indices(y_train: np.ndarray | None, n_rows: int, n: int, seed: int, selection: str = "random") -> np.ndarray:
@@ -65,7 +66,8 @@ def quantize(
     measures on the validation split, never on the test split).
     """
     start = time.perf_counter()
-    if variant.type == "edgetpu":  # int8 + Edge TPU check + edgetpu_compiler: edgeq/stages/edgetpu.py
+    k = kind(variant)
+    if k.builder == "edgetpu":  # int8 + Edge TPU check + edgetpu_compiler: edgeq/stages/edgetpu.py
         return quantize_edgetpu(model_path, variant, calib, out_dir, saved_model=saved_model, load_model=load_model)
     if saved_model:
         source = model_path
@@ -88,7 +90,7 @@ def quantize(
         "type": variant.type,
         "size_bytes": len(blob),
         "convert_seconds": round(time.perf_counter() - start, 3),
-        "calibration_samples": int(len(calib)) if calib is not None and variant.type in ("int8", "int16x8") else 0,
-        "calibration_selection": variant.calibration_selection if variant.type in ("int8", "int16x8") else None,
+        "calibration_samples": int(len(calib)) if calib is not None and k.calibrated else 0,
+        "calibration_selection": variant.calibration_selection if k.calibrated else None,
         **metrics,
     }
