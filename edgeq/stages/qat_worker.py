@@ -8,8 +8,8 @@ The trained model is a Keras 3 file that tf-keras cannot read (its InputLayer co
 is loaded with Keras 3 (which coexists with tf-keras in one process) and rebuilt layer by layer in
 tf-keras with the same weights; the copy must reproduce the original's outputs before QAT starts.
 
-Protocol: progress lines on stdout start with MARK; the outcome is written to the job's result file
-({"ok": true, ...metrics} or {"ok": false, "error": class name, "message", "hint"}).
+Run through edgeq/stages/child.py: progress goes to the parent's log through `say`; an EdgeqError raised
+here is re-raised in the parent as the same class with its message and hint.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"  # must precede any TensorFlow import, h
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import inspect  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from edgeq.stages.qat import MARK  # noqa: E402 - no TensorFlow behind it
+from edgeq.errors import ModelError, QuantizeError  # noqa: E402 - no TensorFlow behind these
+from edgeq.stages.child import child_main  # noqa: E402
 
 PROBE_ROWS = 64
 # softmax outputs of the same weights on the same graph agree to ~1e-7; more means a layer was
@@ -35,35 +35,12 @@ PROBE_TOLERANCE = 1e-4
 _SKIPPED = ("InputLayer", "Identity")  # no computation: tf-keras gets its own Input
 
 
-class WorkerError(Exception):
-    def __init__(self, kind: str, message: str, hint: str):
-        super().__init__(message)
-        self.kind, self.message, self.hint = kind, message, hint
-
-
-def _say(msg: str) -> None:
-    print(MARK + msg, flush=True)
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit when the parent edgeq dies (the child runs in its own session, so no terminal signal reaches it)."""
-
-    def loop():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(143)
-
-    threading.Thread(target=loop, daemon=True).start()
-
-
 def _translate(value, module, key: str, layer: str):
-    """A Keras 3 regularizer/constraint config dict -> the tf-keras object, or a WorkerError."""
+    """A Keras 3 regularizer/constraint config dict -> the tf-keras object, or a ModelError."""
     try:
         return module.get({"class_name": value["class_name"], "config": value.get("config", {})})
     except Exception as e:
-        raise WorkerError(
-            "ModelError",
+        raise ModelError(
             f"layer {layer!r}: {key} {value.get('class_name')!r} has no tf-keras counterpart ({e})",
             "remove it from the layer, or use a PTQ int8 variant for this model",
         ) from None
@@ -77,8 +54,7 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
     rule for it) or None when it cannot.
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise WorkerError(
-            "ModelError",
+        raise ModelError(
             f"QAT supports single-input, single-output models; {model.name!r} has "
             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs",
             "use a PTQ int8 variant for this model",
@@ -91,8 +67,7 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
             continue
         where = f"layer {layer.name!r} ({type(layer).__module__}.{cls_name})"
         if isinstance(layer.input, (list, tuple)):
-            raise WorkerError(
-                "ModelError",
+            raise ModelError(
                 f"QAT can only rebuild a chain of layers; {where} takes {len(layer.input)} inputs",
                 "use a Sequential model (or a functional chain) for QAT, or a PTQ int8 variant",
             )
@@ -101,14 +76,12 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
             try:
                 new = hook(layer, tf_keras, tfmot) if hook is not None else None
             except Exception as e:
-                raise WorkerError(
-                    "ModelError",
+                raise ModelError(
                     f"the factory's qat_layer() failed for {where}: {type(e).__name__}: {e}",
                     "fix qat_layer in the model.factory module",
                 ) from None
             if new is None:
-                raise WorkerError(
-                    "ModelError",
+                raise ModelError(
                     f"QAT cannot move {where} to tf-keras: it is a custom layer with no tf-keras counterpart",
                     "define qat_layer(layer, tf_keras, tfmot) in the model.factory module "
                     "(docs/quantization.md#quantization-aware-training-trainqat), use builtin Keras layers, "
@@ -130,8 +103,7 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
                 elif k.endswith("_initializer") or k == "dtype":
                     continue  # weights are copied; the dtype policy object is Keras 3's own
                 else:
-                    raise WorkerError(
-                        "ModelError",
+                    raise ModelError(
                         f"QAT cannot move {where} to tf-keras: its {k!r} is a custom object",
                         "use builtin activations and settings, or a PTQ int8 variant for this model",
                     )
@@ -139,8 +111,7 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
         try:
             new = target(**kwargs)
         except Exception as e:
-            raise WorkerError(
-                "ModelError",
+            raise ModelError(
                 f"QAT cannot rebuild {where} in tf-keras: {type(e).__name__}: {e}",
                 "use a PTQ int8 variant for this model",
             ) from None
@@ -149,8 +120,7 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
     try:
         copy = tf_keras.Sequential(layers, name=model.name)
     except Exception as e:
-        raise WorkerError(
-            "ModelError",
+        raise ModelError(
             f"QAT cannot rebuild model {model.name!r} in tf-keras: {type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}",
             "use a PTQ int8 variant for this model",
@@ -159,8 +129,7 @@ def to_tf_keras(model, tf_keras, hook=None, tfmot=None):
         try:
             new.set_weights(old.get_weights())
         except Exception as e:
-            raise WorkerError(
-                "ModelError",
+            raise ModelError(
                 f"QAT cannot copy the weights of {where}: {type(e).__name__}: {e}",
                 "use a PTQ int8 variant for this model",
             ) from None
@@ -172,8 +141,7 @@ def _check_copy(model, copy, x) -> float:
 
     diff = float(np.max(np.abs(np.asarray(model(x, training=False)) - copy.predict(x, verbose=0))))
     if not diff <= PROBE_TOLERANCE:
-        raise WorkerError(
-            "ModelError",
+        raise ModelError(
             f"the tf-keras copy of the model does not reproduce its outputs (max difference "
             f"{diff:.3g} on {len(x)} training rows)",
             "use builtin Keras layers for QAT, or a PTQ int8 variant",
@@ -204,8 +172,7 @@ def _quantize_model(copy, per_channel: bool):
             return q.quantize_apply(q.quantize_annotate_model(copy), scheme=nbit.DefaultNBitQuantizeScheme(disable_per_axis=True))
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WorkerError(
-            "QuantizeError",
+        raise QuantizeError(
             f"tensorflow-model-optimization cannot quantize the model: {first[:400]}",
             "replace the unsupported layer, or use a PTQ int8 variant for this model",
         ) from None
@@ -227,8 +194,7 @@ def _convert(qmodel, io: str, per_channel: bool) -> bytes:
         return conv.convert()
     except Exception as e:
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
-        raise WorkerError(
-            "QuantizeError",
+        raise QuantizeError(
             f"converting the QAT model to int8 failed: {first[:400]}",
             "rerun with --debug for the converter's output",
         ) from None
@@ -249,7 +215,7 @@ def _factory_hook(factory: str | None, base: Path):
     return hook if callable(hook) else None
 
 
-def run(job: dict) -> dict:
+def run(job: dict, say: Callable[[str], None]) -> dict:
     from edgeq.config import PipelineSpec, VariantSpec
     from edgeq.data import datasets as data_mod
     from edgeq.data import zoo
@@ -282,10 +248,10 @@ def run(job: dict) -> dict:
     class _Log(tf_keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             parts = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if isinstance(v, float))
-            _say(f"  qat epoch {epoch + 1}/{qat.epochs} {parts}")
+            say(f"  qat epoch {epoch + 1}/{qat.epochs} {parts}")
 
     has_val = len(ds.x_val) > 0
-    _say(
+    say(
         f"  qat: fine-tuning with fake quantization on {len(ds.x_train)} samples "
         f"({qat.epochs} epochs, batch {batch}, learning rate {lr:g})"
     )
@@ -302,8 +268,7 @@ def run(job: dict) -> dict:
             callbacks=[_Log()],
         )
     except Exception as e:
-        raise WorkerError(
-            "ModelError",
+        raise ModelError(
             f"QAT fine-tuning failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
             "check the model and the qat settings",
         ) from None
@@ -325,24 +290,5 @@ def run(job: dict) -> dict:
     }
 
 
-def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text())
-    _watch_parent(job.get("parent_pid") or os.getppid())
-    result_file = Path(job["result_file"])
-    try:
-        result = {"ok": True, **run(job)}
-    except WorkerError as e:
-        result = {"ok": False, "error": e.kind, "message": e.message, "hint": e.hint}
-    except Exception as e:  # an EdgeqError from edgeq modules (data, zoo) keeps its class, message and hint
-        hint = getattr(e, "hint", None)
-        if not hasattr(e, "message"):
-            raise  # a bug: the traceback goes to the captured output, the caller reports it
-        result = {"ok": False, "error": type(e).__name__, "message": e.message, "hint": hint}
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_file)
-    return 0 if result["ok"] else 3
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(child_main(sys.argv[1:], run))

@@ -8,27 +8,25 @@ Layout: edgeq's image rows are NHWC. A PyTorch vision model takes NCHW, so with 
 default) litert-torch's to_channel_last_io wraps the module: the .tflite takes NHWC like the data, and the
 transposes are part of the graph.
 
-The conversion runs in a child process (python -m edgeq.stages.torchsrc JOB): torch.export imports
-torch._dynamo and with it triton, whose native code crashes (SIGSEGV) in a process that has already loaded
-TensorFlow, which an edgeq process may have (checked on this stack: `import tensorflow; import torch._dynamo`).
+The conversion runs in a child process (python -m edgeq.stages.torchsrc JOB, through edgeq/stages/child.py like
+QAT): torch.export imports torch._dynamo and with it triton, whose native code crashes (SIGSEGV) in a process that
+has already loaded TensorFlow, which an edgeq process may have (checked on this stack: `import tensorflow;
+import torch._dynamo`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from edgeq import errors
 from edgeq.config import ModelSpec
 from edgeq.data import zoo
 from edgeq.errors import MissingExtraError, ModelError
-from edgeq.stages.qat import MARK, _run_child  # the QAT worker's relay: progress lines, Ctrl-C, output kept on a crash
+from edgeq.stages.child import child_main, run_child
 from edgeq.stages.quiet import captured_output
 
 DIST = "litert-torch"
@@ -94,34 +92,29 @@ def convert_torch(
             raise _missing(e) from None
         if not found:
             raise _missing(f"no module named {name!r}")
-    job_file, result_file = out_dir / "torch-job.json", out_dir / "torch-result.json"
     job = {
         "model": spec.model_dump(mode="json", exclude_unset=True),
         "base": str(base),
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         "out_dir": str(out_dir),
-        "result_file": str(result_file),
     }
-    job_file.write_text(json.dumps(job))
-    tail = _run_child([sys.executable, "-m", "edgeq.stages.torchsrc", str(job_file)], log)
-    job_file.unlink()
-    if not result_file.exists():
-        raise ModelError(
-            f"model.torch {spec.torch!r}: the conversion process died without a result; its last output:\n" + "\n".join(tail),
-            "rerun with --debug to see all of its output",
-        )
-    result = json.loads(result_file.read_text())
-    result_file.unlink()
-    if not result.pop("ok"):
-        cls = getattr(errors, result.get("error") or "", None)
-        if not (isinstance(cls, type) and issubclass(cls, errors.EdgeqError)):
-            cls = ModelError
-        raise cls(result["message"], result.get("hint"))
-    return result
+    return run_child(
+        "edgeq.stages.torchsrc",
+        job,
+        out_dir,
+        log,
+        name="torch",
+        died=f"model.torch {spec.torch!r}: the conversion process",
+        error=ModelError,
+        # the relay this shared with QAT always set it; kept so the torch child's environment is unchanged
+        env={"TF_USE_LEGACY_KERAS": "1"},
+    )
 
 
-def _convert(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path) -> dict:
+def _convert(
+    spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path, say: Callable[[str], None]
+) -> dict:
     """The child's work: load the module, wrap it for NHWC, convert, export out_dir/model.tflite."""
     torch, litert_torch = _modules()
     module = load_module(spec, base, input_shape, num_classes)
@@ -139,9 +132,7 @@ def _convert(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, 
             ) from None
         module = litert_torch.to_channel_last_io(module, args=[0], outputs=[])
     sample = (torch.zeros(1, *input_shape),)
-    print(
-        f"{MARK}  converting {spec.torch} with litert-torch {converter_version()} (input [1, {', '.join(map(str, input_shape))}])"
-    )
+    say(f"  converting {spec.torch} with litert-torch {converter_version()} (input [1, {', '.join(map(str, input_shape))}])")
     t0 = time.perf_counter()
     try:
         with captured_output():
@@ -162,22 +153,11 @@ def _convert(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, 
     }
 
 
-def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text())
-    result_file = Path(job["result_file"])
-    try:
-        spec = ModelSpec.model_validate(job["model"])
-        result = {
-            "ok": True,
-            **_convert(spec, Path(job["base"]), tuple(job["input_shape"]), job["num_classes"], Path(job["out_dir"])),
-        }
-    except errors.EdgeqError as e:  # keeps its class (exit code), message and hint
-        result = {"ok": False, "error": type(e).__name__, "message": e.message, "hint": e.hint}
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_file)
-    return 0 if result["ok"] else 3
+def _work(job: dict, say: Callable[[str], None]) -> dict:
+    """The child's side of convert_torch()."""
+    spec = ModelSpec.model_validate(job["model"])
+    return _convert(spec, Path(job["base"]), tuple(job["input_shape"]), job["num_classes"], Path(job["out_dir"]), say)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(child_main(sys.argv[1:], _work))

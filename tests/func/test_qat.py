@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -227,52 +223,4 @@ def test_qat_config_errors(edgeq, write_pipeline, overrides, needles):
     assert_clean_error(edgeq("run", write_pipeline(overrides)), 3, *needles)
 
 
-def test_ctrl_c_stops_the_qat_child(tmp_path):
-    from edgeq.stages import qat
-
-    pid_file = tmp_path / "pid"
-    child = (
-        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        f"print('TF noise'); print({qat.MARK!r} + 'epoch 1', flush=True)\ntime.sleep(120)\n"
-    )
-    seen = []
-
-    def log(line):
-        seen.append(line)
-        raise KeyboardInterrupt  # what Ctrl-C raises in edgeq's main thread while it relays progress
-
-    t = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        qat._run_child([sys.executable, "-c", child], log)
-    assert seen == ["epoch 1"]
-    assert _gone(int(pid_file.read_text()))  # not left running for 120 s
-    assert time.monotonic() - t < 30
-
-
-def test_worker_exits_when_edgeq_dies(tmp_path):
-    """The worker runs in its own session (no terminal signals): it must notice its parent is gone."""
-    pid_file = tmp_path / "pid"
-    code = (
-        "import subprocess, sys\n"
-        "import os\n"
-        "p = subprocess.Popen([sys.executable, '-c', 'from edgeq.stages import qat_worker as w; w._watch_parent(%d); "
-        "import time; time.sleep(120)' % os.getpid()], start_new_session=True)\n"
-        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # the parent exits at once
-    pid = int(pid_file.read_text())
-    for _ in range(100):
-        if _gone(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, 9)
-    pytest.fail("the orphaned worker kept running")
-
-
-def _gone(pid: int) -> bool:
-    """Exited: no such process, or a zombie waiting for whoever adopted it to reap it."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+# the child process itself (progress relay, Ctrl-C, a killed parent): tests/func/test_child_process.py
