@@ -235,9 +235,8 @@ def rollback(
 
     def job(d: DeviceSpec) -> BoardOutcome:
         with op.board(d) as board:
-            args = ["--name", name, "--threads", str(d.threads), "--delegate", d.delegate]
-            args += ["--from", from_sha] if from_sha else []
-            res = board.call("rollback", *args, "--lock-timeout", f"{d.lock_timeout:g}")
+            args = ["--name", name, *(["--from", from_sha] if from_sha else [])]
+            res = board.call("rollback", *args, *runtime_args(d))
             up = board.bytes_uploaded
         assert isinstance(res, AgentSwitch)  # noqa: S101 - read_agent_doc's contract for "rollback"
         again = res.changed is False
