@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.errors import EdgeqError, ExportError
 from edgeq.metrics.families import DEFAULT_PORT, latest_families
+
+if TYPE_CHECKING:
+    from edgeq.metrics.reportlink import ReportCache
 
 
 class HistoryCollector:
@@ -35,10 +38,19 @@ class HistoryCollector:
         )
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | None = None, **bounds: Any) -> Any:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    db_path: Path | None = None,
+    *,
+    report_cache: ReportCache | None = None,
+    **bounds: Any,
+) -> Any:
     """Start the exporter in a daemon thread. Returns (server, thread); the caller blocks and shuts it down.
 
-    Threads and connections are bounded (edgeq.metrics.exporter: workers, max_connections, idle_timeout, read_timeout)."""
+    Threads, connections, queues and request time are bounded (edgeq.metrics.exporter: workers, scrape_queue,
+    report_workers, report_queue, max_connections, idle_timeout, request_timeout); /report is served in its own lane
+    and its pages are kept in `report_cache` (a new reportlink.ReportCache by default)."""
     from prometheus_client import CollectorRegistry, make_wsgi_app
 
     from edgeq.metrics import exporter, reportlink
@@ -46,7 +58,8 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: Path | Non
     reg = CollectorRegistry(auto_describe=False)
     reg.register(HistoryCollector(db_path))
     try:  # /report?pipeline=P&time=T: the dashboards' link from a point to that run's report
-        return exporter.start(reportlink.wrap(make_wsgi_app(reg), db_path), host, port, **bounds)
+        app = reportlink.wrap(make_wsgi_app(reg), db_path, report_cache)
+        return exporter.start(app, host, port, report_paths=(reportlink.PATH,), **bounds)
     except OSError as e:
         raise ExportError(
             f"cannot listen on {host}:{port}: {e.strerror or e}", "pick another --port, or stop the process using it (ss -ltnp)"

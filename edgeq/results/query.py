@@ -217,3 +217,12 @@ def open_for_reading(db_path: Path | None = None) -> History:
 def run_at(h: History, pipeline: str, ts: float) -> RunRow | None:
     """The pipeline run a dashboard point at `ts` (seconds since the epoch) shows: the last one finished by then."""
     return _one(h, _AT, (pipeline, ts))
+
+
+def pipeline_version(h: History, pipeline: str) -> tuple[int, float, float]:
+    """Changes whenever a run of the pipeline (ad hoc ones too: they are in its trend) is recorded, recorded again or
+    removed: every write replaces a run whole with a new recorded_ts. What a cached report of one of its runs is keyed on."""
+    n, newest, total = h.execute(
+        "SELECT count(*), max(recorded_ts), total(recorded_ts) FROM runs WHERE pipeline = ?", (pipeline,)
+    ).fetchone()
+    return int(n), float(newest or 0.0), float(total)

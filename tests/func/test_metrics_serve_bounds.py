@@ -17,7 +17,7 @@ from edgeq.results import load_manifest, record_run
 from edgeq.testing.promfarm import free_port, synthetic_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-# accept + idle watcher + 4 workers (edgeq.metrics.exporter.WORKERS), the main thread, and slack for the interpreter's own
+# accept + request reader + 4 scrape workers + 1 report worker (edgeq.metrics.exporter), the main thread, slack
 THREAD_BOUND = 10
 
 
@@ -71,7 +71,7 @@ def test_idle_connections_do_not_take_threads(tmp_path):
 def test_idle_connections_are_closed_after_the_timeout(tmp_path):
     db = tmp_path / "h.db"
     record_run(load_manifest(synthetic_manifest("r1", n=50)), db)
-    server, _ = metrics.serve("127.0.0.1", 0, db_path=db, idle_timeout=1.0, read_timeout=1.0, max_connections=50)
+    server, _ = metrics.serve("127.0.0.1", 0, db_path=db, idle_timeout=1.0, request_timeout=1.0, max_connections=50)
     port = server.server_address[1]
     try:
         socks = _idle(port, 40)
