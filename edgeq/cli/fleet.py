@@ -13,7 +13,7 @@ import typer
 
 from edgeq.cli import benchopts, output, tables
 from edgeq.cli.fleetrun import fan_out, keep_finished
-from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, ThreadsOpt
+from edgeq.cli.options import BatchOpt, DbOpt, DevicesOpt, DryRunOpt, JsonOpt, MaxFailOpt, TargetOpt, ThreadsOpt, WideOpt
 from edgeq.cli.setup import devices_setup
 from edgeq.errors import FleetError
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # ---- devices
 
 
-def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
+def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False, wide: WideOpt = False) -> None:
     """List the boards in devices.yaml (no connection is made)."""
     output.use_json(json_out)
     from edgeq.fleet.inventory.devices import load_inventory
@@ -43,8 +43,7 @@ def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         output.emit({"ok": True, "source": source, "devices": [d.public() for d in inv.devices]})
         return
-    cols = ["Name", "Transport", "Address", "User", "Tags", "Python", "Workdir", "Model"]
-    output.table(f"devices ({source})", cols, tables.devices_rows(inv.devices))
+    output.table(*tables.devices_table(inv.devices, source))
 
 
 def devices_check(
@@ -52,6 +51,7 @@ def devices_check(
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards contacted at once.")] = 5,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
     output.use_json(json_out)
@@ -134,6 +134,7 @@ def deploy_cmd(
     devices: DevicesOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Deploy a TFLite model to boards (uploads only what is missing; current switches only after the board loads it).
 
@@ -175,6 +176,7 @@ def rollback_cmd(
     devices: DevicesOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Make each board's previous version of a model current again.
 
@@ -234,6 +236,7 @@ def bench_cmd(
     db: DbOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Deploy if needed, then measure on-board latency per device x threads, in independent sessions; store the
     results in the history as an ad hoc run (`edgeq history --adhoc`).

@@ -9,7 +9,8 @@ import typer
 
 from edgeq.cli import output
 from edgeq.cli.fleetrun import progress_logger
-from edgeq.cli.options import DevicesOpt, JsonOpt, TargetOpt
+from edgeq.cli.layout import Col
+from edgeq.cli.options import DevicesOpt, JsonOpt, TargetOpt, WideOpt
 from edgeq.errors import FleetError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def numerics_cmd(
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards checked at once.")] = 5,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run golden inputs with every intermediate tensor kept, on the boards and here; name the first layer that drifts."""
     output.use_json(json_out)
@@ -69,7 +71,8 @@ def numerics_cmd(
             rt = f"{c.runtime.name} {c.runtime.version}" if c.runtime else ""
             status = "ok" if c.ok else ("DRIFTS" if c.kind is None else "failed")
             rows.append([c.device, status, c.ops_compared, where, _err(first), _err(c.worst), rt, c.error or ""])
-        cols = ["Device", "Status", "Ops", "First op over tolerance", "Its error", "Worst", "Runtime", "Error"]
+        cols = [Col("Device"), Col("Status"), Col("Ops", 3), Col("First op over tolerance", wrap=True), Col("Its error", 1)]
+        cols += [Col("Worst", 2), Col("Runtime", 4, wrap=True), Col("Error", wrap=True)]
         output.table(f"numeric check {artifact.name} vs {res.reference} on this host ({res.rows} golden rows)", cols, rows)
     if not res.ok:
         _fail([c for c in res.checks if not c.ok], len(res.checks), res)

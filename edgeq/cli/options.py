@@ -21,6 +21,20 @@ DryRunOpt = Annotated[
 DbOpt = Annotated[Path | None, typer.Option("--db", envvar="EDGEQ_HISTORY_DB", help=DB_HELP, show_envvar=True)]
 
 
+def _wide(value: bool) -> bool:
+    from edgeq.cli import output
+
+    output.use_wide(value)
+    return value
+
+
+# a command that draws tables takes `wide: WideOpt = False`; parsing it is all it takes (edgeq.cli.output.table)
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", callback=_wide, help="Show every table column (a narrow terminal hides the least needed ones)."),
+]
+
+
 def parse_batch(value: str | None) -> str | None:
     """--batch is checked at parse time (a usage error, exit 2), with the core's own parser."""
     if value is None:

@@ -8,9 +8,10 @@ invocation in a ContextVar set by `edgeq.cli.main`; nothing else keeps state.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -18,7 +19,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from edgeq.cli import layout
 from edgeq.errors import Terminated
 
 
@@ -29,6 +32,7 @@ class Output:
         self.debug = False
         self.terminated = False  # SIGTERM arrived
         self.verbosity = 0  # -1 with -q (errors, warnings, results), 1 with -v (edgeq's logging records too)
+        self.wide = False  # --wide: every table column, however wide the terminal
         self._err: Console | None = None
         self._out: Console | None = None
 
@@ -41,10 +45,15 @@ class Output:
     @property
     def out(self) -> Console:
         if self._out is None:
-            # piped output is read by people in logs and CI: don't fold tables to 80 columns
-            width = None if sys.stdout.isatty() else 200
+            width = None if self.sized else 200  # None: the terminal's width, or $COLUMNS
             self._out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width, emoji=False)
         return self._out
+
+    @property
+    def sized(self) -> bool:
+        """Stdout has a width to fit: a terminal, or $COLUMNS. Piped output is read whole in logs and CI:
+        its tables keep every column, as with --wide."""
+        return sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
 
 
 _current: ContextVar[Output | None] = ContextVar("edgeq_output", default=None)
@@ -68,6 +77,11 @@ def reset() -> Output:
 def use_json(flag: bool) -> None:
     """Commands with --json call this first, so even an early error is reported as a JSON document."""
     current().json = flag
+
+
+def use_wide(flag: bool) -> None:
+    """--wide: tables show every column, even wider than the terminal."""
+    current().wide = current().wide or flag
 
 
 def emit(doc: Any) -> None:
@@ -132,14 +146,43 @@ def echo(message: str) -> None:
     current().out.print(message, markup=False)
 
 
-def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
-    # every cell and the title are data (board text, YAML names): never rich markup
-    t = Table(title=escape(title), title_justify="left")
-    for c in columns:
-        t.add_column(escape(c), overflow="fold")
-    for r in rows:
-        t.add_row(*[escape("" if v is None else str(v)) for v in r])
-    current().out.print(t)
+def table(title: str, columns: Sequence[str], rows: Iterable[Iterable[Any]]) -> None:
+    """Draw a table on stdout. Every cell and the title are data (board text, YAML names): never markup.
+
+    On a terminal (or with $COLUMNS) the table fits its width (edgeq.cli.layout): the least needed columns
+    give way, named under the table; lists and prose break between items and words; a number, a unit or an
+    id is never broken. --wide, and piped output, keep every column."""
+    cells = [["" if v is None else str(v) for v in r] for r in rows]
+    by_col = [[r[i] if i < len(r) else "" for r in cells] for i in range(len(columns))]
+    cols = [c if isinstance(c, layout.Col) else layout.guess(c, by_col[i]) for i, c in enumerate(columns)]
+    o = current()
+    console = o.out
+    wide = o.wide or not o.sized
+    shown, widths = layout.fit(cols, by_col, 10**6 if wide else console.width)
+    t = Table(title=Text(title), title_justify="left")
+    hidden = [c for i, c in enumerate(cols) if i not in shown]
+    if hidden:
+        t.caption = Text(f"not shown at {console.width} columns: {', '.join(hidden)} (--wide shows them)")
+        t.caption_justify = "left"
+    for k, i in enumerate(shown):
+        w = None if widths is None else widths[k]
+        t.add_column(Text(cols[i].header(w)), width=w, overflow="fold")
+    for r in range(len(cells)):
+        drawn = []
+        for k, i in enumerate(shown):
+            cell = by_col[i][r]
+            if widths is not None and cols[i].items:
+                cell = layout.wrap_items(cell, widths[k])
+            drawn.append(Text(cell))
+        t.add_row(*drawn)
+    need = layout.drawn_width([layout.natural(cols[i], by_col[i]) for i in shown] if widths is None else widths)
+    if need <= console.width:
+        console.print(t, soft_wrap=wide)  # fitted: the title and the note under the table wrap inside its width
+        return
+    # wider than the terminal (--wide, or columns that never give way): drawn whole, never squeezed
+    Console(
+        file=console.file, highlight=False, soft_wrap=True, width=need, emoji=False, force_terminal=console.is_terminal
+    ).print(t, soft_wrap=wide)
 
 
 def progress_enabled() -> bool:

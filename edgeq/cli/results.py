@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from edgeq.cli import output, tables
-from edgeq.cli.options import DbOpt, JsonOpt
+from edgeq.cli.options import DbOpt, JsonOpt, WideOpt
 
 if TYPE_CHECKING:
     from edgeq.results.compare import Comparison
@@ -34,6 +34,7 @@ def history(
     ),
     db: DbOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """List stored runs with their accuracy and on-device p50 latency."""
     output.use_json(json_out)
@@ -93,6 +94,7 @@ def compare(
     ),
     db: DbOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Compare two runs: latency per device x variant x threads, accuracy, peak memory, energy per inference."""
     output.use_json(json_out)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgeq.cli import output, tables
-from edgeq.cli.options import JsonOpt
+from edgeq.cli.options import JsonOpt, WideOpt
 from edgeq.errors import EdgeqError, ExitCode
+
+if TYPE_CHECKING:
+    from edgeq.pipeline.publish import Publication
+    from edgeq.records.run import RunManifest
 
 
 def run(
@@ -38,6 +43,7 @@ def run(
             help="Re-measure the last good run's artifacts interleaved with the new ones (benchmark.rerun_baseline).",
         ),
     ] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run a pipeline: train -> quantize -> validate (cached by input hash), deploy and benchmark if it says so.
 
@@ -53,6 +59,18 @@ def run(
     _run_many(pipelines, force, push_gateway, fail_on_regression, json_out, rerun_baseline=rerun_baseline)
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """One pipeline run as `edgeq run` reports it: its manifest, and what publishing it did."""
+
+    manifest: RunManifest
+    publication: Publication
+
+    def to_json(self) -> dict[str, Any]:
+        """The --json document: the manifest with the publication's keys (metrics push, regressions)."""
+        return {**self.manifest.to_json(), **self.publication.doc_fields()}
+
+
 def _run_one(
     pipeline: Path,
     force: bool,
@@ -62,31 +80,66 @@ def _run_one(
     *,
     emit: bool,
     rerun_baseline: bool = False,
-) -> dict[str, Any]:
-    """One pipeline run, stored and published; its manifest document. Failures raise (with the document)."""
+) -> RunOutcome:
+    """One pipeline run, stored and published. Failures raise (with the outcome as their result)."""
     from edgeq.pipeline import runner as pl
     from edgeq.pipeline.publish import publish
 
     with output.progress_bars():
-        result = pl.run_pipeline(pipeline, force=force, log=output.log, rerun_baseline=rerun_baseline)
-    doc: dict[str, Any] = result.to_json() if hasattr(result, "to_json") else dict(result)
+        manifest = pl.run_pipeline(pipeline, force=force, log=output.log, rerun_baseline=rerun_baseline)
     pub = publish(
-        doc["run_id"], doc["pipeline"], push_gateway=push_gateway, fail_on_regression=fail_on_regression, log=output.log
+        manifest.run_id, manifest.pipeline, push_gateway=push_gateway, fail_on_regression=fail_on_regression, log=output.log
     )
-    doc.update(pub.doc_fields())
+    outcome = RunOutcome(manifest, pub)
     if json_out and emit:
-        output.emit(doc)
+        output.emit(outcome.to_json())
     elif not json_out:
-        _render(doc)
+        _render(manifest)
     try:
-        pl.raise_for_failures(result)
+        pl.raise_for_failures(manifest)
         err = pub.error()
         if err is not None:
             raise err
     except EdgeqError as e:
-        e.result = doc
+        e.result = outcome
         raise
-    return doc
+    return outcome
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    """One pipeline of several: its run, or the error that ended it (and what it measured before)."""
+
+    pipeline_file: str
+    run: RunOutcome | None = None
+    error: EdgeqError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else int(self.error.exit_code)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is None:
+            return {"pipeline_file": self.pipeline_file, "exit_code": 0, "ok": True, "run": _json(self.run)}
+        return {"pipeline_file": self.pipeline_file, "ok": False, **self.error.to_dict(), "run": _json(self.error.result)}
+
+    def row(self) -> tuple[str, str, str, int, str]:
+        m = self.run.manifest if self.run else _manifest_of(self.error.result if self.error else None)
+        status = m.status if m else "failed"
+        return self.pipeline_file, m.run_id if m else "", status, self.exit_code, self.error.message if self.error else ""
+
+
+def _json(x: Any) -> Any:
+    return x.to_json() if hasattr(x, "to_json") else x
+
+
+def _manifest_of(result: object) -> RunManifest | None:
+    """The manifest a failed run's error carries, if any (a RunOutcome, or the manifest itself)."""
+    from edgeq.records.run import RunManifest
+
+    if isinstance(result, RunOutcome):
+        return result.manifest
+    return result if isinstance(result, RunManifest) else None
 
 
 def _run_many(
@@ -103,33 +156,26 @@ def _run_many(
 
     for p in pipelines:  # every file checked before anything trains
         check_fleet_targets(read_pipeline(p))
-    runs: list[dict[str, Any]] = []
+    runs: list[PipelineOutcome] = []
     for p in pipelines:
         output.log(f"== pipeline {p}")
         try:
-            doc = _run_one(p, force, push_gateway, fail_on_regression, json_out, emit=False, rerun_baseline=rerun_baseline)
-            runs.append({"pipeline_file": str(p), "exit_code": 0, "ok": True, "run": doc})
+            run = _run_one(p, force, push_gateway, fail_on_regression, json_out, emit=False, rerun_baseline=rerun_baseline)
+            runs.append(PipelineOutcome(str(p), run=run))
         except EdgeqError as e:
             output.log(f"error: {e.message}")
             if e.hint:
                 output.log(f"hint: {e.hint}")
-            runs.append({"pipeline_file": str(p), "ok": False, **e.to_dict(), "run": e.result})
-    worst = max(int(r["exit_code"]) for r in runs)
-    summary = {"ok": worst == 0, "exit_code": worst, "runs": runs}
+            runs.append(PipelineOutcome(str(p), error=e))
+    worst = max(r.exit_code for r in runs)
     if json_out:
-        output.emit(summary)
+        output.emit({"ok": worst == 0, "exit_code": worst, "runs": [r.to_json() for r in runs]})
     else:
-        rows = [
-            [r["pipeline_file"], (r["run"] or {}).get("run_id", ""), (r["run"] or {}).get("status", "failed"), r["exit_code"],
-             r.get("message", "")]
-            for r in runs
-        ]  # fmt: skip
-        output.table(f"{len(runs)} pipelines", ["Pipeline", "Run", "Status", "Exit", "Error"], rows)
+        output.table(*tables.runs_table([r.row() for r in runs]))
     if worst:
-        bad = [r for r in runs if not r["ok"]]
+        bad = [r for r in runs if r.error is not None]
         raise RunsFailed(
-            f"{len(bad)} of {len(runs)} pipelines failed: "
-            + ", ".join(f"{r['pipeline_file']} (exit {r['exit_code']})" for r in bad),
+            f"{len(bad)} of {len(runs)} pipelines failed: " + ", ".join(f"{r.pipeline_file} (exit {r.exit_code})" for r in bad),
             "each pipeline's own error is above; the exit code is the highest of theirs",
             exit_code=worst,
         )
@@ -143,16 +189,15 @@ class RunsFailed(EdgeqError):
         self.exit_code = ExitCode(exit_code)
 
 
-def _render(doc: dict[str, Any]) -> None:
-    title, cols, rows = tables.run_variants(doc)
-    output.table(title, cols, rows)
-    bench = tables.run_benchmarks(doc)
+def _render(m: RunManifest) -> None:
+    output.table(*tables.run_variants(m))
+    bench = tables.run_benchmarks(m.benchmarks or ())
     if bench is not None:
         output.table(*bench)
-    cached = tables.cached_stages(doc)
+    cached = tables.cached_stages(m.stages)
     if cached:
         output.log(f"reused from cache: {', '.join(cached)} (use --force to rerun)")
-    output.log(f"run folder: {doc.get('run_dir')}  ({doc.get('wall_seconds', 0):.1f}s)")
+    output.log(f"run folder: {m.run_dir}  ({m.wall_seconds or 0:.1f}s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,8 @@ import typer
 from edgeq.cli import format as fmt
 from edgeq.cli import output
 from edgeq.cli.fleetrun import fan_out
-from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt
+from edgeq.cli.layout import Col
+from edgeq.cli.options import BatchOpt, DevicesOpt, JsonOpt, MaxFailOpt, WideOpt
 
 
 def _rows(res: Any) -> list[list[Any]]:
@@ -32,6 +33,7 @@ def devices_setup(
     max_fail: MaxFailOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Make boards ready offline: a venv in the workdir with a TFLite runtime from wheels this machine downloads."""
     output.use_json(json_out)
@@ -49,7 +51,8 @@ def devices_setup(
     if json_out:
         output.emit(res.to_json())
     else:
-        cols = ["Device", "Status", "Action", "Python", "Runtime", "Uploaded", "Time", "Error / note"]
+        cols = [Col("Device"), Col("Status"), Col("Action", 1, wrap=True), Col("Python", 3), Col("Runtime", 2, wrap=True)]
+        cols += [Col("Uploaded", 4), Col("Time", 5), Col("Error / note", wrap=True)]
         output.table("devices setup", cols, _rows(res))
         for r in res.devices:
             line = getattr(r, "python_line", None)

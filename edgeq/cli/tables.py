@@ -1,7 +1,12 @@
-"""Core results -> table rows: pure functions (no terminal), so every table is unit-testable.
+"""Core records -> table rows: pure functions (no terminal), so every table is unit-testable.
 
 Each function returns (title, columns, rows) or rows; edgeq.cli.output draws them. Cells are plain
-strings; foreign text (board output, YAML names) is escaped when drawn, never here.
+strings; foreign text (board output, YAML names) is drawn as text, never as markup.
+
+Columns are `Col`s (edgeq.cli.layout): which ones give way first when a terminal is narrow (`drop`: 0
+never, higher first), which hold lists that break between items (`items`) or prose that wraps between
+words (`wrap`). A cell of any other column is never broken, so a number, a unit or a run id always
+reads on one line; `--wide` shows every column.
 """
 
 from __future__ import annotations
@@ -10,115 +15,121 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgeq.cli import format as fmt
+from edgeq.cli.layout import Col
 
 if TYPE_CHECKING:
-    from edgeq.records.fleet import FleetSummary
+    from edgeq.records.fleet import BenchResult, FleetSummary
+    from edgeq.records.run import RunManifest, RunStages, VariantResult
     from edgeq.results import StoredRun
     from edgeq.results.compare import Comparison
 
-Table = tuple[str, list[str], list[list[str]]]
+
+Table = tuple[str, list[Col], list[list[Any]]]
 
 
 # ---- edgeq run
 
 
-def _notes(v: dict[str, Any]) -> str:
+def _notes(v: VariantResult) -> str:
     """Mixed-precision outcome, else the worst int8 layer: what to look at first when accuracy dropped."""
     from edgeq.results.quality import quality_note, quality_summary
 
     return quality_note(quality_summary(v), qat=False)  # QAT shows in the type column
 
 
-def run_variants(doc: dict[str, Any]) -> Table:
+def run_variants(m: RunManifest) -> Table:
     rows = []
-    for key, v in (doc.get("variants") or {}).items():
-        ratio = v.get("size_ratio")
+    for key, v in m.variants.items():
         rows.append(
             [
                 key,
-                str(v.get("type") or "") + (" (QAT)" if v.get("qat") else ""),
-                fmt.pct(v.get("accuracy")),
-                fmt.pts(v.get("accuracy_drop")),
-                fmt.count(v.get("size_bytes", 0)),
-                fmt.ratio(ratio),
-                "pass" if (v.get("gates") or {}).get("passed", True) else "FAIL",
+                v.type + (" (QAT)" if v.qat else ""),
+                fmt.pct(v.accuracy),
+                fmt.pts(v.accuracy_drop),
+                fmt.count(v.size_bytes),
+                fmt.ratio(v.size_ratio),
+                "pass" if v.gates is None or v.gates.passed else "FAIL",
                 _notes(v),
             ]
         )
-    rt = doc.get("runtime") or {}
-    title = f"run {doc.get('run_id')} · pipeline {doc.get('pipeline')} · {rt.get('name', '?')} {rt.get('version', '')}"
-    cols = ["variant", "type", "accuracy", "drop vs fp32", "size (bytes)", "size / fp32", "gates", "notes"]
+    rt = m.runtime
+    runtime = f"{(rt and rt.name) or '?'} {(rt and rt.version) or ''}"
+    title = f"run {m.run_id} · pipeline {m.pipeline} · {runtime}"
+    cols = [Col("variant"), Col("type", 4), Col("accuracy"), Col("drop vs fp32", 1), Col("size (bytes)", 5)]
+    cols += [Col("size / fp32", 2), Col("gates", 1), Col("notes", 3, wrap=True)]
     return title, cols, rows
 
 
-def _session_cells(b: dict[str, Any], unit: str) -> list[str]:
+def _session_cells(b: BenchResult, unit: str) -> list[str]:
     """sessions, the 95 % interval of the p50 and the between-session spread of one manifest row."""
-    ci = b.get("ci_ms") or {}
-    spread = b.get("spread")
+    ci = b.ci_ms
     return [
-        str(len(b.get("sessions") or ())) if b.get("ok") else "",
-        f"{fmt.latency(ci.get('low'), unit)}-{fmt.latency(ci.get('high'), unit)}" if ci else "",
-        "" if spread is None else f"{spread * 100:.1f}%",
+        str(len(b.sessions)) if b.ok else "",
+        f"{fmt.latency(ci.low, unit)}-{fmt.latency(ci.high, unit)}" if ci else "",
+        "" if b.spread is None else f"{b.spread * 100:.1f}%",
     ]
 
 
-def _tiny_row(b: dict[str, Any]) -> bool:
-    p50, floor = (b.get("latency_ms") or {}).get("p50"), b.get("harness_floor_ms")
-    return p50 is not None and floor is not None and p50 <= FLOOR_SHOWN_BELOW * floor
-
-
-def run_benchmarks(doc: dict[str, Any]) -> Table | None:
-    """The manifest's benchmarks; session columns only when some result has sessions (older manifests
+def run_benchmarks(bench: Sequence[BenchResult]) -> Table | None:
+    """A manifest's benchmark rows; session columns only when some result has sessions (older manifests
     draw as before)."""
-    bench = doc.get("benchmarks") or []
     if not bench:
         return None
-    unit = fmt.latency_unit((b.get("latency_ms") or {}).get("p50") for b in bench)
-    sessions = any(b.get("sessions") for b in bench)
-    floor = any(_tiny_row(b) for b in bench)
+    unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for b in bench)
+    sessions = any(b.sessions for b in bench)
+    floor = any(_tiny(b) for b in bench)
     rows = []
     for b in bench:
-        lat = b.get("latency_ms") or {}
-        p = b.get("power") or {}
-        rt = b.get("runtime") or {}
-        board = b.get("board") or {}
+        lat = b.latency_ms
+        rt = b.runtime
         rows.append(
             [
-                b.get("device"),
-                b.get("variant"),
-                b.get("threads"),
-                board.get("arch"),
-                f"{rt.get('name', '')} {rt.get('version', '')}".strip(),
-                fmt.latency(lat.get("p50"), unit),
-                fmt.latency(lat.get("p90"), unit),
-                fmt.latency(lat.get("p99"), unit),
+                b.device,
+                b.variant,
+                b.threads,
+                b.board.arch if b.board else None,
+                f"{(rt and rt.name) or ''} {(rt and rt.version) or ''}".strip(),
+                fmt.latency(lat.p50 if lat else None, unit),
+                fmt.latency(lat.p90 if lat else None, unit),
+                fmt.latency(lat.p99 if lat else None, unit),
                 *(_session_cells(b, unit) if sessions else []),
-                *([fmt.latency(b.get("harness_floor_ms"), unit)] if floor else []),
-                fmt.latency(b.get("init_ms"), unit),
-                fmt.mib(b.get("peak_rss_bytes")),
-                fmt.num(p.get("mean_w"), ".2f"),
-                "ok" if b.get("ok") else f"FAILED: {b.get('error')}",
+                *([fmt.latency(b.harness_floor_ms, unit)] if floor else []),
+                fmt.latency(b.init_ms, unit),
+                fmt.mib(b.peak_rss_bytes),
+                fmt.num(b.power.mean_w if b.power else None, ".2f"),
+                "ok" if b.ok else f"FAILED: {b.error}",
             ]
         )
-    cols = ["device", "variant", "threads", "arch", "runtime", "p50", "p90", "p99"]
-    cols += ["sessions", "p50 95% CI", "spread"] if sessions else []
-    cols += ["floor"] if floor else []
-    cols += ["init", "peak MiB", "W", "status"]
+    cols = [Col("device"), Col("variant"), Col("threads", 1, short="thr"), Col("arch", 6), Col("runtime", 7), Col("p50")]
+    cols += [Col("p90", 3), Col("p99", 2)]
+    cols += [Col("sessions", 8, short="sess"), Col("p50 95% CI", 4), Col("spread", 4)] if sessions else []
+    cols += [Col("floor", 5)] if floor else []
+    cols += [Col("init", 6), Col("peak MiB", 3), Col("W", 5), Col("status", wrap=True)]
     note = "; p50: median of session medians" if sessions else ""
     return f"on-device benchmark (latency in {unit}{note})", cols, rows
 
 
-def cached_stages(doc: dict[str, Any]) -> list[str]:
-    stages = doc.get("stages") or {}
-    cached = ["train"] if (stages.get("train") or {}).get("cached") else []
-    for name in ("quantize", "validate"):
-        per = stages.get(name) or {}
-        if per and all((v or {}).get("cached") for v in per.values()):
+def cached_stages(stages: RunStages) -> list[str]:
+    cached = ["train"] if stages.train is not None and stages.train.cached else []
+    for name, per in (("quantize", stages.quantize), ("validate", stages.validate_)):
+        if per and all(v.cached for v in per.values()):
             cached.append(name)
     return cached
 
 
+def runs_table(runs: Sequence[tuple[str, str, str, int, str]]) -> Table:
+    """Several pipelines in one `edgeq run`: (pipeline file, run id, status, exit code, error) each."""
+    cols = [Col("Pipeline", wrap=True), Col("Run"), Col("Status"), Col("Exit", 1), Col("Error", 2, wrap=True)]
+    return f"{len(runs)} pipelines", cols, [list(r) for r in runs]
+
+
 # ---- fleet
+
+
+def devices_table(devices: Sequence[Any], source: str) -> Table:
+    cols = [Col("Name"), Col("Transport", 3), Col("Address", wrap=True), Col("User", 4), Col("Tags", 2, items=True)]
+    cols += [Col("Python", 5), Col("Workdir", 6), Col("Model", 1, wrap=True)]
+    return f"devices ({source})", cols, devices_rows(devices)
 
 
 def devices_rows(devices: Sequence[Any]) -> list[list[str]]:
@@ -161,7 +172,9 @@ def check_table(res: FleetSummary) -> Table:
                 ),
             ]
         )
-    cols = ["Device", "Reachable", "Healthy", "Arch", "Python", "Runtime", "Free disk", "Temp", "Problem"]
+    # a board behind jump hosts reads "pi5 (via bastion)": the route may go to a line of its own
+    cols = [Col("Device", wrap=True), Col("Reachable", 1, short="Up"), Col("Healthy"), Col("Arch", 3), Col("Python", 5)]
+    cols += [Col("Runtime", 2), Col("Free disk", 4), Col("Temp", 3), Col("Problem", wrap=True)]
     return "device check", cols, rows
 
 
@@ -170,7 +183,8 @@ def rollout_table(res: FleetSummary, title: str) -> Table:
         [r.device, r.status, r.action or "", fmt.size(r.bytes_uploaded), fmt.seconds(r.seconds), r.error or ""]
         for r in res.devices
     ]
-    return title, ["Device", "Status", "Action", "Uploaded", "Time", "Error"], rows
+    cols = [Col("Device"), Col("Status"), Col("Action", 1, wrap=True), Col("Uploaded", 2), Col("Time", 3)]
+    return title, [*cols, Col("Error", wrap=True)], rows
 
 
 def rollout_line(res: FleetSummary) -> str:
@@ -234,9 +248,11 @@ def bench_table(res: FleetSummary) -> Table:
                     "ok" if b.ok else b.error,
                 ]
             )
-    cols = [f"p50 {unit}", f"p90 {unit}", f"p99 {unit}", f"mean {unit}", "Runs", "Sessions", f"95% CI {unit}", "Spread"]
-    extra = ["Trend", *([f"Window first/last {unit}"] if path else []), "Flags"]
-    cols = ["Device", "Threads", *cols, *([f"Floor {unit}"] if floor else []), *extra, "Status"]
+    cols = [Col("Device"), Col("Threads", 1, short="Thr"), Col(f"p50 {unit}"), Col(f"p90 {unit}", 4), Col(f"p99 {unit}", 3)]
+    cols += [Col(f"mean {unit}", 7), Col("Runs", 8), Col("Sessions", 8, short="Sess"), Col(f"95% CI {unit}", 5), Col("Spread", 4)]
+    cols += [Col(f"Floor {unit}", 6)] if floor else []
+    cols += [Col("Trend", 6), *([Col(f"Window first/last {unit}", 7)] if path else []), Col("Flags", 2, items=True)]
+    cols += [Col("Status", wrap=True)]
     return f"bench {res.name} ({(res.sha256 or '')[:12]})", cols, rows
 
 
@@ -274,9 +290,10 @@ def history_table(runs: list[StoredRun], db: str) -> Table:
                 bench,
             ]
         )
-    cols = ["run", "pipeline", "status", "started (UTC)", "wall s", "accuracy", f"p50 {unit} (device/variant/threads)"]
+    cols = [Col("run"), Col("pipeline", 1), Col("status", 1), Col("started (UTC)", 4), Col("wall s", 5)]
+    cols += [Col("accuracy", 3, items=True), Col(f"p50 {unit} (device / variant / threads)", 2, items=True)]
     if any(r.numeric for r in runs):  # benchmark.numeric_check: the first diverging layer, or "matches"
-        cols.append("numeric check (device/variant)")
+        cols.append(Col("numeric check (device/variant)", 3, items=True))
         for row, r in zip(rows, runs, strict=True):
             row.append("; ".join(f"{n.device}/{n.variant} {n.summary}" for n in r.numeric or ()))
     return f"history {db}", cols, rows
@@ -330,9 +347,9 @@ def comparison_tables(c: Comparison) -> list[Table]:
         )
         if any(x.base_source == "rerun" for x in c.latency):
             title += f"; * base re-measured in run {k.run_id}, interleaved with the candidate: sessions compared in pairs"
-        cols = ["device", "variant", "threads", f"base p50 {unit}", f"cand p50 {unit}", "ratio", "floor ratio"]
-        cols += ["ratio CI (sessions)", "p"]
-        out.append((title, [*cols, "verdict"], rows))
+        cols = [Col("device"), Col("variant"), Col("threads", 1, short="thr"), Col(f"base p50 {unit}"), Col(f"cand p50 {unit}")]
+        cols += [Col("ratio", 3), Col("floor ratio", 1), Col("ratio CI (sessions)", 2, wrap=True), Col("p", 4)]
+        out.append((title, [*cols, Col("verdict")], rows))
     if c.drift:
         drift = [
             [x.device, x.variant, _text(x.threads), fmt.latency(_ms(x.base_p50_s), unit)]
@@ -340,54 +357,41 @@ def comparison_tables(c: Comparison) -> list[Table]:
             + [x.verdict]
             for x in c.drift
         ]
-        cols = [
-            "device",
-            "variant",
-            "threads",
-            f"{b.run_id[:15]} p50 {unit}",
-            f"rerun p50 {unit}",
-            "ratio",
-            "floor ratio",
-            "ratio CI",
-            "verdict",
-        ]
-        out.append(("board/runtime drift: the base run's artifact as measured then and re-measured now", cols, drift))
+        cols = [Col("device"), Col("variant"), Col("threads", 1, short="thr"), Col(f"then p50 {unit}"), Col(f"rerun p50 {unit}")]
+        cols += [Col("ratio", 3), Col("floor ratio", 1), Col("ratio CI", 2, wrap=True), Col("verdict")]
+        title = f"board/runtime drift: the base run's artifact as measured then (run {b.run_id}) and re-measured now"
+        out.append((title, cols, drift))
     if c.accuracy:
         acc = [
             [a.variant, fmt.pct(a.base), fmt.pct(a.candidate), f"{a.delta * 100:+.2f}", "REGRESSION" if a.regression else "ok"]
             for a in c.accuracy
         ]
-        out.append(("accuracy", ["variant", "base", "candidate", "delta (pts)", "verdict"], acc))
-    other = [
-        [
-            "peak memory MiB",
-            m.device,
-            m.variant,
-            _text(m.threads),
-            fmt.mib(m.base_bytes),
-            fmt.mib(m.candidate_bytes),
-            fmt.ratio(m.ratio),
-            "REGRESSION" if m.regression else "ok",
-        ]
+        out.append(
+            ("accuracy", [Col("variant"), Col("base"), Col("candidate", short="cand"), Col("delta (pts)"), Col("verdict")], acc)
+        )
+    cols = [
+        Col("device"),
+        Col("variant"),
+        Col("threads", 1, short="thr"),
+        Col("base"),
+        Col("candidate", short="cand"),
+        Col("ratio", 2),
+        Col("verdict"),
+    ]
+    memory = [
+        [m.device, m.variant, _text(m.threads), fmt.mib(m.base_bytes), fmt.mib(m.candidate_bytes), fmt.ratio(m.ratio)]
+        + ["REGRESSION" if m.regression else "ok"]
         for m in c.memory
     ]
-    other += [
-        [
-            "energy mJ/inference",
-            e.device,
-            e.variant,
-            _text(e.threads),
-            f"{e.base_j * 1e3:.4g}",
-            f"{e.candidate_j * 1e3:.4g}",
-            fmt.ratio(e.ratio),
-            "REGRESSION" if e.regression else "ok",
-        ]
+    if memory:
+        out.append(("peak memory (MiB)", cols, memory))
+    energy = [
+        [e.device, e.variant, _text(e.threads), f"{e.base_j * 1e3:.4g}", f"{e.candidate_j * 1e3:.4g}", fmt.ratio(e.ratio)]
+        + ["REGRESSION" if e.regression else "ok"]
         for e in c.energy
     ]
-    if other:
-        out.append(
-            ("memory and energy", ["metric", "device", "variant", "threads", "base", "candidate", "ratio", "verdict"], other)
-        )
+    if energy:
+        out.append(("energy per inference (mJ)", cols, energy))
     return out
 
 

@@ -17,6 +17,10 @@ the compiler itself; they are listed here as notes, not checked.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from edgeq.records.inspect import EdgeTpuNote, EdgeTpuProblem, EdgeTpuVerdict, OffendingOp, Subgraph, TensorInfo
+
 DOCS_URL = "https://coral.ai/docs/edgetpu/models-intro/#supported-operations"
 
 # Coral's table (display name -> TFLite builtin), with the minimum runtime version where it is not "All".
@@ -88,83 +92,72 @@ LIMITATIONS: dict[str, str] = {
 COMPILED_OP = "edgetpu-custom-op"  # what edgetpu_compiler leaves in place of the ops it mapped
 
 
-def _tensor_problem(t: dict) -> tuple[str, str] | None:
+def _tensor_problem(t: TensorInfo) -> tuple[str, str] | None:
     """(check, reason) for the first rule this tensor breaks, or None."""
-    dt = t["dtype"]
-    if dt not in ("int8", "uint8") and not (t["constant"] and dt in ("int32", "int64")):
-        what = "a constant" if t["constant"] else "an activation"
-        return "8bit", f"tensor {t['index']} '{t['name']}' is {what} of type {dt}, not 8-bit (int8/uint8)"
-    if t["constant"]:
+    dt = t.dtype
+    if dt not in ("int8", "uint8") and not (t.constant and dt in ("int32", "int64")):
+        what = "a constant" if t.constant else "an activation"
+        return "8bit", f"tensor {t.index} '{t.name}' is {what} of type {dt}, not 8-bit (int8/uint8)"
+    if t.constant:
         return None  # weights are fixed at compile time; 4-D conv filters are what CONV_2D takes
-    if any(d < 0 for d in t["shape_signature"]):
+    if any(d < 0 for d in t.shape_signature):
         return (
             "static-shape",
-            (f"tensor {t['index']} '{t['name']}' has a dynamic shape {t['shape_signature']} (-1 = size known only at run time)"),
+            (f"tensor {t.index} '{t.name}' has a dynamic shape {list(t.shape_signature)} (-1 = size known only at run time)"),
         )
-    outer = t["shape"][:-3]
+    outer = t.shape[:-3]
     if any(d > 1 for d in outer):
         return (
             "rank",
-            (f"tensor {t['index']} '{t['name']}' has shape {t['shape']}: only the 3 innermost dimensions may be larger than 1"),
+            (f"tensor {t.index} '{t.name}' has shape {list(t.shape)}: only the 3 innermost dimensions may be larger than 1"),
         )
     return None
 
 
-def check(report: dict) -> dict:
-    """Compatibility verdict for an inspect report: first offending op, every problem, and notes."""
-    problems: list[dict] = []
-    notes: list[dict] = []
+def _note(name: str) -> str:
+    runtime = f"needs Edge TPU runtime {SUPPORTED_OPS[name]}" if SUPPORTED_OPS[name] != "All" else ""
+    return "; ".join(x for x in (runtime, LIMITATIONS.get(name, "")) if x)
+
+
+def check(subgraphs: Sequence[Subgraph]) -> EdgeTpuVerdict:
+    """Compatibility verdict for an inspected model's subgraphs: first offending op, every problem, and notes."""
+    problems: list[EdgeTpuProblem] = []
+    notes: list[EdgeTpuNote] = []
     compiled = False
-    for sg in report["subgraphs"]:
-        tensors = sg["tensors"]
-        for op in sg["ops"]:
-            name = op["op"]
-            base = {"op": name, "index": op["index"], "subgraph": sg["index"]}
+    for sg in subgraphs:
+        for op in sg.ops:
+            name = op.op
             if name == COMPILED_OP:
                 compiled = True
                 continue
             if name not in SUPPORTED_OPS:
-                kind = "custom op" if op["custom"] else "op"
-                problems.append({**base, "check": "op", "reason": f"{kind} {name} is not in the Edge TPU's supported operations"})
+                kind = "custom op" if op.custom else "op"
+                reason = f"{kind} {name} is not in the Edge TPU's supported operations"
+                problems.append(EdgeTpuProblem(op=name, index=op.index, subgraph=sg.index, check="op", reason=reason))
                 continue
             if SUPPORTED_OPS[name] != "All" or name in LIMITATIONS:
-                notes.append(
-                    {
-                        **base,
-                        "note": "; ".join(
-                            x
-                            for x in (
-                                f"needs Edge TPU runtime {SUPPORTED_OPS[name]}" if SUPPORTED_OPS[name] != "All" else "",
-                                LIMITATIONS.get(name, ""),
-                            )
-                            if x
-                        ),
-                    }
-                )
-            for ti in op["inputs"] + op["outputs"]:
+                notes.append(EdgeTpuNote(op=name, index=op.index, subgraph=sg.index, note=_note(name)))
+            for ti in op.inputs + op.outputs:
                 if ti < 0:
                     continue  # an omitted optional input
-                bad = _tensor_problem(tensors[ti])
+                bad = _tensor_problem(sg.tensors[ti])
                 if bad:
-                    problems.append({**base, "check": bad[0], "tensor": ti, "reason": bad[1]})
+                    problems.append(
+                        EdgeTpuProblem(op=name, index=op.index, subgraph=sg.index, check=bad[0], tensor=ti, reason=bad[1])
+                    )
                     break  # one problem per op: the first is enough to keep it off the TPU
     first = problems[0] if problems else None
-    main_ops = report["subgraphs"][0]["ops"]
-    mapped = (
-        next(
-            (i for i, op in enumerate(main_ops) if first and op["index"] == first["index"] and first["subgraph"] == 0),
-            len(main_ops),
-        )
-        if first
-        else len(main_ops)
+    main_ops = subgraphs[0].ops
+    mapped = len(main_ops)
+    if first is not None and first.subgraph == 0:
+        mapped = next((i for i, op in enumerate(main_ops) if op.index == first.index), len(main_ops))
+    return EdgeTpuVerdict(
+        compatible=not problems,
+        first_offending=OffendingOp(op=first.op, index=first.index, reason=first.reason) if first else None,
+        problems=tuple(problems),
+        notes=tuple(notes),
+        already_compiled=compiled,
+        ops_before_first_offending=mapped,
+        ops_total=len(main_ops),
+        reference=DOCS_URL,
     )
-    return {
-        "compatible": not problems,
-        "first_offending": ({"op": first["op"], "index": first["index"], "reason": first["reason"]} if first else None),
-        "problems": problems,
-        "notes": notes,
-        "already_compiled": compiled,
-        "ops_before_first_offending": mapped,
-        "ops_total": len(main_ops),
-        "reference": DOCS_URL,
-    }

@@ -1,9 +1,13 @@
 """What a parsed model says about quantization: op counts, per-op compute precision, the real range each
-quantized tensor covers, and where the bytes go."""
+quantized tensor covers, and where the bytes go, as an InspectReport."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
+
+from edgeq.inspect import coral
+from edgeq.records.inspect import InspectReport, IOTensor, ModelIO, OpInfo, Quantization, SizeBreakdown, Subgraph, TensorInfo
 
 FLOAT = {"float32", "float16", "float64", "bfloat16"}
 EIGHT_BIT = {"int8", "uint8"}
@@ -19,29 +23,29 @@ QRANGE = {
 }
 
 
-def affine(q: dict, dtype: str) -> dict:
+def affine(q: dict[str, Any], dtype: str) -> Quantization:
     """Per-tensor or per-channel view of the affine mapping, with the real interval each channel covers."""
     scale, zp = q["scale"], q["zero_point"]
     if len(zp) == 1 and len(scale) > 1:
         zp = zp * len(scale)
     lohi = QRANGE.get(dtype)
-    ranges = [[s * (lohi[0] - z), s * (lohi[1] - z)] for s, z in zip(scale, zp, strict=False)] if lohi else []
+    ranges = [(s * (lohi[0] - z), s * (lohi[1] - z)) for s, z in zip(scale, zp, strict=False)] if lohi else []
     per_channel = len(scale) > 1
-    return {
-        "per_channel": per_channel,
-        "axis": q["axis"] if per_channel else None,
-        "channels": len(scale),
-        "scale": scale,
-        "zero_point": zp,
-        "range": ranges,
-        "qmin": lohi[0] if lohi else None,
-        "qmax": lohi[1] if lohi else None,
-        "calibrated_min": q["min"],
-        "calibrated_max": q["max"],
-    }
+    return Quantization(
+        per_channel=per_channel,
+        axis=q["axis"] if per_channel else None,
+        channels=len(scale),
+        scale=tuple(scale),
+        zero_point=tuple(zp),
+        range=tuple(ranges),
+        qmin=lohi[0] if lohi else None,
+        qmax=lohi[1] if lohi else None,
+        calibrated_min=tuple(q["min"]),
+        calibrated_max=tuple(q["max"]),
+    )
 
 
-def compute_precision(op: dict, tensors: list[dict]) -> str:
+def compute_precision(op: dict[str, Any], tensors: list[dict[str, Any]]) -> str:
     """What the op computes in, judged by its non-constant tensors: int8, int16, float, hybrid (float
     compute with int8 weights: dynamic-range), conversion (QUANTIZE/DEQUANTIZE at a float boundary)."""
     acts = [tensors[i] for i in op["inputs"] + op["outputs"] if i >= 0 and not tensors[i]["constant"]]
@@ -60,11 +64,16 @@ def compute_precision(op: dict, tensors: list[dict]) -> str:
     return min(dts)  # e.g. int32 index/shape arithmetic
 
 
-def build(parsed: dict, where: str) -> dict:
-    """The inspection report (plain, JSON-ready) for a parsed model."""
+def _tensor(t: dict[str, Any]) -> TensorInfo:
+    q = t["quantization"]
+    return TensorInfo.model_validate({**t, "quantization": None if q is None else affine(q, t["dtype"])})
+
+
+def build(parsed: dict[str, Any], where: str) -> InspectReport:
+    """The inspection report of a model parsed by edgeq.inspect.reader, with its Edge TPU verdict."""
     subgraphs = []
-    counts: Counter = Counter()
-    by_precision: dict[str, Counter] = {}
+    counts: Counter[str] = Counter()
+    by_precision: dict[str, Counter[str]] = {}
     for g, sg in enumerate(parsed["subgraphs"]):
         tensors = sg["tensors"]
         ops = []
@@ -72,51 +81,53 @@ def build(parsed: dict, where: str) -> dict:
             prec = compute_precision(op, tensors)
             counts[op["op"]] += 1
             by_precision.setdefault(prec, Counter())[op["op"]] += 1
-            ops.append({**op, "subgraph": g, "precision": prec})
-        out_t = []
-        for t in tensors:
-            t = dict(t)
-            if t["quantization"] is not None:
-                t["quantization"] = affine(t["quantization"], t["dtype"])
-            out_t.append(t)
+            ops.append(OpInfo.model_validate({**op, "subgraph": g, "precision": prec}))
         subgraphs.append(
-            {"index": g, "name": sg["name"], "inputs": sg["inputs"], "outputs": sg["outputs"], "ops": ops, "tensors": out_t}
+            Subgraph(
+                index=g,
+                name=sg["name"],
+                inputs=tuple(sg["inputs"]),
+                outputs=tuple(sg["outputs"]),
+                ops=tuple(ops),
+                tensors=tuple(_tensor(t) for t in tensors),
+            )
         )
-    return {
-        "path": where,
-        "schema_version": parsed["schema_version"],
-        "description": parsed["description"],
-        "subgraphs": subgraphs,
-        "op_counts": dict(counts.most_common()),
-        "precision": {p: dict(c.most_common()) for p, c in sorted(by_precision.items())},
-        "io": _io(subgraphs[0]),
-        "size": _sizes(parsed),
-        "metadata": [md["name"] for md in parsed["metadata"]],
-    }
+    return InspectReport(
+        path=where,
+        schema_version=parsed["schema_version"],
+        description=parsed["description"],
+        subgraphs=tuple(subgraphs),
+        op_counts=dict(counts.most_common()),
+        precision={p: dict(c.most_common()) for p, c in sorted(by_precision.items())},
+        io=_io(subgraphs[0]),
+        size=_sizes(parsed),
+        metadata=tuple(md["name"] for md in parsed["metadata"]),
+        edgetpu=coral.check(subgraphs),
+    )
 
 
-def _io(sg: dict) -> dict:
-    def one(i):
-        t = sg["tensors"][i]
-        q = t["quantization"]
-        return {
-            "index": i,
-            "name": t["name"],
-            "dtype": t["dtype"],
-            "shape": t["shape"],
-            "shape_signature": t["shape_signature"],
-            "scale": q["scale"][0] if q and q["scale"] else None,
-            "zero_point": q["zero_point"][0] if q and q["zero_point"] else None,
-        }
+def _io(sg: Subgraph) -> ModelIO:
+    def one(i: int) -> IOTensor:
+        t = sg.tensors[i]
+        q = t.quantization
+        return IOTensor(
+            index=i,
+            name=t.name,
+            dtype=t.dtype,
+            shape=t.shape,
+            shape_signature=t.shape_signature,
+            scale=q.scale[0] if q and q.scale else None,
+            zero_point=q.zero_point[0] if q and q.zero_point else None,
+        )
 
-    return {"inputs": [one(i) for i in sg["inputs"]], "outputs": [one(i) for i in sg["outputs"]]}
+    return ModelIO(inputs=tuple(one(i) for i in sg.inputs), outputs=tuple(one(i) for i in sg.outputs))
 
 
-def _sizes(parsed: dict) -> dict:
+def _sizes(parsed: dict[str, Any]) -> SizeBreakdown:
     """Weights (constant tensors' buffers, by dtype), metadata buffers, and the graph (the rest: tables,
     names, shapes, quantization parameters, flatbuffer padding)."""
     meta_bufs = {md["buffer"] for md in parsed["metadata"]}
-    by_dtype: Counter = Counter()
+    by_dtype: Counter[str] = Counter()
     seen = set()
     for sg in parsed["subgraphs"]:
         for t in sg["tensors"]:
@@ -129,12 +140,12 @@ def _sizes(parsed: dict) -> dict:
     weights = sum(by_dtype.values())
     inside = weights - sum(bufs[b]["bytes"] for b in seen if bufs[b]["external"])
     file_bytes = parsed["size_bytes"]
-    return {
-        "file_bytes": file_bytes,
-        "weights_bytes": weights,
-        "weights_by_dtype": dict(by_dtype.most_common()),
-        "metadata_bytes": metadata,
-        "external_bytes": external,
-        "graph_bytes": max(file_bytes - inside - metadata, 0),
-        "weights_fraction": round(inside / file_bytes, 4) if file_bytes else 0.0,
-    }
+    return SizeBreakdown(
+        file_bytes=file_bytes,
+        weights_bytes=weights,
+        weights_by_dtype=dict(by_dtype.most_common()),
+        metadata_bytes=metadata,
+        external_bytes=external,
+        graph_bytes=max(file_bytes - inside - metadata, 0),
+        weights_fraction=round(inside / file_bytes, 4) if file_bytes else 0.0,
+    )

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeq.config import VariantSpec
 from edgeq.errors import ModelError, QuantizeError
-from edgeq.inspect import inspect_model
+from edgeq.inspect import EdgeTpuVerdict, inspect_model
 from edgeq.stages.convert import convert
 from edgeq.stages.quiet import import_tensorflow
 
@@ -56,17 +56,17 @@ def static_batch(model):
     return keras.Model(inp, model(inp))
 
 
-def check_compatible(blob: bytes, variant: VariantSpec) -> dict:
+def check_compatible(blob: bytes, variant: VariantSpec) -> EdgeTpuVerdict:
     """Raise QuantizeError naming the first offending op when the int8 model cannot go to the Edge TPU."""
-    compat = inspect_model(blob)["edgetpu"]
-    if not compat["compatible"]:
-        f = compat["first_offending"]
-        more = len(compat["problems"]) - 1
+    compat = inspect_model(blob).edgetpu
+    f = compat.first_offending
+    if f is not None:
+        more = len(compat.problems) - 1
         raise QuantizeError(
-            f"variant {variant.key}: not Edge TPU compatible: first offending op {f['op']} (op #{f['index']}): "
-            f"{f['reason']}" + (f" (and {more} more problem(s))" if more > 0 else ""),
+            f"variant {variant.key}: not Edge TPU compatible: first offending op {f.op} (op #{f.index}): "
+            f"{f.reason}" + (f" (and {more} more problem(s))" if more > 0 else ""),
             "use only ops from the Edge TPU's supported list, 8-bit int8/uint8 I/O (io: int8 or uint8), static "
-            f"shapes; `edgeq inspect` on the variant's int8 model lists every problem ({compat['reference']})",
+            f"shapes; `edgeq inspect` on the variant's int8 model lists every problem ({compat.reference})",
         )
     return compat
 
@@ -129,7 +129,7 @@ def quantize_edgetpu(
     exe = find_compiler()
     if exe is None:
         raise QuantizeError(
-            f"variant {variant.key}: the int8 model is Edge TPU compatible ({compat['ops_total']} ops), "
+            f"variant {variant.key}: the int8 model is Edge TPU compatible ({compat.ops_total} ops), "
             f"but {COMPILER} is not on PATH",
             INSTALL_HINT,
         )
@@ -153,7 +153,7 @@ def quantize_edgetpu(
         "calibration_samples": int(len(calib)) if calib is not None else 0,
         "edgetpu": {
             **info,
-            "ops_checked": compat["ops_total"],
-            "compiled_custom_ops": after["op_counts"].get("edgetpu-custom-op", 0),
+            "ops_checked": compat.ops_total,
+            "compiled_custom_ops": after.op_counts.get("edgetpu-custom-op", 0),
         },
     }

@@ -120,7 +120,7 @@ def test_compiles_a_compatible_model_with_the_compiler_on_path(keras_models, fak
     cpu = (out / "model_cpu.tflite").read_bytes()
     assert (out / "model.tflite").read_bytes() == cpu  # the fake copies; the real one rewrites into edgetpu-custom-op
     c = edgetpu_compatibility(cpu)
-    assert c["compatible"], c["problems"]
+    assert c.compatible, c.problems
     argv = fake_compiler.read_text().split()
     assert argv[0] == "--show_operations" and argv[1] == "--out_dir" and argv[-1].endswith("model.tflite")
     assert meta["edgetpu"]["compiler_version"] == "16.0.384591198"

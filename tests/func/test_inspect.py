@@ -94,86 +94,86 @@ def test_report_matches_the_interpreter(models, name):
     """Ops, tensors, dtypes, shapes and every scale/zero point agree with what the TFLite runtime loads."""
     r = inspect_model(models[name])
     it = _interp(models[name])
-    sg = r["subgraphs"][0]
+    sg = r.subgraphs[0]
     rt_ops = it._get_ops_details()  # noqa: SLF001
-    assert [op["op"] for op in sg["ops"]] == [op["op_name"] for op in rt_ops]
+    assert [op.op for op in sg.ops] == [op["op_name"] for op in rt_ops]
     counts = {}
     for op in rt_ops:
         counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    assert r["op_counts"] == counts
-    by_name = {t["name"]: t for t in sg["tensors"]}
+    assert r.op_counts == counts
+    by_name = {t.name: t for t in sg.tensors}
     for d in it.get_tensor_details():
         if not d["name"]:
             continue  # the runtime's own scratch tensors
         t = by_name[d["name"]]
-        assert t["dtype"] == np.dtype(d["dtype"]).name
-        assert t["shape"] == list(d["shape"]) and t["shape_signature"] == list(d["shape_signature"])
+        assert t.dtype == np.dtype(d["dtype"]).name
+        assert list(t.shape) == list(d["shape"]) and list(t.shape_signature) == list(d["shape_signature"])
         qp = d["quantization_parameters"]
         if len(qp["scales"]):
-            q = t["quantization"]
-            np.testing.assert_allclose(q["scale"], qp["scales"], rtol=1e-7)
-            assert q["zero_point"] == list(qp["zero_points"])
-            assert q["per_channel"] == (len(qp["scales"]) > 1)
-            if q["per_channel"]:
-                assert q["axis"] == qp["quantized_dimension"]
+            q = t.quantization
+            np.testing.assert_allclose(q.scale, qp["scales"], rtol=1e-7)
+            assert list(q.zero_point) == list(qp["zero_points"])
+            assert q.per_channel == (len(qp["scales"]) > 1)
+            if q.per_channel:
+                assert q.axis == qp["quantized_dimension"]
         else:
-            assert t["quantization"] is None or not t["quantization"]["scale"]
-    size = r["size"]
-    assert size["weights_bytes"] + size["graph_bytes"] + size["metadata_bytes"] == size["file_bytes"]
+            assert t.quantization is None or not t.quantization.scale
+    size = r.size
+    assert size.weights_bytes + size.graph_bytes + size.metadata_bytes == size.file_bytes
 
 
 def test_affine_ranges_are_the_int8_grid_mapped_to_reals(models):
     r = inspect_model(models["cnn_int8_static"])
-    tensors = r["subgraphs"][0]["tensors"]
-    per_channel = [t for t in tensors if t["quantization"] and t["quantization"]["per_channel"] and t["dtype"] == "int8"]
-    per_tensor = [t for t in tensors if t["quantization"] and not t["quantization"]["per_channel"] and t["dtype"] == "int8"]
+    tensors = r.subgraphs[0].tensors
+    per_channel = [t for t in tensors if t.quantization and t.quantization.per_channel and t.dtype == "int8"]
+    per_tensor = [t for t in tensors if t.quantization and not t.quantization.per_channel and t.dtype == "int8"]
     assert per_channel and per_tensor
     for t in per_channel + per_tensor:
-        q = t["quantization"]
-        assert len(q["range"]) == q["channels"] == len(q["scale"])
-        for (lo, hi), s, z in zip(q["range"], q["scale"], q["zero_point"], strict=False):
+        q = t.quantization
+        assert len(q.range) == q.channels == len(q.scale)
+        for (lo, hi), s, z in zip(q.range, q.scale, q.zero_point, strict=False):
             assert lo == pytest.approx(s * (-128 - z)) and hi == pytest.approx(s * (127 - z))
             assert lo <= 0.0 <= hi  # TFLite keeps real 0 exactly representable
     # the input was calibrated on [0, 1): its range must cover it and not much more
-    (inp,) = r["io"]["inputs"]
-    lo, hi = next(t for t in tensors if t["index"] == inp["index"])["quantization"]["range"][0]
+    (inp,) = r.io.inputs
+    lo, hi = next(t for t in tensors if t.index == inp.index).quantization.range[0]
     assert lo == pytest.approx(0.0, abs=0.01) and 0.9 < hi < 1.1
     # per-tensor conversion: weights have one scale
     r2 = inspect_model(models["cnn_int8_per_tensor"])
-    assert not any(t["quantization"]["per_channel"] for t in r2["subgraphs"][0]["tensors"] if t["quantization"])
+    assert not any(t.quantization.per_channel for t in r2.subgraphs[0].tensors if t.quantization)
 
 
 def test_precision_and_size(models):
     fp32, int8 = inspect_model(models["mlp_fp32"]), inspect_model(models["mlp_int8"])
-    assert set(fp32["precision"]) == {"float"}
-    assert set(int8["precision"]) == {"int8"}, int8["precision"]
-    assert int8["size"]["weights_by_dtype"]["int8"] > 0 and "float32" not in int8["size"]["weights_by_dtype"]
+    assert set(fp32.precision) == {"float"}
+    assert set(int8.precision) == {"int8"}, int8.precision
+    assert int8.size.weights_by_dtype["int8"] > 0 and "float32" not in int8.size.weights_by_dtype
     # one byte per kernel weight (16x12 + 12x4) against four
-    assert int8["size"]["weights_by_dtype"]["int8"] == 16 * 12 + 12 * 4
-    assert fp32["size"]["weights_by_dtype"]["float32"] >= 4 * (16 * 12 + 12 * 4)
+    assert int8.size.weights_by_dtype["int8"] == 16 * 12 + 12 * 4
+    assert fp32.size.weights_by_dtype["float32"] >= 4 * (16 * 12 + 12 * 4)
     mixed = inspect_model(models["sin_mixed"])
-    assert mixed["precision"]["float"] == {"SIN": 1}
-    assert "conversion" in mixed["precision"] and "int8" in mixed["precision"]
+    assert mixed.precision["float"] == {"SIN": 1}
+    assert "conversion" in mixed.precision and "int8" in mixed.precision
 
 
 def test_edgetpu_compatibility_on_real_models(models):
     for name in ("mlp_int8_static", "cnn_int8_static"):
         c = edgetpu_compatibility(models[name])
-        assert c["compatible"] and c["first_offending"] is None and c["problems"] == [], (name, c["problems"])
+        assert c.compatible and c.first_offending is None and c.problems == (), (name, c.problems)
     c = edgetpu_compatibility(models["mlp_fp32"])
-    assert not c["compatible"]
-    assert c["first_offending"]["index"] == 0 and "float32" in c["first_offending"]["reason"]
-    assert "not 8-bit" in c["first_offending"]["reason"]
+    assert not c.compatible
+    assert c.first_offending.index == 0 and "float32" in c.first_offending.reason
+    assert "not 8-bit" in c.first_offending.reason
     c = edgetpu_compatibility(models["mlp_int8"])  # a free batch dimension
-    assert not c["compatible"] and "dynamic shape" in c["first_offending"]["reason"]
+    assert not c.compatible and "dynamic shape" in c.first_offending.reason
     c = edgetpu_compatibility(models["five_d_int8"])
-    assert c["first_offending"]["op"] == "RESHAPE" and "3 innermost" in c["first_offending"]["reason"], c
-    assert c["problems"][0]["check"] == "rank"
+    assert c.first_offending.op == "RESHAPE" and "3 innermost" in c.first_offending.reason, c
+    assert c.problems[0].check == "rank"
     report = inspect_model(models["sin_mixed"])
     c = edgetpu_compatibility(report)  # a report works as well as a path
-    assert not c["compatible"]
-    assert any(p["op"] == "SIN" and p["check"] == "op" for p in c["problems"])
-    assert c["ops_before_first_offending"] == c["first_offending"]["index"]
+    assert not c.compatible
+    assert any(p.op == "SIN" and p.check == "op" for p in c.problems)
+    assert c.ops_before_first_offending == c.first_offending.index
     assert edgetpu_compatibility(models["sin_mixed"].read_bytes()) == c
 
 
@@ -181,7 +181,7 @@ def test_inspect_does_not_import_tensorflow(models):
     code = (
         "import sys; from edgeq.inspect import inspect_model; "
         f"r = inspect_model({str(models['cnn_int8_static'])!r}); "
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'; print(len(r['op_counts']))"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'; print(len(r.op_counts))"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert p.returncode == 0, p.stderr

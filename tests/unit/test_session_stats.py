@@ -123,7 +123,7 @@ def test_merge_sessions_of_agent_documents_and_the_run_table():
     from edgeq.cli import tables
     from edgeq.fleet import bench_result, merge_sessions
     from edgeq.fleet.bench import bench_run
-    from edgeq.records.fleet import AgentBench, BenchRun
+    from edgeq.records.fleet import AgentBench, BenchResult, BenchRun
 
     docs = [_agent_doc([0.001 * f] * 4 + [0.002 * f], pid) for f, pid in ((1.0, 10), (1.5, 11), (1.1, 12))]
     runs = [bench_run(1, AgentBench.from_json(d)) for d in docs]
@@ -139,10 +139,10 @@ def test_merge_sessions_of_agent_documents_and_the_run_table():
     assert one.latency_ms == runs[0].latency_ms and len(one.sessions) == 1 and one.ci_ms is None
     row = bench_result("pi", "int8", m, "/x.json").to_json()
     assert row["sessions"][1]["p50"] == pytest.approx(1.5) and row["harness_floor_ms"] == pytest.approx(0.001)
-    title, cols, cells = tables.run_benchmarks({"benchmarks": [row]})
+    title, cols, cells = tables.run_benchmarks([BenchResult.from_json(row)])
     assert "median of session medians" in title and cells[0][cols.index("sessions")] == "3"
     old = {k: v for k, v in row.items() if k not in ("sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms")}
-    assert "sessions" not in tables.run_benchmarks({"benchmarks": [old]})[1]  # older manifests draw as before
+    assert "sessions" not in tables.run_benchmarks([BenchResult.from_json(old)])[1]  # older manifests draw as before
 
 
 def test_sessions_thinned_differently_are_pooled_at_one_stride():
