@@ -1,6 +1,12 @@
 """model.torch end to end: a real PyTorch CNN trained by pipelines/fashion_torch.py (the script a user runs),
 converted by the real litert-torch (the torch extra), quantized by the LiteRT quantizer, validated on
-Fashion-MNIST rows, deployed and benchmarked on the local board (real agent)."""
+Fashion-MNIST rows, deployed and benchmarked on the local board (real agent).
+
+PyTorch runs in its own venv, EDGEQ_TORCH_VENV ([train,torch,tflite-quant]; tests/run-all.sh builds and caches it):
+PyPI's torch is the CUDA build, and litert-torch moves typing-extensions and pydantic below what a user of [train]
+gets, which is what the main test venv holds. This checkout's edgeq runs there through PYTHONPATH, in child processes
+(the test process itself never imports torch).
+"""
 
 from __future__ import annotations
 
@@ -8,30 +14,73 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from edgeq.testing.common import REPO, assert_clean_error
+from edgeq.testing.common import REPO, Result, assert_clean_error
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 DATA = {"source": "idx", "path": str(FASHION), "preprocess": "scale", "max_train": 1000, "max_test": 400}
+HOW = (
+    "run them with `bash tests/run-all.sh tests/func/test_from_torch.py` (it builds and caches that venv), or point "
+    "EDGEQ_TORCH_VENV at a venv made with `pip install '.[train,torch,tflite-quant]'`"
+)
+NEEDED = ("torch", "litert_torch", "litert_quantizer", "tensorflow")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def torch_venv() -> Path:
+    """The venv with PyTorch (EDGEQ_TORCH_VENV). Missing, the tests fail naming run-all.sh: never a silent skip."""
+    venv = os.environ.get("EDGEQ_TORCH_VENV")
+    if not venv:
+        pytest.fail(f"EDGEQ_TORCH_VENV is not set: the torch tests run PyTorch in a venv of their own; {HOW}", pytrace=False)
+    py = Path(venv) / "bin" / "python"
+    check = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
+    try:
+        p = subprocess.run([str(py), "-c", check, *NEEDED], capture_output=True, text=True, timeout=120)
+    except OSError as e:
+        pytest.fail(f"EDGEQ_TORCH_VENV={venv}: its python does not run ({e}); {HOW}", pytrace=False)
+    if p.returncode or p.stdout.strip():
+        pytest.fail(f"EDGEQ_TORCH_VENV={venv} lacks {p.stdout.strip() or p.stderr[-500:]}; {HOW}", pytrace=False)
+    return Path(venv)
+
+
+def _torch_env(venv: Path, env: dict | None = None) -> dict:
+    """The environment of a child in the torch venv: its python first on PATH, this checkout's edgeq importable."""
+    e = {**os.environ, **(env or {}), "VIRTUAL_ENV": str(venv)}
+    e["PATH"] = os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([*filter(None, (env or {}).get("PYTHONPATH", "").split(os.pathsep)), str(REPO)])
+    return e
+
+
+@pytest.fixture
+def torch_edgeq(home, tmp_path, torch_venv):
+    """conftest's `edgeq` runner, but `python -m edgeq` runs in the torch venv."""
+
+    def run(*args, cwd=None, timeout=600, env=None) -> Result:
+        e = _torch_env(torch_venv, {"EDGEQ_HOME": str(home), **(env or {})})
+        argv = [str(torch_venv / "bin" / "python"), "-m", "edgeq", *map(str, args)]
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=cwd or tmp_path, timeout=timeout, env=e)
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, torch_venv) -> Path:
     """A folder with fashion_torch.py and its trained weights (1 epoch on 2,000 rows, by the shipped script)."""
     d = tmp_path_factory.mktemp("torch")
     shutil.copy(REPO / "pipelines" / "fashion_torch.py", d / "fashion_torch.py")
     p = subprocess.run(
-        [sys.executable, str(d / "fashion_torch.py"), str(d / "fashion-torch.pt"), "--epochs", "1", "--max-train", "2000"],
+        [str(torch_venv / "bin" / "python"), str(d / "fashion_torch.py"), str(d / "fashion-torch.pt"), "--epochs", "1"]
+        + ["--max-train", "2000"],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=_torch_env(torch_venv),
     )
     assert p.returncode == 0, p.stderr
     assert "epoch 1/1: test accuracy" in p.stdout
@@ -45,8 +94,8 @@ def _pipeline(d: Path, model: dict, variants: list, **extra) -> Path:
     return p
 
 
-# PyTorch runs in child processes only: torch.export imports triton, whose native code crashes (SIGSEGV) in a
-# process that has loaded TensorFlow, as this test process has (edgeq.stages.torchsrc converts in a child too).
+# PyTorch runs in child processes only (in the torch venv): torch.export imports triton, whose native code crashes
+# (SIGSEGV) in a process that has loaded TensorFlow (edgeq.stages.torchsrc converts in a child too).
 TORCH_SCRIPT = """
 import json, sys
 from pathlib import Path
@@ -65,16 +114,16 @@ print(json.dumps({"accuracy": float((pred == y).mean())}))
 """
 
 
-def _torch_accuracy(d: Path, export_to: Path | None = None) -> float:
+def _torch_accuracy(venv: Path, d: Path, export_to: Path | None = None) -> float:
     """The module's own accuracy on the pipeline's 400 test rows (NCHW); optionally its torch.export file."""
-    env = {**os.environ, "EDGEQ_TORCH_WEIGHTS": str(d / "fashion-torch.pt"), "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-c", TORCH_SCRIPT, str(d), str(FASHION), *([str(export_to)] if export_to else [])]
+    env = _torch_env(venv, {"EDGEQ_TORCH_WEIGHTS": str(d / "fashion-torch.pt")})
+    argv = [str(venv / "bin" / "python"), "-c", TORCH_SCRIPT, str(d), str(FASHION), *([str(export_to)] if export_to else [])]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])["accuracy"]
 
 
-def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edgeq, models):
+def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(torch_edgeq, torch_venv, models):
     variants = [{"type": "fp32"}, {"type": "int8", "calibration_samples": 100}, {"type": "dynamic"}]
     fleet = {
         "deploy": {"targets": ["local"], "variants": ["int8"]},
@@ -83,7 +132,7 @@ def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edg
     fleet["benchmark"] |= {"variants": ["fp32", "int8"], "accuracy_check": True}
     p = _pipeline(models, {"torch": "fashion_torch:build"}, variants, **fleet)
     env = {"EDGEQ_TORCH_WEIGHTS": str(models / "fashion-torch.pt")}
-    r = edgeq("run", p, "--json", env=env)
+    r = torch_edgeq("run", p, "--json", env=env)
     assert r.code == 0, r.stderr
     doc = r.json()
     train, v, q = doc["stages"]["train"], doc["variants"], doc["stages"]["quantize"]
@@ -99,27 +148,27 @@ def test_torch_module_converted_quantized_validated_deployed_and_benchmarked(edg
     assert int8.get_input_details()[0]["dtype"] == np.int8
     assert v["int8"]["size_bytes"] < 0.3 * v["fp32"]["size_bytes"]
     # the converted float model is the PyTorch model: same accuracy on the same 400 test rows
-    torch_acc = _torch_accuracy(models)
+    torch_acc = _torch_accuracy(torch_venv, models)
     assert v["fp32"]["accuracy"] == pytest.approx(torch_acc, abs=0.0026)  # at most one image of 400 differs
     assert torch_acc > 0.6  # it learned something: the comparison is not between two chance models
     assert abs(v["fp32"]["accuracy"] - v["int8"]["accuracy"]) <= 0.02
     assert {(b["variant"], b["ok"]) for b in doc["benchmarks"]} == {("fp32", True), ("int8", True)}
     for a in doc["stages"]["benchmark_accuracy"]:
         assert a["ok"] and a["board_accuracy"] == a["validate_accuracy"], a
-    again = edgeq("run", p, "--json", env=env)
+    again = torch_edgeq("run", p, "--json", env=env)
     assert again.code == 0, again.stderr
     assert again.json()["stages"]["train"]["cached"] is True  # converted once, kept
     mod = models / "fashion_torch.py"
     mod.write_text(mod.read_text() + "\n# edited\n")
-    edited = edgeq("run", p, "--json", env=env)
+    edited = torch_edgeq("run", p, "--json", env=env)
     assert edited.code == 0 and edited.json()["stages"]["train"]["cached"] is False  # the module's content is the key
 
 
-def test_torch_export_file(edgeq, models, tmp_path):
+def test_torch_export_file(torch_edgeq, torch_venv, models, tmp_path):
     """model.torch: a .pt2 written by torch.export.save (no module to import at run time)."""
-    torch_acc = _torch_accuracy(models, export_to=tmp_path / "fashion.pt2")
+    torch_acc = _torch_accuracy(torch_venv, models, export_to=tmp_path / "fashion.pt2")
     p = _pipeline(tmp_path, {"torch": "fashion.pt2"}, [{"type": "fp32"}, {"type": "weight_only"}])
-    r = edgeq("run", p, "--json")
+    r = torch_edgeq("run", p, "--json")
     assert r.code == 0, r.stderr
     v = r.json()["variants"]
     assert v["fp32"]["accuracy"] == pytest.approx(torch_acc, abs=0.0026)
@@ -146,18 +195,19 @@ def three_channels():
         ({"builtin": "cnn", "torch_layout": "nhwc"}, 3, ["from-torch.yaml:", "torch_layout applies to model.torch only"]),
     ],
 )
-def test_torch_errors_are_clear(edgeq, tmp_path, model, code, needles):
+def test_torch_errors_are_clear(torch_edgeq, tmp_path, model, code, needles):
     (tmp_path / "bad.py").write_text(BAD_MODULE)
     p = _pipeline(tmp_path, model, [{"type": "fp32"}])
-    assert_clean_error(edgeq("run", p), code, *needles)
+    assert_clean_error(torch_edgeq("run", p), code, *needles)
 
 
-def test_train_keys_are_refused_for_a_torch_model(edgeq, tmp_path):
+def test_train_keys_are_refused_for_a_torch_model(torch_edgeq, tmp_path):
     p = _pipeline(tmp_path, {"torch": "bad:not_a_module"}, [{"type": "fp32"}], train={"epochs": 3})
-    assert_clean_error(edgeq("run", p), 3, "from-torch.yaml:", "model.torch is a model trained elsewhere: train.epochs")
+    assert_clean_error(torch_edgeq("run", p), 3, "from-torch.yaml:", "model.torch is a model trained elsewhere: train.epochs")
 
 
 def test_without_the_extra_it_exits_12_naming_it(edgeq, tmp_path):
+    """In the main test venv (a [train] user's, no torch); the blocker keeps it true in a venv that has torch."""
     site = tmp_path / "blocker"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
@@ -174,7 +224,7 @@ def test_without_the_extra_it_exits_12_naming_it(edgeq, tmp_path):
     assert_clean_error(r, 12, "model.torch needs PyTorch and litert-torch", "pip install 'edgeq[torch]'", "model.tflite")
 
 
-def test_shipped_pipeline_reads_and_an_untrained_module_says_how_to_train_it(edgeq, tmp_path):
+def test_shipped_pipeline_reads_and_an_untrained_module_says_how_to_train_it(torch_edgeq, tmp_path):
     from edgeq.config import read_pipeline
 
     shipped = REPO / "pipelines" / "from-torch.yaml"
@@ -187,5 +237,5 @@ def test_shipped_pipeline_reads_and_an_untrained_module_says_how_to_train_it(edg
     shutil.copy(shipped, d / shipped.name)
     shutil.copy(REPO / "pipelines" / "fashion_torch.py", d / "fashion_torch.py")
     missing = tmp_path / "no-weights.pt"
-    r = edgeq("run", d / shipped.name, env={"EDGEQ_TORCH_WEIGHTS": str(missing)})
+    r = torch_edgeq("run", d / shipped.name, env={"EDGEQ_TORCH_WEIGHTS": str(missing)})
     assert_clean_error(r, 5, "model.torch 'fashion_torch:build' raised FileNotFoundError", "train it first", str(missing))
