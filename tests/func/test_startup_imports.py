@@ -15,8 +15,17 @@ import pytest
 NEVER = ("tensorflow", "keras", "paramiko", "cryptography", "matplotlib", "numpy", "ai_edge_litert", "edgeq.results")
 # -h parses nothing and reads no file: no pydantic, no YAML, no spec or record models, no fleet package
 HELP_NEVER = (*NEVER, "pydantic", "yaml", "edgeq.config", "edgeq.records", "edgeq.fleet")
-# devices list reads devices.yaml only: not the pipeline specs, not the SSH transport
-LIST_NEVER = (*NEVER, "edgeq.config.pipeline", "edgeq.config.pipelinefile", "edgeq.fleet.transport.ssh")
+# devices list reads devices.yaml only: not the pipeline specs, not the fleet's operations, records or SSH transport
+LIST_NEVER = (
+    *NEVER,
+    "edgeq.config.pipeline",
+    "edgeq.config.pipelinefile",
+    "edgeq.records",
+    "edgeq.fleet.bench",
+    "edgeq.fleet.deploy",
+    "edgeq.fleet.board",
+    "edgeq.fleet.transport.ssh",
+)
 
 
 def _loaded_by(args: list[str], forbidden: tuple[str, ...], cwd) -> tuple[list[str], str]:
@@ -42,3 +51,19 @@ def test_start_up_imports_nothing_heavy(args, forbidden, shown, tmp_path):
     loaded, out = _loaded_by(args, forbidden, tmp_path)  # no devices.yaml here: the embedded `local` board
     assert shown in out
     assert loaded == [], f"`edgeq {' '.join(args)}` imported {loaded}: move the import into the function that needs it"
+
+
+def test_the_lazy_fleet_package_keeps_its_functions_over_same_named_submodules(tmp_path):
+    """edgeq.fleet imports its public names on first use; a submodule loaded first (edgeq.fleet.deploy, as
+    dryrun and numeric do) must not replace the function fleet.deploy as the package's attribute."""
+    probe = (
+        "import edgeq.fleet.deploy, edgeq.fleet.bench\nfrom edgeq.fleet import dryrun\nfrom edgeq import fleet\n"
+        "assert fleet.deploy.__module__ == 'edgeq.fleet.deploy' and callable(fleet.deploy), fleet.deploy\n"
+        "assert fleet.bench.__module__ == 'edgeq.fleet.bench' and callable(fleet.bench), fleet.bench\n"
+        "assert [n for n in fleet.__all__ if getattr(fleet, n) is None] == []\n"
+        "from edgeq.fleet import *  # noqa: F403\n"
+        "print(dryrun.__name__, fleet.paths.__name__)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)  # noqa: S603
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["edgeq.fleet.dryrun", "edgeq.fleet.paths"]
