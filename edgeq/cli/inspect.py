@@ -55,7 +55,7 @@ def _kind(sg: Subgraph, t: TensorInfo) -> str:
 
 def render(r: InspectReport, channels: bool = False) -> None:
     size = r.size
-    output.current().out.print(
+    output.say(
         f"[bold]{escape(r.path)}[/bold]  {size.file_bytes:,} bytes · schema v{r.schema_version} · "
         f"{len(r.subgraphs)} subgraph(s)" + (f" · {escape(r.description)}" if r.description else "")
     )
@@ -121,23 +121,20 @@ def render(r: InspectReport, channels: bool = False) -> None:
 def _render_edgetpu(e: EdgeTpuVerdict) -> None:
     f = e.first_offending  # None exactly when compatible
     if f is None:
-        output.current().out.print(
-            f"Edge TPU: [green]compatible[/green] (all {e.ops_total} ops)"
-            + (" · already compiled" if e.already_compiled else ""),
-            highlight=False,
+        output.say(
+            f"Edge TPU: [green]compatible[/green] (all {e.ops_total} ops)" + (" · already compiled" if e.already_compiled else "")
         )
     else:
-        output.current().out.print(
+        output.say(
             f"Edge TPU: [red]not compatible[/red]: first offending op {escape(f.op)} (op #{f.index}): "
-            f"{escape(f.reason)} · {e.ops_before_first_offending} of {e.ops_total} ops precede it",
-            highlight=False,
+            f"{escape(f.reason)} · {e.ops_before_first_offending} of {e.ops_total} ops precede it"
         )
         output.table(
             "Edge TPU problems",
             [Col("op #"), Col("op"), Col("check", 1), Col("reason", wrap=True)],
             [[p.index, p.op, p.check, p.reason] for p in e.problems],
         )
-    output.current().out.print(f"rules: {escape(e.reference)}", highlight=False)
+    output.say(f"rules: {escape(e.reference)}")
 
 
 def inspect_cmd(

@@ -146,6 +146,13 @@ def echo(message: str) -> None:
     current().out.print(message, markup=False)
 
 
+def say(markup: str) -> None:
+    """A line of rich markup on stdout (foreign text in it escaped by the caller); on a terminal it wraps
+    between words at its width, as tables do; piped, it stays one line."""
+    o = current()
+    o.out.print(markup, highlight=False, soft_wrap=not o.sized)
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Iterable[Any]]) -> None:
     """Draw a table on stdout. Every cell and the title are data (board text, YAML names): never markup.
 

@@ -290,8 +290,9 @@ def history_table(runs: list[StoredRun], db: str) -> Table:
                 bench,
             ]
         )
-    cols = [Col("run"), Col("pipeline", 1), Col("status", 1), Col("started (UTC)", 4), Col("wall s", 5)]
-    cols += [Col("accuracy", 3, items=True), Col(f"p50 {unit} (device / variant / threads)", 2, items=True)]
+    # what `history` is for: a run id to copy, its outcome, its latency; then what else fits
+    cols = [Col("run"), Col("pipeline", 2), Col("status", 1), Col("started (UTC)", 4), Col("wall s", 5)]
+    cols += [Col("accuracy", 3, items=True), Col(f"p50 {unit} (device / variant / threads)", 1, items=True)]
     if any(r.numeric for r in runs):  # benchmark.numeric_check: the first diverging layer, or "matches"
         cols.append(Col("numeric check (device/variant)", 3, items=True))
         for row, r in zip(rows, runs, strict=True):
