@@ -33,7 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"edgeq -h": ["-h"], "edgeq devices list": ["devices", "list"]}
 TARGETS = {"edgeq -h": 0.25, "edgeq devices list": 0.30}
 # must not be imported by `edgeq -h` / `edgeq devices list` (tests/func/test_startup_imports.py asserts the same)
-HEAVY = ("tensorflow", "keras", "paramiko", "matplotlib", "numpy", "edgeq.config.pipeline", "edgeq.results")
+HEAVY = (
+    *("tensorflow", "keras", "paramiko", "matplotlib", "numpy"),
+    *("edgeq.config.pipeline", "edgeq.results", "edgeq.records", "edgeq.fleet.board"),
+)
 
 
 def edgeq_argv() -> list[str]:
@@ -75,8 +78,11 @@ def measure(variants: dict[str, dict[str, str]], args: list[str], runs: int, cwd
     return {k: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for k, v in samples.items()}
 
 
-def importtime(args: list[str], env: dict[str, str], cwd: Path) -> tuple[list[tuple[int, int, str]], int, list[str]]:
-    """(every import as (cumulative µs, self µs, module), largest cumulative first; modules; heavy ones present)."""
+def importtime(
+    args: list[str], env: dict[str, str], cwd: Path, repeat: int = 3
+) -> tuple[list[tuple[int, int, str]], int, list[str]]:
+    """(every import as (cumulative µs, self µs, module), medians of `repeat` runs, largest cumulative first;
+    modules; heavy ones present)."""
     probe = (
         "import sys\nfrom edgeq.cli import main\n"
         f"sys.argv = ['edgeq', *{args!r}]\n"
@@ -84,17 +90,20 @@ def importtime(args: list[str], env: dict[str, str], cwd: Path) -> tuple[list[tu
         f"heavy = ','.join(m for m in {HEAVY!r} if m in sys.modules)\n"
         "sys.stderr.write(f'\\nMODULES {len(sys.modules)} HEAVY {heavy}\\n')\n"
     )
-    p = subprocess.run(  # noqa: S603
-        [sys.executable, "-X", "importtime", "-c", probe], env=env, cwd=cwd, capture_output=True, text=True, check=False
-    )
-    rows, modules, heavy = [], 0, []
-    for line in p.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            own, cum, name = (x.strip() for x in line.removeprefix("import time:").split("|", 2))
-            rows.append((int(cum), int(own), name.strip()))
-        elif line.startswith("MODULES "):
-            parts = line.split()
-            modules, heavy = int(parts[1]), [h for h in (parts[3:] or [""])[0].split(",") if h]
+    seen: dict[str, list[tuple[int, int]]] = {}
+    modules, heavy = 0, []
+    for _ in range(repeat):
+        p = subprocess.run(  # noqa: S603
+            [sys.executable, "-X", "importtime", "-c", probe], env=env, cwd=cwd, capture_output=True, text=True, check=False
+        )
+        for line in p.stderr.splitlines():
+            if line.startswith("import time:") and "|" in line and "cumulative" not in line:
+                own, cum, name = (x.strip() for x in line.removeprefix("import time:").split("|", 2))
+                seen.setdefault(name.strip(), []).append((int(cum), int(own)))
+            elif line.startswith("MODULES "):
+                parts = line.split()
+                modules, heavy = int(parts[1]), [h for h in (parts[3:] or [""])[0].split(",") if h]
+    rows = [(int(statistics.median(c for c, _ in v)), int(statistics.median(o for _, o in v)), k) for k, v in seen.items()]
     rows.sort(reverse=True)
     return rows, modules, heavy
 
@@ -155,7 +164,7 @@ def main() -> None:
         by_self = sorted(rows, key=lambda r: -r[1])[:10]
         lines += [
             "",
-            f"`python -X importtime` of `{cmd}` (as configured): {modules} modules;"
+            f"`python -X importtime` of `{cmd}` (as configured, median of 3): {modules} modules;"
             f" heavy ones present: {', '.join(heavy) or 'none'} (checked: {', '.join(HEAVY)})",
             "",
             "| cumulative ms | self ms | module |",
