@@ -4,11 +4,12 @@
     run.py      edgeq run                     fleet.py    devices list/check/trust, deploy, rollback, bench
     results.py  history, compare, report, metrics push/textfile/serve
     inspect.py  edgeq inspect
-    options.py  shared options (--json, --devices, --target, --db, --batch, --max-fail)
+    options.py  shared options (--json, --devices, --target, --db, --batch, --max-fail, --threads)
     output.py   stdout/stderr, the --json document and whether it was printed
     format.py   units: latency, bytes, percentages        tables.py  records -> table rows (pure)
 
-No TensorFlow and no paramiko at import time: `edgeq --help` must stay fast.
+No TensorFlow, paramiko, numpy or pydantic models at import time: `edgeq --help` and `edgeq devices list`
+must stay fast (tests/func/test_startup_imports.py; bench/startup_bench.py times them).
 """
 
 from edgeq.cli.app import app, main
