@@ -360,14 +360,14 @@ def test_slow_lossy_link_then_dead_link(farm, tmp_path, tflite_models, big_model
         f"LINK deploy of {size_mb:.2f} MB + agent: shaped board {recs['slow']['seconds']:.2f}s, "
         f"loopback board {recs['fast1']['seconds']:.2f}s"
     )
-    good = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=5, min_seconds=0).to_json()
+    good = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=5, min_seconds=0, sessions=1).to_json()
     assert good["ok"], good
 
     th, fired = _watch_and_kill(
         lambda: fk.find_agent_pids("bench", netboard.workdir), lambda pids: netboard.set_loss(100), delay=0.2
     )
     t0 = time.monotonic()
-    doc = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=10, min_seconds=3).to_json()
+    doc = fleet.bench(inv, ["all"], big_models["medium"], name="m", runs=10, min_seconds=3, sessions=1).to_json()
     th.join(5)
     assert fired
     recs = by_device(doc)
@@ -380,7 +380,7 @@ def test_slow_lossy_link_then_dead_link(farm, tmp_path, tflite_models, big_model
     netboard.set_loss(0)
     st = fk.board_state(netboard.workdir, "m")
     assert st.current == doc["sha256"] and st.active_ok and not st.junk, st
-    again = fleet.bench(inv, ["slow"], big_models["medium"], name="m", runs=5, min_seconds=0).to_json()
+    again = fleet.bench(inv, ["slow"], big_models["medium"], name="m", runs=5, min_seconds=0, sessions=1).to_json()
     assert again["ok"] and again["devices"][0]["deploy"] == "unchanged", again
     half = fk.half_written_or_unloadable(st)
     lost = sum(1 for n in ("fast1", "fast2") if not recs[n]["results"][0]["ok"])

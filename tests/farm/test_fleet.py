@@ -413,7 +413,7 @@ def test_agent_killed_mid_bench(farm, tmp_path, tflite_models):
 
     th = threading.Thread(target=killer, daemon=True)
     th.start()
-    doc = fleet.bench(inv, ["victim"], tflite_models["dense_a"], runs=10, min_seconds=60).to_json()
+    doc = fleet.bench(inv, ["victim"], tflite_models["dense_a"], runs=10, min_seconds=60, sessions=1).to_json()
     th.join(5)
     assert killed
     rec = by_device(doc)["victim"]

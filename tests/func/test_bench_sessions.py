@@ -137,3 +137,28 @@ def test_benchmark_stage_measures_a_rerun_baseline_beside_its_variant_under_its_
     assert not failures and [(r.variant, len(r.sessions)) for r in stage.results] == [("int8", 2), ("int8@baseline", 2)]
     names = {r.variant: json.loads(Path(r.raw).read_text())["model"]["name"] for r in stage.results}
     assert names == {"int8": "int8", "int8@baseline": "int8-baseline"}
+
+
+def test_bench_models_runs_one_session_loop_per_board_for_every_model(tmp_path):
+    """edgeq.fleet.bench_models (what the pipeline's benchmark stage drives): on the board, session 1 of every
+    model then session 2, thread counts within each; one summary per model, each deployed under its own name."""
+    events = []
+    models = [fleet.BenchModel(k, _tiny(tmp_path / f"{k}.tflite")) for k in ("a", "b")]
+    res = fleet.bench_models(
+        fleet.load_inventory(None),
+        ["local"],
+        models,
+        runs=4,
+        min_seconds=0.0,
+        threads=[1, 2],
+        sessions=2,
+        progress=lambda ev: events.append(ev) if ev.get("event") == "bench" else None,
+    )
+    assert [(e["session"], e["model"], e["threads"]) for e in events] == [
+        (s, m, t) for s in (1, 2) for m in ("a", "b") for t in (1, 2)
+    ]
+    assert list(res) == ["a", "b"] and all(r.ok and r.sessions == 2 for r in res.values())
+    for key, r in res.items():
+        (board,) = r.devices
+        assert r.name == key and board.deploy is not None and [x.threads for x in board.results] == [1, 2]
+        assert all(len(x.sessions) == 2 for x in board.results)

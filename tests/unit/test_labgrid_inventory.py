@@ -10,7 +10,7 @@ import pytest
 
 from edgeq.errors import ConfigError
 from edgeq.fleet.inventory.devices import load_inventory
-from edgeq.fleet.inventory.labgrid import Place, device_for, leased
+from edgeq.fleet.inventory.labgrid import Place, device_for
 
 
 def _inv(tmp_path: Path, text: str):
@@ -73,6 +73,11 @@ def test_bad_labgrid_settings_are_config_errors(tmp_path, text):
 
 
 def test_plain_devices_yaml_is_untouched_by_the_lease(tmp_path):
+    """open_inventory is the one way in: a devices.yaml that lists hosts comes out as it is, no coordinator asked."""
+    from edgeq.fleet import open_inventory
+
     inv = _inv(tmp_path, "devices:\n  - {name: b, host: 10.0.0.1}\n")
-    with leased(inv, lambda m: pytest.fail(m)) as got:
+    with open_inventory(inv, lambda m: pytest.fail(m)) as got:
         assert got is inv
+    with open_inventory(tmp_path / "devices.yaml") as got:
+        assert got.names == ["b"] and got.labgrid is None
