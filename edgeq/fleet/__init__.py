@@ -7,7 +7,7 @@ Importing this package is cheap (no paramiko, numpy, TensorFlow or record models
 imported on first use, so `edgeq devices list` loads the inventory and not the rest (~90 ms less).
 The core functions return records (edgeq.records.fleet) and never print; per-board failures are data,
 not raises: deploy, rollback, check and bench return a FleetSummary (`.to_json()` is the --json document).
-(The functions bench and deploy shadow their modules as package attributes: import helpers with
+(The functions bench, deploy and predict shadow their modules as package attributes: import helpers with
 `from edgeq.fleet.deploy import install_on`, which goes through sys.modules.)
 """
 
@@ -19,25 +19,27 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgeq.fleet.bench import BenchModel, bench, bench_models, bench_result, predict, unmeasured_result
+    from edgeq.fleet.bench import BenchModel, bench, bench_models, bench_result, unmeasured_result
     from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
     from edgeq.fleet.fanout import FleetInterrupted
     from edgeq.fleet.health import check
     from edgeq.fleet.inventory import open_inventory
     from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, PowerSpec, load_inventory
     from edgeq.fleet.numeric import golden_rows, numeric_check
+    from edgeq.fleet.predict import predict
     from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
     from edgeq.fleet.transport.base import BoardError, Transport
 
 # where each public name lives (imported by __getattr__ on first use, then kept as a plain attribute)
 _HOMES = {
-    "edgeq.fleet.bench": ("BenchModel", "bench", "bench_models", "bench_result", "predict", "unmeasured_result"),
+    "edgeq.fleet.bench": ("BenchModel", "bench", "bench_models", "bench_result", "unmeasured_result"),
     "edgeq.fleet.deploy": ("deploy", "raise_for_failures", "rollback"),
     "edgeq.fleet.fanout": ("FleetInterrupted",),
     "edgeq.fleet.health": ("check",),
     "edgeq.fleet.inventory": ("open_inventory",),
     "edgeq.fleet.inventory.devices": ("DeviceSpec", "Inventory", "PowerSpec", "load_inventory"),
     "edgeq.fleet.numeric": ("golden_rows", "numeric_check"),
+    "edgeq.fleet.predict": ("predict",),
     "edgeq.fleet.sessions": ("DEFAULT_SESSIONS", "merge_sessions", "per_session"),
     "edgeq.fleet.transport.base": ("BoardError", "Transport"),
 }

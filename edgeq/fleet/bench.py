@@ -1,4 +1,4 @@
-"""On-board benchmarks (`bench`, `bench_models`) and predictions (`predict`).
+"""On-board benchmarks (`bench`, `bench_models`) and the manifest rows of their runs.
 
 Per-board failures are returned as records, never raised: the caller decides the exit code.
 """
@@ -26,7 +26,6 @@ from edgeq.fleet.transport.base import BoardError, TransportFactory
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import (
     AgentBench,
-    AgentPredict,
     BenchResult,
     BenchRun,
     BoardOutcome,
@@ -370,34 +369,3 @@ def bench(
         controls=controls,
     ).values()
     return res
-
-
-def predict(
-    inventory: Inventory,
-    device_name: str,
-    model_name: str,
-    inputs: Path,
-    *,
-    transport_factory: TransportFactory | None = None,
-    agent: AgentBundle | None = None,
-    sha256: str | None = None,
-) -> list[int]:
-    """Class predictions (argmax) of the board's current `model_name` for each row of an .npy file.
-
-    With `sha256`, the predictions count only if the board ran that very model (else BoardError
-    kind "sha_mismatch").
-    """
-    if not Path(inputs).is_file():
-        raise DataError(f"{inputs}: inputs file not found", "pass a .npy file of model inputs")
-    d = inventory.get(device_name)
-    with FleetOp([d], transport_factory=transport_factory, agent=agent).board(d) as board:
-        remote = board.upload_tmp(Path(inputs), ".npy")
-        try:
-            args = ["--name", model_name, "--inputs", remote, *(["--sha256", sha256] if sha256 else [])]
-            doc = board.call("predict", *args, *runtime_args(d))
-        finally:
-            board.t.remove(remote)
-    assert isinstance(doc, AgentPredict)  # noqa: S101 - read_agent_doc's contract for "predict"
-    if sha256:
-        pinned(d.name, "predict", doc.model, sha256)
-    return list(doc.predictions)
