@@ -14,6 +14,10 @@ Subcommands (every argument is plain argv):
              [--lock-timeout 30] [--sha256 H] [--controls JSON]
     predict  --workdir W (--name N | --model PATH) --inputs X.npy [--batch 256] [--threads 1] [--lock-timeout 30]
              [--sha256 H]
+    profile  --workdir W (--name N | --model PATH) [--runs 50] [--warmup 5] [--threads 1] [--delegate D] [--seed 0]
+             [--lock-timeout 30] [--sha256 H]
+profile (edgeq.agent.profile) times each op on LiteRT's CompiledModel; a board that cannot gets "kind":
+"unsupported" with "reason" and "fix" (exit 0), one that can "kind": "ok" with per-op rows.
 bench --controls (edgeq.agent.benchctl): cooldown, cpu_affinity, governor, sustained_s, window_s,
 state_interval_s, hot_temp_c, foreign_load; its "state" has the board's readings before, during and after
 the timed window and the session's flags (edgeq.agent.boardstate); "trend" and "trajectory" the latency's course.
@@ -159,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1)
     lock_opt(p)
 
+    p = sub.add_parser("profile", help="per-op times on LiteRT's CompiledModel (or why this board cannot)")
+    common(p, model=True)
+    p.add_argument("--runs", type=_positive_int, default=50)
+    p.add_argument("--warmup", type=_non_negative_int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sha256", help="refuse to profile unless the model hashes to this")
+    runtime_opts(p)
+    lock_opt(p)
+
     p = sub.add_parser("predict", help="argmax of output 0 for every row of --inputs")
     common(p, model=True)
     p.add_argument("--inputs", required=True)
@@ -253,6 +266,12 @@ def _tensors(args) -> dict:
     return numeric.tensors(args)
 
 
+def _profile(args) -> dict:
+    from . import profile
+
+    return profile.profile(args)
+
+
 COMMANDS = {
     "facts": cmd_facts,
     "status": cmd_status,
@@ -261,6 +280,7 @@ COMMANDS = {
     "bench": _bench,
     "predict": _predict,
     "tensors": _tensors,
+    "profile": _profile,
 }
 
 

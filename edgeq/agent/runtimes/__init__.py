@@ -8,6 +8,8 @@ package calls a runtime's own API, so adding a runtime is one module here and on
     tflite_runtime.py  tflite-runtime (tflite_runtime.interpreter): Coral / Mendel boards, numpy < 2
     tensorflow.py      tensorflow's tf.lite.Interpreter: a board with the full TensorFlow
     interpreter.py     the Interpreter API those three share (delegate modes, load errors, the Model)
+    litert_compiled.py LiteRT's CompiledModel through libLiteRt.so's C API (litert_capi.py): per-op profiles,
+                       used by the profile command only (not in RUNTIMES: bench and predict keep the Interpreter)
 
 A runtime with another API (LiteRT's CompiledModel, for per-op profiles) subclasses Runtime and Model in its
 own module and says what it can do in describe() (can_profile).
