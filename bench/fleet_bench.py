@@ -8,7 +8,7 @@ Run:  python bench/fleet_bench.py [--repeats 5] [--boards 8] [--threads 1] [--ru
      repeat) to cut drift. Mean, p50 and a trimmed mean (fastest 90%: robust to other jobs preempting us on a
      shared machine) are reported. Target: harness mean within 3% of bare.
  (b) repeatability: the spread of p50 over the same repeated `edgeq bench` runs, (max-min)/median. Target <= 5%.
- (c) fan-out: edgeq.fleet.deploy of a new artifact (agent already on the boards) to 1 vs N real sshd boards
+ (c) fan-out: edgeq.fleet.deployment of a new artifact (agent already on the boards) to 1 vs N real sshd boards
      (edgeq.testing.sshfarm), interleaved; wall = deploy()'s own clock, in-process (no CLI start-up in either).
      Target: N-board wall <= 2.5 x 1-board wall.
  (d) re-deploying an unchanged artifact: deploy()'s counters (model_bytes, bytes_uploaded = what put_file sent),
@@ -372,7 +372,7 @@ def main() -> None:
     if fan:
         k = a.boards
         out += [
-            f"**(c) fan-out** — `edgeq.fleet.deploy` of a new {by['size']:,}-byte artifact (fp32 cnn, new sha each "
+            f"**(c) fan-out** — `edgeq.fleet.deployment` of a new {by['size']:,}-byte artifact (fp32 cnn, new sha each "
             f"time) to 1 vs {k} real sshd boards on loopback (agent already there), {a.repeats} interleaved repeats, "
             f"median wall; the boards share this machine's 2 cores.",
             "",

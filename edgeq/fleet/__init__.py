@@ -7,39 +7,37 @@ Importing this package is cheap (no paramiko, numpy, TensorFlow or record models
 imported on first use, so `edgeq devices list` loads the inventory and not the rest (~90 ms less).
 The core functions return records (edgeq.records.fleet) and never print; per-board failures are data,
 not raises: deploy, rollback, check and bench return a FleetSummary (`.to_json()` is the --json document).
-(The functions bench, deploy and predict shadow their modules as package attributes: import helpers with
-`from edgeq.fleet.deploy import install_on`, which goes through sys.modules.)
+(The modules are named apart from the functions they hold — benchmarks.bench, deployment.deploy,
+predictions.predict — so loading a submodule never replaces a public function of the package.)
 """
 
 from __future__ import annotations
 
-import sys
 from importlib import import_module
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgeq.fleet.bench import BenchModel, bench, bench_models, bench_result, unmeasured_result
-    from edgeq.fleet.deploy import deploy, raise_for_failures, rollback
+    from edgeq.fleet.benchmarks import BenchModel, bench, bench_models, bench_result, unmeasured_result
+    from edgeq.fleet.deployment import deploy, raise_for_failures, rollback
     from edgeq.fleet.fanout import FleetInterrupted
     from edgeq.fleet.health import check
     from edgeq.fleet.inventory import open_inventory
     from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, PowerSpec, load_inventory
     from edgeq.fleet.numeric import golden_rows, numeric_check
-    from edgeq.fleet.predict import predict
+    from edgeq.fleet.predictions import predict
     from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
     from edgeq.fleet.transport.base import BoardError, Transport
 
 # where each public name lives (imported by __getattr__ on first use, then kept as a plain attribute)
 _HOMES = {
-    "edgeq.fleet.bench": ("BenchModel", "bench", "bench_models", "bench_result", "unmeasured_result"),
-    "edgeq.fleet.deploy": ("deploy", "raise_for_failures", "rollback"),
+    "edgeq.fleet.benchmarks": ("BenchModel", "bench", "bench_models", "bench_result", "unmeasured_result"),
+    "edgeq.fleet.deployment": ("deploy", "raise_for_failures", "rollback"),
     "edgeq.fleet.fanout": ("FleetInterrupted",),
     "edgeq.fleet.health": ("check",),
     "edgeq.fleet.inventory": ("open_inventory",),
     "edgeq.fleet.inventory.devices": ("DeviceSpec", "Inventory", "PowerSpec", "load_inventory"),
     "edgeq.fleet.numeric": ("golden_rows", "numeric_check"),
-    "edgeq.fleet.predict": ("predict",),
+    "edgeq.fleet.predictions": ("predict",),
     "edgeq.fleet.sessions": ("DEFAULT_SESSIONS", "merge_sessions", "per_session"),
     "edgeq.fleet.transport.base": ("BoardError", "Transport"),
 }
@@ -54,18 +52,6 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
-
-class _FleetPackage(ModuleType):
-    """Loading a submodule sets it as its package's attribute: the modules edgeq.fleet.bench and .deploy must
-    not replace the functions fleet.bench and fleet.deploy (an eager import here used to win by coming last)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, ModuleType) and name in _WHERE and value.__name__ == f"{__name__}.{name}":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _FleetPackage
 
 __all__ = [
     "DEFAULT_SESSIONS",

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from edgeq.fleet.board import AgentBundle, Board
-from edgeq.fleet.deploy import _FREE_MARGIN, check_rollback_args, check_tflite, model_name
+from edgeq.fleet.deployment import _FREE_MARGIN, check_rollback_args, check_tflite, model_name
 from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.operation import FleetOp

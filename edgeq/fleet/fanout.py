@@ -125,7 +125,7 @@ class FleetInterrupted(KeyboardInterrupt):
     def __init__(self, rollout: Rollout):
         super().__init__()
         self.rollout = rollout
-        # bench of several models (edgeq.fleet.bench.bench_models): each model's finished boards, by its key
+        # bench of several models (edgeq.fleet.benchmarks.bench_models): each model's finished boards, by its key
         self.by_model: dict[str, tuple[BoardOutcome, ...]] = {}
 
     def summary(self, action: Action, seconds: float) -> FleetSummary:

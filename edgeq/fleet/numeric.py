@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from edgeq.errors import DataError, ModelError
 from edgeq.fleet.board import AgentBundle, runtime_args
-from edgeq.fleet.deploy import check_tflite, install_on, model_name
+from edgeq.fleet.deployment import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.operation import FleetOp

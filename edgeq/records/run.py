@@ -163,7 +163,7 @@ class ValidateStage(StageRun):
 
 
 class DeployStage(RunRecord):
-    """Deploy results per variant (what edgeq.fleet.deploy returned), or why nothing was deployed."""
+    """Deploy results per variant (what edgeq.fleet.deployment returned), or why nothing was deployed."""
 
     skipped: str | None = None
     cached: bool | None = None

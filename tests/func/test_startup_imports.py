@@ -21,8 +21,8 @@ LIST_NEVER = (
     "edgeq.config.pipeline",
     "edgeq.config.pipelinefile",
     "edgeq.records",
-    "edgeq.fleet.bench",
-    "edgeq.fleet.deploy",
+    "edgeq.fleet.benchmarks",
+    "edgeq.fleet.deployment",
     "edgeq.fleet.board",
     "edgeq.fleet.transport.ssh",
 )
@@ -54,13 +54,16 @@ def test_start_up_imports_nothing_heavy(args, forbidden, shown, tmp_path):
 
 
 def test_the_lazy_fleet_package_keeps_its_functions_over_same_named_submodules(tmp_path):
-    """edgeq.fleet imports its public names on first use; a submodule loaded first (edgeq.fleet.deploy, as
-    dryrun and numeric do) must not replace the function fleet.deploy as the package's attribute."""
+    """edgeq.fleet imports its public names on first use; a submodule loaded first (edgeq.fleet.deployment, as
+    dryrun and numeric do) must not replace a function such as fleet.deploy as the package's attribute: no
+    submodule is named like a public name."""
     probe = (
-        "import edgeq.fleet.deploy, edgeq.fleet.bench\nfrom edgeq.fleet import dryrun\nfrom edgeq import fleet\n"
-        "assert fleet.deploy.__module__ == 'edgeq.fleet.deploy' and callable(fleet.deploy), fleet.deploy\n"
-        "assert fleet.bench.__module__ == 'edgeq.fleet.bench' and callable(fleet.bench), fleet.bench\n"
+        "import edgeq.fleet.deployment, edgeq.fleet.benchmarks\nfrom edgeq.fleet import dryrun\nfrom edgeq import fleet\n"
+        "assert fleet.deploy.__module__ == 'edgeq.fleet.deployment' and callable(fleet.deploy), fleet.deploy\n"
+        "assert fleet.bench.__module__ == 'edgeq.fleet.benchmarks' and callable(fleet.bench), fleet.bench\n"
         "assert [n for n in fleet.__all__ if getattr(fleet, n) is None] == []\n"
+        "import pkgutil\n"
+        "assert not {m.name for m in pkgutil.iter_modules(fleet.__path__)} & set(fleet.__all__)\n"
         "from edgeq.fleet import *  # noqa: F403\n"
         "print(dryrun.__name__, fleet.paths.__name__)\n"
     )

@@ -181,7 +181,7 @@ def test_sampler_reads_real_files_and_reports_extremes(tmp_path: Path, monkeypat
 
 def test_the_host_tells_the_agent_the_most_threads_it_interleaves():
     from edgeq.fleet import load_inventory
-    from edgeq.fleet.bench import _bench_argv
+    from edgeq.fleet.benchmarks import _bench_argv
 
     (d,) = load_inventory(None).devices
     argv = _bench_argv(d, "m", "0" * 64, 1, 10, 1, 0.1, BenchControlsSpec.model_validate({"governor": "performance"}), 4)

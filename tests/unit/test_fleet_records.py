@@ -231,7 +231,7 @@ def test_failure_record_survives_agent_details_that_collide_with_our_fields(tmp_
 
 def test_manifest_rows_from_bench_runs():
     from edgeq.fleet import bench_result, unmeasured_result
-    from edgeq.fleet.bench import bench_run
+    from edgeq.fleet.benchmarks import bench_run
 
     power = {"probe": "hwmon", "interval_s": 0.05, "idle_s": 1.0, "note": "n", "mean_w": 2.5, "samples_w": [2.5]}
     raw = AgentBench.from_json({**BENCH, "power": power})

@@ -38,7 +38,7 @@ class Board:
         kind = self.fail.get((model, threads, session))
         if kind:
             return BenchRun(threads=threads, ok=False, kind=kind, error=f"pi: {kind}", hint="h")
-        from edgeq.fleet.bench import bench_run
+        from edgeq.fleet.benchmarks import bench_run
 
         return bench_run(threads, _raw(1.0 + session, 100 * session + threads))
 
@@ -125,7 +125,7 @@ def test_one_session_default_everywhere():
 
 def test_a_bench_run_and_its_row_share_their_figures():
     from edgeq.fleet import bench_result, merge_sessions
-    from edgeq.fleet.bench import bench_run
+    from edgeq.fleet.benchmarks import bench_run
 
     assert issubclass(BenchRun, BenchFigures) and issubclass(BenchResult, BenchFigures)
     shared = set(BenchFigures.model_fields)

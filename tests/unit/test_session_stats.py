@@ -122,7 +122,7 @@ def _agent_doc(samples: list[float], pid: int) -> dict:
 def test_merge_sessions_of_agent_documents_and_the_run_table():
     from edgeq.cli import tables
     from edgeq.fleet import bench_result, merge_sessions
-    from edgeq.fleet.bench import bench_run
+    from edgeq.fleet.benchmarks import bench_run
     from edgeq.records.fleet import AgentBench, BenchResult, BenchRun
 
     docs = [_agent_doc([0.001 * f] * 4 + [0.002 * f], pid) for f, pid in ((1.0, 10), (1.5, 11), (1.1, 12))]
@@ -147,7 +147,7 @@ def test_merge_sessions_of_agent_documents_and_the_run_table():
 
 def test_sessions_thinned_differently_are_pooled_at_one_stride():
     from edgeq.fleet import merge_sessions
-    from edgeq.fleet.bench import bench_run
+    from edgeq.fleet.benchmarks import bench_run
     from edgeq.fleet.sessions import rethin
     from edgeq.records.fleet import AgentBench
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeq.errors import DataError
-from edgeq.fleet.bench import pinned
+from edgeq.fleet.benchmarks import pinned
 from edgeq.fleet.board import AgentBundle, runtime_args
 from edgeq.fleet.inventory.devices import Inventory
 from edgeq.fleet.operation import FleetOp

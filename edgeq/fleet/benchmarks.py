@@ -17,7 +17,7 @@ from edgeq.config.benchcontrols import BenchControlsSpec
 from edgeq.errors import ConfigError, DataError
 from edgeq.fleet.board import AgentBundle, Board, runtime_args
 from edgeq.fleet.boardstate import run_fields
-from edgeq.fleet.deploy import check_tflite, install_on, model_name
+from edgeq.fleet.deployment import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import FleetInterrupted, ProgressFn, failure_fields, failure_record
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.operation import FleetOp
