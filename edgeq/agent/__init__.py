@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # Modules shipped to boards, packaged as edgeq_agent/<module> in the zipapp. They import only each other.
-# Not shipped: this file (the orchestrator side) and tfl.py (old names for host-side callers).
+# Not shipped: this file (the orchestrator side).
 AGENT_MODULES = (
     "agent.py",
     "benchctl.py",

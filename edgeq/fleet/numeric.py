@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 
 def host_trace(model: Path, inputs: Path) -> tuple[list[TraceOp], RuntimeInfo, int]:
     """The reference: the agent's own trace code on this host's runtime. (ops, runtime, rows)."""
-    from edgeq.agent import numeric, tfl
+    from edgeq.agent import numeric
     from edgeq.agent.codes import AgentFailure
+    from edgeq.agent.inputs import load_npy
+    from edgeq.agent.runtimes import open_runtime
 
     try:
-        rt = tfl.find_runtime()
-        doc = numeric.trace_file(rt, str(model), tfl.load_npy(str(inputs)))
+        rt = open_runtime()
+        doc = numeric.trace_file(rt, str(model), load_npy(str(inputs)))
     except AgentFailure as e:
         if e.kind in ("not_found", "bad_input"):
             raise DataError(f"{inputs}: {e}", "pass a .npy of golden rows shaped like the model input") from None

@@ -446,14 +446,16 @@ class _SegfaultingInterpreter:
 
 def test_install_check_turns_a_crash_in_invoke_into_unloadable(tmp_path):
     """The forked load check survives the runtime crashing; the agent reports it and install switches nothing."""
-    from edgeq.agent import boardfs, tfl
+    from edgeq.agent import boardfs
     from edgeq.agent.codes import AgentFailure
+    from edgeq.agent.loadcheck import check_runs
+    from edgeq.agent.runtimes.interpreter import InterpreterRuntime
 
-    rt = tfl.Runtime("tflite-runtime", "2.14.0", _SegfaultingInterpreter, None, None)
+    rt = InterpreterRuntime("tflite-runtime", "2.14.0", _SegfaultingInterpreter, None, None)
     model = tmp_path / "m.tflite"
     model.write_bytes(b"\0\0\0\0TFL3" + bytes(64))
     with pytest.raises(AgentFailure) as ei:
-        tfl.check_runs(rt, model)
+        check_runs(rt, model)
     f = ei.value
     assert f.kind == "unloadable" and f.extra["crash"]["name"] == "SIGSEGV", f.to_doc()
     assert "tflite-runtime 2.14.0" in f.message and "crashed (SIGSEGV)" in f.message
@@ -466,7 +468,7 @@ def test_install_check_turns_a_crash_in_invoke_into_unloadable(tmp_path):
     part.write_bytes(model.read_bytes())
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     with pytest.raises(AgentFailure):
-        store.install("m", sha, str(part), lambda path: tfl.check_runs(rt, path))
+        store.install("m", sha, str(part), lambda path: check_runs(rt, path))
     assert store.pointer("m", "current") is None and not part.exists()  # nothing became active, no .part left
 
 

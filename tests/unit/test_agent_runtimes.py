@@ -92,7 +92,7 @@ def _needs(module: str, node: ast.ImportFrom) -> list:
 
 
 def test_the_zipapp_ships_every_module_the_agent_imports():
-    host_only = {"__init__.py", "tfl.py"}  # the orchestrator side; old names for host-side callers
+    host_only = {"__init__.py"}  # the orchestrator side
     on_disk = {p.relative_to(AGENT_DIR).as_posix() for p in AGENT_DIR.rglob("*.py")}
     assert on_disk - host_only == set(AGENT_MODULES)
     for module in AGENT_MODULES:
@@ -105,7 +105,7 @@ def test_the_zipapp_ships_every_module_the_agent_imports():
 def test_the_zipapp_imports_its_runtimes_package(tmp_path):
     pyz = build_zipapp(tmp_path)
     names = set(zipfile.ZipFile(pyz).namelist())
-    assert {"edgeq_agent/" + m for m in AGENT_MODULES} <= names and "edgeq_agent/tfl.py" not in names
+    assert {"edgeq_agent/" + m for m in AGENT_MODULES} <= names
     sys.path.insert(0, str(pyz))
     try:
         for module in ("runtimes", "runtimes.interpreter", "runtimes.litert", "runtimes.tflite_runtime", "measure"):
