@@ -23,6 +23,7 @@ from typing import Any
 from . import boardfs, facts, inputs, opstats, runtimes
 from .codes import AgentFailure
 from .measure import _pinned_sha, _resolve_model
+from .runtimes import litert_compiled
 from .runtimes.litert_capi import LiteRtError, Unsupported
 
 CHUNK_EVENTS = 50000  # events read per chunk: ~5 MB copied out, a tenth of the profiler's buffer
@@ -30,12 +31,8 @@ LITERT = "ai-edge-litert"
 
 
 def _install_fix() -> str:
-    if sys.version_info < (3, 9):  # noqa: UP036 - the agent runs on the board's Python (3.7+), not edgeq's
-        return (
-            "ai-edge-litert needs Python 3.9 or newer and this board runs "
-            + ".".join(map(str, sys.version_info[:3]))
-            + ": per-op profiles need a newer OS image on this board"
-        )
+    if sys.version_info < (3, 10):  # noqa: UP036 - the agent runs on the board's Python (3.7+), not edgeq's
+        return litert_compiled.install_fix()
     return "`edgeq devices setup` can install ai-edge-litert on this board (LiteRT's CompiledModel times each op)"
 
 
@@ -54,8 +51,6 @@ def _choose(rt, delegate: str):
         )
     wanted = runtimes._wanted()
     if rt.name == LITERT or not wanted or LITERT in wanted:
-        from .runtimes import litert_compiled
-
         try:
             # also when the board's runtime fell back from ai-edge-litert (its Interpreter did not import): its
             # C library may still load, or say precisely why not (an old glibc)

@@ -202,5 +202,5 @@ def test_a_litert_library_without_the_profiler_symbols(pyz, models, tmp_path):
     env = {"PYTHONPATH": str(fake.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     doc, rc = profile(pyz, tmp_path / "w", models["fp32"], env=env)
     assert_unsupported(doc, rc, "ai-edge-litert version " + ai_edge_litert.__version__, "symbols missing: LiteRt")
-    assert "upgrade ai-edge-litert" in doc["fix"] and doc["describe"]["library"] == str(fake / "libLiteRt.so")
+    assert "ai-edge-litert==2.3.0" in doc["fix"] and doc["describe"]["library"] == str(fake / "libLiteRt.so")
     assert doc["runtime"]["name"] == "litert-compiled"

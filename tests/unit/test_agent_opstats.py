@@ -140,10 +140,20 @@ def test_a_library_without_the_symbols_or_no_library_is_unsupported(tmp_path):
     with pytest.raises(litert_capi.Unsupported) as ei:
         litert_capi.load(_ctypes.__file__, "9.9")
     assert ei.value.reason.startswith("ai-edge-litert version 9.9: symbols missing: LiteRtCreateEnvironment, ")
-    assert "upgrade ai-edge-litert" in ei.value.fix
+    assert "ai-edge-litert==2.3.0" in ei.value.fix
     with pytest.raises(litert_capi.Unsupported, match="does not exist"):
         litert_capi.load(str(tmp_path / "libLiteRt.so"), "9.9")
     junk = tmp_path / "junk.so"
     junk.write_bytes(b"not an ELF file")
     with pytest.raises(litert_capi.Unsupported, match="cannot load .*junk.so"):
         litert_capi.load(str(junk), "9.9")
+
+
+def test_versions_before_2_2_are_refused_before_their_library_loads():
+    from edgeq.agent.runtimes import litert_compiled
+
+    for ok in ("2.2.0", "2.3.0", "2.4.0.dev20260101", "3.0"):
+        assert litert_compiled.version_problem(ok) is None, ok
+    old = litert_compiled.version_problem("2.1.0")
+    assert old.reason.startswith("ai-edge-litert 2.1.0 predates 2.2.0: its C API differs") and old.fix
+    assert litert_compiled.version_problem(None).reason.startswith("ai-edge-litert None predates")

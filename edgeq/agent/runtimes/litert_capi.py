@@ -183,7 +183,10 @@ SIGNATURES = {
     "LiteRtGetProfilerEvents": (_S, [_H, ctypes.c_int, ctypes.c_void_p]),
 }
 
-UPGRADE_FIX = "upgrade ai-edge-litert on the board (`edgeq devices setup` installs the version edgeq is tested with, 2.3.0)"
+UPGRADE_FIX = (
+    "install ai-edge-litert 2.3.0 on the board (the version these bindings follow; 2.2.0 has the same C API): "
+    "`pip install ai-edge-litert==2.3.0` with the python edgeq runs there"
+)
 _CPU_POSSIBLE = "/sys/devices/system/cpu/possible"  # XNNPACK's cpuinfo reads it when a CompiledModel is created
 
 
@@ -197,7 +200,7 @@ def glibc_version():
     return fn().decode("ascii", "replace")
 
 
-def _version_key(text):
+def version_key(text) -> tuple:
     return tuple(int(p) for p in re.findall(r"\d+", text or ""))
 
 
@@ -209,12 +212,12 @@ def glibc_needed(path: str):
     except OSError:
         return None
     found = set(re.findall(rb"GLIBC_(2(?:\.[0-9]+)+)\x00", data))
-    return max((v.decode() for v in found), key=_version_key) if found else None
+    return max((v.decode() for v in found), key=version_key) if found else None
 
 
 def glibc_too_old(host, needed, machine: str, version):
     """Unsupported if the host's glibc is older than the one the library needs, else None."""
-    if not host or not needed or _version_key(host) >= _version_key(needed):
+    if not host or not needed or version_key(host) >= version_key(needed):
         return None
     return Unsupported(
         "glibc "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import time
 
 from . import Model, Runtime, dist_version, load_numpy
@@ -38,6 +39,7 @@ from .litert_capi import (
     load,
     op_name,
     read_events,
+    version_key,
 )
 from .litert_capi import LiteRtLayout as _Layout
 from .litert_capi import LiteRtRankedTensorType as _TensorType
@@ -45,6 +47,9 @@ from .litert_capi import LiteRtRankedTensorType as _TensorType
 NAME = "litert-compiled"
 PACKAGE = "ai-edge-litert"
 DISTRIBUTIONS = ("ai-edge-litert", "ai-edge-litert-nightly")
+# 2.2.0 and 2.3.0 share the C API bound here (LiteRT's headers, v2.2.0..2.3.0); 2.1.0's differs: its
+# LiteRtCreateModelFromFile read our environment handle as the file name ("Could not open '<bytes>'")
+MIN_VERSION = (2, 2)
 _H = ctypes.c_void_p
 
 
@@ -325,12 +330,38 @@ class CompiledRuntime(Runtime):
         return CompiledModel(self.library, str(path), threads, profiling)
 
 
+def install_fix() -> str:
+    """How to get an ai-edge-litert that profiles, for this board's Python."""
+    if sys.version_info < (3, 10):  # noqa: UP036 - the agent runs on the board's Python (3.7+), not edgeq's
+        return (
+            "ai-edge-litert 2.2.0 and newer have no wheels for Python "
+            + ".".join(map(str, sys.version_info[:2]))
+            + " (pip finds 2.1.0 at most): per-op profiles need a board with Python 3.10 or newer "
+            "(Debian 12 / Raspberry Pi OS Bookworm have 3.11)"
+        )
+    return UPGRADE_FIX
+
+
+def version_problem(version) -> Unsupported | None:
+    """Unsupported when the installed ai-edge-litert's C API is not the one bound here (older than 2.2.0)."""
+    if version_key(version)[:2] >= MIN_VERSION:
+        return None
+    return Unsupported(
+        "ai-edge-litert " + str(version) + " predates 2.2.0: its C API differs from the one these bindings follow "
+        "(2.1.0's LiteRtCreateModelFromFile takes no environment)",
+        install_fix(),
+    )
+
+
 def open_runtime() -> CompiledRuntime:
     """This runtime if ai_edge_litert imports here (raises otherwise), usable or with the reason it is not."""
     import ai_edge_litert
 
     version = dist_version(DISTRIBUTIONS, ai_edge_litert)
     path = os.path.join(os.path.dirname(os.path.abspath(ai_edge_litert.__file__)), "libLiteRt.so")
+    too_old = version_problem(version)
+    if too_old is not None:
+        return CompiledRuntime(version, path, unsupported=too_old)
     try:
         return CompiledRuntime(version, path, load(path, version))
     except Unsupported as exc:
