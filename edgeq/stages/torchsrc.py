@@ -3,6 +3,8 @@
 The float .tflite then goes the model.tflite way (edgeq/stages/litert.py): the LiteRT quantizer makes the
 int8 / dynamic / weight_only variants, validate measures each .tflite on the test split. edgeq trains
 nothing here: the module comes trained (its factory loads the weights) or as a torch.export file (.pt2).
+Both are code the pipeline trusts: a factory runs as imported, and a .pt2 is loaded with every torch.load
+weights-only and without the parts torch unpickles or evaluates past that (edgeq/stages/pt2guard.py).
 
 Layout: edgeq's image rows are NHWC. A PyTorch vision model takes NCHW, so with torch_layout: nchw (the
 default) litert-torch's to_channel_last_io wraps the module: the .tflite takes NHWC like the data, and the
@@ -17,6 +19,7 @@ import torch._dynamo`).
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from pathlib import Path
 from edgeq.config import ModelSpec
 from edgeq.data import zoo
 from edgeq.errors import MissingExtraError, ModelError
+from edgeq.stages import pt2guard
 from edgeq.stages.child import child_main, run_child
 from edgeq.stages.quiet import captured_output
 
@@ -63,8 +67,20 @@ def load_module(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: in
     src = spec.torch or ""
     if src.endswith(".pt2"):
         path = zoo.torch_export_file(spec, base)
+        pt2guard.check_pt2(path)  # what no torch setting makes safe: refused before torch reads the file
         try:
-            module = torch.export.load(str(path)).module()
+            with pt2guard.weights_only_loads():  # torch.export.load has no weights_only of its own
+                module = torch.export.load(str(path)).module()
+        except pickle.UnpicklingError as e:
+            # torch's message starts with its 2.6 default change; the reason is the line after "WeightsUnpickler error"
+            lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+            why = next((lines[i + 1] for i, x in enumerate(lines[:-1]) if "WeightsUnpickler error" in x), "")
+            raise ModelError(
+                f"model.torch {path}: edgeq does not load this .pt2: it holds a pickle that is not plain tensors, "
+                f"which torch.load refused to unpickle weights-only{f' ({why[:200]})' if why else ''}",
+                "a .pt2 can run its author's code when loaded: export a module you trust, with tensors only "
+                "(docs/pipeline-yaml.md#a-pipeline-yaml-is-code)",
+            ) from None
         except Exception as e:
             msg = str(e).splitlines()[0] if str(e) else ""
             raise ModelError(

@@ -239,3 +239,106 @@ def test_shipped_pipeline_reads_and_an_untrained_module_says_how_to_train_it(tor
     missing = tmp_path / "no-weights.pt"
     r = torch_edgeq("run", d / shipped.name, env={"EDGEQ_TORCH_WEIGHTS": str(missing)})
     assert_clean_error(r, 5, "model.torch 'fashion_torch:build' raised FileNotFoundError", "train it first", str(missing))
+
+
+# Four .pt2 files, each running code of its author when torch.export.load reads it (torch 2.14.1; see
+# edgeq/stages/pt2guard.py): a pickled weight and pickled example inputs (torch.load, weights_only=False or its
+# fallback), an opaque-object constant (pickle.loads), a shape expression (sympy.sympify). Each creates its canary.
+HOSTILE_PT2 = """
+import json, os, pickle, sys, zipfile
+import torch
+
+out = sys.argv[1]
+class Canary:
+    def __init__(self, path): self.path = path
+    def __reduce__(self): return (open, (self.path, "w"))
+
+ep = torch.export.export(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval(), (torch.zeros(1, 1, 28, 28),))
+torch.export.save(ep, os.path.join(out, "good.pt2"))
+good = zipfile.ZipFile(os.path.join(out, "good.pt2"))
+names = {n.split("/", 1)[1]: n for n in good.namelist()}
+for need in ("models/model.json", "data/weights/model_weights_config.json", "data/sample_inputs/model.pt"):
+    assert need in names, f"torch {torch.__version__} lays out a .pt2 otherwise: {sorted(names)}"
+
+def craft(kind, edits):
+    path = os.path.join(out, kind + ".pt2")
+    with zipfile.ZipFile(path, "w") as z:
+        for short, full in names.items():
+            data = good.read(full)
+            z.writestr(kind + "/" + short, edits.pop(short)(data) if short in edits else data)
+        for short, fn in edits.items():
+            z.writestr(kind + "/" + short, fn(b""))
+    return path
+
+canary = lambda kind: os.path.join(out, "CANARY-" + kind)
+pickled = lambda kind: (lambda _: pickle.dumps(Canary(canary(kind))))
+def weight_config(data):
+    c = json.loads(data)
+    first = next(iter(c["config"]))
+    c["config"][first]["use_pickle"] = True
+    return json.dumps(c).encode(), c["config"][first]["path_name"]
+cfg, weight_file = weight_config(good.read(names["data/weights/model_weights_config.json"]))
+def opaque(_):
+    meta = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}
+    return json.dumps({"config": {"k": meta}}).encode()
+def expression(data):
+    m = json.loads(data)
+    x = m["graph_module"]["graph"]["inputs"][-1]["as_tensor"]["name"]
+    code = "__import__('pathlib').Path(" + repr(canary("expression")) + ").touch() + 1"
+    m["graph_module"]["graph"]["tensor_values"][x]["sizes"][0] = {"as_expr": {"expr_str": code, "hint": {"as_int": 1}}}
+    return json.dumps(m).encode()
+W, C = "data/weights/", "data/constants/"
+files = {
+    "weight": craft("weight", {W + "model_weights_config.json": lambda _: cfg, W + weight_file: pickled("weight")}),
+    "inputs": craft("inputs", {"data/sample_inputs/model.pt": pickled("inputs")}),
+    "opaque": craft("opaque", {C + "model_constants_config.json": opaque, C + "opaque_obj_0": pickled("opaque")}),
+    "expression": craft("expression", {"models/model.json": expression}),
+}
+ran = {}
+for kind, path in files.items():  # as plain torch loads them: each runs its code
+    try:
+        torch.export.load(path)
+    except Exception:
+        pass
+    ran[kind] = os.path.exists(canary(kind))
+    if ran[kind]:
+        os.remove(canary(kind))
+print(json.dumps(ran))
+"""
+
+
+def test_a_hostile_pt2_runs_none_of_its_code(torch_edgeq, torch_venv, tmp_path):
+    """torch.export.load has no weights-only mode: edgeq loads a .pt2 with every torch.load weights-only and refuses
+    what torch unpickles or evaluates past that; the files really are hostile (plain torch runs each one's code)."""
+    p = subprocess.run(
+        [str(torch_venv / "bin" / "python"), "-c", HOSTILE_PT2, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_torch_env(torch_venv),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    kinds = ["weight", "inputs", "opaque", "expression"]
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == dict.fromkeys(kinds, True)
+    files = []
+    for kind in kinds:
+        doc = {"name": f"hostile-{kind}", "seed": 1, "data": DATA, "model": {"torch": f"{kind}.pt2"}}
+        doc["quantize"] = {"variants": [{"type": "fp32"}]}
+        files.append(tmp_path / f"{kind}.yaml")
+        files[-1].write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = torch_edgeq("run", *files, "--json")
+    assert r.code == 5, (r.stdout, r.stderr[-3000:])
+    runs = {run["pipeline_file"]: run for run in r.json()["runs"]}
+    why = {
+        "weight": "a pickle that is not plain tensors, which torch.load refused to unpickle weights-only",
+        "inputs": "a pickle that is not plain tensors, which torch.load refused to unpickle weights-only",
+        "opaque": "a pickled Python object (opaque_obj_0)",
+        "expression": "a shape expression quoting '/",  # the canary's path, before its __import__
+    }
+    for kind, f in zip(kinds, files, strict=True):
+        run = runs[str(f)]
+        assert run["exit_code"] == 5 and "edgeq does not load this .pt2" in run["message"], run
+        assert why[kind] in run["message"], run["message"]
+    assert not list(tmp_path.glob("CANARY-*"))
+    r = torch_edgeq("run", _pipeline(tmp_path, {"torch": "good.pt2"}, [{"type": "fp32"}]), "--json")
+    assert r.code == 0, r.stderr[-3000:]  # what torch.export.save writes loads as before
