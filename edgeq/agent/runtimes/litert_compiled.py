@@ -332,14 +332,16 @@ class CompiledRuntime(Runtime):
 
 def install_fix() -> str:
     """How to get an ai-edge-litert that profiles, for this board's Python."""
-    if sys.version_info < (3, 10):  # noqa: UP036 - the agent runs on the board's Python (3.7+), not edgeq's
-        return (
-            "ai-edge-litert 2.2.0 and newer have no wheels for Python "
-            + ".".join(map(str, sys.version_info[:2]))
-            + " (pip finds 2.1.0 at most): per-op profiles need a board with Python 3.10 or newer "
-            "(Debian 12 / Raspberry Pi OS Bookworm have 3.11)"
-        )
-    return UPGRADE_FIX
+    if sys.version_info >= (3, 10):  # noqa: UP036 - the agent runs on the board's Python (3.7+), not edgeq's
+        return UPGRADE_FIX
+    # the package index edgeq's setup uses has ai-edge-litert 2.1.0 at most for cp39 (its C API differs), none for cp37/cp38
+    found = " (pip finds 2.1.0 at most, whose C API differs)" if sys.version_info >= (3, 9) else ""
+    return (
+        "ai-edge-litert 2.2.0 and newer have no wheels for Python "
+        + ".".join(map(str, sys.version_info[:2]))
+        + found
+        + ": per-op profiles need a board with Python 3.10 or newer (Debian 12 / Raspberry Pi OS Bookworm have 3.11)"
+    )
 
 
 def version_problem(version) -> Unsupported | None:
