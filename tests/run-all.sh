@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # report, Prometheus + Pushgateway + node_exporter (run as its own user on edgeq's textfile); iproute2 + nftables shape a slow, lossy link into a network
 # namespace (tests/farm/test_faults.py; this kernel has no netem). python3-venv: Debian's python3 makes
 # no venv without it. Fixtures never install anything: a missing part fails its tests with its name.
-APT_PKGS=(python3-venv openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway prometheus-node-exporter
+APT_PKGS=(python3-venv systemd openssh-server openssh-client dataset-fashion-mnist prometheus prometheus-pushgateway prometheus-node-exporter
   chromium debootstrap util-linux iproute2 nftables)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
