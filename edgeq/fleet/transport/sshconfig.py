@@ -2,8 +2,11 @@
 
 Parsing and lookup are paramiko.SSHConfig's (imported inside the functions, only when a config file is in
 effect). Around it: Include is expanded here (paramiko keeps it as an unknown key), every line keeps its
-file:line so errors can point at it, and directives edgeq cannot honour safely are refused up front:
-ProxyCommand (a shell command per connection) and `Match exec` (paramiko would run it during lookup).
+file:line so errors can point at it, and directives edgeq cannot honour safely are refused:
+ProxyCommand (a shell command per connection; refused on the looked-up host's values) and `Match exec`
+(paramiko runs it through invoke during lookup). `Match` criteria are judged on the entries paramiko itself
+parsed (its shlex tokens: `"exec"`, `ex'ec'`, `!"exec"`, `Match=exec` are all exec), at load, and a guard in
+the lookup refuses any that slipped past, before paramiko could evaluate it.
 """
 
 from __future__ import annotations
@@ -11,15 +14,28 @@ from __future__ import annotations
 import fnmatch
 import glob
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.errors import ConfigError
 
+if TYPE_CHECKING:
+    import paramiko
+
 MAX_HOPS = 8
 _INCLUDE_DEPTH = 16  # OpenSSH's READCONF_MAX_DEPTH
-_MATCH_OK = {"all", "canonical", "final", "host", "originalhost", "user", "localuser"}
+# Match criteria paramiko cannot evaluate safely: exec runs a local command; localnetwork and tagged are
+# unknown to it, and an unknown criterion counts as matched (the block would apply to every host)
+_MATCH_REFUSED = {
+    "exec": "paramiko would run its command on every lookup",
+    "localnetwork": "paramiko cannot evaluate it and would apply the block to every host",
+    "tagged": "paramiko cannot evaluate it and would apply the block to every host",
+}
+_MATCH_HINT = (
+    "remove the line, or point ssh_config: in devices.yaml at a file of the boards' own Host blocks (or set ssh_config: none)"
+)
 _DIRECTIVE = re.compile(r"(\w+)(?:\s*=\s*|\s+)(.+)")
 _HOP = re.compile(r"^(?:ssh://)?(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]\s]+\]|[^:@\s/]+)(?::(?P<port>\d+))?/?$")
 
@@ -78,9 +94,31 @@ class SSHConfigFile:
         self.path = path
         self._lines = lines
         try:
-            self._cfg = paramiko.SSHConfig.from_text("\n".join(ln.text for ln in lines))
+            self._cfg = _guarded_config_class().from_text("\n".join(ln.text for ln in lines))
         except paramiko.ssh_exception.ConfigParseError as e:
             raise ConfigError(f"{path}: cannot parse the SSH client config: {e}", "fix the line (see `man ssh_config`)") from None
+        self._refuse_match_criteria()
+
+    def _refuse_match_criteria(self) -> None:
+        """Refuse a `Match exec` (or another criterion paramiko cannot evaluate) as paramiko parsed it.
+
+        paramiko keeps one entry per Host/Match line, in order, after an implicit global one; pairing them
+        with the lines that start a block gives each criterion its file:line."""
+        regex = _settings_regex()
+        heads = [ln for ln in self._lines if (m := regex.match(ln.text)) and m.group(1).lower() in ("host", "match")]
+        entries = getattr(self._cfg, "_config", None)
+        if not isinstance(entries, list) or len(entries) != len(heads) + 1:  # a paramiko that parses otherwise
+            raise ConfigError(
+                f"{self.path}: this paramiko parses the SSH client config in a way edgeq cannot check for `Match exec`",
+                "install paramiko>=3.4,<6 (edgeq's range), or set ssh_config: none in devices.yaml",
+            )
+        for head, entry in zip(heads, entries[1:], strict=True):
+            for crit in entry.get("matches") or ():
+                kind = str(crit.get("type", "")).lower()
+                if kind in _MATCH_REFUSED:
+                    raise ConfigError(
+                        f"{head.where}: `Match {kind}` is not supported by edgeq ({_MATCH_REFUSED[kind]})", _MATCH_HINT
+                    )
 
     def lookup(self, host: str) -> HostConfig:
         opts: Any = self._cfg.lookup(host)
@@ -121,12 +159,45 @@ class SSHConfigFile:
                 continue
             k = m.group(1).lower()
             if k == "host":
-                patterns = m.group(2).split()
+                patterns = _host_patterns(m.group(2))
             elif k == "match":
                 patterns = None  # Match blocks: applicability is paramiko's; name the line anyway
             elif k == key and (patterns is None or host_matches(patterns, host)):
                 return ln.where
         return str(self.path)
+
+
+def _settings_regex() -> re.Pattern[str]:
+    """paramiko's own directive pattern (the same as _DIRECTIVE in every paramiko edgeq supports)."""
+    import paramiko
+
+    return getattr(paramiko.SSHConfig, "SETTINGS_REGEX", _DIRECTIVE)
+
+
+def _guarded_config_class() -> type[paramiko.SSHConfig]:
+    """paramiko.SSHConfig whose lookup refuses a refused Match criterion instead of evaluating it.
+
+    The load-time check above already refused such a file; this is the second lock: `_does_match` is where
+    paramiko runs `Match exec` (invoke.run), so nothing reaches it with an exec criterion in the list."""
+    import paramiko
+
+    class GuardedSSHConfig(paramiko.SSHConfig):
+        def _does_match(self, match_list: Any, *args: Any, **kwargs: Any) -> Any:
+            for crit in match_list or ():
+                kind = str(crit.get("type", "")).lower()
+                if kind in _MATCH_REFUSED:
+                    raise ConfigError(f"`Match {kind}` is not supported by edgeq ({_MATCH_REFUSED[kind]})", _MATCH_HINT)
+            return super()._does_match(match_list, *args, **kwargs)  # type: ignore[misc]
+
+    return GuardedSSHConfig
+
+
+def _host_patterns(value: str) -> list[str]:
+    """A Host line's patterns as paramiko reads them (shlex: quotes removed)."""
+    try:
+        return shlex.split(value)
+    except ValueError:
+        return value.split()
 
 
 def host_matches(patterns: list[str], host: str) -> bool:
@@ -143,17 +214,7 @@ def host_matches(patterns: list[str], host: str) -> bool:
 
 def load(path: Path) -> SSHConfigFile:
     """Read a client config (Include expanded), refusing what cannot be honoured safely."""
-    lines = _read(path, 0)
-    for ln in lines:
-        m = _DIRECTIVE.match(ln.text)
-        if m and m.group(1).lower() == "match":
-            bad = [w.lstrip("!") for w in m.group(2).split() if w.lstrip("!").lower() in {"exec", "localnetwork", "tagged"}]
-            if bad:
-                raise ConfigError(
-                    f"{ln.where}: `Match {bad[0]}` is not supported by edgeq (it would run or depend on a local command)",
-                    "use Host blocks for the boards edgeq reaches, or set ssh_config: none (or another file) in devices.yaml",
-                )
-    return SSHConfigFile(path, lines)
+    return SSHConfigFile(path, _read(path, 0))
 
 
 def _read(path: Path, depth: int) -> list[_Line]:
