@@ -233,13 +233,20 @@ def bench_cmd(
     record: Annotated[
         bool, typer.Option("--record/--no-record", help="Store the results in the history as an ad hoc run.")
     ] = True,
+    ops: Annotated[
+        bool,
+        typer.Option(
+            "--ops",
+            help="After the latency sessions, as many profiling sessions (LiteRT CompiledModel profiler): time per op.",
+        ),
+    ] = False,
     db: DbOpt = None,
     devices: DevicesOpt = None,
     json_out: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Deploy if needed, then measure on-board latency per device x threads, in independent sessions; store the
-    results in the history as an ad hoc run (`edgeq history --adhoc`).
+    results in the history as an ad hoc run (`edgeq history --adhoc`). With --ops, then where the time goes: per op.
 
     Each session records the board's state (temperature, clock, throttling, load) through its timed window;
     the Flags column names sessions to distrust (throttled, freq_drop, foreign_load, hot, cooldown_timeout)."""
@@ -253,11 +260,10 @@ def bench_cmd(
     )
 
     started = time.time()
-    res = fan_out(
-        "bench",
-        devices,
-        target,
-        lambda inv, progress: fleet.bench(
+    profiled: list[Any] = []
+
+    def measure(inv: Any, progress: Any) -> FleetSummary:
+        res = fleet.bench(
             inv,
             target,
             artifact,
@@ -271,15 +277,36 @@ def bench_cmd(
             progress=progress,
             sessions=sessions,
             controls=controls,
-        ),
-    )
+        )
+        if ops:  # after the latency sessions, never mixed into them
+            key = res.name or artifact.stem
+            profiled.append(
+                fleet.profile_ops(
+                    inv,
+                    target,
+                    {key: res},
+                    runs=runs,
+                    warmup=warmup,
+                    sessions=sessions,
+                    parallel=parallel,
+                    progress=_ops_progress,
+                )
+            )
+        return res
+
+    res = fan_out("bench", devices, target, measure)
+    report = profiled[0] if profiled else None
     for note in tables.bench_notes(res):
         output.log(f"warning: {note}")
-    run_id = _record_bench(res, started, db) if record and any(d.results for d in res.devices) else None
+    run_id = _record_bench(res, started, db, report) if record and any(d.results for d in res.devices) else None
     if json_out:
-        output.emit({**res.to_json(), **({"history_run": run_id} if run_id else {})})
+        output.emit(
+            {**res.to_json(), **({"ops": report.to_json()} if report else {}), **({"history_run": run_id} if run_id else {})}
+        )
     else:
         output.table(*tables.bench_table(res))
+        if report is not None:
+            _render_ops(report, wide)
         if run_id:
             output.log(f"stored as ad hoc run {run_id} (edgeq history --adhoc)")
     if not res.ok:
@@ -292,7 +319,21 @@ def bench_cmd(
         )
 
 
-def _record_bench(res: FleetSummary, started: float, db: Path | None) -> str | None:
+def _ops_progress(ev: dict[str, Any]) -> None:
+    if ev.get("event") == "profile":
+        output.log(f"{ev['device']}: profiling ops of {ev['model']} ({ev['threads']} thr), session {ev['session']}/{ev['of']}")
+
+
+def _render_ops(report: Any, wide: bool) -> None:
+    from edgeq.cli import opstables
+
+    for table, line in opstables.report_tables(report, wide):
+        if table is not None:
+            output.table(*table)
+        output.log(line)
+
+
+def _record_bench(res: FleetSummary, started: float, db: Path | None, ops: Any = None) -> str | None:
     """A history that cannot be written costs the record, not the measurement: warn, keep the exit code."""
     import time
 
@@ -300,7 +341,7 @@ def _record_bench(res: FleetSummary, started: float, db: Path | None) -> str | N
     from edgeq.pipeline.adhoc import record_bench
 
     try:
-        return record_bench(res, started, time.time(), db)
+        return record_bench(res, started, time.time(), db, ops=ops)
     except StoreError as e:
         output.warn(f"bench results not stored in the history: {e.message}")
         return None

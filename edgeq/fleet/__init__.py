@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from edgeq.fleet.inventory import open_inventory
     from edgeq.fleet.inventory.devices import DeviceSpec, Inventory, PowerSpec, load_inventory
     from edgeq.fleet.numeric import golden_rows, numeric_check
+    from edgeq.fleet.opsprofile import profile_ops
     from edgeq.fleet.predictions import predict
     from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
     from edgeq.fleet.transport.base import BoardError, Transport
@@ -37,6 +38,7 @@ _HOMES = {
     "edgeq.fleet.inventory": ("open_inventory",),
     "edgeq.fleet.inventory.devices": ("DeviceSpec", "Inventory", "PowerSpec", "load_inventory"),
     "edgeq.fleet.numeric": ("golden_rows", "numeric_check"),
+    "edgeq.fleet.opsprofile": ("profile_ops",),
     "edgeq.fleet.predictions": ("predict",),
     "edgeq.fleet.sessions": ("DEFAULT_SESSIONS", "merge_sessions", "per_session"),
     "edgeq.fleet.transport.base": ("BoardError", "Transport"),
@@ -74,6 +76,7 @@ __all__ = [
     "open_inventory",
     "per_session",
     "predict",
+    "profile_ops",
     "raise_for_failures",
     "rollback",
     "unmeasured_result",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgeq.fleet import bench_result, unmeasured_result
 from edgeq.records.fleet import BenchResult, FleetSummary
+from edgeq.records.ops import OpsReport
 from edgeq.records.run import RunManifest, RunStages
 from edgeq.results.record import RawSamples, Recordable, RunParams, record_run
 
@@ -59,6 +60,14 @@ def bench_recordable(res: FleetSummary, started_ts: float, finished_ts: float) -
     return Recordable(manifest=manifest, benchmarks=tuple(rows), params=RunParams())
 
 
-def record_bench(res: FleetSummary, started_ts: float, finished_ts: float, db_path: Path | None = None) -> str:
-    """Store the bench as an ad hoc run; returns its run id (StoreError if the history is unusable)."""
-    return record_run(bench_recordable(res, started_ts, finished_ts), db_path)
+def record_bench(
+    res: FleetSummary, started_ts: float, finished_ts: float, db_path: Path | None = None, *, ops: OpsReport | None = None
+) -> str:
+    """Store the bench as an ad hoc run, with its per-op profiles (`--ops`); returns its run id (StoreError if the
+    history is unusable)."""
+    run_id = record_run(bench_recordable(res, started_ts, finished_ts), db_path)
+    if ops is not None and ops.profiles:
+        from edgeq.results.opstore import record_profiles
+
+        record_profiles(run_id, ops.profiles, db_path)
+    return run_id

@@ -21,8 +21,9 @@ DB_ENV = "EDGEQ_HISTORY_DB"
 TIMEOUT_ENV = "EDGEQ_HISTORY_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # a nightly run and a manual run may record at the same moment; a write takes milliseconds
 # 2: validations.quality (mixed precision, QAT, worst int8 layers); 3: benchmark sessions; 4: numeric checks;
-# 5: board state through the timed window (benchmark_state); 6: runs.adhoc (an `edgeq bench` run)
-SCHEMA_VERSION = 7
+# 5: board state through the timed window (benchmark_state); 6: runs.adhoc (an `edgeq bench` run);
+# 7: benchmark_sessions.min_s; 8: per-op profiles (op_profiles, op_profile_ops, kernel_fingerprints)
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -179,6 +180,55 @@ CREATE TABLE IF NOT EXISTS benchmark_state (
 """
 
 
+# Version 8: per-op profiles (`edgeq bench --ops`, edgeq.results.opstore). Tables of their own: a run without
+# profiles has no rows here. `doc` keeps the whole OpProfile (read back with OpProfile.from_stored); the per-op rows
+# and the columns are there for queries.
+OPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS op_profiles (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    device TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    kind TEXT NOT NULL,          -- ok, unsupported (reason, fix), failed (error)
+    sessions INTEGER NOT NULL,
+    reason TEXT,
+    fix TEXT,
+    error TEXT,
+    runtime TEXT,                -- "litert-compiled 2.3.0"
+    invoke_p50_us REAL,          -- profiled Invoke: median of session p50s
+    invoke_ci_low_us REAL,
+    invoke_ci_high_us REAL,
+    unprofiled_p50_us REAL,      -- the CompiledModel without the profiler
+    interpreter_p50_us REAL,     -- the latency sessions' p50 of the same bench (the Interpreter)
+    overhead_us REAL,
+    coverage REAL,               -- sum of op p50s / invoke p50
+    fingerprint TEXT,            -- kernel_fingerprints.fingerprint
+    doc TEXT NOT NULL DEFAULT '{}',   -- JSON: the whole OpProfile
+    UNIQUE (run_id, device, variant, threads)
+);
+CREATE INDEX IF NOT EXISTS op_profiles_by_run ON op_profiles (run_id);
+CREATE TABLE IF NOT EXISTS op_profile_ops (
+    profile_id INTEGER NOT NULL REFERENCES op_profiles (id) ON DELETE CASCADE,
+    node TEXT NOT NULL,          -- s<section>/<n> (XNNPACK operator) or op<index> (interpreter op)
+    op TEXT NOT NULL,
+    kernel TEXT,
+    maps_to_index INTEGER,
+    maps_to_op TEXT,
+    mapping TEXT,                -- exact, guess, none
+    p50_us REAL,                 -- median of session medians
+    ci_low_us REAL,
+    ci_high_us REAL,
+    session_p50_us TEXT NOT NULL DEFAULT '[]',   -- JSON list, session order
+    PRIMARY KEY (profile_id, node, op)
+);
+CREATE TABLE IF NOT EXISTS kernel_fingerprints (
+    fingerprint TEXT PRIMARY KEY,
+    kernels TEXT NOT NULL        -- JSON: {node: {op, kernel}}
+);
+"""
+
+
 def default_db_path(home: Path | None = None) -> Path:
     """$EDGEQ_HISTORY_DB, else <edgeq home>/history.db."""
     env = os.environ.get(DB_ENV)
@@ -329,11 +379,11 @@ def _ensure_schema(h: History) -> None:
             )
         if v == SCHEMA_VERSION:
             return
-        if v in (1, 2, 3, 4, 5, 6):  # an older edgeq's database: add what versions 2 to 7 store, keep every result
+        if v in (1, 2, 3, 4, 5, 6, 7):  # an older edgeq's database: add what versions 2 to 8 store, keep every result
             with h.write(f"upgrading the schema to version {SCHEMA_VERSION}") as c:
                 if "quality" not in {r[1] for r in c.execute("PRAGMA table_info(validations)")}:
                     c.execute("ALTER TABLE validations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
-                for stmt in _statements(SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA):
+                for stmt in _statements(SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA + OPS_SCHEMA):
                     c.execute(stmt)
                 if "adhoc" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
                     c.execute("ALTER TABLE runs ADD COLUMN adhoc INTEGER NOT NULL DEFAULT 0")
@@ -343,7 +393,7 @@ def _ensure_schema(h: History) -> None:
             return
     with h.write("creating the schema") as c:
         # not executescript: it would COMMIT mid-transaction
-        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA):
+        for stmt in _statements(SCHEMA + SESSIONS_SCHEMA + NUMERIC_SCHEMA + STATE_SCHEMA + OPS_SCHEMA):
             c.execute(stmt)
         if c.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
             c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

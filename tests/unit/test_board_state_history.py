@@ -65,7 +65,7 @@ def test_an_older_history_is_upgraded_and_its_rows_have_no_board_state(tmp_path)
         db,
     )
     c = sqlite3.connect(str(db))
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(8,)]
     assert c.execute("SELECT flags FROM benchmark_state").fetchall() == [('["hot"]',)]
     c.close()
     with query.open_for_reading(db) as h:
@@ -85,6 +85,6 @@ def test_a_version_4_history_gains_the_board_state_table(tmp_path):
     c.close()
     record_run(load_manifest(_flagged(synthetic_manifest("new", started="2026-01-02T02:30:00+00:00", **ONE), ["throttled"])), db)
     with query.open_for_reading(db) as h:
-        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(8,)]
         assert [b.flags for b in query.load(h, query.resolve(h, "new")).benchmarks] == [("throttled",)]
         assert [b.flags for b in query.load(h, query.resolve(h, "old")).benchmarks] == [None]

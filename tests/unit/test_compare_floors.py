@@ -68,7 +68,7 @@ def test_session_minima_are_stored_and_read_back(tmp_path):
     with open_history(db) as h:
         row = next(b for b in query.benchmarks(h, "b") if b.ok)
     assert row.session_mins == pytest.approx([s["min"] / 1e3 for s in base["benchmarks"][0]["sessions"]])
-    assert sqlite3.connect(db).execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+    assert sqlite3.connect(db).execute("SELECT version FROM schema_version").fetchall() == [(8,)]
 
 
 def test_a_slowed_session_and_a_noisy_median_on_an_unchanged_artifact_is_no_regression(tmp_path):

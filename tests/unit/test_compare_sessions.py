@@ -141,7 +141,7 @@ def test_an_older_history_gains_sessions_and_its_runs_compare_with_new_ones(tmp_
     new = synthetic_manifest("20260104T023000Z-444444", started="2026-01-04T02:30:00+00:00", threads=(1, 2))
     record_run(load_manifest(_with_sessions(new, {}, seed=8)), db)
     c = sqlite3.connect(str(db))
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(8,)]
     assert c.execute("SELECT count(*) FROM benchmark_sessions").fetchone()[0] == 8 * 3
     c.close()
     with query.open_for_reading(db) as h:

@@ -75,7 +75,7 @@ def test_a_version_3_database_gains_the_numeric_table_and_keeps_its_runs(tmp_pat
     c.close()
     record_run(load_manifest(_with_numeric("new")), db)
     with open_for_reading(db) as h:
-        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(8,)]
         assert query.load(h, query.resolve(h, "old")).benchmarks
         assert len(query.load(h, query.resolve(h, "new")).numeric) == 3
 

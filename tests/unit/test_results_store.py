@@ -24,7 +24,7 @@ def test_record_run_stores_everything_and_is_idempotent(tmp_path):
     with open_for_reading(db) as h:
         run = query.load(h, query.resolve(h, "r1"), samples=True)
         assert h.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(8,)]
     assert run.pipeline == "synth" and run.pipeline_sha256 == "a" * 64 and run.versions["tensorflow"] == "2.21.0"
     b = next(x for x in run.benchmarks if x.device == "pi5" and x.variant == "int8")
     raw = next(x for x in m["benchmarks"] if x["device"] == "pi5" and x["variant"] == "int8")
@@ -128,7 +128,7 @@ def test_version_1_database_is_upgraded_in_place_keeping_every_result(tmp_path):
     }
     record_run(load_manifest(m), db)
     with open_for_reading(db) as h:
-        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+        assert h.conn.execute("SELECT version FROM schema_version").fetchall() == [(8,)]
         assert query.resolve(h, "old").adhoc is None  # a pipeline run: not ad hoc, and its JSON as before
         old = query.load(h, query.resolve(h, "old"))
         new = query.load(h, query.resolve(h, "new"))
