@@ -19,6 +19,7 @@ from edgeq.errors import ExportError
 from edgeq.metrics.families import LEGACY_METRICS, registry_for, run_families
 from edgeq.records import Record
 
+FAILED_NAME = "failed.om.txt"  # under HOME/backfill: the file promtool refused last, when no --out was given
 PROMTOOL_TIMEOUT_S = 600.0  # a year of nightlies is a few MB of OpenMetrics: seconds; 10 min means promtool hung
 
 
@@ -75,6 +76,10 @@ def openmetrics_text(families: list[Any]) -> bytes:
     return generate_latest(registry_for(families))
 
 
+class PromtoolFailed(ExportError):
+    """promtool refused the file or the data directory: the OpenMetrics file is worth keeping to look at."""
+
+
 def create_blocks(om_file: Path, data_dir: Path) -> str:
     """promtool writes 2 h blocks (by default) into data_dir; a running Prometheus picks them up at its next
     block reload (about a minute), a stopped one at start."""
@@ -94,11 +99,31 @@ def create_blocks(om_file: Path, data_dir: Path) -> str:
     except OSError as e:
         raise ExportError(f"cannot create blocks in {data_dir}: {e}", "check the folder is writable") from None
     if p.returncode != 0:
-        raise ExportError(
+        raise PromtoolFailed(
             f"promtool tsdb create-blocks-from openmetrics failed (exit {p.returncode}): {(p.stderr or p.stdout).strip()[-400:]}",
-            f"the OpenMetrics file is kept at {om_file}; check it with `promtool check metrics`",
+            _kept_hint(om_file),
         )
     return (p.stdout + p.stderr).strip()
+
+
+def _kept_hint(om_file: Path) -> str:
+    return f"the OpenMetrics file is kept at {om_file}; check it with `promtool check metrics`"
+
+
+def _keep(om: Path, e: PromtoolFailed) -> PromtoolFailed:
+    """The temporary file promtool refused, copied to HOME/backfill/failed.om.txt (one file: the next failure
+    replaces it) before its temporary folder goes, so the hint names a file that exists."""
+    from edgeq import paths
+
+    kept = paths.home() / "backfill" / FAILED_NAME
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        paths.atomic_write_bytes(kept, om.read_bytes())
+    except OSError as err:
+        return PromtoolFailed(
+            e.message, f"rerun with --out FILE to keep the OpenMetrics file (could not keep it at {kept}: {err})"
+        )
+    return PromtoolFailed(e.message, _kept_hint(kept))
 
 
 def backfill(
@@ -129,5 +154,10 @@ def backfill(
             raise ExportError(f"cannot write {om}: {e}", "check the folder exists and is writable") from None
         upd: dict[str, Any] = {"openmetrics": str(out) if out else None}
         if data_dir is not None and runs:
-            upd.update(data_dir=str(data_dir), promtool_output=create_blocks(om, data_dir))
+            try:
+                upd.update(data_dir=str(data_dir), promtool_output=create_blocks(om, data_dir))
+            except PromtoolFailed as e:
+                if out is not None:
+                    raise
+                raise _keep(om, e) from None  # the temporary folder goes with this block
         return summary.model_copy(update=upd)
