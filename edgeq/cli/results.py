@@ -92,12 +92,20 @@ def compare(
     adhoc: bool = typer.Option(
         False, "--adhoc", help="Let `latest` and the default baseline be ad hoc `edgeq bench` runs too (else pipeline runs only)."
     ),
+    ops: bool = typer.Option(
+        False,
+        "--ops",
+        help="Compare the per-op profiles of BASE and CANDIDATE (`edgeq bench --ops`): ops whose time changed, kernel changes.",
+    ),
     db: DbOpt = None,
     json_out: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Compare two runs: latency per device x variant x threads, accuracy, peak memory, energy per inference."""
     output.use_json(json_out)
+    if ops:
+        _compare_ops(base, candidate, db, threshold, json_out, wide, fail_on_regression)
+        return
     from edgeq.errors import NothingToCompare
     from edgeq.results import compare_runs
 
@@ -127,6 +135,29 @@ def compare(
         from edgeq.pipeline.publish import regression_error
 
         raise regression_error(c)
+
+
+def _compare_ops(
+    base: str | None, candidate: str | None, db: Path | None, threshold: float, json_out: bool, wide: bool, fail: bool
+) -> None:
+    from edgeq.cli import opstables
+    from edgeq.errors import ConfigError
+    from edgeq.results.opstore import compare_ops
+
+    if base is None or candidate is None:
+        raise ConfigError("compare --ops needs two runs: edgeq compare --ops BASE CANDIDATE", "`edgeq history` lists run ids")
+    c = compare_ops(base, candidate, db_path=db, threshold=threshold)
+    if json_out:
+        output.emit(c.to_json())
+    else:
+        for d in c.diffs:
+            output.table(*opstables.diff_table(d, wide))
+        for line in opstables.diff_notes(c):
+            output.log(line)
+    if fail and c.regressed:
+        from edgeq.errors import RegressionError
+
+        raise RegressionError(f"ops slower in {c.candidate} than in {c.base}", "see the flagged ops above")
 
 
 # ---- report
