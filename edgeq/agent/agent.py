@@ -49,7 +49,9 @@ Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra},
     130 interrupted       SIGINT, SIGTERM, SIGHUP, or stdin closed under --watch-stdin
 
 W/lock is an flock(): install, rollback, bench and predict hold it, so one measurement runs at a time and
-the kernel releases it when a holder dies. Killed mid-run, the agent leaves nothing to clean.
+the kernel releases it when a holder dies. Killed mid-run, the agent leaves nothing to clean but a cpufreq
+governor it set (bench --controls governor): W/governor.json records the old one, and the next command
+with that work dir puts it back once W/lock is free.
 """
 
 from __future__ import annotations
@@ -287,6 +289,15 @@ COMMANDS = {
 # ----------------------------------------------------------------------------------------------- entry
 
 
+def _restore_governor(workdir) -> None:
+    # a bench killed by SIGKILL (the OOM killer, a host's kill -9) left the cpufreq governor it set and the old
+    # values in W/governor.json (edgeq.agent.benchctl): the next command puts them back; a stat when absent
+    if workdir and os.path.lexists(os.path.join(workdir, "governor.json")):
+        from . import benchctl
+
+        benchctl.recover(workdir)
+
+
 def _clean(value):
     """Strict JSON: numpy scalars to Python, NaN/inf to null."""
     if isinstance(value, dict):
@@ -311,6 +322,7 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         command = args.command
         control.arm(args.deadline, args.watch_stdin)
+        _restore_governor(getattr(args, "workdir", None))
         doc = COMMANDS[command](args)
         out = {"ok": True, "protocol": PROTOCOL, "command": command}
         out.update(doc)

@@ -178,7 +178,7 @@ def bench(args) -> dict:
         sha = _pinned_sha(path, args)
         # cooled before anything of ours runs (the governor change and the model load heat the board)
         cool = benchctl.cooldown(controls["cooldown"]) if controls.get("cooldown") else None
-        gov = benchctl.Governor(controls["governor"], boardstate.cpus_used()) if controls.get("governor") else None
+        gov = benchctl.Governor(controls["governor"], boardstate.cpus_used(), store.root) if controls.get("governor") else None
         try:
             governor = gov.apply() if gov is not None else None
             doc = _measure(rt, path, name, sha, args, power_spec, controls)
