@@ -273,6 +273,9 @@ class BenchmarkStageSpec(Spec):
     # board and on this host; the first op over the tolerance (quantization steps; relative for float tensors) is
     # reported and fails the run (exit 8, as a board that fails to benchmark)
     numeric_check: bool = False
+    # after the latency sessions, as many per-op profiling sessions (LiteRT CompiledModel profiler; `edgeq bench --ops`),
+    # stored with the run (docs/measurement.md: where the time goes)
+    ops: bool = False
     numeric_rows: int = Field(4, ge=1, le=1000)
     numeric_tolerance_lsb: float = Field(1.0, ge=0.0)
     numeric_tolerance_rel: float = Field(1e-3, ge=0.0)

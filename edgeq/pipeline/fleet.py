@@ -20,6 +20,7 @@ from edgeq.progress import fleet_counter
 from edgeq.records.fleet import AccuracyCheck, BenchResult, BoardOutcome, FleetSummary
 from edgeq.records.run import BenchmarkStage, DeployStage, VariantResult
 from edgeq.results.baseline import BASELINE_SUFFIX
+from edgeq.results.opstore import OPS_FILE
 
 
 def inventory(spec: PipelineSpec, base: Path) -> fleet.Inventory:
@@ -169,6 +170,11 @@ def _measure(b: BenchmarkStageSpec, targets, inv, models: list[fleet.BenchModel]
         keep(BenchmarkStage(cached=False, results=tuple(_rows(kept, raw_dir))))
         raise
     failures = [f for key, s in res.items() for d in s.devices for f in _failures(d, key)]
+    if b.ops:  # after the latency sessions, never mixed into them; recorded with the run (edgeq.results.record_history)
+        mine = {key: s for key, s in res.items() if not key.endswith(BASELINE_SUFFIX)}
+        log(f"benchmark: per-op profiles, {k} session(s)")
+        ops = fleet.profile_ops(inv, targets, mine, runs=b.runs, warmup=b.warmup, sessions=k, parallel=b.parallel)
+        paths.atomic_write_json(raw_dir / OPS_FILE, ops.to_json())
     return _rows({key: s.devices for key, s in res.items()}, raw_dir), failures
 
 

@@ -47,6 +47,10 @@ def record_history(manifest: RunManifest, home: Path | None = None, run_dir: Pat
     With run_dir, the error's hint says how to store that run once the history is usable again."""
     try:
         record_run(manifest, default_db_path(home))
+        if run_dir is not None:  # per-op profiles (benchmark.ops): tables of their own, after the run's row
+            from edgeq.results.opstore import record_run_profiles
+
+            record_run_profiles(manifest.run_id, run_dir, default_db_path(home))
     except StoreError as e:
         hint = e.hint
         if run_dir is not None:

@@ -16,6 +16,8 @@ from edgeq.records.ops import OpProfile, OpsComparison
 from edgeq.results.db import History, open_history
 from edgeq.results.ops import diff, profile_keys
 
+OPS_FILE = "ops.json"  # a pipeline run's per-op profiles (an OpsReport), in <run dir>/bench/, stored with the run
+
 
 def store_profiles(h: History, run_id: str, profiles: Iterable[OpProfile]) -> int:
     """Write a run's profiles (replacing any it had for the same device x variant x threads); returns how many."""
@@ -88,6 +90,20 @@ def record_profiles(run_id: str, profiles: Iterable[OpProfile], db_path: Path | 
     """store_profiles on the default (or given) history database."""
     with open_history(db_path, create=True) as h:
         return store_profiles(h, run_id, profiles)
+
+
+def record_run_profiles(run_id: str, run_dir: Path, db_path: Path | None = None) -> int:
+    """Store the profiles a pipeline run kept in <run_dir>/bench/ops.json (none: 0)."""
+    from edgeq.records.ops import OpsReport
+
+    f = Path(run_dir) / "bench" / OPS_FILE
+    if not f.is_file():
+        return 0
+    try:
+        report = OpsReport.from_stored(json.loads(f.read_text()))
+    except (RecordError, ValueError) as e:
+        raise StoreError(f"{f}: not an op profile report ({e})", "rerun the pipeline's benchmark stage") from None
+    return record_profiles(run_id, report.profiles, db_path)
 
 
 def load_profiles(h: History, run_id: str) -> list[OpProfile]:

@@ -3,6 +3,7 @@ CompiledModel profiler, small conv models built here by TensorFlow, the real his
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 
@@ -106,3 +107,28 @@ def test_a_board_on_the_tensorflow_runtime_reports_unsupported_with_exit_0(edgeq
     assert p["kind"] == "unsupported" and "no profiler hook" in p["reason"] and "ai-edge-litert" in p["fix"]
     assert p["ops"] == [] and p["coverage"] is None
     assert sqlite3.connect(db).execute("SELECT kind FROM op_profiles").fetchall() == [("unsupported",)]
+
+
+def test_a_pipeline_benchmark_stage_with_ops_keeps_the_profiles_for_the_history(models, tmp_path):
+    from edgeq import fleet
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.pipeline.fleet import benchmark_stage
+    from edgeq.records.ops import OpsReport
+    from edgeq.records.run import VariantResult
+    from edgeq.results import query
+    from edgeq.results.opstore import load_profiles, record_run_profiles
+    from edgeq.results.record import load_manifest, record_run
+    from edgeq.testing.promfarm import synthetic_manifest
+
+    p = models / "conv.tflite"
+    variants = {"fp32": VariantResult(type="fp32", artifact=str(p), sha256="0" * 64, size_bytes=p.stat().st_size)}
+    spec = BenchmarkStageSpec(targets=["local"], runs=20, warmup=1, min_seconds=0.0, inputs="random", sessions=2, ops=True)
+    run = tmp_path / "run"
+    benchmark_stage(spec, ["local"], fleet.load_inventory(None), variants, run, None, lambda s: None, lambda s: None)
+    (prof,) = OpsReport.from_stored(json.loads((run / "bench" / "ops.json").read_text())).profiles
+    assert prof.kind == "ok" and prof.variant == "fp32" and prof.sessions == 2
+    db = tmp_path / "h.db"
+    record_run(load_manifest(synthetic_manifest("r1")), db)
+    assert record_run_profiles("r1", run, db) == 1
+    with query.open_for_reading(db) as h:
+        assert [x.variant for x in load_profiles(h, "r1")] == ["fp32"]
