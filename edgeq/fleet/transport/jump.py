@@ -15,6 +15,7 @@ from typing import Any
 from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.transport.base import BoardError
 from edgeq.fleet.transport.keyformat import host_entry
+from edgeq.fleet.transport.knownhosts import read_known_hosts
 from edgeq.fleet.transport.sshconfig import Hop
 from edgeq.fleet.transport.ssherrors import classify_connect_error, reject_unknown_policy
 
@@ -34,20 +35,38 @@ def passphrase_for(device: DeviceSpec, key_file: str | None, env: Mapping[str, s
     return value
 
 
-def verified_client(device: DeviceSpec) -> Any:
-    """An SSHClient that knows the fleet known_hosts and refuses any host it does not list."""
+def verified_client(device: DeviceSpec, entry: str | None = None) -> Any:
+    """An SSHClient that knows the fleet known_hosts and refuses any host it does not list.
+
+    entry: the host it will connect to (host or [host]:port; default the device's own). Its plain keys go to
+    paramiko except those a `@revoked` line covers for that host; markers never reach paramiko's parser."""
     import paramiko
 
     client = paramiko.SSHClient()
     kh = Path(str(device.known_hosts))
-    if kh.is_file():
+    entry = entry or host_entry(str(device.host), device.port)
+    try:
+        known = read_known_hosts(kh)
+    except OSError as e:
+        raise BoardError(
+            device.name, f"cannot read known_hosts {kh}: {e.strerror or e}", "fix its permissions", kind="host_key_unknown"
+        ) from None
+    keys = client.get_host_keys()
+    for ln in known.plain:
+        blob = ln.blob
+        if blob is None or known.revoked(entry, blob) is not None:
+            continue  # a broken line is skipped (as OpenSSH does); a revoked key is never trusted
         try:
-            client.load_host_keys(str(kh))
-        except (OSError, paramiko.SSHException) as e:
-            raise BoardError(
-                device.name, f"cannot read known_hosts {kh}: {e}", "fix or remove the broken line", kind="host_key_unknown"
-            ) from None
-    client.set_missing_host_key_policy(reject_unknown_policy())  # never AutoAdd: trust is `edgeq devices trust`
+            parsed = paramiko.hostkeys.HostKeyEntry.from_line(f"{ln.hosts} {ln.keytype} {ln.base64}", ln.lineno)
+        except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError):
+            continue
+        if parsed is None:  # a key type paramiko does not know
+            continue
+        for name in parsed.hostnames:
+            known_here = keys.lookup(name)
+            if known_here is None or parsed.key.get_name() not in known_here:  # first line wins, as in paramiko's load
+                keys.add(name, parsed.key.get_name(), parsed.key)
+    client.set_missing_host_key_policy(reject_unknown_policy(known))  # never AutoAdd: trust is `edgeq devices trust`
     return client
 
 
@@ -76,6 +95,12 @@ def hop_error(device: DeviceSpec, hop: Hop, e: BaseException) -> BoardError:
             f"nothing was sent to {device.name}. Verify the jump host's fingerprint on its console "
             f"(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub); if it matches, remove the line for {entry} from "
             f"{device.known_hosts} and run `edgeq devices trust {device.name}`"
+        )
+    elif base.kind == "host_key_revoked":
+        hint = (
+            f"nothing was sent to {device.name}. Check the jump host on its console: if it still has that key, give it "
+            f"new host keys, remove its old line for {entry} from {device.known_hosts} and run "
+            f"`edgeq devices trust {device.name}`"
         )
     elif base.kind == "host_key_unknown":
         hint = f"run `edgeq devices trust {device.name}`: it asks about each jump host first, then the board"
@@ -115,7 +140,7 @@ def open_route(device: DeviceSpec, hops: tuple[Hop, ...], target: tuple[str, int
     ct = device.connect_timeout
     try:
         for i, hop in enumerate(hops):
-            client = verified_client(device)
+            client = verified_client(device, host_entry(hop.host, hop.port))
             try:
                 client.connect(
                     hostname=hop.host,

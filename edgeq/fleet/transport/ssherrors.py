@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 
 from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.transport.base import BoardError
 from edgeq.fleet.transport.keyformat import fingerprint, host_entry
+from edgeq.fleet.transport.knownhosts import KnownHosts, read_known_hosts
 
 _UNREACHABLE_ERRNOS = {
     errno.EHOSTUNREACH,
@@ -29,7 +31,13 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
     name, addr = device.name, device.address
     if isinstance(e, BoardError):
         return e
+    if isinstance(e, _RevokedHostKey):
+        return revoked_error(device, e.keytype, e.fp, e.where)
     if isinstance(e, paramiko.BadHostKeyException):
+        known = read_known_hosts(Path(str(device.known_hosts)))
+        revoked = known.revoked(host_entry(str(device.host), device.port), e.key.asbytes())
+        if revoked is not None:  # the recorded key is another one; the presented one is revoked: say that
+            return revoked_error(device, e.key.get_name(), fingerprint(e.key.asbytes()), known.where(revoked))
         return BoardError(
             name,
             f"host key for {addr} has CHANGED: the server presents {e.key.get_name()} {fingerprint(e.key.asbytes())}, "
@@ -41,10 +49,16 @@ def classify_connect_error(device: DeviceSpec, e: BaseException) -> BoardError:
             kind="host_key_changed",
         )
     if isinstance(e, _UnknownHostKey):
+        ca = (
+            f"; {e.ca_where} names a @cert-authority for it, but edgeq does not verify host certificates (only host keys)"
+            if e.ca_where
+            else ""
+        )
         return BoardError(
             name,
-            f"host key of {addr} is not in {device.known_hosts} ({e.keytype} {e.fp}); refusing to connect to an unknown host",
-            f"run `edgeq devices trust {name}` and compare the fingerprint with the board's own",
+            f"host key of {addr} is not in {device.known_hosts} ({e.keytype} {e.fp}){ca}; refusing to connect to an unknown host",
+            f"run `edgeq devices trust {name}` and compare the fingerprint with the board's own"
+            + (" (the @cert-authority line can stay)" if e.ca_where else ""),
             kind="host_key_unknown",
         )
     if isinstance(e, paramiko.PasswordRequiredException):
@@ -163,19 +177,42 @@ def quiet_paramiko() -> None:
         lg.addHandler(logging.NullHandler())
 
 
+def revoked_error(device: DeviceSpec, keytype: str, fp: str, where: str) -> BoardError:
+    return BoardError(
+        device.name,
+        f"host key of {device.address} ({keytype} {fp}) is marked @revoked in {where}: refusing to connect "
+        "(a revoked key may be a stolen one, used to impersonate the board)",
+        "check the board on its console: if it still has that key, give it new host keys "
+        f"(ssh-keygen -A after removing /etc/ssh/ssh_host_*), then run `edgeq devices trust {device.name} --replace`",
+        kind="host_key_revoked",
+    )
+
+
 class _UnknownHostKey(Exception):
-    def __init__(self, keytype: str, fp: str):
+    def __init__(self, keytype: str, fp: str, ca_where: str | None = None):
         super().__init__(f"unknown host key {keytype} {fp}")
-        self.keytype, self.fp = keytype, fp
+        self.keytype, self.fp, self.ca_where = keytype, fp, ca_where
 
 
-def reject_unknown_policy():
+class _RevokedHostKey(Exception):
+    def __init__(self, keytype: str, fp: str, where: str):
+        super().__init__(f"revoked host key {keytype} {fp} ({where})")
+        self.keytype, self.fp, self.where = keytype, fp, where
+
+
+def reject_unknown_policy(known: KnownHosts | None = None):
+    """paramiko's RejectPolicy that says *why*: revoked (a @revoked line), unknown (only a @cert-authority line
+    covers the host), or unknown (run `edgeq devices trust`). paramiko calls it after the key exchange, before
+    any authentication; the keys handed to paramiko never include a revoked one (jump.verified_client)."""
     import paramiko
 
     class RejectUnknown(paramiko.RejectPolicy):
-        """RejectPolicy that says *why*, so the error can point at `edgeq devices trust`."""
-
         def missing_host_key(self, client, hostname, key):
-            raise _UnknownHostKey(key.get_name(), fingerprint(key.asbytes()))
+            fp = fingerprint(key.asbytes())
+            revoked = known.revoked(hostname, key.asbytes()) if known else None
+            if known and revoked:
+                raise _RevokedHostKey(key.get_name(), fp, known.where(revoked))
+            ca = known.cert_authority(hostname) if known else None
+            raise _UnknownHostKey(key.get_name(), fp, known.where(ca) if known and ca else None)
 
     return RejectUnknown()

@@ -8,15 +8,18 @@ Jump hosts (ProxyJump) are trusted the same way, first, in connection order.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from edgeq.errors import FleetError
 from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.transport.base import BoardError
 from edgeq.fleet.transport.hostkeys import HostKey, fetch_host_key, known_keys, record_host_key
 from edgeq.fleet.transport.jump import close_all, hop_spec, open_route
+from edgeq.fleet.transport.knownhosts import read_known_hosts
 from edgeq.records import Record
 
 Confirm = Callable[[HostKey, Path], bool]  # (key presented, known_hosts file) -> trust it?
@@ -95,6 +98,20 @@ def _fetch(device: DeviceSpec, i: int, env: Mapping[str, str]) -> HostKey:
 
 def _decide(device: DeviceSpec, key: HostKey, kh: Path, *, yes: bool, replace: bool, confirm: Confirm | None) -> str:
     what = f"jump host {key.jump_host}" if key.jump_host else device.name
+    known = read_known_hosts(kh)
+    revoked = known.revoked(key.entry, base64.b64decode(key.base64))
+    if revoked is not None:  # never record a key the file revokes, whatever --yes or --replace say
+        hop: dict[str, Any] = {"jump_host": key.jump_host} if key.jump_host else {}
+        raise BoardError(
+            device.name,
+            f"{what if key.jump_host else 'the board'} ({key.entry}) presents {key.keytype} {key.fingerprint}, "
+            f"which is marked @revoked in "
+            f"{known.where(revoked)}: not recorded (a revoked key may be a stolen one)",
+            f"check {what} on its console: if it still has that key, give it new host keys "
+            "(ssh-keygen -A after removing /etc/ssh/ssh_host_*), then trust it again",
+            kind="host_key_revoked",
+            **hop,
+        )
     existing = known_keys(kh, key.entry)
     if (key.keytype, key.base64) in existing:
         return "unchanged"
