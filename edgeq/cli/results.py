@@ -17,7 +17,7 @@ from edgeq.cli.options import DbOpt, JsonOpt, WideOpt
 if TYPE_CHECKING:
     from edgeq.results.compare import Comparison
 
-GATEWAY_HELP = "Pushgateway URL, e.g. http://pushgateway.lan:9091."
+GATEWAY_HELP = "Pushgateway URL, e.g. http://pushgateway.lan:9091 (basic auth: http://USER:PASSWORD@host:9091; never printed)."
 
 
 def history(

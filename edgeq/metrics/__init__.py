@@ -21,7 +21,7 @@ from edgeq.metrics.families import (
     run_families,
     run_registry,
 )
-from edgeq.metrics.pushgateway import PushFailure, PushSummary, check_gateway, push
+from edgeq.metrics.pushgateway import PushFailure, PushSummary, check_gateway, push, redact
 from edgeq.metrics.serve import HistoryCollector, serve
 from edgeq.metrics.textfile import TextfileSummary, write_textfile
 
@@ -40,6 +40,7 @@ __all__ = [
     "exposition",
     "latest_families",
     "push",
+    "redact",
     "registry_for",
     "run_families",
     "run_registry",

@@ -55,16 +55,17 @@ class Publication(Record):
 def _push(run_id: str, gateway: str, log: Log) -> tuple[PushSummary | PushFailure, EdgeqError | None]:
     from edgeq import metrics
 
+    shown = metrics.redact(gateway)  # never the URL's credentials, in a hint or the --json document
     try:
         res = metrics.push(run_id, gateway)
     except EdgeqError as e:
         err = type(e)(
             e.message,
             f"the results are stored in the history; send them when the gateway is back: "
-            f"edgeq metrics push {run_id} --gateway {gateway}",
+            f"edgeq metrics push {run_id} --gateway {shown}" + (" (with its credentials)" if shown != gateway.strip() else ""),
         )
         log(f"warning: metrics push failed: {e.message} (the results are stored in the history)")
-        return PushFailure(gateway=gateway, error=e.message), err
+        return PushFailure(gateway=shown, error=e.message), err
     log(f"metrics: pushed {res.series} series to {res.gateway} (job={res.job}, pipeline={res.pipeline})")
     return res, None
 
