@@ -239,3 +239,42 @@ def test_several_places_per_run_and_a_partial_wait_releases_them_all(farm, tmp_p
         assert _holder(trio, boards[0].name) not in ("", "None")
     finally:
         trio.stop()
+
+
+def test_a_holder_in_another_pid_namespace_is_not_kicked(farm, lab, tmp_path, tflite_models):
+    """Containers: the same host name, a PID namespace of their own. A pid from there that is not running
+    here says nothing: the holder is identified by boot id + PID namespace + start time, and left alone."""
+    place = farm.boards[0].name
+    pid = next(p for p in range(24000, 32000) if not Path(f"/proc/{p}").exists())  # free here, the holder's there
+    dev = _devices(farm, lab, tmp_path, reserve_timeout=30)
+    cmd = [sys.executable, "-m", "edgeq", "bench", str(tflite_models["dense_a"]), "-t", "all", "--runs", "5"]
+    cmd += ["--min-seconds", "20", "--devices", str(dev)]
+    # the shell is pid 1 of the new namespace; it forks edgeq as the namespace's pid `pid`
+    script = f'echo {pid - 1} > /proc/sys/kernel/ns_last_pid && "$@"; exit $?'
+    holder = subprocess.Popen(
+        ["unshare", "--pid", "--kill-child", "--mount-proc", "sh", "-c", script, "sh", *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        _wait_line(holder, "labgrid: acquired")
+        held_by = _holder(lab, place)
+        assert f".edgeq-{pid}" in held_by and not Path(f"/proc/{pid}").exists(), held_by
+        (tmp_path / "next").mkdir()
+        t0 = time.monotonic()
+        nxt = _bench(tflite_models["dense_a"], _devices(farm, lab, tmp_path / "next", reserve_timeout=5), 0)
+        _, err = nxt.communicate(timeout=90)
+        assert nxt.returncode == 8, err
+        assert "no longer running" not in err and f"acquired by {held_by}" in err, err
+        assert time.monotonic() - t0 < 60
+        assert _holder(lab, place) == held_by  # the running job still holds its board
+        _, err = holder.communicate(timeout=90)
+        assert holder.returncode == 0, err
+        assert "labgrid: released" in err, err
+        assert _holder(lab, place) in ("", "None")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)

@@ -5,10 +5,15 @@ labgrid's client is asyncio + gRPC. Its event loop runs in one daemon thread for
 main thread waits on each call with a wall-clock bound, so Ctrl-C and SIGTERM (edgeq.errors.Terminated)
 land in the main thread as usual and the `finally` of `leased()` releases the places.
 
-A killed edgeq (SIGKILL) cannot release. Its session name carries its pid (`host/user.edgeq-PID`): an edgeq
-on the same host that finds such a holder dead releases the place and cancels the dead reservations. A
-holder on another host is never kicked: its waiting reservation expires by itself (labgrid: 60 s without a
-poll), an acquired place stays until someone runs the `labgrid-client ... release --kick` the timeout names.
+A killed edgeq (SIGKILL) cannot release. Its session name says which process it is:
+`host/user.edgeq-PID-bootBOOT-pidnsNS-startTICKS`, the kernel's boot id (12 hex digits), the inode of its PID
+namespace and the process's start time (clock ticks since boot). An edgeq under the same kernel and in the same
+PID namespace, where that pid means the same process, releases the place of a holder whose pid is gone or
+now a different process (a reused pid), and cancels its reservations. A pid from another PID namespace
+(containers share the host name, not their pids), another kernel or an older edgeq's name (`.edgeq-PID`) says
+nothing here: such a holder is never kicked. Its waiting reservation expires by itself (labgrid: 60 s
+without a poll), an acquired place stays until someone runs the `labgrid-client ... release --kick` the
+timeout names.
 """
 
 from __future__ import annotations
@@ -33,7 +38,57 @@ from edgeq.fleet.inventory.labgridspec import LabgridSpec
 T = TypeVar("T")
 Log = Callable[[str], None]
 RELEASE_TIMEOUT_S = 10.0  # the whole release on the way out: a dead coordinator must not hang Ctrl-C
-_OWNER_RE = re.compile(r"^(?P<host>[^/]+)/.*\.edgeq-(?P<pid>\d+)$")
+_OWNER_RE = re.compile(
+    r"^(?P<host>[^/]+)/.*\.edgeq-(?P<pid>\d+)(?:-boot(?P<boot>[0-9a-f]{12})-pidns(?P<ns>\d+)-start(?P<start>\d+))?$"
+)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Which process an edgeq session is: a pid means one process only under one kernel in one PID namespace."""
+
+    boot: str  # the first 12 hex digits of /proc/sys/kernel/random/boot_id
+    pidns: int  # inode of /proc/self/ns/pid
+    pid: int
+    start: int  # /proc/PID/stat field 22: start time in clock ticks since boot (a reused pid has another)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.pid}-boot{self.boot}-pidns{self.pidns}-start{self.start}"
+
+
+def me() -> Holder | None:
+    """This process, or None without procfs (its session name is then the bare pid: never reaped by others)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+        ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    start = proc_start(os.getpid())
+    if len(boot) != 12 or start is None:
+        return None
+    return Holder(boot, ns, os.getpid(), start)
+
+
+def proc_start(pid: int) -> int | None:
+    """Start time of `pid` in this PID namespace (clock ticks since boot), None if no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def holder_gone(owner: str, here: Holder | None, start_of: Callable[[int], int | None] = proc_start) -> bool:
+    """True only when `owner` (a labgrid session name) is an edgeq that certainly no longer runs: same kernel,
+    same PID namespace, and its pid is gone or started at another time. Anything else (another namespace or
+    kernel, an older edgeq's name without these, not an edgeq) is treated as alive."""
+    m = _OWNER_RE.match(owner)
+    if m is None or m["boot"] is None or here is None:
+        return False
+    if m["boot"] != here.boot or int(m["ns"]) != here.pidns:
+        return False
+    return start_of(int(m["pid"])) != int(m["start"])
 
 
 @dataclass(frozen=True)
@@ -98,6 +153,7 @@ class Client:
         self.tokens: list[str] = []
         self.acquired: list[str] = []
         self.session: Any = None
+        self.identity = me()
         # labgrid's client logs its own view of gRPC failures on the root logger (stderr, unformatted);
         # edgeq reports them once, as a FleetError naming the coordinator and what to do
         self._quiet = _DropLabgridRecords()
@@ -138,9 +194,11 @@ class Client:
                 "pip install 'edgeq[labgrid]'",
             ) from None
 
+        tag = self.identity.tag if self.identity is not None else str(os.getpid())
+
         class Session(ClientSession):
             def getuser(self) -> str:
-                return f"{super().getuser()}.edgeq-{os.getpid()}"
+                return f"{super().getuser()}.edgeq-{tag}"
 
         address = proxymanager.get_grpc_address(self.spec.coordinator, default_port=20408)
         session = Session(address=address, loop=asyncio.get_running_loop())
@@ -244,15 +302,15 @@ class Client:
         return out
 
     def _reap(self, holders: dict[str, str]) -> bool:
-        """Release places held by an edgeq on THIS host whose process is gone (SIGKILL). True if any."""
+        """Release places held by an edgeq whose process is certainly gone (SIGKILL): holder_gone. True if any."""
         dead = {}
         for place, text in holders.items():
             owner = text.split(" by ", 1)[1]
-            m = _OWNER_RE.match(owner)
-            if m and m["host"] == self.session.gethostname() and not _alive(int(m["pid"])):
+            if holder_gone(owner, self.identity):
                 dead[place] = owner
         for place, owner in dead.items():
-            self.log(f"labgrid: {place} is held by {owner}, an edgeq on this host that is no longer running: releasing it")
+            why = "an edgeq under this kernel and PID namespace that is no longer running"
+            self.log(f"labgrid: {place} is held by {owner}, {why}: releasing it")
             self._call(self._kick(place, owner), f"release {place}")
         return bool(dead)
 
@@ -329,13 +387,3 @@ class Client:
 class _DropLabgridRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return f"{os.sep}labgrid{os.sep}" not in record.pathname
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
