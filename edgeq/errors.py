@@ -21,13 +21,14 @@ class ExitCode(enum.IntEnum):
     STORE = 10  # results store or run folder unusable (corrupt, locked, unknown run)
     EXPORT = 11  # metrics export failed (results are still stored)
     MISSING_EXTRA = 12  # the command needs an optional part not installed (pip install 'edgeq[train]')
+    HANGUP = 129  # SIGHUP (the terminal or SSH session went away): handled like SIGTERM
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM (systemd stop, CI cancel, `timeout`): handled like Ctrl-C
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so it takes the Ctrl-C path: stage cleanup, manifest
-    `terminated`, finished results stored, one line on stderr, exit 143."""
+    """SIGTERM or SIGHUP, raised in the main thread so it takes the Ctrl-C path: stage cleanup, manifest
+    `terminated`, finished results stored, one line on stderr, exit 143 (SIGHUP: 129)."""
 
 
 class EdgeqError(Exception):

@@ -82,24 +82,63 @@ def report_error(e: EdgeqError) -> None:
         output.log(f"hint: {e.hint}")
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    output.current().terminated = True  # Typer may re-raise a plain KeyboardInterrupt
+# SIGHUP (terminal closed, SSH session dropped) stops a run the way SIGTERM does, with its own exit code
+_STOP_SIGNALS = {signal.SIGTERM: ExitCode.TERMINATED, signal.SIGHUP: ExitCode.HANGUP}
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    for sig in _STOP_SIGNALS:  # a second stop signal ends the process at once
+        if signal.getsignal(sig) is _on_stop_signal:
+            signal.signal(sig, signal.SIG_DFL)
+    if signum == signal.SIGHUP:
+        _drop_hung_up_terminal()
+    out = output.current()
+    out.terminated = out.terminated or signum  # Typer may re-raise a plain KeyboardInterrupt
     raise Terminated()
 
 
-def _stopped(terminated: bool) -> None:
-    if terminated:
-        output.log("terminated (SIGTERM)")
-        sys.exit(int(ExitCode.TERMINATED))
-    output.log("interrupted")
-    sys.exit(int(ExitCode.INTERRUPTED))
+def _drop_hung_up_terminal() -> None:
+    """stdout/stderr on a terminal that hung up fail every write with EIO, and the cleanup that follows writes (a
+    stage's last line, the interrupted table): point them at /dev/null. A `kill -HUP` with the terminal still
+    there, or output to a file or pipe, keeps its output."""
+    import errno
+    import termios
+
+    for fd in (1, 2):
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as e:
+            if e.args and e.args[0] == errno.EIO:  # a hung-up tty; a file or pipe says ENOTTY
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            pass
+
+
+def _arm_stop_signals() -> None:
+    for sig in _STOP_SIGNALS:
+        # started under nohup (SIGHUP ignored), a hangup must not stop the run: leave an ignored signal ignored
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_stop_signal)
+
+
+def _stopped(signum: int) -> None:
+    name, code = ("interrupted", ExitCode.INTERRUPTED)
+    if signum:
+        sig = signal.Signals(signum)
+        name, code = f"terminated ({sig.name})", _STOP_SIGNALS.get(sig, ExitCode.TERMINATED)
+    try:
+        output.log(name)
+    except OSError:  # after a hangup the terminal may be gone (EIO): the exit code still says what happened
+        pass
+    sys.exit(int(code))
 
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = output.reset()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _arm_stop_signals()
     args = sys.argv[1:]
     head, sep, tail = (args[: args.index("--")], ["--"], args[args.index("--") + 1 :]) if "--" in args else (args, [], [])
     if "--debug" in head:  # accepted anywhere on the line, not only before the command
@@ -117,9 +156,9 @@ def main() -> None:
         report_error(e)
         sys.exit(int(e.exit_code))
     except KeyboardInterrupt as e:
-        _stopped(out.terminated or isinstance(e, Terminated))
+        _stopped(out.terminated or (signal.SIGTERM if isinstance(e, Terminated) else 0))
     except SystemExit as e:
-        if e.code == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C (and our SIGTERM) into a silent exit 130
+        if e.code == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C (and our SIGTERM/SIGHUP) into a silent exit 130
             _stopped(out.terminated)
         raise
     except Exception as e:  # a bug: say so plainly, traceback only with --debug

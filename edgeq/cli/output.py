@@ -30,7 +30,7 @@ class Output:
         self.json = False
         self.printed = False  # stdout already holds the one JSON document
         self.debug = False
-        self.terminated = False  # SIGTERM arrived
+        self.terminated = 0  # the stop signal that arrived: SIGTERM or SIGHUP (0: none)
         self.verbosity = 0  # -1 with -q (errors, warnings, results), 1 with -v (edgeq's logging records too)
         self.wide = False  # --wide: every table column, however wide the terminal
         self._err: Console | None = None
@@ -120,7 +120,7 @@ def log(message: str) -> None:
     reports an error, a warning or a hint."""
     o = current()
     if o.terminated and sys.exc_info()[0] is None and threading.current_thread() is threading.main_thread():
-        # SIGTERM came, yet the main thread goes on: the handler's Terminated was swallowed where Python ignores
+        # SIGTERM (or SIGHUP) came, yet the main thread goes on: the handler's Terminated was swallowed where Python ignores
         # exceptions (a __del__, a weakref callback). Deliver it again at this safe point.
         raise Terminated()
     if o.verbosity < 0 and not message.startswith(_ALWAYS):
