@@ -18,6 +18,7 @@ from typing import Any
 from edgeq.fleet.inventory.devices import DeviceSpec
 from edgeq.fleet.preflight import step_of
 from edgeq.fleet.transport.base import BoardError, watched
+from edgeq.fleet.transport.capture import STDERR_CAP, STDOUT_CAP, TailBuffer
 from edgeq.fleet.transport.jump import close_all, open_route, passphrase_for, tune, verified_client
 from edgeq.fleet.transport.keyformat import key_file_problem
 from edgeq.fleet.transport.retry import CONNECT_GATE, ConnectGate, RetryPolicy
@@ -51,8 +52,10 @@ class SSHTransport(ExecFiles, SFTPFiles):
         on_retry=None,
         gate: ConnectGate = CONNECT_GATE,
         rng: random.Random | None = None,
+        output_caps: tuple[int, int] = (STDOUT_CAP, STDERR_CAP),
     ):
         self.device = device
+        self._caps = output_caps  # bytes of stdout, stderr kept per command (the tail)
         self._env = os.environ if env is None else env
         self._sleep = sleep
         self._on_retry = on_retry
@@ -247,17 +250,17 @@ class SSHTransport(ExecFiles, SFTPFiles):
             chan.close()
         return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    def _collect(self, chan, t, what: str, timeout: float, deadline: float) -> tuple[int, bytearray, bytearray]:
-        """Drain the command's output until it exits or the deadline passes."""
-        out, err = bytearray(), bytearray()
+    def _collect(self, chan, t, what: str, timeout: float, deadline: float) -> tuple[int, bytes, bytes]:
+        """Drain the command's output until it exits or the deadline passes; keep the tail of each stream."""
+        out, err = TailBuffer(self._caps[0], "stdout"), TailBuffer(self._caps[1], "stderr")
         # drain both streams while waiting: a full stderr window would block the remote
         # process and recv_exit_status() forever (the classic paramiko deadlock)
         fd = chan.fileno()
         while True:
             while chan.recv_ready():
-                out += chan.recv(65536)
+                out.add(chan.recv(65536))
             while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
+                err.add(chan.recv_stderr(65536))
             if (
                 (chan.eof_received or chan.closed)
                 and chan.exit_status_ready()
@@ -295,4 +298,4 @@ class SSHTransport(ExecFiles, SFTPFiles):
                 "check the board's network, power and sshd, then retry (nothing half-written is ever used)",
                 kind="connection_dropped",
             )
-        return rc, out, err
+        return rc, out.value(), err.value()

@@ -58,7 +58,7 @@ class ExecFiles:
     def _dropped(self, what: str, e: BaseException) -> BoardError:
         raise NotImplementedError
 
-    def _collect(self, chan: Any, t: Any, what: str, timeout: float, deadline: float) -> tuple[int, bytearray, bytearray]:
+    def _collect(self, chan: Any, t: Any, what: str, timeout: float, deadline: float) -> tuple[int, bytes, bytes]:
         raise NotImplementedError
 
     def _script(self, what: str, script: str, *args: str) -> str:
