@@ -20,7 +20,7 @@ from edgeq.fleet.transport.ssh import SSHTransport
 from edgeq.testing.fleet import board_entry, write_devices
 
 MiB = 1 << 20
-# prints MB megabytes of 1 MiB lines on the stream named, then a last line
+# argv: stream (stdout|stderr), N, last: prints N lines of 1 MiB on that stream, then the line `last`
 FLOOD = (
     "import sys\nstream = getattr(sys, sys.argv[1]).buffer\nline = b'x' * ((1 << 20) - 1) + b'\\n'\n"
     "for _ in range(int(sys.argv[2])):\n    stream.write(line)\nstream.write(sys.argv[3].encode() + b'\\n')\n"
@@ -38,7 +38,7 @@ def transport(farm, tmp_path):
 
 
 def test_stdout_beyond_the_cap_keeps_the_tail(transport):
-    """Proves: 100 MiB on stdout leaves 64 MiB (+ the marker line) in memory, ending with the last line."""
+    """Proves: 100 MiB on stdout leaves 64 MiB (marker line included) in memory, ending with the last line."""
     rc, out, err = transport.run([sys.executable, "-c", FLOOD, "stdout", "100", '{"ok": true, "last": 1}'], 120)
     assert rc == 0, err
     assert len(out) == 64 * MiB, len(out)  # the marker line counts: the host parser reads at most 64 Mi characters
