@@ -65,6 +65,11 @@ def history(
 def render_comparison(c: Comparison) -> None:
     for t in tables.comparison_tables(c):
         output.table(*t)
+    for k in c.kernel_changes or ():  # per-op profiles of both runs: same node, other kernel (e.g. a float fallback)
+        output.log(
+            f"kernel change: {k.variant} on {k.device} ({k.threads} thr): {k.node} {k.op}: "
+            f"{k.base_kernel} -> {k.candidate_kernel}"
+        )
     for line in tables.comparison_notes(c):
         output.log(line)
 

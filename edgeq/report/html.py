@@ -14,6 +14,7 @@ from typing import Any, Literal
 from edgeq import paths, units
 from edgeq.errors import EdgeqError, StoreError
 from edgeq.records import Record
+from edgeq.records.ops import OpProfile
 from edgeq.report.plots import accuracy_size_plot, latency_plot, trend_plot
 from edgeq.results.compare import Comparison
 from edgeq.results.headline import Headline, headline
@@ -234,7 +235,10 @@ def _comparison(c: Comparison) -> list[str]:
         else "<p class='ok'>no regression</p>"
     )
     flagged = "".join(f"<p class='meta'>⚠ {_e(n)}</p>" for n in c.state_notes or ())
-    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict + flagged]
+    from edgeq.report.opshtml import kernel_changes
+
+    kernels = kernel_changes(c)
+    return [f"<h2>Compared with the previous run {_e(c.base.run_id)}</h2>", latency, accuracy, verdict + flagged + kernels]
 
 
 def _headline(h: Headline | None) -> str:
@@ -263,8 +267,11 @@ def _headline(h: Headline | None) -> str:
     )
 
 
-def render_html(run: StoredRun, trend: list[StoredRun], comparison: Comparison | None) -> str:
-    """The report's HTML. Every piece of foreign text (names, board facts, errors) is escaped."""
+def render_html(
+    run: StoredRun, trend: list[StoredRun], comparison: Comparison | None, profiles: list[OpProfile] | None = None
+) -> str:
+    """The report's HTML. Every piece of foreign text (names, board facts, errors) is escaped. `profiles`: the run's
+    per-op profiles (history schema 8), shown after the benchmarks."""
     parts = _head(run)
     top = _headline(headline(run))
     if top:
@@ -275,6 +282,10 @@ def render_html(run: StoredRun, trend: list[StoredRun], comparison: Comparison |
         parts.append(f"<img alt='accuracy vs size' src='{img}'>")
     if run.benchmarks:
         parts += _benchmarks(run)
+    if profiles:
+        from edgeq.report.opshtml import ops_section
+
+        parts += ops_section(profiles, {k: v.type for k, v in run.validations.items()})
     if comparison:
         parts += _comparison(comparison)
     img = trend_plot(trend)
@@ -289,17 +300,18 @@ def render_stored(h: Any, run: StoredRun, last: int = 10) -> tuple[str, int]:
     """The report of a loaded run (its pipeline's last runs as the trend, compared with the previous run) and the
     number of runs in the trend."""
     from edgeq.results import query
-    from edgeq.results.compare import compare
+    from edgeq.results.compare import compare, with_kernel_changes
+    from edgeq.results.opstore import load_profiles
 
     trend = query.trend(h, run.pipeline, run.started_ts, last)
     prev = query.previous(h, run)
     comparison = None
     if prev is not None:
         try:
-            comparison = compare(query.load(h, prev, samples=True), run)
+            comparison = with_kernel_changes(h, compare(query.load(h, prev, samples=True), run))
         except EdgeqError:
             comparison = None  # nothing in common with the previous run: the report simply has no comparison
-    return render_html(run, trend, comparison), len(trend)
+    return render_html(run, trend, comparison, load_profiles(h, run.run_id)), len(trend)
 
 
 def write_report(

@@ -119,6 +119,17 @@ class SizeChange(Record):
     ratio: float
 
 
+class KernelShift(BenchKey):
+    """A profiled node (`edgeq bench --ops`) that ran another kernel in the candidate than in the base: e.g.
+    `Convolution (NHWC, QC8) IGEMM` -> `Convolution (NHWC, F32) IGEMM` after a runtime upgrade (a silent float
+    fallback). Shown beside the latency changes; never a regression by itself (its cost is in the latency)."""
+
+    node: str
+    op: str
+    base_kernel: str
+    candidate_kernel: str
+
+
 class Comparison(Record):
     """`edgeq compare --json`: what changed from a base run to a candidate run, and which changes are regressions."""
 
@@ -142,8 +153,11 @@ class Comparison(Record):
     drift: tuple[LatencyChange, ...] | None = None
     # benchmarks whose sessions ran on a throttled, slowed, busy or hot board (either side): read with care
     state_notes: tuple[str, ...] | None = None  # absent when nothing was flagged: documents stay as they were
+    # both runs profiled per op (history schema 8) on a common device x variant x threads: the nodes whose kernel
+    # changed (empty: profiles compared, same kernels); absent when the runs have no profiles in common
+    kernel_changes: tuple[KernelShift, ...] | None = None
 
-    omit_if_none = frozenset({"drift", "state_notes"})
+    omit_if_none = frozenset({"drift", "state_notes", "kernel_changes"})
 
 
 def _ratio(cand: float | None, base: float | None) -> float | None:
@@ -392,6 +406,42 @@ def _validations(
     return accuracy, size, notes
 
 
+def kernel_shifts(h: Any, base_id: str, cand_id: str) -> tuple[KernelShift, ...] | None:
+    """The kernel changes between two stored runs' per-op profiles (None: no profile in common)."""
+    from edgeq.results.ops import profile_keys
+    from edgeq.results.opstore import load_profiles
+
+    bp = profile_keys(p for p in load_profiles(h, base_id) if p.kind == "ok")
+    cp = profile_keys(p for p in load_profiles(h, cand_id) if p.kind == "ok")
+    common = [k for k in bp if k in cp]
+    if not common:
+        return None
+    out = []
+    for k in common:
+        cops = {(o.node, o.op): o for o in cp[k].ops}
+        for b in bp[k].ops:
+            c = cops.get((b.node, b.op))
+            if c is not None and c.kernel != b.kernel:
+                out.append(
+                    KernelShift(
+                        device=k[0],
+                        variant=k[1],
+                        threads=k[2],
+                        node=b.node,
+                        op=b.op,
+                        base_kernel=b.kernel,
+                        candidate_kernel=c.kernel,
+                    )
+                )
+    return tuple(out)
+
+
+def with_kernel_changes(h: Any, c: Comparison) -> Comparison:
+    """`c` with the kernel changes of the two runs' per-op profiles, where both have some (h: an open history)."""
+    shifts = kernel_shifts(h, c.base.run_id, c.candidate.run_id)
+    return c if shifts is None else c.replace(kernel_changes=shifts)
+
+
 def compare_runs(
     base_ref: str | None = None,
     cand_ref: str | None = None,
@@ -429,7 +479,8 @@ def compare_runs(
         else:
             base = query.resolve(h, base_ref, adhoc=latest_adhoc)
             cand = query.resolve(h, cand_ref, adhoc=latest_adhoc)
-        return compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts)
+        c = compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts)
+        return with_kernel_changes(h, c)
 
 
 def compare_with_previous(run_id: str, *, db_path: Path | None = None, **opts: Any) -> Comparison | None:
@@ -439,4 +490,4 @@ def compare_with_previous(run_id: str, *, db_path: Path | None = None, **opts: A
         base = query.previous(h, cand)
         if base is None:
             return None
-        return compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts)
+        return with_kernel_changes(h, compare(query.load(h, base, samples=True), query.load(h, cand, samples=True), **opts))
