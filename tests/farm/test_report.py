@@ -124,3 +124,45 @@ def test_report_renders_in_headless_chromium(db, tmp_path, edgeq):
     head = re.search(r"<section id=\"headline\" class=\"ship\"><p class=\"answer\">(.*?)</p>", dom)
     assert head and head.group(1) == "Ship int8 on pi4, pi5", dom[:3000]
     assert "0.27x the fp32 size" in dom or "x the fp32 size" in dom
+
+
+def test_report_per_op_charts_render_in_headless_chromium(tmp_path, edgeq):
+    """Per-op profiles of the run: the 'where the time goes' and the int8-vs-fp32 charts are drawn (their bar
+    colours on screen), the page names the int8 layer that loses most and says how ops were paired."""
+    from PIL import Image
+
+    from edgeq.results.opstore import record_profiles
+    from edgeq.testing.opsprofiles import fp32_rows, int8_rows, profile
+
+    db = tmp_path / "h.db"
+    record_run(load_manifest(synthetic_manifest("r1", devices=("pi5",))), db)
+    record_profiles("r1", [profile("fp32", fp32_rows()), profile("int8", int8_rows())], db)
+    out = tmp_path / "report.html"
+    assert edgeq("report", "r1", "-o", out, "--db", db).code == 0
+    html = out.read_text()
+    # only the per-op section, so that its charts are on the screenshot
+    body = html[html.index("<h2 id='ops'>") : html.index("<p class='meta'>written by edgeq")]
+    page = tmp_path / "ops.html"
+    page.write_text(html[: html.index("<body>") + 6] + body + "</body></html>")
+    shot = tmp_path / "ops.png"
+    common = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-component-update"]
+    p = subprocess.run(
+        [_chromium(), *common, f"--user-data-dir={tmp_path / 'c1'}", f"--screenshot={shot}", "--window-size=1200,1800",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0 and shot.exists(), p.stderr[-2000:]
+    colors = {c for _, c in Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20) or ()}
+    assert (0x4C, 0x78, 0xA8) in colors, "no op bars drawn"  # the per-op bars (and fp32 in the pair chart)
+    assert (0xE4, 0x57, 0x56) in colors, "no int8 bars drawn"  # the int8 bars of the side-by-side chart
+    dom = subprocess.run(
+        [_chromium(), *common, f"--user-data-dir={tmp_path / 'c2'}", "--dump-dom", out.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert "Where the time goes (per-op profiles)" in text and "int8 vs fp32 on pi5 (1 thr), op by op" in text
+    assert "1 by exact model op, 3 by node order (op type alignment), 1 on one side only" in text
+    first = re.search(
+        r"<tbody><tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", dom[dom.index("op by op") :]
+    )
+    assert first and first.group(1).startswith("s0/1 Convolution") and first.group(4) == "4.17", first

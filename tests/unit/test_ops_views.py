@@ -5,72 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from edgeq.records.ops import OpProfile
 from edgeq.report.opsview import pair_counts, pair_ops, variant_pairs
 from edgeq.results import query
 from edgeq.results.compare import compare_runs
 from edgeq.results.ops import aggregate
 from edgeq.results.opstore import record_profiles
 from edgeq.results.record import load_manifest, record_run
+from edgeq.testing.opsprofiles import F32, QC8, fp32_rows, int8_rows, profile
 from edgeq.testing.promfarm import synthetic_manifest
-
-F32 = "Convolution (NHWC, F32) IGEMM"
-QC8 = "Convolution (NHWC, QC8) IGEMM"
-
-
-def row(node: int, op: str, kernel: str, p50: float, *, index: int | None = None, exact: bool = False) -> dict:
-    return {
-        "source": "tflite" if exact else "xnnpack",
-        "section": None if exact else 0,
-        "subgraph": 0 if exact else None,
-        "node": index if exact else node,
-        "op": op,
-        "kernel": kernel,
-        "maps_to": None if index is None else {"index": index, "op": op.upper() if exact else "CONV_2D"},
-        "mapping": "exact" if exact else ("guess" if index is not None else "none"),
-        "p50_us": p50,
-        "p90_us": p50 * 1.1,
-        "count": 30,
-    }
-
-
-def doc(rows: list[dict], invoke: float) -> dict:
-    return {
-        "ok": True,
-        "kind": "ok",
-        "runtime": {"name": "litert-compiled", "version": "2.3.0"},
-        "ops": rows,
-        "invoke_us": {"p50": invoke, "p90": invoke, "count": 30},
-        "unprofiled_invoke_us": {"p50": invoke - 5, "p90": invoke, "count": 30},
-        "overhead_us": 10.0,
-    }
-
-
-def profile(variant: str, rows: list[dict], *, device: str = "pi5", jitter=(0.0, 1.0, -1.0)) -> OpProfile:
-    docs = [
-        (i + 1, doc([{**r, "p50_us": r["p50_us"] + j} for r in rows], sum(r["p50_us"] for r in rows) + 20 + j))
-        for i, j in enumerate(jitter)
-    ]
-    return aggregate(device, variant, 1, docs, interpreter_p50_us=100.0)
-
-
-def fp32_rows(kernel: str = F32) -> list[dict]:
-    return [
-        row(0, "Convolution", kernel, 100.0, index=0),
-        row(1, "Convolution", kernel, 300.0, index=1),
-        row(2, "Fully Connected", "Fully Connected (NC, F32) GEMM", 50.0, index=2),
-        row(0, "Softmax", "SOFTMAX", 5.0, index=3, exact=True),
-    ]
-
-
-def int8_rows() -> list[dict]:
-    return [
-        row(0, "Convert", "Convert (NC, F32, QS8)", 4.0),
-        row(1, "Convolution", QC8, 417.0, index=1),  # the first conv loses in int8 on this board
-        row(2, "Convolution", QC8, 120.0, index=2),
-        row(3, "Fully Connected", "Fully Connected (NC, QS8) GEMM", 20.0, index=3),
-        row(0, "Softmax", "SOFTMAX", 5.0, index=3, exact=True),
-    ]
 
 
 def test_fp32_and_int8_ops_pair_by_exact_model_op_then_by_node_order():
@@ -113,7 +55,8 @@ def test_the_report_shows_where_the_time_goes_int8_vs_fp32_and_kernel_changes_es
     evil = "<script>alert(1)</script> $x"
     record_profiles("b", [profile("int8", int8_rows())], runs)
     q = [{**r, "kernel": evil} if r["node"] == 1 and r["source"] == "xnnpack" else r for r in int8_rows()]
-    unsupported = aggregate("pi4", "int8", 1, [(1, {"ok": True, "kind": "unsupported", "reason": "tflite-runtime <b>", "fix": "x"})])
+    why = {"ok": True, "kind": "unsupported", "reason": "tflite-runtime <b>", "fix": "x"}
+    unsupported = aggregate("pi4", "int8", 1, [(1, why)])
     record_profiles("c", [profile("fp32", fp32_rows()), profile("int8", q), unsupported], runs)
     with query.open_for_reading(runs) as h:
         html, _ = render_stored(h, query.load(h, query.resolve(h, "c"), samples=True))
