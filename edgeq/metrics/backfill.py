@@ -18,6 +18,7 @@ from typing import Any, Literal
 from edgeq.errors import ExportError
 from edgeq.metrics.families import LEGACY_METRICS, registry_for, run_families
 from edgeq.records import Record
+from edgeq.results.opstore import load_profiles
 
 FAILED_NAME = "failed.om.txt"  # under HOME/backfill: the file promtool refused last, when no --out was given
 PROMTOOL_TIMEOUT_S = 600.0  # a year of nightlies is a few MB of OpenMetrics: seconds; 10 min means promtool hung
@@ -56,7 +57,7 @@ def history_families(
             if since_ts is not None and ts < since_ts:
                 continue
             n += 1
-            for fam in run_families(query.load(h, row), last_ok.get(row.pipeline)):
+            for fam in run_families(query.load(h, row), last_ok.get(row.pipeline), load_profiles(h, row.run_id)):
                 if fam.name in LEGACY_METRICS:
                     continue
                 into = merged.setdefault(fam.name, fam)

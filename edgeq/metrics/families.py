@@ -8,11 +8,13 @@ across nightly runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from edgeq.records.boardstate import FLAGS
+from edgeq.records.ops import OpProfile
+from edgeq.results.opstore import load_profiles
 from edgeq.results.rows import BenchmarkRow, StoredRun
 
 DEFAULT_JOB = "edgeq"
@@ -20,6 +22,11 @@ DEFAULT_PORT = 9108
 DEFAULT_TIMEOUT_S = 10.0  # a Pushgateway on the LAN answers in milliseconds; 10 s means it is down or wedged
 
 BENCH_LABELS = ("pipeline", "device", "variant", "threads", "arch")
+OPS_LABELS = ("pipeline", "device", "variant", "threads")
+# per-op profiles (`benchmark.ops`): the OPS_TOP slowest ops per board x variant x threads, never every op. A
+# MobileNetV2 has ~66 profiled ops and the 10 slowest carry most of its time; series per scrape stay at most
+# OPS_TOP x devices x variants x threads, and `rank` (1..OPS_TOP) is bounded by construction
+OPS_TOP = 10
 
 # name -> (help, labels); the single list the exposition, dashboards and tests agree on
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -81,6 +88,22 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Largest op output error of the numeric check: quantization steps (unit=lsb) or relative to the host (unit=rel).",
         ("pipeline", "device", "variant", "unit"),
     ),
+    # per-op profiles of the latest run (LiteRT CompiledModel with its profiler; docs/measurement.md)
+    "edgeq_op_latency_seconds": (
+        "Median of session medians of one of the OPS_TOP (10) slowest ops; op = node id and op type, rank 1 = slowest.",
+        (*OPS_LABELS, "rank", "op"),
+    ),
+    "edgeq_op_invoke_seconds": ("Profiled Invoke p50 (median over sessions) the op times are part of.", OPS_LABELS),
+    "edgeq_op_coverage_ratio": ("Sum of every op's p50 over the profiled Invoke p50 (about 0.85-1).", OPS_LABELS),
+    "edgeq_op_top_share_ratio": ("Part of the profiled Invoke p50 the exported top ops account for.", OPS_LABELS),
+    "edgeq_kernel_fingerprint_info": (
+        "Kernel fingerprint of the latest profile (value 1): a new fingerprint means some op ran another kernel.",
+        (*OPS_LABELS, "fingerprint", "runtime"),
+    ),
+    "edgeq_op_profile_supported": (
+        "1 if the board profiled the variant, 0 if it cannot (tflite-runtime, Edge TPU, old glibc: see the report).",
+        OPS_LABELS,
+    ),
     "edgeq_device_up": ("1 if every benchmark on the device succeeded in the latest run, else 0.", ("pipeline", "device")),
     "edgeq_device_info": (
         "Board facts of the device (value 1).",
@@ -128,6 +151,19 @@ SESSION_METRICS = frozenset(
         "edgeq_bench_flagged",  # and results without board state export no empty board-state families
         "edgeq_latency_trend_ratio",
         "edgeq_board_temp_celsius",
+    }
+)
+
+
+# runs without per-op profiles export no empty op families
+OPS_METRICS = frozenset(
+    {
+        "edgeq_op_latency_seconds",
+        "edgeq_op_invoke_seconds",
+        "edgeq_op_coverage_ratio",
+        "edgeq_op_top_share_ratio",
+        "edgeq_kernel_fingerprint_info",
+        "edgeq_op_profile_supported",
     }
 )
 
@@ -210,11 +246,35 @@ def _bench_families(fam: dict[str, Any], p: str, benches: tuple[BenchmarkRow, ..
         fam["edgeq_device_up"].add_metric([p, dev], up)
 
 
-def run_families(run: StoredRun, last_success_ts: float | None) -> list[Any]:
-    """Metric families for one loaded run (query.load) of a pipeline. Pure: no I/O."""
+def _ops_families(fam: dict[str, Any], p: str, profiles: Sequence[OpProfile]) -> None:
+    from edgeq.results.ops import top_ops
+
+    for prof in profiles:
+        lab = [p, prof.device, prof.variant, str(prof.threads)]
+        if prof.kind == "failed":  # says nothing about the board's ability: no sample
+            continue
+        fam["edgeq_op_profile_supported"].add_metric(lab, float(prof.kind == "ok"))
+        if prof.kind != "ok":
+            continue
+        top = top_ops(prof, OPS_TOP)
+        for rank, o in enumerate(top, 1):
+            fam["edgeq_op_latency_seconds"].add_metric([*lab, str(rank), f"{o.node} {o.op}"], o.p50_us * 1e-6)
+        inv = prof.invoke.p50_us if prof.invoke else None
+        if inv:
+            fam["edgeq_op_invoke_seconds"].add_metric(lab, inv * 1e-6)
+            fam["edgeq_op_top_share_ratio"].add_metric(lab, sum(o.p50_us for o in top) / inv)
+        if prof.coverage is not None:
+            fam["edgeq_op_coverage_ratio"].add_metric(lab, prof.coverage)
+        if prof.fingerprint:
+            fam["edgeq_kernel_fingerprint_info"].add_metric([*lab, prof.fingerprint, prof.runtime or ""], 1.0)
+
+
+def run_families(run: StoredRun, last_success_ts: float | None, profiles: Sequence[OpProfile] = ()) -> list[Any]:
+    """Metric families for one loaded run (query.load) of a pipeline and its per-op profiles. Pure: no I/O."""
     fam = _families()
     p = run.pipeline
     _bench_families(fam, p, run.benchmarks)
+    _ops_families(fam, p, profiles)
     for v, val in run.validations.items():
         if val.size_bytes is not None:
             fam["edgeq_model_size_bytes"].add_metric([p, v, val.type or ""], val.size_bytes)
@@ -244,7 +304,7 @@ def run_families(run: StoredRun, last_success_ts: float | None) -> list[Any]:
     if last_success_ts is not None:
         fam["edgeq_last_success_timestamp_seconds"].add_metric([p], last_success_ts)
     # runs stored before sessions existed export exactly what they did then: no empty session families
-    return [f for f in fam.values() if f.samples or f.name not in SESSION_METRICS]
+    return [f for f in fam.values() if f.samples or f.name not in SESSION_METRICS | OPS_METRICS]
 
 
 def _merge(groups: list[list[Any]]) -> list[Any]:
@@ -281,7 +341,8 @@ def run_registry(run_ref: str, db_path: Path | None = None) -> tuple[Any, Stored
 
     with query.open_for_reading(db_path) as h:
         full = query.load(h, query.resolve(h, run_ref))
-        return registry_for(run_families(full, query.last_success_ts(h, full.pipeline))), full
+        fams = run_families(full, query.last_success_ts(h, full.pipeline), load_profiles(h, full.run_id))
+        return registry_for(fams), full
 
 
 def latest_families(db_path: Path | None = None) -> list[Any]:
@@ -290,7 +351,10 @@ def latest_families(db_path: Path | None = None) -> list[Any]:
 
     with query.open_for_reading(db_path) as h:
         return _merge(
-            [run_families(query.load(h, r), query.last_success_ts(h, r.pipeline)) for r in query.latest_per_pipeline(h)]
+            [
+                run_families(query.load(h, r), query.last_success_ts(h, r.pipeline), load_profiles(h, r.run_id))
+                for r in query.latest_per_pipeline(h)
+            ]
         )
 
 
