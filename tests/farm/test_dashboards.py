@@ -65,6 +65,7 @@ def farm_run(tmp_path_factory, promfarm):  # noqa: F811
                 "min_seconds": 0.2,
                 "threads": [1],
                 "numeric_check": True,  # the numeric-check panel reads its gauge
+                "ops": True,  # the per-op panels read the op gauges (the local board profiles through ai-edge-litert)
             },
         }
     )

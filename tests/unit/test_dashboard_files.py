@@ -43,6 +43,7 @@ def test_dashboard_json_and_provisioning_are_consistent():
         "energy per inference",
         "last successful nightly",
         "board health",
+        "where the time goes: top 10 ops",
     ):
         assert needle in titles, needle
     ids = [p["id"] for p in dash["panels"]]
