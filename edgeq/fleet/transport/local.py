@@ -1,4 +1,10 @@
-"""The `local` transport: the same agent, same argv, in a subprocess on this machine."""
+"""The `local` transport: the same agent, same argv, in a subprocess on this machine.
+
+An agent call also gets --watch-stdin and, as its stdin, a pipe whose only writer is this process: when edgeq
+ends, however (SIGKILL included), the kernel closes it and the agent stops and frees the board's lock, as it
+does over SSH when sshd closes the channel. Without it a killed edgeq left the agent measuring, lock held,
+until its own --deadline (command_timeout less 5 s: ~895 s by default).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,15 @@ import subprocess
 from pathlib import Path
 
 from edgeq.fleet.inventory.devices import DeviceSpec
-from edgeq.fleet.preflight import step_of
+from edgeq.fleet.preflight import BOOT_SCRIPT, step_of
 from edgeq.fleet.transport.base import BoardError, Progress
+
+WATCH = "--watch-stdin"
+
+
+def _is_agent_call(argv: list[str]) -> bool:
+    """`python AGENT.pyz SUB ...` or `python -c BOOT_SCRIPT W AGENT SHA SUB ...` (as step_of tells them apart)."""
+    return (len(argv) > 2 and argv[1].endswith(".pyz")) or (len(argv) > 6 and argv[1] == "-c" and argv[2] == BOOT_SCRIPT)
 
 
 class LocalTransport:
@@ -17,9 +30,17 @@ class LocalTransport:
         self.device = device
 
     def run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        lifeline = None
+        if _is_agent_call(argv):
+            argv = argv if WATCH in argv else [*argv, WATCH]
+            lifeline = os.pipe()  # both ends close-on-exec: the agent gets the read end as its stdin, no one the write end
         try:
             p = subprocess.run(  # noqa: S603 - an argv list, no shell; argv[0] is the configured python
-                argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+                argv,
+                stdin=lifeline[0] if lifeline else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
             )
         except FileNotFoundError as e:
             return 127, "", f"{e.strerror}: {argv[0]}"
@@ -31,6 +52,9 @@ class LocalTransport:
                 f"{step_of(argv) if len(argv) > 2 else 'command'} timed out after {timeout:g}s",
                 kind="command_timeout",
             ) from None
+        finally:
+            for fd in lifeline or ():
+                os.close(fd)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def put_file(self, local: Path, remote_path: str, callback: Progress | None = None) -> int:
