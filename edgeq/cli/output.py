@@ -8,7 +8,9 @@ invocation in a ContextVar set by `edgeq.cli.main`; nothing else keeps state.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +25,21 @@ from rich.text import Text
 
 from edgeq.cli import layout
 from edgeq.errors import Terminated
+
+# C0 controls but newline and tab, DEL, and C1 controls. Text from a board or a YAML file could otherwise
+# drive the terminal: set its title or swallow what follows (OSC), clear the screen, move the cursor, or
+# overwrite a line (CR). They are shown as text instead: \x1b, \x07, \x9b.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """text with every terminal control character shown escaped (the render boundary: every line, every cell)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class _CleanFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
 
 
 class Output:
@@ -99,12 +116,10 @@ def set_verbosity(level: int) -> None:
     """-q (-1): progress and info lines off; -v (1): edgeq's logging records (INFO) on stderr too."""
     current().verbosity = level
     if level > 0:
-        import logging
-
         logger = logging.getLogger("edgeq")
         if not any(getattr(h, "_edgeq_cli", False) for h in logger.handlers):
             h = logging.StreamHandler(sys.stderr)
-            h.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            h.setFormatter(_CleanFormatter("%(name)s: %(message)s"))
             h._edgeq_cli = True  # type: ignore[attr-defined]  # one handler however often -v is given
             logger.addHandler(h)
         logger.setLevel(logging.INFO)
@@ -127,7 +142,7 @@ def log(message: str) -> None:
         return
     err = o.err
     try:
-        err.print(message, markup=False)
+        err.print(clean(message), markup=False)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (edgeq.errors.Terminated) raised inside the write
         _drop_written(err)
         raise
@@ -143,14 +158,14 @@ def _drop_written(console: Console) -> None:
 
 def echo(message: str) -> None:
     """One plain line on stdout (no markup: paths and names are foreign text)."""
-    current().out.print(message, markup=False)
+    current().out.print(clean(message), markup=False)
 
 
 def say(markup: str) -> None:
     """A line of rich markup on stdout (foreign text in it escaped by the caller); on a terminal it wraps
     between words at its width, as tables do; piped, it stays one line."""
     o = current()
-    o.out.print(markup, highlight=False, soft_wrap=not o.sized)
+    o.out.print(clean(markup), highlight=False, soft_wrap=not o.sized)  # \x.. holds no markup
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Iterable[Any]]) -> None:
@@ -159,21 +174,21 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Iterable[Any]]) -> 
     On a terminal (or with $COLUMNS) the table fits its width (edgeq.cli.layout): the least needed columns
     give way, named under the table; lists and prose break between items and words; a number, a unit or an
     id is never broken. --wide, and piped output, keep every column."""
-    cells = [["" if v is None else str(v) for v in r] for r in rows]
+    cells = [["" if v is None else clean(str(v)) for v in r] for r in rows]
     by_col = [[r[i] if i < len(r) else "" for r in cells] for i in range(len(columns))]
     cols = [c if isinstance(c, layout.Col) else layout.guess(c, by_col[i]) for i, c in enumerate(columns)]
     o = current()
     console = o.out
     wide = o.wide or not o.sized
     shown, widths = layout.fit(cols, by_col, 10**6 if wide else console.width)
-    t = Table(title=Text(title), title_justify="left")
+    t = Table(title=Text(clean(title)), title_justify="left")
     hidden = [c for i, c in enumerate(cols) if i not in shown]
     if hidden:
         t.caption = Text(f"not shown at {console.width} columns: {', '.join(hidden)} (--wide shows them)")
         t.caption_justify = "left"
     for k, i in enumerate(shown):
         w = None if widths is None else widths[k]
-        t.add_column(Text(cols[i].header(w)), width=w, overflow="fold")
+        t.add_column(Text(clean(cols[i].header(w))), width=w, overflow="fold")
     for r in range(len(cells)):
         drawn = []
         for k, i in enumerate(shown):
@@ -225,7 +240,7 @@ def progress_bars() -> Iterator[None]:
     def advance(label: str, done: int, total: int) -> None:
         with lock:  # fleet workers report from their own threads
             if label not in tasks:
-                tasks[label] = bars.add_task(escape(label), total=max(total, 1))
+                tasks[label] = bars.add_task(escape(clean(label)), total=max(total, 1))
             bars.update(tasks[label], completed=done, total=max(total, 1))
 
     with bars, _p.reporting(advance):
