@@ -13,10 +13,11 @@ from rich.markup import escape
 
 from edgeq.cli import output
 from edgeq.cli.layout import Col
-from edgeq.cli.options import JsonOpt, WideOpt
+from edgeq.cli.options import DbOpt, JsonOpt, WideOpt
 
 if TYPE_CHECKING:
     from edgeq.records.inspect import EdgeTpuVerdict, InspectReport, Quantization, Subgraph, TensorInfo
+    from edgeq.results.opsfind import OpTime, ProfileRef
 
 
 def _fmt(x: float | None) -> str:
@@ -53,7 +54,16 @@ def _kind(sg: Subgraph, t: TensorInfo) -> str:
     return "const" if t.constant else ""
 
 
-def render(r: InspectReport, channels: bool = False) -> None:
+def _time_cells(t: OpTime | None) -> list[str]:
+    """(time, share) of a model op; a guessed mapping (XNNPACK rows carry no op index) is marked `~`."""
+    if t is None:
+        return ["", ""]
+    mark = "" if t.mapping == "exact" else "~"
+    us = f"{t.p50_us:.0f}" if t.p50_us >= 10 else f"{t.p50_us:.1f}"
+    return [f"{mark}{us} µs", "" if t.share is None else f"{100 * t.share:.1f}%"]
+
+
+def render(r: InspectReport, channels: bool = False, profile: tuple[ProfileRef, dict[int, OpTime]] | None = None) -> None:
     size = r.size
     output.say(
         f"[bold]{escape(r.path)}[/bold]  {size.file_bytes:,} bytes · schema v{r.schema_version} · "
@@ -69,11 +79,15 @@ def render(r: InspectReport, channels: bool = False) -> None:
         [[n, c, ", ".join(sorted(prec_of.get(n, ())))] for n, c in r.op_counts.items()],
     )
     for sg in r.subgraphs:
-        output.table(
-            f"subgraph {sg.index} {sg.name}: ops in execution order",
-            [Col("#"), Col("op"), Col("runs in", 1), Col("inputs", wrap=True), Col("outputs", wrap=True)],
-            [[op.index, op.op, op.precision, " ".join(map(str, op.inputs)), " ".join(map(str, op.outputs))] for op in sg.ops],
-        )
+        cols = [Col("#"), Col("op"), Col("runs in", 1), Col("inputs", wrap=True), Col("outputs", wrap=True)]
+        rows = [[op.index, op.op, op.precision, " ".join(map(str, op.inputs)), " ".join(map(str, op.outputs))] for op in sg.ops]
+        title = f"subgraph {sg.index} {sg.name}: ops in execution order"
+        if profile is not None and sg.index == 0:
+            ref, times = profile
+            cols += [Col("p50"), Col("share", 2)]
+            rows = [[*row, *_time_cells(times.get(op.index))] for row, op in zip(rows, sg.ops, strict=True)]
+            title += f"; measured on {ref.device} ({ref.variant}, {ref.threads} thr, run {ref.run_id}); ~ = guessed op mapping"
+        output.table(title, cols, rows)
         rows = []
         for t in sg.tensors:
             scale, zp, rng = _quant_cell(t.quantization)
@@ -142,16 +156,42 @@ def inspect_cmd(
     json_out: JsonOpt = False,
     channels: Annotated[bool, typer.Option("--channels", help="Also list every channel of per-channel tensors.")] = False,
     wide: WideOpt = False,
+    ops: Annotated[
+        bool,
+        typer.Option("--ops", help="Add each op's measured time from the latest stored per-op profile of this model."),
+    ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", metavar="RUN", help="Like --ops, from run RUN's profile (`edgeq bench --ops` stores it)."),
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="With --ops/--profile: the profile of this board.")] = None,
+    db: DbOpt = None,
 ) -> None:
     """Ops, tensors, quantization (scale, zero point, real range), size breakdown and Edge TPU compatibility."""
     output.use_json(json_out)
     from edgeq.inspect import inspect_model
 
     r = inspect_model(model)
+    measured = _measured(model, profile, device, db) if ops or profile else None
     if json_out:
-        output.emit(r.to_json())
+        doc = r.to_json()
+        if ops or profile:
+            doc["profile"] = (
+                None if measured is None else {**measured[0].to_json(), "ops": [t.to_json() for t in measured[1].values()]}
+            )
+        output.emit(doc)
     else:
-        render(r, channels=channels)
+        render(r, channels=channels, profile=measured)
+        if (ops or profile) and measured is None:
+            output.log("no per-op profile of this model in the history: `edgeq bench MODEL --ops` records one")
+
+
+def _measured(model: Path, run: str | None, device: str | None, db: Path | None) -> tuple[ProfileRef, dict[int, OpTime]] | None:
+    from edgeq.hashing import file_sha256
+    from edgeq.results.opsfind import op_times, profile_for_model
+
+    found = profile_for_model(file_sha256(model), run, device=device, db_path=db)
+    return None if found is None else (found[0], op_times(found[1]))
 
 
 def register(app: typer.Typer) -> None:

@@ -244,3 +244,36 @@ def test_every_truncation_and_random_corruption_is_a_model_error(models):
             inspect_model(bytes(b))
         except ModelError:
             pass
+
+
+def test_inspect_adds_measured_time_from_a_stored_profile(edgeq, models, tmp_path):
+    """--ops: the latest stored profile of this model (its sha256); --profile RUN: that run's; guesses marked ~."""
+    from edgeq.hashing import file_sha256
+    from edgeq.results import load_manifest, record_run
+    from edgeq.results.opstore import record_profiles
+    from edgeq.testing.opsprofiles import profile, row
+    from edgeq.testing.promfarm import synthetic_manifest
+
+    model = models["cnn_int8_static"]
+    db = tmp_path / "h.db"
+    m = synthetic_manifest("r1", devices=("pi5",), variants=("int8",))
+    m["variants"]["int8"]["sha256"] = file_sha256(model)
+    record_run(load_manifest(m), db)
+    ops = json.loads(edgeq("inspect", model, "--json").stdout)["subgraphs"][0]["ops"]
+    conv = next(o["index"] for o in ops if o["op"] == "CONV_2D")
+    soft = next(o["index"] for o in ops if o["op"] == "SOFTMAX")
+    rows = [row(0, "Convolution", "Convolution (NHWC, QC8) IGEMM", 40.0, index=conv)]
+    rows.append({**row(0, "SOFTMAX", "SOFTMAX", 5.0, index=soft, exact=True)})
+    record_profiles("r1", [profile("int8", rows)], db)
+    r = edgeq("inspect", model, "--ops", "--db", db)
+    assert r.code == 0, r.stderr
+    assert "measured on pi5 (int8, 1 thr, run r1)" in r.stdout and "~40 µs" in r.stdout and "5.0 µs" in r.stdout
+    doc = json.loads(edgeq("inspect", model, "--profile", "r1", "--db", db, "--json").stdout)
+    times = {t["index"]: t for t in doc["profile"]["ops"]}
+    assert times[conv]["mapping"] == "guess" and times[conv]["p50_us"] == 40.0 and times[soft]["mapping"] == "exact"
+    assert doc["profile"]["run_id"] == "r1" and doc["profile"]["device"] == "pi5"
+    assert "profile" not in json.loads(edgeq("inspect", model, "--json").stdout)  # unchanged without the flags
+    other = models["mlp_int8"]
+    assert json.loads(edgeq("inspect", other, "--ops", "--db", db, "--json").stdout)["profile"] is None
+    r = edgeq("inspect", other, "--profile", "r1", "--db", db)
+    assert r.code == 10 and "has no per-op profile of this model" in r.stderr
