@@ -8,7 +8,7 @@ Subcommands (every argument is plain argv):
     facts    [--workdir W]
     status   --workdir W --name N [--sha256 H]
     install  --workdir W --name N --blob PATH --sha256 H [--threads T] [--delegate D] [--lock-timeout S]
-    rollback --workdir W --name N [--from H] [--threads T] [--delegate D] [--lock-timeout S]
+    rollback --workdir W --name N [--from H] [--undo-rollback] [--threads T] [--delegate D] [--lock-timeout S]
     bench    --workdir W (--name N | --model PATH) [--runs 50] [--warmup 5] [--min-seconds 1.0] [--max-seconds 0]
              [--threads 1] [--delegate xnnpack|none|edgetpu] [--inputs X.npy] [--seed 0] [--power JSON]
              [--lock-timeout 30] [--sha256 H] [--controls JSON]
@@ -27,6 +27,8 @@ Every subcommand also takes --deadline S (stop by itself, releasing W/lock, afte
 (stop when stdin closes: the host's SSH channel went away) and --load-timeout S (kill the load check).
 
 Output: exactly one JSON object on stdout (one line), printed once at the end; diagnostics go to stderr.
+A success also carries "clock": {"start", "end"}, the board's wall clock (epoch s) when the agent started and
+answered: the host records its own time and compares (a board without RTC or NTP may be a day off).
 Anything else that writes to file descriptor 1 (runtime logs) is redirected to stderr.
 Success: {"ok": true, "protocol": 1, "command": ..., ...}, exit 0.
 Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra}, exit code by kind:
@@ -43,6 +45,8 @@ Failure: {"ok": false, "kind": KIND, "error": MESSAGE, "protocol": 1, ...extra},
     8   delegate_missing  --delegate edgetpu without a loadable libedgetpu.so.1
     9   not_found         nothing installed under --name / file missing; no_previous (rollback)
     10  not_current       rollback --from H while current is another version (nothing changed); extra: current
+    10  rolled_back       rollback (no --from) while current was put there by a rollback: it would undo that one
+                          (nothing changed; --undo-rollback allows it); extra: current, rolled_back_from, rolled_back_at
     11  deadline          --deadline passed: stopped, W/lock released
     12  old_python        the board's python is older than 3.7 (the zipapp's __main__ checks before importing)
     13  unsupported       the runtime lacks what the command needs (tensors: preserved intermediate tensors)
@@ -63,6 +67,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 
 from . import boardfs, control, facts, runtimes
@@ -141,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="swap current and previous")
     common(p, name_required=True)
     p.add_argument("--from", dest="from_sha", help="only if current is this sha256 (compare-and-swap)")
+    p.add_argument("--undo-rollback", action="store_true", help="allow undoing a rollback (current came from one)")
     runtime_opts(p)
     lock_opt(p)
 
@@ -241,7 +247,7 @@ def cmd_rollback(args) -> dict:
     store.ensure()
     rt = runtimes.open_runtime()
     with boardfs.WorkdirLock(store.root / "lock", args.lock_timeout, "rollback " + args.name):
-        doc = store.rollback(args.name, _load_checker(rt, args), expect=args.from_sha)
+        doc = store.rollback(args.name, _load_checker(rt, args), expect=args.from_sha, undo=args.undo_rollback)
     doc["runtime"] = rt.info()
     return doc
 
@@ -318,6 +324,7 @@ def _clean(value):
 def main(argv=None):
     """Run one subcommand; returns (exit code, JSON document). Never raises, never prints to stdout."""
     command = None
+    started = time.time()
     try:
         args = build_parser().parse_args(argv)
         command = args.command
@@ -326,6 +333,8 @@ def main(argv=None):
         doc = COMMANDS[command](args)
         out = {"ok": True, "protocol": PROTOCOL, "command": command}
         out.update(doc)
+        # the board's wall clock around the work: the host compares it with its own (edgeq.fleet.clock)
+        out["clock"] = {"start": round(started, 3), "end": round(time.time(), 3)}
         return 0, out
     except AgentFailure as failure:
         doc = failure.to_doc()

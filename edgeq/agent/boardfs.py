@@ -7,6 +7,9 @@ Layout of a work dir W:
     W/models/<name>/<sha256>.tflite content-addressed blobs (only current and previous are kept)
     W/models/<name>/current         sha256 of the active blob (text)
     W/models/<name>/previous        sha256 of the blob before it (text)
+    W/models/<name>/rollback.json   what the last rollback replaced and restored, and when: while current and previous
+                                    are still those two, current came from a rollback and a plain `rollback` (a retry)
+                                    is refused unless asked (--undo-rollback); an install that switches removes it
 
 Runs on boards: stdlib only, Python 3.9+.
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 from .codes import NAME_PATTERN, SHA256_PATTERN, AgentFailure
 
 POINTERS = ("current", "previous")
+ROLLBACK_RECORD = "rollback.json"
 STALE_PART_SECONDS = 24 * 3600  # an upload untouched for a day is abandoned, never in progress
 
 
@@ -155,7 +159,32 @@ class Store:
             "blobs": self.blobs(name),
             "free_bytes": free_bytes(self.root),
             "lock": peek_lock(self.root / "lock"),
+            "rolled_back": self.last_rollback(name),
         }
+
+    def last_rollback(self, name: str, current=None, previous=None):
+        """The record of the rollback that made the current version current, or None (current came from an install).
+
+        A record counts only while current and previous are still what that rollback left: an install or a crash
+        between its writes leaves a record that no longer matches, and it is ignored."""
+        try:
+            with open(str(self.model_dir(name) / ROLLBACK_RECORD)) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if current is None:
+            current, previous = self.pointer(name, "current"), self.pointer(name, "previous")
+        if not isinstance(rec, dict) or current is None or (rec.get("restored"), rec.get("replaced")) != (current, previous):
+            return None
+        return {"restored": current, "replaced": previous, "at": rec.get("at") if isinstance(rec.get("at"), str) else None}
+
+    def forget_rollback(self, name: str) -> None:
+        path = self.model_dir(name) / ROLLBACK_RECORD
+        try:
+            os.unlink(str(path))
+        except FileNotFoundError:
+            return
+        fsync_dir(path.parent)
 
     def resolve_blob_arg(self, name: str, sha: str, blob_arg: str):
         """(real path, is_part) for install --blob: a .part under W/tmp or the blob W/models/<name>/<sha>.tflite."""
@@ -213,6 +242,7 @@ class Store:
                     self.set_pointer(name, "previous", current)
                     previous = current
                 self.set_pointer(name, "current", sha)
+                self.forget_rollback(name)  # a deploy: a plain rollback after it is an ordinary one again
             pruned = self.prune(name, keep={sha, previous})
         except BaseException:
             if is_part:
@@ -232,10 +262,30 @@ class Store:
             "free_bytes": free_bytes(self.root),
         }
 
-    def rollback(self, name: str, load_check, expect=None) -> dict:
-        """Swap current and previous; with `expect`, only if current is `expect` (a compare-and-swap)."""
+    def rollback(self, name: str, load_check, expect=None, undo=False) -> dict:
+        """Swap current and previous; with `expect`, only if current is `expect` (a compare-and-swap).
+
+        Without `expect`, a rollback whose current version was itself put there by a rollback is refused
+        ("rolled_back"): a retry never toggles back by accident. `undo` (--undo-rollback) allows it; naming the
+        version to leave with `expect` is asking too. Each rollback records what it replaced (ROLLBACK_RECORD)."""
         current = self.pointer(name, "current")
         previous = self.pointer(name, "previous")
+        last = self.last_rollback(name, current, previous)
+        if expect is None and last is not None and not undo:
+            raise AgentFailure(
+                "rolled_back",
+                "model "
+                + name
+                + ": "
+                + str(current)[:12]
+                + " is current because a rollback put it back in place of "
+                + str(previous)[:12]
+                + "; another rollback would undo that rollback: nothing changed",
+                current=current,
+                previous=previous,
+                rolled_back_from=previous,
+                rolled_back_at=last["at"],
+            )
         if expect is not None and current != expect:
             if previous == expect:  # this very rollback already happened (a retry): nothing to do
                 return {
@@ -266,6 +316,9 @@ class Store:
                 actual=actual,
             )
         load_seconds = load_check(str(blob))
+        # the record first: until both pointers moved it matches nothing, and is ignored
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_atomic(self.model_dir(name) / ROLLBACK_RECORD, json.dumps({"replaced": current, "restored": previous, "at": at}))
         # previous first: a crash between the two writes leaves current valid
         self.set_pointer(name, "previous", current)
         self.set_pointer(name, "current", previous)

@@ -23,6 +23,7 @@ EXIT_CODES = {
     "no_previous": 9,  # rollback with no previous version
     "load_timeout": 4,  # the load check (allocate + one invoke) did not finish in time: killed
     "not_current": 10,  # rollback --from SHA while the board's current is another version
+    "rolled_back": 10,  # rollback (no --from) whose current was put there by a rollback, without --undo-rollback
     "deadline": 11,  # the agent's own --deadline passed: it stopped and released W/lock
     "old_python": 12,  # the board's python is older than MIN_PYTHON (checked by the zipapp's __main__)
     "unsupported": 13,  # the runtime lacks what the command needs (e.g. preserved intermediate tensors)

@@ -170,6 +170,13 @@ def rollback_cmd(
             metavar="SHA256",
         ),
     ] = None,
+    undo_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--undo-rollback",
+            help="Also where the current version was put there by a rollback: undo it (refused by default, exit 8).",
+        ),
+    ] = False,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Boards handled at once.")] = 5,
     batch: BatchOpt = None,
     max_fail: MaxFailOpt = None,
@@ -179,6 +186,9 @@ def rollback_cmd(
     wide: WideOpt = False,
 ) -> None:
     """Make each board's previous version of a model current again.
+
+    A board whose current version came from a rollback is refused (a retry never toggles back): --undo-rollback
+    undoes that rollback on purpose; --from SHA256 names the version to leave (for scripts).
 
     Example: edgeq rollback -t pi5 --name mnist_int8 --from 3f1c... --dry-run
     """
@@ -191,10 +201,20 @@ def rollback_cmd(
         devices,
         target,
         lambda inv, progress: (
-            dryrun.rollback_plan(inv, target, name, from_sha=from_sha, parallel=parallel, progress=progress)
+            dryrun.rollback_plan(
+                inv, target, name, from_sha=from_sha, undo_rollback=undo_rollback, parallel=parallel, progress=progress
+            )
             if dry_run
             else fleet.rollback(
-                inv, target, name, parallel=parallel, batches=batch, max_fail=max_fail, progress=progress, from_sha=from_sha
+                inv,
+                target,
+                name,
+                parallel=parallel,
+                batches=batch,
+                max_fail=max_fail,
+                progress=progress,
+                from_sha=from_sha,
+                undo_rollback=undo_rollback,
             )
         ),
     )

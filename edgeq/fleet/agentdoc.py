@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeq.fleet import clock
 from edgeq.fleet.transport.base import BoardError
 from edgeq.records import RecordError
 from edgeq.records.fleet import (
@@ -40,13 +41,18 @@ PROTOCOL_HINT = (
 )
 
 
-def read_agent_doc(device: str, sub: str, doc: Any) -> AgentDoc:
-    """The record for `sub`'s success document from board `device`; BoardError(kind="protocol") if it does not fit."""
+def read_agent_doc(device: str, sub: str, doc: Any, called: tuple[float, float] | None = None) -> AgentDoc:
+    """The record for `sub`'s success document from board `device`; BoardError(kind="protocol") if it does not fit.
+
+    `called`: this host's clock before and after the call; the record then has `clock_offset` (edgeq.fleet.clock)."""
     shape = SHAPES.get(sub, AgentDoc)
     try:
         # The one place an agent's JSON becomes records: a newer agent's extra keys are tolerated on purpose
         # and travel on untouched (the raw bench file keeps them); everything declared must fit.
-        return shape.from_json(doc, keep_unknown=True)
+        rec = shape.from_json(doc, keep_unknown=True)
+        if called is None or rec.clock is None:
+            return rec
+        return rec.replace(clock_offset=clock.measure(rec.clock, *called))
     except RecordError as e:
         where = f"field {e.field!r}" if e.field else "the document"
         raise BoardError(

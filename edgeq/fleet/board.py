@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,9 @@ class Board:
         self.agent_pending = False
         limit = timeout or self.device.command_timeout
         rest = [sub, "--workdir", self.workdir, *map(str, args), *agent_limits(limit, watch_stdin=self.device.transport == "ssh")]
+        t0 = time.time()
         rc, out, err = self.t.run(boot_argv(self.python, self.workdir, self.agent_path, self.agent.sha256, rest), limit)
+        called = (t0, time.time())  # this host's clock around the call: the board's is compared with it
         if rc == BOOT_RC or rc in (126, 127):
             facts = self._judge_preflight(rc, out, err)  # raises for what the board refused
             self.ensure_agent(facts)
@@ -147,7 +150,7 @@ class Board:
             noise = ""
         if noise and not self.login_noise:  # what the login shell printed before the agent's line
             self.login_noise = noise
-        return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err))
+        return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err), called)
 
     def _judge_preflight(self, rc: int, out: str, err: str) -> dict:
         if rc in (126, 127):
@@ -234,8 +237,10 @@ class Board:
         limit = timeout or self.device.command_timeout
         argv = [self.python, self.agent_path, sub, "--workdir", self.workdir, *map(str, args)]
         argv += agent_limits(limit, watch_stdin=self.device.transport == "ssh")
+        t0 = time.time()
         rc, out, err = self.t.run(argv, limit)
-        return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err))
+        called = (t0, time.time())  # this host's clock around the call: the board's is compared with it
+        return read_agent_doc(self.name, sub, self.interpret(sub, rc, out, err), called)
 
     def interpret(self, sub: str, rc: int, out: str, err: str) -> dict:
         """The agent's success document as sent (ok true); every failure raises a BoardError."""
@@ -313,6 +318,8 @@ class Board:
             "check the model, or raise command_timeout in devices.yaml for a very slow board",
             "not_current": "the board's current version is not the one given with --from: check it with "
             "`edgeq deploy` / the last rollback before rolling back again",
+            "rolled_back": "the last rollback already happened (a retry?): to undo it on purpose, run `edgeq rollback "
+            "--undo-rollback`, or name the version to leave with --from SHA256; to move on, deploy the version you want",
             "deadline": "raise command_timeout in devices.yaml, or check the board (it stopped by itself and freed its lock)",
             "unloadable": "the board's runtime cannot load this model (an op or op version it lacks); "
             "upgrade the runtime or build a compatible variant",

@@ -200,6 +200,18 @@ def deploy(
     return op.summary("deploy", res, artifact=str(artifact), name=name, sha256=sha, size_bytes=size)
 
 
+def undone_rollback(device: str, name: str, current: str | None, previous: str | None, note: dict | None) -> str | None:
+    """The dry run's refusal of a plain rollback (no --from, no --undo-rollback) on a board, or None: refused when
+    its current version came from a rollback (`note`: the board's W/models/NAME/rollback.json, counted while it
+    matches current and previous). The agent applies the same rule (edgeq.agent.boardfs.Store.rollback)."""
+    if not note or current is None or (note.get("restored"), note.get("replaced")) != (current, previous):
+        return None
+    return (
+        f"{device}: would refuse: model {name}: {current[:12]} is current because a rollback put it back in place of "
+        f"{(previous or '-')[:12]}; another rollback would undo that rollback"
+    )
+
+
 def check_rollback_args(name: str, from_sha: str | None) -> None:
     """The model name and --from checks `rollback` and `rollback --dry-run` share (before any board is touched)."""
     if not re.fullmatch(NAME_RE, name):
@@ -222,11 +234,14 @@ def rollback(
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
     from_sha: str | None = None,
+    undo_rollback: bool = False,
 ) -> FleetSummary:
     """Make each board's previous version of `name` current again (the agent checks it loads).
 
     With `from_sha`, a compare-and-swap: only boards whose current is `from_sha` switch; a board already
     rolled back from it is left alone ("already rolled back"), any other is refused (kind "not_current").
+    Without it, a board whose current version was put there by a rollback is refused (kind "rolled_back",
+    nothing changed): a retry never undoes the rollback it repeats. `undo_rollback` allows that undo.
     """
     check_rollback_args(name, from_sha)
     op = FleetOp(
@@ -235,7 +250,7 @@ def rollback(
 
     def job(d: DeviceSpec) -> BoardOutcome:
         with op.board(d) as board:
-            args = ["--name", name, *(["--from", from_sha] if from_sha else [])]
+            args = ["--name", name, *(["--from", from_sha] if from_sha else []), *(["--undo-rollback"] if undo_rollback else [])]
             res = board.call("rollback", *args, *runtime_args(d))
             up = board.bytes_uploaded
         assert isinstance(res, AgentSwitch)  # noqa: S101 - read_agent_doc's contract for "rollback"

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from edgeq.fleet.board import AgentBundle, Board
-from edgeq.fleet.deployment import _FREE_MARGIN, check_rollback_args, check_tflite, model_name
+from edgeq.fleet.deployment import _FREE_MARGIN, check_rollback_args, check_tflite, model_name, undone_rollback
 from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.operation import FleetOp
@@ -30,6 +30,12 @@ def ptr(which):
     except (IOError, OSError):
         return None
     return t if re.match("^[0-9a-f]{64}$", t) else None
+def note():
+    try:
+        n = json.load(open(os.path.join(d, "rollback.json")))
+    except (IOError, OSError, ValueError):
+        return None
+    return n if isinstance(n, dict) else None
 def digest(p):
     if not os.path.isfile(p):
         return None
@@ -43,10 +49,13 @@ while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
     probe = os.path.dirname(probe)
 st = os.statvfs(probe)
 blob = os.path.join(d, sha + ".tflite") if sha else ""
-print(json.dumps({"current": ptr("current"), "previous": ptr("previous"),
+print(json.dumps({"current": ptr("current"), "previous": ptr("previous"), "rolled_back": note(),
     "have": bool(sha) and digest(blob) == sha, "free_bytes": st.f_bavail * st.f_frsize,
     "agent_sha256": digest(agent), "python": "%d.%d.%d" % tuple(sys.version_info[:3])}))
 """
+
+
+_UNDO_HINT = "to undo that rollback on purpose: --undo-rollback (or --from SHA256 naming the version to leave)"
 
 
 def read_state(board: Board, name: str, sha: str = "") -> dict:
@@ -122,12 +131,13 @@ def rollback_plan(
     name: str,
     *,
     from_sha: str | None = None,
+    undo_rollback: bool = False,
     parallel: int = 5,
     progress: ProgressFn | None = None,
     transport_factory: TransportFactory | None = None,
     agent: AgentBundle | None = None,
 ) -> FleetSummary:
-    """What `rollback` would do on each board (the same --from compare-and-swap rule)."""
+    """What `rollback` would do on each board (the same --from compare-and-swap and --undo-rollback rules)."""
     check_rollback_args(name, from_sha)
     op = FleetOp(
         inventory.select(targets), parallel=parallel, progress=progress, transport_factory=transport_factory, agent=agent
@@ -138,7 +148,10 @@ def rollback_plan(
             st = read_state(board, name)
         cur, prev = st.get("current"), st.get("previous")
         out = BoardOutcome(device=d.name, address=d.address, status="changed", previous=cur, current=prev)
-        if from_sha is not None and cur != from_sha:
+        undo = None if from_sha is not None or undo_rollback else undone_rollback(d.name, name, cur, prev, st.get("rolled_back"))
+        if undo is not None:
+            out = out.replace(status="failed", current=cur, previous=prev, kind="rolled_back", error=undo, hint=_UNDO_HINT)
+        elif from_sha is not None and cur != from_sha:
             again = prev == from_sha
             out = out.replace(
                 status="ok" if again else "failed",

@@ -1,5 +1,7 @@
 """Board health (`devices check`): reachable, a runtime present, disk and temperature fine.
 
+A board clock off by more than edgeq.fleet.clock.NOTE_S is a warning, not a problem: edgeq records this host's time.
+
 Per-board failures are returned as records, never raised: the caller decides the exit code.
 """
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeq.fleet import clock
 from edgeq.fleet.agentdoc import failure_facts
 from edgeq.fleet.board import AgentBundle
 from edgeq.fleet.fanout import ProgressFn, failure_record
@@ -91,6 +94,10 @@ def _check_one(op: FleetOp, d: DeviceSpec) -> BoardHealth:
         noise = board.login_noise or getattr(board.t, "login_noise", None)
     assert isinstance(doc, AgentFacts)  # noqa: S101 - read_agent_doc's contract for "facts"
     found = problems(doc.board)
+    notes = [chatty_shell_note(noise)] if noise else []
+    off = doc.clock_offset
+    said = clock.note([off] if off is not None else [])
+    notes += [said] if said else []
     return BoardHealth(
         device=d.name,
         address=d.address,
@@ -101,7 +108,8 @@ def _check_one(op: FleetOp, d: DeviceSpec) -> BoardHealth:
         healthy=not found,
         **_facts_fields(doc.board),
         problems=tuple(found),
-        **({"warnings": (chatty_shell_note(noise),)} if noise else {}),
+        **({"warnings": tuple(notes)} if notes else {}),
+        **({"clock_offset_s": off.offset_s} if off is not None else {}),
         kind="unhealthy" if found else None,
         error=f"{d.name}: {'; '.join(found)}" if found else None,
         hint=None,

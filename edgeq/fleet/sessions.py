@@ -20,6 +20,7 @@ import math
 import statistics
 from collections.abc import Callable
 
+from edgeq.fleet import clock
 from edgeq.fleet.boardstate import merged_fields, session_fields
 from edgeq.fleet.transport.base import BoardError
 from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
@@ -104,11 +105,18 @@ def _session(i: int, raw: AgentBench) -> BenchSession:
         p99=_ms(lat.p99) or 0.0,
         mean=_ms(lat.mean) or 0.0,
         count=lat.count,
-        started_at=raw.started_at,
+        started_at=clock.host_time(raw.started_at, raw.clock_offset),  # this host's clock, not the board's
         harness_floor_ms=_floor_ms(raw),
         min=_ms(lat.min),
         **session_fields(raw),
+        **({"clock_offset_s": raw.clock_offset.offset_s} if raw.clock_offset is not None else {}),
     )
+
+
+def _clock_note(notes: tuple[str, ...], raws: list[AgentBench]) -> dict[str, tuple[str, ...]]:
+    """`notes` plus one for a board clock off by more than clock.NOTE_S over the sessions ({} when it is not)."""
+    said = clock.note([r.clock_offset for r in raws if r.clock_offset is not None])
+    return {"notes": (*notes, said)} if said else {}
 
 
 def rethin(raw: AgentBench, stride: int) -> list[float]:
@@ -127,7 +135,7 @@ def _raw_session(i: int, raw: AgentBench, kept: int) -> dict:
     doc = {k: getattr(raw, k) for k in keep}
     doc.update(session=i, latency_s=raw.latency_s.to_json(), samples_kept=kept, samples_stride=raw.samples_stride)
     doc.update(harness_floor=None if raw.harness_floor is None else raw.harness_floor.to_json(), board_after=raw.board_after)
-    doc.update((k, getattr(raw, k).to_json()) for k in ("state", "trend") if getattr(raw, k) is not None)
+    doc.update((k, getattr(raw, k).to_json()) for k in ("state", "trend", "clock_offset") if getattr(raw, k) is not None)
     if raw.trajectory:
         doc["trajectory"] = [w.to_json() for w in raw.trajectory]
     return doc
@@ -147,7 +155,8 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
     raws = [r.raw for r in good if r.raw is not None]
     sessions = tuple(_session(i, r.raw) for i, r in numbered if r.raw is not None)
     if len(good) == 1:  # one session: the agent's own exact figures stand
-        return good[0].replace(sessions=sessions, harness_floor_ms=sessions[0].harness_floor_ms)
+        note = _clock_note(good[0].notes, raws)
+        return good[0].replace(sessions=sessions, harness_floor_ms=sessions[0].harness_floor_ms, **note)
     stride = max(max(1, raw.samples_stride) for raw in raws)
     per = [rethin(raw, stride) for raw in raws]
     pooled = [x for kept in per for x in kept]
@@ -172,6 +181,8 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
     )
     ci = None if summary.ci_low is None or summary.ci_high is None else MedianCI(low=summary.ci_low, high=summary.ci_high)
     peak = [r.peak_rss_bytes for r in good if r.peak_rss_bytes is not None]
+    state = merged_fields(good, sessions)
+    state.update(_clock_note(state.get("notes", ()), raws))
     return good[0].replace(
         latency_ms=lat,
         count=summary.count,
@@ -182,5 +193,5 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
         spread_std_ms=summary.spread_std,
         ci_ms=ci,
         harness_floor_ms=statistics.median(floors) if floors else None,
-        **merged_fields(good, sessions),
+        **state,
     )

@@ -175,20 +175,46 @@ class AgentMemory(Record):
     vmhwm_after_runs_bytes: StrictInt | None = None
 
 
+class AgentClock(Record):
+    """The board's wall clock (epoch seconds) when the agent started and when it answered."""
+
+    start: float
+    end: float
+
+
+class ClockOffset(Record):
+    """The board's clock against this host's around one agent call (edgeq.fleet.clock): board - host, in seconds,
+    known to within `within_s` (half the call's time spent outside the agent: process start, the connection)."""
+
+    offset_s: float
+    within_s: float
+
+
 class AgentDoc(FleetRecord):
     """The envelope of every successful agent document.
 
-    Read only at edgeq.fleet.agentdoc, which keeps the keys of a newer agent (they travel on untouched)."""
+    Read only at edgeq.fleet.agentdoc, which keeps the keys of a newer agent (they travel on untouched) and adds
+    `clock_offset` (this host's measure of the board's `clock`)."""
 
     ok: Literal[True] = True
     protocol: StrictInt | None = None
     command: str | None = None
+    clock: AgentClock | None = None
+    clock_offset: ClockOffset | None = None
 
-    omit_if_unset = frozenset({"protocol", "command"})
+    omit_if_unset = frozenset({"protocol", "command", "clock", "clock_offset"})
 
 
 class AgentFacts(AgentDoc):
     board: BoardFacts
+
+
+class RollbackNote(Record):
+    """The rollback that made a model's current version current (W/models/NAME/rollback.json on the board)."""
+
+    restored: str
+    replaced: str | None = None
+    at: str | None = None  # the board's clock
 
 
 class AgentStatus(AgentDoc):
@@ -199,8 +225,9 @@ class AgentStatus(AgentDoc):
     blobs: tuple[str, ...] = ()
     free_bytes: StrictInt | None = None
     lock: dict[str, Any] | None = None  # {"held": bool, "holder": {pid, command, since, ...}, "holder_alive"}
+    rolled_back: RollbackNote | None = None  # current came from this rollback (None: from an install)
 
-    omit_if_unset = AgentDoc.omit_if_unset | {"lock"}
+    omit_if_unset = AgentDoc.omit_if_unset | {"lock", "rolled_back"}
 
 
 class AgentSwitch(AgentDoc):
@@ -288,15 +315,18 @@ class BenchSession(FleetRecord):
     p99: float
     mean: float
     count: StrictInt
-    started_at: str | None = None
+    started_at: str | None = None  # this host's clock (a board's clock may be off: clock_offset_s)
     harness_floor_ms: float | None = None
     min: float | None = None  # the session's fastest timed invoke: what compare decides on (results.stats.floor_ratio_ci)
     flags: tuple[str, ...] = ()  # edgeq.records.boardstate: throttled, freq_drop, foreign_load, hot, cooldown_timeout
     trend: float | None = None  # last 10 % median / first 10 % median
     temp_max_c: float | None = None
     cooldown_s: float | None = None  # how long the cool-down before this session waited
+    clock_offset_s: float | None = None  # the board's clock - this host's during the session (edgeq.fleet.clock)
 
-    omit_if_unset = frozenset({"started_at", "harness_floor_ms", "min", "flags", "trend", "temp_max_c", "cooldown_s"})
+    omit_if_unset = frozenset(
+        {"started_at", "harness_floor_ms", "min", "flags", "trend", "temp_max_c", "cooldown_s", "clock_offset_s"}
+    )
 
 
 class MedianCI(Record):
@@ -436,11 +466,12 @@ class BoardHealth(BoardOutcome):
     free_bytes: StrictInt | None = None
     temperature_c: float | None = None
     throttled: str | None = None
+    clock_offset_s: float | None = None  # the board's clock - this host's (edgeq.fleet.clock)
     problems: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()  # healthy, but worth fixing (a chatty login shell)
+    warnings: tuple[str, ...] = ()  # healthy, but worth fixing (a chatty login shell, a clock off by a day)
     facts: BoardFacts | None = None
 
-    omit_if_unset = BoardOutcome.omit_if_unset | {"facts", "warnings"}
+    omit_if_unset = BoardOutcome.omit_if_unset | {"facts", "warnings", "clock_offset_s"}
 
 
 class FleetCounts(Record):

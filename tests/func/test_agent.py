@@ -559,6 +559,29 @@ def test_rollback_from_is_a_compare_and_swap(pyz, workdir, models):
     assert rc == 10 and doc["kind"] == "not_current" and doc["current"] == h32 and pointers(workdir, "m") == (h32, h8)
 
 
+def test_a_rollback_is_not_undone_by_a_plain_rollback(pyz, workdir, models):
+    """A retried plain rollback is refused (exit 10, kind rolled_back) until --undo-rollback; status says why; every
+    success carries the board's clock around the work."""
+    h32, h8 = sha(models["fp32"]), sha(models["int8"])
+    install(pyz, workdir, "m", models["fp32"])
+    install(pyz, workdir, "m", models["int8"])
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m")
+    assert rc == 0 and doc["changed"] and pointers(workdir, "m") == (h32, h8)
+    assert doc["clock"]["start"] <= doc["clock"]["end"] and abs(doc["clock"]["end"] - time.time()) < 60
+    doc, rc = run_agent(pyz, "status", "--workdir", workdir, "--name", "m")
+    assert doc["rolled_back"]["restored"] == h32 and doc["rolled_back"]["replaced"] == h8
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m")
+    assert rc == 10 and doc["kind"] == "rolled_back" and doc["rolled_back_from"] == h8, doc
+    assert "would undo that rollback" in doc["error"] and pointers(workdir, "m") == (h32, h8)
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m", "--undo-rollback")
+    assert rc == 0 and doc["changed"] and pointers(workdir, "m") == (h8, h32)
+    install(pyz, workdir, "m", models["fp32"])  # a deploy: the next plain rollback is an ordinary one
+    doc, rc = run_agent(pyz, "status", "--workdir", workdir, "--name", "m")
+    assert doc["rolled_back"] is None and not (workdir / "models" / "m" / "rollback.json").exists()
+    doc, rc = run_agent(pyz, "rollback", "--workdir", workdir, "--name", "m")
+    assert rc == 0 and pointers(workdir, "m") == (h8, h32)
+
+
 def test_bench_and_predict_pinned_to_sha256(pyz, workdir, models):
     install(pyz, workdir, "m", models["fp32"])
     h32 = sha(models["fp32"])
