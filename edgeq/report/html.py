@@ -283,9 +283,10 @@ def render_html(
     if run.benchmarks:
         parts += _benchmarks(run)
     if profiles:
-        from edgeq.report.opshtml import ops_section
+        from edgeq.report.opshtml import layer_cost_section, ops_section
 
         parts += ops_section(profiles, {k: v.type for k, v in run.validations.items()})
+        parts += layer_cost_section(run, profiles)
     if comparison:
         parts += _comparison(comparison)
     img = trend_plot(trend)

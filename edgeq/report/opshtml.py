@@ -8,6 +8,7 @@ from edgeq.report.html import _e, _table
 from edgeq.report.opsplots import ops_plot, pair_plot
 from edgeq.report.opsview import TOP, label, losers, pair_counts, pair_ops, variant_pairs
 from edgeq.results.compare import Comparison
+from edgeq.results.rows import StoredRun
 
 
 def _us(x: float | None) -> str:
@@ -70,6 +71,38 @@ def ops_section(profiles: list[OpProfile], types: dict[str, str | None]) -> list
         cols = ["op (model op)", f"{ref.variant} µs", f"{other.variant} µs", "ratio", "µs lost", f"{ref.variant} kernel"]
         parts.append(_table([*cols, f"{other.variant} kernel", "paired by"], rows))
     return parts
+
+
+def layer_cost_section(run: StoredRun, profiles: list[OpProfile]) -> list[str]:
+    """The worst int8 layers by error with their measured time (edgeq.report.layercost); [] without both."""
+    from edgeq.report.layercost import layer_costs
+
+    rows, why = layer_costs(run, profiles)
+    if not rows:
+        return [f"<p class='meta'>worst layers by error and cost: not shown, {_e(why)}</p>"] if why else []
+    cells = [
+        [
+            r.variant,
+            f"{r.device} ({r.threads} thr)",
+            r.layer,
+            r.op,
+            "" if r.rmse_scale is None else f"{r.rmse_scale:.2f}",
+            "" if r.max_abs_error is None else f"{r.max_abs_error:.3g}",
+            "" if r.op_index is None else r.op_index,
+            "" if r.time is None else ("" if r.time.mapping == "exact" else "~") + _us(r.time.p50_us),
+            "" if r.time is None or r.time.share is None else f"{100 * r.time.share:.1f}%",
+            "" if r.time is None else r.time.mapping,
+        ]
+        for r in rows
+    ]
+    cols = ["variant", "board", "layer", "op", "RMSE / scale", "max abs error", "model op #", "p50 µs", "share"]
+    return [
+        "<h3>Worst int8 layers: quantization error and measured time</h3>",
+        "<p class='meta'>Layers by RMSE in quantization steps (TFLite's QuantizationDebugger); the model op is the one "
+        "writing the layer's tensor in the artifact (exact, by name); its time comes from the profile, ~ = a guessed "
+        "op mapping (XNNPACK rows carry no op index).</p>",
+        _table([*cols, "time mapping"], cells),
+    ]
 
 
 def kernel_changes(c: Comparison) -> str:

@@ -277,3 +277,42 @@ def test_inspect_adds_measured_time_from_a_stored_profile(edgeq, models, tmp_pat
     assert json.loads(edgeq("inspect", other, "--ops", "--db", db, "--json").stdout)["profile"] is None
     r = edgeq("inspect", other, "--profile", "r1", "--db", db)
     assert r.code == 10 and "has no per-op profile of this model" in r.stderr
+
+
+def test_report_reads_the_worst_layers_by_error_and_by_cost(models, tmp_path):
+    """A layer error names its tensor; the artifact says which op writes it; the profile how long that op took."""
+    from edgeq.inspect import inspect_model
+    from edgeq.report.html import render_stored
+    from edgeq.results import load_manifest, query, record_run
+    from edgeq.results.opstore import record_profiles
+    from edgeq.testing.opsprofiles import profile, row
+    from edgeq.testing.promfarm import synthetic_manifest
+
+    model = models["cnn_int8_static"]
+    sg = inspect_model(model).to_json()["subgraphs"][0]
+    conv = next(o for o in sg["ops"] if o["op"] == "CONV_2D")
+    tensor = next(t["name"] for t in sg["tensors"] if t["index"] == conv["outputs"][0])
+    m = synthetic_manifest("r1", devices=("pi5",), variants=("fp32", "int8"))
+    m["variants"]["int8"]["artifact"] = str(model)
+    err = {"op": "CONV_2D", "layer": "conv2d", "tensor": tensor, "scale": 0.1, "zero_point": -128, "rmse_scale": 0.87}
+    m["variants"]["int8"]["layer_errors"] = {"samples": 8, "layers": [err], "worst": [{**err, "max_abs_error": 0.25}]}
+    path = tmp_path / "run" / "manifest.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(m))
+    db = tmp_path / "h.db"
+    record_run(load_manifest(path), db)
+    record_profiles(
+        "r1", [profile("int8", [row(0, "Convolution", "Convolution (NHWC, QC8) IGEMM", 40.0, index=conv["index"])])], db
+    )
+    with query.open_for_reading(db) as h:
+        html, _ = render_stored(h, query.load(h, query.resolve(h, "r1"), samples=True))
+    assert "Worst int8 layers: quantization error and measured time" in html
+    cells = (
+        "<td>int8</td><td>pi5 (1 thr)</td><td>conv2d</td><td>CONV_2D</td><td>0.87</td><td>0.25</td>"
+        f"<td>{conv['index']}</td><td>~40</td>"
+    )
+    assert cells in html, html[html.index("Worst int8 layers") :][:1500]
+    path.unlink()  # the manifest gone: the report says why there is no table
+    with query.open_for_reading(db) as h:
+        html, _ = render_stored(h, query.load(h, query.resolve(h, "r1"), samples=True))
+    assert "worst layers by error and cost: not shown, the run&#x27;s manifest" in html
