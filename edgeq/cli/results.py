@@ -46,6 +46,8 @@ def history(
         imported = import_runs(import_, db)
         for s in imported.skipped:
             output.warn(f"skipped {s.path}: {s.reason}")
+        for x in imported.interrupted:
+            output.log(f"{x.run_id}: {x.reason}")
         output.log(f"imported {len(imported.recorded)} run(s) into {db}")
     with query.open_for_reading(db) as h:
         runs = query.list_runs(h, pipeline=pipeline, device=device, limit=limit, adhoc=adhoc)

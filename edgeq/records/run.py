@@ -198,8 +198,9 @@ class RunStages(RunRecord):
 class RunManifest(RunRecord):
     """HOME/runs/<id>/manifest.json: written at start, at each stage boundary and at the end.
 
-    status: running (or a killed run), ok, gate_failed, fleet_failed, failed (with `error`),
-    interrupted (Ctrl-C), terminated (SIGTERM or SIGHUP). `run_dir` is never written to the file: run_pipeline adds it to what it returns.
+    status: running (or a killed run: `history --import` records it as interrupted once its pid is gone), ok,
+    gate_failed, fleet_failed, failed (with `error`), interrupted (Ctrl-C), terminated (SIGTERM or SIGHUP).
+    `run_dir` is never written to the file: run_pipeline adds it to what it returns.
     """
 
     run_id: str

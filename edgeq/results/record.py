@@ -22,6 +22,7 @@ from edgeq.records.fleet import BenchResult, BoardFacts, LatencyStats, PowerSumm
 from edgeq.records.run import RunManifest, RunStages, VariantResult
 from edgeq.results import numeric
 from edgeq.results.db import open_history
+from edgeq.results.liveness import process_gone
 from edgeq.results.quality import quality_summary
 from edgeq.results.rows import as_given
 from edgeq.results.staterows import INSERT_STATE, state_row
@@ -382,11 +383,32 @@ class Skipped(Record):
     reason: str
 
 
+class Interrupted(Record):
+    """A manifest still `running` whose process is gone: recorded as `interrupted` (`reason` says why)."""
+
+    path: str
+    run_id: str
+    reason: str
+
+
 class ImportReport(Record):
-    """What `edgeq history --import` did: the run ids recorded, and each manifest skipped with the reason."""
+    """What `edgeq history --import` did: the run ids recorded (those recorded as interrupted again in
+    `interrupted`), and each manifest skipped with the reason."""
 
     recorded: tuple[str, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    interrupted: tuple[Interrupted, ...] = ()
+
+
+def _as_interrupted(r: Recordable, path: Path) -> tuple[Recordable, Interrupted] | None:
+    """A `running` manifest whose process is gone, as the interrupted run it is (the file is left as it is)."""
+    m = r.manifest
+    why = process_gone(m.pid, parse_ts(m.started))
+    if why is None:
+        return None
+    reason = f"its process (pid {m.pid}) is gone ({why}): the run was killed before it finished; recorded as interrupted"
+    done = m.without("pid").replace(status="interrupted", error=reason)
+    return r.replace(manifest=done), Interrupted(path=str(path), run_id=m.run_id, reason=reason)
 
 
 def import_runs(sources: Iterable[str | Path], db_path: Path | None = None) -> ImportReport:
@@ -400,15 +422,24 @@ def import_runs(sources: Iterable[str | Path], db_path: Path | None = None) -> I
             found.append(p)
     recorded: list[str] = []
     skipped: list[Skipped] = []
+    interrupted: list[Interrupted] = []
     for p in found:
         try:
             r = load_manifest(p)
+            note = None
             if r.manifest.status == "running":
-                skipped.append(Skipped(path=str(p), reason="still running or killed"))
-                continue
+                gone = _as_interrupted(r, p)
+                if gone is None:
+                    pid = r.manifest.pid
+                    why = f"still running (pid {pid})" if pid else "still running or killed (the manifest has no pid to check)"
+                    skipped.append(Skipped(path=str(p), reason=why))
+                    continue
+                r, note = gone
             recorded.append(record_run(r, db_path))
+            if note is not None:
+                interrupted.append(note)
         except StoreError as e:
             if "history database" in e.message:
                 raise
             skipped.append(Skipped(path=str(p), reason=e.message))
-    return ImportReport(recorded=tuple(recorded), skipped=tuple(skipped))
+    return ImportReport(recorded=tuple(recorded), skipped=tuple(skipped), interrupted=tuple(interrupted))
