@@ -67,3 +67,12 @@ def test_the_report_shows_where_the_time_goes_int8_vs_fp32_and_kernel_changes_es
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; $x" in html
     assert "not profiled: tflite-runtime &lt;b&gt;" in html
     assert "Kernel changes (same op, other kernel)" in html and QC8 in html
+
+
+def test_compare_prints_kernel_changes_next_to_the_latency_table(runs, edgeq):
+    record_profiles("b", [profile("int8", int8_rows())], runs)
+    record_profiles("c", [profile("int8", [{**r, "kernel": F32} if r["node"] == 1 else r for r in int8_rows()])], runs)
+    r = edgeq("compare", "b", "c", "--db", runs)
+    assert r.code == 0, r.stderr
+    want = f"kernel change: int8 on pi5 (1 thr): s0/1 Convolution: {QC8} -> {F32}"
+    assert want in " ".join(r.stderr.split()), r.stderr
