@@ -34,7 +34,7 @@ def test_sigkilled_edgeq_releases_the_local_board(board):  # noqa: F811 - the im
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         killed = time.monotonic()
-        # the board is free within seconds: the next bench (lock_timeout 5 s) gets the lock and measures
+        # the board is free within seconds: the next bench (lock_timeout 15 s) gets the lock and measures
         r = subprocess.run(  # noqa: S603 - fixed argv
             [*_bench_argv(board, "--min-seconds", "0.2"), "--json"],
             capture_output=True,
@@ -44,6 +44,7 @@ def test_sigkilled_edgeq_releases_the_local_board(board):  # noqa: F811 - the im
         )
         took = time.monotonic() - killed
         assert r.returncode == 0, r.stderr
+        assert took < 20, f"the next bench took {took:.1f}s"
         assert json.loads(r.stdout)["ok"] is True
         while _alive(agent) and time.monotonic() - killed < AGENT_GONE_S:
             time.sleep(0.05)
