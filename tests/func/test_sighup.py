@@ -103,12 +103,8 @@ def board(tmp_path) -> dict:
     model = tmp_path / "noop.tflite"
     model.write_bytes(base64.b64decode(TINY_MODEL_B64))
     devices = tmp_path / "devices.yaml"
-    entry = {
-        "name": "local",
-        "transport": "local",
-        "workdir": str(tmp_path / "board"),
-        "lock_timeout": 15,
-    }  # a bench waits this long for the lock: far below an agent's ~895 s deadline
+    # lock_timeout: how long a bench waits for the board's lock, far below the ~895 s of an agent's own deadline
+    entry = {"name": "local", "transport": "local", "workdir": str(tmp_path / "board"), "lock_timeout": 15}
     devices.write_text("devices:\n  - " + json.dumps(entry) + "\n")
     return {"model": model, "devices": devices, "home": tmp_path / "home"}
 
