@@ -142,7 +142,8 @@ def _measure(b: BenchmarkStageSpec, targets, inv, models: list[fleet.BenchModel]
         tag = f"benchmark {step[0]}" + (f" session {step[1]}/{k}" if k > 1 else "")
         log(f"{tag}: on {on} ({runs} runs, >= {seconds:.3g}s)")
 
-    shown = _progress(log, "benchmark", len(names), heading)
+    label = "benchmark " + ", ".join(m.key for m in models) if len(models) <= 3 else f"benchmark {len(models)} variants"
+    shown = _progress(log, label, len(names), heading)
 
     def progress(ev: dict) -> None:
         if ev.get("event") == "done" and ev.get("status") == "unreachable":
