@@ -43,7 +43,8 @@ class FleetOp:
 
     @property
     def agent(self) -> AgentBundle:
-        """The agent zipapp, built (or found in its cache) on first use: `devices setup` never needs it."""
+        """The agent zipapp, built (or found in its cache) on first use (`devices setup` only names it in its
+        work-dir check: it uploads no agent)."""
         if self._agent is None:
             self._agent = build_agent()
         return self._agent

@@ -62,8 +62,24 @@ sys.argv = [agent] + sys.argv[4:]
 runpy.run_path(agent, run_name="__main__")
 """
 
+# `devices setup` runs the same check on the paths it builds in too (argv after W AGENT: W/venv, W/venvs,
+# W/wheels): "extra" has their owner and mode, and for a symbolic link what it points to and that path's own
+_EXTRA = """
+extra = {}
+for p in sys.argv[3:]:
+    i = info(p)
+    if i is not None and stat.S_ISLNK(i["mode"]):
+        i["link"] = os.readlink(p)
+        i["target"] = info(os.path.join(os.path.dirname(p), i["link"]))
+    extra[p] = i
+out["extra"] = extra
+"""
+
 # the plain check keeps its old exit codes (12 old python, 7 cannot create) and exit 0 with its document
 PREFLIGHT_SCRIPT = (PREFLIGHT + _REPORT).replace("sys.exit(__RC__)", "sys.exit(12)", 1).replace("sys.exit(__RC__)", "sys.exit(7)")
+SETUP_PREFLIGHT_SCRIPT = (
+    (PREFLIGHT + _EXTRA + _REPORT).replace("sys.exit(__RC__)", "sys.exit(12)", 1).replace("sys.exit(__RC__)", "sys.exit(7)")
+)
 BOOT_SCRIPT = (PREFLIGHT + _RUN).replace("__RC__", str(BOOT_RC))
 
 

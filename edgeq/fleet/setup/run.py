@@ -1,80 +1,40 @@
 """`devices setup`: make a bare board ready to run the agent, with no internet on the board.
 
-Per board: read its facts with its own python (no agent yet) -> choose the runtime (setupplan) ->
-download the wheels on this machine (wheelcache) -> upload them to W/wheels (temp names, sha256
-checked on the board, then renamed) -> `python -m venv W/venv` -> `pip install --no-index` from
-W/wheels -> load and invoke a tiny model with the venv's python -> write W/venv/edgeq-setup.json.
-A rerun that finds that marker, the same wheels and a passing verification changes nothing.
-The system Python is only ever used to create the venv.
+Per board: the work-dir check every other operation runs, on setup's own paths too (layout), with a python
+outside W when there is one -> read its facts with its own python (no agent yet) -> choose the runtime
+(plan) -> the wheels on this machine (wheelcache: downloaded, or cached and re-hashed) -> upload them to
+W/wheels (temp names, sha256 checked on the board, then renamed) -> `python -m venv W/venvs/ID` beside the
+current venv -> `pip install --no-index --require-hashes` of exactly those files and hashes (a wheel changed
+after the board's check is refused) -> load and invoke a tiny model with the new venv's python -> write
+its edgeq-setup.json -> under W/lock, point the link W/venv at venvs/ID in one rename and prune the other
+venvs and old wheels (scripts.SWITCH). A rerun that finds the marker, the same wheels and a passing
+verification changes nothing. The system Python is only ever used to check W, create the venv and switch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import secrets
-import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ConfigError
+from edgeq.fleet.board import AgentBundle, build_agent
 from edgeq.fleet.fanout import ProgressFn
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.operation import FleetOp
+from edgeq.fleet.setup import layout
 from edgeq.fleet.setup.plan import choose_runtime, coral_warning, platform_key, wheel_platforms
-from edgeq.fleet.setup.scripts import PROBE, SYNC, TINY_EXPECTED, TINY_MODEL_B64, VERIFY
+from edgeq.fleet.setup.scripts import DISCARD, PROBE, SYNC, TINY_EXPECTED, TINY_MODEL_B64, VERIFY
+from edgeq.fleet.setup.session import MARKER, NO_PYTHON_HINT, SetupSession, put_text, tail
 from edgeq.fleet.setup.wheelcache import WheelSet, WheelsUnavailable, fetch_wheels
+from edgeq.fleet.setup.workdir import preflight, switch
 from edgeq.fleet.transport.base import BoardError, Transport, TransportFactory
-from edgeq.fleet.transport.remotehome import expand_home, resolve_workdir
 from edgeq.records.setup import BoardProbe, RuntimeChoice, SetupOutcome, SetupSummary
 
-MARKER = "edgeq-setup.json"
-NO_PYTHON_HINT = (
-    "install Python 3 on the board (Raspberry Pi OS, Ubuntu: sudo apt install python3 python3-venv) "
-    "or set python: in devices.yaml to its interpreter's path"
-)
 
-
-class _Session:
-    """One board being set up: its transport, resolved paths and the run helper."""
-
-    def __init__(self, device: DeviceSpec, t: Transport):
-        self.d, self.t = device, t
-        home = t.home()
-        self.workdir = resolve_workdir(str(device.workdir), home)
-        self.venv = f"{self.workdir}/venv"
-        self.venv_python = f"{self.venv}/bin/python"
-        self.wheels = f"{self.workdir}/wheels"
-        self.python = expand_home(str(device.python), home)
-        self.bytes_uploaded = 0
-
-    def run(self, argv: list[str], what: str, timeout: float | None = None) -> tuple[int, str, str]:
-        return self.t.run(argv, timeout or self.d.command_timeout)
-
-    def json_of(self, argv: list[str], what: str) -> dict:
-        """Run a board-side script; its last JSON line (shell noise before it is skipped)."""
-        rc, out, err = self.run(argv, what)
-        for line in reversed(out.splitlines()):
-            if line.startswith("{"):
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    break
-        if rc in (126, 127):
-            raise BoardError(
-                self.d.name, f"cannot run the board's python {argv[0]!r} (not found)", NO_PYTHON_HINT, kind="no_python"
-            )
-        raise BoardError(self.d.name, f"{what} failed (exit {rc}): {_tail(err or out)}", kind="setup_failed")
-
-    def fail(self, message: str, hint: str | None, kind: str) -> BoardError:
-        return BoardError(self.d.name, message, hint, kind=kind)
-
-
-def _tail(text: str, n: int = 400) -> str:
-    text = text.strip()
-    return ("..." + text[-n:]) if len(text) > n else text
-
-
-def probe_board(s: _Session) -> tuple[BoardProbe, str]:
+def probe_board(s: SetupSession) -> tuple[BoardProbe, str]:
     """The board's facts and the base interpreter; a configured venv python that is gone falls back to python3."""
     candidates = [s.python] if s.python != s.venv_python else [s.venv_python, "python3"]
     last: BoardError | None = None
@@ -101,7 +61,7 @@ def _same(marker: dict | None, want: dict[str, Any]) -> bool:
     return bool(marker) and all(marker.get(k) == want[k] for k in ("runtime", "module", "wheels"))  # type: ignore[union-attr]
 
 
-def pick_wheels(s: _Session, probe: BoardProbe) -> tuple[RuntimeChoice, WheelSet]:
+def pick_wheels(s: SetupSession, probe: BoardProbe) -> tuple[RuntimeChoice, WheelSet]:
     platforms = wheel_platforms(probe.arch, probe.glibc)
     key = platform_key(probe.arch, probe.glibc, probe.py)
     errors = []
@@ -113,7 +73,7 @@ def pick_wheels(s: _Session, probe: BoardProbe) -> tuple[RuntimeChoice, WheelSet
     raise s.fail("; ".join(errors), "see which runtimes PyPI has for this board in docs/fleet.md#prepare-a-board", "no_wheels")
 
 
-def upload_wheels(s: _Session, wheels: WheelSet) -> None:
+def upload_wheels(s: SetupSession, wheels: WheelSet) -> None:
     """Put every wheel in W/wheels: missing ones go up as *.part, the board checks sha256 and renames."""
     pairs = [f"{n}={h}" for n, h in wheels.files]
     s.t.makedirs(s.wheels)
@@ -134,8 +94,10 @@ def upload_wheels(s: _Session, wheels: WheelSet) -> None:
         )
 
 
-def make_venv(s: _Session, base: str, probe: BoardProbe) -> None:
-    rc, out, err = s.run([base, "-m", "venv", "--clear", s.venv], "creating the venv")
+def make_venv(s: SetupSession, base: str, probe: BoardProbe, target: str) -> None:
+    """`python -m venv` at a new path beside the current venv (never --clear: nothing there to empty)."""
+    s.t.makedirs(target.rsplit("/", 1)[0])
+    rc, out, err = s.run([base, "-m", "venv", target], "creating the venv")
     if rc == 0:
         return
     text = err or out
@@ -148,58 +110,85 @@ def make_venv(s: _Session, base: str, probe: BoardProbe) -> None:
         )
     if rc in (126, 127):
         raise s.fail(f"cannot run the board's python {base!r} (not found)", NO_PYTHON_HINT, "no_python")
-    raise s.fail(f"python -m venv {s.venv} failed (exit {rc}): {_tail(text)}", None, "setup_failed")
+    raise s.fail(f"python -m venv {target} failed (exit {rc}): {tail(text)}", None, "setup_failed")
 
 
-def install(s: _Session, wheels: WheelSet) -> None:
-    argv = [s.venv_python, "-m", "pip", "install", "--no-index", "--find-links", s.wheels, "--no-cache-dir"]
-    argv += ["--disable-pip-version-check", "--quiet", *(f"{s.wheels}/{n}" for n in wheels.names)]
+def requirements(wheel_dir: str, files: tuple[tuple[str, str], ...]) -> str:
+    """A pip requirements file naming each wheel by its file URL and sha256: with --require-hashes, pip
+    installs exactly these bytes (and refuses a dependency that is not among them)."""
+    return "".join(f"file://{urllib.parse.quote(f'{wheel_dir}/{n}')} --hash=sha256:{h}\n" for n, h in files)
+
+
+def install(s: SetupSession, wheels: WheelSet) -> None:
+    venv = s.building or s.venv
+    req = f"{venv}/edgeq-requirements.txt"
+    put_text(s, requirements(s.wheels, wheels.files), req)
+    argv = [f"{venv}/bin/python", "-m", "pip", "install", "--no-index", "--require-hashes", "--no-cache-dir"]
+    argv += ["--disable-pip-version-check", "--quiet", "-r", req]
     rc, out, err = s.run(argv, "installing the wheels")
+    if rc and "DO NOT MATCH THE HASHES" in (err + out):
+        raise s.fail(
+            f"pip refused a wheel in {s.wheels}: it no longer matches the sha256 the board checked after its upload "
+            f"(changed on the board since): {tail(err or out, 300)}",
+            f"find out who else can write {s.wheels} on the board, then run devices setup again",
+            "install_failed",
+        )
     if rc:
-        raise s.fail(f"pip install (offline, from {s.wheels}) failed (exit {rc}): {_tail(err or out)}", None, "install_failed")
+        raise s.fail(f"pip install (offline, from {s.wheels}) failed (exit {rc}): {tail(err or out)}", None, "install_failed")
 
 
-def verify(s: _Session, choice: RuntimeChoice) -> dict:
-    doc = s.json_of([s.venv_python, "-c", VERIFY, choice.module, TINY_MODEL_B64], "verifying the runtime")
+def verify(s: SetupSession, choice: RuntimeChoice, python: str) -> dict:
+    doc = s.json_of([python, "-c", VERIFY, choice.module, TINY_MODEL_B64], "verifying the runtime")
     out = doc.get("output") or []
     if not doc.get("ok") or [round(v, 4) for v in out] != list(TINY_EXPECTED):
         why = doc.get("error") or f"output {out} != {list(TINY_EXPECTED)}"
-        raise s.fail(f"{choice.runtime} in {s.venv} cannot run a tiny model: {why}", "run devices setup again", "verify_failed")
+        where = python.rsplit("/bin/", 1)[0]
+        raise s.fail(f"{choice.runtime} in {where} cannot run a tiny model: {why}", "run devices setup again", "verify_failed")
     return doc
 
 
-def write_marker(s: _Session, marker: dict) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(marker, f, indent=1)
-    local = Path(f.name)
-    tmp = f"{s.venv}/.{secrets.token_hex(6)}.part"
+def write_marker(s: SetupSession, marker: dict, venv: str) -> None:
+    put_text(s, json.dumps(marker, indent=1), f"{venv}/{MARKER}")
+
+
+def build_venv(s: SetupSession, base: str, probe: BoardProbe, choice: RuntimeChoice, wheels: WheelSet, want: dict) -> dict:
+    """A new venv beside the current one: made, installed, verified, marked, then switched in; on any failure
+    it is removed again and the current venv stays. Returns the verification."""
+    venv_id = layout.new_id()
+    s.building = f"{s.workdir}/{layout.VENVS}/{venv_id}"
     try:
-        s.bytes_uploaded += s.t.put_file(local, tmp)
-        s.t.rename(tmp, f"{s.venv}/{MARKER}")
+        make_venv(s, base, probe, s.building)
+        install(s, wheels)
+        doc = verify(s, choice, f"{s.building}/bin/python")
+        write_marker(s, {**want, "python": probe.python, "verified": doc}, s.building)
+        switch(s, base, venv_id, wheels)
     except BaseException:
-        s.t.remove(tmp)
+        with contextlib.suppress(Exception):  # best effort: the failure that got us here is what to report
+            s.run([base, "-c", DISCARD, s.workdir, venv_id], "removing the unfinished venv", 120.0)
         raise
     finally:
-        local.unlink(missing_ok=True)
+        s.building = None
+    return doc
 
 
-def setup_one(device: DeviceSpec, t: Transport, progress: ProgressFn | None = None) -> SetupOutcome:
+def setup_one(
+    device: DeviceSpec, t: Transport, progress: ProgressFn | None = None, agent: AgentBundle | None = None
+) -> SetupOutcome:
     """Make one connected board ready; its outcome (status changed, or ok with action unchanged)."""
-    s = _Session(device, t)
+    s = SetupSession(device, t)
+    preflight(s, agent or build_agent())
     probe, base = probe_board(s)
     choice, wheels = pick_wheels(s, probe)
     want = _want_marker(choice, wheels, base)
-    action = "unchanged"
-    if not (probe.venv_python and _same(probe.marker, want)):
+    if probe.venv_python and _same(probe.marker, want):
+        action = "unchanged"
+        doc = verify(s, choice, s.venv_python)
+    else:
+        action = "set up"
         if progress:
             progress({"event": "install", "device": device.name})
         upload_wheels(s, wheels)
-        make_venv(s, base, probe)
-        install(s, wheels)
-        action = "set up"
-    doc = verify(s, choice)
-    if action != "unchanged":
-        write_marker(s, {**want, "python": probe.python, "verified": doc})
+        doc = build_venv(s, base, probe, choice, wheels, want)
     warn = coral_warning(probe, device.tags, device.delegate)
     return SetupOutcome(
         device=device.name,
@@ -248,7 +237,7 @@ def setup(
             progress({"event": "connect", "device": d.name, "address": d.address})
         t = op.factory(d)
         try:
-            return setup_one(d, t, progress)
+            return setup_one(d, t, progress, op.agent)
         finally:
             t.close()
 

@@ -111,3 +111,99 @@ except Exception as e:
     out["error"] = "%s: %s" % (type(e).__name__, e)
 print(json.dumps(out))
 """
+
+# argv: W NEW_ID LOCK_TIMEOUT_S WHEEL_NAME... Under W/lock (the agent's board lock: a running bench is waited
+# for, and no agent that takes the lock starts meanwhile) point W/venv at venvs/NEW_ID with one rename (an
+# older edgeq's W/venv directory is moved aside first); then remove every other venv under W/venvs and every
+# file in W/wheels not named. Prints one JSON line: {"switched", "old", "pruned"}, or {"error", ...} and exits
+# 6 (W/lock held past the timeout: "holder" is its record) or 1.
+SWITCH = r"""
+import errno, fcntl, json, os, re, shutil, socket, stat, sys, time
+w, new, timeout, keep = sys.argv[1], sys.argv[2], float(sys.argv[3]), set(sys.argv[4:])
+venv, venvs, wheels = os.path.join(w, "venv"), os.path.join(w, "venvs"), os.path.join(w, "wheels")
+def done(doc, rc=0):
+    print(json.dumps(doc))
+    sys.exit(rc)
+target = os.path.join(venvs, new)
+if not re.match(r"^[0-9a-f]{12}$", new) or os.path.islink(target) or not os.path.isdir(target):
+    done({"error": "no new venv at " + target}, 1)
+fd = os.open(os.path.join(w, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+deadline = time.time() + timeout
+while True:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        if time.time() >= deadline:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "{}")
+            except ValueError:
+                holder = {}
+            done({"error": "locked", "holder": holder if isinstance(holder, dict) else {}}, 6)
+        time.sleep(0.2)
+try:
+    with open("/proc/self/stat") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+except (OSError, ValueError, IndexError):
+    ticks = None
+note = {"pid": os.getpid(), "start_ticks": ticks, "hostname": socket.gethostname(),
+        "command": "devices setup (switching W/venv to venvs/" + new + ")",
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+os.ftruncate(fd, 0)
+os.pwrite(fd, (json.dumps(note) + "\n").encode(), 0)
+pruned, old = [], None
+try:
+    try:
+        st = os.lstat(venv)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        old = os.readlink(venv)
+        if not re.match(r"^venvs/[0-9a-f]{12}$", old):
+            done({"error": venv + " is a symbolic link to " + repr(old) + " that edgeq did not make"}, 1)
+    elif st is not None and stat.S_ISDIR(st.st_mode):
+        old = "venvs/old-" + new
+        os.rename(venv, os.path.join(w, old))
+    elif st is not None:
+        done({"error": venv + " is not a directory"}, 1)
+    tmp = os.path.join(w, ".venv-" + new + ".tmp")
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink("venvs/" + new, tmp)
+    os.rename(tmp, venv)
+    dfd = os.open(w, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    for name in sorted(os.listdir(venvs)):
+        p = os.path.join(venvs, name)
+        if name != new:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
+            pruned.append("venvs/" + name)
+    for name in sorted(os.listdir(wheels)) if os.path.isdir(wheels) else []:
+        p = os.path.join(wheels, name)
+        if name not in keep and (os.path.islink(p) or not os.path.isdir(p)):
+            os.remove(p)
+            pruned.append("wheels/" + name)
+finally:
+    os.ftruncate(fd, 0)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+done({"switched": "venvs/" + new, "old": old, "pruned": pruned})
+"""
+
+# argv: W ID: remove W/venvs/ID, a venv whose set-up failed before it was switched in (never W/venv's target:
+# the switch is the last step, and a set-up that got that far succeeded)
+DISCARD = r"""
+import os, re, shutil, sys
+w, venv_id = sys.argv[1], sys.argv[2]
+p = os.path.join(w, "venvs", venv_id)
+if re.match(r"^[0-9a-f]{12}$", venv_id) and not os.path.islink(p) and os.path.isdir(p):
+    shutil.rmtree(p, ignore_errors=True)
+"""

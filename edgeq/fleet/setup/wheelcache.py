@@ -2,7 +2,9 @@
 
 Boards are often offline; the host has PyPI. Wheels land in <edgeq home>/wheels/<platform>-cpXY/<set>/,
 written to a temporary folder and renamed once complete, with a manifest of their sha256 (what the
-board checks after the upload). A file lock serialises boards of the same kind set up in parallel.
+board checks after the upload, and pip installs with --require-hashes). A file lock serialises boards of the
+same kind set up in parallel. A cached set is re-hashed each time it is used: a wheel that no longer matches
+its manifest (a bad disk, a hand edit) makes the whole set download again instead of failing on every board.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def fetch_wheels(
     with open(final.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cached = _read_manifest(final)
-        if cached is not None:
+        if cached is not None and all(file_sha256(final / n) == h for n, h in cached):
             return WheelSet(final, cached, key, reused=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
