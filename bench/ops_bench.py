@@ -118,10 +118,22 @@ def _match(fp: dict, q: dict) -> list[tuple[dict, dict]]:
 def part_m224(work: Path, models: dict[str, Path], rounds: int, runs: int, sessions: int, probe: float) -> None:
     cli = Cli(work / "home-m224")
     docs: dict[str, list[dict]] = {"fp32": [], "int8": []}
+    # the probe's first-conv one-layer model, timed here too (its 4.17 was measured on another CPU)
+    import int8_kernels_probe as probe_mod
+
+    name, shape, layer = probe_mod.LAYERS[-1]
+    one = probe_mod.convert_layer(work, name, shape, layer)
+    here: dict[str, list[float]] = {"fp32": [], "int8": []}
     for _ in range(rounds):
         for v in ("fp32", "int8"):
             docs[v].append(bench(cli, models[v], "local", "--ops", "--runs", runs, "--sessions", sessions))
             print(v, docs[v][-1]["_load"], flush=True)
+        for _ in range(3):  # interleaved with the benches: same machine, same load
+            for v in ("fp32", "int8"):
+                here[v].append(probe_mod.p50_ms(one[v], False, runs=200))
+    probe_here = statistics.median(here["int8"]) / statistics.median(here["fp32"])
+    for d in (*docs["fp32"], *docs["int8"]):
+        (work / f"m224-{d['history_run']}.json").write_text(json.dumps(d))
     # per op: the median over rounds of the profile's per-op p50 (itself the median of session p50s)
     pairs = [_match(profiles(f)["local"], profiles(q)["local"]) for f, q in zip(docs["fp32"], docs["int8"], strict=True)]
     if len({len(p) for p in pairs}) != 1:
@@ -148,13 +160,19 @@ def part_m224(work: Path, models: dict[str, Path], rounds: int, runs: int, sessi
     top = sorted(sized, key=lambda t: t[3] / t[2], reverse=True)[:8]
     r_first = first[3] / first[2]
     dev = abs(r_first - probe) / probe
+    dev_here = abs(r_first - probe_here) / probe_here
+    f0, q0 = profiles(docs["fp32"][0])["local"]["ops"], profiles(docs["int8"][0])["local"]["ops"]
+    pairing = (
+        "by node: identical XNNPACK op sequences"
+        if [o["op"] for o in f0] == [o["op"] for o in q0]
+        else "by the mapped model op index: the op sequences differ, e.g. int8's SOFTMAX runs in the interpreter"
+    )
     tot = {v: statistics.median(profiles(d)["local"]["invoke"]["p50_us"] for d in docs[v]) for v in docs}
     interp = {v: statistics.median(profiles(d)["local"]["interpreter_p50_us"] for d in docs[v]) for v in docs}
     body = (
         f"Done when 2: MobileNetV2 224 (alpha 1.0) fp32 vs int8 on the local board, `edgeq bench M -t local --threads 1 "
         f"--min-seconds 0 --ops --runs {runs} --sessions {sessions}`, fp32/int8 interleaved x{rounds}; per op the median "
-        f"over rounds of its p50 (median of session p50s). Rows paired by node (identical XNNPACK op sequences: "
-        f"{'yes' if len(pairs[0]) == len(table) and len(profiles(docs['fp32'][0])['local']['ops']) == len(table) else 'no'}).\n\n"
+        f"over rounds of its p50 (median of session p50s). {len(table)} rows paired ({pairing}).\n\n"
         f"- load average per bench: {', '.join(d['_load'] for v in docs for d in docs[v])}\n"
         f"- profiled Invoke p50 fp32 / int8: {tot['fp32']:.0f} / {tot['int8']:.0f} us ({tot['int8'] / tot['fp32']:.2f}); "
         f"Interpreter p50 of the same benches {interp['fp32']:.0f} / {interp['int8']:.0f} us "
@@ -165,7 +183,13 @@ def part_m224(work: Path, models: dict[str, Path], rounds: int, runs: int, sessi
         f"{worst_abs[3] - worst_abs[2]:+.1f} us\n"
         f"- first 3x3 conv ({first[0]['node']}): x{r_first:.2f} vs bench/int8_kernels_probe.py --layers x{probe:.2f}: "
         f"{dev * 100:.0f} % off ({'within' if dev <= 0.25 else 'NOT within'} 25 %); named the largest int8 loss by "
-        f"ratio: {'yes' if worst_ratio is first else 'NO'}\n\n"
+        f"ratio: {'yes' if worst_ratio is first else 'NO'}\n"
+        f"- the probe's first-conv one-layer model timed here, interleaved with the benches (ai-edge-litert "
+        f"Interpreter, XNNPACK, 1 thread, median of {len(here['fp32'])} p50s of 200 invokes): fp32 "
+        f"{statistics.median(here['fp32']) * 1e3:.0f} us, int8 {statistics.median(here['int8']) * 1e3:.0f} us, "
+        f"x{probe_here:.2f}; the per-op view's x{r_first:.2f} is {dev_here * 100:.0f} % off it "
+        f"({'within' if dev_here <= 0.25 else 'NOT within'} 25 %). NB: the x{probe:.2f} in RESULTS.md was measured "
+        f"on another CPU (AMD EPYC, avx2 only); this one: {_cpu()}\n\n"
         "Top ops by int8/fp32 ratio:\n\n| node | model op (mapping) | kernel fp32 -> int8 | fp32 us | int8 us | "
         "int8/fp32 | int8 - fp32 |\n|---|---|---|---|---|---|---|\n" + "\n".join(line(t) for t in top) + "\n"
     )
@@ -342,6 +366,13 @@ def part_aarch64(work: Path, models: dict[str, Path], runs: int, sessions: int) 
     append_results(
         "bench --ops on the emulated aarch64 board and a mixed fleet (issue 23, Done when 1 and 5)", _cmd("aarch64"), body
     )
+
+
+def _cpu() -> str:
+    info = Path("/proc/cpuinfo").read_text()
+    name = next((x.split(":", 1)[1].strip() for x in info.splitlines() if x.startswith("model name")), "?")
+    flags = sorted({f for f in info.split() if f == "avx2" or f.startswith("avx512") or "vnni" in f})
+    return f"{name}, {', '.join(flags) or 'no avx2'}"
 
 
 def _cmd(part: str) -> str:
