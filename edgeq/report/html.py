@@ -7,7 +7,6 @@ the trend of the pipeline's last N runs. matplotlib is imported here only, with 
 from __future__ import annotations
 
 import datetime as dt
-import html
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ from edgeq import paths, units
 from edgeq.errors import EdgeqError, StoreError
 from edgeq.records import Record
 from edgeq.records.ops import OpProfile
+from edgeq.report.htmlkit import _e, _table
 from edgeq.report.plots import accuracy_size_plot, latency_plot, trend_plot
 from edgeq.results.compare import Comparison
 from edgeq.results.headline import Headline, headline
@@ -46,24 +46,6 @@ class ReportSummary(Record):
     run_id: str
     bytes: int
     trend_runs: int
-
-
-def _e(x: object) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def _empty(c: Any) -> bool:
-    return c is None or c == "" or c == ()
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    # a column no row fills (no power probe on any board, no board model) says nothing: leave it out
-    keep = [i for i in range(len(headers)) if not rows or any(not _empty(r[i]) for r in rows)]
-    headers = [headers[i] for i in keep]
-    rows = [[r[i] for i in keep] for r in rows]
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _f(x: float | None, fmt: str, scale: float = 1.0) -> str:

@@ -4,7 +4,7 @@ the same board, op by op (edgeq.report.opsview says how ops are paired). Board t
 from __future__ import annotations
 
 from edgeq.records.ops import OpProfile
-from edgeq.report.html import _e, _table
+from edgeq.report.htmlkit import _e, _table
 from edgeq.report.opsplots import ops_plot, pair_plot
 from edgeq.report.opsview import TOP, label, losers, pair_counts, pair_ops, variant_pairs
 from edgeq.results.compare import Comparison

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeq.report.html import _table
+from edgeq.report.htmlkit import _table
 from edgeq.report.plots import _labels, _n_label
 from edgeq.results.rows import BenchmarkRow
 
