@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 
 VCGENCMD_TIMEOUT_S = 2.0
 FREQ_DROP_RATIO = 0.95  # a window whose slowest clock is 5 % under its fastest one ran at a different speed
@@ -29,6 +30,12 @@ HOT_TEMP_C = 80.0  # a Raspberry Pi 4/5 starts to throttle at 80 °C (devices.ya
 THROTTLE_NOW = 0xF  # under-voltage, arm frequency capped, throttled, soft temperature limit: now
 THROTTLE_SINCE = 0xF0000  # the same four "has occurred" bits (sticky since boot)
 TREND_FRACTION = 0.1  # burst vs sustained: the first 10 % of the samples against the last 10 %
+# cpu_starved: the invoking thread runs back to back, so the agent's process CPU time over the window is at
+# least ~1 x wall (more with runtime worker threads); under 0.85 x wall something took the CPU away
+CPU_STARVED_RATIO = 0.85
+CPU_THROTTLED_FRACTION = 0.05  # or the cgroup's CFS quota held the group off the CPU for 5 % of the window
+CPU_STEAL_FRACTION = 0.05  # or the hypervisor stole 5 % of the cpus used (/proc/stat steal)
+CPU_OFFLOADED = ("edgetpu",)  # delegates that leave the CPU waiting: the CPU/wall rule does not apply
 
 
 def _read_text(path):
@@ -183,7 +190,131 @@ class Sampler:
         return out
 
 
-def flags(before, during, after, own_threads, hot_temp_c=HOT_TEMP_C, foreign_load=FOREIGN_LOAD) -> list:
+def _cgroup_mounts() -> list:
+    """[(version 1 or 2, mount root, mount point)] of the cgroup hierarchies with the cpu controller."""
+    out = []
+    for line in (_read_text("/proc/self/mountinfo") or "").splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        if tail[0] == "cgroup2":
+            out.append((2, fields[3], fields[4]))
+        elif tail[0] == "cgroup" and "cpu" in tail[2].split(","):
+            out.append((1, fields[3], fields[4]))
+    return out
+
+
+def _cgroup_dirs() -> list:
+    """[(version, directory)] of this process's cpu cgroup and its ancestors (own first): a quota set on a
+    parent group throttles its children too, and only the parent's cpu.stat counts it."""
+    groups = {}
+    for line in (_read_text("/proc/self/cgroup") or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            groups[2] = parts[2]
+        elif "cpu" in parts[1].split(","):
+            groups[1] = parts[2]
+    out = []
+    for version, root, mount in _cgroup_mounts():
+        path = groups.get(version)
+        if path is None or (version == 2 and not os.path.exists(os.path.join(mount, "cpu.stat"))):
+            continue
+        rel = path[len(root) :] if root != "/" and path.startswith(root) else path
+        rel = rel.strip("/")
+        while True:
+            out.append((version, os.path.join(mount, rel) if rel else mount))
+            if not rel:
+                break
+            rel = os.path.dirname(rel)
+    return out
+
+
+def _cgroup_stat(directory, version):
+    """(nr_throttled, throttled seconds) from a cgroup's cpu.stat, or None."""
+    stat = {}
+    for line in (_read_text(os.path.join(directory, "cpu.stat")) or "").splitlines():
+        key, _, value = line.partition(" ")
+        stat[key] = _int_or_none(value.strip())
+    nr = stat.get("nr_throttled")
+    t = stat.get("throttled_time") if version == 1 else stat.get("throttled_usec")
+    if nr is None or t is None:
+        return None
+    return nr, t / (1e9 if version == 1 else 1e6)
+
+
+def _steal_s(cpus) -> float | None:
+    """Steal seconds (/proc/stat, the 8th counter) summed over `cpus`; None without the column."""
+    tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    want = {"cpu" + str(c) for c in cpus}
+    total = None
+    for line in (_read_text("/proc/stat") or "").splitlines():
+        parts = line.split()
+        if parts and parts[0] in want and len(parts) > 8:
+            value = _int_or_none(parts[8])
+            if value is not None:
+                total = (total or 0) + value / tick
+    return total
+
+
+def cpu_counters(cpus=None) -> dict:
+    """The counters cpu_window() compares: this process's CPU seconds (time.process_time: user + system of
+    every thread, ns resolution where os.times has 10 ms ticks), the steal of the cpus used, the cgroup's
+    throttling (v1 and v2, own group and ancestors)."""
+    used = cpus_used() if cpus is None else cpus
+    groups = {}
+    for version, directory in _cgroup_dirs():
+        stat = _cgroup_stat(directory, version)
+        if stat is not None:
+            groups[directory] = (version, stat[0], stat[1])
+    return {"cpu_s": time.process_time(), "steal_s": _steal_s(used), "ncpus": len(used), "cgroups": groups}
+
+
+def cpu_window(start, end, wall_s, cpu_bound=True) -> dict:
+    """What the window's CPU counters say: CPU/wall, steal, the most throttled cgroup. Pure."""
+    wall = max(float(wall_s), 1e-9)
+    cpu = end["cpu_s"] - start["cpu_s"]
+    out = {
+        "cpu_s": round(cpu, 6),
+        "wall_s": round(wall, 6),
+        "ratio": round(cpu / wall, 4),
+        "expected": 1.0 if cpu_bound else None,
+    }
+    if start.get("steal_s") is not None and end.get("steal_s") is not None:
+        out["steal_s"] = round(end["steal_s"] - start["steal_s"], 4)
+        out["steal_fraction"] = round(out["steal_s"] / (wall * max(1, end.get("ncpus") or 1)), 4)
+    best = None
+    for directory, (version, nr, t) in (end.get("cgroups") or {}).items():
+        before = (start.get("cgroups") or {}).get(directory)
+        if before is None:
+            continue
+        d_nr, d_t = nr - before[1], t - before[2]
+        if best is None or d_t > best["throttled_s"]:
+            best = {"cgroup": directory, "cgroup_version": version, "nr_throttled": d_nr, "throttled_s": round(d_t, 6)}
+    if best is not None:
+        out.update(best)
+        out["throttled_fraction"] = round(best["throttled_s"] / wall, 4)
+    out["starved"] = starved(out)
+    return out
+
+
+def starved(cpu) -> bool:
+    """The cpu_starved rule (docs/measurement.md): CPU/wall under CPU_STARVED_RATIO x expected (CPU-bound
+    runs only), or the cgroup throttled over CPU_THROTTLED_FRACTION of the window, or steal over
+    CPU_STEAL_FRACTION of the cpus used."""
+    if not cpu:
+        return False
+    expected = cpu.get("expected")
+    if expected and cpu.get("ratio") is not None and cpu["ratio"] < CPU_STARVED_RATIO * expected:
+        return True
+    if (cpu.get("throttled_fraction") or 0.0) > CPU_THROTTLED_FRACTION:
+        return True
+    return (cpu.get("steal_fraction") or 0.0) > CPU_STEAL_FRACTION
+
+
+def flags(before, during, after, own_threads, hot_temp_c=HOT_TEMP_C, foreign_load=FOREIGN_LOAD, cpu=None) -> list:
     """The flags of one session from plain readings (see the module doc); sorted, possibly empty."""
     out = set()
     for snap in (before, after):
@@ -207,6 +338,8 @@ def flags(before, during, after, own_threads, hot_temp_c=HOT_TEMP_C, foreign_loa
     ]
     if temps and max(temps) > hot_temp_c:
         out.add("hot")
+    if starved(cpu):
+        out.add("cpu_starved")
     return sorted(out)
 
 

@@ -155,6 +155,7 @@ def _state_doc(before, during, after, args, controls, extra) -> dict:
         own,
         hot_temp_c=float(controls.get("hot_temp_c", boardstate.HOT_TEMP_C)),
         foreign_load=float(controls.get("foreign_load", boardstate.FOREIGN_LOAD)),
+        cpu=extra.get("cpu"),
     )
     doc["foreign_load"] = [boardstate.foreign(before, own), boardstate.foreign(after, own)]
     doc.update((k, v) for k, v in extra.items() if v is not None)
@@ -185,7 +186,7 @@ def bench(args) -> dict:
         finally:
             if gov is not None:
                 gov.restore()
-    extra = {"cooldown": cool, "cpu_affinity": affinity, "governor": governor}
+    extra = {"cooldown": cool, "cpu_affinity": affinity, "governor": governor, "cpu": doc.pop("_cpu")}
     doc["state"] = _state_doc(doc.pop("_before"), doc.pop("_during"), doc.pop("_after"), args, controls, extra)
     return doc
 
@@ -214,8 +215,12 @@ def _sampled_window(model, cycling, args, power_spec, controls) -> dict:
         sampler.start()
     state.start()
     window_s = float(controls.get("window_s") or 1.0)
+    cpu_start, wall_start = boardstate.cpu_counters(), time.perf_counter()
     loop = _timed_loop(model, cycling, args, float(controls.get("sustained_s") or 0.0), window_s)
+    cpu_end, wall_end = boardstate.cpu_counters(), time.perf_counter()
     during = state.stop()
+    used = (getattr(model, "delegate", None) or {}).get("used")
+    loop["cpu"] = boardstate.cpu_window(cpu_start, cpu_end, wall_end - wall_start, used not in boardstate.CPU_OFFLOADED)
     if sampler is not None:
         sampler.stop()
     loop.update(probe=probe, idle=idle, sampler=sampler, window_s=window_s, before=before, during=during)
@@ -276,6 +281,7 @@ def _measure(rt, path, name, sha, args, power_spec, controls) -> dict:
         "_before": loop["before"],
         "_during": loop["during"],
         "_after": loop["after"],
+        "_cpu": loop["cpu"],
     }
 
 

@@ -242,6 +242,22 @@ def bench_cmd(
             help="Independent sessions (a fresh agent and interpreter each); --runs and --min-seconds are totals.",
         ),
     ] = 5,
+    ci_target: Annotated[
+        str | None,
+        typer.Option(
+            "--ci-target",
+            metavar="PCT",
+            help="Self-sizing: after --sessions, add sessions until the p50 interval's half-width is within PCT of "
+            "the p50 (e.g. 2%) or the budget (--max-sessions, --max-seconds) runs out.",
+        ),
+    ] = None,
+    max_sessions: Annotated[
+        int, typer.Option("--max-sessions", min=1, max=100, help="With --ci-target: at most this many sessions in all.")
+    ] = 20,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option("--max-seconds", min=0.0, help="With --ci-target: start no session after this many seconds."),
+    ] = None,
     cooldown_temp: benchopts.CooldownTempOpt = None,
     cooldown_max_wait: benchopts.CooldownWaitOpt = None,
     cooldown_seconds: benchopts.CooldownSecondsOpt = None,
@@ -269,7 +285,7 @@ def bench_cmd(
     results in the history as an ad hoc run (`edgeq history --adhoc`). With --ops, then where the time goes: per op.
 
     Each session records the board's state (temperature, clock, throttling, load) through its timed window;
-    the Flags column names sessions to distrust (throttled, freq_drop, foreign_load, hot, cooldown_timeout)."""
+    the Flags column names sessions to distrust (throttled, freq_drop, foreign_load, hot, cooldown_timeout, cpu_starved)."""
     output.use_json(json_out)
     import time
 
@@ -278,6 +294,11 @@ def bench_cmd(
     controls = benchopts.controls(
         cooldown_temp, cooldown_max_wait, cooldown_seconds, cpu_affinity, governor, sustained, window, hot_temp
     )
+    sizing = None
+    if ci_target is not None:
+        from edgeq.fleet.sessions import Sizing, parse_ci_target
+
+        sizing = Sizing(target=parse_ci_target(ci_target), max_sessions=max_sessions, max_seconds=max_seconds)
 
     started = time.time()
     profiled: list[Any] = []
@@ -297,6 +318,7 @@ def bench_cmd(
             progress=progress,
             sessions=sessions,
             controls=controls,
+            sizing=sizing,
         )
         if ops:  # after the latency sessions, never mixed into them
             key = res.name or artifact.stem

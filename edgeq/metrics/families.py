@@ -71,7 +71,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "edgeq_harness_floor_seconds": ("Invoke time of a no-op model on the device (the harness floor).", BENCH_LABELS),
     # board state: one series per benchmark and flag name (a fixed set), never per session
     "edgeq_bench_flagged": (
-        "1 if a session of the benchmark was flagged (throttled, freq_drop, foreign_load, hot, cooldown_timeout), else 0.",
+        "1 if a session of the benchmark was flagged"
+        " (throttled, freq_drop, foreign_load, hot, cooldown_timeout, cpu_starved), else 0.",
         (*BENCH_LABELS, "flag"),
     ),
     "edgeq_latency_trend_ratio": (

@@ -6,7 +6,9 @@ Every reading is best effort: a board without thermal zones, cpufreq or vcgencmd
 - freq_drop: the slowest CPU clock seen in the window is under 95 % of the fastest one seen;
 - foreign_load: the 1-min load average minus the agent's own threads is over a threshold (default 0.5);
 - hot: the hottest thermal zone went over the board's hot_temp_c (devices.yaml, default 80 °C);
-- cooldown_timeout: the cool-down before the session gave up at max_wait_s (the session still ran).
+- cooldown_timeout: the cool-down before the session gave up at max_wait_s (the session still ran);
+- cpu_starved: the agent got less CPU than its window needed: process CPU time / wall time under 0.85 (CPU-bound
+  runs), or the cgroup's CFS quota throttled it over 5 % of the window, or steal over 5 % (`BoardState.cpu`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import StrictInt
 
 from edgeq.records.base import Record
 
-FLAGS: tuple[str, ...] = ("throttled", "freq_drop", "foreign_load", "hot", "cooldown_timeout")
+FLAGS: tuple[str, ...] = ("throttled", "freq_drop", "foreign_load", "hot", "cooldown_timeout", "cpu_starved")
 
 
 class ThrottleBits(Record):
@@ -76,8 +78,29 @@ class GovernorReport(Record):
     restored: bool | None = None
 
 
+class CpuWindow(Record):
+    """The agent's CPU over the timed window (edgeq.agent.boardstate.cpu_window): what cpu_starved is decided on."""
+
+    omit_if_none: ClassVar[frozenset[str]] = frozenset(
+        {"steal_s", "steal_fraction", "cgroup", "cgroup_version", "nr_throttled", "throttled_s", "throttled_fraction"}
+    )
+
+    cpu_s: float  # the agent process's user + system seconds (every thread)
+    wall_s: float
+    ratio: float  # cpu_s / wall_s
+    expected: float | None = None  # 1.0 for a CPU-bound run; None (rule off) with a delegate that offloads
+    steal_s: float | None = None  # /proc/stat steal of the cpus used
+    steal_fraction: float | None = None
+    cgroup: str | None = None  # the most throttled of the agent's cpu cgroup and its ancestors
+    cgroup_version: StrictInt | None = None
+    nr_throttled: StrictInt | None = None
+    throttled_s: float | None = None
+    throttled_fraction: float | None = None
+    starved: bool = False
+
+
 class BoardState(Record):
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"cooldown", "cpu_affinity", "governor"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"cooldown", "cpu_affinity", "governor", "cpu"})
 
     before: StateReading = StateReading()
     during: StateDuring = StateDuring()
@@ -87,6 +110,7 @@ class BoardState(Record):
     cooldown: CooldownReport | None = None
     cpu_affinity: tuple[int, ...] | None = None
     governor: GovernorReport | None = None
+    cpu: CpuWindow | None = None
 
 
 class Trend(Record):

@@ -41,7 +41,7 @@ def test_flags_are_stored_exported_reported_and_noted_by_compare(tmp_path):
     text = metrics.exposition(metrics.registry_for(metrics.latest_families(db))).decode()
     assert 'edgeq_bench_flagged{arch="aarch64",device="pi5",flag="hot"' in text.replace('pipeline="synth",', "")
     lines = [x for x in text.splitlines() if x.startswith("edgeq_bench_flagged{")]
-    assert len(lines) == 5 and sum(float(x.rsplit(" ", 1)[1]) for x in lines) == 2.0
+    assert len(lines) == 6 and sum(float(x.rsplit(" ", 1)[1]) for x in lines) == 2.0  # every flag, 0 or 1
     assert "session=" not in text and "run_id" not in text
     assert "edgeq_latency_trend_ratio{" in text and "edgeq_board_temp_celsius{" in text
 
