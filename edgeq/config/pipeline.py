@@ -258,6 +258,11 @@ class BenchmarkStageSpec(Spec):
     # 5 (edgeq.fleet.sessions.DEFAULT_SESSIONS says why): robust to two slowed sessions of five, at about one
     # session's timed cost in total plus four agent starts
     sessions: int = Field(5, ge=1, le=100)
+    # self-sizing (`edgeq bench --ci-target`): after `sessions`, add sessions until the p50 interval's half-width is
+    # within ci_target percent of the p50 ("2%" or 2), or max_sessions / max_seconds run out (edgeq.fleet.sessions)
+    ci_target: str | float | None = None
+    max_sessions: int = Field(20, ge=1, le=100)
+    max_seconds: float | None = Field(None, ge=0.0)
     # re-measure the last successful run's artifact of each changed variant in the same sessions (A A' B B' ...),
     # so compare tells a model change from a board or runtime change (`edgeq run --rerun-baseline`)
     rerun_baseline: bool = False
@@ -294,6 +299,19 @@ class BenchmarkStageSpec(Spec):
     def _pos(cls, v):
         if v is not None and any(t < 1 for t in v):
             raise ValueError("thread counts must be >= 1")
+        return v
+
+    @field_validator("ci_target")
+    @classmethod
+    def _pct(cls, v):
+        if v is not None:
+            raw = str(v).strip().removesuffix("%").strip()
+            try:
+                pct = float(raw)
+            except ValueError:
+                raise ValueError(f"ci_target must be a percentage such as 2% (got {v!r})") from None
+            if not 0.0 < pct < 100.0:
+                raise ValueError("ci_target must be above 0 % and below 100 %")
         return v
 
     def controls(self) -> BenchControlsSpec:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from edgeq.fleet.numeric import golden_rows, numeric_check
     from edgeq.fleet.opsprofile import profile_ops
     from edgeq.fleet.predictions import predict
-    from edgeq.fleet.sessions import DEFAULT_SESSIONS, merge_sessions, per_session
+    from edgeq.fleet.sessions import DEFAULT_SESSIONS, Sizing, merge_sessions, parse_ci_target, per_session
     from edgeq.fleet.transport.base import BoardError, Transport
 
 # where each public name lives (imported by __getattr__ on first use, then kept as a plain attribute)
@@ -40,7 +40,7 @@ _HOMES = {
     "edgeq.fleet.numeric": ("golden_rows", "numeric_check"),
     "edgeq.fleet.opsprofile": ("profile_ops",),
     "edgeq.fleet.predictions": ("predict",),
-    "edgeq.fleet.sessions": ("DEFAULT_SESSIONS", "merge_sessions", "per_session"),
+    "edgeq.fleet.sessions": ("DEFAULT_SESSIONS", "Sizing", "merge_sessions", "parse_ci_target", "per_session"),
     "edgeq.fleet.transport.base": ("BoardError", "Transport"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
@@ -63,6 +63,7 @@ __all__ = [
     "FleetInterrupted",
     "Inventory",
     "PowerSpec",
+    "Sizing",
     "Transport",
     "bench",
     "bench_models",
@@ -73,6 +74,7 @@ __all__ = [
     "load_inventory",
     "merge_sessions",
     "numeric_check",
+    "parse_ci_target",
     "open_inventory",
     "per_session",
     "predict",

@@ -21,7 +21,7 @@ from edgeq.fleet.deployment import check_tflite, install_on, model_name
 from edgeq.fleet.fanout import FleetInterrupted, ProgressFn, failure_fields, failure_record
 from edgeq.fleet.inventory.devices import DeviceSpec, Inventory
 from edgeq.fleet.operation import FleetOp
-from edgeq.fleet.sessions import DEFAULT_SESSIONS, per_session, run_sessions
+from edgeq.fleet.sessions import DEFAULT_SESSIONS, Sizing, per_session, run_sessions
 from edgeq.fleet.transport.base import BoardError, TransportFactory
 from edgeq.hashing import file_sha256
 from edgeq.records.fleet import (
@@ -154,6 +154,7 @@ class _Plan:
     inputs: Path | None
     sessions: int
     controls: BenchControlsSpec | None
+    sizing: Sizing | None = None  # --ci-target: more sessions until the interval is narrow enough
 
 
 class _OnBoard:
@@ -195,7 +196,9 @@ class _OnBoard:
 
     def run(self) -> tuple[dict[str, list[BenchRun]], dict[str, BoardError]]:
         try:
-            return run_sessions(list(self.plan.models), self.threads, self.plan.sessions, self.start, self.measure)
+            return run_sessions(
+                list(self.plan.models), self.threads, self.plan.sessions, self.start, self.measure, self.plan.sizing
+            )
         finally:
             if self.inputs:
                 self.board.t.remove(self.inputs)
@@ -249,6 +252,7 @@ def bench_models(
     agent: AgentBundle | None = None,
     sessions: int = DEFAULT_SESSIONS,
     controls: BenchControlsSpec | None = None,
+    sizing: Sizing | None = None,
 ) -> dict[str, FleetSummary]:
     """Deploy each model if needed, then measure them all on each board in `sessions` sessions, interleaved (session
     1 of every model, then session 2, ...; every thread count within each: edgeq.fleet.sessions).
@@ -275,6 +279,7 @@ def bench_models(
         Path(inputs) if inputs is not None else None,
         sessions,
         controls,
+        sizing,
     )
     finished: dict[str, tuple[BoardOutcome, dict[str, BoardOutcome]]] = {}
     lock = threading.Lock()
@@ -349,6 +354,7 @@ def bench(
     agent: AgentBundle | None = None,
     sessions: int = DEFAULT_SESSIONS,
     controls: BenchControlsSpec | None = None,
+    sizing: Sizing | None = None,
 ) -> FleetSummary:
     """Deploy if needed, then run the agent's bench `sessions` times per device x threads: `bench_models` for one
     model. Each board's outcome has `deploy` and `results`, one BenchRun per thread count."""
@@ -367,5 +373,6 @@ def bench(
         agent=agent,
         sessions=sessions,
         controls=controls,
+        sizing=sizing,
     ).values()
     return res

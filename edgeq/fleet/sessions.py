@@ -3,8 +3,9 @@ agent process and interpreter), and their merge into one result.
 
 Why sessions: a board drifts between sessions (heat, clock, other load) more than within one, so one long
 session hides the drift that decides whether a difference is real. The overall p50 is the median of the
-session medians; p90/p99 are pooled over every sample; the spread and the bootstrap interval come from
-the session medians (edgeq.results.stats says why the session, not the sample, is what is resampled).
+session medians; p90/p99 are pooled over every sample; the spread and the interval come from the session
+medians: the exact order-statistic interval of their median, stored with its true level (edgeq.results.stats
+median_interval; records before it hold a "95 %" bootstrap interval and say so in ci_ms.method).
 
 Per-session work: `runs` and `min_seconds` given to a benchmark are totals over its sessions, so K = 5
 sessions cost about what one session did before (plus K - 1 interpreter loads and warm-ups).
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Callable
 
+from edgeq.errors import ConfigError
 from edgeq.fleet import clock
 from edgeq.fleet.boardstate import merged_fields, session_fields
 from edgeq.fleet.transport.base import BoardError
-from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats, MedianCI
+from edgeq.records import Record
+from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, CiSizing, LatencyStats, MedianCI
 
 # The nightly's default. compare decides on the fastest invoke over the sessions and its bootstrap interval
 # (edgeq.results.compare): with 3 sessions one baseline session slowed all through (common on a shared or noisy
@@ -31,6 +35,10 @@ from edgeq.records.fleet import AgentBench, BenchRun, BenchSession, LatencyStats
 # five still leave it above (bench/drift_bench.py: a 15 % slower model flagged 16 of 20 times with 3, 20 of 20
 # with 5). Each extra session costs an agent start and an interpreter load, not more timed runs.
 DEFAULT_SESSIONS = 5
+
+DEFAULT_MAX_SESSIONS = 20  # a self-sizing benchmark's session budget when --max-sessions is not given
+
+ORDER_STATISTICS = "order statistics of session medians"  # MedianCI.method of intervals from median_interval
 
 
 def per_session(runs: int, min_seconds: float, sessions: int) -> tuple[int, float]:
@@ -47,19 +55,76 @@ Start = Callable[[str, int], None]  # (model, session): before the model's runs 
 Measure = Callable[[str, int, int], BenchRun]  # (model, threads, session) -> one bench call's run, failed or not
 
 
+class Sizing(Record):
+    """Self-sizing (`--ci-target`): after the minimum sessions, add sessions while the interval's half-width /
+    median exceeds `target` (a fraction: 0.02 for 2 %), at most `max_sessions` in all and no new session
+    once `max_seconds` have passed since the first one started."""
+
+    target: float
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_seconds: float | None = None
+
+
+def parse_ci_target(text: str | float) -> float:
+    """A --ci-target / benchmark.ci_target as a fraction: "2%", "2" and 2 are 0.02 (always a percentage)."""
+    raw = str(text).strip().removesuffix("%").strip()
+    try:
+        pct = float(raw)
+    except ValueError:
+        raise ConfigError(f"ci_target must be a percentage such as 2% (got {text!r})") from None
+    if not 0.0 < pct < 100.0:
+        raise ConfigError(f"ci_target must be above 0 % and below 100 % (got {text!r})")
+    return pct / 100.0
+
+
+def half_width(runs: list[BenchRun]) -> float | None:
+    """(high - low) / 2 / median of the order-statistic interval of the successful runs' session medians."""
+    from edgeq.results.stats import median_interval
+
+    p50 = [r.latency_ms.p50 for r in runs if r.ok and r.latency_ms is not None and r.latency_ms.p50 is not None]
+    ci = median_interval(p50)
+    mid = statistics.median(p50) if p50 else 0.0
+    return None if ci is None or mid <= 0 else (ci[1] - ci[0]) / 2.0 / mid
+
+
 def run_sessions(
-    models: list[str], threads: list[int], sessions: int, start: Start, measure: Measure
+    models: list[str],
+    threads: list[int],
+    sessions: int,
+    start: Start,
+    measure: Measure,
+    sizing: Sizing | None = None,
+    now: Callable[[], float] = time.monotonic,
 ) -> tuple[dict[str, list[BenchRun]], dict[str, BoardError]]:
     """The session loop of one board: session by session, model by model, thread count by thread count.
 
     Returns per model one merged BenchRun per thread count it ran, and why each model that never ran did not
     (its `start` failed: a deploy refused, an upload cut off). A failed run is recorded and the next thread count
     still runs; a run that gives up (GIVE_UP) ends its model's sessions. A merged run whose sessions partly failed
-    keeps the first failure's kind, error and hint beside the figures of the others."""
+    keeps the first failure's kind, error and hint beside the figures of the others.
+
+    With `sizing`, a model runs more sessions after the first `sessions` until every thread count's interval is
+    within sizing.target (or the budget ends); each merged run then says how it ended (CiSizing)."""
     runs: dict[str, dict[int, list[BenchRun]]] = {m: {t: [] for t in threads} for m in models}
     failed: dict[str, BoardError] = {}
     live = list(models)
-    for s in range(1, sessions + 1):
+    began = now()
+    limit = sessions if sizing is None else max(sessions, sizing.max_sessions)
+    stop: dict[str, str] = {}
+    s = 0
+    while s < limit and live:
+        s += 1
+        if s > sessions and sizing is not None:
+            out_of_time = sizing.max_seconds is not None and now() - began >= sizing.max_seconds
+            for m in list(live):
+                widths = [half_width(runs[m][t]) for t in threads if runs[m][t]]
+                if widths and all(w is not None and w <= sizing.target for w in widths):
+                    stop[m] = "target_met"
+                    live.remove(m)
+                elif out_of_time:
+                    live.remove(m)
+            if not live:
+                break
         for m in list(live):
             try:
                 start(m, s)
@@ -76,7 +141,21 @@ def run_sessions(
             if len(done) < len(threads) or any(r.kind in GIVE_UP for r in done):
                 live.remove(m)
     merged = {m: [_merged(runs[m][t]) for t in threads if runs[m][t]] for m in models}
+    if sizing is not None:
+        for m, done_runs in merged.items():
+            end = stop.get(m)
+            if end is None:  # the last session may have brought it within the target
+                widths = [half_width(runs[m][t]) for t in threads if runs[m][t]]
+                met = bool(widths) and all(w is not None and w <= sizing.target for w in widths)
+                end = "target_met" if met else "budget_exhausted"
+            merged[m] = [_sized(r, runs[m][r.threads], sizing.target, end) for r in done_runs]
     return {m: r for m, r in merged.items() if r}, {m: e for m, e in failed.items() if not merged[m]}
+
+
+def _sized(merged: BenchRun, runs: list[BenchRun], target: float, stop: str) -> BenchRun:
+    w = half_width(runs)
+    sizing = CiSizing(target=target, sessions_run=len(runs), stop=stop, half_width=None if w is None else round(w, 6))
+    return merged.replace(ci_sizing=sizing)
 
 
 def _merged(runs: list[BenchRun]) -> BenchRun:
@@ -179,7 +258,9 @@ def merge_sessions(runs: list[BenchRun]) -> BenchRun:
         samples_stride=stride,
         sessions=tuple(_raw_session(s.session, raw, len(k)) for s, raw, k in zip(sessions, raws, per, strict=True)),
     )
-    ci = None if summary.ci_low is None or summary.ci_high is None else MedianCI(low=summary.ci_low, high=summary.ci_high)
+    ci = None
+    if summary.ci_low is not None and summary.ci_high is not None:
+        ci = MedianCI(low=summary.ci_low, high=summary.ci_high, level=summary.ci_level, method=ORDER_STATISTICS)
     peak = [r.peak_rss_bytes for r in good if r.peak_rss_bytes is not None]
     state = merged_fields(good, sessions)
     state.update(_clock_note(state.get("notes", ()), raws))

@@ -165,6 +165,7 @@ def _measure(b: BenchmarkStageSpec, targets, inv, models: list[fleet.BenchModel]
             progress=progress,
             sessions=k,
             controls=b.controls(),
+            sizing=_sizing(b),
         )
     except fleet.FleetInterrupted as e:  # the boards measured before Ctrl-C/SIGTERM are kept, as with edgeq bench
         kept = {key: [d for d in devices if d.results] for key, devices in e.by_model.items()}
@@ -177,6 +178,13 @@ def _measure(b: BenchmarkStageSpec, targets, inv, models: list[fleet.BenchModel]
         ops = fleet.profile_ops(inv, targets, mine, runs=b.runs, warmup=b.warmup, sessions=k, parallel=b.parallel)
         paths.atomic_write_json(raw_dir / OPS_FILE, ops.to_json())
     return _rows({key: s.devices for key, s in res.items()}, raw_dir), failures
+
+
+def _sizing(b: BenchmarkStageSpec):
+    """benchmark.ci_target as the session loop's self-sizing (None without it)."""
+    if b.ci_target is None:
+        return None
+    return fleet.Sizing(target=fleet.parse_ci_target(b.ci_target), max_sessions=b.max_sessions, max_seconds=b.max_seconds)
 
 
 def _failures(d: BoardOutcome, key: str) -> list[str]:

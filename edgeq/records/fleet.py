@@ -330,12 +330,25 @@ class BenchSession(FleetRecord):
 
 
 class MedianCI(Record):
-    """The bootstrap confidence interval of the median of session medians (ms)."""
+    """The interval of the median of session medians (ms) and its level: the exact order-statistic interval
+    (edgeq.results.stats.median_interval; level e.g. 0.9375 for 5 sessions) since issue 24; older records hold a
+    percentile bootstrap stated at 0.95 (these defaults, so records without the two fields read as they were)."""
 
     low: float
     high: float
     level: float = 0.95
     method: str = "bootstrap of session medians"
+
+
+class CiSizing(Record):
+    """How a self-sizing benchmark (`--ci-target`, benchmark.ci_target) ended: `target_met` when the interval's
+    half-width / median fell within `target`, `budget_exhausted` when max_sessions or max_seconds ran out first;
+    `half_width` the relative half-width reached (None when under two sessions succeeded)."""
+
+    target: float
+    sessions_run: StrictInt
+    stop: str
+    half_width: float | None = None
 
 
 # board state: the union of the sessions' flags, the median trend, the latency per window (sustained mode),
@@ -367,6 +380,7 @@ class BenchFigures(FleetRecord):
     spread: float | None = None  # (max - min) / median of the session medians
     spread_std_ms: float | None = None  # standard deviation of the session medians
     ci_ms: MedianCI | None = None
+    ci_sizing: CiSizing | None = None  # set only by a self-sizing benchmark (--ci-target)
     harness_floor_ms: float | None = None  # the no-op model's invoke time (median over sessions)
     flags: tuple[str, ...] = ()
     trend: float | None = None
@@ -374,7 +388,9 @@ class BenchFigures(FleetRecord):
     temp_max_c: float | None = None
     notes: tuple[str, ...] = ()
 
-    omit_if_unset = frozenset({*_MEASURED, "sessions", "spread", "spread_std_ms", "ci_ms", "harness_floor_ms", *STATE_KEYS})
+    omit_if_unset = frozenset(
+        {*_MEASURED, "sessions", "spread", "spread_std_ms", "ci_ms", "ci_sizing", "harness_floor_ms", *STATE_KEYS}
+    )
 
     def figures(self) -> dict[str, Any]:
         """The figures this record has (set ones only), as keyword arguments for the other record."""

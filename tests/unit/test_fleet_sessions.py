@@ -129,7 +129,7 @@ def test_a_bench_run_and_its_row_share_their_figures():
 
     assert issubclass(BenchRun, BenchFigures) and issubclass(BenchResult, BenchFigures)
     shared = set(BenchFigures.model_fields)
-    assert shared <= set(BenchRun.model_fields) and shared <= set(BenchResult.model_fields) and len(shared) == 17
+    assert shared <= set(BenchRun.model_fields) and shared <= set(BenchResult.model_fields) and len(shared) == 18
     run = merge_sessions([bench_run(1, _raw(1.0, 1)), bench_run(1, _raw(2.0, 2)), bench_run(1, _raw(3.0, 3))])
     row = bench_result("pi", "int8", run, "/r.json")
     assert row.figures() == run.figures() and row.sessions == run.sessions and row.ci_ms == run.ci_ms
