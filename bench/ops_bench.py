@@ -4,6 +4,8 @@ Run:  python bench/ops_bench.py --part local     # 1 (local board): MobileNetV2 
       python bench/ops_bench.py --part m224      # 2: MobileNetV2 224 int8 vs fp32 per op; the largest int8 loss
       python bench/ops_bench.py --part overhead  # 4: latency sessions of bench vs bench --ops, A B A B
       python bench/ops_bench.py --part aarch64   # 1 (emulated aarch64) + 5 (mixed fleet); root, the farm's rootfs
+      python bench/ops_bench.py --part fleet     # 5 only: the mixed fleet with and without the Edge TPU board, and the
+                                                 # agent's own `profile --delegate edgetpu` answer
       python bench/ops_bench.py                  # all four, one RESULTS.md section each
 
 Models: keras.applications MobileNetV2 (weights=None, 10 classes, seed 0), fp32 and full-integer int8 (per-channel,
@@ -239,7 +241,8 @@ def part_overhead(work: Path, models: dict[str, Path], pairs: int, runs: int, se
     append_results("bench --ops leaves the latency sessions alone (issue 23, Done when 4)", _cmd("overhead"), body)
 
 
-def part_aarch64(work: Path, models: dict[str, Path], runs: int, sessions: int) -> None:
+def part_aarch64(work: Path, models: dict[str, Path], runs: int, sessions: int, emulated: bool = True) -> None:
+    part = "aarch64" if emulated else "fleet"
     from edgeq.testing import aarch64, sshfarm
 
     load0 = loadavg()
@@ -281,64 +284,18 @@ def part_aarch64(work: Path, models: dict[str, Path], runs: int, sessions: int) 
         for r in chk.get("devices", []):
             notes.append(f"devices check {r.get('device')}: {r.get('arch')} {r.get('runtime')} {r.get('runtime_version')}")
         # 1 on the emulated board: both variants on the ai-edge-litert env and on the tflite-runtime env
-        for v in ("fp32", "int8"):
+        for v in ("fp32", "int8") if emulated else ():
             for dev in ("rpi-litert", "rpi"):
                 t = time.perf_counter()
-                doc = bench(
-                    cli,
-                    models[v],
-                    dev,
-                    "--ops",
-                    "--runs",
-                    runs,
-                    "--sessions",
-                    sessions,
-                    "--warmup",
-                    2,
-                    devices=devices,
-                    expect=None,
-                )
+                extra = ["--ops", "--runs", runs, "--sessions", sessions, "--warmup", 2]
+                doc = bench(cli, models[v], dev, *extra, devices=devices, expect=None)
                 rows.append(profile_row(f"0.35/96 {v}", doc, dev) + f" exit {doc['_rc']}, {time.perf_counter() - t:.0f} s |")
                 print(rows[-1], flush=True)
-        # 5: the mixed fleet in one command
-        t = time.perf_counter()
-        doc = bench(
-            cli,
-            models["int8"],
-            "all",
-            "--ops",
-            "--runs",
-            runs,
-            "--sessions",
-            sessions,
-            "--warmup",
-            2,
-            devices=devices,
-            expect=None,
-        )
-        fleet_wall = time.perf_counter() - t
-        fleet_rows = []
-        profs = profiles(doc)
-        for d in doc.get("devices", []):
-            res = d.get("results") or []
-            lat = (
-                "; ".join(
-                    f"p50 {r['latency_ms']['p50']:.2f} ms ({r['runtime']['name']} {r['runtime']['version']})"
-                    if r.get("ok")
-                    else f"failed: {r.get('error_kind') or r.get('kind')}: {r.get('error')}"
-                    for r in res
-                )
-                or f"{d.get('status')}: {d.get('error')} (hint: {d.get('hint')})"
-            )
-            p = profs.get(d["device"])
-            if p is None:
-                prof = "no profile (the latency bench did not measure this model here, so --ops did not profile it)"
-            elif p["kind"] == "ok":
-                prof = f"ok: {len(p['ops'])} rows, coverage {p['coverage']:.3f}, {p['runtime']}"
-            else:
-                prof = f"{p['kind']}: {p.get('reason') or p.get('error')} (fix: {p.get('fix') or p.get('hint')})"
-            fleet_rows.append(f"| {d['device']} | {lat} | {prof} |")
-        fleet_json = json.dumps(doc.get("_stderr", ""))[-600:] if doc["_rc"] else ""
+        # 5: the mixed fleet in one command; then without the Edge TPU board (its latency bench cannot run here)
+        fleets = [_fleet(cli, models["int8"], ["all"], runs, sessions, devices)]
+        if not emulated:
+            fleets.append(_fleet(cli, models["int8"], ["x86", "rpi", "rpi-litert"], runs, sessions, devices))
+            notes.append(_agent_edgetpu(work, models["int8"]))
     finally:
         farm.stop()
         board.stop()
@@ -351,20 +308,83 @@ def part_aarch64(work: Path, models: dict[str, Path], runs: int, sessions: int) 
         f"- load average at start / end: {load0} / {loadavg()}\n"
         + "".join(f"- {n}\n" for n in notes)
         + "\n"
-        + HEAD.replace("| load avg |\n", "| load avg | exit, wall |\n").replace("|---|\n", "|---|---|\n", 1)
+        + (HEAD.replace("| load avg |\n", "| load avg | exit, wall |\n").replace("|---|\n", "|---|---|\n", 1) if rows else "")
         + "\n".join(rows)
         + "\n\n"
-        f"Mixed fleet: `edgeq bench mnv2-0.35-96-int8.tflite -t all --ops --runs {runs} --sessions {sessions} ...` on "
-        "x86 (sshd farm board on loopback, ai-edge-litert, xnnpack), x86-tpu (the same kind of board with `delegate: "
-        "edgetpu` in devices.yaml; no libedgetpu on it), rpi, rpi-litert: "
-        f"exit {doc['_rc']}, {fleet_wall:.0f} s.\n\n| device | latency | profile |\n|---|---|---|\n"
-        + "\n".join(fleet_rows)
-        + ("\n\nstderr tail: " + fleet_json if fleet_json else "")
+        + "\n\n".join(fleets)
         + "\n"
     )
     print(body)
-    append_results(
-        "bench --ops on the emulated aarch64 board and a mixed fleet (issue 23, Done when 1 and 5)", _cmd("aarch64"), body
+    title = "bench --ops on the emulated aarch64 board and a mixed fleet (issue 23, Done when 1 and 5)"
+    append_results(title if emulated else "bench --ops on a mixed fleet (issue 23, Done when 5)", _cmd(part), body)
+
+
+def _fleet(cli: Cli, model: Path, targets: list[str], runs: int, sessions: int, devices: Path) -> str:
+    t = time.perf_counter()
+    tflags = [x for tg in targets for x in ("-t", tg)]
+    extra = ["--ops", "--runs", runs, "--sessions", sessions, "--warmup", 2]
+    doc = bench(cli, model, tflags[1], *tflags[2:], *extra, devices=devices, expect=None)
+    wall = time.perf_counter() - t
+    rows = []
+    profs = profiles(doc)
+    for d in doc.get("devices", []):
+        res = d.get("results") or []
+        lat = (
+            "; ".join(
+                f"p50 {r['latency_ms']['p50']:.2f} ms ({r['runtime']['name']} {r['runtime']['version']})"
+                if r.get("ok")
+                else f"failed: {r.get('error_kind') or r.get('kind')}: {r.get('error')}"
+                for r in res
+            )
+            or f"{d.get('status')}: {d.get('error')} (hint: {d.get('hint')})"
+        )
+        p = profs.get(d["device"])
+        if p is None:
+            prof = "no profile (the latency bench did not measure this model here, so --ops did not profile it)"
+        elif p["kind"] == "ok":
+            prof = f"ok: {len(p['ops'])} rows, coverage {p['coverage']:.3f}, {p['runtime']}"
+        else:
+            prof = f"{p['kind']}: {p.get('reason') or p.get('error')} (fix: {p.get('fix') or p.get('hint')})"
+        rows.append(f"| {d['device']} | {lat} | {prof} |")
+    tail = json.dumps(doc.get("_stderr", ""))[-600:] if doc["_rc"] else ""
+    return (
+        f"Mixed fleet: `edgeq bench mnv2-0.35-96-int8.tflite {' '.join(map(str, tflags))} --ops --runs {runs} --sessions "
+        f"{sessions} ...` (x86: sshd farm board on loopback, ai-edge-litert, xnnpack; x86-tpu: the same kind of board "
+        "with `delegate: edgetpu` in devices.yaml, no libedgetpu on it; rpi, rpi-litert: the emulated Pi): "
+        f"**exit {doc['_rc']}**, {wall:.0f} s, load {doc['_load']}.\n\n| device | latency | profile |\n|---|---|---|\n"
+        + "\n".join(rows)
+        + ("\n\nstderr tail: " + tail if tail else "")
+    )
+
+
+def _agent_edgetpu(work: Path, model: Path) -> str:
+    """The agent's own answer to `profile --delegate edgetpu` (what profile_ops would get from a board whose Edge TPU
+    bench succeeded), run here on the agent zipapp edgeq deploys."""
+    from edgeq.agent import build_zipapp
+
+    pyz = build_zipapp(work / "agent")
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(pyz),
+            "profile",
+            "--workdir",
+            str(work / "agent-w"),
+            "--model",
+            str(model),
+            "--runs",
+            "10",
+            "--delegate",
+            "edgetpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    doc = json.loads(p.stdout)
+    return (
+        f"agent zipapp on this host, `profile --model int8 --delegate edgetpu`: exit {p.returncode}, ok {doc.get('ok')}, "
+        f"kind {doc.get('kind')}: {doc.get('reason')} (fix: {doc.get('fix')})"
     )
 
 
@@ -381,7 +401,7 @@ def _cmd(part: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["local", "m224", "overhead", "aarch64", "all"], default="all")
+    ap.add_argument("--part", choices=["local", "m224", "overhead", "aarch64", "fleet", "all"], default="all")
     ap.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "edgeq-ops-bench-models")
     ap.add_argument("--probe-ratio", type=float, default=4.17, help="bench/int8_kernels_probe.py --layers, first conv")
     a = ap.parse_args()
@@ -396,8 +416,10 @@ def main() -> int:
             part_m224(work, mobilenet(a.models, 224, 1.0), rounds=2, runs=100, sessions=5, probe=a.probe_ratio)
         elif part == "overhead":
             part_overhead(work, small, pairs=5, runs=300, sessions=5)
-        else:
+        elif part == "aarch64":
             part_aarch64(work, small, runs=20, sessions=2)
+        else:
+            part_aarch64(work, small, runs=20, sessions=2, emulated=False)
     return 0
 
 
