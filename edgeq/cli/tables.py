@@ -61,11 +61,10 @@ def run_variants(m: RunManifest) -> Table:
 
 
 def _session_cells(b: BenchResult, unit: str) -> list[str]:
-    """sessions, the 95 % interval of the p50 and the between-session spread of one manifest row."""
-    ci = b.ci_ms
+    """sessions, the interval of the p50 (with its level) and the between-session spread of one manifest row."""
     return [
         str(len(b.sessions)) if b.ok else "",
-        f"{fmt.latency(ci.low, unit)}-{fmt.latency(ci.high, unit)}" if ci else "",
+        _ci(b, unit),
         "" if b.spread is None else f"{b.spread * 100:.1f}%",
     ]
 
@@ -102,7 +101,7 @@ def run_benchmarks(bench: Sequence[BenchResult]) -> Table | None:
         )
     cols = [Col("device"), Col("variant"), Col("threads", 1, short="thr"), Col("arch", 6), Col("runtime", 7), Col("p50")]
     cols += [Col("p90", 3), Col("p99", 2)]
-    cols += [Col("sessions", 8, short="sess"), Col("p50 95% CI", 4), Col("spread", 4)] if sessions else []
+    cols += [Col("sessions", 8, short="sess"), Col("p50 interval", 4), Col("spread", 4)] if sessions else []
     cols += [Col("floor", 5)] if floor else []
     cols += [Col("init", 6), Col("peak MiB", 3), Col("W", 5), Col("status", wrap=True)]
     note = "; p50: median of session medians" if sessions else ""
@@ -196,9 +195,11 @@ FLOOR_SHOWN_BELOW = 10.0  # the harness floor column appears when a p50 is withi
 
 
 def _ci(b: Any, unit: str) -> str:
+    """The p50's interval and its level: "1.20-1.31 (93.8 %)" (an exact order-statistic interval; rows stored
+    before it show their bootstrap's stated 95.0 %)."""
     if b.ci_ms is None:
         return ""
-    return f"{fmt.latency(b.ci_ms.low, unit)}-{fmt.latency(b.ci_ms.high, unit)}"
+    return f"{fmt.latency(b.ci_ms.low, unit)}-{fmt.latency(b.ci_ms.high, unit)} ({b.ci_ms.level * 100:.1f} %)"
 
 
 def _tiny(b: Any) -> bool:
@@ -207,7 +208,8 @@ def _tiny(b: Any) -> bool:
 
 
 def bench_table(res: FleetSummary) -> Table:
-    """p50 is the median of session medians, CI its 95 % bootstrap interval, spread (max-min)/median of them."""
+    """p50 is the median of session medians, Interval its exact order-statistic interval at the level shown
+    (edgeq.results.stats.median_interval), spread (max-min)/median of them."""
     from edgeq.records.fleet import LatencyStats
 
     unit = fmt.latency_unit(b.latency_ms.p50 if b.latency_ms else None for r in res.devices for b in r.results)
@@ -249,7 +251,13 @@ def bench_table(res: FleetSummary) -> Table:
                 ]
             )
     cols = [Col("Device"), Col("Threads", 1, short="Thr"), Col(f"p50 {unit}"), Col(f"p90 {unit}", 4), Col(f"p99 {unit}", 3)]
-    cols += [Col(f"mean {unit}", 7), Col("Runs", 8), Col("Sessions", 8, short="Sess"), Col(f"95% CI {unit}", 5), Col("Spread", 4)]
+    cols += [
+        Col(f"mean {unit}", 7),
+        Col("Runs", 8),
+        Col("Sessions", 8, short="Sess"),
+        Col(f"Interval {unit}", 5),
+        Col("Spread", 4),
+    ]
     cols += [Col(f"Floor {unit}", 6)] if floor else []
     cols += [Col("Trend", 6), *([Col(f"Window first/last {unit}", 7)] if path else []), Col("Flags", 2, items=True)]
     cols += [Col("Status", wrap=True)]
@@ -262,8 +270,19 @@ def _first_last(b: Any, unit: str) -> str:
 
 
 def bench_notes(res: FleetSummary) -> list[str]:
-    """Per board, what the agent could not do as asked (a governor left alone, ...): printed as warnings."""
-    return [f"{r.device}: {n}" for r in res.devices for n in dict.fromkeys(n for b in r.results for n in b.notes)]
+    """Per board, what the agent could not do as asked (a governor left alone, ...): printed as warnings; and a
+    self-sizing benchmark that ran out of budget before its interval was narrow enough (--ci-target)."""
+    notes = [f"{r.device}: {n}" for r in res.devices for n in dict.fromkeys(n for b in r.results for n in b.notes)]
+    for r in res.devices:
+        for b in r.results:
+            z = b.ci_sizing
+            if z is not None and z.stop == "budget_exhausted":
+                reached = "no interval" if z.half_width is None else f"half-width {z.half_width * 100:.1f} %"
+                notes.append(
+                    f"{r.device} t{b.threads}: budget_exhausted after {z.sessions_run} sessions, {reached} "
+                    f"(target {z.target * 100:g} %)"
+                )
+    return notes
 
 
 # ---- results

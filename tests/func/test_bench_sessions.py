@@ -7,6 +7,8 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
+
 from edgeq import fleet
 from edgeq.fleet.setup.scripts import TINY_MODEL_B64
 
@@ -42,7 +44,7 @@ def test_edgeq_bench_runs_five_sessions_per_thread_count_interleaved(edgeq, tmp_
 
     table = edgeq("bench", model, "--target", "local", "--runs", "10", "--min-seconds", "0.05", "--sessions", "2")
     assert table.code == 0, table.stderr
-    assert "Sessions" in table.stdout and "95% CI" in table.stdout and "Floor" in table.stdout  # a tiny model: floor shown
+    assert "Sessions" in table.stdout and "Interval" in table.stdout and "Floor" in table.stdout  # a tiny model: floor shown
 
 
 def test_fleet_bench_interleaves_thread_counts_within_sessions(tmp_path):
@@ -162,3 +164,26 @@ def test_bench_models_runs_one_session_loop_per_board_for_every_model(tmp_path):
         (board,) = r.devices
         assert r.name == key and board.deploy is not None and [x.threads for x in board.results] == [1, 2]
         assert all(len(x.sessions) == 2 for x in board.results)
+
+
+def test_edgeq_bench_self_sizes_its_sessions(edgeq, tmp_path):
+    """--ci-target: a huge target is met at the minimum sessions; a tiny one runs to --max-sessions and says so."""
+    model = _tiny(tmp_path / "tiny.tflite")
+    common = ("bench", model, "--target", "local", "--runs", "6", "--min-seconds", "0", "--threads", "1", "--no-record")
+    r = edgeq(*common, "--sessions", "3", "--ci-target", "99.9%", "--json")
+    assert r.code == 0, r.stderr
+    (res,) = r.json()["devices"][0]["results"]
+    said = (res["ci_sizing"], [s["p50"] for s in res["sessions"]])
+    assert len(res["sessions"]) == 3 and res["ci_sizing"]["stop"] == "target_met", said
+    assert res["ci_sizing"]["sessions_run"] == 3 and res["ci_sizing"]["target"] == pytest.approx(0.999)
+    assert res["ci_ms"]["level"] == 0.75 and res["ci_ms"]["method"] == "order statistics of session medians"
+    r = edgeq(*common, "--sessions", "2", "--ci-target", "0.000001", "--max-sessions", "4", "--json")
+    assert r.code == 0, r.stderr
+    (res,) = r.json()["devices"][0]["results"]
+    assert [s["session"] for s in res["sessions"]] == [1, 2, 3, 4]
+    z = res["ci_sizing"]
+    assert (z["stop"], z["sessions_run"]) == ("budget_exhausted", 4) and z["half_width"] > 0
+    r = edgeq(*common, "--sessions", "2", "--ci-target", "0.000001", "--max-sessions", "3")
+    assert r.code == 0, r.stderr
+    assert "budget_exhausted after 3 sessions" in r.stderr, r.stderr
+    assert "(75.0 %)" in r.stdout, r.stdout
