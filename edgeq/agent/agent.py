@@ -20,7 +20,8 @@ profile (edgeq.agent.profile) times each op on LiteRT's CompiledModel; a board t
 "unsupported" with "reason" and "fix" (exit 0), one that can "kind": "ok" with per-op rows.
 bench --controls (edgeq.agent.benchctl): cooldown, cpu_affinity, governor, sustained_s, window_s,
 state_interval_s, hot_temp_c, foreign_load; its "state" has the board's readings before, during and after
-the timed window and the session's flags (edgeq.agent.boardstate); "trend" and "trajectory" the latency's course.
+the timed window, its "cpu" (process CPU / wall, steal, cgroup throttling: cpu_starved) and the session's
+flags (edgeq.agent.boardstate); "trend" and "trajectory" the latency's course.
 bench also times a near no-op model after its timed window ("harness_floor": p50_s, min_s, runs; or error)
 and reports its own "pid" (the host runs one bench per session: each a fresh process and interpreter).
 Every subcommand also takes --deadline S (stop by itself, releasing W/lock, after S seconds), --watch-stdin
