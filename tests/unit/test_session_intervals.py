@@ -131,3 +131,16 @@ def test_ci_target_reads_as_a_percentage(text, want):
 def test_a_bad_ci_target_is_refused(text):
     with pytest.raises(ConfigError):
         parse_ci_target(text)
+
+
+def test_the_pipeline_key_becomes_the_loops_sizing():
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.pipeline.fleet import _sizing
+
+    assert _sizing(BenchmarkStageSpec()) is None
+    z = _sizing(BenchmarkStageSpec(ci_target="2%", max_sessions=12, max_seconds=60))
+    assert z == Sizing(target=0.02, max_sessions=12, max_seconds=60.0)
+    assert _sizing(BenchmarkStageSpec(ci_target=1.5)).target == pytest.approx(0.015)
+    for bad in ("fast", "0%", 150):
+        with pytest.raises(ValueError):
+            BenchmarkStageSpec(ci_target=bad)
