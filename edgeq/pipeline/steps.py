@@ -1,5 +1,9 @@
 """The pipeline's cached stages: each takes the run context and returns its record (edgeq.records.run).
 
+The stage functions (edgeq/stages/) return records (edgeq.records.stages); they become JSON only where a
+cache entry's meta.json is written (the `build` callbacks handed to ctx.cached), and that document is read
+back into the manifest's record with `from_stored`.
+
 TensorFlow is imported only inside a stage that has to build something: a run whose stages are all
 cached never imports it.
 """
@@ -27,6 +31,7 @@ from edgeq.records.run import (
     ValidateStage,
     VariantResult,
 )
+from edgeq.records.stages import QuantizeOutput, TorchConversion, TrainOutput
 from edgeq.stages import litert, qat, torchsrc
 from edgeq.stages.convert import convert
 from edgeq.stages.interpreter import Runtime
@@ -60,7 +65,7 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
             {"v": CACHE_VERSION, "stage": "torch", "data": data_key, "model": spec.model.model_dump(mode="json")}
             | {"model_fp": model_fp, "converter": torchsrc.converter_version()}
         )
-        out, cached, meta = ctx.cached("torch", key, lambda tmp: _convert_torch(ctx, tmp), label="convert torch")
+        out, cached, meta = ctx.cached("torch", key, lambda tmp: _convert_torch(ctx, tmp).to_json(), label="convert torch")
         return TrainStage.from_stored({"key": key, "cached": cached, "output": str(out / "model.tflite"), **meta})
     if zoo.is_saved_model(spec.model, ctx.base):
         if spec.train.epochs:
@@ -70,16 +75,16 @@ def train_stage(ctx: RunContext, data_key: str, model_fp: dict) -> TrainStage:
             )
         path = zoo.saved_model_dir(spec.model, ctx.base)
         return TrainStage(key=key, cached=True, skipped="SavedModel input", output=str(path))
-    out, cached, meta = ctx.cached("train", key, lambda tmp: _train(ctx, tmp))
+    out, cached, meta = ctx.cached("train", key, lambda tmp: _train(ctx, tmp).to_json())
     return TrainStage.from_stored({"key": key, "cached": cached, "output": str(out / "model.keras"), **meta})
 
 
-def _convert_torch(ctx: RunContext, tmp: Path) -> dict:
+def _convert_torch(ctx: RunContext, tmp: Path) -> TorchConversion:
     ds = ctx.dataset()
     return torchsrc.convert_torch(ctx.spec.model, ctx.base, ds.input_shape, ds.num_classes, tmp, ctx.log)
 
 
-def _train(ctx: RunContext, tmp: Path) -> dict:
+def _train(ctx: RunContext, tmp: Path) -> TrainOutput:
     spec, ds = ctx.spec, ctx.dataset()
     ctx.log(
         f"  training {spec.model.builtin or spec.model.path or spec.model.factory} on {len(ds.x_train)} samples "
@@ -94,7 +99,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     common = {"train": train.key, "variant": v.model_dump(mode="json", exclude={"gates", "name"}), "seed": spec.seed}
     route = builder(v, spec.model.made_elsewhere)
     if route == "qat":  # fine-tuned with fake quantization in a tf-keras child process (edgeq/stages/qat.py)
-        libs = {**ctx.tf_versions, **qat.versions()}
+        libs = {**ctx.tf_versions, **qat.versions().to_json()}
         key = stage_key(
             {"v": CACHE_VERSION, "stage": "qat", "data": data_key, "train_spec": spec.train.model_dump(mode="json")}
             | common
@@ -103,13 +108,15 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
         saved = train.skipped is not None
 
         def build(tmp: Path) -> dict:
-            return qat.run_qat(spec, ctx.base, v, Path(train.output), tmp, ctx.log, saved_model=saved)
+            return qat.run_qat(spec, ctx.base, v, Path(train.output), tmp, ctx.log, saved_model=saved).to_json()
 
         out, cached, meta = ctx.cached("qat", key, build, label=f"qat {v.key}")
     else:
         libs = ctx.tf_versions | ({"quantizer": litert.quantizer_version()} if route == "litert" else {})
         key = stage_key({"v": CACHE_VERSION, "stage": "quantize"} | common | {"libs": libs})
-        out, cached, meta = ctx.cached("quantize", key, lambda tmp: _quantize(ctx, v, train, tmp), label=f"quantize {v.key}")
+        out, cached, meta = ctx.cached(
+            "quantize", key, lambda tmp: _quantize(ctx, v, train, tmp).to_json(), label=f"quantize {v.key}"
+        )
     model = out / "model.tflite"
     stage = QuantizeStage.from_stored({"key": key, "cached": cached, "output": str(model), **meta})
     art = ctx.run_dir / "artifacts" / f"{spec.name}-{v.key}.tflite"
@@ -127,7 +134,7 @@ def quantize_stage(ctx: RunContext, v: VariantSpec, train: TrainStage, data_key:
     return stage, VariantResult.from_json(entry)
 
 
-def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
+def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> QuantizeOutput:
     if builder(v, ctx.spec.model.made_elsewhere) == "litert":
         return _quantize_litert(ctx, v, train, tmp)
     spec, d = ctx.spec, ctx.dataset()
@@ -147,7 +154,7 @@ def _quantize(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> 
     )
 
 
-def _quantize_litert(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> dict:
+def _quantize_litert(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Path) -> QuantizeOutput:
     """A float .tflite (model.tflite, or a Keras model's fp32 conversion for weight_only) through the LiteRT quantizer."""
     spec, d = ctx.spec, ctx.dataset()
     if spec.model.made_elsewhere:
@@ -160,7 +167,7 @@ def _quantize_litert(ctx: RunContext, v: VariantSpec, train: TrainStage, tmp: Pa
     if v.type == "fp32":  # the float model itself, checked like the quantized ones
         litert.check_input_fits(litert.float_model_facts(blob, where), d.x_test, where)
         (tmp / "model.tflite").write_bytes(blob)
-        return {"variant": v.key, "type": v.type, "size_bytes": len(blob), "convert_seconds": 0.0, "calibration_samples": 0}
+        return QuantizeOutput(variant=v.key, type=v.type, size_bytes=len(blob), convert_seconds=0.0, calibration_samples=0)
     calib = None
     if kind(v).calibrated:
         calib = calibration_set(d.x_train, v.calibration_samples, spec.seed, v.calibration_selection, d.y_train)
@@ -192,8 +199,9 @@ def validate_stage(ctx: RunContext, v: VariantSpec, q: QuantizeStage, runtime: R
         d = ctx.dataset()
         # edgetpu: accuracy of the int8 model before compilation (eval_file: same arithmetic, runs on CPU)
         model = Path(q.output).with_name(q.eval_file or "model.tflite")
-        extra = {"layer_errors": layer_errors_of(model.parent, v, d.x_test)} if kind(v).requantized else {}
-        return {**evaluate(runtime, model, d.x_test, d.y_test, spec.validate_.batch_size), "runtime": runtime.describe(), **extra}
+        measured = evaluate(runtime, model, d.x_test, d.y_test, spec.validate_.batch_size)
+        extra = {"layer_errors": layer_errors_of(model.parent, v, d.x_test).to_json()} if kind(v).requantized else {}
+        return {**measured.to_json(), "runtime": runtime.describe(), **extra}
 
     _, cached, meta = ctx.cached("validate", key, build, label=f"validate {v.key}")
     return ValidateStage.from_stored({"key": key, "cached": cached, **meta})

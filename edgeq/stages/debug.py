@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from edgeq.config import VariantSpec
+from edgeq.records.run import LayerError, LayerErrors
 from edgeq.stages.quiet import captured_output, import_tensorflow
 
 DEBUG_SAMPLES = 200  # enough for stable per-layer statistics; the debug model runs batch 1, op by op
@@ -48,12 +49,12 @@ def debug_model(calibrated: bytes, variant: VariantSpec, denylist: tuple[str, ..
 
 def layer_errors(
     calibrated: bytes, variant: VariantSpec, x: np.ndarray, denylist: tuple[str, ...] | list[str] = (), top: int = TOP
-) -> dict:
+) -> LayerErrors:
     """Per-layer error statistics of the int8 model made from `calibrated` (minus the denylisted layers).
 
-    Returns {"samples", "layers": [...graph order], "worst": [...top by rmse/scale]}; each layer has op,
-    layer (short name), tensor (full name, usable in a denylist), scale, zero_point, rmse_scale,
-    mean_error, max_abs_error, num_elements.
+    samples; layers in graph order; worst: the top ones by rmse/scale. Each layer has op, layer (short name),
+    tensor (full name, usable in a denylist), scale, zero_point, rmse_scale, mean_error, max_abs_error,
+    num_elements.
     """
     tf = import_tensorflow()
     blob = debug_model(calibrated, variant, denylist)
@@ -69,22 +70,22 @@ def layer_errors(
         dbg.run()
         buf = io.StringIO()
         dbg.layer_statistics_dump(buf)  # the only public view that pairs each layer with its tensor name and scale
-    layers = []
+    layers: list[LayerError] = []
     for row in csv.DictReader(io.StringIO(buf.getvalue())):
         scale = float(row["scale"])
         mse = float(row["mean_squared_error"])
         layers.append(
-            {
-                "op": row["op_name"],
-                "layer": short_name(row["tensor_name"]),
-                "tensor": row["tensor_name"],
-                "scale": scale,
-                "zero_point": int(float(row["zero_point"])),
-                "rmse_scale": round(math.sqrt(mse) / scale, 4) if scale > 0 else None,
-                "mean_error": float(row["mean_error"]),
-                "max_abs_error": float(row["max_abs_error"]),
-                "num_elements": int(float(row["num_elements"])),
-            }
+            LayerError(
+                op=row["op_name"],
+                layer=short_name(row["tensor_name"]),
+                tensor=row["tensor_name"],
+                scale=scale,
+                zero_point=int(float(row["zero_point"])),
+                rmse_scale=round(math.sqrt(mse) / scale, 4) if scale > 0 else None,
+                mean_error=float(row["mean_error"]),
+                max_abs_error=float(row["max_abs_error"]),
+                num_elements=int(float(row["num_elements"])),
+            )
         )
-    worst = sorted((la for la in layers if la["rmse_scale"] is not None), key=lambda la: -la["rmse_scale"])[:top]
-    return {"samples": int(len(x)), "layers": layers, "worst": worst}
+    worst = sorted((la for la in layers if la.rmse_scale is not None), key=lambda la: -(la.rmse_scale or 0))[:top]
+    return LayerErrors(samples=int(len(x)), layers=tuple(layers), worst=tuple(worst))

@@ -21,6 +21,7 @@ import numpy as np
 from edgeq.config import VariantSpec
 from edgeq.errors import ModelError, QuantizeError
 from edgeq.inspect import EdgeTpuVerdict, inspect_model
+from edgeq.records.stages import QuantizeOutput
 from edgeq.stages.convert import convert
 from edgeq.stages.quiet import import_tensorflow
 
@@ -115,7 +116,7 @@ def quantize_edgetpu(
     saved_model: bool = False,
     load_model=None,
     timeout: float = TIMEOUT_S,
-) -> dict:
+) -> QuantizeOutput:
     """int8 conversion (same options as an int8 variant) -> compatibility check -> edgetpu_compiler."""
     start = time.perf_counter()
     if saved_model:
@@ -143,17 +144,17 @@ def quantize_edgetpu(
         ) from None
     (out_dir / EVAL_FILE).write_bytes(blob)
     (out_dir / "model.tflite").write_bytes(compiled)
-    return {
-        "variant": variant.key,
-        "type": variant.type,
-        "size_bytes": len(compiled),
-        "cpu_model_bytes": len(blob),
-        "eval_file": EVAL_FILE,
-        "convert_seconds": round(time.perf_counter() - start, 3),
-        "calibration_samples": int(len(calib)) if calib is not None else 0,
-        "edgetpu": {
+    return QuantizeOutput(
+        variant=variant.key,
+        type=variant.type,
+        size_bytes=len(compiled),
+        cpu_model_bytes=len(blob),
+        eval_file=EVAL_FILE,
+        convert_seconds=round(time.perf_counter() - start, 3),
+        calibration_samples=int(len(calib)) if calib is not None else 0,
+        edgetpu={
             **info,
             "ops_checked": compat.ops_total,
             "compiled_custom_ops": after.op_counts.get("edgetpu-custom-op", 0),
         },
-    }
+    )

@@ -18,6 +18,7 @@ import numpy as np
 from edgeq.config import VariantSpec
 from edgeq.errors import MissingExtraError, ModelError, QuantizeError
 from edgeq.progress import tracker
+from edgeq.records.stages import FloatModelFacts, QuantizeOutput
 from edgeq.stages.convert import op_table
 from edgeq.stages.quiet import captured_output
 from edgeq.stages.variants import kind
@@ -63,7 +64,7 @@ def recipe(variant: VariantSpec) -> list[dict]:
     return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": config}]
 
 
-def float_model_facts(blob: bytes, where: str) -> dict:
+def float_model_facts(blob: bytes, where: str) -> FloatModelFacts:
     """The float .tflite's signature, input name and input shape; a model that is not float is refused."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -87,15 +88,15 @@ def float_model_facts(blob: bytes, where: str) -> dict:
             "convert it again with a current converter (TF >= 2.7 writes serving_default)",
         )
     key = next(iter(sigs))
-    return {"signature": key, "input": sigs[key]["inputs"][0], "shape": [int(d) for d in inputs[0]["shape"]]}
+    return FloatModelFacts(signature=key, input=sigs[key]["inputs"][0], shape=tuple(int(d) for d in inputs[0]["shape"]))
 
 
-def check_input_fits(facts: dict, x: np.ndarray, where: str) -> None:
+def check_input_fits(facts: FloatModelFacts, x: np.ndarray, where: str) -> None:
     """The data's rows fill the model's input (reshaped like validate does: 28x28 rows fit a 28x28x1 input)."""
-    want = facts["shape"][1:]
+    want = facts.shape[1:]
     if int(np.prod(want)) != int(np.prod(x.shape[1:])):
         raise ModelError(
-            f"{where}: the model's input is {facts['shape']}, the data's rows are {list(x.shape[1:])}",
+            f"{where}: the model's input is {list(facts.shape)}, the data's rows are {list(x.shape[1:])}",
             "make the data match the model: data.image_size [height, width] and data.color (rgb: 3 channels)",
         )
 
@@ -105,9 +106,9 @@ class _CalibrationRows:
     quantizer walks the data once to count it (list(data)) before calibrating, so a generator would be spent
     by the count; progress is reported on the calibrating pass only."""
 
-    def __init__(self, facts: dict, calib: np.ndarray, label: str):
-        self.name, self.calib, self.label = facts["input"], calib, label
-        self.shape = (1, *facts["shape"][1:])
+    def __init__(self, facts: FloatModelFacts, calib: np.ndarray, label: str):
+        self.name, self.calib, self.label = facts.input, calib, label
+        self.shape = (1, *facts.shape[1:])
         self.passes = 0
         self.advance = tracker()
 
@@ -129,7 +130,9 @@ def _float_islands(blob: bytes) -> list[str]:
     ]
 
 
-def quantize_float(float_blob: bytes, variant: VariantSpec, calib: np.ndarray | None, out_dir: Path, where: str) -> dict:
+def quantize_float(
+    float_blob: bytes, variant: VariantSpec, calib: np.ndarray | None, out_dir: Path, where: str
+) -> QuantizeOutput:
     """Write out_dir/model.tflite: the float model quantized by the LiteRT quantizer; returns the stage's metrics."""
     start = time.perf_counter()
     quantizer = _quantizer_class(variant)
@@ -143,7 +146,7 @@ def quantize_float(float_blob: bytes, variant: VariantSpec, calib: np.ndarray | 
                     raise QuantizeError(f"variant {variant.key}: no calibration data", "the training split is empty")
                 check_input_fits(facts, calib, where)
                 rows = _CalibrationRows(facts, calib, variant.key)
-                qsv = q.calibrate({facts["signature"]: rows}, num_threads=os.cpu_count() or 1)
+                qsv = q.calibrate({facts.signature: rows}, num_threads=os.cpu_count() or 1)
             blob = bytes(q.quantize(qsv, enable_progress_report=False).quantized_model)
     except QuantizeError:
         raise
@@ -162,12 +165,12 @@ def quantize_float(float_blob: bytes, variant: VariantSpec, calib: np.ndarray | 
                 "those ops have no integer kernel in the quantizer: use a dynamic or weight_only variant",
             )
     (out_dir / "model.tflite").write_bytes(blob)
-    return {
-        "variant": variant.key,
-        "type": variant.type,
-        "size_bytes": len(blob),
-        "convert_seconds": round(time.perf_counter() - start, 3),
-        "calibration_samples": int(len(calib)) if k.calibrated and calib is not None else 0,
-        "calibration_selection": variant.calibration_selection if k.calibrated else None,
-        "quantizer": f"{DIST} {quantizer_version()}",
-    }
+    return QuantizeOutput(
+        variant=variant.key,
+        type=variant.type,
+        size_bytes=len(blob),
+        convert_seconds=round(time.perf_counter() - start, 3),
+        calibration_samples=int(len(calib)) if k.calibrated and calib is not None else 0,
+        calibration_selection=variant.calibration_selection if k.calibrated else None,
+        quantizer=f"{DIST} {quantizer_version()}",
+    )

@@ -141,27 +141,27 @@ def search(calibrated: bytes, plain: bytes, fp32: bytes, variant: VariantSpec, v
 def _candidates(calibrated: bytes, variant: VariantSpec, runtime, x, y, work: Path) -> tuple[list[dict], dict]:
     """The worst int8 layers (per the debugger), each measured kept float alone: (candidates, {tensor: (acc, blob)})."""
     stats = layer_errors(calibrated, variant, x)
-    ranked = sorted((la for la in stats["layers"] if (la["rmse_scale"] or 0) > MIN_RMSE_SCALE), key=lambda la: -la["rmse_scale"])[
-        :MAX_CANDIDATES
-    ]
+    ranked = sorted(
+        (la for la in stats.layers or () if (la.rmse_scale or 0) > MIN_RMSE_SCALE), key=lambda la: -(la.rmse_scale or 0)
+    )[:MAX_CANDIDATES]
     candidates: list[dict] = []
     alone: dict[str, tuple[float, bytes]] = {}
     for la in ranked:  # the debugger's rank is a first guess; the measured accuracy decides the order
-        blob = requantize(calibrated, variant, [la["tensor"]])
-        applied = _is_float(blob, la["tensor"])
+        blob = requantize(calibrated, variant, [la.tensor])
+        applied = _is_float(blob, la.tensor)
         acc = _accuracy(runtime, blob, x, y, work) if applied else None
         candidates.append(
             {
-                "layer": la["layer"],
-                "op": la["op"],
-                "tensor": la["tensor"],
-                "rmse_scale": la["rmse_scale"],
+                "layer": la.layer,
+                "op": la.op,
+                "tensor": la.tensor,
+                "rmse_scale": la.rmse_scale,
                 "val_accuracy_alone": acc,
                 "applied": applied,
             }
         )
         if applied and acc is not None:
-            alone[la["tensor"]] = (acc, blob)
+            alone[la.tensor] = (acc, blob)
     return candidates, alone
 
 

@@ -15,25 +15,26 @@ from pathlib import Path
 
 from edgeq.config import PipelineSpec, VariantSpec
 from edgeq.errors import ConfigError, QuantizeError
+from edgeq.records.stages import QatOutput, QatTraining, QatVersions
 from edgeq.stages.child import run_child
 from edgeq.stages.convert import float_ops
 
 _DISTS = ("tf-keras", "tensorflow-model-optimization")
 
 
-def versions() -> dict:
-    """The packages QAT depends on, for the stage's cache key."""
-    out = {}
+def versions() -> QatVersions:
+    """The packages QAT depends on, for the stage's cache key (`to_json()`: {distribution: version or None})."""
+    out: dict[str, str | None] = {}
     for d in _DISTS:
         try:
             out[d] = metadata.version(d)
         except metadata.PackageNotFoundError:
             out[d] = None
-    return out
+    return QatVersions.from_json(out)
 
 
 def _check_installed() -> None:
-    missing = [d for d, v in versions().items() if v is None]
+    missing = [d for d, v in versions().to_json().items() if v is None]
     if missing:
         raise QuantizeError(
             f"quantization-aware training needs {', '.join(missing)}, which is not installed",
@@ -49,7 +50,7 @@ def run_qat(
     out_dir: Path,
     log: Callable[[str], None],
     saved_model: bool = False,
-) -> dict:
+) -> QatOutput:
     """Write out_dir/model.tflite (int8, from QAT) and return the stage's metrics."""
     if saved_model or spec.train.qat is None:
         raise ConfigError(
@@ -66,16 +67,20 @@ def run_qat(
         "out_dir": str(out_dir),
     }
     start = time.perf_counter()
-    result = run_child(
-        "edgeq.stages.qat_worker",
-        job,
-        out_dir,
-        log,
-        name="qat",
-        died=f"variant {variant.key}: the QAT process",
-        error=QuantizeError,
-        prefix=f"variant {variant.key}: ",
-        env={"TF_USE_LEGACY_KERAS": "1"},  # qat_worker sets it too; this covers anything imported before it
+    # the child reports JSON on purpose (it runs tf-keras, not this process's Keras 3): this is the one place
+    # where it becomes a record
+    trained = QatTraining.from_json(
+        run_child(
+            "edgeq.stages.qat_worker",
+            job,
+            out_dir,
+            log,
+            name="qat",
+            died=f"variant {variant.key}: the QAT process",
+            error=QuantizeError,
+            prefix=f"variant {variant.key}: ",
+            env={"TF_USE_LEGACY_KERAS": "1"},  # qat_worker sets it too; this covers anything imported before it
+        )
     )
     blob = (out_dir / "model.tflite").read_bytes()
     bad = float_ops(blob)
@@ -84,12 +89,12 @@ def run_qat(
             f"variant {variant.key}: op(s) {', '.join(bad)} stayed in float after QAT: the model is not full-integer",
             "replace those ops (they have no integer kernel), or use a 'dynamic' or 'float16' variant",
         )
-    return {
-        "variant": variant.key,
-        "type": variant.type,
-        "qat": True,
-        "size_bytes": len(blob),
-        "calibration_samples": 0,
-        "qat_total_seconds": round(time.perf_counter() - start, 3),
-        **result,
-    }
+    return QatOutput(
+        variant=variant.key,
+        type=variant.type,
+        qat=True,
+        size_bytes=len(blob),
+        calibration_samples=0,
+        qat_total_seconds=round(time.perf_counter() - start, 3),
+        **{name: getattr(trained, name) for name in trained.model_fields_set},
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import VariantSpec
+from edgeq.records.stages import QuantizeOutput
 from edgeq.stages.convert import convert
 from edgeq.stages.edgetpu import quantize_edgetpu
 from edgeq.stages.mixed import search
@@ -59,7 +60,7 @@ def quantize(
     load_model=None,
     val: tuple | None = None,
     log=lambda s: None,
-) -> dict:
+) -> QuantizeOutput:
     """Write out_dir/model.tflite (and calibrated.tflite for int8); returns the stage's metrics.
 
     val: (x_val, y_val), needed by an int8 variant with accuracy_budget (the mixed-precision search
@@ -85,12 +86,12 @@ def quantize(
         fp32 = convert(source, VariantSpec(type="fp32"), None, saved_model=saved_model)
         blob, metrics["mixed_precision"] = search(keep["calibrated"], blob, fp32, variant, val, log)
     (out_dir / "model.tflite").write_bytes(blob)
-    return {
-        "variant": variant.key,
-        "type": variant.type,
-        "size_bytes": len(blob),
-        "convert_seconds": round(time.perf_counter() - start, 3),
-        "calibration_samples": int(len(calib)) if calib is not None and k.calibrated else 0,
-        "calibration_selection": variant.calibration_selection if k.calibrated else None,
+    return QuantizeOutput(
+        variant=variant.key,
+        type=variant.type,
+        size_bytes=len(blob),
+        convert_seconds=round(time.perf_counter() - start, 3),
+        calibration_samples=int(len(calib)) if calib is not None and k.calibrated else 0,
+        calibration_selection=variant.calibration_selection if k.calibrated else None,
         **metrics,
-    }
+    )

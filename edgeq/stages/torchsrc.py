@@ -29,6 +29,7 @@ from pathlib import Path
 from edgeq.config import ModelSpec
 from edgeq.data import zoo
 from edgeq.errors import MissingExtraError, ModelError
+from edgeq.records.stages import TorchConversion
 from edgeq.stages import pt2guard
 from edgeq.stages.child import child_main, run_child
 from edgeq.stages.quiet import captured_output
@@ -99,7 +100,7 @@ def load_module(spec: ModelSpec, base: Path, input_shape: tuple, num_classes: in
 
 def convert_torch(
     spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path, log: Callable[[str], None]
-) -> dict:
+) -> TorchConversion:
     """Write out_dir/model.tflite (float32) from model.torch, in a child process; returns the stage's metrics."""
     for name in ("torch", "litert_torch"):
         try:
@@ -115,7 +116,9 @@ def convert_torch(
         "num_classes": num_classes,
         "out_dir": str(out_dir),
     }
-    return run_child(
+    # the child reports JSON on purpose (torch cannot share a process with TensorFlow): this is the one place
+    # where it becomes a record
+    result = run_child(
         "edgeq.stages.torchsrc",
         job,
         out_dir,
@@ -126,11 +129,12 @@ def convert_torch(
         # the relay this shared with QAT always set it; kept so the torch child's environment is unchanged
         env={"TF_USE_LEGACY_KERAS": "1"},
     )
+    return TorchConversion.from_json(result)
 
 
 def _convert(
     spec: ModelSpec, base: Path, input_shape: tuple, num_classes: int, out_dir: Path, say: Callable[[str], None]
-) -> dict:
+) -> TorchConversion:
     """The child's work: load the module, wrap it for NHWC, convert, export out_dir/model.tflite."""
     torch, litert_torch = _modules()
     module = load_module(spec, base, input_shape, num_classes)
@@ -162,17 +166,18 @@ def _convert(
             f"model.torch {spec.torch!r}: litert-torch could not convert it: {type(e).__name__}: {msg[:400]}",
             "rerun with --debug for the converter's output; litert-torch converts what torch.export can trace",
         ) from None
-    return {
-        "skipped": "PyTorch model: converted by litert-torch, not trained",
-        "train_seconds": round(time.perf_counter() - t0, 3),
-        "params": int(sum(p.numel() for p in module.parameters())),
-    }
+    return TorchConversion(
+        skipped="PyTorch model: converted by litert-torch, not trained",
+        train_seconds=round(time.perf_counter() - t0, 3),
+        params=int(sum(p.numel() for p in module.parameters())),
+    )
 
 
 def _work(job: dict, say: Callable[[str], None]) -> dict:
-    """The child's side of convert_torch()."""
+    """The child's side of convert_torch(): its record as JSON, which the parent turns back into the record."""
     spec = ModelSpec.model_validate(job["model"])
-    return _convert(spec, Path(job["base"]), tuple(job["input_shape"]), job["num_classes"], Path(job["out_dir"]), say)
+    out = _convert(spec, Path(job["base"]), tuple(job["input_shape"]), job["num_classes"], Path(job["out_dir"]), say)
+    return out.to_json()
 
 
 if __name__ == "__main__":

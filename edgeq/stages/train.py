@@ -11,10 +11,11 @@ from edgeq.data import zoo
 from edgeq.data.datasets import Dataset
 from edgeq.errors import ModelError
 from edgeq.progress import tracker
+from edgeq.records.stages import TrainOutput
 from edgeq.stages.quiet import import_tensorflow
 
 
-def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Callable[[str], None]) -> dict:
+def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Callable[[str], None]) -> TrainOutput:
     """Build (or load) the model, fit it, save out_dir/model.keras. Returns the stage's metrics."""
     import_tensorflow()
     import keras
@@ -45,13 +46,13 @@ def train(spec: PipelineSpec, base: Path, ds: Dataset, out_dir: Path, log: Calla
     seconds = time.perf_counter() - start
     model.save(out_dir / "model.keras")
     _, keras_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
-    return {
-        "epochs_run": len(history.get("loss", [])),
-        "history": history,
-        "train_seconds": round(seconds, 3),
-        "keras_test_accuracy": float(keras_acc),  # for reference only: validate measures the .tflite files
-        "params": int(model.count_params()),
-    }
+    return TrainOutput(
+        epochs_run=len(history.get("loss", [])),
+        history={k: tuple(v) for k, v in history.items()},
+        train_seconds=round(seconds, 3),
+        keras_test_accuracy=float(keras_acc),  # for reference only: validate measures the .tflite files
+        params=int(model.count_params()),
+    )
 
 
 def _rate(lr: float, schedule: str, total_steps: int):

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.config import GatesSpec, VariantSpec
-from edgeq.records.run import VariantResult
+from edgeq.records.run import LayerErrors, VariantResult
+from edgeq.records.stages import Evaluation
 from edgeq.stages.debug import layer_errors
 from edgeq.stages.interpreter import Runtime
 from edgeq.stages.quiet import captured_output
@@ -55,20 +56,20 @@ def predict(runtime: Runtime, model_path: Path, x: np.ndarray, batch: int = 256)
     return preds
 
 
-def evaluate(runtime: Runtime, model_path: Path, x_test: np.ndarray, y_test: np.ndarray, batch: int) -> dict:
+def evaluate(runtime: Runtime, model_path: Path, x_test: np.ndarray, y_test: np.ndarray, batch: int) -> Evaluation:
     start = time.perf_counter()
     with captured_output():  # the runtime logs delegate creation on fd 2
         preds = predict(runtime, model_path, x_test, batch)
     seconds = time.perf_counter() - start
-    return {
-        "accuracy": float(np.mean(preds == y_test)),
-        "test_samples": int(len(y_test)),
-        "size_bytes": model_path.stat().st_size,
-        "eval_seconds": round(seconds, 3),
-    }
+    return Evaluation(
+        accuracy=float(np.mean(preds == y_test)),
+        test_samples=int(len(y_test)),
+        size_bytes=model_path.stat().st_size,
+        eval_seconds=round(seconds, 3),
+    )
 
 
-def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray) -> dict:
+def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray) -> LayerErrors:
     """Per-layer int8 error of the artifact in quantize_dir, on the first test rows (edgeq/stages/debug.py).
 
     Needs the calibrated model the quantize stage keeps; a QAT model has none (its ranges were learned).
@@ -78,7 +79,9 @@ def layer_errors_of(quantize_dir: Path, variant: VariantSpec, x_test: np.ndarray
 
     cal = quantize_dir / "calibrated.tflite"
     if not cal.exists():
-        return {"skipped": "no calibrated model (quantization-aware training, the LiteRT quantizer, or an older cache entry)"}
+        return LayerErrors(
+            skipped="no calibrated model (quantization-aware training, the LiteRT quantizer, or an older cache entry)"
+        )
     meta = json.loads((quantize_dir / "meta.json").read_text()) if (quantize_dir / "meta.json").exists() else {}
     denylist = [f["tensor"] for f in (meta.get("mixed_precision") or {}).get("float_layers", [])]
     return layer_errors(cal.read_bytes(), variant, x_test, denylist)

@@ -123,9 +123,9 @@ def test_compiles_a_compatible_model_with_the_compiler_on_path(keras_models, fak
     assert c.compatible, c.problems
     argv = fake_compiler.read_text().split()
     assert argv[0] == "--show_operations" and argv[1] == "--out_dir" and argv[-1].endswith("model.tflite")
-    assert meta["edgetpu"]["compiler_version"] == "16.0.384591198"
-    assert meta["edgetpu"]["ops_on_edgetpu"] == 3 and meta["edgetpu"]["ops_on_cpu"] == 0
-    assert meta["eval_file"] == "model_cpu.tflite" and meta["type"] == "edgetpu"
+    assert meta.edgetpu is not None and meta.edgetpu["compiler_version"] == "16.0.384591198"
+    assert meta.edgetpu["ops_on_edgetpu"] == 3 and meta.edgetpu["ops_on_cpu"] == 0
+    assert meta.eval_file == "model_cpu.tflite" and meta.type == "edgetpu"
 
 
 def test_without_the_compiler_says_where_to_get_it(keras_models, no_compiler, tmp_path):

@@ -142,16 +142,16 @@ def test_layer_errors_name_the_outlier_layer(outlier):
 
     o = outlier
     le = layer_errors(o["cal"], VariantSpec(type="int8"), o["x"][o["te"]])
-    assert le["samples"] == 200 and len(le["worst"]) == 5
-    for la in le["layers"]:
-        assert {"op", "layer", "tensor", "scale", "zero_point", "rmse_scale", "mean_error", "max_abs_error"} <= set(la)
-    worst = le["worst"][0]
+    assert le.samples == 200 and len(le.worst) == 5
+    for la in le.layers:
+        assert {"op", "layer", "tensor", "scale", "zero_point", "rmse_scale", "mean_error", "max_abs_error"} <= set(la.to_json())
+    worst = le.worst[0]
     # the outlier channels sit in the penultimate Dense's output: its RMSE is many quantization steps
-    assert worst["op"] == "FULLY_CONNECTED" and worst["rmse_scale"] > 3, worst
-    assert "channel_scale" in worst["tensor"]
-    others = [la["rmse_scale"] for la in le["layers"] if la is not worst and la["rmse_scale"] is not None]
-    assert max(others) < worst["rmse_scale"] / 3
-    assert [la["rmse_scale"] for la in le["worst"]] == sorted((la["rmse_scale"] for la in le["worst"]), reverse=True)
+    assert worst.op == "FULLY_CONNECTED" and worst.rmse_scale > 3, worst
+    assert "channel_scale" in worst.tensor
+    others = [la.rmse_scale for la in le.layers if la is not worst and la.rmse_scale is not None]
+    assert max(others) < worst.rmse_scale / 3
+    assert [la.rmse_scale for la in le.worst] == sorted((la.rmse_scale for la in le.worst), reverse=True)
 
 
 def test_mixed_precision_recovers_accuracy_with_requested_float_islands_only(outlier):
@@ -209,7 +209,7 @@ def test_denylist_names_must_match_whole_tensor_names(outlier):
 
     o = outlier
     v = VariantSpec(type="int8")
-    full = layer_errors(o["cal"], v, o["x"][:20])["worst"][0]["tensor"]
+    full = layer_errors(o["cal"], v, o["x"][:20]).worst[0].tensor
     partial = full.split(";")[0]
     assert all(
         dt != "float32"
