@@ -187,3 +187,24 @@ def test_edgeq_bench_self_sizes_its_sessions(edgeq, tmp_path):
     assert r.code == 0, r.stderr
     assert "budget_exhausted after 3 sessions" in r.stderr, r.stderr
     assert "(75.0 %)" in r.stdout, r.stdout
+
+
+def test_benchmark_stage_self_sizes_with_ci_target(tmp_path):
+    """benchmark.ci_target on the local board: a tiny target runs each variant to max_sessions and says so."""
+    from edgeq.config import BenchmarkStageSpec
+    from edgeq.pipeline.fleet import benchmark_stage
+    from edgeq.records.run import VariantResult
+
+    p = _tiny(tmp_path / "a.tflite")
+    variants = {"a": VariantResult(type="fp32", artifact=str(p), sha256="0" * 64, size_bytes=p.stat().st_size)}
+    spec = BenchmarkStageSpec(
+        targets=["local"], runs=4, warmup=1, min_seconds=0.0, inputs="random", sessions=2, ci_target="1e-6%", max_sessions=3
+    )
+    stage, _, failures = benchmark_stage(
+        spec, ["local"], fleet.load_inventory(None), variants, tmp_path / "run", None, lambda s: None, lambda s: None
+    )
+    assert not failures
+    (r,) = stage.results
+    assert len(r.sessions) == 3 and r.ci_sizing is not None
+    assert (r.ci_sizing.stop, r.ci_sizing.sessions_run) == ("budget_exhausted", 3)
+    assert r.ci_ms is not None and r.ci_ms.level == 0.75
