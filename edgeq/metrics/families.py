@@ -61,11 +61,13 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "edgeq_latency_session_stddev_seconds": ("Standard deviation of the session median latencies.", BENCH_LABELS),
     "edgeq_latency_p50_ci_lower_seconds": (
-        "Lower bound of the 95% bootstrap interval of the median of session medians.",
+        "Lower bound of the interval of the median of session medians (exact order-statistic interval, its level "
+        "in the run's results; runs recorded before it: 95% bootstrap).",
         BENCH_LABELS,
     ),
     "edgeq_latency_p50_ci_upper_seconds": (
-        "Upper bound of the 95% bootstrap interval of the median of session medians.",
+        "Upper bound of the interval of the median of session medians (exact order-statistic interval, its level "
+        "in the run's results; runs recorded before it: 95% bootstrap).",
         BENCH_LABELS,
     ),
     "edgeq_harness_floor_seconds": ("Invoke time of a no-op model on the device (the harness floor).", BENCH_LABELS),
