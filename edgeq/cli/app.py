@@ -48,7 +48,7 @@ def _root(
 
 
 def _register() -> None:
-    from edgeq.cli import fleet, inspect, numerics, results, run, scaffold
+    from edgeq.cli import doctor, fleet, inspect, numerics, results, run, scaffold
 
     run.register(app)
     fleet.register(app)
@@ -56,6 +56,7 @@ def _register() -> None:
     results.register(app)
     inspect.register(app)
     scaffold.register(app)
+    doctor.register(app)
 
 
 _register()

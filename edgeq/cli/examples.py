@@ -29,6 +29,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "metrics textfile": ("edgeq metrics textfile /var/lib/prometheus/node-exporter/edgeq.prom",),
     "metrics backfill": ("edgeq metrics backfill --prometheus-data /var/lib/prometheus/metrics2 --since 2026-01-01",),
     "metrics serve": ("edgeq metrics serve --port 9108",),
+    "doctor": ("edgeq doctor --json",),
     # commands of other branches (init, dashboards export): their examples live here too
     "init": ("edgeq init my-lab",),
     "dashboards": ("edgeq dashboards export ./grafana",),
