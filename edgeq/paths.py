@@ -1,4 +1,11 @@
-"""The edgeq home (runs, cache, history) and atomic file writes."""
+"""The working folder (found like git's), the edgeq home (runs, cache, history) and atomic file writes.
+
+The working folder is the nearest folder, from the working directory up, that holds `.edgeq/` or
+`devices.yaml` (what `edgeq init` writes). The walk stops at the filesystem root and never climbs to $HOME
+or a folder above it (a stray ~/devices.yaml does not capture every project under ~), as git's
+GIT_CEILING_DIRECTORIES. Explicit settings win: $EDGEQ_HOME for the home, --devices or $EDGEQ_DEVICES for
+the devices file.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,39 @@ import tempfile
 from pathlib import Path
 
 HOME_ENV = "EDGEQ_HOME"
+HOME_DIR = ".edgeq"
+DEVICES_FILE = "devices.yaml"
+
+
+def _ceiling() -> Path | None:
+    h = os.environ.get("HOME")
+    try:
+        return Path(h).resolve() if h else None
+    except (OSError, RuntimeError):
+        return None
+
+
+def working_folder(start: Path | None = None) -> Path | None:
+    """The nearest folder from `start` (default: the working directory) up holding .edgeq/ or devices.yaml.
+
+    None when there is none below the filesystem root or the $HOME ceiling ($HOME itself is looked at only
+    when the walk starts there)."""
+    here = (start or Path.cwd()).resolve()
+    ceiling = _ceiling()
+    for d in (here, *here.parents):
+        if d != here and ceiling is not None and (d == ceiling or d in ceiling.parents):
+            return None
+        if (d / HOME_DIR).is_dir() or (d / DEVICES_FILE).is_file():
+            return d
+    return None
 
 
 def home() -> Path:
-    """EDGEQ_HOME, else .edgeq/ in the working directory."""
-    return Path(os.environ.get(HOME_ENV) or ".edgeq").resolve()
+    """$EDGEQ_HOME, else .edgeq/ in the working folder (working_folder()), else .edgeq/ in the working directory."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).resolve()
+    return (working_folder() or Path.cwd().resolve()) / HOME_DIR
 
 
 def umask() -> int:

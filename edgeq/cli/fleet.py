@@ -30,6 +30,7 @@ def devices_list(devices: DevicesOpt = None, json_out: JsonOpt = False, wide: Wi
 
     inv = load_inventory(devices)
     source = str(inv.source) if inv.source else "embedded default"
+    output.using(devices=source)
     if inv.labgrid is not None:  # the boards are places: known only once leased (no connection is made here)
         lg = inv.labgrid
         if json_out:
@@ -55,9 +56,10 @@ def devices_check(
 ) -> None:
     """Reach each board and run the agent's `facts`; exit 8 if any board is unreachable or unhealthy."""
     output.use_json(json_out)
-    from edgeq import fleet
+    from edgeq import fleet, paths
 
     with fleet.open_inventory(devices, output.log) as inv:
+        output.using(devices=inv.source or "embedded default", home=paths.home())
         res = keep_finished(
             "check", json_out, "device check", lambda: fleet.check(inv, targets or ["all"], parallel=parallel, progress=None)
         )

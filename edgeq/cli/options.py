@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 JSON_HELP = "Print one JSON document on stdout (logs go to stderr)."
-DEVICES_HELP = "devices.yaml to use (else $EDGEQ_DEVICES, else ./devices.yaml, else one `local` board)."
+DEVICES_HELP = "devices.yaml to use (else $EDGEQ_DEVICES, else the working folder's devices.yaml, else one `local` board)."
 TARGET_HELP = "Device name, tag, or `all` (repeatable)."
 DB_HELP = "History database (else $EDGEQ_HISTORY_DB, else <edgeq home>/history.db)."
 

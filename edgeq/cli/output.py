@@ -50,6 +50,7 @@ class Output:
         self.terminated = 0  # the stop signal that arrived: SIGTERM or SIGHUP (0: none)
         self.verbosity = 0  # -1 with -q (errors, warnings, results), 1 with -v (edgeq's logging records too)
         self.wide = False  # --wide: every table column, however wide the terminal
+        self.files: dict[str, str] = {}  # the config and state files this invocation read (output.using)
         self._err: Console | None = None
         self._out: Console | None = None
 
@@ -101,8 +102,20 @@ def use_wide(flag: bool) -> None:
     current().wide = current().wide or flag
 
 
+def using(**files: Any) -> None:
+    """Name the files this command reads (devices file, home, history): one `using ...` line on stderr, and a
+    `files` object in its --json document. Found by walking up from the working directory (edgeq.paths), they
+    may not be where the user stands."""
+    named = {k: str(v) for k, v in files.items() if v is not None}
+    current().files.update(named)
+    log("using " + ", ".join(f"{k} {v}" for k, v in named.items()))
+
+
 def emit(doc: Any) -> None:
-    """Print the command's one JSON document on stdout."""
+    """Print the command's one JSON document on stdout (with `files` when the command named them: using())."""
+    files = current().files
+    if files and isinstance(doc, dict) and "files" not in doc:
+        doc = {**doc, "files": files}
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
     current().printed = True

@@ -183,7 +183,9 @@ def report(
     """Write one self-contained HTML report (plots inline, readable offline) for a run."""
     output.use_json(json_out)
     from edgeq.report.html import write_report
+    from edgeq.results import default_db_path
 
+    output.using(history=db or default_db_path())
     res = write_report(run, out_file, last=last, db_path=db, pipeline=pipeline)
     if json_out:
         output.emit(res.to_json())

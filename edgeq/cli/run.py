@@ -53,6 +53,9 @@ def run(
     Example: edgeq run pipelines/quickstart.yaml --json > manifest.json
     """
     output.use_json(json_out)
+    from edgeq import paths
+
+    output.using(home=paths.home())  # runs, cache, history (the devices file: the pipeline's devices:, else as `devices list`)
     if len(pipelines) == 1:
         _run_one(pipelines[0], force, push_gateway, fail_on_regression, json_out, emit=True, rerun_baseline=rerun_baseline)
         return

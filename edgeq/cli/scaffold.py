@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +43,10 @@ def init_cmd(
     """Scaffold a working folder: devices.yaml, a pipeline, dashboards, alert rules and nightly units.
 
     Writes devices.yaml, pipelines/quickstart.yaml, constraints.txt, dashboards/ (Grafana, Prometheus,
-    alert rules) and dashboards/nightly/ (systemd units, a CI example), from files shipped in edgeq.
+    alert rules) and dashboards/nightly/ (systemd units, a CI example), from files shipped in edgeq, and a
+    .gitignore keeping edgeq's home (.edgeq/) out of git (an existing .gitignore gets the line added).
+
+    edgeq finds the folder from any subfolder, as git does: the nearest folder up holding .edgeq/ or devices.yaml.
 
     The alert rules' runbook links point at edgeq's upstream docs unless --docs-url names your copy.
 
@@ -56,15 +60,20 @@ def init_cmd(
 
     base = skel.docs_base(docs_url)
     written = skel.write(directory, skel.files(), force=force, docs_url=base)
-    run = f"`edgeq run {directory / 'pipelines' / 'quickstart.yaml'}`"
+    ignore = skel.write_gitignore(directory)  # .edgeq/ kept out of git; an existing .gitignore gets the line
+    if ignore is not None:
+        written.append(ignore)
+    run = f"`edgeq run {Path('pipelines') / 'quickstart.yaml'}`"
     if not installed("tensorflow"):
         run += " (needs the train extra: pip install 'edgeq[train]')"
+    here = directory.resolve() == Path.cwd().resolve()
+    cd = "" if here else f"`cd {shlex.quote(str(directory))}`, "
     _report(
         directory,
         written,
         base,
         json_out,
-        [f"next: edit {directory / 'devices.yaml'} (your boards), `edgeq devices check`, {run}"],
+        [f"next: {cd}edit devices.yaml (your boards), `edgeq devices check`, {run}"],
     )
 
 

@@ -7,6 +7,9 @@ drift. Files are written with the umask's permissions (edgeq.paths.atomic_write_
 The alert rules' runbook links (and the dashboard's links into the docs) are absolute, because Alertmanager
 and Grafana open them from elsewhere: they start with DOCS_URL, edgeq's upstream docs/ folder. `--docs-url`
 writes another base in their place, for a team that serves its own copy of docs/.
+
+`edgeq init` also keeps its home out of version control: it writes a .gitignore holding `.edgeq/`, or adds
+that line to the folder's own .gitignore (never replaced, --force or not).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ NIGHTLY = "dashboards/nightly/"  # systemd units and the CI example: `init` writ
 DOCS_URL = "https://github.com/edgeq/edgeq/blob/main/docs/"
 # http(s), and none of the characters that would end the YAML or JSON string it lands in (quotes,
 # backslash) or start a Go template in a Prometheus annotation ({{)
+GITIGNORE = ".gitignore"
+GITIGNORE_LINE = ".edgeq/"
+GITIGNORE_TEXT = "# edgeq's home: runs, build cache, history.db, known_hosts (`edgeq init`)\n" + GITIGNORE_LINE + "\n"
 _DOCS_URL_SHAPE = re.compile(r"https?://[^\s\"'\\<>{}|^`]+")
 
 
@@ -86,3 +92,21 @@ def write(dest: Path, rels: list[str], src_prefix: str = "", force: bool = False
             data = data.replace(DOCS_URL.encode(), base.encode())
         paths.atomic_write_bytes(dst, data)
     return [t for _, t in targets]
+
+
+def write_gitignore(dest: Path) -> Path | None:
+    """dest/.gitignore ignoring .edgeq/: written if missing, the line appended if absent; None when it was there."""
+    path = dest / GITIGNORE
+    try:
+        old = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = None
+    if old is None:
+        paths.atomic_write_bytes(path, GITIGNORE_TEXT.encode())
+        return path
+    lines = {ln.strip() for ln in old.splitlines()}
+    if lines & {GITIGNORE_LINE, ".edgeq", "/.edgeq", "/.edgeq/"}:
+        return None
+    sep = "" if old == "" or old.endswith("\n") else "\n"
+    paths.atomic_write_bytes(path, (old + sep + GITIGNORE_TEXT).encode())
+    return path

@@ -108,7 +108,8 @@ def where(request: pytest.FixtureRequest, init_dir: Path) -> Path:
 def test_every_shipped_file_has_a_consumer_and_init_writes_them_all(init_dir: Path):
     assert [r for r in skel.files() if consumer(r) is None] == []
     written = sorted(str(f.relative_to(init_dir)) for f in init_dir.rglob("*") if f.is_file())
-    assert written == skel.files()
+    assert written == sorted([*skel.files(), skel.GITIGNORE])  # and the .gitignore keeping .edgeq/ out of git
+    assert (init_dir / skel.GITIGNORE).read_text() == skel.GITIGNORE_TEXT  # git reads it: tests/func/test_config_discovery.py
 
 
 def _yaml_and_json() -> list[str]:

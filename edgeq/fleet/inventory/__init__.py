@@ -21,7 +21,7 @@ def _quiet(_message: str) -> None:
 def open_inventory(spec: Inventory | Path | str | None = None, log: Callable[[str], None] = _quiet) -> Iterator[Inventory]:
     """The boards one command runs on, ready, released when the block ends (errors, Ctrl-C and SIGTERM included).
 
-    `spec`: a devices file (None: $EDGEQ_DEVICES, ./devices.yaml, else the embedded default) or an Inventory
+    `spec`: a devices file (None: $EDGEQ_DEVICES, the working folder's devices.yaml, else the embedded default) or an Inventory
     already loaded. A devices.yaml with `labgrid:` gives the places reserved and acquired for this command (`log`
     says who holds them while it waits); one that lists hosts gives them as they are."""
     inv = spec if isinstance(spec, Inventory) else load_inventory(spec)

@@ -1,6 +1,7 @@
 """The fleet registry: devices.yaml -> validated, immutable DeviceSpecs, and target selection.
 
-Lookup order: an explicit path (--devices), then $EDGEQ_DEVICES, then ./devices.yaml, else the
+Lookup order: an explicit path (--devices), then $EDGEQ_DEVICES, then devices.yaml in the working folder
+(the nearest folder up from the working directory holding .edgeq/ or devices.yaml: edgeq.paths), else the
 embedded default (one `local` board running the agent on this machine).
 """
 
@@ -230,8 +231,12 @@ def find_devices_file(path: Path | str | None = None) -> Path | None:
     env = os.environ.get("EDGEQ_DEVICES")
     if env:
         return Path(env)
-    here = Path("devices.yaml")
-    return here if here.is_file() else None
+    from edgeq.paths import DEVICES_FILE, working_folder
+
+    root = working_folder()
+    if root is None or not (root / DEVICES_FILE).is_file():
+        return None
+    return Path(DEVICES_FILE) if root == Path.cwd().resolve() else root / DEVICES_FILE  # ./devices.yaml as before
 
 
 def load_inventory(path: Path | str | None = None) -> Inventory:
