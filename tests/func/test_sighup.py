@@ -33,6 +33,12 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _hangup_default() -> None:
+    """Start edgeq with SIGHUP at its default, as from a terminal: a suite run under nohup (or a CI runner that
+    ignores SIGHUP) would hand its children an ignored SIGHUP, which edgeq rightly keeps ignored."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -127,6 +133,7 @@ def test_sighup_during_run(tmp_path):
         text=True,
         env=_env(home),
         cwd=tmp_path,
+        preexec_fn=_hangup_default,  # noqa: PLW1509 - only resets one signal before exec
     )
     assert p.stderr is not None
     before: list[str] = []
@@ -161,6 +168,7 @@ def test_terminal_hangup_during_bench(board):
     pid, master = pty.fork()
     if pid == 0:  # the child: edgeq leads its own session with the pty as its controlling terminal
         try:
+            _hangup_default()
             os.chdir(board["model"].parent)
             os.execve(sys.executable, _bench_argv(board, "--min-seconds", "120"), _env(board["home"]))  # noqa: S606
         finally:
